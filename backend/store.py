@@ -1,0 +1,515 @@
+"""The SQLite store: schema, migrations and every query of the project (the only module with SQL).
+
+Why SQLite in WAL mode: the TUI, the detached runner and CLI commands are separate processes that
+read and write the same workspace at once; WAL lets readers proceed while one writer commits, and a
+busy timeout turns lock contention into a short wait instead of "database is locked". Multi-statement
+writes take the write lock up front (``BEGIN IMMEDIATE``) so two writers never deadlock upgrading a
+read lock. A run's task results are written in one transaction, so a killed process leaves either a
+whole task row or none.
+
+Only stdlib ``sqlite3`` and ``sqlite_utils`` are imported here: the UI imports this module and must
+start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import GreentuiError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+RUN_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+ACTIVE_STATES = ("queued", "running")
+VARIANTS = ("vanilla", "pruned")
+TASK_RESULT_FIELDS = (
+    "acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_samples", "seconds", "tokens",
+    "energy_cpu_kwh", "energy_gpu_kwh", "energy_ram_kwh", "energy_kwh", "nvml_joules",
+    "meter", "cpu_mode", "device", "num_fewshot", "limit_n", "provenance",
+)
+
+
+def now() -> float:
+    return time.time()
+
+
+# --------------------------------------------------------------------------------------- migrations
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    """The schema of design.md."""
+    db["models"].create({
+        "id": int, "ref": str, "name": str, "source": str, "arch": str, "params": int,
+        "layers": int, "heads": int, "kv_heads": int, "hidden": int, "intermediate": int,
+        "dtype": str, "size_bytes": int, "trust_remote_code": int, "info": str, "added_at": float,
+    }, pk="id", not_null={"ref"}, defaults={"trust_remote_code": 0})
+    db["models"].create_index(["ref"], unique=True)
+    db["runs"].create({
+        "id": int, "model_id": int, "parent_run_id": int, "kind": str, "label": str, "config": str,
+        "status": str, "pid": int, "device": str, "position": float, "stage": str,
+        "created_at": float, "started_at": float, "finished_at": float,
+        "params_before": int, "params_after": int, "baseline_key": str, "error": str,
+    }, pk="id", not_null={"kind", "status", "config"},
+        foreign_keys=[("model_id", "models", "id"), ("parent_run_id", "runs", "id")])
+    db["runs"].create_index(["status", "position"])
+    db["runs"].create_index(["baseline_key"])
+    db["runs"].create_index(["model_id"])
+    db["task_results"].create({
+        "id": int, "run_id": int, "variant": str, "task": str,
+        "acc": float, "acc_stderr": float, "acc_norm": float, "acc_norm_stderr": float,
+        "n_samples": int, "seconds": float, "tokens": int,
+        "energy_cpu_kwh": float, "energy_gpu_kwh": float, "energy_ram_kwh": float,
+        "energy_kwh": float, "nvml_joules": float, "meter": str, "cpu_mode": str, "device": str,
+        "num_fewshot": int, "limit_n": int, "provenance": str, "created_at": float,
+    }, pk="id", not_null={"run_id", "variant", "task"}, foreign_keys=[("run_id", "runs", "id")])
+    db["task_results"].create_index(["run_id", "variant", "task"], unique=True)
+    db["run_metrics"].create({
+        "id": int, "run_id": int, "variant": str, "name": str, "value": float, "detail": str,
+    }, pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["run_metrics"].create_index(["run_id", "variant", "name"], unique=True)
+    db["events"].create({"id": int, "run_id": int, "t": float, "kind": str, "payload": str},
+                        pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["events"].create_index(["run_id", "id"])
+    db["power_samples"].create({"id": int, "run_id": int, "t": float, "watts": float,
+                                "source": str, "limit_w": float},
+                               pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["power_samples"].create_index(["run_id", "id"])
+    db["settings"].create({"key": str, "value": str}, pk="key")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# ------------------------------------------------------------------------------------------- store
+
+class Store:
+    """A connection to one workspace's database. Cheap to open; one per thread or process."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        _refuse_non_database(self.path)
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise GreentuiError(f"{self.path} is not a usable greentui database ({exc}); "
+                                "it was left untouched — move it aside or pass another --runs-dir") from exc
+        self.journal_mode = mode
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._migrate()
+
+    # ---------------------------------------------------------------- plumbing
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Take the write lock now (BEGIN IMMEDIATE), commit on success, roll back on error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)")
+            row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > SCHEMA_VERSION:
+                raise GreentuiError(
+                    f"{self.path} has schema version {current}, newer than this greentui ({SCHEMA_VERSION}); "
+                    "upgrade greentui")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version - 1](self.db)
+                c.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, now()))
+
+    def schema_version(self) -> int:
+        return self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, tuple(params))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def _row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    # ---------------------------------------------------------------- settings
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def queue_paused(self) -> bool:
+        return self.get_setting("queue_paused", "0") == "1"
+
+    def set_queue_paused(self, paused: bool) -> None:
+        self.set_setting("queue_paused", "1" if paused else "0")
+
+    # ---------------------------------------------------------------- models
+    MODEL_FIELDS = ("name", "source", "arch", "params", "layers", "heads", "kv_heads", "hidden",
+                    "intermediate", "dtype", "size_bytes", "trust_remote_code")
+
+    def upsert_model(self, ref: str, **info: Any) -> int:
+        """Add or refresh a model by its reference (HF id or absolute path); return its id."""
+        fields = {k: info.pop(k) for k in list(info) if k in self.MODEL_FIELDS}
+        fields["trust_remote_code"] = int(bool(fields.get("trust_remote_code", 0)))
+        extra = json.dumps(info, default=str) if info else None
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM models WHERE ref = ?", (ref,)).fetchone()
+            if row:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                c.execute(f"UPDATE models SET {sets}, info = COALESCE(?, info) WHERE id = ?",
+                          (*fields.values(), extra, row[0]))
+                return int(row[0])
+            cols = ", ".join(["ref", *fields, "info", "added_at"])
+            marks = ", ".join("?" * (len(fields) + 3))
+            cur = c.execute(f"INSERT INTO models ({cols}) VALUES ({marks})",
+                            (ref, *fields.values(), extra, now()))
+            return int(cur.lastrowid)
+
+    def get_model(self, ref_or_id: str | int) -> dict[str, Any] | None:
+        if isinstance(ref_or_id, int) or str(ref_or_id).isdigit():
+            row = self._row("SELECT * FROM models WHERE id = ?", (int(ref_or_id),))
+            if row:
+                return row
+        return self._row("SELECT * FROM models WHERE ref = ? OR name = ? ORDER BY id LIMIT 1",
+                         (str(ref_or_id), str(ref_or_id)))
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT m.*, (SELECT COUNT(*) FROM runs r WHERE r.model_id = m.id) AS runs "
+                          "FROM models m ORDER BY m.id")
+
+    def remove_model(self, model_id: int) -> None:
+        """Remove a model that no run refers to; runs are history and are never dropped implicitly."""
+        with self.transaction() as c:
+            n = c.execute("SELECT COUNT(*) FROM runs WHERE model_id = ?", (model_id,)).fetchone()[0]
+            if n:
+                raise GreentuiError(f"model {model_id} has {n} run(s); delete them first (greentui rm RUN)")
+            if c.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount == 0:
+                raise GreentuiError(f"no model with id {model_id}")
+
+    # ---------------------------------------------------------------- runs
+    def create_run(self, model_id: int | None, kind: str, config: dict[str, Any], *,
+                   status: str = "queued", parent_run_id: int | None = None, label: str | None = None,
+                   baseline_key: str | None = None, device: str | None = None, pid: int | None = None) -> int:
+        if status not in RUN_STATES:
+            raise ValueError(status)
+        with self.transaction() as c:
+            pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+            t = now()
+            cur = c.execute(
+                "INSERT INTO runs (model_id, parent_run_id, kind, label, config, status, pid, device, "
+                "position, created_at, started_at, baseline_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (model_id, parent_run_id, kind, label, json.dumps(config, sort_keys=True, default=str),
+                 status, pid, device, pos, t, t if status == "running" else None, baseline_key))
+            return int(cur.lastrowid)
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        row = self._row("SELECT r.*, m.ref AS model_ref, m.name AS model_name, m.arch AS model_arch "
+                        "FROM runs r LEFT JOIN models m ON m.id = r.model_id WHERE r.id = ?", (run_id,))
+        if row:
+            row["config"] = json.loads(row["config"] or "{}")
+        return row
+
+    def require_run(self, run_id: int) -> dict[str, Any]:
+        row = self.get_run(run_id)
+        if row is None:
+            raise GreentuiError(f"no run with id {run_id} in {self.path}")
+        return row
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        if not fields:
+            return
+        if "status" in fields and fields["status"] not in RUN_STATES:
+            raise ValueError(fields["status"])
+        if "config" in fields:
+            fields["config"] = json.dumps(fields["config"], sort_keys=True, default=str)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Close a run unless it was already closed (e.g. cancelled while finishing)."""
+        self.conn.execute("UPDATE runs SET status = ?, error = COALESCE(?, error), finished_at = ?, pid = NULL "
+                          "WHERE id = ? AND status IN ('queued', 'running')", (status, error, now(), run_id))
+
+    def delete_runs(self, run_ids: Iterable[int]) -> int:
+        """Delete runs and everything they recorded; running runs are refused."""
+        ids = [int(i) for i in run_ids]
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as c:
+            busy = c.execute(f"SELECT id FROM runs WHERE status = 'running' AND id IN ({marks})", ids).fetchall()
+            if busy:
+                raise GreentuiError(f"run {busy[0][0]} is running; cancel it before deleting")
+            c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
+            for table in ("task_results", "run_metrics", "events", "power_samples"):
+                c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
+            return c.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
+
+    def list_runs(self, *, limit: int = 200, offset: int = 0, text: str | None = None,
+                  statuses: Iterable[str] | None = None, model_id: int | None = None,
+                  order: str = "id", descending: bool = True) -> list[dict[str, Any]]:
+        """Run summaries for tables: own averages, the baseline's averages and their ratios.
+
+        Paged (``limit``/``offset``) so that the UI shows its first screen at once with 10,000 runs.
+        """
+        where, params = self._run_filter(text, statuses, model_id)
+        order_sql = {"id": "r.id", "model": "m.ref", "status": "r.status", "avg_acc": "own.acc",
+                     "avg_wh": "own.wh", "acc_ratio": "own.acc / base.acc", "wh_ratio": "own.wh / base.wh",
+                     "created": "r.created_at", "ratio": "json_extract(r.config, '$.prune_ratio')",
+                     "method": "json_extract(r.config, '$.importance')",
+                     "position": "r.position"}.get(order, "r.id")
+        sql = f"""
+            WITH agg AS (
+                SELECT run_id, variant, AVG(acc) AS acc, AVG(energy_kwh) * 1000.0 AS wh,
+                       COUNT(*) AS tasks
+                FROM task_results GROUP BY run_id, variant)
+            SELECT r.id, r.model_id, r.parent_run_id, r.kind, r.label, r.status, r.stage, r.device,
+                   r.created_at, r.started_at, r.finished_at, r.params_before, r.params_after, r.error,
+                   r.position, r.pid,
+                   m.ref AS model_ref, m.name AS model_name,
+                   json_extract(r.config, '$.importance') AS method,
+                   json_extract(r.config, '$.prune_ratio') AS prune_ratio,
+                   json_extract(r.config, '$.no_prune') AS no_prune,
+                   own.acc AS avg_acc, own.wh AS avg_wh, own.tasks AS tasks_done,
+                   base.acc AS base_acc, base.wh AS base_wh,
+                   CASE WHEN base.acc > 0 THEN own.acc / base.acc END AS acc_ratio,
+                   CASE WHEN base.wh > 0 THEN own.wh / base.wh END AS wh_ratio
+            FROM runs r
+            LEFT JOIN models m ON m.id = r.model_id
+            LEFT JOIN agg own ON own.run_id = r.id AND own.variant =
+                 (CASE WHEN r.kind = 'experiment' THEN 'pruned' ELSE
+                   COALESCE((SELECT variant FROM task_results t WHERE t.run_id = r.id LIMIT 1), 'vanilla') END)
+            LEFT JOIN agg base ON base.run_id = r.parent_run_id AND base.variant = 'vanilla'
+            {where}
+            ORDER BY {order_sql} {'DESC' if descending else 'ASC'}, r.id {'DESC' if descending else 'ASC'}
+            LIMIT ? OFFSET ?"""
+        return self._rows(sql, [*params, int(limit), int(offset)])
+
+    def count_runs(self, *, text: str | None = None, statuses: Iterable[str] | None = None,
+                   model_id: int | None = None) -> int:
+        where, params = self._run_filter(text, statuses, model_id)
+        return self.conn.execute(f"SELECT COUNT(*) FROM runs r LEFT JOIN models m ON m.id = r.model_id {where}",
+                                 params).fetchone()[0]
+
+    @staticmethod
+    def _run_filter(text: str | None, statuses: Iterable[str] | None,
+                    model_id: int | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if text:
+            like = f"%{text}%"
+            clauses.append("(m.ref LIKE ? OR r.status LIKE ? OR r.kind LIKE ? OR r.label LIKE ? "
+                           "OR r.config LIKE ? OR CAST(r.id AS TEXT) = ?)")
+            params += [like, like, like, like, like, text]
+        if statuses:
+            st = list(statuses)
+            clauses.append(f"r.status IN ({','.join('?' * len(st))})")
+            params += st
+        if model_id is not None:
+            clauses.append("r.model_id = ?")
+            params.append(model_id)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    # ---------------------------------------------------------------- queue
+    def queued_runs(self) -> list[dict[str, Any]]:
+        return self.list_runs(statuses=ACTIVE_STATES, order="position", descending=False, limit=10_000)
+
+    def claim_next_run(self, pid: int, device: str) -> dict[str, Any] | None:
+        """Atomically move the first queued run to running for this runner; None when none/paused."""
+        with self.transaction() as c:
+            if c.execute("SELECT value FROM settings WHERE key = 'queue_paused'").fetchone() == ("1",):
+                return None
+            busy = c.execute("SELECT id FROM runs WHERE status = 'running' AND device = ?", (device,)).fetchone()
+            if busy:
+                return None
+            row = c.execute("SELECT id FROM runs WHERE status = 'queued' AND (device IS NULL OR device = ?) "
+                            "ORDER BY position, id LIMIT 1", (device,)).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE runs SET status = 'running', pid = ?, device = ?, started_at = ? WHERE id = ?",
+                      (pid, device, now(), row[0]))
+        return self.get_run(row[0])
+
+    def move_in_queue(self, run_id: int, delta: int) -> None:
+        """Swap a queued run with its neighbour (delta -1 = earlier, +1 = later)."""
+        with self.transaction() as c:
+            rows = c.execute("SELECT id, position FROM runs WHERE status = 'queued' ORDER BY position, id").fetchall()
+            ids = [r[0] for r in rows]
+            if run_id not in ids:
+                raise GreentuiError(f"run {run_id} is not queued")
+            i = ids.index(run_id)
+            j = i + delta
+            if 0 <= j < len(ids):
+                (a, pa), (b, pb) = rows[i], rows[j]
+                c.execute("UPDATE runs SET position = ? WHERE id = ?", (pb, a))
+                c.execute("UPDATE runs SET position = ? WHERE id = ?", (pa, b))
+
+    def running_runs(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT id, pid, device FROM runs WHERE status = 'running'")
+
+    def mark_interrupted(self, run_ids: Iterable[int], reason: str) -> int:
+        """Runs whose process vanished: mark interrupted, drop their partial rows? No — rows are whole
+        tasks already; keep them. Pause the queue so nothing surprising starts after a crash."""
+        ids = list(run_ids)
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as c:
+            n = c.execute(f"UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?, pid = NULL "
+                          f"WHERE status = 'running' AND id IN ({marks})", (reason, now(), *ids)).rowcount
+            if n:
+                c.execute("INSERT INTO settings (key, value) VALUES ('queue_paused', '1') "
+                          "ON CONFLICT(key) DO UPDATE SET value = '1'")
+            return n
+
+    def requeue(self, run_id: int) -> int:
+        """A new queued run with the same model, kind and config (the old one stays as history)."""
+        run = self.require_run(run_id)
+        return self.create_run(run["model_id"], run["kind"], run["config"], label=run["label"],
+                               baseline_key=run["baseline_key"])
+
+    def cancel_queued(self, run_id: int) -> bool:
+        return self.conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ? "
+                                 "WHERE id = ? AND status = 'queued'", (now(), run_id)).rowcount == 1
+
+    # ---------------------------------------------------------------- baselines
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
+        """The newest finished baseline with this key that holds every requested task."""
+        want = sorted(set(tasks))
+        for row in self._rows("SELECT id FROM runs WHERE baseline_key = ? AND kind = 'baseline' "
+                              "AND status = 'done' ORDER BY id DESC", (baseline_key,)):
+            have = {r["task"] for r in self.task_results(row["id"], variant="vanilla")}
+            if set(want) <= have:
+                return self.get_run(row["id"])
+        return None
+
+    # ---------------------------------------------------------------- results
+    def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None:
+        self.save_task_results(run_id, [dict(result, variant=variant, task=task)])
+
+    def save_task_results(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+        """Write whole task results in one transaction (replacing a previous row of the same task)."""
+        rows = list(rows)
+        with self.transaction() as c:
+            for r in rows:
+                if r["variant"] not in VARIANTS:
+                    raise ValueError(f"variant {r['variant']!r}")
+                vals = {k: r.get(k) for k in TASK_RESULT_FIELDS}
+                if isinstance(vals["provenance"], (dict, list)):
+                    vals["provenance"] = json.dumps(vals["provenance"], sort_keys=True, default=str)
+                cols = ["run_id", "variant", "task", *vals, "created_at"]
+                c.execute(f"INSERT OR REPLACE INTO task_results ({', '.join(cols)}) "
+                          f"VALUES ({', '.join('?' * len(cols))})",
+                          (run_id, r["variant"], r["task"], *vals.values(), now()))
+
+    def task_results(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM task_results WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if variant:
+            sql += " AND variant = ?"
+            params.append(variant)
+        rows = self._rows(sql + " ORDER BY id", params)
+        for r in rows:
+            if r.get("provenance"):
+                r["provenance"] = json.loads(r["provenance"])
+        return rows
+
+    def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
+                    detail: dict[str, Any] | None = None) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO run_metrics (run_id, variant, name, value, detail) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          (run_id, variant, name, value, json.dumps(detail, default=str) if detail else None))
+
+    def metrics(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT variant, name, value, detail FROM run_metrics WHERE run_id = ? ORDER BY id",
+                          (run_id,))
+
+    # ---------------------------------------------------------------- events and power
+    def add_event(self, run_id: int, kind: str, payload: dict[str, Any] | None = None,
+                  t: float | None = None) -> int:
+        cur = self.conn.execute("INSERT INTO events (run_id, t, kind, payload) VALUES (?, ?, ?, ?)",
+                                (run_id, t or now(), kind, json.dumps(payload or {}, default=str)))
+        return int(cur.lastrowid)
+
+    def events(self, run_id: int, after_id: int = 0, kinds: Iterable[str] | None = None,
+               limit: int = 5000) -> list[dict[str, Any]]:
+        sql = "SELECT id, t, kind, payload FROM events WHERE run_id = ? AND id > ?"
+        params: list[Any] = [run_id, after_id]
+        if kinds:
+            k = list(kinds)
+            sql += f" AND kind IN ({','.join('?' * len(k))})"
+            params += k
+        rows = self._rows(sql + " ORDER BY id LIMIT ?", [*params, limit])
+        for r in rows:
+            r["payload"] = json.loads(r["payload"] or "{}")
+        return rows
+
+    def add_power_sample(self, run_id: int, t: float, watts: float, source: str,
+                         limit_w: float | None = None) -> None:
+        self.conn.execute("INSERT INTO power_samples (run_id, t, watts, source, limit_w) VALUES (?, ?, ?, ?, ?)",
+                          (run_id, t, watts, source, limit_w))
+
+    def power_samples(self, run_id: int, after_id: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        return self._rows("SELECT id, t, watts, source, limit_w FROM power_samples WHERE run_id = ? AND id > ? "
+                          "ORDER BY id LIMIT ?", (run_id, after_id, limit))
+
+    # ---------------------------------------------------------------- bulk, for tests and benches
+    def insert_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Insert many rows in one transaction (the demo seeding and the 10,000-run bench use it)."""
+        rows = list(rows)
+        if not rows:
+            return
+        cols = list(rows[0])
+        with self.transaction() as c:
+            c.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                          [tuple(r.get(k) for k in cols) for r in rows])
+
+
+def _refuse_non_database(path: Path) -> None:
+    """Never open (and so never let SQLite rewrite) a file that is not an SQLite database."""
+    if path.is_dir():
+        raise GreentuiError(f"{path} is a directory, not a greentui database")
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+        if head != SQLITE_MAGIC:
+            raise GreentuiError(f"{path} is not an SQLite database (corrupted or another file); "
+                                "it was left untouched — move it aside or pass another --runs-dir")
+
+
+def open_store(workspace: Path) -> Store:
+    from .workspace import db_path
+    return Store(db_path(workspace))
