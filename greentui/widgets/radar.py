@@ -25,14 +25,15 @@ Series = Mapping[str, Sequence[Value]]
 #: Height / width of one terminal cell.  Most terminal fonts are close to 1:2.
 DEFAULT_CELL_ASPECT = 2.0
 
-#: Series colours in draw order (first series is drawn first, later ones win shared cells).
+#: Series colours in draw order (later series win shared cells).  Same names as the plotext
+#: charts use, so a series (e.g. "vanilla") has one colour across all figures.
 PALETTE: tuple[str, ...] = (
-    "bright_cyan",
-    "bright_magenta",
-    "bright_yellow",
-    "bright_green",
-    "bright_red",
-    "bright_blue",
+    "cyan",
+    "magenta",
+    "yellow",
+    "green",
+    "red",
+    "blue",
 )
 GRID_STYLE = "grey42"
 RINGS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -320,7 +321,7 @@ class RadarChart(Widget):
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
         self.normalise = normalise
-        self.colors = tuple(colors)
+        self.series_colors = tuple(colors)
         self.cell_aspect = cell_aspect
         self.axes: list[str] = []
         self.series: dict[str, list[float | None]] = {}
@@ -348,7 +349,7 @@ class RadarChart(Widget):
             self.axes,
             self.series,
             normalise_values=self.normalise,
-            colors=self.colors,
+            colors=self.series_colors,
             cell_aspect=self.cell_aspect,
         )
 

@@ -1,0 +1,316 @@
+"""plotext charts in Textual ``Static`` widgets: grouped bars per task and an energy/accuracy
+Pareto scatter.
+
+Why plotext (and not textual-plotext): textual-plotext is unmaintained and reaches into
+plotext 5's private modules.  Here we only use plotext's public API (``plotext>=5.3,<6``),
+build an ANSI string with ``plt.build()`` and turn it into a rich ``Text`` with
+``Text.from_ansi``.  Widgets rebuild at their own size on mount, on resize and on new data, all
+on the main thread (see :mod:`._plotext` for why).
+
+Error bars: plotext 5.3 has ``plt.error`` (a vertical segment of total length ``yerr``,
+centred on y), so the grouped bars draw real ``±stderr`` whiskers, positioned at each bar's
+centre (``multiple_bar`` places series ``k`` of ``m`` at ``x + offset_k`` with offsets evenly
+spaced in ``[-1/2 + 1/2m, 1/2 - 1/2m]``).  The caption says so.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import plotext as plt
+from rich.text import Text
+from textual.events import Resize
+from textual.widgets import Static
+
+from ._plotext import MIN_HEIGHT, MIN_WIDTH, PLOTEXT_COLORS, build_figure, message
+
+Value = float | None
+
+#: Short names for the study's tasks, used only when the full names do not fit under a bar
+#: group.  The caption then prints the key.
+TASK_ABBREV: dict[str, str] = {
+    "arc_challenge": "arc_c",
+    "arc_easy": "arc_e",
+    "boolq": "boolq",
+    "hellaswag": "hella",
+    "piqa": "piqa",
+    "openbookqa": "obqa",
+    "winogrande": "wino",
+}
+
+
+def _abbrev(label: str, room: int) -> str:
+    short = TASK_ABBREV.get(label, label)
+    if len(short) > room:
+        short = short[: max(1, room - 1)] + "…" if room > 1 else short[:1]
+    return short
+
+
+def _num(v: Value) -> float:
+    return 0.0 if v is None or v != v else float(v)  # v != v: NaN
+
+
+def _group_offsets(m: int) -> list[float]:
+    """x offsets of the m bars inside a group, exactly as plotext's ``multiple_bar`` uses."""
+    if m <= 1:
+        return [0.0] * m
+    lo, hi = -0.5 + 1 / (2 * m), 0.5 - 1 / (2 * m)
+    return [lo + (hi - lo) * k / (m - 1) for k in range(m)]
+
+
+def build_grouped_bars(
+    width: int,
+    height: int,
+    title: str,
+    tasks: Sequence[str],
+    series: Mapping[str, Sequence[Value]],
+    stderr: Mapping[str, Sequence[Value]] | None = None,
+    *,
+    y_label: str | None = None,
+    colors: Sequence[str] = PLOTEXT_COLORS,
+) -> Text:
+    """A grouped bar chart (one group per task, one bar per series) as ``width`` x ``height`` Text.
+
+    The last line is a caption: legend in series colours, ``whiskers = ±1 stderr`` when error
+    bars are drawn, and which values were missing (drawn as empty bars, never as zeros that
+    could pass for measurements).
+    """
+    width, height = int(width), int(height)
+    names = [n for n in series]
+    if not tasks or not names or all(all(v is None for v in series[n]) for n in names):
+        return message(f"{title}: no data" if title else "no data", width, height)
+    if width < MIN_WIDTH or height < MIN_HEIGHT:
+        return message("(too small)", width, height)
+    for n in names:
+        if len(series[n]) != len(tasks):
+            raise ValueError(f"series {n!r} has {len(series[n])} values for {len(tasks)} tasks")
+
+    n_tasks = len(tasks)
+    room = max(1, (width - 8) // n_tasks - 1)  # cells per group, minus a gap
+    shortened = any(len(t) > room for t in tasks)
+    labels = [_abbrev(t, room) if shortened else t for t in tasks]
+    cols = [colors[k % len(colors)] for k in range(len(names))]
+    ys = [[_num(v) for v in series[n]] for n in names]
+    top = max((max(y) for y in ys), default=0.0)
+    errs: list[list[float]] | None = None
+    if stderr:
+        errs = [[_num(v) for v in stderr.get(n, [None] * n_tasks)] for n in names]
+        top = max([top] + [y + e for yy, ee in zip(ys, errs) for y, e in zip(yy, ee)])
+
+    def draw() -> None:
+        plt.multiple_bar(labels, ys, color=cols)
+        if errs is not None:
+            for off, name, yy, ee in zip(_group_offsets(len(names)), names, ys, errs):
+                raw = series[name]
+                pts = [
+                    (k + 1 + off, y, e)
+                    for k, (y, e) in enumerate(zip(yy, ee))
+                    if e > 0 and raw[k] is not None and raw[k] == raw[k]
+                ]
+                if pts:
+                    plt.error([p[0] for p in pts], [p[1] for p in pts], yerr=[2 * p[2] for p in pts], color="white")
+        plt.xlim(0.5, n_tasks + 0.5)  # plotext clips the outer bars without this
+        plt.ylim(0, top * 1.08 if top > 0 else 1)
+        if title:
+            plt.title(title)
+        if y_label:
+            plt.ylabel(y_label)
+
+    chart = build_figure(width, height - 1, draw)
+    caption = Text(no_wrap=True, overflow="ellipsis", end="")
+    for name, col in zip(names, cols):
+        caption.append("██ ", col)
+        caption.append(f"{name}  ")
+    if errs is not None:
+        caption.append("whiskers = ±1 stderr  ", "dim")
+    missing = [f"{t} ({n})" for n in names for t, v in zip(tasks, series[n]) if v is None or v != v]
+    if missing:
+        caption.append("n/a: " + ", ".join(missing) + "  ", "dim")
+    if shortened:
+        caption.append(
+            " ".join(f"{_abbrev(t, room)}={t}" for t in tasks if _abbrev(t, room) != t), "dim"
+        )
+    caption.truncate(width, overflow="ellipsis")
+    return Text("\n", end="").join([chart, caption])
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Runs not dominated in (lower Wh, higher accuracy), sorted by Wh.
+
+    A run is on the front when no other run uses at most as much energy *and* is at least as
+    accurate (strictly better in one).  These are the only runs worth choosing between.
+    """
+    ordered = sorted(points, key=lambda p: (p[1], -p[2]))
+    front: list[tuple[str, float, float]] = []
+    best = float("-inf")
+    for p in ordered:
+        if p[2] > best:
+            front.append(p)
+            best = p[2]
+    return front
+
+
+def _padded(lo: float, hi: float, left: float, right: float) -> tuple[float, float]:
+    span = hi - lo
+    if span <= 0:
+        span = abs(hi) * 0.2 or 1.0
+        lo, hi = lo - span / 2, hi + span / 2
+    return lo - span * left, hi + span * right
+
+
+def build_scatter_pareto(
+    width: int,
+    height: int,
+    title: str,
+    points: Sequence[tuple[str, float, float]],
+    *,
+    x_label: str = "avg Wh per task",
+    y_label: str = "avg accuracy",
+) -> Text:
+    """Scatter of ``(label, avg_wh, avg_acc)`` runs, Pareto front joined by a line, labelled."""
+    width, height = int(width), int(height)
+    pts = [(str(lab), float(x), float(y)) for lab, x, y in points if x is not None and y is not None]
+    if not pts:
+        return message(f"{title}: no data" if title else "no data", width, height)
+    if width < MIN_WIDTH or height < MIN_HEIGHT:
+        return message("(too small)", width, height)
+    front = pareto_front(pts)
+    xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+    # Room on the right for the labels, which start just right of their point.
+    x_lo, x_hi = _padded(min(xs), max(xs), 0.05, 0.35)
+    y_lo, y_hi = _padded(min(ys), max(ys), 0.1, 0.1)
+    dx = (x_hi - x_lo) / max(1, width - 10) * 2  # ~2 cells, so labels don't hide the marker
+
+    def draw() -> None:
+        if len(front) > 1:
+            plt.plot([p[1] for p in front], [p[2] for p in front], color="green", label="Pareto front")
+        plt.scatter(xs, ys, color="cyan", marker="●")
+        for lab, x, y in pts:
+            plt.text(lab, x + dx, y, alignment="left")
+        plt.xlim(x_lo, x_hi)
+        plt.ylim(y_lo, y_hi)
+        if title:
+            plt.title(title)
+        plt.xlabel(x_label)
+        plt.ylabel(y_label)
+
+    return build_figure(width, height, draw)
+
+
+class _PlotextStatic(Static):
+    """A ``Static`` that rebuilds its plotext figure at its own size on mount and resize.
+
+    Subclasses size themselves with ``height: 1fr`` (not ``auto``): with ``auto`` the content
+    would decide the height, the figure would be rebuilt for that height, and so on.
+    """
+
+    def build(self, width: int, height: int) -> Text:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def redraw(self) -> None:
+        """Rebuild at the current content size (no-op before the first layout)."""
+        w, h = self.size.width, self.size.height
+        if w > 0 and h > 0:
+            self.update(self.build(w, h))
+
+    def on_mount(self) -> None:
+        self.redraw()
+
+    def on_resize(self, event: Resize) -> None:
+        self.redraw()
+
+
+class GroupedBars(_PlotextStatic):
+    """Grouped bars per task, e.g. vanilla vs pruned accuracy, or Wh, with ±stderr whiskers."""
+
+    DEFAULT_CSS = """
+    GroupedBars {
+        width: 1fr;
+        height: 1fr;
+        min-height: 8;
+    }
+    """
+
+    def __init__(
+        self,
+        title: str = "",
+        tasks: Sequence[str] = (),
+        series: Mapping[str, Sequence[Value]] | None = None,
+        stderr: Mapping[str, Sequence[Value]] | None = None,
+        *,
+        y_label: str | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__("", name=name, id=id, classes=classes)
+        self.title = title
+        self.tasks = list(tasks)
+        self.series = {k: list(v) for k, v in (series or {}).items()}
+        self.stderr = {k: list(v) for k, v in stderr.items()} if stderr else None
+        self.y_label = y_label
+
+    def update_data(
+        self,
+        tasks: Sequence[str],
+        series: Mapping[str, Sequence[Value]],
+        stderr: Mapping[str, Sequence[Value]] | None = None,
+        title: str | None = None,
+    ) -> None:
+        """Replace the data and redraw (call on the main thread)."""
+        self.tasks = list(tasks)
+        self.series = {k: list(v) for k, v in series.items()}
+        self.stderr = {k: list(v) for k, v in stderr.items()} if stderr else None
+        if title is not None:
+            self.title = title
+        self.redraw()
+
+    def build(self, width: int, height: int) -> Text:
+        return build_grouped_bars(
+            width, height, self.title, self.tasks, self.series, self.stderr, y_label=self.y_label
+        )
+
+
+class ScatterPareto(_PlotextStatic):
+    """Average accuracy (y) vs average Wh (x), one labelled point per run, Pareto front joined."""
+
+    DEFAULT_CSS = """
+    ScatterPareto {
+        width: 1fr;
+        height: 1fr;
+        min-height: 8;
+    }
+    """
+
+    def __init__(
+        self,
+        title: str = "Accuracy vs energy",
+        points: Sequence[tuple[str, float, float]] = (),
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__("", name=name, id=id, classes=classes)
+        self.title = title
+        self.points = list(points)
+
+    def update_data(self, points: Sequence[tuple[str, float, float]], title: str | None = None) -> None:
+        """Replace the ``(label, avg_wh, avg_acc)`` points and redraw (main thread)."""
+        self.points = list(points)
+        if title is not None:
+            self.title = title
+        self.redraw()
+
+    def build(self, width: int, height: int) -> Text:
+        return build_scatter_pareto(width, height, self.title, self.points)
+
+
+__all__ = [
+    "GroupedBars",
+    "ScatterPareto",
+    "TASK_ABBREV",
+    "build_grouped_bars",
+    "build_scatter_pareto",
+    "pareto_front",
+]
