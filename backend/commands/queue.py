@@ -1,0 +1,53 @@
+"""``greentui queue MODEL``: enqueue a run and make sure a detached runner is draining the queue."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import workspace_and_store
+from .run_options import add_run_options, config_from_args, prepare_run
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("queue", parents=parents, help="queue a run for the background runner",
+                       description="Record a queued run and start the detached runner unless one is alive. "
+                                   "`greentui queue --pause/--resume` pauses or resumes the queue.")
+    add_run_options(p)
+    p.add_argument("--no-start", action="store_true", help="only enqueue; do not start a runner")
+    p.set_defaults(func=run)
+    q = sub.add_parser("resume", parents=parents, help="resume a paused queue (after an interruption)")
+    q.add_argument("--no-start", action="store_true", help="do not start a runner")
+    q.set_defaults(func=resume)
+    q = sub.add_parser("pause", parents=parents, help="pause the queue (the current run finishes)")
+    q.set_defaults(func=pause)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..supervisor import recover_stale_runs, start_runner
+    cfg = config_from_args(args)
+    ws, store = workspace_and_store(args)
+    recover_stale_runs(store)
+    run_id = prepare_run(store, cfg, status="queued")
+    if store.queue_paused():
+        print(f"queued run {run_id}; the queue is paused (greentui resume to start it)")
+    elif not args.no_start:
+        pid = start_runner(ws)
+        print(f"queued run {run_id}; runner pid {pid}")
+    print(run_id)
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    from ..supervisor import start_runner
+    ws, store = workspace_and_store(args)
+    store.set_queue_paused(False)
+    if not args.no_start:
+        print(f"queue resumed; runner pid {start_runner(ws)}")
+    return 0
+
+
+def pause(args: argparse.Namespace) -> int:
+    _, store = workspace_and_store(args)
+    store.set_queue_paused(True)
+    print("queue paused")
+    return 0

@@ -1,0 +1,83 @@
+"""``greentui run MODEL``: one experiment in the foreground; prints the comparison and the run id last."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .common import workspace_and_store
+from .run_options import add_run_options, config_from_args, prepare_run
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", parents=parents, help="run one experiment now (baseline → prune → LoRA → evaluate)",
+                       description="Run the study's pipeline on MODEL in the foreground. The vanilla baseline is "
+                                   "reused when one with the same model, limit, few-shot, data and device exists.")
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+class _ProgressView:
+    """Turns pipeline events into rich progress bars and log lines on stderr."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(),
+                                 TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[msg]}"),
+                                 TimeElapsedColumn(), console=console, transient=False)
+        self.bars: dict[str, int] = {}
+
+    def __call__(self, kind: str, p: dict) -> None:
+        if kind == "stage_start":
+            self.bars[p["stage"]] = self.progress.add_task(p["stage"], total=1.0, msg="")
+        elif kind == "progress" and p.get("stage") in self.bars:
+            self.progress.update(self.bars[p["stage"]], completed=p["fraction"], msg=p.get("message", "")[:50])
+        elif kind == "stage_end" and p["stage"] in self.bars:
+            self.progress.update(self.bars[p["stage"]], completed=1.0, msg=f"{p['seconds']:.1f}s")
+        elif kind == "log":
+            self.progress.console.print(f"[dim]{p['line']}[/dim]")
+        elif kind == "result":
+            acc = "—" if p.get("acc") is None else f"{p['acc']:.3f}"
+            wh = "missing" if p.get("wh") is None else f"{p['wh']:.5f} Wh"
+            self.progress.console.print(f"  {p['variant']:<7} {p['task']:<14} acc {acc}  {wh}  [{p.get('meter')}]")
+        elif kind == "error":
+            self.progress.console.print(f"[red]error: {p['message']}[/red]")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..events import EventSink
+    from ..pipeline import RunCancelled, execute_run
+    from ..workspace import run_dir
+
+    cfg = config_from_args(args)
+    ws, store = workspace_and_store(args)
+    run_id = prepare_run(store, cfg, status="running", pid=os.getpid())
+    store.update_run(run_id, device=None)
+    console = Console(stderr=True)
+    console.print(f"run {run_id}: {cfg.model} — {cfg.summary()}")
+    sink = EventSink(store, run_id, run_dir(ws, run_id))
+    view = _ProgressView(console)
+    sink.listeners.append(view)
+
+    def on_term(signum, frame):
+        raise RunCancelled()
+    signal.signal(signal.SIGTERM, on_term)
+    with view.progress:
+        try:
+            status = execute_run(store, ws, run_id, sink)
+        except KeyboardInterrupt:
+            store.finish_run(run_id, "cancelled", "interrupted from the keyboard")
+            raise
+    from ..report import comparison_markdown
+    print(comparison_markdown(store, [run_id]))
+    print(run_id)
+    if status != "done":
+        err = store.get_run(run_id)["error"]
+        print(f"greentui: run {run_id} {status}: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,257 @@
+"""One run, stage by stage: load → vanilla baseline (reused when cached) → prune → LoRA → evaluate.
+
+The pipeline is the study as code. It owns ordering and bookkeeping only; the work itself lives in
+``prune``, ``finetune``, ``evaluate``, ``perplexity`` and ``energy``. Each task's result is written
+in its own transaction the moment it finishes, so a killed run keeps every whole task and no half
+one. Heavy libraries are imported inside ``execute_run`` only.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .errors import GreentuiError
+from .events import EventSink
+from .runconfig import RunConfig
+from .store import Store
+from .workspace import configure_hf_environment, run_dir
+
+
+class RunCancelled(Exception):
+    """Raised in the run's thread when the user cancels it (SIGTERM to the runner)."""
+
+
+def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "torch-pruning", "lm-eval", "codecarbon"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | None = None) -> str:
+    """Execute a run already marked running; return its final status. Never raises for run errors."""
+    run = store.require_run(run_id)
+    folder = run_dir(workspace, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    sink = sink or EventSink(store, run_id, folder)
+    cfg = RunConfig.from_dict(run["config"])
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    sampler = None
+    try:
+        cfg.validate()
+        configure_hf_environment(workspace)
+        sampler = _start_power_sampler(store.path, run_id)
+        _Pipeline(store, workspace, run, cfg, folder, sink).execute()
+        status, error = "done", None
+    except RunCancelled:
+        status, error = "cancelled", "cancelled by the user"
+    except GreentuiError as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # a bug or a library failure: keep the traceback in the run folder
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        (folder / "traceback.txt").write_text(traceback.format_exc())
+    finally:
+        if sampler is not None:
+            sampler.stop()
+    if error:
+        sink.emit("error", message=error)
+    store.finish_run(run_id, status, error)
+    sink.emit("done", status=status)
+    return status
+
+
+def _start_power_sampler(db_file: Path, run_id: int):
+    """Live power at ~1 Hz into power_samples, through the sampler thread's own connection."""
+    from .energy import PowerSampler
+    from .store import Store as _Store
+
+    conn: dict[str, Any] = {}
+
+    def on_sample(t: float, watts: float, source: str, limit_w: float | None) -> None:
+        if "store" not in conn:
+            conn["store"] = _Store(db_file)
+        conn["store"].add_power_sample(run_id, t, watts, source, limit_w)
+
+    sampler = PowerSampler(on_sample=on_sample)
+    sampler.start()
+    return sampler
+
+
+class _Pipeline:
+    """The stages of one run; see the module docstring for the order and its reasons."""
+
+    def __init__(self, store: Store, workspace: Path, run: dict[str, Any], cfg: RunConfig,
+                 folder: Path, sink: EventSink):
+        self.store, self.workspace, self.run, self.cfg = store, workspace, run, cfg
+        self.folder, self.sink = folder, sink
+        self.run_id = run["id"]
+        self.stages = ["load", "baseline"]
+        if not cfg.no_prune:
+            self.stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
+
+    # ------------------------------------------------------------------ helpers
+    def stage(self, name: str):
+        sink, stages = self.sink, self.stages
+
+        class _Stage:
+            def __enter__(self_inner):
+                self_inner.t0 = time.time()
+                sink.stage = name
+                self.store.update_run(self.run_id, stage=name)
+                sink.emit("stage_start", stage=name, index=stages.index(name), total=len(stages))
+                return self_inner
+
+            def __exit__(self_inner, exc_type, *rest):
+                if exc_type is None:
+                    sink.emit("stage_end", stage=name, seconds=round(time.time() - self_inner.t0, 3))
+                return False
+        return _Stage()
+
+    def free(self, *objs: Any) -> None:
+        for o in objs:
+            del o
+        gc.collect()
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ stages
+    def execute(self) -> None:
+        import torch
+
+        from .model_io import load_model
+        from .models import register_model
+
+        cfg, sink = self.cfg, self.sink
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        with self.stage("load"):
+            model_id = self.run["model_id"] or register_model(self.store, cfg.model, cfg.trust_remote_code)
+            model_row = self.store.get_model(model_id)
+            self.store.update_run(self.run_id, model_id=model_id, device=device)
+            sink.log(f"loading {model_row['ref']} on {device}")
+            model, tokenizer = load_model(model_row["ref"] if not model_row.get("path") else model_row["ref"],
+                                          device=device, trust_remote_code=bool(model_row["trust_remote_code"]))
+            params_before = sum(p.numel() for p in model.parameters())
+            self.store.update_run(self.run_id, params_before=params_before, params_after=params_before)
+            sink.log(f"{params_before:,} parameters, {len(model.model.layers)} decoder layers")
+            self.provenance = {"device": device, "device_name": _device_name(device), "seed": cfg.seed,
+                               "versions": library_versions(), "model": model_row["ref"]}
+
+        with self.stage("baseline"):
+            self.baseline(model, tokenizer, model_row["ref"], device)
+
+        if cfg.no_prune:
+            return
+        with self.stage("prune"):
+            from .prune import PruneConfig, prune_model
+            pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
+                               ignore_last=cfg.ignore_last, round_to=cfg.round_to,
+                               calib_samples=cfg.calib_samples, calib_seq_len=cfg.calib_seq_len,
+                               calib_file=cfg.calib_file, device=device, seed=cfg.seed)
+            report = prune_model(model, tokenizer, pcfg, progress=sink.progress_for("prune"))
+            for w in report.get("warnings", []):
+                sink.log(f"warning: {w}")
+            params_after = sum(p.numel() for p in model.parameters())
+            self.store.update_run(self.run_id, params_after=params_after)
+            sink.log(f"pruned: {params_before:,} → {params_after:,} parameters "
+                     f"({params_after / params_before:.3f})")
+            (self.folder / "prune_report.json").write_text(json.dumps(report, indent=2, default=str))
+        if not cfg.no_lora:
+            with self.stage("lora"):
+                from .finetune import LoraSpec, finetune_lora
+                spec = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                                steps=cfg.lora_steps, epochs=cfg.lora_epochs, lr=cfg.lora_lr,
+                                batch_size=cfg.lora_batch_size, cutoff_len=cfg.lora_cutoff_len,
+                                data=cfg.lora_data, seed=cfg.seed, merge=True)
+                model, lora_report = finetune_lora(
+                    model, tokenizer, spec, self.folder / "lora", device=device,
+                    progress=sink.progress_for("lora"), on_loss=lambda d: sink.emit("loss", **d))
+                (self.folder / "lora_report.json").write_text(json.dumps(lora_report, indent=2, default=str))
+                if lora_report.get("eval_loss_after") is not None:
+                    self.store.save_metric(self.run_id, "pruned", "lora_eval_loss", lora_report["eval_loss_after"])
+        from .model_io import save_model
+        save_model(model, tokenizer, self.folder / "model",
+                   report={"run_id": self.run_id, "config": cfg.to_dict()})
+        with self.stage("evaluate"):
+            self.evaluate(model, tokenizer, "pruned", self.run_id, device)
+
+    def baseline(self, model, tokenizer, model_ref: str, device: str) -> None:
+        cfg = self.cfg
+        key = cfg.baseline_key(model_ref, device)
+        if cfg.no_prune:  # this run *is* a baseline
+            self.store.update_run(self.run_id, baseline_key=key)
+            self.evaluate(model, tokenizer, "vanilla", self.run_id, device)
+            return
+        cached = self.store.find_baseline(key, cfg.tasks)
+        if cached:
+            self.store.update_run(self.run_id, parent_run_id=cached["id"])
+            self.sink.log(f"reusing the vanilla baseline of run {cached['id']} (same model, tasks, limit, "
+                          "few-shot, data and device)")
+            self.sink.emit("progress", stage="baseline", fraction=1.0, message=f"reused run {cached['id']}")
+            return
+        base_cfg = RunConfig.from_dict(dict(cfg.to_dict(), no_prune=True))
+        base_id = self.store.create_run(self.run["model_id"] or self.store.get_run(self.run_id)["model_id"],
+                                        "baseline", base_cfg.to_dict(), status="running", pid=os.getpid(),
+                                        device=device, baseline_key=key,
+                                        label=f"baseline for run {self.run_id}")
+        self.store.update_run(self.run_id, parent_run_id=base_id)
+        self.sink.log(f"evaluating the vanilla baseline as run {base_id}")
+        try:
+            self.evaluate(model, tokenizer, "vanilla", base_id, device)
+        except BaseException as exc:
+            status = "cancelled" if isinstance(exc, RunCancelled) else "failed"
+            self.store.finish_run(base_id, status, f"{type(exc).__name__}: {exc}")
+            raise
+        self.store.finish_run(base_id, "done")
+
+    def evaluate(self, model, tokenizer, variant: str, target_run: int, device: str) -> None:
+        """Evaluate every task (one transaction each), then WikiText-2 perplexity."""
+        from .evaluate import evaluate_model
+
+        cfg, sink = self.cfg, self.sink
+        stage = sink.stage or "evaluate"
+        out_dir = run_dir(self.workspace, target_run)
+        batch = cfg.batch_size if cfg.batch_size == "auto" else int(cfg.batch_size)
+        results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
+                                 num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,
+                                 out_dir=out_dir, measure_energy=cfg.measure_energy, country=cfg.country,
+                                 progress=sink.progress_for(stage))
+        for row in results:
+            prov = dict(self.provenance, **(row.get("provenance") or {}))
+            row = dict(row, provenance=prov)
+            self.store.save_task_result(target_run, variant, row["task"], row)
+            wh = None if row.get("energy_kwh") is None else row["energy_kwh"] * 1000
+            sink.emit("result", variant=variant, task=row["task"], acc=row.get("acc"),
+                      acc_norm=row.get("acc_norm"), wh=wh, meter=row.get("meter"), run=target_run)
+        if cfg.ppl_limit:
+            from .perplexity import perplexity
+            sink.emit("progress", stage=stage, fraction=1.0, message="WikiText-2 perplexity")
+            ppl = perplexity(model, tokenizer, max_tokens=cfg.ppl_limit)
+            self.store.save_metric(target_run, variant, "ppl_wikitext2", ppl.get("ppl"), ppl)
+            sink.log(f"{variant} WikiText-2 perplexity {ppl.get('ppl'):.2f} on {ppl.get('tokens')} tokens")
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+        return torch.cuda.get_device_name(0)
+    return platform.processor() or platform.machine()

@@ -1,0 +1,131 @@
+"""GQA-aware attention-head pruning of our own (torch-pruning is not used for heads).
+
+Why not torch-pruning: its dependency graph never finishes when there are exactly two query heads
+per kv head (upstream #527: Qwen2 8/4, Gemma-2, Llama 16/8), Qwen3's q_norm/k_norm make it skip
+heads silently, and it only removes query heads inside each kv group. Here heads are scored with
+the same per-element importance torch-pruning uses (Taylor |w * dL/dw|, L1 |w|, L2 w^2, or random)
+summed over the head's rows of q (k, v) and columns of o_proj, and the layer keeps:
+
+* ``kv_keep`` kv heads (highest kv-group score = k/v rows + all query heads of the group), and
+* ``q_keep`` query heads inside each kept group (highest head score), the same count in every group
+  because Hugging Face attention repeats each kv head ``heads / kv_heads`` times.
+
+(``kv_keep``, ``q_keep``) is the pair whose removed share of the attention parameters is closest to
+the target; ties keep more. Head counts therefore move in steps: the real counts are reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class HeadPlan:
+    heads: int
+    kv_heads: int
+    keep_q: list[int]  # original query-head indices, grouped by kept kv head
+    keep_kv: list[int]
+
+    @property
+    def removed_q(self) -> list[int]:
+        return [h for h in range(self.heads) if h not in set(self.keep_q)]
+
+    @property
+    def removed_kv(self) -> list[int]:
+        return [h for h in range(self.kv_heads) if h not in set(self.keep_kv)]
+
+
+def _element_scores(param, method: str):
+    w = param.detach().float()
+    if method == "taylor":
+        if param.grad is None:
+            raise RuntimeError("taylor importance needs gradients; run calibration first")
+        return (w * param.grad.detach().float()).abs()
+    if method == "l1":
+        return w.abs()
+    if method == "l2":
+        return w.pow(2)
+    raise ValueError(method)
+
+
+def head_scores(attn, heads: int, kv_heads: int, method: str, generator=None):
+    """(score per query head, score per kv group) as 1-D float tensors."""
+    import torch
+
+    d = attn.head_dim
+    if method == "random":
+        return torch.rand(heads, generator=generator), torch.rand(kv_heads, generator=generator)
+    if hasattr(attn, "qkv_proj"):
+        rows = _element_scores(attn.qkv_proj.weight, method).sum(1)
+        if attn.qkv_proj.bias is not None:
+            rows = rows + _element_scores(attn.qkv_proj.bias, method)
+        q_rows, k_rows, v_rows = rows[:heads * d], rows[heads * d:(heads + kv_heads) * d], rows[(heads + kv_heads) * d:]
+    else:
+        def per_row(lin):
+            r = _element_scores(lin.weight, method).sum(1)
+            return r + _element_scores(lin.bias, method) if lin.bias is not None else r
+        q_rows, k_rows, v_rows = per_row(attn.q_proj), per_row(attn.k_proj), per_row(attn.v_proj)
+    o_cols = _element_scores(attn.o_proj.weight, method).sum(0)
+    q = q_rows.view(heads, d).sum(1) + o_cols.view(heads, d).sum(1)
+    kv = k_rows.view(kv_heads, d).sum(1) + v_rows.view(kv_heads, d).sum(1)
+    group = q.view(kv_heads, heads // kv_heads).sum(1) + kv
+    return q, group
+
+
+def attention_params(hidden: int, head_dim: int, heads: int, kv_heads: int) -> int:
+    """Weights of q, k, v and o for the given head counts (biases are a rounding error here)."""
+    return hidden * head_dim * (2 * heads + 2 * kv_heads)
+
+
+def choose_counts(hidden: int, head_dim: int, heads: int, kv_heads: int, target: float) -> tuple[int, int]:
+    """(kv_keep, q_keep_per_group) whose removed share of attention weights is closest to target."""
+    per = heads // kv_heads
+    full = attention_params(hidden, head_dim, heads, kv_heads)
+    best = None
+    for kv in range(1, kv_heads + 1):
+        for q in range(1, per + 1):
+            removed = 1 - attention_params(hidden, head_dim, kv * q, kv) / full
+            key = (abs(removed - target), removed)
+            if best is None or key < best[0]:
+                best = (key, (kv, q))
+    return best[1]
+
+
+def plan_heads(attn, heads: int, kv_heads: int, kv_keep: int, q_keep: int, method: str, generator=None) -> HeadPlan:
+    import torch
+
+    q_score, g_score = head_scores(attn, heads, kv_heads, method, generator)
+    per = heads // kv_heads
+    keep_kv = sorted(torch.topk(g_score, kv_keep).indices.tolist())
+    keep_q = []
+    for g in keep_kv:
+        local = torch.topk(q_score[g * per:(g + 1) * per], q_keep).indices.tolist()
+        keep_q.extend(g * per + i for i in sorted(local))
+    return HeadPlan(heads=heads, kv_heads=kv_heads, keep_q=keep_q, keep_kv=keep_kv)
+
+
+def _rows(heads: list[int], d: int, offset: int = 0):
+    import torch
+
+    return torch.tensor([offset + h * d + i for h in heads for i in range(d)], dtype=torch.long)
+
+
+def slice_attention_state(state: dict, prefix: str, plan: HeadPlan, head_dim: int, fused: bool) -> None:
+    """Slice the attention entries of a layer state dict (in place) to the planned heads."""
+    d, H, KV = head_dim, plan.heads, plan.kv_heads
+    q_idx, kv_idx = _rows(plan.keep_q, d), _rows(plan.keep_kv, d)
+    if fused:
+        idx = _rows(plan.keep_q, d)
+        idx = idx.new_tensor(idx.tolist() + _rows(plan.keep_kv, d, H * d).tolist()
+                             + _rows(plan.keep_kv, d, (H + KV) * d).tolist())
+        for name in ("qkv_proj.weight", "qkv_proj.bias"):
+            if prefix + name in state:
+                state[prefix + name] = state[prefix + name].index_select(0, idx.to(state[prefix + name].device))
+    else:
+        for proj, idx in (("q_proj", q_idx), ("k_proj", kv_idx), ("v_proj", kv_idx)):
+            for kind in ("weight", "bias"):
+                key = f"{prefix}{proj}.{kind}"
+                if key in state:
+                    state[key] = state[key].index_select(0, idx.to(state[key].device))
+    key = prefix + "o_proj.weight"
+    state[key] = state[key].index_select(1, q_idx.to(state[key].device))
