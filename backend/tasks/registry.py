@@ -15,6 +15,7 @@ Only stdlib + PyYAML are imported at module level; lm_eval is located lazily.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +205,9 @@ def build_local_task_dir(data_dir: str | Path, tasks: list[str], work_dir: str |
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GreentuiError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    # An explicit cache_dir: datasets reads HF_DATASETS_CACHE once, at import, so setting the
+    # variable later (after transformers imported datasets) would not keep ~/.cache clean.
+    cache_dir = os.environ.get("HF_DATASETS_CACHE") or str(Path(work_dir).resolve() / ".cache" / "datasets")
     for name in tasks:
         spec = TASKS[name]
         file = (data / spec.file_name).resolve()
@@ -214,7 +218,7 @@ def build_local_task_dir(data_dir: str | Path, tasks: list[str], work_dir: str |
             "tag": [],
             "dataset_path": "json",
             "dataset_name": None,
-            "dataset_kwargs": {"data_files": {LOCAL_SPLIT: str(file)}},
+            "dataset_kwargs": {"data_files": {LOCAL_SPLIT: str(file)}, "cache_dir": cache_dir},
             "training_split": None,
             "validation_split": None,
             "test_split": LOCAL_SPLIT,
