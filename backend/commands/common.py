@@ -47,3 +47,12 @@ def parse_run_id(text: str) -> int:
         return int(str(text).lstrip("#"))
     except ValueError:
         raise GreentuiError(f"{text!r} is not a run id (a number, see greentui ls)") from None
+
+
+def console(stderr: bool = False):
+    """A rich console; piped output gets a wide fixed width so tables are never truncated."""
+    import sys
+
+    from rich.console import Console
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 200)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
+
 from rich.table import Table
 
-from .common import fmt_float, fmt_time, workspace_and_store
+from .common import console, fmt_float, fmt_time, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
                       "—" if r["prune_ratio"] is None or r["kind"] != "experiment" else f"{r['prune_ratio']:.3g}",
                       r["status"], fmt_float(r["avg_acc"]), fmt_float(r["avg_wh"], 4),
                       fmt_float(r["acc_ratio"]), fmt_float(r["wh_ratio"]), fmt_time(r["created_at"]))
-    Console().print(table)
+    console().print(table)
     return 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
+
 from rich.table import Table
 
 from ..errors import GreentuiError
 from ..models import register_model as add_model
-from .common import fmt_bytes, fmt_params, workspace_and_store
+from .common import console, fmt_bytes, fmt_params, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     _, store = workspace_and_store(args)
-    con = Console()
+    con = console()
     if args.models_cmd == "add":
         model_id = add_model(store, args.ref, args.trust_remote_code)
         con.print(f"model {model_id}: {store.get_model(model_id)['ref']}")

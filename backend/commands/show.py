@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
+
 from rich.table import Table
 
-from .common import fmt_float, fmt_params, fmt_time, parse_run_id, workspace_and_store
+from .common import console, fmt_float, fmt_params, fmt_time, parse_run_id, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"run": r, "results": results, "baseline_results": base, "metrics": metrics},
                          indent=2, default=str))
         return 0
-    con = Console()
+    con = console()
     con.print(f"[b]run {run_id}[/b]  {r['kind']}  [b]{r['status']}[/b]  model {r['model_ref']}")
     con.print(f"created {fmt_time(r['created_at'])}  started {fmt_time(r['started_at'])}  "
               f"finished {fmt_time(r['finished_at'])}  device {r['device'] or '—'}")

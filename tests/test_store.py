@@ -1,0 +1,156 @@
+"""The SQLite store: schema, migrations, concurrency across processes, refusal of foreign files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from backend.errors import GreentuiError
+from backend.store import SCHEMA_VERSION, Store
+
+WRITER = textwrap.dedent("""
+    import sys
+    from backend.store import Store
+    db, n, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    s = Store(db)
+    run = s.create_run(None, "experiment", {"tag": tag}, status="running")
+    for i in range(n):
+        if i % 2:
+            s.add_event(run, "log", {"i": i, "tag": tag})
+        else:
+            s.save_task_results(run, [{"variant": "pruned", "task": f"t{i}", "acc": 0.5, "energy_kwh": 1e-6}])
+    s.finish_run(run, "done")
+    print(run)
+""")
+
+
+def test_fresh_store_has_schema_wal_and_foreign_keys(tmp_path):
+    s = Store(tmp_path / "g.db")
+    assert s.schema_version() == SCHEMA_VERSION
+    assert s.journal_mode == "wal"
+    assert s.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    tables = set(s.db.table_names())
+    assert {"models", "runs", "task_results", "events", "power_samples", "schema_version"} <= tables
+    with pytest.raises(sqlite3.IntegrityError):
+        s.create_run(9999, "experiment", {})  # no such model
+
+
+def test_reopening_does_not_migrate_twice(tmp_path):
+    Store(tmp_path / "g.db").close()
+    s = Store(tmp_path / "g.db")
+    assert s.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_newer_schema_is_refused(tmp_path):
+    s = Store(tmp_path / "g.db")
+    s.conn.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 5,))
+    s.close()
+    with pytest.raises(GreentuiError, match="newer than this greentui"):
+        Store(tmp_path / "g.db")
+
+
+def test_four_processes_write_concurrently_without_losing_rows(tmp_path):
+    db = tmp_path / "g.db"
+    Store(db).close()
+    env = dict(os.environ)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), "2500", f"w{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for i in range(4)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert "locked" not in err
+    s = Store(db)
+    assert s.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 4 * 1250
+    assert s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0] == 4 * 1250
+    assert s.conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0] == 4
+    assert s.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("content", [b"this is not a database\n" * 10, b"\x00\x01garbage" * 100])
+def test_a_file_that_is_not_a_database_is_refused_and_left_untouched(tmp_path, content):
+    db = tmp_path / "greentui.db"
+    db.write_bytes(content)
+    with pytest.raises(GreentuiError, match="not an SQLite database.*left untouched"):
+        Store(db)
+    assert db.read_bytes() == content
+    assert not (tmp_path / "greentui.db-wal").exists()
+
+
+def test_truncated_database_gives_clear_error(tmp_path):
+    db = tmp_path / "greentui.db"
+    s = Store(db)
+    s.create_run(None, "experiment", {})
+    s.close()
+    data = db.read_bytes()
+    db.write_bytes(data[:100] + b"\xff" * 200)  # valid magic, broken header and pages
+    with pytest.raises(GreentuiError):
+        Store(db)
+
+
+def test_task_results_are_written_in_one_transaction(tmp_path):
+    s = Store(tmp_path / "g.db")
+    run = s.create_run(None, "experiment", {})
+    rows = [{"variant": "pruned", "task": "boolq", "acc": 0.6}, {"variant": "bogus", "task": "piqa", "acc": 0.5}]
+    with pytest.raises(ValueError):
+        s.save_task_results(run, rows)
+    assert s.task_results(run) == []  # the valid first row was rolled back with the bad one
+
+
+def test_claim_is_exclusive_and_respects_pause_and_order(tmp_path):
+    s = Store(tmp_path / "g.db")
+    a = s.create_run(None, "experiment", {"n": 1})
+    b = s.create_run(None, "experiment", {"n": 2})
+    s.move_in_queue(b, -1)
+    s.set_queue_paused(True)
+    assert s.claim_next_run(1, "cpu") is None
+    s.set_queue_paused(False)
+    first = s.claim_next_run(1, "cpu")
+    assert first["id"] == b
+    assert s.claim_next_run(2, "cpu") is None  # one run per device at a time
+    s.finish_run(b, "done")
+    assert s.claim_next_run(2, "cpu")["id"] == a
+
+
+def test_interrupted_runs_pause_the_queue_and_keep_whole_results(tmp_path):
+    s = Store(tmp_path / "g.db")
+    run = s.create_run(None, "experiment", {}, status="running", pid=999999)
+    s.save_task_result(run, "pruned", "boolq", {"acc": 0.5})
+    assert s.mark_interrupted([run], "gone") == 1
+    assert s.get_run(run)["status"] == "interrupted"
+    assert s.queue_paused()
+    assert len(s.task_results(run)) == 1
+
+
+def test_list_runs_summarises_against_the_baseline(tmp_path):
+    s = Store(tmp_path / "g.db")
+    m = s.upsert_model("/m", name="m", arch="llama")
+    base = s.create_run(m, "baseline", {}, status="done")
+    exp = s.create_run(m, "experiment", {"importance": "taylor", "prune_ratio": 0.25}, parent_run_id=base)
+    s.save_task_results(base, [{"variant": "vanilla", "task": "boolq", "acc": 0.8, "energy_kwh": 0.002},
+                               {"variant": "vanilla", "task": "piqa", "acc": 0.6, "energy_kwh": 0.002}])
+    s.save_task_results(exp, [{"variant": "pruned", "task": "boolq", "acc": 0.6, "energy_kwh": 0.001},
+                              {"variant": "pruned", "task": "piqa", "acc": 0.45, "energy_kwh": 0.002}])
+    row = next(r for r in s.list_runs() if r["id"] == exp)
+    assert row["avg_acc"] == pytest.approx(0.525)
+    assert row["base_acc"] == pytest.approx(0.7)
+    assert row["acc_ratio"] == pytest.approx(0.75)
+    assert row["avg_wh"] == pytest.approx(1.5)
+    assert row["wh_ratio"] == pytest.approx(0.75)
+    assert row["method"] == "taylor" and row["prune_ratio"] == 0.25
+    assert s.count_runs(text="taylor") == 1
+    assert [r["id"] for r in s.list_runs(order="avg_acc", descending=True)][0] == base
+
+
+def test_delete_refuses_running_runs(tmp_path):
+    s = Store(tmp_path / "g.db")
+    r = s.create_run(None, "experiment", {}, status="running", pid=os.getpid())
+    with pytest.raises(GreentuiError, match="running"):
+        s.delete_runs([r])
+    s.finish_run(r, "failed", "x")
+    assert s.delete_runs([r]) == 1
