@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,14 @@ _MEASURED_CPU_MODES = {"intel_rapl": "rapl", "rapl": "rapl", "intel_power_gadget
 # ----------------------------------------------------------------------------------------- helpers
 
 def quiet_codecarbon() -> None:
-    """Silence CodeCarbon's logger (it logs INFO/WARNING before ``log_level`` takes effect)."""
+    """Silence CodeCarbon's logger (it logs INFO/WARNING before ``log_level`` takes effect).
+
+    Importing codecarbon resets its logger to INFO (or $CODECARBON_LOG_LEVEL), so import first.
+    """
+    try:
+        import codecarbon.external.logger  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
     lg = logging.getLogger("codecarbon")
     lg.setLevel(logging.ERROR)
     lg.propagate = False
@@ -252,8 +260,12 @@ class CpuEstimate:
         return self.tdp_w * share + self.ram_w
 
 
+@lru_cache(maxsize=4)
 def _cpu_tdp(threads: int) -> tuple[float, str]:
-    """CodeCarbon's TDP for this CPU (its database), else its default of 4 W per thread."""
+    """CodeCarbon's TDP for this CPU (its database), else its default of 4 W per thread.
+
+    The first call takes ~1.7 s (py-cpuinfo); cached afterwards.
+    """
     try:
         quiet_codecarbon()
         from codecarbon.core.cpu import TDP
@@ -368,11 +380,7 @@ class TaskEnergyMeter:
             country_iso_code=self.country,
             measure_power_secs=self.measure_power_secs,
             tracking_mode=self.tracking_mode,
-            save_to_file=False,
-            save_to_api=False,
-            save_to_logger=False,
-            save_to_prometheus=False,
-            save_to_logfire=False,
+            output_methods=[],          # = save_to_file/api/logger/... False (those flags are deprecated)
             log_level="error",
             allow_multiple_runs=True,   # no /tmp lock file, no signal handlers installed
             project_name=self.label,
