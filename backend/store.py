@@ -486,6 +486,21 @@ class Store:
         return self._rows("SELECT id, t, watts, source, limit_w FROM power_samples WHERE run_id = ? AND id > ? "
                           "ORDER BY id LIMIT ?", (run_id, after_id, limit))
 
+    def change_token(self) -> tuple[Any, ...]:
+        """A cheap fingerprint that changes whenever a run, event, result or the queue changes.
+
+        The TUI polls it twice a second and redraws only when it moves (indexed MAX/COUNT lookups).
+        """
+        return tuple(self.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM runs), (SELECT MAX(id) FROM runs), "
+            "(SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')), "
+            "(SELECT MAX(id) FROM events), (SELECT MAX(id) FROM task_results), "
+            "(SELECT COUNT(*) FROM task_results), (SELECT COUNT(*) FROM models), "
+            "(SELECT value FROM settings WHERE key = 'queue_paused'), "
+            "(SELECT group_concat(id || status || COALESCE(position, '')) FROM "
+            " (SELECT id, status, position FROM runs WHERE status IN ('queued', 'running') "
+            "  ORDER BY position, id))").fetchone())
+
     # ---------------------------------------------------------------- bulk, for tests and benches
     def insert_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
         """Insert many rows in one transaction (the demo seeding and the 10,000-run bench use it)."""

@@ -1,0 +1,27 @@
+"""``greentui`` (no command), ``greentui tui`` and ``greentui demo``: open the terminal workbench."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("tui", parents=parents, help="open the terminal workbench (the default)",
+                       description="Models, runs, new run, run detail, compare and queue screens. The UI "
+                                   "never runs the work: a detached runner does, so closing it (or an SSH "
+                                   "drop) never costs a run.")
+    p.add_argument("--device", default="auto", help="device the runner started by the UI claims runs for")
+    p.set_defaults(func=run)
+    d = sub.add_parser("demo", parents=parents, help="open the workbench and queue the demo run",
+                       description="Build the tiny demo model (random weights, offline), queue one run on the "
+                                   "bundled real task items and open the workbench on it.")
+    d.add_argument("--device", default="auto")
+    d.set_defaults(func=run, demo=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..workspace import resolve_workspace
+    ws = resolve_workspace(getattr(args, "runs_dir", None))
+    from greentui.app import GreentuiApp  # Textual only: torch is never imported by the UI
+    GreentuiApp(ws, device=getattr(args, "device", "auto"), auto_demo=getattr(args, "demo", False)).run()
+    return 0

@@ -1,0 +1,200 @@
+"""Compare: radar and grouped bars of accuracy and Wh per task, the ratio table with stderr, Pareto.
+
+A single experiment is compared with its vanilla baseline (the study's figures: two series,
+vanilla and pruned, each axis normalised to the best of the two); several runs show one series per
+(run, variant). The numbers come from ``backend.report.study_tables`` — the same rows as
+``greentui export`` — so the screen and the paper tables can never disagree.
+
+Noise: a pruned-vs-vanilla difference on a task is marked as noise when it is within two combined
+standard errors (``|Δ| ≤ 2·√(se_p² + se_v²)``, roughly a 95 % interval), so a reader can tell which
+differences the sample size can support.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from backend.report import SHORT, Row, study_tables
+
+from ..widgets.bars import GroupedBars, ScatterPareto
+from ..widgets.radar import RadarChart
+from ._fmt import method_label, ratio_label
+
+
+def series_name(row: Row, single_pair: bool) -> str:
+    return row.variant if single_pair else f"#{row.run_id} {row.variant}"
+
+
+def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str, float, float, bool]]:
+    """(pruned run, task, Δacc, 2·combined stderr, within noise) for each pruned row vs its vanilla row."""
+    out = []
+    last_vanilla: Row | None = None
+    for row in acc_rows:
+        if row.variant == "vanilla":
+            last_vanilla = row
+            continue
+        if last_vanilla is None:
+            continue
+        for t in tasks:
+            p, v = row.values.get(t), last_vanilla.values.get(t)
+            if p is None or v is None:
+                continue
+            sp, sv = row.stderr.get(t), last_vanilla.stderr.get(t)
+            if sp is None or sv is None or any(math.isnan(x) for x in (sp, sv)):
+                continue
+            band = 2 * math.sqrt(sp ** 2 + sv ** 2)
+            out.append((row.run_id, t, p - v, band, abs(p - v) <= band))
+    return out
+
+
+class CompareScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("r", "tab('radar')", "Radar"),
+        Binding("b", "tab('bars')", "Bars"),
+        Binding("t", "tab('table')", "Table"),
+        Binding("p", "tab('pareto')", "Pareto"),
+    ]
+
+    def __init__(self, run_ids: list[int], tab: str = "radar") -> None:
+        super().__init__()
+        self.run_ids = list(dict.fromkeys(run_ids))
+        self.initial_tab = tab
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="compare-title")
+        with TabbedContent(initial=self.initial_tab, id="compare-tabs"):
+            with TabPane("Radar", id="radar"):
+                with Horizontal(classes="charts"):
+                    yield RadarChart("accuracy (per task, normalised)", [], {}, id="radar-acc")
+                    yield RadarChart("energy Wh (per task, normalised)", [], {}, id="radar-wh")
+            with TabPane("Bars", id="bars"):
+                with Vertical(classes="charts"):
+                    yield GroupedBars("accuracy per task (±stderr)", id="bars-acc", y_label="acc")
+                    yield GroupedBars("energy per task (Wh)", id="bars-wh", y_label="Wh")
+            with TabPane("Table", id="table"):
+                with Vertical():
+                    yield DataTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
+                    yield Static("", id="noise")
+            with TabPane("Pareto", id="pareto"):
+                with Vertical():
+                    yield ScatterPareto("avg accuracy vs avg Wh — runs of this model", id="pareto-chart")
+                    yield Static("", id="pareto-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.rebuild()
+
+    def store_changed(self) -> None:
+        self.rebuild()
+
+    def on_screen_resume(self) -> None:
+        self.rebuild()
+
+    # ------------------------------------------------------------------ data
+    def rebuild(self) -> None:
+        store = self.app.store
+        ids = [i for i in self.run_ids if store.get_run(i)]
+        if not ids:
+            self.query_one("#compare-title", Static).update("[b red]none of these runs exist any more[/]")
+            return
+        tables = study_tables(store, ids)
+        tasks: list[str] = tables["tasks"]
+        acc: list[Row] = _dedupe(tables["accuracy"])
+        wh: list[Row] = _dedupe(tables["energy"])
+        single = len(acc) <= 2 and len({r.variant for r in acc}) == len(acc)
+        labels = [SHORT.get(t, t) for t in tasks]
+        acc_series = {series_name(r, single): [r.values.get(t) for t in tasks] for r in acc}
+        wh_series = {series_name(r, single): [r.values.get(t) for t in tasks] for r in wh}
+        acc_err = {series_name(r, single): [r.stderr.get(t) for t in tasks] for r in acc}
+        self.query_one("#radar-acc", RadarChart).update_data(labels, acc_series)
+        self.query_one("#radar-wh", RadarChart).update_data(labels, wh_series)
+        self.query_one("#bars-acc", GroupedBars).update_data(tasks, acc_series, acc_err)
+        self.query_one("#bars-wh", GroupedBars).update_data(tasks, wh_series)
+        self.fill_table(acc, wh, tasks)
+        self.fill_noise(acc, tasks)
+        self.fill_pareto(ids[0])
+        runs = ", ".join(f"#{i}" for i in ids)
+        what = "vs its vanilla baseline" if single and len(ids) == 1 else "side by side"
+        meters = sorted({m for r in wh for m in r.meters.values() if m})
+        self.query_one("#compare-title", Static).update(
+            f"[b]Compare[/b] runs {runs} {what} · {len(tasks)} task(s) · meters: {', '.join(meters) or '—'}"
+            + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
+
+    def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
+        table = self.query_one("#ratio-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("metric", key="metric")
+        table.add_column("model", key="model")
+        table.add_column("run", key="run")
+        table.add_column("variant", key="variant")
+        for t in tasks:
+            table.add_column(SHORT.get(t, t), key=t)
+        table.add_column("Avg", key="avg")
+        table.add_column("Ratio", key="ratio")
+        for metric, rows, digits in (("acc", acc, 3), ("Wh", wh, 4)):
+            for r in rows:
+                cells: list[Any] = [metric, r.model, str(r.run_id), r.variant]
+                for t in tasks:
+                    v, se = r.values.get(t), r.stderr.get(t)
+                    if v is None:
+                        cells.append(Text("—", style="dim"))
+                    elif se is not None and not math.isnan(se):
+                        cells.append(f"{v:.{digits}f}±{se:.{digits}f}")
+                    else:
+                        cells.append(f"{v:.{digits}f}")
+                cells.append("—" if r.avg is None else f"{r.avg:.{digits}f}")
+                cells.append(Text("—", style="dim") if r.ratio is None else Text(f"{r.ratio:.3f}", style="bold"))
+                table.add_row(*cells, key=f"{metric}-{r.run_id}-{r.variant}")
+
+    def fill_noise(self, acc: list[Row], tasks: list[str]) -> None:
+        verdicts = noise_verdicts(acc, tasks)
+        box = self.query_one("#noise", Static)
+        if not verdicts:
+            box.update("[dim]stderr: no pruned/vanilla pair with standard errors yet[/]")
+            return
+        lines = ["[b]Which accuracy differences are noise?[/b] (|Δ| ≤ 2·√(se_p² + se_v²) ≈ 95 %)"]
+        for run_id, t, delta, band, noise in verdicts:
+            verdict = "[dim]within noise[/]" if noise else "[b]beyond noise[/]"
+            lines.append(f"  run {run_id} {SHORT.get(t, t):<10} Δacc {delta:+.3f}  ±{band:.3f}  {verdict}")
+        box.update("\n".join(lines))
+
+    def fill_pareto(self, run_id: int) -> None:
+        store = self.app.store
+        run = store.get_run(run_id)
+        if run is None or run.get("model_id") is None:
+            return
+        rows = store.list_runs(model_id=run["model_id"], statuses=["done"], limit=2000)
+        points = [(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", ""), r["avg_wh"], r["avg_acc"])
+                  for r in rows if r["avg_wh"] is not None and r["avg_acc"] is not None]
+        self.query_one("#pareto-chart", ScatterPareto).update_data(
+            points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {run.get('model_name') or run.get('model_ref')}")
+        self.query_one("#pareto-note", Static).update(
+            "Upper left is better (more accuracy for less energy); the line joins the Pareto front."
+            if points else "[dim]no finished runs of this model with energy figures yet[/]")
+
+    # ------------------------------------------------------------------ actions
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+
+def _dedupe(rows: list[Row]) -> list[Row]:
+    seen: set[tuple[int, str]] = set()
+    out = []
+    for r in rows:
+        if (r.run_id, r.variant) not in seen:
+            seen.add((r.run_id, r.variant))
+            out.append(r)
+    return out

@@ -1,0 +1,272 @@
+"""Runs: one row per run with its averages and its ratios against its vanilla baseline.
+
+The table is paged (``PAGE`` rows per query, ``[``/``]`` to turn pages): ``Store.list_runs`` sorts
+and filters in SQL, so the first screen shows at once with 10,000 runs in the store.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from backend.errors import GreentuiError
+
+from ..widgets.confirm import ConfirmScreen
+from ._fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
+
+PAGE = 200
+# (key, header, sort key for Store.list_runs or None)
+COLUMNS: list[tuple[str, str, str | None]] = [
+    ("sel", " ", None), ("id", "id", "id"), ("model", "model", "model"), ("kind", "kind", None),
+    ("method", "method", "method"), ("ratio", "ratio", "ratio"), ("status", "status", "status"),
+    ("avg_acc", "avg acc", "avg_acc"), ("avg_wh", "avg Wh", "avg_wh"),
+    ("acc_ratio", "acc ×base", "acc_ratio"), ("wh_ratio", "Wh ×base", "wh_ratio"),
+    ("created", "date", "created"),
+]
+SORT_KEYS = [c[2] for c in COLUMNS if c[2]]
+EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
+              "Press [b reverse] d [/] to build the tiny demo model and queue a demo run on the bundled "
+              "real items (a few minutes on a CPU; it fills every screen),\n"
+              "or [b reverse] n [/] to queue a run of your own model.")
+
+
+class RunsScreen(Screen):
+    """All runs; filter, sort, multi-select, compare, re-queue, delete."""
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", tooltip="Filter runs by model, status, method, id…"),
+        Binding("s", "sort", "Sort", tooltip="Sort by the next column"),
+        Binding("S", "reverse", "Reverse", tooltip="Reverse the sort order"),
+        Binding("space", "toggle_select", "Select", tooltip="Select or unselect the run"),
+        Binding("enter", "open", "Detail", show=False, tooltip="Open the run's detail"),
+        Binding("c", "compare", "Compare", tooltip="Compare the selected runs (or the run vs its baseline)"),
+        Binding("p", "pareto", "Pareto", tooltip="Accuracy vs Wh across runs of this model"),
+        Binding("R", "requeue", "Re-queue", tooltip="Queue the selected runs again, same config"),
+        Binding("x,delete", "delete", "Delete", tooltip="Delete the selected runs (asks first)"),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False),
+        Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
+        Binding("escape", "clear", "Clear", show=False, tooltip="Clear the selection and the filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self.order = "id"
+        self.descending = True
+        self.page = 0
+        self.total = 0
+        self.selected: set[int] = set()
+        self.rows: dict[int, dict] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: model, status, method, kind, id… (Enter applies, Esc clears)",
+                    id="filter")
+        yield Static(EMPTY_TEXT, id="empty")
+        table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        with Horizontal(id="runs-status-bar"):
+            yield Static("", id="runs-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label, _ in COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#filter").display = False
+        self.reload()
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def store_changed(self) -> None:
+        self.reload()
+
+    # ------------------------------------------------------------------ data
+    @property
+    def store(self):
+        return self.app.store
+
+    def reload(self) -> None:
+        table = self.query_one(DataTable)
+        text = self.filter_text or None
+        self.total = self.store.count_runs(text=text)
+        pages = max(1, -(-self.total // PAGE))
+        self.page = min(self.page, pages - 1)
+        rows = self.store.list_runs(limit=PAGE, offset=self.page * PAGE, text=text, order=self.order,
+                                    descending=self.descending)
+        cursor_key = self.cursor_run()
+        table.clear()
+        self.rows = {r["id"]: r for r in rows}
+        for r in rows:
+            table.add_row(*self.cells(r), key=str(r["id"]))
+        if cursor_key in self.rows:
+            table.move_cursor(row=table.get_row_index(str(cursor_key)), animate=False)
+        empty = self.total == 0 and not self.filter_text
+        self.query_one("#empty").display = empty
+        table.display = not empty
+        self.update_status()
+
+    def cells(self, r: dict) -> list:
+        return [
+            "●" if r["id"] in self.selected else " ", str(r["id"]), model_label(r), r["kind"],
+            method_label(r), ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]),
+            num(r["avg_wh"], 4), ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), when(r["created_at"]),
+        ]
+
+    def update_status(self) -> None:
+        first = self.page * PAGE + 1 if self.total else 0
+        last = min(self.total, (self.page + 1) * PAGE)
+        parts = [f"runs {first}–{last} of {self.total}", f"sort {self.order} {'↓' if self.descending else '↑'}"]
+        if self.filter_text:
+            parts.append(f"filter “{self.filter_text}”")
+        if self.selected:
+            parts.append(f"{len(self.selected)} selected")
+        if self.total > PAGE:
+            parts.append("[ ] pages")
+        self.query_one("#runs-status", Static).update(" · ".join(parts))
+
+    def cursor_run(self) -> int | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+        return int(key) if key is not None else None
+
+    def targets(self) -> list[int]:
+        if self.selected:
+            return sorted(self.selected)
+        run = self.cursor_run()
+        return [run] if run is not None else []
+
+    # ------------------------------------------------------------------ actions
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value.strip()
+            self.page = 0
+            self.reload()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.display = False
+            self.query_one(DataTable).focus()
+
+    def action_clear(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus or self.filter_text:
+            box.value = ""
+            box.display = False
+            self.filter_text = ""
+        else:
+            self.selected.clear()
+        self.query_one(DataTable).focus()
+        self.reload()
+
+    def action_sort(self, key: str | None = None) -> None:
+        if key is None:
+            key = SORT_KEYS[(SORT_KEYS.index(self.order) + 1) % len(SORT_KEYS)]
+        self.order = key
+        self.page = 0
+        self.reload()
+
+    def action_reverse(self) -> None:
+        self.descending = not self.descending
+        self.reload()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = {c[0]: c[2] for c in COLUMNS}.get(str(event.column_key.value))
+        if key is None:
+            return
+        if key == self.order:
+            self.descending = not self.descending
+        else:
+            self.order = key
+        self.reload()
+
+    def action_page(self, delta: int) -> None:
+        pages = max(1, -(-self.total // PAGE))
+        self.page = max(0, min(pages - 1, self.page + delta))
+        self.reload()
+
+    def action_toggle_select(self) -> None:
+        run = self.cursor_run()
+        if run is None:
+            return
+        self.selected ^= {run}
+        table = self.query_one(DataTable)
+        table.update_cell(str(run), "sel", "●" if run in self.selected else " ")
+        self.update_status()
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.app.open_run(int(event.row_key.value))
+
+    def action_open(self) -> None:
+        run = self.cursor_run()
+        if run is not None:
+            self.app.open_run(run)
+
+    def action_compare(self) -> None:
+        ids = self.targets()
+        if not ids:
+            self.notify("no run to compare", severity="warning")
+            return
+        self.app.open_compare(ids)
+
+    def action_pareto(self) -> None:
+        ids = self.targets()
+        if not ids:
+            self.notify("no run selected", severity="warning")
+            return
+        self.app.open_compare(ids, tab="pareto")
+
+    def action_requeue(self) -> None:
+        ids = self.targets()
+        new = []
+        for run_id in ids:
+            try:
+                new.append(self.store.requeue(run_id))
+            except GreentuiError as exc:
+                self.notify(str(exc), severity="error")
+        if new:
+            self.notify(f"queued {', '.join(map(str, new))} (same config as {', '.join(map(str, ids))})")
+            self.selected.clear()
+            self.app.ensure_runner()
+            self.reload()
+
+    def action_delete(self) -> None:
+        ids = self.targets()
+        if not ids:
+            return
+        shown = ", ".join(map(str, ids[:10])) + ("…" if len(ids) > 10 else "")
+        msg = (f"Delete {len(ids)} run(s) ({shown}) with their results, events and power samples? "
+               "This cannot be undone.")
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                n = self.store.delete_runs(ids)
+            except GreentuiError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.selected.difference_update(ids)
+            self.notify(f"deleted {n} run(s)")
+            self.reload()
+
+        self.app.push_screen(ConfirmScreen(msg), done)

@@ -1,0 +1,596 @@
+"""The workbench UI with Pilot on a real (seeded) store: every screen, its keys and its refusals.
+
+These tests never start the detached runner (``manage_runner=False``); tests/test_tui_e2e.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RichLog, SelectionList, Static
+
+from backend.runconfig import STUDY_TASKS, RunConfig
+from backend.store import Store
+from backend.workspace import db_path
+from greentui.app import GreentuiApp
+from greentui.screens.compare import CompareScreen, noise_verdicts
+from greentui.screens.models import ModelsScreen
+from greentui.screens.new_run import NewRunScreen
+from greentui.screens.queue import QueueScreen
+from greentui.screens.run_detail import RunDetailScreen
+from greentui.screens.runs import PAGE, RunsScreen
+from greentui.widgets.bars import GroupedBars, ScatterPareto
+from greentui.widgets.confirm import ConfirmScreen
+from greentui.widgets.power import PowerPanel
+from greentui.widgets.radar import RadarChart
+
+REPO = Path(__file__).resolve().parent.parent
+SIZE = (160, 48)
+ACC = {"arc_challenge": 0.30, "arc_easy": 0.55, "boolq": 0.62, "hellaswag": 0.41, "piqa": 0.70,
+       "openbookqa": 0.28, "winogrande": 0.52}
+
+
+def results(scale_acc: float, scale_wh: float) -> list[dict]:
+    return [{"variant": "", "task": t, "acc": a * scale_acc, "acc_stderr": 0.02, "acc_norm": a,
+             "energy_kwh": 0.001 * (i + 1) * scale_wh, "meter": "codecarbon", "n_samples": 50, "seconds": 3.0}
+            for i, (t, a) in enumerate(ACC.items())]
+
+
+def seed(ws: Path) -> dict[str, int]:
+    """A model, a baseline + experiment pair (done), a queued, a second queued, a failed run."""
+    s = Store(db_path(ws))
+    mid = s.upsert_model("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_234_567, layers=6,
+                         heads=12, kv_heads=4, hidden=192, intermediate=384, size_bytes=5_000_000)
+    exp_cfg = RunConfig(model="org/tiny-llama").to_dict()
+    base_cfg = RunConfig(model="org/tiny-llama", no_prune=True).to_dict()
+    base = s.create_run(mid, "baseline", base_cfg, status="done")
+    s.save_task_results(base, [dict(r, variant="vanilla") for r in results(1.0, 1.0)])
+    exp = s.create_run(mid, "experiment", exp_cfg, status="done", parent_run_id=base)
+    rows = [dict(r, variant="pruned") for r in results(0.9, 0.7)]
+    rows[0]["acc"] = 0.10  # a difference far beyond noise on arc_challenge
+    s.save_task_results(exp, rows)
+    s.update_run(exp, params_before=1_234_567, params_after=900_000, stage="evaluate")
+    s.add_event(exp, "stage_start", {"stage": "load", "index": 0, "total": 5})
+    s.add_event(exp, "log", {"line": "loading org/tiny-llama on cpu"})
+    s.add_event(exp, "stage_end", {"stage": "load", "seconds": 1.2})
+    s.add_event(exp, "progress", {"stage": "prune", "fraction": 0.5, "message": "taylor importance"})
+    s.add_event(exp, "result", {"variant": "pruned", "task": "boolq", "acc": 0.55, "wh": 3.0, "meter": "codecarbon"})
+    s.add_event(exp, "done", {"status": "done"})
+    for i in range(5):
+        s.add_power_sample(exp, 1000.0 + i, 40.0 + i, "rapl", 65.0)
+    q1 = s.create_run(mid, "experiment", dict(exp_cfg, prune_ratio=0.5), status="queued")
+    q2 = s.create_run(mid, "experiment", dict(exp_cfg, prune_ratio=0.25), status="queued")
+    failed = s.create_run(mid, "experiment", exp_cfg, status="queued")
+    s.finish_run(failed, "failed", "CUDA out of memory while pruning layer 3")
+    s.close()
+    return {"model": mid, "base": base, "exp": exp, "q1": q1, "q2": q2, "failed": failed}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    w = tmp_path / "ws"
+    w.mkdir()
+    return w
+
+
+@pytest.fixture
+def seeded(ws: Path) -> tuple[Path, dict[str, int]]:
+    return ws, seed(ws)
+
+
+def app_for(ws: Path) -> GreentuiApp:
+    return GreentuiApp(ws, manage_runner=False)
+
+
+def table_keys(table: DataTable) -> list[str]:
+    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+
+
+# ----------------------------------------------------------------------------------------- runs
+
+async def test_empty_workspace_offers_demo_with_one_key(ws: Path) -> None:
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        empty = app.screen.query_one("#empty", Static)
+        assert empty.display
+        assert "press" in str(empty.render()).lower() and " d " in str(empty.render())
+        called = []
+        app._demo_worker = lambda: called.append(True)  # the real build is the e2e test's job
+        await pilot.press("d")
+        await pilot.pause()
+        assert called == [True]
+
+
+async def test_runs_rows_ratios_and_navigation(seeded) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        table = screen.query_one(DataTable)
+        assert table.row_count == 5
+        row = table.get_row(str(ids["exp"]))
+        assert row[2] == "org/tiny-llama" and row[4] == "taylor" and row[5] == "2/7"
+        assert str(row[6]) == "done"
+        # acc ratio and Wh ratio against the baseline
+        assert row[9].plain.startswith("0.") and float(row[10].plain) == pytest.approx(0.7, abs=1e-3)
+        assert table.get_row(str(ids["base"]))[4] == "vanilla"
+        # Enter opens the run detail; Escape comes back
+        table.move_cursor(row=table.get_row_index(str(ids["exp"])))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RunDetailScreen) and app.screen.run_id == ids["exp"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        # mode keys
+        await pilot.press("2")
+        await pilot.pause()
+        assert isinstance(app.screen, QueueScreen)
+        await pilot.press("3")
+        await pilot.pause()
+        assert isinstance(app.screen, ModelsScreen)
+        await pilot.press("1")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, NewRunScreen)
+
+
+async def test_runs_filter_and_sort(seeded) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        await pilot.press("slash")
+        assert screen.query_one("#filter", Input).has_focus
+        await pilot.press(*"failed", "enter")
+        await pilot.pause()
+        assert table_keys(table) == [str(ids["failed"])]
+        assert table.has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+        assert table.row_count == 5
+        # default: newest first; S reverses; s cycles the sort column
+        assert table_keys(table)[0] == str(ids["failed"])
+        await pilot.press("S")
+        await pilot.pause()
+        assert table_keys(table)[0] == str(ids["base"])
+        screen.action_sort("avg_wh")
+        screen.descending = True
+        screen.reload()
+        await pilot.pause()
+        assert table_keys(table)[0] == str(ids["base"])  # the baseline used the most energy
+        await pilot.press("s")
+        assert screen.order == "acc_ratio"
+        # clicking a header sorts by it
+        await pilot.click("#runs-table", offset=(5, 0))
+        await pilot.pause()
+        assert screen.order == "id"
+
+
+async def test_runs_multiselect_requeue_and_delete_with_confirmation(seeded) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        table.move_cursor(row=table.get_row_index(str(ids["exp"])))
+        await pilot.press("space")
+        table.move_cursor(row=table.get_row_index(str(ids["failed"])))
+        await pilot.press("space")
+        await pilot.pause()
+        assert screen.selected == {ids["exp"], ids["failed"]}
+        assert table.get_row(str(ids["exp"]))[0] == "●"
+        # re-queue with the same config
+        before = app.store.count_runs()
+        await pilot.press("R")
+        await pilot.pause()
+        assert app.store.count_runs() == before + 2
+        newest = app.store.list_runs(limit=2)
+        assert {r["status"] for r in newest} == {"queued"}
+        assert {json.dumps(app.store.get_run(r["id"])["config"], sort_keys=True) for r in newest} == \
+            {json.dumps(app.store.get_run(ids["exp"])["config"], sort_keys=True)}
+        assert screen.selected == set()
+        # delete asks first: n keeps, y deletes
+        table.move_cursor(row=table.get_row_index(str(ids["failed"])))
+        await pilot.press("space")
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.store.get_run(ids["failed"]) is not None
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.store.get_run(ids["failed"]) is None
+        assert str(ids["failed"]) not in table_keys(screen.query_one(DataTable))
+
+
+async def test_runs_picks_up_changes_from_another_process(seeded) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        other = Store(db_path(ws))  # the runner or a CLI command, elsewhere
+        other.update_run(ids["q1"], status="running", pid=os.getpid())
+        other.add_event(ids["q1"], "stage_start", {"stage": "load"})
+        other.close()
+        await pilot.pause(1.2)
+        row = app.screen.query_one(DataTable).get_row(str(ids["q1"]))
+        assert str(row[6]) == "running"
+
+
+async def test_ten_thousand_runs_first_screen(ws: Path) -> None:
+    s = Store(db_path(ws))
+    mid = s.upsert_model("org/m", name="org/m")
+    cfg = json.dumps(RunConfig(model="org/m").to_dict())
+    t = time.time()
+    s.insert_rows("runs", [{"model_id": mid, "kind": "experiment", "config": cfg, "status": "done",
+                            "position": i, "created_at": t + i} for i in range(10_000)])
+    s.insert_rows("task_results", [{"run_id": i, "variant": "pruned", "task": task, "acc": 0.5,
+                                    "energy_kwh": 0.001} for i in range(1, 2001) for task in STUDY_TASKS])
+    s.close()
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        assert table.row_count == PAGE
+        assert "of 10000" in str(screen.query_one("#runs-status", Static).render())
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert screen.page == 1 and table_keys(table)[0] == str(10_000 - PAGE)
+
+
+# ----------------------------------------------------------------------------------------- queue
+
+async def test_queue_reorder_cancel_pause(seeded) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        assert table_keys(table) == [str(ids["q1"]), str(ids["q2"])]
+        table.move_cursor(row=1)
+        await pilot.press("K")
+        await pilot.pause()
+        assert table_keys(table) == [str(ids["q2"]), str(ids["q1"])]
+        assert [r["id"] for r in app.store.queued_runs()] == [ids["q2"], ids["q1"]]
+        await pilot.press("J")
+        await pilot.pause()
+        assert table_keys(table)[1] == str(ids["q2"])
+        # pause / resume
+        assert not app.store.queue_paused()
+        await pilot.press("p")
+        await pilot.pause()
+        assert app.store.queue_paused()
+        assert "PAUSED" in str(screen.query_one("#queue-state", Static).render())
+        await pilot.press("p")
+        await pilot.pause()
+        assert not app.store.queue_paused()
+        # cancel a queued run
+        table.move_cursor(row=table.get_row_index(str(ids["q1"])))
+        await pilot.press("x")
+        await pilot.pause()
+        assert app.store.get_run(ids["q1"])["status"] == "cancelled"
+        assert table_keys(table) == [str(ids["q2"])]
+
+
+async def test_start_shows_interrupted_run_and_paused_queue(seeded) -> None:
+    ws, ids = seeded
+    s = Store(db_path(ws))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    s.update_run(ids["q1"], status="running", pid=dead.pid, started_at=time.time())
+    s.close()
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.recovered == [ids["q1"]]
+        assert app.store.get_run(ids["q1"])["status"] == "interrupted"
+        assert app.store.queue_paused()
+        table = app.screen.query_one(DataTable)
+        assert str(table.get_row(str(ids["q1"]))[6]) == "interrupted"
+        await pilot.press("2")
+        await pilot.pause()
+        assert "PAUSED" in str(app.screen.query_one("#queue-state", Static).render())
+
+
+# ----------------------------------------------------------------------------------------- detail
+
+async def test_run_detail_progress_log_power_results_error(seeded) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(ids["exp"])
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, RunDetailScreen)
+        assert screen.query_one("#stage-load", ProgressBar).progress == 1.0
+        assert [b.id for b in screen.query(ProgressBar) if b.id and b.id.startswith("stage-")] == \
+            ["stage-load", "stage-baseline", "stage-prune", "stage-lora", "stage-evaluate"]
+        log_text = "\n".join(str(line.text) for line in screen.query_one("#log", RichLog).lines)
+        assert "loading org/tiny-llama" in log_text and "result pruned boolq" in log_text
+        power = screen.query_one(PowerPanel)
+        assert power.trace.last_w == 44.0 and power.limit_w == 65.0 and power.wh > 0
+        assert "RAPL" in power.source_text()
+        results = screen.query_one("#results-table", DataTable)
+        assert results.row_count == 14  # seven vanilla (the baseline) + seven pruned
+        assert not screen.query_one("#run-error").display
+        # live: a new log line and a result land while the screen is open
+        other = Store(db_path(ws))
+        other.add_event(ids["exp"], "log", {"line": "late line from the runner"})
+        other.add_power_sample(ids["exp"], 1010.0, 50.0, "rapl", 65.0)
+        other.close()
+        await pilot.pause(1.2)
+        log_text = "\n".join(str(line.text) for line in screen.query_one("#log", RichLog).lines)
+        assert "late line from the runner" in log_text
+        assert power.trace.last_w == 50.0
+        await pilot.press("escape")
+        app.open_run(ids["failed"])
+        await pilot.pause(0.3)
+        err = app.screen.query_one("#run-error", Static)
+        assert err.display and "CUDA out of memory" in str(err.render())
+
+
+# ----------------------------------------------------------------------------------------- compare
+
+async def test_compare_run_vs_baseline_radar_bars_table_noise_pareto(seeded) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(DataTable)
+        table.move_cursor(row=table.get_row_index(str(ids["exp"])))
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        radar = screen.query_one("#radar-acc", RadarChart)
+        assert list(radar.series) == ["vanilla", "pruned"] and len(radar.axes) == 7
+        wh_radar = screen.query_one("#radar-wh", RadarChart)
+        assert list(wh_radar.series) == ["vanilla", "pruned"]
+        rendered = radar.render().plain
+        assert "vanilla" in rendered and "pruned" in rendered
+        await pilot.press("b")
+        await pilot.pause()
+        bars = screen.query_one("#bars-acc", GroupedBars)
+        assert list(bars.series) == ["vanilla", "pruned"] and bars.stderr is not None
+        assert "vanilla" in str(bars.render())
+        await pilot.press("t")
+        await pilot.pause()
+        ratio = screen.query_one("#ratio-table", DataTable)
+        assert ratio.row_count == 4  # acc vanilla/pruned, Wh vanilla/pruned
+        row = ratio.get_row(f"Wh-{ids['exp']}-pruned")
+        assert float(row[-1].plain) == pytest.approx(0.7, abs=1e-3)
+        assert "±" in ratio.get_row(f"acc-{ids['exp']}-pruned")[4]
+        noise = str(screen.query_one("#noise", Static).render())
+        assert "beyond noise" in noise and "within noise" in noise
+        await pilot.press("p")
+        await pilot.pause()
+        pareto = screen.query_one("#pareto-chart", ScatterPareto)
+        assert len(pareto.points) == 2  # the baseline and the experiment (the others are not done)
+
+
+async def test_compare_several_runs_and_palette_lists_actions(seeded) -> None:
+    ws, ids = seeded
+    s = Store(db_path(ws))
+    exp2 = s.create_run(ids["model"], "experiment", RunConfig(model="org/tiny-llama", prune_ratio=0.5).to_dict(),
+                        status="done", parent_run_id=ids["base"])
+    s.save_task_results(exp2, [dict(r, variant="pruned") for r in results(0.8, 0.5)])
+    s.close()
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        for key in (ids["exp"], exp2):
+            table.move_cursor(row=table.get_row_index(str(key)))
+            await pilot.press("space")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Filter", "Sort", "Compare", "Re-queue", "Delete", "Runs", "Queue", "Models",
+                      "New run", "Demo", "Pareto"):
+            assert title in titles
+        await pilot.press("c")
+        await pilot.pause()
+        radar = app.screen.query_one("#radar-acc", RadarChart)
+        assert list(radar.series) == [f"#{ids['base']} vanilla", f"#{ids['exp']} pruned", f"#{exp2} pruned"]
+        ratio = app.screen.query_one("#ratio-table", DataTable)
+        assert float(ratio.get_row(f"Wh-{exp2}-pruned")[-1].plain) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_noise_verdicts_use_two_combined_stderr() -> None:
+    from backend.report import Row
+    v = Row("m", 1, "vanilla", {"a": 0.50, "b": 0.50}, {"a": 0.02, "b": 0.02})
+    p = Row("m", 2, "pruned", {"a": 0.48, "b": 0.30}, {"a": 0.02, "b": 0.02})
+    out = {t: noise for _, t, _, _, noise in noise_verdicts([v, p], ["a", "b"])}
+    assert out == {"a": True, "b": False}
+
+
+# ----------------------------------------------------------------------------------------- models
+
+async def test_models_list_details_and_add_inline_error(seeded, tmp_path: Path) -> None:
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        keys = table_keys(table)
+        assert "org/tiny-llama" in keys and "demo:" in keys
+        details = str(screen.query_one("#model-details", Static).render())
+        assert "llama" in details and "kv heads: 4 (GQA)" in details and "1.23M" in details
+        await pilot.press("a")
+        await pilot.press(*str(tmp_path / "nope"), "enter")
+        await pilot.pause(0.5)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "no such model directory" in str(screen.query_one("#add-error", Label).render())
+        # add a real model directory (config.json is all describe() needs)
+        mdir = tmp_path / "mymodel"
+        mdir.mkdir()
+        (mdir / "config.json").write_text(json.dumps({
+            "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 4,
+            "num_attention_heads": 8, "num_key_value_heads": 2, "hidden_size": 64, "intermediate_size": 128}))
+        inp = screen.query_one("#add-model", Input)
+        inp.value = str(mdir)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.store.get_model(str(mdir.resolve()))["arch"] == "qwen2"
+        assert str(mdir.resolve()) in table_keys(screen.query_one(DataTable))
+
+
+# ----------------------------------------------------------------------------------------- new run
+
+async def open_form(app: GreentuiApp, pilot) -> NewRunScreen:
+    await pilot.press("n")
+    await pilot.pause()
+    assert isinstance(app.screen, NewRunScreen)
+    return app.screen
+
+
+def err(screen: NewRunScreen, name: str) -> str:
+    label = screen.query_one(f"#err-{name}", Label)
+    return str(label.render()) if label.display else ""
+
+
+async def test_new_run_defaults_are_the_study(seeded) -> None:
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(app, pilot)
+        cfg, bad = screen.read()
+        assert not bad
+        study = RunConfig()
+        assert cfg.prune_ratio == pytest.approx(2 / 7) and cfg.importance == "taylor"
+        assert (cfg.ignore_first, cfg.ignore_last, cfg.lora_r, cfg.lora_alpha) == (4, 4, 8, 16)
+        assert cfg.tasks == list(STUDY_TASKS) and cfg.lora_steps == study.lora_steps
+        assert err(screen, "model")  # no model yet: refused with a reason
+        assert screen.query_one("#queue", Button).disabled
+
+
+async def test_new_run_refuses_bad_ratio_and_empty_tasks_inline(seeded) -> None:
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(app, pilot)
+        await pilot.press(*"org/tiny-llama")
+        await pilot.pause()
+        assert not err(screen, "model")
+        ratio = screen.query_one("#f-prune_ratio", Input)
+        ratio.value = "1.5"
+        await pilot.pause()
+        assert "strictly between 0 and 1" in err(screen, "prune_ratio")
+        ratio.value = "abc"
+        await pilot.pause()
+        assert "not a ratio" in err(screen, "prune_ratio")
+        ratio.value = "0.25"
+        await pilot.pause()
+        assert not err(screen, "prune_ratio")
+        screen.query_one("#f-tasks", SelectionList).deselect_all()
+        await pilot.pause()
+        assert "at least one task" in err(screen, "tasks")
+        n = app.store.count_runs()
+        screen.query_one("#f-model", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.store.count_runs() == n  # refused: nothing queued
+        assert isinstance(app.screen, NewRunScreen)
+        screen.query_one("#f-tasks", SelectionList).select_all()
+        await pilot.pause()
+        assert not err(screen, "tasks")
+
+
+async def test_new_run_refuses_unknown_model_inline(seeded, tmp_path: Path) -> None:
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(app, pilot)
+        await pilot.press(*str(tmp_path / "no-such-model"))
+        await pilot.pause()
+        n = app.store.count_runs()
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "no such model directory" in err(screen, "model")
+        assert app.store.count_runs() == n
+        assert isinstance(app.screen, NewRunScreen)
+
+
+async def test_new_run_queues_on_enter_and_opens_detail(seeded) -> None:
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(app, pilot)
+        await pilot.press(*"org/tiny-llama")
+        screen.query_one("#f-limit", Input).value = "10"
+        screen.query_one("#f-tasks", SelectionList).deselect("hellaswag")
+        await pilot.pause()
+        n = app.store.count_runs()
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.store.count_runs() == n + 1
+        run = app.store.list_runs(limit=1)[0]
+        assert run["status"] == "queued" and run["kind"] == "experiment"
+        cfg = app.store.get_run(run["id"])["config"]
+        assert cfg["limit"] == 10 and "hellaswag" not in cfg["tasks"] and len(cfg["tasks"]) == 6
+        assert isinstance(app.screen, RunDetailScreen) and app.screen.run_id == run["id"]
+
+
+# ----------------------------------------------------------------------------------------- process
+
+def test_ui_process_never_imports_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "t = time.perf_counter()\n"
+        "from greentui.app import GreentuiApp\n"
+        "import greentui.screens.new_run, greentui.screens.run_detail, greentui.screens.compare, greentui.demo\n"
+        f"app = GreentuiApp(Path({str(tmp_path)!r}), manage_runner=False)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'transformers', 'lm_eval', 'peft', 'torch_pruning', 'codecarbon', 'datasets'))\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+async def test_ui_run_does_not_import_torch_while_using_screens(seeded) -> None:
+    """In-process too: walking every screen imports none of the heavy libraries anew."""
+    ws, ids = seeded
+    before = {m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "lm_eval", "peft")}
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        for key in ("2", "3", "1", "n", "escape"):
+            await pilot.press(key)
+            await pilot.pause()
+        app.open_run(ids["exp"])
+        await pilot.pause()
+        app.open_compare([ids["exp"]])
+        await pilot.pause()
+    after = {m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "lm_eval", "peft")}
+    assert after == before
