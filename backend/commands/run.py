@@ -44,7 +44,7 @@ class _ProgressView:
         elif kind == "result":
             acc = "—" if p.get("acc") is None else f"{p['acc']:.3f}"
             wh = "missing" if p.get("wh") is None else f"{p['wh']:.5f} Wh"
-            self.progress.console.print(f"  {p['variant']:<7} {p['task']:<14} acc {acc}  {wh}  [{p.get('meter')}]")
+            self.progress.console.print(f"  {p['variant']:<7} {p['task']:<14} acc {acc}  {wh}  ({p.get('meter')})", markup=False)
         elif kind == "error":
             self.progress.console.print(f"[red]error: {p['message']}[/red]")
 

@@ -94,7 +94,8 @@ def prepare_run(store, cfg: RunConfig, status: str, pid: int | None = None) -> i
         elif value and name == "data_dir":
             raise GreentuiError(f"--data-dir {value}: no such directory")
     if cfg.data_dir:
-        from ..tasks.registry import check_data_dir
-        check_data_dir(Path(cfg.data_dir), cfg.tasks)
+        from ..tasks.registry import task_spec, validate_task_file
+        for task in cfg.tasks:  # fail before anything is queued: the message names file and line
+            validate_task_file(Path(cfg.data_dir) / task_spec(task).file_name, task)
     kind = "baseline" if cfg.no_prune else "experiment"
     return store.create_run(model_id, kind, cfg.to_dict(), status=status, pid=pid)
