@@ -455,6 +455,21 @@ class TaskEnergyMeter:
 
 _NVML: Nvml | None = None
 _NVML_LOCK = threading.Lock()
+_WARM = False
+
+
+def warm_up(country: str = "USA") -> None:
+    """Start and stop one throwaway tracker: CodeCarbon's first start detects the hardware (~1.7 s
+    here, py-cpuinfo), which would otherwise land inside the first task's seconds and RAM energy."""
+    global _WARM
+    if _WARM:
+        return
+    _WARM = True
+    try:
+        with TaskEnergyMeter(country=country, measure_power_secs=60, use_nvml=False, label="greentui-warmup"):
+            pass
+    except Exception:  # noqa: BLE001 - a real measurement will record the failure
+        pass
 
 
 def _shared_nvml() -> Nvml:

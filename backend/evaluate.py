@@ -283,14 +283,17 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
 
-    if device and _model_device(model) not in (None, str(device)) and not (
-            str(device) == "cuda" and str(_model_device(model)).startswith("cuda")):
-        model.to(device)
+    current = _model_device(model)
+    if device and current is not None and current.split(":")[0] != str(device).split(":")[0]:
+        model.to(device)  # the caller's model object moves: lm-eval ignores `device` for objects
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device=device, max_batch_size=64)
     counter = _RequestCounter(lm)
     task_manager = TaskManager(include_path=include_path, include_defaults=False)
     versions = _versions()
     device_name = _device_name(device)
+    if measure_energy:
+        from .energy import warm_up
+        warm_up(country)
     with _cheap_env_info():  # pay lm-eval's environment collection once, outside any measurement
         import lm_eval.evaluator as ev
         ev.add_env_info({})
@@ -314,14 +317,14 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
             from .energy import TaskEnergyMeter
             meter = TaskEnergyMeter(country=country, tracking_mode=tracking_mode,
                                     measure_power_secs=measure_power_secs, label=f"greentui-{name}")
-        t0 = time.perf_counter()
         with _cheap_env_info(), (meter if meter is not None else _nullcontext()):
+            t0 = time.perf_counter()
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[lm_names[name]], task_manager=task_manager, num_fewshot=num_fewshot,
                 limit=limit, log_samples=False, bootstrap_iters=1000, random_seed=seed,
                 numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
             )
-        seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
         counter.on_fraction = None
         if res is None:
             raise RuntimeError(f"lm-eval returned no results for {name}")
