@@ -7,7 +7,8 @@ original (unpruned) widths, so a plain ``from_pretrained`` fails loudly with siz
 of silently re-initialising weights; ``load_model`` reads the manifest, rebuilds every layer at its
 own width from a per-layer copy of the config, and loads the weights with no missing or unexpected
 keys. When all layers share one width the config is rewritten with it and no manifest is written,
-so any Hugging Face tool loads the directory.
+so any Hugging Face tool loads the directory -- unless the config class refuses that width (Llama and
+Gemma-2 require hidden_size % num_attention_heads == 0), in which case the manifest is kept.
 """
 
 from __future__ import annotations
@@ -77,6 +78,22 @@ def config_matches(config, width: dict[str, int]) -> bool:
             and hd == width["head_dim"] and config.intermediate_size == width["intermediate"])
 
 
+def config_accepts(config, width: dict[str, int]) -> bool:
+    """Whether the model-level config can state ``width`` for every layer. Llama and Gemma-2 configs
+    (transformers 5) refuse to save or load when hidden_size is not a multiple of the head count,
+    even with an explicit head_dim: such models keep the manifest even when uniform."""
+    cfg = copy.deepcopy(config)
+    set_uniform_config(cfg, width)
+    check = getattr(cfg, "validate", None)
+    if check is None:
+        return True
+    try:
+        check()
+    except Exception:  # noqa: BLE001 - huggingface_hub's StrictDataclassClassValidationError and kin
+        return False
+    return True
+
+
 def set_uniform_config(config, width: dict[str, int]) -> None:
     """Rewrite the model-level config with one width shared by every layer."""
     config.num_attention_heads = int(width["heads"])
@@ -97,7 +114,7 @@ def save_model(model, tokenizer, out_dir, report: dict | None = None) -> Path:
     except OSError as exc:
         raise GreentuiError(f"cannot create {out}: {exc.strerror or exc}") from exc
     widths = layer_widths(model)
-    uniform = is_uniform(widths)
+    uniform = is_uniform(widths) and config_accepts(model.config, widths[0])
     if uniform:
         set_uniform_config(model.config, widths[0])
     model.save_pretrained(out, safe_serialization=True)
@@ -151,7 +168,11 @@ def _load_pruned(path: Path, manifest: dict, device: str, dtype, trust_remote_co
             if not config_matches(config, w):
                 cls = type(layers[i])
                 layers[i] = cls(layer_config(config, w), layer_idx=i).to(dtype=dtype)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # size mismatches
+        raise GreentuiError(f"{path}: weights do not match the widths manifest: "
+                            f"{str(exc).splitlines()[-1].strip()}") from exc
     tied = set()
     if getattr(config, "tie_word_embeddings", False):
         tied = {"lm_head.weight"}

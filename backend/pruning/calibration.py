@@ -53,9 +53,9 @@ def calibration_batches(tokenizer, text: str, samples: int, seq_len: int, seed: 
     import torch
 
     budget = max(200_000, samples * seq_len * 16)
-    ids = tokenizer(text[:budget], add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text[:budget], add_special_tokens=False, verbose=False)["input_ids"]
     if len(ids) < seq_len + 1:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if len(ids) < seq_len:
         raise GreentuiError(f"calibration text has {len(ids)} tokens, fewer than --calib-seq-len {seq_len}")
     rng = random.Random(seed)

@@ -72,9 +72,15 @@ def head_scores(attn, heads: int, kv_heads: int, method: str, generator=None):
     return q, group
 
 
-def attention_params(hidden: int, head_dim: int, heads: int, kv_heads: int) -> int:
-    """Weights of q, k, v and o for the given head counts (biases are a rounding error here)."""
-    return hidden * head_dim * (2 * heads + 2 * kv_heads)
+def attention_params(hidden: int, head_dim: int, heads: int, kv_heads: int, qkv_bias: bool = False) -> int:
+    """Parameters of q, k, v and o for the given head counts (o_proj's bias is never pruned)."""
+    bias = head_dim * (heads + 2 * kv_heads) if qkv_bias else 0
+    return hidden * head_dim * (2 * heads + 2 * kv_heads) + bias
+
+
+def has_qkv_bias(attn) -> bool:
+    proj = attn.qkv_proj if hasattr(attn, "qkv_proj") else attn.q_proj
+    return proj.bias is not None
 
 
 def choose_counts(hidden: int, head_dim: int, heads: int, kv_heads: int, target: float) -> tuple[int, int]:
@@ -114,10 +120,9 @@ def slice_attention_state(state: dict, prefix: str, plan: HeadPlan, head_dim: in
     """Slice the attention entries of a layer state dict (in place) to the planned heads."""
     d, H, KV = head_dim, plan.heads, plan.kv_heads
     q_idx, kv_idx = _rows(plan.keep_q, d), _rows(plan.keep_kv, d)
-    if fused:
-        idx = _rows(plan.keep_q, d)
-        idx = idx.new_tensor(idx.tolist() + _rows(plan.keep_kv, d, H * d).tolist()
-                             + _rows(plan.keep_kv, d, (H + KV) * d).tolist())
+    if fused:  # rows are [q heads | k heads | v heads]
+        idx = q_idx.new_tensor(q_idx.tolist() + _rows(plan.keep_kv, d, H * d).tolist()
+                               + _rows(plan.keep_kv, d, (H + KV) * d).tolist())
         for name in ("qkv_proj.weight", "qkv_proj.bias"):
             if prefix + name in state:
                 state[prefix + name] = state[prefix + name].index_select(0, idx.to(state[prefix + name].device))

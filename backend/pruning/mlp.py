@@ -26,9 +26,26 @@ def importance(method: str):
     raise ValueError(method)
 
 
-def prune_mlp(mlp, hidden: int, ratio: float, method: str, round_to: int | None) -> list[int]:
-    """Prune ``mlp`` in place with torch-pruning's ``pruning_ratio=ratio`` on its channel group;
-    return the removed intermediate-channel indices (original numbering)."""
+def keep_channels(intermediate: int, ratio: float, round_to: int | None) -> int:
+    """Channels to keep: the multiple of ``round_to`` nearest to ``intermediate * (1 - ratio)``
+    (at least one multiple, never more than ``intermediate``)."""
+    step = max(1, round_to or 1)
+    if intermediate <= step:
+        return intermediate
+    keep = int(round(intermediate * (1 - ratio) / step)) * step
+    return min(intermediate, max(step, keep))
+
+
+def tp_ratio_for(intermediate: int, keep: int) -> float:
+    """The torch-pruning ``pruning_ratio`` that keeps exactly ``keep`` channels
+    (it keeps ``int(intermediate * (1 - ratio))``)."""
+    return 1 - (keep + 0.5) / intermediate
+
+
+def prune_mlp(mlp, hidden: int, ratio: float, method: str) -> list[int]:
+    """Prune ``mlp`` in place with torch-pruning's ``pruning_ratio=ratio`` on its channel group
+    (rounding is done by the caller via ``keep_channels``/``tp_ratio_for``); return the removed
+    intermediate-channel indices (original numbering)."""
     import torch
     import torch_pruning as tp
 
@@ -40,7 +57,7 @@ def prune_mlp(mlp, hidden: int, ratio: float, method: str, round_to: int | None)
     with time_limit(GRAPH_TIMEOUT_S, "torch-pruning dependency graph of the MLP"):
         pruner = tp.pruner.MetaPruner(
             mlp, example_inputs=example, importance=importance(method), pruning_ratio=ratio,
-            ignored_layers=[mlp.down_proj], round_to=round_to or None,
+            ignored_layers=[mlp.down_proj], round_to=None,
             out_channel_groups={mlp.gate_up_proj: 2} if fused else {},
         )
     removed: list[int] = []

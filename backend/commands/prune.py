@@ -1,0 +1,116 @@
+"""``greentui prune MODEL --out DIR``: structured pruning to a directory that reloads.
+
+Progress goes to stderr (rich), the report table to stdout; the full report is also saved as
+``DIR/greentui_prune_report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _ratio(text: str) -> float:
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            value = float(num) / float(den)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ratio (e.g. 0.25 or 2/7)") from None
+    return value  # range and NaN are checked by PruneConfig.validate, with one clear message
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    from ..prune import METHODS
+
+    p = sub.add_parser("prune", parents=parents, help="structurally prune a model into a directory",
+                       description="Prune attention heads and MLP channels (taylor, l1, l2, random) or whole "
+                                   "decoder layers (layer-drop). RATIO is the fraction of the prunable "
+                                   "layers' projection parameters to remove (layer-drop: of the layers).")
+    p.add_argument("model", help="HF id or local model directory (a pruned one too)")
+    p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
+    p.add_argument("--method", choices=METHODS, default="taylor")
+    p.add_argument("--ratio", type=_ratio, default=2 / 7, help="fraction to remove, e.g. 0.25 or 2/7 (default 2/7)")
+    p.add_argument("--ignore-first", type=int, default=None,
+                   help="leading layers kept whole (default: the study's 4, clamped on shallow models)")
+    p.add_argument("--ignore-last", type=int, default=None,
+                   help="trailing layers kept whole (default: the study's 4, clamped on shallow models)")
+    p.add_argument("--round-to", type=int, default=8, help="keep MLP widths a multiple of K (default 8)")
+    p.add_argument("--calib-samples", type=int, default=10)
+    p.add_argument("--calib-seq-len", type=int, default=64)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--calib-file", default=None, help="calibration text file (default: shipped Tiny Shakespeare)")
+    g.add_argument("--calib-dataset", default=None, help="HF dataset id[:config] (needs the hub)")
+    p.add_argument("--no-heads", action="store_true", help="keep every attention head")
+    p.add_argument("--no-mlp", action="store_true", help="keep every MLP channel")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..prune import PruneConfig, prune_to_dir
+
+    err = Console(stderr=True)
+    cfg = PruneConfig(method=args.method, ratio=args.ratio, ignore_first=args.ignore_first,
+                      ignore_last=args.ignore_last, round_to=args.round_to, calib_samples=args.calib_samples,
+                      calib_seq_len=args.calib_seq_len, calib_file=args.calib_file,
+                      calib_dataset=getattr(args, "calib_dataset", None), device=args.device, seed=args.seed,
+                      prune_heads=not getattr(args, "no_heads", False), prune_mlp=not getattr(args, "no_mlp", False))
+    logging.getLogger("greentui.prune").addHandler(logging.NullHandler())
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=1.0)
+        report = prune_to_dir(args.model, args.out, cfg,
+                              progress=lambda msg, frac: bar.update(task, description=msg, completed=frac))
+    for w in report.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {w}")
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print_report(report)
+    return 0
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    b, a = report["params_before"], report["params_after"]
+    summary = Table(title=f"prune: {report['method']} ({report.get('model_type')})", show_header=False)
+    summary.add_row("parameters", f"{b:,} → {a:,}  (−{report['params_removed_ratio']:.1%} of the model)")
+    if "prunable_removed_ratio" in report:
+        summary.add_row("pruned layers' projections",
+                        f"{report['prunable_params_before']:,} → {report['prunable_params_after']:,}  "
+                        f"(−{report['prunable_removed_ratio']:.1%}, target {report['target_ratio']:.1%})")
+    if report.get("removed_layers") is not None:
+        summary.add_row("layers removed", ", ".join(map(str, report["removed_layers"])))
+    fb, fa = report["flops_per_token_before"], report["flops_per_token_after"]
+    summary.add_row(f"FLOPs/token @{report['flops_context_tokens']} ctx", f"{fb:,} → {fa:,}  ({fa / fb:.3f}×)")
+    summary.add_row("ignored layers", f"first {report['ignore_first']}, last {report['ignore_last']}")
+    summary.add_row("wall time", f"{report['wall_time_s']:.2f} s on {report['device']}")
+    summary.add_row("peak memory", f"{report['peak_rss_mb']:.0f} MB RSS"
+                    + (f", {report['cuda_peak_mb']:.0f} MB CUDA" if "cuda_peak_mb" in report else ""))
+    summary.add_row("torch-pruning", report["torch_pruning_version"])
+    if report.get("out_dir"):
+        summary.add_row("saved to", report["out_dir"])
+    con.print(summary)
+    if report.get("layers"):
+        t = Table(title="pruned layers")
+        for col in ("layer", "heads", "kv heads", "intermediate", "heads removed", "tp MLP ratio"):
+            t.add_column(col, justify="right" if col != "heads removed" else "left")
+        for e in report["layers"]:
+            t.add_row(str(e["layer"]), f"{e['heads_before']} → {e['heads_after']}",
+                      f"{e['kv_heads_before']} → {e['kv_heads_after']}",
+                      f"{e['intermediate_before']} → {e['intermediate_after']}",
+                      ",".join(map(str, e["heads_removed"])) or "-", f"{e['tp_mlp_pruning_ratio']:.3f}")
+        con.print(t)
