@@ -134,7 +134,10 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     if cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     model.to(cfg.device)
-    model.config._attn_implementation = "eager"
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    else:
+        model.config._attn_implementation = "eager"
     torch.manual_seed(cfg.seed)
 
     widths_before = layer_widths(model)
