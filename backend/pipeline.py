@@ -28,6 +28,23 @@ class RunCancelled(Exception):
     """Raised in the run's thread when the user cancels it (SIGTERM to the runner)."""
 
 
+def quiet_libraries() -> None:
+    """Silence library progress bars and chatter: greentui shows its own progress (rich / TUI).
+
+    Called by the CLI's ``run`` and by the runner before the heavy imports happen.
+    """
+    import logging
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "codecarbon", "torch_pruning", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def resolve_device(requested: str) -> str:
     if requested != "auto":
         return requested

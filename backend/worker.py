@@ -14,7 +14,7 @@ import os
 import signal
 from pathlib import Path
 
-from .pipeline import RunCancelled, execute_run
+from .pipeline import RunCancelled, execute_run, quiet_libraries
 from .store import open_store
 from .supervisor import lock_path, recover_stale_runs
 
@@ -36,6 +36,7 @@ def run_worker(workspace: Path, device: str = "auto", once: bool = False) -> int
     lock.flush()
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+    quiet_libraries()
     store = open_store(workspace)
     recover_stale_runs(store)
     done = 0

@@ -51,10 +51,11 @@ class _ProgressView:
 
 def run(args: argparse.Namespace) -> int:
     from ..events import EventSink
-    from ..pipeline import RunCancelled, execute_run
+    from ..pipeline import RunCancelled, execute_run, quiet_libraries
     from ..workspace import run_dir
 
     cfg = config_from_args(args)
+    quiet_libraries()
     ws, store = workspace_and_store(args)
     run_id = prepare_run(store, cfg, status="running", pid=os.getpid())
     store.update_run(run_id, device=None)

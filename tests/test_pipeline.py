@@ -1,0 +1,204 @@
+"""The study end to end through the CLI: run, baseline reuse, export, import, kills and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.report import study_tables
+from backend.runconfig import STUDY_TASKS
+from backend.store import Store
+from backend.tasks.registry import bundled_data_dir
+
+from .conftest import ROOT
+
+DATA = str(bundled_data_dir())
+QUICK = ["--tasks", "boolq,piqa", "--limit", "4", "--data-dir", DATA, "--ppl-limit", "128",
+         "--lora-steps", "2", "--lora-batch-size", "2", "--calib-samples", "2"]
+
+
+def _store(ws: Path) -> Store:
+    return Store(ws / "greentui.db")
+
+
+def _assert_whole_rows(rows):
+    for r in rows:
+        assert 0.0 <= r["acc"] <= 1.0
+        assert r["n_samples"] and r["seconds"] is not None and r["tokens"]
+        assert r["energy_kwh"] is not None and r["energy_kwh"] > 0
+        assert r["meter"] and "estimate" in r["meter"]  # this machine has no RAPL, no GPU
+
+
+def test_run_quick_then_reuse_baseline_and_export(cli, workspace, demo_model_dir):
+    model = str(demo_model_dir("llama"))
+    first = cli("run", model, *QUICK)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_id = int(first.stdout.strip().splitlines()[-1])
+    assert "Table 1" in first.stdout and "Table 2" in first.stdout
+    with _store(workspace) as s:
+        run = s.get_run(run_id)
+        assert run["status"] == "done" and run["kind"] == "experiment"
+        assert run["params_after"] < run["params_before"]
+        base = run["parent_run_id"]
+        vanilla, pruned = s.task_results(base, "vanilla"), s.task_results(run_id, "pruned")
+        assert sorted(r["task"] for r in vanilla) == sorted(r["task"] for r in pruned) == ["boolq", "piqa"]
+        _assert_whole_rows(vanilla + pruned)
+        assert {m["name"] for m in s.metrics(run_id)} >= {"ppl_wikitext2"}
+    folder = workspace / f"run-{run_id:05d}"
+    assert (folder / "events.jsonl").exists() and (folder / "model" / "config.json").exists()
+    assert (folder / "lora" / "adapter" / "adapter_config.json").exists()
+
+    second = cli("run", model, *QUICK)
+    assert second.returncode == 0, second.stderr[-3000:]
+    run2 = int(second.stdout.strip().splitlines()[-1])
+    with _store(workspace) as s:
+        assert s.get_run(run2)["parent_run_id"] == base  # the baseline was reused, not re-measured
+        assert s.count_runs(statuses=["done"]) == 3
+
+    md = cli("export", str(run_id), check=True).stdout
+    with _store(workspace) as s:
+        tables = study_tables(s, [run_id])
+        acc_v, acc_p = tables["accuracy"]
+        expect_avg = sum(acc_p.values.values()) / 2
+        assert acc_p.avg == pytest.approx(expect_avg)
+        assert acc_p.ratio == pytest.approx(acc_p.avg / acc_v.avg if acc_v.avg else None)
+    assert f"| {acc_p.avg:.3f} |" in md
+    data = json.loads(cli("export", "--format", "json", check=True).stdout)
+    assert data["accuracy"][0]["stderr"] and data["runs"][0]["results"][0]["meter"]
+    csv_text = cli("export", "--format", "csv", check=True).stdout
+    assert csv_text.splitlines()[0].startswith("model,run_id,variant,task,acc,acc_stderr")
+    assert "\\begin{tabular}" in cli("export", "--format", "latex", check=True).stdout
+
+
+@pytest.mark.slow
+def test_study_run_seven_tasks(cli, workspace, demo_model_dir):
+    """The issue's acceptance command: seven tasks, --lora-steps 5 --limit 8, local data."""
+    model = str(demo_model_dir("qwen2"))
+    proc = cli("run", model, "--lora-steps", "5", "--limit", "8", "--data-dir", DATA,
+               "--lora-batch-size", "4", "--ppl-limit", "256")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = int(proc.stdout.strip().splitlines()[-1])
+    with _store(workspace) as s:
+        run = s.get_run(run_id)
+        for variant, rid in (("vanilla", run["parent_run_id"]), ("pruned", run_id)):
+            rows = s.task_results(rid, variant)
+            assert sorted(r["task"] for r in rows) == sorted(STUDY_TASKS)
+            assert all(r["n_samples"] == 8 for r in rows)
+            _assert_whole_rows(rows)
+        tables = study_tables(s, [run_id])
+    for key in ("accuracy", "energy"):
+        v, p = tables[key]
+        assert v.avg == pytest.approx(sum(v.values.values()) / 7)
+        assert p.ratio == pytest.approx(p.avg / v.avg)
+
+
+def test_bad_input_is_refused_and_store_untouched(cli, workspace, demo_model_dir, tmp_path):
+    model = str(demo_model_dir("llama"))
+    cli("run", model, "--no-prune", "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "0",
+        check=True)
+    db = workspace / "greentui.db"
+    with _store(workspace) as s:
+        before = (s.count_runs(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
+
+    def refused(*args: str) -> str:
+        proc = cli(*args)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr.strip().splitlines()[-1]
+
+    assert "unknown task" in refused("run", model, "--tasks", "boolq,mmlu", "--data-dir", DATA)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(Path(DATA) / "boolq.jsonl", partial / "boolq.jsonl")
+    assert "piqa.jsonl is missing" in refused("run", model, "--tasks", "boolq,piqa", "--data-dir", str(partial))
+    lines = (Path(DATA) / "piqa.jsonl").read_text().splitlines()
+    lines[2] = '{"goal": "broken'
+    (partial / "piqa.jsonl").write_text("\n".join(lines) + "\n")
+    assert f"{partial / 'piqa.jsonl'}:3" in refused("run", model, "--tasks", "piqa", "--data-dir", str(partial))
+    assert "limit must be 1 or more" in refused("run", model, "--limit", "0")
+    bogus = tmp_path / "notlmeval.json"
+    bogus.write_text(json.dumps({"hello": "world"}))
+    assert "not an lm-eval results file" in refused("import", str(bogus))
+    (tmp_path / "garbage.json").write_text("{not json")
+    assert "is not JSON" in refused("import", str(tmp_path / "garbage.json"))
+    with _store(workspace) as s:
+        after = (s.count_runs(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
+        assert after == before
+        assert s.integrity_check() == "ok"
+
+
+def test_import_lm_eval_results(cli, workspace, tmp_path):
+    doc = {
+        "results": {
+            "arc_easy": {"alias": "arc_easy", "acc,none": 0.74, "acc_stderr,none": 0.009,
+                         "acc_norm,none": 0.70, "acc_norm_stderr,none": 0.0094},
+            "boolq": {"alias": "boolq", "acc,none": 0.81, "acc_stderr,none": 0.007, "energy_wh": 1.25},
+            "mmlu": {"acc,none": 0.5},
+        },
+        "n-samples": {"arc_easy": {"original": 2376, "effective": 2376}, "boolq": {"original": 3270, "effective": 3270}},
+        "config": {"model": "hf", "model_args": "pretrained=meta-llama/Llama-3.1-8B,dtype=bfloat16"},
+    }
+    f = tmp_path / "results_2026.json"
+    f.write_text(json.dumps(doc))
+    proc = cli("import", str(f), check=True)
+    run_id = int(proc.stdout.strip().splitlines()[-1])
+    with _store(workspace) as s:
+        rows = {r["task"]: r for r in s.task_results(run_id)}
+        assert set(rows) == {"arc_easy", "boolq"}
+        assert rows["arc_easy"]["acc"] == 0.74 and rows["arc_easy"]["n_samples"] == 2376
+        assert rows["arc_easy"]["energy_kwh"] is None and rows["arc_easy"]["meter"] is None  # missing, not 0
+        assert rows["boolq"]["energy_kwh"] == pytest.approx(0.00125)
+        assert s.get_run(run_id)["model_ref"] == "meta-llama/Llama-3.1-8B"
+    md = cli("export", str(run_id), check=True).stdout
+    assert "| 0.740 |" in md and "| — |" in md
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("how", ["cli-run", "runner"])
+def test_killed_run_leaves_no_partial_rows(cli, workspace, demo_model_dir, how):
+    """SIGKILL mid-evaluation: whole task rows only, integrity ok; a killed runner's run is interrupted."""
+    model = str(demo_model_dir("llama"))
+    args = ["--no-prune", "--tasks", "boolq,piqa,arc_easy,hellaswag", "--limit", "6", "--data-dir", DATA,
+            "--ppl-limit", "0"]
+    env = dict(os.environ, GREENTUI_HOME=str(workspace))
+    if how == "cli-run":
+        proc = subprocess.Popen([sys.executable, "-m", "backend", "run", model, *args], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pid = proc.pid
+    else:
+        cli("queue", model, *args, check=True)
+        with _store(workspace) as s:
+            pid = _wait_for(lambda: (s.running_runs() or [{}])[0].get("pid"), 120, "the runner to claim the run")
+    with _store(workspace) as s:
+        _wait_for(lambda: s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0] >= 1, 300,
+                  "a first task result")
+    os.kill(pid, signal.SIGKILL)
+    if how == "cli-run":
+        proc.wait(timeout=30)
+    else:
+        time.sleep(1.0)
+    cli("ls", check=True)  # the next start recovers stale runs
+    with _store(workspace) as s:
+        assert s.integrity_check() == "ok"
+        run = s.list_runs(limit=1)[0]
+        assert run["status"] == "interrupted"
+        assert s.queue_paused()
+        rows = s.task_results(run["id"])
+        assert 1 <= len(rows) < 4
+        _assert_whole_rows(rows)
