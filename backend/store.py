@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from .errors import GreentuiError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
@@ -108,10 +109,19 @@ class Store:
                                 "it was left untouched — move it aside or pass another --runs-dir") from exc
         self.journal_mode = mode
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._db: Any = None
         self._migrate()
 
     # ---------------------------------------------------------------- plumbing
+    @property
+    def db(self) -> "sqlite_utils.Database":
+        """sqlite_utils over the same connection, made on first use: importing sqlite_utils pulls in
+        pandas and numpy when installed (~1.5 s), which the TUI's first screen must not wait for."""
+        if self._db is None:
+            import sqlite_utils
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
     def close(self) -> None:
         self.conn.close()
 

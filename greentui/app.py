@@ -24,9 +24,17 @@ from backend.store import Store
 from backend.supervisor import recover_stale_runs, runner_pid, start_runner
 from backend.workspace import db_path
 
-from .screens.models import ModelsScreen
-from .screens.queue import QueueScreen
 from .screens.runs import RunsScreen
+
+
+def _queue_screen() -> Screen:
+    from .screens.queue import QueueScreen
+    return QueueScreen()
+
+
+def _models_screen() -> Screen:
+    from .screens.models import ModelsScreen
+    return ModelsScreen()
 
 
 class GreentuiApp(App):
@@ -35,7 +43,8 @@ class GreentuiApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "greentui"
     SUB_TITLE = "does pruning this LLM save energy?"
-    MODES = {"runs": RunsScreen, "queue": QueueScreen, "models": ModelsScreen}
+    # screens other than the first are imported when first shown (the first frame waits for nothing else)
+    MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen}
     DEFAULT_MODE = "runs"
     BINDINGS = [
         Binding("1", "switch_mode('runs')", "Runs", tooltip="All runs with their averages and ratios"),

@@ -40,8 +40,13 @@ class QueueScreen(Screen):
         self.reload()
         table.focus()
 
+    def on_screen_suspend(self) -> None:
+        self._suspended = True
+
     def on_screen_resume(self) -> None:
-        self.reload()
+        if getattr(self, "_suspended", False):  # not on first show: on_mount just loaded
+            self._suspended = False
+            self.reload()
 
     def store_changed(self) -> None:
         self.reload()

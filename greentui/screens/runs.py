@@ -14,10 +14,9 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from backend.errors import GreentuiError
 
-from ..widgets.confirm import ConfirmScreen
 from ._fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
 
-PAGE = 200
+PAGE = 100
 # (key, header, sort key for Store.list_runs or None)
 COLUMNS: list[tuple[str, str, str | None]] = [
     ("sel", " ", None), ("id", "id", "id"), ("model", "model", "model"), ("kind", "kind", None),
@@ -80,8 +79,13 @@ class RunsScreen(Screen):
         self.reload()
         table.focus()
 
+    def on_screen_suspend(self) -> None:
+        self._suspended = True
+
     def on_screen_resume(self) -> None:
-        self.reload()
+        if getattr(self, "_suspended", False):  # not on first show: on_mount just loaded
+            self._suspended = False
+            self.reload()
 
     def store_changed(self) -> None:
         self.reload()
@@ -269,4 +273,5 @@ class RunsScreen(Screen):
             self.notify(f"deleted {n} run(s)")
             self.reload()
 
+        from ..widgets.confirm import ConfirmScreen  # imports the chart widgets' package: not at start-up
         self.app.push_screen(ConfirmScreen(msg), done)
