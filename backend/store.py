@@ -523,16 +523,32 @@ class Store:
                           [tuple(r.get(k) for k in cols) for r in rows])
 
 
+# Database files this process has already checked (and so may hold open with SQLite locks).
+_CHECKED: set[str] = set()
+
+
 def _refuse_non_database(path: Path) -> None:
-    """Never open (and so never let SQLite rewrite) a file that is not an SQLite database."""
+    """Never open (and so never let SQLite rewrite) a file that is not an SQLite database.
+
+    The header is read once per process and path, before this process's first connection: SQLite's
+    locks are POSIX advisory locks, which ``close()`` of *any* descriptor on the file drops for the
+    whole process (sqlite.org/howtocorrupt.html §2.2). Re-reading the header while another Store of
+    this process is open would drop its locks; another process closing its connection would then
+    think it was the last one, checkpoint and delete the WAL under us, and our later writes would go
+    to an orphaned WAL that no other process sees (a queued run or a result silently lost).
+    """
     if path.is_dir():
         raise GreentuiError(f"{path} is a directory, not a greentui database")
+    key = str(path.resolve())
+    if key in _CHECKED:
+        return
     if path.exists() and path.stat().st_size > 0:
         with path.open("rb") as fh:
             head = fh.read(16)
         if head != SQLITE_MAGIC:
             raise GreentuiError(f"{path} is not an SQLite database (corrupted or another file); "
                                 "it was left untouched — move it aside or pass another --runs-dir")
+    _CHECKED.add(key)  # absent or empty: SQLite creates it, and it is ours from now on
 
 
 def open_store(workspace: Path) -> Store:
