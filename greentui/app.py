@@ -66,6 +66,7 @@ class GreentuiApp(App):
         self.auto_demo = auto_demo
         self.store = Store(db_path(self.workspace))
         self._token: tuple | None = None
+        self.table_token: tuple | None = None
         # before the first screen reads the store: a dead runner's run shows as interrupted at once
         self.recovered: list[int] = recover_stale_runs(self.store)
         self.demo_busy = False
@@ -81,6 +82,7 @@ class GreentuiApp(App):
             self.notify("the queue is paused (Queue screen, p to resume)", severity="warning")
         self.ensure_runner()
         self._token = self.store.change_token()
+        self.table_token = self._token[:3] + self._token[4:]
         self.set_interval(self.POLL_INTERVAL, self.poll_store, name="poll-store")
         if self.auto_demo:
             self.action_demo()
@@ -103,6 +105,9 @@ class GreentuiApp(App):
             return
         if token != self._token:
             self._token = token
+            # runs, queue, results and models without the event cursor: tables need not redraw
+            # for every progress event of a running run
+            self.table_token = token[:3] + token[4:]
             refresh = getattr(self.screen, "store_changed", None)
             if refresh is not None:
                 refresh()

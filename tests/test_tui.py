@@ -408,6 +408,13 @@ async def test_compare_several_runs_and_palette_lists_actions(seeded) -> None:
         for title in ("Filter", "Sort", "Compare", "Re-queue", "Delete", "Runs", "Queue", "Models",
                       "New run", "Demo", "Pareto"):
             assert title in titles
+        # a palette command runs its action
+        queue_cmd = next(c for c in app.get_system_commands(app.screen) if c.title == "Queue")
+        queue_cmd.callback()
+        await pilot.pause()
+        assert isinstance(app.screen, QueueScreen)
+        await pilot.press("1")
+        await pilot.pause()
         await pilot.press("c")
         await pilot.pause()
         radar = app.screen.query_one("#radar-acc", RadarChart)

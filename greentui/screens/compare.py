@@ -95,7 +95,9 @@ class CompareScreen(Screen):
         self.rebuild()
 
     def store_changed(self) -> None:
-        self.rebuild()
+        if getattr(self, "_seen_token", None) != self.app.table_token:  # new results, not progress
+            self._seen_token = self.app.table_token
+            self.rebuild()
 
     def on_screen_resume(self) -> None:
         self.rebuild()

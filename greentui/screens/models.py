@@ -68,7 +68,9 @@ class ModelsScreen(Screen):
             self.reload()
 
     def store_changed(self) -> None:
-        self.reload()
+        if getattr(self, "_seen_token", None) != self.app.table_token:
+            self._seen_token = self.app.table_token
+            self.reload()
 
     # ------------------------------------------------------------------ data
     def rows(self) -> list[tuple[str, dict[str, Any]]]:

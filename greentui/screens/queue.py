@@ -49,7 +49,7 @@ class QueueScreen(Screen):
             self.reload()
 
     def store_changed(self) -> None:
-        self.reload()
+        self.reload()  # small table; its stage column moves with every stage event
 
     @property
     def store(self):

@@ -88,7 +88,9 @@ class RunsScreen(Screen):
             self.reload()
 
     def store_changed(self) -> None:
-        self.reload()
+        if getattr(self, "_seen_token", None) != self.app.table_token:
+            self._seen_token = self.app.table_token
+            self.reload()
 
     # ------------------------------------------------------------------ data
     @property
