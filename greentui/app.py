@@ -149,6 +149,15 @@ class GreentuiApp(App):
         if self.demo_busy:
             self.notify("the demo is already being prepared")
             return
+        if self.store.count_runs():  # one key on an empty workspace; asks first otherwise
+            from .widgets.confirm import ConfirmScreen
+            self.push_screen(ConfirmScreen("Build the tiny demo model (if needed) and queue another demo run?",
+                                           yes="Queue demo"),
+                             lambda yes: self._start_demo() if yes else None)
+            return
+        self._start_demo()
+
+    def _start_demo(self) -> None:
         self.demo_busy = True
         self.notify("building the tiny demo model and queueing a demo run (a few minutes on CPU)…",
                     timeout=8)

@@ -601,3 +601,20 @@ async def test_ui_run_does_not_import_torch_while_using_screens(seeded) -> None:
         await pilot.pause()
     after = {m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "lm_eval", "peft")}
     assert after == before
+
+
+async def test_demo_key_asks_first_when_runs_exist(seeded) -> None:
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        called = []
+        app._demo_worker = lambda: called.append(True)
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and called == []
+        await pilot.press("n")
+        await pilot.pause()
+        assert called == []
+        await pilot.press("d", "y")
+        await pilot.pause()
+        assert called == [True]
