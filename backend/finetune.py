@@ -199,7 +199,10 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
     examples, data_info = load_training_data(spec, tokenizer)
     gen = torch.Generator().manual_seed(spec.seed)
     order = torch.randperm(len(examples), generator=gen).tolist()
-    n_eval = min(spec.eval_items, len(examples) // 5)
+    # Held-out loss costs two forward passes over the eval set: keep it at most ~half the training
+    # examples, so a 10-step demo does not spend most of its time evaluating.
+    planned = spec.steps * spec.batch_size if spec.steps else len(examples)
+    n_eval = min(spec.eval_items, len(examples) // 5, max(8, planned // 2))
     eval_set = [examples[i] for i in order[:n_eval]]
     train_set = [examples[i] for i in order[n_eval:]]
     steps = spec.total_steps(len(train_set))

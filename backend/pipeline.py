@@ -8,6 +8,7 @@ one. Heavy libraries are imported inside ``execute_run`` only.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -76,7 +77,10 @@ def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | No
         cfg.validate()
         configure_hf_environment(workspace)
         sampler = _start_power_sampler(store.path, run_id)
-        _Pipeline(store, workspace, run, cfg, folder, sink).execute()
+        # Library chatter (tqdm bars lm-eval forces on, warnings) goes to the run folder, not the
+        # user's terminal, where greentui shows its own progress.
+        with (folder / "libraries.log").open("a") as chatter, contextlib.redirect_stderr(chatter):
+            _Pipeline(store, workspace, run, cfg, folder, sink).execute()
         status, error = "done", None
     except RunCancelled:
         status, error = "cancelled", "cancelled by the user"

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     ws, store = workspace_and_store(args)
     run_id = prepare_run(store, cfg, status="running", pid=os.getpid())
     store.update_run(run_id, device=None)
-    console = Console(stderr=True)
+    console = Console(file=sys.stderr)  # bound now: the pipeline redirects sys.stderr to a log
     console.print(f"run {run_id}: {cfg.model} — {cfg.summary()}")
     sink = EventSink(store, run_id, run_dir(ws, run_id))
     view = _ProgressView(console)
