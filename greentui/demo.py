@@ -52,7 +52,7 @@ def build_demo_model(workspace: Path, timeout: float = 600) -> Path:
 def demo_config(model_ref: str, **overrides) -> RunConfig:
     """The study's method (Taylor 2/7, LoRA r8/α16, seven tasks) at a size a 2-core CPU finishes fast."""
     base = dict(model=model_ref, tasks=list(STUDY_TASKS), data_dir=str(SAMPLE_DATA), limit=10,
-                lora_steps=10, lora_batch_size=4, lora_cutoff_len=128, ppl_limit=2048,
+                lora_steps=10, lora_batch_size=4, lora_cutoff_len=256, ppl_limit=2048,
                 ignore_first=1, ignore_last=1)
     base.update(overrides)
     return RunConfig(**base)
