@@ -13,18 +13,18 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from backend.errors import GreentuiError
 
 from ..demo import demo_model_built, demo_model_dir
+from ._live import LiveTableScreen
 from ._fmt import params, size
 
 DEMO_KEY = "demo:"
 
 
-class ModelsScreen(Screen):
+class ModelsScreen(LiveTableScreen):
     BINDINGS = [
         Binding("a", "add", "Add model", tooltip="Add a model by HF id or local path"),
         Binding("n", "new_run_with", "New run", tooltip="Queue a run of the highlighted model"),
@@ -58,19 +58,6 @@ class ModelsScreen(Screen):
         self.reload()
         table.focus()
         self.scan_cache()
-
-    def on_screen_suspend(self) -> None:
-        self._suspended = True
-
-    def on_screen_resume(self) -> None:
-        if getattr(self, "_suspended", False):  # not on first show: on_mount just loaded
-            self._suspended = False
-            self.reload()
-
-    def store_changed(self) -> None:
-        if getattr(self, "_seen_token", None) != self.app.table_token:
-            self._seen_token = self.app.table_token
-            self.reload()
 
     # ------------------------------------------------------------------ data
     def rows(self) -> list[tuple[str, dict[str, Any]]]:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from backend.errors import GreentuiError
 from backend.supervisor import cancel_run
 
 from ..widgets.confirm import ConfirmScreen
+from ._live import LiveTableScreen
 from ._fmt import method_label, model_label, ratio_label, status_cell, when
 
 
-class QueueScreen(Screen):
+class QueueScreen(LiveTableScreen):
+    reload_on_every_change = True  # small table; its stage column moves with every stage event
+
     BINDINGS = [
         Binding("enter", "open", "Detail", show=False),
         Binding("K,shift+up", "move(-1)", "Move up", tooltip="Run this one earlier"),
@@ -39,17 +41,6 @@ class QueueScreen(Screen):
             table.add_column(label, key=key)
         self.reload()
         table.focus()
-
-    def on_screen_suspend(self) -> None:
-        self._suspended = True
-
-    def on_screen_resume(self) -> None:
-        if getattr(self, "_suspended", False):  # not on first show: on_mount just loaded
-            self._suspended = False
-            self.reload()
-
-    def store_changed(self) -> None:
-        self.reload()  # small table; its stage column moves with every stage event
 
     @property
     def store(self):

@@ -9,11 +9,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from backend.errors import GreentuiError
 
+from ._live import LiveTableScreen
 from ._fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
 
 PAGE = 100
@@ -32,7 +32,7 @@ EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
               "or [b reverse] n [/] to queue a run of your own model.")
 
 
-class RunsScreen(Screen):
+class RunsScreen(LiveTableScreen):
     """All runs; filter, sort, multi-select, compare, re-queue, delete."""
 
     BINDINGS = [
@@ -78,19 +78,6 @@ class RunsScreen(Screen):
         self.query_one("#filter").display = False
         self.reload()
         table.focus()
-
-    def on_screen_suspend(self) -> None:
-        self._suspended = True
-
-    def on_screen_resume(self) -> None:
-        if getattr(self, "_suspended", False):  # not on first show: on_mount just loaded
-            self._suspended = False
-            self.reload()
-
-    def store_changed(self) -> None:
-        if getattr(self, "_seen_token", None) != self.app.table_token:
-            self._seen_token = self.app.table_token
-            self.reload()
 
     # ------------------------------------------------------------------ data
     @property
