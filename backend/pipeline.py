@@ -165,12 +165,19 @@ class _Pipeline:
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         with self.stage("load"):
+            if cfg.measure_energy:  # before the model occupies the device: the machine's idle draw
+                from .energy import idle_power
+                idle = idle_power(3.0 if device.startswith("cuda") else 1.0)
+                self.store.save_metric(self.run_id, "run", "idle_power_w", idle["watts"], idle)
+                if idle["watts"] is not None:
+                    sink.log(f"idle power {idle['watts']:.1f} W ({idle['source']}"
+                             f"{', estimate' if idle['is_estimate'] else ''})")
             model_id = self.run["model_id"] or register_model(self.store, cfg.model, cfg.trust_remote_code)
             model_row = self.store.get_model(model_id)
             self.store.update_run(self.run_id, model_id=model_id, device=device)
             sink.log(f"loading {model_row['ref']} on {device}")
-            model, tokenizer = load_model(model_row["ref"] if not model_row.get("path") else model_row["ref"],
-                                          device=device, trust_remote_code=bool(model_row["trust_remote_code"]))
+            model, tokenizer = load_model(model_row["ref"], device=device,
+                                          trust_remote_code=bool(model_row["trust_remote_code"]))
             params_before = sum(p.numel() for p in model.parameters())
             self.store.update_run(self.run_id, params_before=params_before, params_after=params_before)
             sink.log(f"{params_before:,} parameters, {len(model.model.layers)} decoder layers")

@@ -76,3 +76,54 @@ def test_encoder_only_model_is_refused(tmp_path):
     BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
     with pytest.raises(GreentuiError, match="not a decoder-only causal LM"):
         describe(str(tmp_path))
+
+
+def test_hf_cache_entries_resolve_and_load_offline(demo_model_dir, tmp_path, monkeypatch):
+    """A model in the local HF cache (blobs + snapshot symlinks, as huggingface_hub lays it out)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from backend.model_io import load_model
+    from backend.models import list_cached_models
+
+    src = demo_model_dir("llama")
+    cache = tmp_path / "hub"
+    repo = cache / "models--acme--tiny-llama"
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    snap = repo / "snapshots" / rev
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, f in enumerate(sorted(p for p in src.iterdir() if p.is_file())):
+        blob = repo / "blobs" / f"{i:040x}"
+        blob.write_bytes(f.read_bytes())
+        (snap / f.name).symlink_to(blob)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    assert "acme/tiny-llama" in list_cached_models()
+    ref, path, source = resolve("acme/tiny-llama")
+    assert (ref, source) == ("acme/tiny-llama", "cache") and path == snap
+    info = describe("acme/tiny-llama")
+    assert info.arch == "llama" and info.params and info.name == "acme/tiny-llama"
+    model, tok = load_model(str(path))
+    plain = AutoModelForCausalLM.from_pretrained(src)
+    ids = tok("hello there", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-6)
+
+
+def test_small_demo_shape_is_over_100m_parameters():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from backend.demo import SMALL_SHAPE, build_config, build_tokenizer
+
+    tok = build_tokenizer(SMALL_SHAPE.vocab)
+    cfg = build_config("llama", SMALL_SHAPE, tok)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    n = sum(p.numel() for p in model.parameters())
+    assert n >= 100_000_000
+    assert cfg.num_key_value_heads < cfg.num_attention_heads
