@@ -53,11 +53,21 @@ def _looks_like_path(ref: str) -> bool:
     return ref.startswith((".", "/", "~")) or os.sep in ref and not HF_ID.match(ref) or Path(ref).exists()
 
 
+def hub_cache_dir() -> Path:
+    """The HF hub cache as the environment says *now* (huggingface_hub reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+    return Path(constants.HF_HUB_CACHE)
+
+
 def cached_snapshot(repo_id: str) -> Path | None:
     """The newest snapshot of ``repo_id`` in the local HF cache, if any (no network)."""
     try:
         from huggingface_hub import scan_cache_dir
-        info = scan_cache_dir()
+        info = scan_cache_dir(hub_cache_dir())
     except Exception:  # no cache dir yet, or unreadable: simply not cached
         return None
     for repo in info.repos:
@@ -73,7 +83,7 @@ def list_cached_models() -> list[str]:
     """HF ids of causal-LM-looking models in the local cache (for the Models screen)."""
     try:
         from huggingface_hub import scan_cache_dir
-        info = scan_cache_dir()
+        info = scan_cache_dir(hub_cache_dir())
     except Exception:
         return []
     return sorted(r.repo_id for r in info.repos if r.repo_type == "model")

@@ -100,8 +100,6 @@ def test_hf_cache_entries_resolve_and_load_offline(demo_model_dir, tmp_path, mon
         blob.write_bytes(f.read_bytes())
         (snap / f.name).symlink_to(blob)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    import huggingface_hub.constants as hc
-    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
     assert "acme/tiny-llama" in list_cached_models()
     ref, path, source = resolve("acme/tiny-llama")
     assert (ref, source) == ("acme/tiny-llama", "cache") and path == snap
