@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GreentuiError
+from .machine import device_name as machine_device_name
+from .machine import library_versions
 from .tasks import LOCAL_PREFIX, TASKS, build_local_task_dir, builtin_task_dirs, bundled_data_dir, resolve_tasks
 
 Progress = Callable[[str, float], None]
@@ -163,38 +165,6 @@ def _cheap_env_info():
         ev.add_env_info, ev.get_git_commit_hash = orig_env, orig_git
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for dist in ("torch", "transformers", "lm_eval", "codecarbon", "datasets", "peft", "torch_pruning"):
-        try:
-            out[dist] = md.version(dist.replace("_", "-"))
-        except md.PackageNotFoundError:
-            continue
-    return out
-
-
-def _device_name(device: str) -> str:
-    import platform
-
-    if str(device).startswith("cuda"):
-        try:
-            import torch
-
-            idx = torch.device(device).index or 0
-            return torch.cuda.get_device_name(idx)
-        except Exception:  # noqa: BLE001
-            return str(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _metric(values: dict[str, Any], key: str) -> float | None:
     v = values.get(f"{key},none")
     if v is None or isinstance(v, str):  # lm-eval writes "N/A" when a stderr cannot be computed
@@ -289,8 +259,8 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device=device, max_batch_size=64)
     counter = _RequestCounter(lm)
     task_manager = TaskManager(include_path=include_path, include_defaults=False)
-    versions = _versions()
-    device_name = _device_name(device)
+    versions = library_versions()
+    device_name = machine_device_name(device)
     if measure_energy:
         from .energy import warm_up
         warm_up(country)

@@ -12,7 +12,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import time
 import traceback
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from .errors import GreentuiError
 from .events import EventSink
+from .machine import device_name, library_versions
 from .runconfig import RunConfig
 from .store import Store
 from .workspace import configure_hf_environment, run_dir
@@ -51,17 +51,6 @@ def resolve_device(requested: str) -> str:
         return requested
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "torch-pruning", "lm-eval", "codecarbon"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "missing"
-    return out
 
 
 def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | None = None) -> str:
@@ -181,7 +170,7 @@ class _Pipeline:
             params_before = sum(p.numel() for p in model.parameters())
             self.store.update_run(self.run_id, params_before=params_before, params_after=params_before)
             sink.log(f"{params_before:,} parameters, {len(model.model.layers)} decoder layers")
-            self.provenance = {"device": device, "device_name": _device_name(device), "seed": cfg.seed,
+            self.provenance = {"device": device, "device_name": device_name(device), "seed": cfg.seed,
                                "versions": library_versions(), "model": model_row["ref"]}
 
         with self.stage("baseline"):
@@ -276,10 +265,3 @@ class _Pipeline:
             ppl = perplexity(model, tokenizer, max_tokens=cfg.ppl_limit)
             self.store.save_metric(target_run, variant, "ppl_wikitext2", ppl.get("ppl"), ppl)
             sink.log(f"{variant} WikiText-2 perplexity {ppl.get('ppl'):.2f} on {ppl.get('tokens')} tokens")
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        import torch
-        return torch.cuda.get_device_name(0)
-    return platform.processor() or platform.machine()

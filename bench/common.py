@@ -79,14 +79,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 # ------------------------------------------------------------------------------------ machine
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from backend.machine import cpu_model  # noqa: E402  (one definition for backend and bench)
 
 
 def machine_info() -> dict:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 
-import pytest
 
 from backend.cli import build_parser
 from backend.store import Store

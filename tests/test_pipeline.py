@@ -104,7 +104,6 @@ def test_bad_input_is_refused_and_store_untouched(cli, workspace, demo_model_dir
     model = str(demo_model_dir("llama"))
     cli("run", model, "--no-prune", "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "0",
         check=True)
-    db = workspace / "greentui.db"
     with _store(workspace) as s:
         before = (s.count_runs(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
 
