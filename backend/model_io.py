@@ -160,7 +160,6 @@ def _load_pruned(path: Path, manifest: dict, device: str, dtype, trust_remote_co
     if dtype is None:
         floats = [t.dtype for t in state.values() if t.is_floating_point()]
         dtype = floats[0] if floats else torch.float32
-    config._attn_implementation = "eager"
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
         layers = decoder_layers(model)
@@ -186,9 +185,30 @@ def _load_pruned(path: Path, manifest: dict, device: str, dtype, trust_remote_co
     return model
 
 
+def set_attention(model, implementation: str | None) -> str | None:
+    """Switch the attention kernel of ``model`` *and* of every layer's own config copy; return the
+    previous one. Pruning calibrates with eager attention (backward through it everywhere) and puts
+    the model's own kernel back, so vanilla and pruned are evaluated with the same attention."""
+    previous = getattr(model.config, "_attn_implementation", None)
+    if implementation is None:
+        return previous
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(implementation)
+    else:
+        model.config._attn_implementation = implementation
+    for layer in decoder_layers(model):
+        for module in layer.modules():
+            cfg = getattr(module, "config", None)
+            if cfg is not None and hasattr(cfg, "_attn_implementation"):
+                cfg._attn_implementation = implementation
+    return previous
+
+
 def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
     """Load ``(model, tokenizer)`` from a local directory or a HF id; pruned dirs with a widths
-    manifest are rebuilt layer by layer. Attention is eager (needed by the pruning graph tracer)."""
+    manifest are rebuilt layer by layer. Attention is transformers' default for the architecture
+    (SDPA, or eager where the model needs it, e.g. Gemma-2's soft-capping); weights come from
+    safetensors only (never unpickled); on CUDA they load straight onto the device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = Path(str(path)).expanduser()
@@ -199,9 +219,11 @@ def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool
             model = _load_pruned(p, manifest, device, dtype, trust_remote_code)
         else:
             ref = str(p) if p.exists() else str(path)
-            kwargs = {"attn_implementation": "eager", "trust_remote_code": trust_remote_code}
+            kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
             if dtype is not None:
                 kwargs["dtype"] = dtype
+            if str(device).startswith("cuda"):
+                kwargs["device_map"] = device
             model = AutoModelForCausalLM.from_pretrained(ref, **kwargs).to(device)
             model.eval()
         tok_ref = str(p) if p.exists() else str(path)

@@ -121,7 +121,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     import torch
     import torch_pruning as tp
 
-    from .model_io import decoder_layers, layer_widths
+    from .model_io import decoder_layers, layer_widths, set_attention
     from .pruning import calibration, flops
 
     t0 = time.perf_counter()
@@ -134,10 +134,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     if cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     model.to(cfg.device)
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation("eager")
-    else:
-        model.config._attn_implementation = "eager"
+    original_attention = set_attention(model, "eager")  # calibration backward through plain ops
     torch.manual_seed(cfg.seed)
 
     widths_before = layer_widths(model)
@@ -161,6 +158,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     else:
         _width_prune(model, batches, cfg, targets, report, say)
     model.zero_grad(set_to_none=True)
+    set_attention(model, original_attention)  # evaluate pruned with the same kernel as vanilla
     model.eval()
 
     widths_after = layer_widths(model)

@@ -355,3 +355,17 @@ def test_cli_unsupported_and_busy_dir(tmp_path, cli):
     assert proc.returncode != 0 and "supported: llama" in proc.stderr
     proc = cli("prune", str(src), "--out", str(src), timeout=300)
     assert proc.returncode != 0 and "not empty" in proc.stderr
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])
+def test_pruning_restores_the_attention_kernel_everywhere(demo_model_dir, arch):
+    """Calibration runs eager; vanilla and pruned must then be evaluated with the same kernel."""
+    from backend.model_io import decoder_layers
+
+    model, tok = load_model(demo_model_dir(arch))
+    kernel = model.config._attn_implementation
+    prune_model(model, tok, PruneConfig(ratio=0.25, calib_samples=2))
+    assert model.config._attn_implementation == kernel
+    per_layer = {m.config._attn_implementation for layer in decoder_layers(model) for m in layer.modules()
+                 if hasattr(getattr(m, "config", None), "_attn_implementation")}
+    assert per_layer == {kernel}
