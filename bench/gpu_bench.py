@@ -60,9 +60,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=3.0, help="seconds of forwards per measurement")
     p.add_argument("--calib", default="10x64", help="calibration samples x tokens for Taylor")
     p.add_argument("--variants", default="study,uniform")
-    p.add_argument("--attn", choices=("eager", "sdpa"), default="eager",
-                   help="attention kernel for the timed forwards (eager: what greentui's load_model gives "
-                        "lm-eval; sdpa: the fused kernel)")
+    p.add_argument("--attn", choices=("eager", "sdpa"), default="sdpa",
+                   help="attention kernel for the timed forwards (sdpa: what greentui's load_model gives "
+                        "a Llama for evaluation; eager: the plain kernel pruning calibrates with)")
     p.add_argument("--json", type=Path, default=None, help="write all figures here")
     p.add_argument("--results", type=Path, default=None,
                    help="append the table here (default: bench/RESULTS.md for a full-size CUDA run)")
@@ -122,22 +122,12 @@ def build(device: str, tiny: bool):
     tok = build_tokenizer(8192 if not tiny else 1024)  # calibration ids < vocab; no download
     cfg = LlamaConfig(**(TINY if tiny else LLAMA31_8B), bos_token_id=tok.bos_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    cfg._attn_implementation = "eager"  # as backend.model_io.load_model gives every model to lm-eval
+    cfg._attn_implementation = "sdpa"  # as backend.model_io.load_model gives a Llama to lm-eval
     torch.manual_seed(0)
     with torch.device(device):  # weights are created (and randomly initialised) on the GPU, in bf16
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
     model.eval()
     return model, tok
-
-
-def set_attention(model, impl: str) -> None:
-    """Every config object of the model (pruned layers carry their own copies) gets ``impl``."""
-    seen = set()
-    for m in model.modules():
-        c = getattr(m, "config", None)
-        if c is not None and id(c) not in seen:
-            seen.add(id(c))
-            c._attn_implementation = impl
 
 
 def prune(vanilla, tok, device: str, variant: str, calib: tuple[int, int], log):
@@ -264,6 +254,8 @@ def main(argv=None) -> int:
         time.sleep(2.0)
         idle_w = (energy.mj() - e0) / 1000 / (time.perf_counter() - t0)
 
+    from backend.model_io import set_attention
+
     vanilla, tok = build(device, args.tiny)
     n_vanilla = sum(p.numel() for p in vanilla.parameters())
     log(f"built {'tiny' if args.tiny else 'Llama-3.1-8B'}-shaped random model in bf16: {n_vanilla / 1e9:.3f} B params")
@@ -272,7 +264,7 @@ def main(argv=None) -> int:
     for v in [s.strip() for s in args.variants.split(",") if s.strip()]:
         models[v], info[v] = prune(vanilla, tok, device, v, calib, log)
     for m in models.values():
-        set_attention(m, args.attn)
+        set_attention(m, args.attn)  # backend.model_io's: every layer's config copy too
     names = list(models)
 
     gen = torch.Generator().manual_seed(0)

@@ -11,8 +11,8 @@ over 4 kv heads, head_dim 64, MLP 2304, vocab 8192; ~123 M parameters). Variants
 Latency is one forward pass over ``[batch, 128]`` token ids with ``use_cache=False`` — the shape of
 lm-eval's loglikelihood batches — under ``torch.inference_mode()``, after warm-up, with every model
 measured once per round in an order reversed every round (so each pruned/vanilla pair is measured
-in the same round, alternating which goes first); batch 1 gets three times the rounds (it is cheap). Attention is eager for both sides, as ``backend.model_io.load_model``
-gives it to the evaluation.
+in the same round, alternating which goes first); batch 1 gets three times the rounds (it is cheap). Attention is SDPA for both sides, as ``backend.model_io.load_model``
+gives it to the evaluation (pruning calibrates eager and restores the kernel).
 """
 
 from __future__ import annotations
