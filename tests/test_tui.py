@@ -528,6 +528,39 @@ async def test_new_run_refuses_bad_ratio_and_empty_tasks_inline(seeded) -> None:
         assert not err(screen, "tasks")
 
 
+async def test_new_run_lora_and_calibration_fields(seeded) -> None:
+    """Every knob of the study's recipe is in the form, parsed and validated inline."""
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(app, pilot)
+        await pilot.press(*"org/tiny-llama")
+        values = {"round_to": "64", "calib_seq_len": "128", "lora_lr": "1e-4", "lora_batch_size": "16",
+                  "lora_cutoff_len": "512"}
+        for name, text in values.items():
+            screen.query_one(f"#f-{name}", Input).value = text
+        await pilot.pause()
+        cfg, bad = screen.read()
+        assert not bad and not cfg.problems()
+        assert (cfg.round_to, cfg.calib_seq_len, cfg.lora_batch_size, cfg.lora_cutoff_len) == (64, 128, 16, 512)
+        assert cfg.lora_lr == pytest.approx(1e-4)
+        screen.query_one("#f-lora_epochs", Input).value = "2"
+        await pilot.pause()
+        assert "not both" in err(screen, "lora_steps")
+        screen.query_one("#f-lora_steps", Input).value = ""
+        await pilot.pause()
+        assert not err(screen, "lora_steps")
+        cfg, _ = screen.read()
+        assert (cfg.lora_steps, cfg.lora_epochs) == (None, 2.0)
+        screen.query_one("#f-lora_lr", Input).value = "fast"
+        await pilot.pause()
+        assert "not a number" in err(screen, "lora_lr")
+        screen.query_one("#f-round_to", Input).value = "0"
+        await pilot.pause()
+        assert "1 or more" in err(screen, "round_to")
+        assert screen.query_one("#queue", Button).disabled
+
+
 async def test_new_run_refuses_unknown_model_inline(seeded, tmp_path: Path) -> None:
     ws, _ = seeded
     app = app_for(ws)

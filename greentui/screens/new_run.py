@@ -27,19 +27,26 @@ TEXT_FIELDS: list[tuple[str, str, str, str]] = [
     ("prune_ratio", "prune ratio", "2/7", "fraction of parameters to remove, e.g. 2/7 or 0.25"),
     ("ignore_first", "ignore first", str(D.ignore_first), "leading layers kept whole"),
     ("ignore_last", "ignore last", str(D.ignore_last), "trailing layers kept whole"),
+    ("round_to", "round widths to", str(D.round_to), "keep head/channel counts multiples of this"),
     ("calib_samples", "calibration samples", str(D.calib_samples), "Taylor importance batches"),
+    ("calib_seq_len", "calibration length", str(D.calib_seq_len), "tokens per calibration sample"),
     ("lora_r", "LoRA r", str(D.lora_r), "rank"),
     ("lora_alpha", "LoRA α", str(D.lora_alpha), "scaling"),
-    ("lora_steps", "LoRA steps", str(D.lora_steps), "optimizer steps"),
+    ("lora_steps", "LoRA steps", str(D.lora_steps), "optimizer steps; empty when epochs are given"),
+    ("lora_epochs", "LoRA epochs", "", "passes over the data instead of steps; empty = use steps"),
+    ("lora_lr", "LoRA learning rate", f"{D.lora_lr:g}", "AdamW peak learning rate"),
+    ("lora_batch_size", "LoRA batch", str(D.lora_batch_size), "examples per optimizer step"),
+    ("lora_cutoff_len", "LoRA cutoff", str(D.lora_cutoff_len), "tokens per training example"),
     ("limit", "limit", "", "items per task; empty = whole split"),
     ("num_fewshot", "few-shot", str(D.num_fewshot), "examples in the prompt"),
     ("batch_size", "eval batch", D.batch_size, "'auto' or an integer"),
     ("data_dir", "data dir", "", "local DIR/<task>.jsonl (offline); empty = lm-eval's datasets"),
     ("ppl_limit", "perplexity tokens", str(D.ppl_limit), "WikiText-2 tokens; 0 skips"),
 ]
-INT_FIELDS = {"ignore_first", "ignore_last", "calib_samples", "lora_r", "lora_alpha", "lora_steps", "limit",
-              "num_fewshot", "ppl_limit"}
-OPTIONAL = {"limit", "lora_steps", "ppl_limit", "data_dir"}
+INT_FIELDS = {"ignore_first", "ignore_last", "round_to", "calib_samples", "calib_seq_len", "lora_r", "lora_alpha",
+              "lora_steps", "lora_batch_size", "lora_cutoff_len", "limit", "num_fewshot", "ppl_limit"}
+FLOAT_FIELDS = {"lora_epochs", "lora_lr"}
+OPTIONAL = {"limit", "lora_steps", "lora_epochs", "ppl_limit", "data_dir"}
 
 
 def parse_ratio(text: str) -> float:
@@ -136,6 +143,15 @@ class NewRunScreen(Screen):
                 data[name] = int(text)
             except ValueError:
                 bad[name] = f"{text!r} is not a whole number"
+        for name in FLOAT_FIELDS:
+            text = self.value(name)
+            if not text and name in OPTIONAL:
+                data[name] = None
+                continue
+            try:
+                data[name] = float(text)
+            except ValueError:
+                bad[name] = f"{text!r} is not a number"
         if data.get("ppl_limit") == 0:
             data["ppl_limit"] = None
         data["batch_size"] = self.value("batch_size") or "auto"
@@ -161,7 +177,7 @@ class NewRunScreen(Screen):
             reason = problems.get(name, "")
             label.update(reason)
             label.display = bool(reason)
-        # problems of fields without their own label (calib_seq_len, round_to, lora_epochs, lora_lr)
+        # problems of fields without their own label, if any
         orphans = {k: v for k, v in problems.items() if not self.query(f"#err-{k}")}
         summary = cfg.summary() if not problems else (
             f"{len(problems)} field(s) to fix" + ("".join(f"\n{k}: {v}" for k, v in orphans.items())))
