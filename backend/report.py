@@ -91,11 +91,8 @@ def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, An
             seen.update(r["task"] for r in store.task_results(run["parent_run_id"]))
     tasks = [t for t in STUDY_TASKS if t in seen] or list(STUDY_TASKS)
     for key in ("accuracy", "energy"):
-        vanilla_of: dict[int, Row] = {}
         for row in tables[key]:
             row.avg = _avg(row.values, tasks)
-            if row.variant == "vanilla":
-                vanilla_of[row.run_id] = row
         # pair each pruned row with the vanilla row just before it (its baseline)
         last_vanilla: Row | None = None
         for row in tables[key]:

@@ -391,8 +391,9 @@ class Store:
         return self._rows("SELECT id, pid, device FROM runs WHERE status = 'running'")
 
     def mark_interrupted(self, run_ids: Iterable[int], reason: str) -> int:
-        """Runs whose process vanished: mark interrupted, drop their partial rows? No — rows are whole
-        tasks already; keep them. Pause the queue so nothing surprising starts after a crash."""
+        """Runs whose process vanished become interrupted; their task rows are whole tasks (each was
+        written in one transaction) and stay. The queue is paused so nothing surprising starts after
+        a crash."""
         ids = list(run_ids)
         if not ids:
             return 0
