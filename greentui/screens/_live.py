@@ -15,6 +15,11 @@ class LiveTableScreen(Screen):
 
     reload_on_every_change = False
 
+    @property
+    def store(self):
+        """The app's store (one connection for the UI thread)."""
+        return self.app.store
+
     def reload(self) -> None:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 

@@ -42,10 +42,6 @@ class QueueScreen(LiveTableScreen):
         self.reload()
         table.focus()
 
-    @property
-    def store(self):
-        return self.app.store
-
     def reload(self) -> None:
         table = self.query_one(DataTable)
         keep = self.cursor_run()

@@ -80,10 +80,6 @@ class RunsScreen(LiveTableScreen):
         table.focus()
 
     # ------------------------------------------------------------------ data
-    @property
-    def store(self):
-        return self.app.store
-
     def reload(self) -> None:
         table = self.query_one(DataTable)
         text = self.filter_text or None
