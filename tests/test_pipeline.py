@@ -18,7 +18,7 @@ from backend.runconfig import STUDY_TASKS
 from backend.store import Store
 from backend.tasks.registry import bundled_data_dir
 
-from .conftest import ROOT
+from .conftest import ROOT, wait_for
 
 DATA = str(bundled_data_dir())
 QUICK = ["--tasks", "boolq,piqa", "--limit", "4", "--data-dir", DATA, "--ppl-limit", "128",
@@ -159,16 +159,6 @@ def test_import_lm_eval_results(cli, workspace, tmp_path):
     assert "| 0.740 |" in md and "| — |" in md
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.parametrize("how", ["cli-run", "runner"])
 def test_killed_run_leaves_no_partial_rows(cli, workspace, demo_model_dir, how):
     """SIGKILL mid-evaluation: whole task rows only, integrity ok; a killed runner's run is interrupted."""
@@ -183,9 +173,9 @@ def test_killed_run_leaves_no_partial_rows(cli, workspace, demo_model_dir, how):
     else:
         cli("queue", model, *args, check=True)
         with _store(workspace) as s:
-            pid = _wait_for(lambda: (s.running_runs() or [{}])[0].get("pid"), 120, "the runner to claim the run")
+            pid = wait_for(lambda: (s.running_runs() or [{}])[0].get("pid"), 120, "the runner to claim the run")
     with _store(workspace) as s:
-        _wait_for(lambda: s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0] >= 1, 300,
+        wait_for(lambda: s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0] >= 1, 300,
                   "a first task result")
     os.kill(pid, signal.SIGKILL)
     if how == "cli-run":

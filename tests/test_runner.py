@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 
 from backend.store import Store
 from backend.supervisor import lock_path, runner_pid, wait_for_runner_exit
 from backend.tasks.registry import bundled_data_dir
 from backend.worker import run_worker
 
+from .conftest import wait_for
+
 DATA = str(bundled_data_dir())
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_second_runner_for_the_same_device_does_nothing(workspace):
@@ -44,11 +35,11 @@ def test_cancel_stops_only_the_current_run_and_the_queue_goes_on(cli, workspace,
     first = int(cli("queue", model, *args, check=True).stdout.strip().splitlines()[-1])
     second = int(cli("queue", model, *args, "--no-start", check=True).stdout.strip().splitlines()[-1])
     store = Store(workspace / "greentui.db")
-    _wait_for(lambda: store.task_results(first), 300, "a first task of the first run")
+    wait_for(lambda: store.task_results(first), 300, "a first task of the first run")
     proc = cli("cancel", str(first), check=True)
     assert "cancelling" in proc.stdout
-    _wait_for(lambda: store.get_run(first)["status"] == "cancelled", 120, "the cancellation")
-    _wait_for(lambda: store.get_run(second)["status"] in ("done", "failed"), 600, "the second run")
+    wait_for(lambda: store.get_run(first)["status"] == "cancelled", 120, "the cancellation")
+    wait_for(lambda: store.get_run(second)["status"] in ("done", "failed"), 600, "the second run")
     assert store.get_run(second)["status"] == "done", store.get_run(second)["error"]
     rows = store.task_results(first)
     assert 1 <= len(rows) < 5 and all(r["acc"] is not None and r["energy_kwh"] for r in rows)
