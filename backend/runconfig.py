@@ -59,6 +59,12 @@ class RunConfig:
     country: str = "USA"
     measure_energy: bool = True
     trust_remote_code: bool = False
+    # where it executes (backend.executors): the runner's machine, or one Slurm job per run
+    executor: str = "local"
+    partition: str | None = None
+    gpus: int | None = None
+    time_limit: str | None = None
+    slurm_arg: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +123,7 @@ class RunConfig:
             bad["device"] = f"device must be one of {', '.join(DEVICES)} or cuda:N"
         if self.ppl_limit is not None and self.ppl_limit < 0:
             bad["ppl_limit"] = "perplexity token limit must be 0 (skip) or more"
+        bad.update(executor_problems(self))
         return bad
 
     def validate(self) -> "RunConfig":
@@ -139,6 +146,36 @@ class RunConfig:
             return "vanilla only"
         lora = "no LoRA" if self.no_lora else f"LoRA r{self.lora_r}/α{self.lora_alpha}"
         return f"{self.importance} {self.prune_ratio:.3g}, ignore {self.ignore_first}/{self.ignore_last}, {lora}"
+
+
+EXECUTORS = ("local", "slurm")
+TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+SLURM_ARG = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*=.+$")
+# sbatch options greentui sets itself (logs, job name, signals): a --slurm-arg may not replace them.
+RESERVED_SLURM_ARGS = ("output", "error", "job-name", "job_name", "signal", "open-mode", "wrap", "array")
+
+
+def executor_problems(cfg: "RunConfig") -> dict[str, str]:
+    """Field → reason for the executor settings (``--executor``, ``--gpus`` and the Slurm options)."""
+    bad: dict[str, str] = {}
+    if cfg.executor not in EXECUTORS:
+        bad["executor"] = f"unknown executor {cfg.executor!r}; one of {', '.join(EXECUTORS)}"
+    if cfg.gpus is not None and (not isinstance(cfg.gpus, int) or cfg.gpus < 0):
+        bad["gpus"] = f"GPU count must be 0 or more (got {cfg.gpus})"
+    if cfg.time_limit is not None and not TIME_LIMIT.match(str(cfg.time_limit)):
+        bad["time_limit"] = f"time limit must be HH:MM:SS or D-HH:MM:SS (got {cfg.time_limit!r})"
+    if cfg.partition is not None and not re.match(r"^[A-Za-z0-9_.,-]+$", str(cfg.partition)):
+        bad["partition"] = f"not a partition name: {cfg.partition!r}"
+    for arg in cfg.slurm_arg or []:
+        if not SLURM_ARG.match(str(arg)):
+            bad["slurm_arg"] = f"Slurm option must be KEY=VALUE (got {arg!r})"
+            break
+        if arg.split("=", 1)[0].lower() in RESERVED_SLURM_ARGS:
+            bad["slurm_arg"] = f"Slurm option {arg.split('=', 1)[0]} is set by greentui itself"
+            break
+    if cfg.executor == "local" and (cfg.partition or cfg.time_limit or cfg.slurm_arg):
+        bad["executor"] = "Slurm options (partition, time limit, --slurm-arg) need --executor slurm"
+    return bad
 
 
 def parse_tasks(text: str) -> list[str]:
