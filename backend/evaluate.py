@@ -209,8 +209,8 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
     except OSError as exc:
         raise GreentuiError(f"cannot create {json_dir}: {exc.strerror or exc}") from exc
     if measure_energy:
-        from .energy import _country
-        _country(country)  # validate before any work
+        from .energy import check_country
+        check_country(country)  # validate before any work
 
     configure_hf_environment(None)
     source: dict[str, Any]
