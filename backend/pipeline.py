@@ -21,7 +21,7 @@ from .errors import GreentuiError
 from .events import EventSink
 from .machine import device_name, library_versions
 from .runconfig import RunConfig
-from .store import Store
+from .sinks import RunRecorder, power_callback
 from .workspace import configure_hf_environment, run_dir
 
 
@@ -53,8 +53,12 @@ def resolve_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | None = None) -> str:
-    """Execute a run already marked running; return its final status. Never raises for run errors."""
+def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSink | None = None) -> str:
+    """Execute a run already marked running; return its final status. Never raises for run errors.
+
+    ``store`` is where the run is recorded: the workspace's ``Store`` for a local run, a
+    ``sinks.FileRecorder`` for a Slurm job (which must not open SQLite on a compute node).
+    """
     run = store.require_run(run_id)
     folder = run_dir(workspace, run_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,7 @@ def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | No
     try:
         cfg.validate()
         configure_hf_environment(workspace)
-        sampler = _start_power_sampler(store.path, run_id)
+        sampler = _start_power_sampler(power_callback(store, run_id))
         # Library chatter (tqdm bars lm-eval forces on, warnings) goes to the run folder, not the
         # user's terminal, where greentui shows its own progress.
         with (folder / "libraries.log").open("a") as chatter, contextlib.redirect_stderr(chatter):
@@ -88,17 +92,9 @@ def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | No
     return status
 
 
-def _start_power_sampler(db_file: Path, run_id: int):
-    """Live power at ~1 Hz into power_samples, through the sampler thread's own connection."""
+def _start_power_sampler(on_sample):
+    """Live power at ~1 Hz, recorded by ``on_sample`` (``sinks.power_callback``: thread-safe)."""
     from .energy import PowerSampler
-    from .store import Store as _Store
-
-    conn: dict[str, Any] = {}
-
-    def on_sample(t: float, watts: float, source: str, limit_w: float | None) -> None:
-        if "store" not in conn:
-            conn["store"] = _Store(db_file)
-        conn["store"].add_power_sample(run_id, t, watts, source, limit_w)
 
     sampler = PowerSampler(on_sample=on_sample)
     sampler.start()
@@ -108,7 +104,7 @@ def _start_power_sampler(db_file: Path, run_id: int):
 class _Pipeline:
     """The stages of one run; see the module docstring for the order and its reasons."""
 
-    def __init__(self, store: Store, workspace: Path, run: dict[str, Any], cfg: RunConfig,
+    def __init__(self, store: RunRecorder, workspace: Path, run: dict[str, Any], cfg: RunConfig,
                  folder: Path, sink: EventSink):
         self.store, self.workspace, self.run, self.cfg = store, workspace, run, cfg
         self.folder, self.sink = folder, sink
@@ -262,7 +258,10 @@ class _Pipeline:
         rows = measure_efficiency(model, tokenizer, cfg.efficiency_batches, seq_len=cfg.efficiency_seq_len,
                                   device=device, session=self.session, variant=variant,
                                   progress=self.sink.progress_for(stage))
-        self.store.save_efficiency(self.run_id, variant, rows)
+        if hasattr(self.store, "save_efficiency"):
+            self.store.save_efficiency(self.run_id, variant, rows)
+        else:  # a Slurm job's FileRecorder: the points stay in the run folder (not ingested yet)
+            (self.folder / f"efficiency-{variant}.json").write_text(json.dumps(rows, indent=2, default=str))
         for r in rows:
             jpt = "—" if r["j_per_token"] is None else f"{r['j_per_token']:.3g} J/token"
             self.sink.log(f"efficiency {variant} batch {r['batch_size']}: {r['tokens_per_s']:.0f} tokens/s, {jpt}")
@@ -273,7 +272,8 @@ class _Pipeline:
 
         cfg, sink = self.cfg, self.sink
         stage = sink.stage or "evaluate"
-        out_dir = run_dir(self.workspace, target_run)
+        # A Slurm job's baseline has no id yet (placeholder < 0): its lm-eval files stay in this run's folder.
+        out_dir = run_dir(self.workspace, target_run) if target_run > 0 else self.folder / "baseline"
         batch = cfg.batch_size if cfg.batch_size == "auto" else int(cfg.batch_size)
         results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
                                  num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,

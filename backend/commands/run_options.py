@@ -69,6 +69,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cooldown", action="store_true",
                    help="between measured windows wait until the GPU is within 2 °C of its pre-run "
                         "temperature (at most 60 s; needs NVML)")
+    g = p.add_argument_group("executor (where the run executes; defaults from the workspace's greentui.toml)")
+    g.add_argument("--executor", choices=("local", "slurm"), default=None,
+                   help="local (this machine's runner, default) or slurm (one job per run, via submitit)")
+    g.add_argument("--partition", default=None, help="Slurm partition")
+    g.add_argument("--gpus", type=int, default=None, help="GPUs for the run")
+    g.add_argument("--time-limit", default=None, metavar="HH:MM:SS", help="Slurm time limit")
+    g.add_argument("--slurm-arg", action="append", default=None, metavar="KEY=VALUE",
+                   help="any sbatch option as KEY=VALUE (repeatable), e.g. account=proj, qos=normal")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -88,6 +96,23 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         trust_remote_code=args.trust_remote_code, repeats=args.repeats,
         efficiency_batches=parse_batches(args.efficiency_batches or ""),
         efficiency_seq_len=args.efficiency_seq_len, cooldown=args.cooldown)
+    cfg.executor = getattr(args, "executor", None) or "local"
+    cfg.partition, cfg.gpus = getattr(args, "partition", None), getattr(args, "gpus", None)
+    cfg.time_limit, cfg.slurm_arg = getattr(args, "time_limit", None), list(getattr(args, "slurm_arg", None) or [])
+    return cfg.validate()
+
+
+def apply_workspace_defaults(cfg: RunConfig, workspace) -> RunConfig:
+    """Fill the Slurm settings the command line left out from the workspace's ``greentui.toml``."""
+    if cfg.executor != "slurm":
+        return cfg
+    from ..wsconfig import slurm_defaults
+    d = slurm_defaults(workspace)
+    cfg.partition = cfg.partition or d.get("partition")
+    cfg.gpus = cfg.gpus if cfg.gpus is not None else d.get("gpus")
+    cfg.time_limit = cfg.time_limit or d.get("time_limit")
+    given = {a.split("=", 1)[0] for a in cfg.slurm_arg}
+    cfg.slurm_arg = [*(f"{k}={v}" for k, v in (d.get("args") or {}).items() if k not in given), *cfg.slurm_arg]
     return cfg.validate()
 
 
