@@ -42,6 +42,11 @@ TASK_RESULT_FIELDS = (
     "meter", "cpu_mode", "device", "num_fewshot", "limit_n", "provenance",
 )
 
+REPEAT_FIELDS = ("repeat", "seconds", "tokens", "energy_kwh", "energy_cpu_kwh", "energy_gpu_kwh",
+                 "energy_ram_kwh", "nvml_joules", "meter")
+EFFICIENCY_FIELDS = ("batch_size", "seq_len", "forwards", "tokens", "seconds", "tokens_per_s", "joules",
+                     "j_per_token", "meter")
+
 
 def now() -> float:
     return time.time()
@@ -90,6 +95,29 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
+def _migration_repeats_efficiency(db: sqlite_utils.Database) -> None:
+    """Issue #11: each measured pass of a task (``--repeats``) and the efficiency stage's points.
+
+    ``task_results`` keeps one row per task (the means), so every existing reader still works;
+    ``energy_repeats`` holds the passes those means came from, ``efficiency_results`` the
+    tokens/s and J/token of each variant at each batch size. Idempotent (tables made if missing).
+    """
+    if "energy_repeats" not in db.table_names():
+        db["energy_repeats"].create({
+            "id": int, "run_id": int, "variant": str, "task": str, "repeat": int, "seconds": float,
+            "tokens": int, "energy_kwh": float, "energy_cpu_kwh": float, "energy_gpu_kwh": float,
+            "energy_ram_kwh": float, "nvml_joules": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "task", "repeat"}, foreign_keys=[("run_id", "runs", "id")])
+        db["energy_repeats"].create_index(["run_id", "variant", "task", "repeat"], unique=True)
+    if "efficiency_results" not in db.table_names():
+        db["efficiency_results"].create({
+            "id": int, "run_id": int, "variant": str, "batch_size": int, "seq_len": int,
+            "forwards": int, "tokens": int, "seconds": float, "tokens_per_s": float,
+            "joules": float, "j_per_token": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "batch_size"}, foreign_keys=[("run_id", "runs", "id")])
+        db["efficiency_results"].create_index(["run_id", "variant", "batch_size"], unique=True)
+
+
 def _migration_slurm(db: sqlite_utils.Database) -> None:
     """Slurm jobs of runs (backend.executors.slurm) and how far each run-folder file was ingested.
 
@@ -107,7 +135,8 @@ def _migration_slurm(db: sqlite_utils.Database) -> None:
     db["ingest_offsets"].create({"run_id": int, "file": str, "offset": int}, pk=("run_id", "file"))
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
+                                                              _migration_repeats_efficiency]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -307,7 +336,7 @@ class Store:
                 raise GreentuiError(f"run {busy[0][0]} is running; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
             for table in ("task_results", "run_metrics", "events", "power_samples", "slurm_jobs",
-                          "ingest_offsets"):
+                          "ingest_offsets", "energy_repeats", "efficiency_results"):
                 c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
             return c.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
 
@@ -440,6 +469,22 @@ class Store:
         return self.conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ? "
                                  "WHERE id = ? AND status = 'queued'", (now(), run_id)).rowcount == 1
 
+    def overlapping_runs(self, run_id: int) -> list[int]:
+        """Other runs on the same device whose running time overlapped this run's (its own baseline,
+        which runs inside it, and the experiment that made it excepted): their load was in this
+        run's energy figures."""
+        run = self.require_run(run_id)
+        if not run.get("started_at") or not run.get("device"):
+            return []
+        t = now()
+        rows = self._rows(
+            "SELECT id FROM runs WHERE id != ? AND device = ? AND started_at IS NOT NULL "
+            "AND started_at < ? AND COALESCE(finished_at, ?) > ? AND COALESCE(parent_run_id, -1) != ? "
+            "AND id != ? AND kind NOT IN ('import', 'reference') ORDER BY id",
+            (run_id, run["device"], run.get("finished_at") or t, t, run["started_at"], run_id,
+             run.get("parent_run_id") or -1))
+        return [r["id"] for r in rows]
+
     # ---------------------------------------------------------------- baselines
     def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
         """The newest finished baseline with this key that holds every requested task."""
@@ -456,7 +501,11 @@ class Store:
         self.save_task_results(run_id, [dict(result, variant=variant, task=task)])
 
     def save_task_results(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
-        """Write whole task results in one transaction (replacing a previous row of the same task)."""
+        """Write whole task results in one transaction (replacing a previous row of the same task).
+
+        A row's ``repeats`` (the measured passes of ``--repeats``) go to ``energy_repeats`` in the
+        same transaction, so a task is stored with all its passes or not at all.
+        """
         rows = list(rows)
         with self.transaction() as c:
             for r in rows:
@@ -473,6 +522,15 @@ class Store:
         c.execute(f"INSERT OR REPLACE INTO task_results ({', '.join(cols)}) "
                   f"VALUES ({', '.join('?' * len(cols))})",
                   (run_id, r["variant"], r["task"], *vals.values(), now()))
+        if r.get("repeats"):
+            c.execute("DELETE FROM energy_repeats WHERE run_id = ? AND variant = ? AND task = ?",
+                      (run_id, r["variant"], r["task"]))
+            for p in r["repeats"]:
+                detail = {k: v for k, v in p.items() if k not in REPEAT_FIELDS}
+                c.execute(f"INSERT INTO energy_repeats (run_id, variant, task, {', '.join(REPEAT_FIELDS)}, "
+                          f"detail) VALUES (?, ?, ?, {', '.join('?' * len(REPEAT_FIELDS))}, ?)",
+                          (run_id, r["variant"], r["task"], *(p.get(k) for k in REPEAT_FIELDS),
+                           json.dumps(detail, sort_keys=True, default=str) if detail else None))
 
     def task_results(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM task_results WHERE run_id = ?"
@@ -484,6 +542,36 @@ class Store:
         for r in rows:
             if r.get("provenance"):
                 r["provenance"] = json.loads(r["provenance"])
+        return rows
+
+    def energy_repeats(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
+        """The measured passes of each task (one per ``--repeats``), in task then pass order."""
+        sql = "SELECT * FROM energy_repeats WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if variant:
+            sql += " AND variant = ?"
+            params.append(variant)
+        rows = self._rows(sql + " ORDER BY id", params)
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
+        return rows
+
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        """The efficiency stage's points of one variant, in one transaction (replacing older ones)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM efficiency_results WHERE run_id = ? AND variant = ?", (run_id, variant))
+            for r in rows:
+                detail = {k: v for k, v in r.items() if k not in EFFICIENCY_FIELDS}
+                c.execute(f"INSERT INTO efficiency_results (run_id, variant, {', '.join(EFFICIENCY_FIELDS)}, "
+                          f"detail) VALUES (?, ?, {', '.join('?' * len(EFFICIENCY_FIELDS))}, ?)",
+                          (run_id, variant, *(r.get(k) for k in EFFICIENCY_FIELDS),
+                           json.dumps(detail, sort_keys=True, default=str) if detail else None))
+
+    def efficiency(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM efficiency_results WHERE run_id = ? ORDER BY variant DESC, batch_size",
+                          (run_id,))
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         return rows
 
     def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
