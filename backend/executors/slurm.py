@@ -154,6 +154,18 @@ def slurm_available() -> str | None:
     return None
 
 
+def partition_problem(partition: str) -> str | None:
+    """None when Slurm knows ``partition``, else a one-line reason (checked before a run is queued)."""
+    try:
+        proc = _run(["sinfo", "-h", "-p", partition, "-o", "%P"])
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # Slurm's own refusal at submission will say it
+    if proc.returncode == 0 and not proc.stdout.strip():
+        known = _run(["sinfo", "-h", "-o", "%P"]).stdout.split()
+        return f"no Slurm partition {partition!r} (known: {', '.join(p.rstrip('*') for p in known) or 'none'})"
+    return None
+
+
 # ------------------------------------------------------------------------------ submission
 
 def job_name(workspace: Path, run_id: int) -> str:
