@@ -111,14 +111,31 @@ def spec_from_config(cfg: dict[str, Any], manifest: dict[str, Any] | None = None
                      dtype=dtype, layers=layers, norms_per_layer=NORMS_PER_LAYER.get(mt, 2), qk_norm=mt == "qwen3")
 
 
-def read_spec(model_ref: str) -> tuple[ModelSpec, str]:
-    """(spec, where it came from) for a model directory (weights optional) or a cached HF id."""
-    from .models import resolve
+def model_dir(model_ref: str) -> Path:
+    """The local directory holding ``config.json`` for a model directory or a cached HF id. Never
+    touches the network (``models.resolve`` would probe the hub for an uncached id)."""
+    from .models import HF_ID, cached_snapshot
 
-    canonical, path, _source = resolve(model_ref)
-    if path is None:
-        raise GreentuiError(f"model {model_ref!r} is not in the local HF cache; the planner reads only local "
-                            "config.json files (pass a directory holding one)")
+    ref = str(model_ref).strip()
+    if not ref:
+        raise GreentuiError("empty model reference; give a model directory or a cached Hugging Face id")
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise GreentuiError(f"{path} has no config.json; the planner needs one (weights are not needed)")
+        return path.resolve()
+    if HF_ID.match(ref) and not ref.startswith((".", "/", "~")):
+        snap = cached_snapshot(ref)
+        if snap is None:
+            raise GreentuiError(f"{ref!r} is not in the local HF cache; the planner reads only local config.json "
+                                "files (pass a directory holding one)")
+        return snap
+    raise GreentuiError(f"no such model directory: {path}")
+
+
+def read_spec(model_ref: str) -> tuple[ModelSpec, str]:
+    """(spec, directory) for a model directory (weights optional) or a cached HF id."""
+    path = model_dir(model_ref)
     try:
         cfg = json.loads((path / "config.json").read_text())
         manifest = json.loads((path / MANIFEST).read_text()) if (path / MANIFEST).exists() else None
@@ -262,3 +279,42 @@ def resolve_target(spec: ModelSpec, cfg: PruneConfig, target_params: str | int |
     if target_ratio is not None:
         solved["target_ratio"] = target_ratio
     return solved
+
+
+# ------------------------------------------------------------------------------------ the form's panel
+def brief(model_ref: str, cfg: PruneConfig, target_params: str | int | None = None,
+          target_ratio: float | None = None) -> list[str]:
+    """A few lines of the plan for the New-run form (read-only panel). Raises GreentuiError with a
+    one-line reason when there is nothing to plan (no local config, bad option)."""
+    spec, _ = read_spec(model_ref)
+    target = resolve_target(spec, cfg, target_params, target_ratio)
+    if target:
+        cfg = dataclasses.replace(cfg, ratio=target["ratio"])
+    p = plan(spec, cfg)
+    b, a = p["params_before"], p["params_after"]
+    lines = [f"{_human(b)} → {_human(a)} parameters (−{p['params_removed_ratio']:.1%}), "
+             f"FLOPs/token ×{p['flops_per_token_after'] / p['flops_per_token_before']:.3f}"
+             + (f", {p['bytes_after'] / 2**30:.2f} GiB {p['dtype']}" if p.get("bytes_after") else "")]
+    if target:
+        lines.append(f"target {_human(target['target_params'])}: ratio {target['ratio']:.4f} "
+                     f"({target['off_by']:+,} parameters)")
+    if "layers_dropped" in p:
+        lines.append(f"drops {p['layers_dropped']} of {spec.num_layers} layers")
+    else:
+        pruned = [p["layers_after"][i] for i in p["pruned_layers"]]
+        kinds = sorted({(w["heads"], w["kv_heads"], w["intermediate"]) for w in pruned})
+        was = spec.layers[p["pruned_layers"][0]]
+        lines.append(f"layers {p['pruned_layers'][0]}-{p['pruned_layers'][-1]} ({cfg.count_rule}): "
+                     + "; ".join(f"{h}/{kv} heads (was {was.heads}/{was.kv_heads}), MLP {c} (was {was.intermediate})"
+                                 for h, kv, c in kinds))
+    lines.append("loads with plain from_pretrained" if p["loads_with"] == "from_pretrained"
+                 else "loads with greentui's per-layer manifest")
+    lines.extend(f"warning: {w}" for w in p["warnings"])
+    return lines
+
+
+def _human(n: int) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f} {unit}"
+    return str(n)

@@ -140,7 +140,7 @@ def test_spec_errors(tmp_path):
         spec_from_config({"model_type": "gpt2"})
     with pytest.raises(GreentuiError, match="lacks"):
         spec_from_config({"model_type": "llama", "hidden_size": 64})
-    with pytest.raises(GreentuiError, match="no config.json"):
+    with pytest.raises(GreentuiError, match="has no config.json"):
         read_spec(str(tmp_path))
 
 
