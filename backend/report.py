@@ -179,9 +179,9 @@ def to_csv(store: Store, tables: dict[str, Any], sec: dict[str, Any] | None = No
     from . import report_energy as re_
 
     buf = io.StringIO()
-    cols = ["record", "model", "run_id", "variant", "task", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
+    cols = ["model", "run_id", "variant", "task", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
             "n_samples", "seconds", "tokens", "energy_wh", "energy_cpu_kwh", "energy_gpu_kwh",
-            "energy_ram_kwh", "nvml_joules", "meter", "cpu_mode", "device", *re_.CSV_EXTRA,
+            "energy_ram_kwh", "nvml_joules", "meter", "cpu_mode", "device", *re_.CSV_EXTRA, "record",
             "batch_size", "seq_len", "vanilla_tokens_per_s", "pruned_tokens_per_s", "speed_ratio",
             "vanilla_j_per_token", "pruned_j_per_token", "energy_ratio", "param_ratio", "flop_ratio", "config"]
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
