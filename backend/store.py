@@ -614,13 +614,17 @@ class Store:
     def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
         """The efficiency stage's points of one variant, in one transaction (replacing older ones)."""
         with self.transaction() as c:
-            c.execute("DELETE FROM efficiency_results WHERE run_id = ? AND variant = ?", (run_id, variant))
-            for r in rows:
-                detail = {k: v for k, v in r.items() if k not in EFFICIENCY_FIELDS}
-                c.execute(f"INSERT INTO efficiency_results (run_id, variant, {', '.join(EFFICIENCY_FIELDS)}, "
-                          f"detail) VALUES (?, ?, {', '.join('?' * len(EFFICIENCY_FIELDS))}, ?)",
-                          (run_id, variant, *(r.get(k) for k in EFFICIENCY_FIELDS),
-                           json.dumps(detail, sort_keys=True, default=str) if detail else None))
+            self._replace_efficiency(c, run_id, variant, rows)
+
+    @staticmethod
+    def _replace_efficiency(c: sqlite3.Connection, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        c.execute("DELETE FROM efficiency_results WHERE run_id = ? AND variant = ?", (run_id, variant))
+        for r in rows:
+            detail = {k: v for k, v in r.items() if k not in EFFICIENCY_FIELDS}
+            c.execute(f"INSERT INTO efficiency_results (run_id, variant, {', '.join(EFFICIENCY_FIELDS)}, "
+                      f"detail) VALUES (?, ?, {', '.join('?' * len(EFFICIENCY_FIELDS))}, ?)",
+                      (run_id, variant, *(r.get(k) for k in EFFICIENCY_FIELDS),
+                       json.dumps(detail, sort_keys=True, default=str) if detail else None))
 
     def efficiency(self, run_id: int) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM efficiency_results WHERE run_id = ? ORDER BY variant DESC, batch_size",
@@ -739,7 +743,7 @@ class Store:
                      events: Iterable[dict[str, Any]] = (), power: Iterable[dict[str, Any]] = (),
                      results: Iterable[dict[str, Any]] = (), run_updates: Iterable[dict[str, Any]] = (),
                      metrics: Iterable[dict[str, Any]] = (), finishes: Iterable[dict[str, Any]] = (),
-                     baseline: dict[str, Any] | None = None) -> bool:
+                     efficiency: Iterable[dict[str, Any]] = (), baseline: dict[str, Any] | None = None) -> bool:
         """Copy one slice of a run-folder file into the store and advance its offset, atomically.
 
         Compare-and-set on the offset: when it is no longer ``old_offset`` (another ingester got
@@ -780,6 +784,8 @@ class Store:
                 c.execute("INSERT OR REPLACE INTO run_metrics (run_id, variant, name, value, detail) "
                           "VALUES (?, ?, ?, ?, ?)", (m["run_id"], m["variant"], m["name"], m["value"],
                                                      json.dumps(m["detail"], default=str) if m.get("detail") else None))
+            for e in efficiency:
+                self._replace_efficiency(c, e["run_id"], e["variant"], e["rows"])
             for f in finishes:
                 c.execute("UPDATE runs SET status = ?, error = COALESCE(?, error), finished_at = ?, pid = NULL "
                           "WHERE id = ? AND status IN ('queued', 'running')",
