@@ -335,6 +335,10 @@ class Store:
             busy = c.execute(f"SELECT id FROM runs WHERE status = 'running' AND id IN ({marks})", ids).fetchall()
             if busy:
                 raise GreentuiError(f"run {busy[0][0]} is running; cancel it before deleting")
+            jobs = c.execute(f"SELECT run_id FROM slurm_jobs WHERE finished = 0 AND run_id IN ({marks})",
+                             ids).fetchall()
+            if jobs:
+                raise GreentuiError(f"run {jobs[0][0]} has a Slurm job; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
             for table in ("task_results", "run_metrics", "events", "power_samples", "slurm_jobs",
                           "ingest_offsets", "energy_repeats", "efficiency_results"):
