@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from ..workspace import run_dir
 
     cfg = config_from_args(args)
+    if cfg.executor != "local":
+        from ..errors import GreentuiError
+        raise GreentuiError(f"--executor {cfg.executor}: greentui run executes here, in the foreground; "
+                            f"use greentui queue --executor {cfg.executor}")
     quiet_libraries()
     ws, store = workspace_and_store(args)
     run_id = prepare_run(store, cfg, status="running", pid=os.getpid())

@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 from backend.report import SHORT, Row, study_tables
 
 from ..widgets.bars import GroupedBars, ScatterPareto, pareto_front
+from ..widgets.compare_energy import CompareEnergy
 from ..widgets.radar import RadarChart
 from ..widgets.keys import KeyFooter
 from ._fmt import method_label, ratio_label
@@ -32,7 +33,16 @@ from ._ppl import chance_note, perplexity_line
 
 
 def series_name(row: Row, single_pair: bool) -> str:
-    return row.variant if single_pair else f"#{row.run_id} {row.variant}"
+    ref = " (ref)" if row.kind == "reference" else ""
+    return row.variant + ref if single_pair else f"#{row.run_id} {row.variant}{ref}"
+
+
+def quality_line(store, run_id: int) -> str:
+    """The run's quality badge, one line (meter, shortest window, idle, CV, drift, sharing)."""
+    from rich.markup import escape
+
+    from backend.trust import quality_badge
+    return escape(quality_badge(store, run_id).label())
 
 
 def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str, float, float, bool]]:
@@ -64,7 +74,8 @@ class CompareScreen(Screen):
         Binding("b", "tab('bars')", "Bars"),
         Binding("t", "tab('table')", "Table"),
         Binding("p", "tab('pareto')", "Pareto"),
-        Binding("e", "swap_chart", "Acc/Wh", tooltip="Narrow terminals show one chart at a time: "
+        Binding("e", "tab('energy')", "Energy"),
+        Binding("w", "swap_chart", "Acc/Wh", tooltip="Narrow terminals show one radar/bar chart at a time: "
                 "switch between accuracy and energy"),
     ]
 
@@ -95,6 +106,8 @@ class CompareScreen(Screen):
                 with Vertical():
                     yield ScatterPareto("avg accuracy vs avg Wh — runs of this model", id="pareto-chart")
                     yield Static("", id="pareto-note")
+            with TabPane("Energy", id="energy"):
+                yield CompareEnergy(id="compare-energy")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -132,15 +145,19 @@ class CompareScreen(Screen):
         self.fill_table(acc, wh, tasks)
         self.fill_noise(acc, tasks)
         self.fill_pareto(ids[0], acc)
+        self.query_one(CompareEnergy).refresh_from(store, tables)
         runs = ", ".join(f"#{i}" for i in ids)
         what = "vs its vanilla baseline" if single and len(ids) == 1 else "side by side"
         meters = sorted({m for r in wh for m in r.meters.values() if m})
+        refs = sorted({r.run_id for r in acc if r.kind == "reference"})
         notes = []
         for keep in sorted(set(merged.values())):
             dups = ", ".join(f"#{d}" for d, k in merged.items() if k == keep)
             notes.append(f"baseline {dups} = #{keep} (same items, same accuracies): charted once as #{keep}")
         self.query_one("#compare-title", Static).update(
             f"[b]Compare[/b] runs {runs} {what} · {len(tasks)} task(s) · meters: {', '.join(meters) or '—'}"
+            + (f" · [b]reference[/b] (published) run(s) {', '.join(f'#{i}' for i in refs)}" if refs else "")
+            + "".join(f"\n[dim]quality #{i}:[/] {quality_line(store, i)}" for i in ids[:2] if i not in refs)
             + "".join(f"\n[dim]{n}[/]" for n in notes)
             + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
         self.fill_perplexity(ids)
@@ -158,7 +175,8 @@ class CompareScreen(Screen):
         table.add_column("Ratio", key="ratio")
         for metric, rows, digits in (("acc", acc, 3), ("Wh", wh, 4)):
             for r in rows:
-                cells: list[Any] = [metric, r.model, str(r.run_id), r.variant]
+                cells: list[Any] = [metric, r.model + (" (ref)" if r.kind == "reference" else ""),
+                                    str(r.run_id), r.variant]
                 for t in tasks:
                     v, se = r.values.get(t), r.stderr.get(t)
                     if v is None:
@@ -237,7 +255,7 @@ class CompareScreen(Screen):
             a.set_class(not a_second, "second")
             b.set_class(a_second, "second")
         if "-narrow" not in self.classes:
-            self.notify("both charts are shown at this width; e swaps them below 100 columns")
+            self.notify("both charts are shown at this width; w swaps them below 100 columns")
 
 
 def average_noise(acc: list[Row]) -> float | None:
@@ -260,7 +278,7 @@ def merge_identical_baselines(acc: list[Row], wh: list[Row], tasks: list[str]
     kept: dict[tuple, int] = {}
     merged: dict[int, int] = {}
     for row in acc:
-        if row.variant != "vanilla":
+        if row.variant != "vanilla" or row.kind == "reference":
             continue
         key = (row.model, tuple(row.values.get(t) for t in tasks))
         if key in kept and kept[key] != row.run_id:
