@@ -113,9 +113,7 @@ class _Pipeline:
         self.store, self.workspace, self.run, self.cfg = store, workspace, run, cfg
         self.folder, self.sink = folder, sink
         self.run_id = run["id"]
-        self.stages = ["load", "baseline"]
-        if not cfg.no_prune:
-            self.stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
+        self.stages = cfg.stages(run.get("kind") or "experiment")
 
     # ------------------------------------------------------------------ helpers
     def stage(self, name: str):

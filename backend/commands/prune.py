@@ -9,20 +9,10 @@ from __future__ import annotations
 import argparse
 
 
-def _ratio(text: str) -> float:
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a ratio (e.g. 0.25 or 2/7)") from None
-    return value  # range and NaN are checked by PruneConfig.validate, with one clear message
-
-
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    from ..prune import METHODS
+    """The pruning options are the run schema's (same parsers, same defaults as ``greentui run``)."""
+    from ..runconfig import SETTING
+    from ..schema import add_argument
 
     p = sub.add_parser("prune", parents=parents, help="structurally prune a model into a directory",
                        description="Prune attention heads and MLP channels (taylor, l1, l2, random) or whole "
@@ -30,22 +20,22 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "layers' projection parameters to remove (layer-drop: of the layers).")
     p.add_argument("model", help="HF id or local model directory (a pruned one too)")
     p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
-    p.add_argument("--method", choices=METHODS, default="taylor")
-    p.add_argument("--ratio", type=_ratio, default=2 / 7, help="fraction to remove, e.g. 0.25 or 2/7 (default 2/7)")
-    p.add_argument("--ignore-first", type=int, default=None,
-                   help="leading layers kept whole (default: the study's 4, clamped on shallow models)")
-    p.add_argument("--ignore-last", type=int, default=None,
-                   help="trailing layers kept whole (default: the study's 4, clamped on shallow models)")
-    p.add_argument("--round-to", type=int, default=8, help="keep MLP widths a multiple of K (default 8)")
-    p.add_argument("--calib-samples", type=int, default=10)
-    p.add_argument("--calib-seq-len", type=int, default=64)
+    method = SETTING["importance"]
+    add_argument(p, method, flag="--method", default=method.default)
+    ratio = SETTING["prune_ratio"]
+    add_argument(p, ratio, flag="--ratio", default=ratio.default)
+    for name in ("ignore_first", "ignore_last"):  # None: the study's value, clamped on shallow models
+        s = SETTING[name]
+        add_argument(p, s, default=None, help=f"{s.help} (default: the study's {s.default}, clamped on "
+                                              "shallow models)")
+    for name in ("round_to", "calib_samples", "calib_seq_len", "seed"):
+        add_argument(p, SETTING[name], default=SETTING[name].default)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--calib-file", default=None, help="calibration text file (default: shipped Tiny Shakespeare)")
+    add_argument(g, SETTING["calib_file"], default=None)
     g.add_argument("--calib-dataset", default=None, help="HF dataset id[:config] (needs the hub)")
     p.add_argument("--no-heads", action="store_true", help="keep every attention head")
     p.add_argument("--no-mlp", action="store_true", help="keep every MLP channel")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -60,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..prune import PruneConfig, prune_to_dir
 
     err = Console(stderr=True)
-    cfg = PruneConfig(method=args.method, ratio=args.ratio, ignore_first=args.ignore_first,
+    cfg = PruneConfig(method=args.importance, ratio=args.ratio, ignore_first=args.ignore_first,
                       ignore_last=args.ignore_last, round_to=args.round_to, calib_samples=args.calib_samples,
                       calib_seq_len=args.calib_seq_len, calib_file=args.calib_file,
                       calib_dataset=getattr(args, "calib_dataset", None), device=args.device, seed=args.seed,

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .common import workspace_and_store
-from .run_options import add_run_options, config_from_args, prepare_run
+from ..runs import prepare_run
+from .run_options import add_run_options, config_from_args
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
