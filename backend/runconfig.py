@@ -38,17 +38,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .catalog import DEVICES, METHODS, STAGES
+from .executors import EXECUTORS
 from .schema import (Setting, SettingError, at_least, one_of, parse_list, positive, register_flags, setting,
                      settings_of)
 from .tasks.registry import STUDY_TASKS
 
 IMPORTANCES = METHODS  # the run setting is called "importance"; the values are the pruning methods
-GROUPS = ("model", "pruning", "LoRA recovery", "evaluation", "machine")
+GROUPS = ("model", "pruning", "LoRA recovery", "evaluation", "energy", "machine", "executor")
+#: A line under a group's heading (CLI --help and the form), where the group needs one.
+GROUP_NOTES = {"executor": "where the run executes; Slurm defaults come from the workspace's greentui.toml"}
 
 
 # ---------------------------------------------------------------------------------- rules
@@ -120,6 +124,77 @@ def _existing_file(value: str | None, cfg: "RunConfig") -> str | None:
 def _device(value: str, cfg: "RunConfig") -> str | None:
     if value not in DEVICES and not (str(value).startswith("cuda:") and str(value)[5:].isdigit()):
         return f"device must be one of {', '.join(DEVICES)} or cuda:N"
+    return None
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,8,32' → [1, 8, 32]; '' → [] (no efficiency stage). ValueError naming the item."""
+    out: list[int] = []
+    for item in parse_list(text):
+        if not item.isdigit() or int(item) < 1:
+            raise ValueError(f"{item!r} is not a batch size (e.g. 1,8,32)")
+        out.append(int(item))
+    return sorted(set(out))
+
+
+def _repeats(value: Any, cfg: "RunConfig") -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        return "repeats must be a whole number of 1 or more"
+    if value > 100:
+        return "repeats above 100 multiply the run's time; use at most 100"
+    return None
+
+
+def _batches(value: Any, cfg: "RunConfig") -> str | None:
+    if any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in value or []):
+        return "batch sizes must be whole numbers of 1 or more, e.g. 1,8,32"
+    return None
+
+
+def _efficiency_seq_len(value: Any, cfg: "RunConfig") -> str | None:
+    if not isinstance(value, int) or value < 8:
+        return "sequence length must be 8 tokens or more"
+    return None
+
+
+TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+SLURM_ARG = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*=.+$")
+# sbatch options greentui sets itself (logs, job name, signals): a --slurm-arg may not replace them.
+RESERVED_SLURM_ARGS = ("output", "error", "job-name", "job_name", "signal", "open-mode", "wrap", "array")
+
+
+def _executor(value: Any, cfg: "RunConfig") -> str | None:
+    if value not in EXECUTORS:
+        return f"unknown executor {value!r}; one of {', '.join(EXECUTORS)}"
+    if value == "local" and (cfg.partition or cfg.time_limit or cfg.slurm_arg):
+        return "Slurm options (partition, time limit, --slurm-arg) need --executor slurm"
+    return None
+
+
+def _gpus(value: Any, cfg: "RunConfig") -> str | None:
+    if value is not None and (not isinstance(value, int) or value < 0):
+        return f"GPU count must be 0 or more (got {value})"
+    return None
+
+
+def _time_limit(value: Any, cfg: "RunConfig") -> str | None:
+    if value is not None and not TIME_LIMIT.match(str(value)):
+        return f"time limit must be HH:MM:SS or D-HH:MM:SS (got {value!r})"
+    return None
+
+
+def _partition(value: Any, cfg: "RunConfig") -> str | None:
+    if value is not None and not re.match(r"^[A-Za-z0-9_.,-]+$", str(value)):
+        return f"not a partition name: {value!r}"
+    return None
+
+
+def _slurm_args(value: Any, cfg: "RunConfig") -> str | None:
+    for arg in value or []:
+        if not SLURM_ARG.match(str(arg)):
+            return f"Slurm option must be KEY=VALUE (got {arg!r})"
+        if arg.split("=", 1)[0].lower() in RESERVED_SLURM_ARGS:
+            return f"Slurm option {arg.split('=', 1)[0]} is set by greentui itself"
     return None
 
 
@@ -204,6 +279,31 @@ class RunConfig:
                                    group="machine", flag="--no-energy", widget="checkbox")
     trust_remote_code: bool = setting(False, label="trust remote code", help="allow this model's own Python "
                                       "code (off by default; per model)", group="machine", widget="checkbox")
+    # energy you can trust (issue #11)
+    repeats: int = setting(1, label="repeats", help="measure each task's time and energy N times (accuracy "
+                           "once); mean ± 95% CI, CV", group="energy", check=_repeats)
+    efficiency_batches: list[int] = setting([], label="efficiency batches", help="efficiency stage: tokens/s "
+                                            "and J/token of vanilla and pruned at these batch sizes, e.g. 1,8,32; "
+                                            "empty = no stage", group="energy", parse=parse_batches,
+                                            check=_batches)
+    efficiency_seq_len: int = setting(128, label="efficiency seq len", help="tokens per sequence in the "
+                                      "efficiency stage", group="energy", check=_efficiency_seq_len)
+    cooldown: bool = setting(False, label="GPU cooldown", help="between measured windows wait until the GPU is "
+                             "within 2 °C of its pre-run temperature (at most 60 s; needs NVML)", group="energy",
+                             widget="checkbox")
+    # where it executes (backend.executors): the runner's machine, or one Slurm job per run
+    executor: str = setting("local", label="executor", help="local (this machine's runner) or slurm (one job "
+                            "per run, via submitit)", group="executor", widget="select", choices=EXECUTORS,
+                            check=_executor)
+    partition: str | None = setting(None, label="partition", help="Slurm partition", group="executor",
+                                    check=_partition)
+    gpus: int | None = setting(None, label="GPUs", help="GPUs for the run", group="executor", check=_gpus)
+    time_limit: str | None = setting(None, label="time limit", help="Slurm time limit, HH:MM:SS",
+                                     group="executor", check=_time_limit)
+    slurm_arg: list[str] = setting([], label="Slurm options", help="any sbatch option as KEY=VALUE (repeatable; "
+                                   "space-separated in the form), e.g. account=proj qos=normal",
+                                   group="executor", repeatable=True, parse=str.split, format=" ".join,
+                                   check=_slurm_args)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -248,6 +348,8 @@ class RunConfig:
         ident = {"model": model_ref, "limit": self.limit, "num_fewshot": self.num_fewshot,
                  "data_dir": self.data_dir, "device": device.split(":")[0], "ppl_limit": self.ppl_limit,
                  "measure_energy": self.measure_energy}
+        if self.repeats != 1:  # a baseline reused for energy noise needs as many passes
+            ident["repeats"] = self.repeats
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:
@@ -262,5 +364,5 @@ SETTINGS: tuple[Setting, ...] = settings_of(RunConfig)
 SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
 register_flags(SETTINGS)
 
-__all__ = ["DEVICES", "GROUPS", "IMPORTANCES", "RunConfig", "SETTING", "SETTINGS", "STUDY_TASKS", "SettingError",
-           "parse_tasks"]
+__all__ = ["DEVICES", "EXECUTORS", "GROUP_NOTES", "GROUPS", "IMPORTANCES", "RunConfig", "SETTING", "SETTINGS", "STUDY_TASKS", "SettingError",
+           "parse_batches", "parse_tasks"]

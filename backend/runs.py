@@ -70,15 +70,56 @@ def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> 
     return start_runner(workspace, device)
 
 
+def apply_workspace_defaults(cfg: RunConfig, workspace: Path) -> RunConfig:
+    """Fill the Slurm settings the user left out from the workspace's ``greentui.toml``."""
+    if cfg.executor != "slurm":
+        return cfg
+    from .wsconfig import slurm_defaults
+    d = slurm_defaults(workspace)
+    cfg.partition = cfg.partition or d.get("partition")
+    cfg.gpus = cfg.gpus if cfg.gpus is not None else d.get("gpus")
+    cfg.time_limit = cfg.time_limit or d.get("time_limit")
+    given = {a.split("=", 1)[0] for a in cfg.slurm_arg}
+    cfg.slurm_arg = [*(f"{k}={v}" for k, v in (d.get("args") or {}).items() if k not in given), *cfg.slurm_arg]
+    return cfg.validate()
+
+
 def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = True,
               device: str = "auto") -> Queued:
-    """Record ``cfg`` as a queued run and (``start``) make sure a runner drains the queue."""
-    from .supervisor import recover_stale_runs
+    """Record ``cfg`` as a queued run and (``start``) make sure a runner drains the queue: the local
+    runner, or for ``executor=slurm`` the runner that submits and follows Slurm jobs."""
+    from .supervisor import recover_stale_runs, start_runner
+    cfg = apply_workspace_defaults(cfg, workspace)
+    if cfg.executor == "slurm":
+        from .executors.slurm import slurm_available
+        why = slurm_available()
+        if why:
+            raise SettingError("executor", f"slurm: {why}")
     recover_stale_runs(store)
     run_id = prepare_run(store, cfg, status="queued")
     paused = store.queue_paused()
-    pid = start_runner_if_due(workspace, store, device) if start and not paused else None
+    pid = None
+    if start and not paused:
+        if cfg.executor == "slurm":
+            from .executors.slurm import ensure_slurm_runner
+            pid = ensure_slurm_runner(workspace, store)
+        else:
+            pid = start_runner(workspace, device)
     return Queued(run_id, pid, paused)
+
+
+def resume_queue(workspace: Path, store: Store, *, start: bool = True, device: str = "auto") -> list[str]:
+    """Resume a paused queue and (``start``) its runners; one line per runner started or alive."""
+    from .supervisor import start_runner
+    store.set_queue_paused(False)
+    if not start:
+        return []
+    lines = [f"runner pid {start_runner(workspace, device)}"]
+    from .executors.slurm import ensure_slurm_runner
+    slurm_pid = ensure_slurm_runner(workspace, store)
+    if slurm_pid:
+        lines.append(f"Slurm runner pid {slurm_pid}")
+    return lines
 
 
 def cancel(store: Store, run_id: int) -> str:

@@ -118,6 +118,7 @@ class Setting:
     check: Check | None = None   # validation rule
     when: Callable[[Any], bool] | None = None  # validate only when this holds (e.g. pruning is on)
     unset_by: str | None = None  # CLI: when that setting is given and this one is not, this is None
+    repeatable: bool = False     # CLI: the flag may be given several times (a list); the form splits text
 
     # ------------------------------------------------------------------ text in and out
     def from_text(self, text: str) -> Any:
@@ -206,7 +207,7 @@ def add_argument(parser: Any, s: Setting, *, flag: str | None = None, default: A
                  help: str | None = None) -> None:
     """Add ``s`` to an argparse parser or group. By default an absent option leaves no attribute
     (``SUPPRESS``), so :func:`values_from_args` knows what the user gave."""
-    text = help or s.help
+    text = (help or s.help).replace("%", "%%")  # argparse %-formats help strings
     aliases = s.aliases if flag is None else ()  # a command that renames the flag keeps only its name
     flag = s.flag if flag is None else flag
     if s.type == "bool":
@@ -218,6 +219,11 @@ def add_argument(parser: Any, s: Setting, *, flag: str | None = None, default: A
         text = f"{text} (default {s.to_text(s.default)})"
     if s.choices and s.widget == "select":
         text = f"{text}; one of {', '.join(s.choices)}"
+
+    if s.repeatable:  # --slurm-arg A --slurm-arg B: one item per flag, kept as typed
+        parser.add_argument(flag, *aliases, dest=s.name, action="append", default=default, help=text,
+                            metavar="VALUE")
+        return
 
     def convert(value: str, s: Setting = s) -> Any:
         try:

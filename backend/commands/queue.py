@@ -30,17 +30,17 @@ def run(args: argparse.Namespace) -> int:
     if queued.paused:
         print(f"queued run {queued.run_id}; the queue is paused (greentui resume to start it)")
     elif queued.runner_pid:
-        print(f"queued run {queued.run_id}; runner pid {queued.runner_pid}")
+        where = " for Slurm" if cfg.executor == "slurm" else ""
+        print(f"queued run {queued.run_id}{where}; runner pid {queued.runner_pid}")
     print(queued.run_id)
     return 0
 
 
 def resume(args: argparse.Namespace) -> int:
-    from ..supervisor import start_runner
+    from ..runs import resume_queue
     ws, store = workspace_and_store(args)
-    store.set_queue_paused(False)
-    if not args.no_start:
-        print(f"queue resumed; runner pid {start_runner(ws)}")
+    lines = resume_queue(ws, store, start=not args.no_start)
+    print("; ".join(["queue resumed", *lines]))
     return 0
 
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..runconfig import GROUPS, SETTINGS, RunConfig
+from ..runconfig import GROUP_NOTES, GROUPS, SETTINGS, RunConfig
+from ..runs import apply_workspace_defaults  # noqa: F401  (the queue's workspace defaults live there)
 from ..schema import add_argument, values_from_args
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Every run setting as an option, in its group (the model is the positional argument)."""
-    groups = {name: (p if name == "model" else p.add_argument_group(name)) for name in GROUPS}
+    groups = {name: (p if name == "model" else p.add_argument_group(name, GROUP_NOTES.get(name)))
+              for name in GROUPS}
     for s in SETTINGS:
         add_argument(groups[s.group], s)
 
