@@ -256,10 +256,7 @@ class _Pipeline:
         rows = measure_efficiency(model, tokenizer, cfg.efficiency_batches, seq_len=cfg.efficiency_seq_len,
                                   device=device, session=self.session, variant=variant,
                                   progress=self.sink.progress_for(stage))
-        if hasattr(self.store, "save_efficiency"):
-            self.store.save_efficiency(self.run_id, variant, rows)
-        else:  # a Slurm job's FileRecorder: the points stay in the run folder (not ingested yet)
-            (self.folder / f"efficiency-{variant}.json").write_text(json.dumps(rows, indent=2, default=str))
+        self.store.save_efficiency(self.run_id, variant, rows)  # a Slurm job's FileRecorder files them
         for r in rows:
             jpt = "—" if r["j_per_token"] is None else f"{r['j_per_token']:.3g} J/token"
             self.sink.log(f"efficiency {variant} batch {r['batch_size']}: {r['tokens_per_s']:.0f} tokens/s, {jpt}")

@@ -91,10 +91,13 @@ def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = Tr
     from .supervisor import recover_stale_runs, start_runner
     cfg = apply_workspace_defaults(cfg, workspace)
     if cfg.executor == "slurm":
-        from .executors.slurm import slurm_available
+        from .executors.slurm import partition_problem, slurm_available
         why = slurm_available()
         if why:
             raise SettingError("executor", f"slurm: {why}")
+        why = cfg.partition and partition_problem(cfg.partition)
+        if why:
+            raise SettingError("partition", why)
     recover_stale_runs(store)
     run_id = prepare_run(store, cfg, status="queued")
     paused = store.queue_paused()

@@ -203,17 +203,29 @@ def flag_of(name: str) -> str:
 
 # ---------------------------------------------------------------------------------- argparse
 
+def argtype(parse: Parser, name: str = "value") -> Callable[[str], Any]:
+    """An argparse ``type=`` from a text parser: its ValueError becomes argparse's one-line error."""
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = name  # argparse names the type in its own messages
+    return convert
+
+
 def add_argument(parser: Any, s: Setting, *, flag: str | None = None, default: Any = argparse.SUPPRESS,
-                 help: str | None = None) -> None:
+                 help: str | None = None, dest: str | None = None) -> None:
     """Add ``s`` to an argparse parser or group. By default an absent option leaves no attribute
-    (``SUPPRESS``), so :func:`values_from_args` knows what the user gave."""
+    (``SUPPRESS``), so :func:`values_from_args` knows what the user gave. ``flag``/``dest``/``default``
+    let a command that is not a run (``prune``, ``plan``) offer the setting under its own name."""
     text = (help or s.help).replace("%", "%%")  # argparse %-formats help strings
     aliases = s.aliases if flag is None else ()  # a command that renames the flag keeps only its name
     flag = s.flag if flag is None else flag
     if s.type == "bool":
         # a flag switches the setting away from its default (--no-prune, --no-energy)
         action = "store_false" if s.default else "store_true"
-        parser.add_argument(flag, *aliases, dest=s.name, action=action, default=default, help=text)
+        parser.add_argument(flag, *aliases, dest=dest or s.name, action=action, default=default, help=text)
         return
     if s.default not in (None, "", []) and help is None:
         text = f"{text} (default {s.to_text(s.default)})"
@@ -221,20 +233,15 @@ def add_argument(parser: Any, s: Setting, *, flag: str | None = None, default: A
         text = f"{text}; one of {', '.join(s.choices)}"
 
     if s.repeatable:  # --slurm-arg A --slurm-arg B: one item per flag, kept as typed
-        parser.add_argument(flag, *aliases, dest=s.name, action="append", default=default, help=text,
+        parser.add_argument(flag, *aliases, dest=dest or s.name, action="append", default=default, help=text,
                             metavar="VALUE")
         return
 
-    def convert(value: str, s: Setting = s) -> Any:
-        try:
-            return s.from_text(value)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = s.type  # argparse names the type in its own messages
+    convert = argtype(s.from_text, s.type)
     if not flag:
         parser.add_argument(s.name, type=convert, help=text)
     else:
-        parser.add_argument(flag, *aliases, dest=s.name, type=convert, default=default, help=text,
+        parser.add_argument(flag, *aliases, dest=dest or s.name, type=convert, default=default, help=text,
                             metavar={"int": "N", "float": "X", "ratio": "RATIO"}.get(s.type, s.name.upper()))
 
 
@@ -280,6 +287,6 @@ def fraction_strictly_between_0_and_1(value: Any, cfg: Any) -> str | None:
     return None
 
 
-__all__ = ["Setting", "SettingError", "WIDGETS", "add_argument", "at_least", "flag_of", "one_of",
+__all__ = ["Setting", "SettingError", "WIDGETS", "add_argument", "argtype", "at_least", "flag_of", "one_of",
            "parse_float", "parse_int", "parse_list", "parse_ratio", "positive", "ratio_text", "register_flags",
            "setting", "settings_of", "values_from_args"]

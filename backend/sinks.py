@@ -50,6 +50,7 @@ class RunRecorder(Protocol):
                     detail: dict[str, Any] | None = None) -> None: ...
     def add_event(self, run_id: int, kind: str, payload: dict[str, Any] | None = None,
                   t: float | None = None) -> int: ...
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None: ...
 
 
 def power_callback(recorder: RunRecorder, run_id: int) -> PowerCallback:
@@ -163,6 +164,9 @@ class FileRecorder:
     def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
                     detail: dict[str, Any] | None = None) -> None:
         self._update("metric", run_id, variant=variant, name=name, value=value, detail=detail)
+
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        self._update("efficiency", run_id, variant=variant, rows=list(rows))
 
     def add_event(self, run_id: int, kind: str, payload: dict[str, Any] | None = None,
                   t: float | None = None) -> int:

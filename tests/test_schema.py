@@ -50,13 +50,14 @@ def test_every_default_round_trips_through_its_text():
 
 def test_one_ratio_parser_for_run_and_prune():
     run = subparser("run").parse_args(["m", "--prune-ratio", "2/7"])
-    prune = subparser("prune").parse_args(["m", "--out", "x", "--ratio", "2/7"])
-    assert run.prune_ratio == prune.prune_ratio == pytest.approx(2 / 7)
+    prune = subparser("prune").parse_args(["m", "--out", "x", "--ratio", "2/7", "--target-ratio", "1/2"])
+    assert run.prune_ratio == prune.ratio == pytest.approx(2 / 7) and prune.target_ratio == 0.5
 
 
 def test_prune_defaults_are_the_schemas():
     args = subparser("prune").parse_args(["m", "--out", "x"])
-    for name in ("importance", "prune_ratio", "round_to", "calib_samples", "calib_seq_len", "seed"):
+    assert (args.method, args.ratio) == (SETTING["importance"].default, SETTING["prune_ratio"].default)
+    for name in ("round_to", "calib_samples", "calib_seq_len", "seed"):
         assert getattr(args, name) == SETTING[name].default, name
     assert args.ignore_first is None  # the study's 4, clamped on shallow models by backend.prune
 
