@@ -194,3 +194,15 @@ def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli, slurm_ws
         run = s.get_run(run_id)
         assert run["status"] == "failed" and run["error"].startswith("sbatch refused the job: ")
         assert "\n" not in run["error"] and s.slurm_job(run_id)["state"] == "NOT_SUBMITTED"
+
+
+def test_time_limit_reached_is_interrupted_with_slurms_reason(cli, slurm_ws, demo_model_dir):
+    """A job still running at its --time-limit: Slurm's TIMEOUT → interrupted, finished tasks kept."""
+    ws, model = slurm_ws, str(demo_model_dir("llama"))
+    run_id, _ = _queue(cli, model, "--lora-steps", "100000", "--time-limit", "00:02:00")  # USR2 comes ≥ 30 s in
+    wait_for(lambda: _status(ws, run_id) in FINAL, 300, "Slurm to end the job at its time limit")
+    with _store(ws) as s:
+        run = s.get_run(run_id)
+        assert run["status"] == "interrupted", run["error"]
+        assert "time limit was reached" in run["error"] and s.slurm_job(run_id)["state"] == "TIMEOUT"
+        assert [r["task"] for r in s.task_results(run["parent_run_id"], "vanilla")] == ["boolq"]
