@@ -9,7 +9,6 @@ one. Heavy libraries are imported inside ``execute_run`` only.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import time
@@ -131,14 +130,6 @@ class _Pipeline:
                 return False
         return _Stage()
 
-    def free(self, *objs: Any) -> None:
-        for o in objs:
-            del o
-        gc.collect()
-        import torch
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
     # ------------------------------------------------------------------ stages
     def execute(self) -> None:
         import torch
@@ -248,7 +239,7 @@ class _Pipeline:
         results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
                                  num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,
                                  out_dir=out_dir, measure_energy=cfg.measure_energy, country=cfg.country,
-                                 progress=sink.progress_for(stage))
+                                 progress=sink.progress_for(stage), seed=cfg.seed)
         for row in results:
             prov = dict(self.provenance, **(row.get("provenance") or {}))
             row = dict(row, provenance=prov)
