@@ -110,7 +110,7 @@ class Ingester:
         old = self.store.ingest_offset(self.run_id, UPDATES)
         lines, end = _complete_lines(self.folder / UPDATES, old)
         n, start = 0, old
-        batch: dict[str, list[dict[str, Any]]] = {"run_updates": [], "metrics": [], "finishes": []}
+        batch: dict[str, list[dict[str, Any]]] = {"run_updates": [], "metrics": [], "finishes": [], "efficiency": []}
         for pos, rec in lines:
             op = rec.get("op")
             if op == "create_baseline":
@@ -120,7 +120,7 @@ class Ingester:
                 if not self.store.apply_ingest(self.run_id, UPDATES, start, pos, baseline=baseline, **batch):
                     return n
                 n += batch_size(batch) + 1
-                start, batch = pos, {"run_updates": [], "metrics": [], "finishes": []}
+                start, batch = pos, {k: [] for k in batch}
                 continue
             run = self._map(rec.get("run", self.run_id))
             if run is None:  # refers to a baseline that was never created: nothing to attach it to
@@ -133,6 +133,8 @@ class Ingester:
             elif op == "metric":
                 batch["metrics"].append({"run_id": run, "variant": rec["variant"], "name": rec["name"],
                                          "value": rec.get("value"), "detail": rec.get("detail")})
+            elif op == "efficiency":
+                batch["efficiency"].append({"run_id": run, "variant": rec["variant"], "rows": rec.get("rows") or []})
             elif op == "finish" and run != self.run_id:  # the job's own end is decided by the executor
                 batch["finishes"].append({"run_id": run, "status": rec["status"], "error": rec.get("error"),
                                           "t": rec.get("t")})

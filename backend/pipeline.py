@@ -108,6 +108,8 @@ class _Pipeline:
         self.store, self.workspace, self.run, self.cfg = store, workspace, run, cfg
         self.folder, self.sink = folder, sink
         self.run_id = run["id"]
+        self.session: Any = None
+        self.idle: dict[str, Any] | None = None
         self.stages = ["load", "baseline"]
         if not cfg.no_prune:
             self.stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
@@ -144,10 +146,14 @@ class _Pipeline:
             if cfg.measure_energy:  # before the model occupies the device: the machine's idle draw
                 from .energy import idle_power
                 idle = idle_power(3.0 if device.startswith("cuda") else 1.0)
+                self.idle = idle
                 self.store.save_metric(self.run_id, "run", "idle_power_w", idle["watts"], idle)
                 if idle["watts"] is not None:
                     sink.log(f"idle power {idle['watts']:.1f} W ({idle['source']}"
                              f"{', estimate' if idle['is_estimate'] else ''})")
+                from .energy import EnergySession
+                # one CodeCarbon tracker for the whole run (task API): hardware detected once
+                self.session = EnergySession(country=cfg.country).prepare()
             model_id = self.run["model_id"] or register_model(self.store, cfg.model, cfg.trust_remote_code)
             model_row = self.store.get_model(model_id)
             self.store.update_run(self.run_id, model_id=model_id, device=device)
@@ -162,6 +168,7 @@ class _Pipeline:
 
         with self.stage("baseline"):
             self.baseline(model, tokenizer, model_row["ref"], device)
+            self.efficiency(model, tokenizer, "vanilla", device)
 
         if cfg.no_prune:
             return
@@ -197,6 +204,7 @@ class _Pipeline:
                    report={"run_id": self.run_id, "config": cfg.to_dict()})
         with self.stage("evaluate"):
             self.evaluate(model, tokenizer, "pruned", self.run_id, device)
+            self.efficiency(model, tokenizer, "pruned", device)
 
     def baseline(self, model, tokenizer, model_ref: str, device: str) -> None:
         cfg = self.cfg
@@ -218,6 +226,8 @@ class _Pipeline:
                                         device=device, baseline_key=key,
                                         label=f"baseline for run {self.run_id}")
         self.store.update_run(self.run_id, parent_run_id=base_id)
+        if self.idle is not None:  # the baseline's energy above idle uses the same idle draw
+            self.store.save_metric(base_id, "run", "idle_power_w", self.idle["watts"], self.idle)
         self.sink.log(f"evaluating the vanilla baseline as run {base_id}")
         try:
             self.evaluate(model, tokenizer, "vanilla", base_id, device)
@@ -226,6 +236,23 @@ class _Pipeline:
             self.store.finish_run(base_id, status, f"{type(exc).__name__}: {exc}")
             raise
         self.store.finish_run(base_id, "done")
+
+    def efficiency(self, model, tokenizer, variant: str, device: str) -> None:
+        """The efficiency stage's points for one variant (``--efficiency-batches``), on this run."""
+        cfg = self.cfg
+        if not cfg.efficiency_batches:
+            return
+        from .efficiency import measure_efficiency
+        stage = self.sink.stage or "evaluate"
+        self.sink.log(f"efficiency {variant}: batches {', '.join(map(str, cfg.efficiency_batches))} × "
+                      f"{cfg.efficiency_seq_len} tokens")
+        rows = measure_efficiency(model, tokenizer, cfg.efficiency_batches, seq_len=cfg.efficiency_seq_len,
+                                  device=device, session=self.session, variant=variant,
+                                  progress=self.sink.progress_for(stage))
+        self.store.save_efficiency(self.run_id, variant, rows)  # a Slurm job's FileRecorder files them
+        for r in rows:
+            jpt = "—" if r["j_per_token"] is None else f"{r['j_per_token']:.3g} J/token"
+            self.sink.log(f"efficiency {variant} batch {r['batch_size']}: {r['tokens_per_s']:.0f} tokens/s, {jpt}")
 
     def evaluate(self, model, tokenizer, variant: str, target_run: int, device: str) -> None:
         """Evaluate every task (one transaction each), then WikiText-2 perplexity."""
@@ -239,7 +266,8 @@ class _Pipeline:
         results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
                                  num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,
                                  out_dir=out_dir, measure_energy=cfg.measure_energy, country=cfg.country,
-                                 progress=sink.progress_for(stage), seed=cfg.seed)
+                                 progress=sink.progress_for(stage), seed=cfg.seed,
+                                 repeats=cfg.repeats, cooldown=cfg.cooldown, session=self.session)
         for row in results:
             prov = dict(self.provenance, **(row.get("provenance") or {}))
             row = dict(row, provenance=prov)

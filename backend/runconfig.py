@@ -59,6 +59,11 @@ class RunConfig:
     country: str = "USA"
     measure_energy: bool = True
     trust_remote_code: bool = False
+    # energy you can trust (issue #11)
+    repeats: int = 1                      # time/energy passes per task (accuracy once)
+    efficiency_batches: list[int] = field(default_factory=list)   # e.g. [1, 8, 32]; empty = no stage
+    efficiency_seq_len: int = 128
+    cooldown: bool = False                # wait for the GPU to cool between measured windows
     # where it executes (backend.executors): the runner's machine, or one Slurm job per run
     executor: str = "local"
     partition: str | None = None
@@ -121,6 +126,14 @@ class RunConfig:
             bad["batch_size"] = "batch size must be 'auto' or a positive integer"
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             bad["device"] = f"device must be one of {', '.join(DEVICES)} or cuda:N"
+        if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or self.repeats < 1:
+            bad["repeats"] = "repeats must be a whole number of 1 or more"
+        elif self.repeats > 100:
+            bad["repeats"] = "repeats above 100 multiply the run's time; use at most 100"
+        if any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in self.efficiency_batches or []):
+            bad["efficiency_batches"] = "batch sizes must be whole numbers of 1 or more, e.g. 1,8,32"
+        if not isinstance(self.efficiency_seq_len, int) or self.efficiency_seq_len < 8:
+            bad["efficiency_seq_len"] = "sequence length must be 8 tokens or more"
         if self.ppl_limit is not None and self.ppl_limit < 0:
             bad["ppl_limit"] = "perplexity token limit must be 0 (skip) or more"
         bad.update(executor_problems(self))
@@ -139,6 +152,8 @@ class RunConfig:
         ident = {"model": model_ref, "limit": self.limit, "num_fewshot": self.num_fewshot,
                  "data_dir": self.data_dir, "device": device.split(":")[0], "ppl_limit": self.ppl_limit,
                  "measure_energy": self.measure_energy}
+        if self.repeats != 1:  # a baseline reused for energy noise needs as many passes
+            ident["repeats"] = self.repeats
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:
@@ -146,6 +161,16 @@ class RunConfig:
             return "vanilla only"
         lora = "no LoRA" if self.no_lora else f"LoRA r{self.lora_r}/α{self.lora_alpha}"
         return f"{self.importance} {self.prune_ratio:.3g}, ignore {self.ignore_first}/{self.ignore_last}, {lora}"
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,8,32' → [1, 8, 32]; '' → [] (no efficiency stage). Raises GreentuiError naming the item."""
+    out: list[int] = []
+    for item in (x.strip() for x in re.split(r"[,\s]+", text.strip()) if x.strip()):
+        if not item.isdigit() or int(item) < 1:
+            raise GreentuiError(f"--efficiency-batches: {item!r} is not a batch size (e.g. 1,8,32)")
+        out.append(int(item))
+    return sorted(set(out))
 
 
 EXECUTORS = ("local", "slurm")

@@ -42,6 +42,11 @@ TASK_RESULT_FIELDS = (
     "meter", "cpu_mode", "device", "num_fewshot", "limit_n", "provenance",
 )
 
+REPEAT_FIELDS = ("repeat", "seconds", "tokens", "energy_kwh", "energy_cpu_kwh", "energy_gpu_kwh",
+                 "energy_ram_kwh", "nvml_joules", "meter")
+EFFICIENCY_FIELDS = ("batch_size", "seq_len", "forwards", "tokens", "seconds", "tokens_per_s", "joules",
+                     "j_per_token", "meter")
+
 
 def now() -> float:
     return time.time()
@@ -90,6 +95,29 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
+def _migration_repeats_efficiency(db: sqlite_utils.Database) -> None:
+    """Issue #11: each measured pass of a task (``--repeats``) and the efficiency stage's points.
+
+    ``task_results`` keeps one row per task (the means), so every existing reader still works;
+    ``energy_repeats`` holds the passes those means came from, ``efficiency_results`` the
+    tokens/s and J/token of each variant at each batch size. Idempotent (tables made if missing).
+    """
+    if "energy_repeats" not in db.table_names():
+        db["energy_repeats"].create({
+            "id": int, "run_id": int, "variant": str, "task": str, "repeat": int, "seconds": float,
+            "tokens": int, "energy_kwh": float, "energy_cpu_kwh": float, "energy_gpu_kwh": float,
+            "energy_ram_kwh": float, "nvml_joules": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "task", "repeat"}, foreign_keys=[("run_id", "runs", "id")])
+        db["energy_repeats"].create_index(["run_id", "variant", "task", "repeat"], unique=True)
+    if "efficiency_results" not in db.table_names():
+        db["efficiency_results"].create({
+            "id": int, "run_id": int, "variant": str, "batch_size": int, "seq_len": int,
+            "forwards": int, "tokens": int, "seconds": float, "tokens_per_s": float,
+            "joules": float, "j_per_token": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "batch_size"}, foreign_keys=[("run_id", "runs", "id")])
+        db["efficiency_results"].create_index(["run_id", "variant", "batch_size"], unique=True)
+
+
 def _migration_slurm(db: sqlite_utils.Database) -> None:
     """Slurm jobs of runs (backend.executors.slurm) and how far each run-folder file was ingested.
 
@@ -107,7 +135,8 @@ def _migration_slurm(db: sqlite_utils.Database) -> None:
     db["ingest_offsets"].create({"run_id": int, "file": str, "offset": int}, pk=("run_id", "file"))
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
+                                                              _migration_repeats_efficiency]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -268,7 +297,8 @@ class Store:
             return int(cur.lastrowid)
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
-        row = self._row("SELECT r.*, m.ref AS model_ref, m.name AS model_name, m.arch AS model_arch "
+        row = self._row("SELECT r.*, m.ref AS model_ref, m.arch AS model_arch, "
+                        "COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name "
                         "FROM runs r LEFT JOIN models m ON m.id = r.model_id WHERE r.id = ?", (run_id,))
         if row:
             row["config"] = json.loads(row["config"] or "{}")
@@ -305,9 +335,13 @@ class Store:
             busy = c.execute(f"SELECT id FROM runs WHERE status = 'running' AND id IN ({marks})", ids).fetchall()
             if busy:
                 raise GreentuiError(f"run {busy[0][0]} is running; cancel it before deleting")
+            jobs = c.execute(f"SELECT run_id FROM slurm_jobs WHERE finished = 0 AND run_id IN ({marks})",
+                             ids).fetchall()
+            if jobs:
+                raise GreentuiError(f"run {jobs[0][0]} has a Slurm job; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
             for table in ("task_results", "run_metrics", "events", "power_samples", "slurm_jobs",
-                          "ingest_offsets"):
+                          "ingest_offsets", "energy_repeats", "efficiency_results"):
                 c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
             return c.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
 
@@ -332,7 +366,8 @@ class Store:
             SELECT r.id, r.model_id, r.parent_run_id, r.kind, r.label, r.status, r.stage, r.device,
                    r.created_at, r.started_at, r.finished_at, r.params_before, r.params_after, r.error,
                    r.position, r.pid,
-                   m.ref AS model_ref, m.name AS model_name,
+                   m.ref AS model_ref,
+                   COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name,
                    json_extract(r.config, '$.importance') AS method,
                    json_extract(r.config, '$.prune_ratio') AS prune_ratio,
                    json_extract(r.config, '$.no_prune') AS no_prune,
@@ -343,9 +378,13 @@ class Store:
             FROM runs r
             LEFT JOIN models m ON m.id = r.model_id
             LEFT JOIN agg own ON own.run_id = r.id AND own.variant =
-                 (CASE WHEN r.kind = 'experiment' THEN 'pruned' ELSE
+                 (CASE WHEN r.kind = 'experiment' THEN 'pruned'
+                  WHEN r.kind = 'reference' THEN COALESCE((SELECT 'pruned' FROM task_results t
+                       WHERE t.run_id = r.id AND t.variant = 'pruned' LIMIT 1), 'vanilla') ELSE
                    COALESCE((SELECT variant FROM task_results t WHERE t.run_id = r.id LIMIT 1), 'vanilla') END)
-            LEFT JOIN agg base ON base.run_id = r.parent_run_id AND base.variant = 'vanilla'
+            LEFT JOIN agg base ON base.variant = 'vanilla' AND (
+                 (r.kind != 'reference' AND base.run_id = r.parent_run_id)
+                 OR (r.kind = 'reference' AND base.run_id = r.id AND own.variant = 'pruned'))
             {where}
             ORDER BY {order_sql} {'DESC' if descending else 'ASC'}, r.id {'DESC' if descending else 'ASC'}
             LIMIT ? OFFSET ?"""
@@ -440,6 +479,71 @@ class Store:
         return self.conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ? "
                                  "WHERE id = ? AND status = 'queued'", (now(), run_id)).rowcount == 1
 
+    def overlapping_runs(self, run_id: int) -> list[int]:
+        """Other runs on the same device whose running time overlapped this run's (its own baseline,
+        which runs inside it, and the experiment that made it excepted): their load was in this
+        run's energy figures."""
+        run = self.require_run(run_id)
+        if not run.get("started_at") or not run.get("device"):
+            return []
+        t = now()
+        rows = self._rows(
+            "SELECT id FROM runs WHERE id != ? AND device = ? AND started_at IS NOT NULL "
+            "AND started_at < ? AND COALESCE(finished_at, ?) > ? AND COALESCE(parent_run_id, -1) != ? "
+            "AND id != ? AND kind NOT IN ('import', 'reference') ORDER BY id",
+            (run_id, run["device"], run.get("finished_at") or t, t, run["started_at"], run_id,
+             run.get("parent_run_id") or -1))
+        return [r["id"] for r in rows]
+
+    def save_reference_runs(self, items: list[dict[str, Any]]) -> list[int]:
+        """Store published-table rows as reference runs (``backend.reference_tables``), all in one
+        transaction: a table is stored whole or not at all. An item whose ``key`` (model and pair
+        position) matches an existing reference run merges into it — an accuracy table and an
+        energy table of the same models become the same runs; a figure already there is replaced."""
+        ids: list[int] = []
+        with self.transaction() as c:
+            for it in items:
+                found = None
+                for rid, cfg_text in c.execute("SELECT id, config FROM runs WHERE kind = 'reference' "
+                                               "AND json_extract(config, '$.reference.key') = ? ORDER BY id",
+                                               (it["key"],)).fetchall():
+                    found = (rid, json.loads(cfg_text))
+                metric = it["metric"]
+                if found is None:
+                    cfg = {"reference": {"key": it["key"], "model": it["model"], "sources": {}, "files": {},
+                                         "lines": {}, "checks": {}, "percent": {}}, "no_prune": False}
+                    t = now()
+                    pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+                    rid = int(c.execute(
+                        "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, "
+                        "started_at, finished_at) VALUES (NULL, 'reference', ?, '{}', 'done', ?, ?, ?, ?)",
+                        (f"{it['model']} — {it['source']}", pos, t, t, t)).lastrowid)
+                else:
+                    rid, cfg = found
+                ref = cfg["reference"]
+                ref["sources"][metric] = it["source"]
+                ref["files"][metric] = it["file"]
+                ref["lines"][metric] = it["lines"]
+                ref["checks"][metric] = it["checks"]
+                ref["percent"][metric] = it["percent"]
+                c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(cfg, sort_keys=True), rid))
+                for variant, tasks in it["results"].items():
+                    for task, fields in tasks.items():
+                        old = c.execute("SELECT * FROM task_results WHERE run_id = ? AND variant = ? AND task = ?",
+                                        (rid, variant, task))
+                        cols = [d[0] for d in old.description]
+                        prev = old.fetchone()
+                        row: dict[str, Any] = dict(zip(cols, prev)) if prev else {}
+                        row.update(fields)
+                        if "energy_kwh" in fields:
+                            row["meter"] = f"published ({it['source']})"
+                        prov = json.loads(row["provenance"]) if isinstance(row.get("provenance"), str) else {}
+                        prov.setdefault("reference", {})[metric] = {"source": it["source"], "file": it["file"]}
+                        row["provenance"] = prov
+                        self._insert_task_result(c, rid, dict(row, variant=variant, task=task))
+                ids.append(rid)
+        return ids
+
     # ---------------------------------------------------------------- baselines
     def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
         """The newest finished baseline with this key that holds every requested task."""
@@ -456,7 +560,11 @@ class Store:
         self.save_task_results(run_id, [dict(result, variant=variant, task=task)])
 
     def save_task_results(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
-        """Write whole task results in one transaction (replacing a previous row of the same task)."""
+        """Write whole task results in one transaction (replacing a previous row of the same task).
+
+        A row's ``repeats`` (the measured passes of ``--repeats``) go to ``energy_repeats`` in the
+        same transaction, so a task is stored with all its passes or not at all.
+        """
         rows = list(rows)
         with self.transaction() as c:
             for r in rows:
@@ -473,6 +581,15 @@ class Store:
         c.execute(f"INSERT OR REPLACE INTO task_results ({', '.join(cols)}) "
                   f"VALUES ({', '.join('?' * len(cols))})",
                   (run_id, r["variant"], r["task"], *vals.values(), now()))
+        if r.get("repeats"):
+            c.execute("DELETE FROM energy_repeats WHERE run_id = ? AND variant = ? AND task = ?",
+                      (run_id, r["variant"], r["task"]))
+            for p in r["repeats"]:
+                detail = {k: v for k, v in p.items() if k not in REPEAT_FIELDS}
+                c.execute(f"INSERT INTO energy_repeats (run_id, variant, task, {', '.join(REPEAT_FIELDS)}, "
+                          f"detail) VALUES (?, ?, ?, {', '.join('?' * len(REPEAT_FIELDS))}, ?)",
+                          (run_id, r["variant"], r["task"], *(p.get(k) for k in REPEAT_FIELDS),
+                           json.dumps(detail, sort_keys=True, default=str) if detail else None))
 
     def task_results(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM task_results WHERE run_id = ?"
@@ -484,6 +601,40 @@ class Store:
         for r in rows:
             if r.get("provenance"):
                 r["provenance"] = json.loads(r["provenance"])
+        return rows
+
+    def energy_repeats(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
+        """The measured passes of each task (one per ``--repeats``), in task then pass order."""
+        sql = "SELECT * FROM energy_repeats WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if variant:
+            sql += " AND variant = ?"
+            params.append(variant)
+        rows = self._rows(sql + " ORDER BY id", params)
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
+        return rows
+
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        """The efficiency stage's points of one variant, in one transaction (replacing older ones)."""
+        with self.transaction() as c:
+            self._replace_efficiency(c, run_id, variant, rows)
+
+    @staticmethod
+    def _replace_efficiency(c: sqlite3.Connection, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        c.execute("DELETE FROM efficiency_results WHERE run_id = ? AND variant = ?", (run_id, variant))
+        for r in rows:
+            detail = {k: v for k, v in r.items() if k not in EFFICIENCY_FIELDS}
+            c.execute(f"INSERT INTO efficiency_results (run_id, variant, {', '.join(EFFICIENCY_FIELDS)}, "
+                      f"detail) VALUES (?, ?, {', '.join('?' * len(EFFICIENCY_FIELDS))}, ?)",
+                      (run_id, variant, *(r.get(k) for k in EFFICIENCY_FIELDS),
+                       json.dumps(detail, sort_keys=True, default=str) if detail else None))
+
+    def efficiency(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM efficiency_results WHERE run_id = ? ORDER BY variant DESC, batch_size",
+                          (run_id,))
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         return rows
 
     def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
@@ -596,7 +747,7 @@ class Store:
                      events: Iterable[dict[str, Any]] = (), power: Iterable[dict[str, Any]] = (),
                      results: Iterable[dict[str, Any]] = (), run_updates: Iterable[dict[str, Any]] = (),
                      metrics: Iterable[dict[str, Any]] = (), finishes: Iterable[dict[str, Any]] = (),
-                     baseline: dict[str, Any] | None = None) -> bool:
+                     efficiency: Iterable[dict[str, Any]] = (), baseline: dict[str, Any] | None = None) -> bool:
         """Copy one slice of a run-folder file into the store and advance its offset, atomically.
 
         Compare-and-set on the offset: when it is no longer ``old_offset`` (another ingester got
@@ -637,6 +788,8 @@ class Store:
                 c.execute("INSERT OR REPLACE INTO run_metrics (run_id, variant, name, value, detail) "
                           "VALUES (?, ?, ?, ?, ?)", (m["run_id"], m["variant"], m["name"], m["value"],
                                                      json.dumps(m["detail"], default=str) if m.get("detail") else None))
+            for e in efficiency:
+                self._replace_efficiency(c, e["run_id"], e["variant"], e["rows"])
             for f in finishes:
                 c.execute("UPDATE runs SET status = ?, error = COALESCE(?, error), finished_at = ?, pid = NULL "
                           "WHERE id = ? AND status IN ('queued', 'running')",

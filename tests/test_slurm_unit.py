@@ -123,6 +123,7 @@ def test_ingest_copies_every_record_once_and_maps_the_baseline(tmp_path):
     rec.update_run(run_id, parent_run_id=base)
     rec.save_task_result(base, "vanilla", "boolq", _result("boolq", 0.5))
     rec.add_power_sample_now(1.0, 12.5, "test", None)
+    rec.save_efficiency(run_id, "pruned", [{"batch_size": 1, "seq_len": 8}])
     ing = Ingester(store, run_id, folder)
     first = ing.ingest()
     assert (first.events, first.results, first.power) == (1, 1, 1)
@@ -132,6 +133,7 @@ def test_ingest_copies_every_record_once_and_maps_the_baseline(tmp_path):
     assert store.get_run(run_id)["params_before"] == 1000
     assert [r["task"] for r in store.task_results(base_id, "vanilla")] == ["boolq"]
     assert store.metrics(run_id)[0]["name"] == "idle_power_w"
+    assert [r["batch_size"] for r in store.efficiency(run_id)] == [1]
 
     # a line being written when the ingester reads is left for the next pass
     with (folder / "events.jsonl").open("a") as fh:
@@ -177,6 +179,50 @@ def test_local_runners_never_claim_slurm_runs(tmp_path):
     assert store.claim_next_run(1, "cpu") is None
     job = store.claim_slurm_submission(lambda rid: f"n{rid}")
     assert job["run_id"] == slurm and store.claim_slurm_submission(lambda rid: "x") is None  # reserved once
+    with pytest.raises(GreentuiError, match="has a Slurm job; cancel it before deleting"):
+        store.delete_runs([slurm])  # queued, but its job exists: deleting would orphan it
     store.mark_started(slurm)
     assert store.running_runs() == []  # a Slurm run is never judged by a local pid
     json.dumps(store.open_slurm_jobs())
+
+
+# ------------------------------------------------------------------------------ Run detail
+@pytest.mark.slow
+async def test_run_detail_tails_the_slurm_jobs_stdout_and_stderr(tmp_path):
+    """A Slurm run's detail shows the job id, state and node, and follows the job's log files; a local
+    run's detail has no such pane."""
+    from greentui.app import GreentuiApp
+    from greentui.screens.run_detail import RunDetailScreen
+    from greentui.widgets.job_log import JobLog
+
+    store, run_id, folder, _ = _slurm_run(tmp_path)
+    local = store.create_run(store.upsert_model("/m"), "experiment", RunConfig(model="/m").to_dict())
+    store.update_slurm_job(run_id, job_id="4242", state="RUNNING", node="gpu-node-7")
+    store.mark_started(run_id)
+    logs = folder / "slurm"
+    logs.mkdir(parents=True)
+    (logs / "4242_0_log.out").write_text("submitit INFO starting\n")
+    (logs / "4242_0_log.err").write_text("warning from the node\npartial")
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.open_run(run_id)
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, RunDetailScreen)
+        pane = screen.query_one("#job-log", JobLog)
+        text = lambda: "\n".join(str(line.text) for line in pane.lines)  # noqa: E731
+        assert pane.display
+        assert "out│ submitit INFO starting" in text() and "err│ warning from the node" in text()
+        assert "partial" not in text()  # a line still being written waits
+        title = str(screen.query_one("#run-title").render())
+        assert "Slurm job 4242 RUNNING on gpu-node-7" in title
+        with (logs / "4242_0_log.err").open("a") as fh:
+            fh.write(" line done\n")
+        await pilot.pause(1.2)
+        assert "err│ partial line done" in text()
+        await pilot.press("escape")
+        app.open_run(local)
+        await pilot.pause(0.3)
+        assert not app.screen.query_one("#job-log").display
+    store.close()
+

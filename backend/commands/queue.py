@@ -29,10 +29,13 @@ def run(args: argparse.Namespace) -> int:
     ws, store = workspace_and_store(args)
     cfg = apply_workspace_defaults(cfg, ws)
     if cfg.executor == "slurm":
-        from ..executors.slurm import slurm_available
+        from ..executors.slurm import partition_problem, slurm_available
         why = slurm_available()
         if why:
             raise GreentuiError(f"--executor slurm: {why}")
+        why = cfg.partition and partition_problem(cfg.partition)
+        if why:
+            raise GreentuiError(f"--partition: {why}")
     recover_stale_runs(store)
     run_id = prepare_run(store, cfg, status="queued")
     if store.queue_paused():

@@ -11,7 +11,9 @@ Modules:
 - ``nvml``: NVIDIA energy counters and power (``Nvml``, ``shared_nvml``);
 - ``rapl``: CPU package counters (``Rapl``);
 - ``estimate``: CPU share x TDP + RAM model (``CpuEstimate``);
-- ``codecarbon_meter``: the per-task meter (``TaskEnergyMeter``, ``warm_up``);
+- ``codecarbon_meter``: the per-window meter (``TaskEnergyMeter``, ``warm_up``);
+- ``session``: one run's meters, one tracker through CodeCarbon's task API (``EnergySession``)
+  and the ``--cooldown`` gate;
 - ``sampler``: live power (``PowerSource``, ``PowerSampler``);
 - ``idle``: the machine's draw before a run (``idle_power``).
 
@@ -28,9 +30,11 @@ from .idle import idle_power
 from .nvml import Nvml, shared_nvml
 from .rapl import RAPL_ROOT, Rapl
 from .sampler import PowerSampler, PowerSource
+from .session import EnergySession, cooldown_gate
 
 _country = check_country  # the name evaluate.py used before the split
 
 __all__ = ["TaskEnergyMeter", "warm_up", "J_PER_KWH", "TRACKING_MODES", "check_country",
            "cuda_synchronize", "quiet_codecarbon", "DEFAULT_W_PER_THREAD", "CpuEstimate", "idle_power",
-           "Nvml", "shared_nvml", "RAPL_ROOT", "Rapl", "PowerSampler", "PowerSource"]
+           "Nvml", "shared_nvml", "RAPL_ROOT", "Rapl", "PowerSampler", "PowerSource",
+           "EnergySession", "cooldown_gate"]

@@ -14,10 +14,18 @@ the evaluation it measures.
 from __future__ import annotations
 
 import time
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from .common import TRACKING_MODES, check_country, cuda_synchronize, null_dir, quiet_codecarbon
 from .nvml import Nvml, shared_nvml
+
+if TYPE_CHECKING:
+    from .session import EnergySession
+
+#: NVML's energy counter updates about every 100 ms (Zeus, ML.ENERGY): a window much shorter than
+#: 1 s is dominated by the counter's granularity and is flagged.
+MIN_COUNTER_WINDOW_S = 1.0
 
 # CodeCarbon CPU modes that read a hardware energy counter (everything else is a model).
 _MEASURED_CPU_MODES = {"intel_rapl": "rapl", "rapl": "rapl", "intel_power_gadget": "power_gadget",
@@ -36,7 +44,7 @@ class TaskEnergyMeter:
 
     def __init__(self, *, country: str = "USA", measure_power_secs: float = 1.0,
                  tracking_mode: str = "process", use_codecarbon: bool = True, use_nvml: bool = True,
-                 label: str = "greentui") -> None:
+                 label: str = "greentui", session: "EnergySession | None" = None) -> None:
         if tracking_mode not in TRACKING_MODES:
             raise ValueError(f"tracking_mode must be one of {TRACKING_MODES}")
         self.country = check_country(country)
@@ -45,26 +53,35 @@ class TaskEnergyMeter:
         self.use_codecarbon = use_codecarbon
         self.use_nvml = use_nvml
         self.label = label
+        self.session = session
         self.result: dict[str, Any] | None = None
         self._tracker = None
         self._nvml: Nvml | None = None
         self._nvml_start: list[int | None] = []
         self._errors: dict[str, str] = {}
         self._t0 = 0.0
+        self._synced = False
+        self._gpu_start: list[dict[str, Any]] | None = None
 
     # ---------------------------------------------------------------- context manager
     def __enter__(self) -> "TaskEnergyMeter":
         if self.use_nvml:
             self._nvml = shared_nvml()
             if self._nvml.available:
-                cuda_synchronize()
-                self._nvml_start = self._nvml.energy_mj()
+                self._gpu_start = self._nvml.snapshot()
             else:
                 self._errors["nvml"] = self._nvml.reason or "unavailable"
+        self._synced = cuda_synchronize()  # the window opens on an idle queue
+        if self._nvml is not None and self._nvml.available:
+            self._nvml_start = self._nvml.energy_mj()
         if self.use_codecarbon:
             try:
-                self._tracker = self._make_tracker()
-                self._tracker.start()
+                if self.session is not None:
+                    self._tracker = self.session.tracker()
+                    self._tracker.start_task(self.label)
+                else:
+                    self._tracker = self._make_tracker()
+                    self._tracker.start()
             except Exception as exc:  # noqa: BLE001
                 self._tracker = None
                 self._errors["codecarbon"] = f"start failed: {type(exc).__name__}: {exc}"
@@ -72,7 +89,7 @@ class TaskEnergyMeter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        cuda_synchronize()
+        self._synced = cuda_synchronize() or self._synced  # the window closes on finished kernels
         seconds = time.perf_counter() - self._t0
         nvml_j = None
         per_gpu_j: list[float | None] = []
@@ -85,16 +102,23 @@ class TaskEnergyMeter:
             else:
                 self._errors["nvml"] = ("nvmlDeviceGetTotalEnergyConsumption not supported on "
                                         "every visible GPU (pre-Volta or MIG)")
+        gpu_end = self._nvml.snapshot() if self._gpu_start is not None and self._nvml is not None else None
         data = None
         if self._tracker is not None:
             try:
-                self._tracker.stop()
-                data = self._tracker.final_emissions_data
+                if self.session is not None:
+                    data = self._tracker.stop_task()
+                else:
+                    self._tracker.stop()
+                    data = self._tracker.final_emissions_data
                 if data is None:
                     self._errors["codecarbon"] = "stop() returned no data"
             except Exception as exc:  # noqa: BLE001
                 self._errors["codecarbon"] = f"stop failed: {type(exc).__name__}: {exc}"
         self.result = self._build_result(data, nvml_j, per_gpu_j, seconds)
+        self.result["provenance"].update(window_flags(seconds, nvml_j is not None, self._synced))
+        if self._gpu_start is not None:
+            self.result["provenance"]["gpu_state"] = {"start": self._gpu_start, "end": gpu_end}
 
     # ---------------------------------------------------------------- internals
     def _make_tracker(self):
@@ -122,14 +146,12 @@ class TaskEnergyMeter:
         return None
 
     def _build_result(self, data, nvml_j, per_gpu_j, seconds) -> dict[str, Any]:
-        import importlib.metadata as md
-
         prov: dict[str, Any] = {"tracking_mode": self.tracking_mode, "country": self.country,
-                                "measure_power_secs": self.measure_power_secs}
-        try:
-            prov["codecarbon_version"] = md.version("codecarbon")
-        except md.PackageNotFoundError:
-            pass
+                                "measure_power_secs": self.measure_power_secs,
+                                "tracker": "one per run (task API)" if self.session else "one per task"}
+        version = _codecarbon_version()
+        if version:
+            prov["codecarbon_version"] = version
         cpu_kwh = gpu_kwh = ram_kwh = total_kwh = None
         cpu_mode = None
         parts: list[str] = []
@@ -193,3 +215,24 @@ def warm_up(country: str = "USA") -> None:
             pass
     except Exception:  # noqa: BLE001 - a real measurement will record the failure
         pass
+
+
+def window_flags(seconds: float, on_counter: bool, synced: bool) -> dict[str, Any]:
+    """How a window was taken: its length, whether CUDA was synchronised at its edges, and a flag
+    when it is shorter than ``MIN_COUNTER_WINDOW_S`` on the NVML counter (too short to trust)."""
+    flags: dict[str, Any] = {"window_s": seconds, "cuda_synchronized": synced}
+    if on_counter and seconds < MIN_COUNTER_WINDOW_S:
+        flags["short_window"] = (f"{seconds:.2f} s window on the NVML counter (updates ~every 0.1 s); "
+                                 f"below {MIN_COUNTER_WINDOW_S:g} s the figure is mostly granularity")
+    return flags
+
+
+@lru_cache(maxsize=1)
+def _codecarbon_version() -> str | None:
+    """Read once: importlib.metadata scans site-packages (tens of ms) on every call."""
+    import importlib.metadata as md
+
+    try:
+        return md.version("codecarbon")
+    except md.PackageNotFoundError:
+        return None

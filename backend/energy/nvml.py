@@ -81,6 +81,39 @@ class Nvml:
         return (watts if got_w else None), (limit if got_l else None)
 
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The state that moves energy figures, per visible GPU: name, driver, enforced power limit,
+        SM and memory clocks, temperature and power now. A field NVML refuses is None."""
+        out: list[dict[str, Any]] = []
+        nv = self._nvml
+        try:
+            driver = _decode(nv.nvmlSystemGetDriverVersion())
+        except Exception:  # noqa: BLE001
+            driver = None
+        for name, h in zip(self.names, self.handles):
+            out.append({
+                "name": name, "driver": driver,
+                "power_limit_w": _try(lambda: nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0),
+                "sm_clock_mhz": _try(lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
+                "mem_clock_mhz": _try(lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)),
+                "temperature_c": _try(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
+                "power_w": _try(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0),
+            })
+        return out
+
+    def temperature_c(self) -> float | None:
+        """The hottest visible GPU's temperature (°C), or None."""
+        temps = [s["temperature_c"] for s in self.snapshot() if s["temperature_c"] is not None]
+        return float(max(temps)) if temps else None
+
+
+def _try(read: Any) -> Any:
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - NVML_ERROR_NOT_SUPPORTED on some boards
+        return None
+
+
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -154,6 +154,18 @@ def slurm_available() -> str | None:
     return None
 
 
+def partition_problem(partition: str) -> str | None:
+    """None when Slurm knows ``partition``, else a one-line reason (checked before a run is queued)."""
+    try:
+        proc = _run(["sinfo", "-h", "-p", partition, "-o", "%P"])
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # Slurm's own refusal at submission will say it
+    if proc.returncode == 0 and not proc.stdout.strip():
+        known = _run(["sinfo", "-h", "-o", "%P"]).stdout.split()
+        return f"no Slurm partition {partition!r} (known: {', '.join(p.rstrip('*') for p in known) or 'none'})"
+    return None
+
+
 # ------------------------------------------------------------------------------ submission
 
 def job_name(workspace: Path, run_id: int) -> str:
@@ -207,7 +219,8 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
     except RuntimeError as exc:
         raise GreentuiError(f"cannot submit to Slurm: {exc}") from exc
-    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 60}
+    # SIGUSR2 30 s before the limit (Slurm may send it up to 60 s earlier still): only logged by the job
+    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 30}
     if cfg.partition:
         params["partition"] = cfg.partition
     # No limit asked for: none written (submitit would write 5 minutes), the partition's default applies.
@@ -369,25 +382,36 @@ class SlurmRunner:
 
 
 def run_slurm_runner(workspace: Path, poll_s: float = POLL_S) -> int:
-    """The Slurm runner's life (``greentui worker --executor slurm``): one per workspace (flock)."""
+    """The Slurm runner's life (``greentui worker --executor slurm``): one per workspace (flock).
+
+    After letting go of the lock it looks once more for unsubmitted runs: ``greentui queue`` records
+    its run *before* it checks for a live runner, so a run queued while this one was exiting is
+    either seen here or finds no runner and starts one.
+    """
     from ..store import open_store
-    lock = lock_path(workspace).open("a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        return 0
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()))
-    lock.flush()
+    closed = 0
     store = open_store(workspace)
     try:
-        return SlurmRunner(workspace, store, poll_s).run()
+        while True:
+            lock = lock_path(workspace).open("a+")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                return closed
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+            try:
+                closed += SlurmRunner(workspace, store, poll_s).run()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock.close()
+            if store.queue_paused() or not (store.has_unsubmitted_slurm_runs() or store.open_slurm_jobs()):
+                return closed
     finally:
         store.close()
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
 
 
 def slurm_runner_pid(workspace: Path) -> int | None:
@@ -398,7 +422,7 @@ def slurm_runner_pid(workspace: Path) -> int | None:
 
 def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
     """Start a detached Slurm runner when Slurm runs are waiting and none is alive; its pid or None."""
-    if not (store.open_slurm_jobs() or store.has_unsubmitted_slurm_runs()):
+    if not (store.open_slurm_jobs() or (not store.queue_paused() and store.has_unsubmitted_slurm_runs())):
         return None
     pid = slurm_runner_pid(workspace)
     if pid:
