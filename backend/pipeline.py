@@ -9,7 +9,6 @@ one. Heavy libraries are imported inside ``execute_run`` only.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import time
@@ -111,9 +110,7 @@ class _Pipeline:
         self.run_id = run["id"]
         self.session: Any = None
         self.idle: dict[str, Any] | None = None
-        self.stages = ["load", "baseline"]
-        if not cfg.no_prune:
-            self.stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
+        self.stages = cfg.stages(run.get("kind") or "experiment")
 
     # ------------------------------------------------------------------ helpers
     def stage(self, name: str):
@@ -132,14 +129,6 @@ class _Pipeline:
                     sink.emit("stage_end", stage=name, seconds=round(time.time() - self_inner.t0, 3))
                 return False
         return _Stage()
-
-    def free(self, *objs: Any) -> None:
-        for o in objs:
-            del o
-        gc.collect()
-        import torch
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ stages
     def execute(self) -> None:
@@ -280,7 +269,7 @@ class _Pipeline:
         results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
                                  num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,
                                  out_dir=out_dir, measure_energy=cfg.measure_energy, country=cfg.country,
-                                 progress=sink.progress_for(stage),
+                                 progress=sink.progress_for(stage), seed=cfg.seed,
                                  repeats=cfg.repeats, cooldown=cfg.cooldown, session=self.session)
         for row in results:
             prov = dict(self.provenance, **(row.get("provenance") or {}))

@@ -104,6 +104,8 @@ class GreentuiApp(App):
 
     def poll_store(self) -> None:
         """Tell the visible screen when the store changed (runs, events, results, queue)."""
+        if not self.screen_stack:  # the app is closing: the timer may fire once more
+            return
         try:
             token = self.store.change_token()
         except Exception:  # a locked or vanished database must never kill the UI

@@ -35,11 +35,7 @@ FINAL = ("done", "failed", "cancelled", "interrupted")
 
 def stages_for(run: dict[str, Any]) -> list[str]:
     """The pipeline's stages for this run (same order as ``backend.pipeline``)."""
-    cfg = RunConfig.from_dict(run.get("config") or {})
-    stages = ["load", "baseline"]
-    if run.get("kind") != "baseline" and not cfg.no_prune:
-        stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
-    return stages
+    return RunConfig.from_dict(run.get("config") or {}).stages(run.get("kind") or "experiment")
 
 
 class RunDetailScreen(Screen):
