@@ -111,9 +111,7 @@ class _Pipeline:
         self.run_id = run["id"]
         self.session: Any = None
         self.idle: dict[str, Any] | None = None
-        self.stages = ["load", "baseline"]
-        if not cfg.no_prune:
-            self.stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
+        self.stages = cfg.stages(run.get("kind") or "experiment")
 
     # ------------------------------------------------------------------ helpers
     def stage(self, name: str):

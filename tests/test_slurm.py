@@ -179,3 +179,30 @@ def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli, slurm_ws,
                            capture_output=True, text=True).stdout.split()
     assert named == [job_id]
     _assert_ingested_once(ws, run_id)
+
+
+def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli, slurm_ws, demo_model_dir):
+    ws, model = slurm_ws, str(demo_model_dir("llama"))
+    bad = cli("queue", model, *QUICK, "--partition", "nosuchpartition")
+    assert bad.returncode != 0 and "--partition: no Slurm partition 'nosuchpartition'" in bad.stderr
+    assert "debug" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    with _store(ws) as s:
+        assert s.count_runs() == 0  # nothing recorded
+    run_id, _ = _queue(cli, model, "--gpus", "1")  # the one-node cluster has no GPUs (no GRES)
+    wait_for(lambda: _status(ws, run_id) in FINAL, 60, "the refused submission to be recorded")
+    with _store(ws) as s:
+        run = s.get_run(run_id)
+        assert run["status"] == "failed" and run["error"].startswith("sbatch refused the job: ")
+        assert "\n" not in run["error"] and s.slurm_job(run_id)["state"] == "NOT_SUBMITTED"
+
+
+def test_time_limit_reached_is_interrupted_with_slurms_reason(cli, slurm_ws, demo_model_dir):
+    """A job still running at its --time-limit: Slurm's TIMEOUT → interrupted, finished tasks kept."""
+    ws, model = slurm_ws, str(demo_model_dir("llama"))
+    run_id, _ = _queue(cli, model, "--lora-steps", "100000", "--time-limit", "00:02:00")  # USR2 comes ≥ 30 s in
+    wait_for(lambda: _status(ws, run_id) in FINAL, 300, "Slurm to end the job at its time limit")
+    with _store(ws) as s:
+        run = s.get_run(run_id)
+        assert run["status"] == "interrupted", run["error"]
+        assert "time limit was reached" in run["error"] and s.slurm_job(run_id)["state"] == "TIMEOUT"
+        assert [r["task"] for r in s.task_results(run["parent_run_id"], "vanilla")] == ["boolq"]

@@ -154,6 +154,18 @@ def slurm_available() -> str | None:
     return None
 
 
+def partition_problem(partition: str) -> str | None:
+    """None when Slurm knows ``partition``, else a one-line reason (checked before a run is queued)."""
+    try:
+        proc = _run(["sinfo", "-h", "-p", partition, "-o", "%P"])
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # Slurm's own refusal at submission will say it
+    if proc.returncode == 0 and not proc.stdout.strip():
+        known = _run(["sinfo", "-h", "-o", "%P"]).stdout.split()
+        return f"no Slurm partition {partition!r} (known: {', '.join(p.rstrip('*') for p in known) or 'none'})"
+    return None
+
+
 # ------------------------------------------------------------------------------ submission
 
 def job_name(workspace: Path, run_id: int) -> str:
@@ -207,7 +219,8 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
     except RuntimeError as exc:
         raise GreentuiError(f"cannot submit to Slurm: {exc}") from exc
-    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 60}
+    # SIGUSR2 30 s before the limit (Slurm may send it up to 60 s earlier still): only logged by the job
+    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 30}
     if cfg.partition:
         params["partition"] = cfg.partition
     # No limit asked for: none written (submitit would write 5 minutes), the partition's default applies.
@@ -409,7 +422,7 @@ def slurm_runner_pid(workspace: Path) -> int | None:
 
 def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
     """Start a detached Slurm runner when Slurm runs are waiting and none is alive; its pid or None."""
-    if not (store.open_slurm_jobs() or store.has_unsubmitted_slurm_runs()):
+    if not (store.open_slurm_jobs() or (not store.queue_paused() and store.has_unsubmitted_slurm_runs())):
         return None
     pid = slurm_runner_pid(workspace)
     if pid:

@@ -21,6 +21,7 @@ from backend.runconfig import RunConfig
 from backend.supervisor import cancel_run
 
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.energy_panel import EnergyPanel
 from ..widgets.job_log import JobLog
 from ..widgets.power import PowerPanel
 from ._fmt import model_label, num, status_cell, when
@@ -30,11 +31,7 @@ LOG_LINES = 1000
 
 def stages_for(run: dict[str, Any]) -> list[str]:
     """The pipeline's stages for this run (same order as ``backend.pipeline``)."""
-    cfg = RunConfig.from_dict(run.get("config") or {})
-    stages = ["load", "baseline"]
-    if run.get("kind") != "baseline" and not cfg.no_prune:
-        stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
-    return stages
+    return RunConfig.from_dict(run.get("config") or {}).stages(run.get("kind") or "experiment")
 
 
 class RunDetailScreen(Screen):
@@ -65,6 +62,8 @@ class RunDetailScreen(Screen):
                 yield Vertical(id="stages")
                 yield Label("per-task results", classes="section")
                 yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
+                yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
+                yield EnergyPanel(id="energy-panel")
                 yield Static("", id="run-error")
             with Vertical(id="detail-right"):
                 yield Label("live power", classes="section")
@@ -240,6 +239,8 @@ class RunDetailScreen(Screen):
             table.add_row(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]), num(r["acc_stderr"]),
                           num(r["acc_norm"]), num(wh, 4), r["meter"] or "—", str(r["n_samples"] or "—"),
                           num(r["seconds"], 1))
+        if self.run is not None:
+            self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
