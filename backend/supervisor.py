@@ -86,6 +86,9 @@ def wait_for_runner_exit(workspace: Path, device: str = "auto", timeout: float =
 def cancel_run(store: Store, run_id: int) -> str:
     """Cancel a queued run at once; ask a running run's process to stop (SIGTERM)."""
     run = store.require_run(run_id)
+    if run["config"].get("executor") == "slurm":  # the job runs elsewhere: scancel, not a signal
+        from .executors.slurm import request_cancel
+        return request_cancel(store, store.path.parent, run_id)
     if run["status"] == "queued":
         store.cancel_queued(run_id)
         return "cancelled"

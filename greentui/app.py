@@ -99,6 +99,8 @@ class GreentuiApp(App):
 
     def poll_store(self) -> None:
         """Tell the visible screen when the store changed (runs, events, results, queue)."""
+        if not self.screen_stack:  # the app is closing: the timer may fire once more
+            return
         try:
             token = self.store.change_token()
         except Exception:  # a locked or vanished database must never kill the UI
@@ -121,9 +123,14 @@ class GreentuiApp(App):
 
     def ensure_runner(self) -> int | None:
         """Start the detached runner when runs wait, the queue is not paused and none is alive."""
-        if not self.manage_runner or self.store.queue_paused():
+        if not self.manage_runner:
             return None
-        if not self.store.count_runs(statuses=["queued"]):
+        try:  # Slurm jobs are followed even while the queue is paused (pausing stops submissions only)
+            from backend.executors.slurm import ensure_slurm_runner
+            ensure_slurm_runner(self.workspace, self.store)
+        except OSError as exc:
+            self.notify(f"cannot start the Slurm runner: {exc}", severity="error")
+        if self.store.queue_paused() or not self.store.count_runs(statuses=["queued"]):
             return None
         try:
             return start_runner(self.workspace, self.device)

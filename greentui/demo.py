@@ -60,7 +60,7 @@ def demo_config(model_ref: str, **overrides) -> RunConfig:
 
 def queue_demo(workspace: Path, store: Store, *, start: bool = True, **overrides) -> int:
     """Build the demo model if needed, queue the demo run, start the runner; return the run id."""
-    from backend.commands.run_options import prepare_run
+    from backend.runs import prepare_run
     from backend.models import register_model
 
     out = build_demo_model(workspace)

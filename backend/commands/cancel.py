@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import parse_run_id, workspace_and_store
+from .common import workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..supervisor import cancel_run
+    from ..runs import cancel, parse_run_id
     _, store = workspace_and_store(args)
     run_id = parse_run_id(args.run)
-    print(f"run {run_id}: {cancel_run(store, run_id)}")
+    print(f"run {run_id}: {cancel(store, run_id)}")
     return 0

@@ -41,12 +41,7 @@ def fmt_time(t: float | None) -> str:
     return "—" if not t else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
 
 
-def parse_run_id(text: str) -> int:
-    from ..errors import GreentuiError
-    try:
-        return int(str(text).lstrip("#"))
-    except ValueError:
-        raise GreentuiError(f"{text!r} is not a run id (a number, see greentui ls)") from None
+from ..runs import parse_run_id  # noqa: E402,F401  (re-exported for the commands)
 
 
 def console(stderr: bool = False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import workspace_and_store
-from .run_options import add_run_options, config_from_args, prepare_run
+from .run_options import add_run_options, config_from_args
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -23,26 +23,24 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..supervisor import recover_stale_runs, start_runner
+    from ..runs import queue_run
     cfg = config_from_args(args)
     ws, store = workspace_and_store(args)
-    recover_stale_runs(store)
-    run_id = prepare_run(store, cfg, status="queued")
-    if store.queue_paused():
-        print(f"queued run {run_id}; the queue is paused (greentui resume to start it)")
-    elif not args.no_start:
-        pid = start_runner(ws)
-        print(f"queued run {run_id}; runner pid {pid}")
-    print(run_id)
+    queued = queue_run(ws, store, cfg, start=not args.no_start)
+    if queued.paused:
+        print(f"queued run {queued.run_id}; the queue is paused (greentui resume to start it)")
+    elif queued.runner_pid:
+        where = " for Slurm" if cfg.executor == "slurm" else ""
+        print(f"queued run {queued.run_id}{where}; runner pid {queued.runner_pid}")
+    print(queued.run_id)
     return 0
 
 
 def resume(args: argparse.Namespace) -> int:
-    from ..supervisor import start_runner
+    from ..runs import resume_queue
     ws, store = workspace_and_store(args)
-    store.set_queue_paused(False)
-    if not args.no_start:
-        print(f"queue resumed; runner pid {start_runner(ws)}")
+    lines = resume_queue(ws, store, start=not args.no_start)
+    print("; ".join(["queue resumed", *lines]))
     return 0
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-
-from .common import parse_run_id, workspace_and_store
+from .common import workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -15,13 +13,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..workspace import run_dir
+    from ..runs import parse_run_id, remove
     ws, store = workspace_and_store(args)
-    ids = [parse_run_id(r) for r in args.runs]
-    for i in ids:
-        store.require_run(i)
-    n = store.delete_runs(ids)
-    for i in ids:
-        shutil.rmtree(run_dir(ws, i), ignore_errors=True)
+    n = remove(ws, store, [parse_run_id(r) for r in args.runs])
     print(f"deleted {n} run(s)")
     return 0

@@ -21,6 +21,8 @@ from backend.runconfig import RunConfig
 from backend.supervisor import cancel_run
 
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.energy_panel import EnergyPanel
+from ..widgets.job_log import JobLog
 from ..widgets.power import PowerPanel
 from ._fmt import model_label, num, status_cell, when
 
@@ -29,11 +31,7 @@ LOG_LINES = 1000
 
 def stages_for(run: dict[str, Any]) -> list[str]:
     """The pipeline's stages for this run (same order as ``backend.pipeline``)."""
-    cfg = RunConfig.from_dict(run.get("config") or {})
-    stages = ["load", "baseline"]
-    if run.get("kind") != "baseline" and not cfg.no_prune:
-        stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
-    return stages
+    return RunConfig.from_dict(run.get("config") or {}).stages(run.get("kind") or "experiment")
 
 
 class RunDetailScreen(Screen):
@@ -54,6 +52,7 @@ class RunDetailScreen(Screen):
         self.messages: dict[str, str] = {}
         self.results_dirty = True
         self.run: dict[str, Any] | None = None
+        self.job: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -63,12 +62,16 @@ class RunDetailScreen(Screen):
                 yield Vertical(id="stages")
                 yield Label("per-task results", classes="section")
                 yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
+                yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
+                yield EnergyPanel(id="energy-panel")
                 yield Static("", id="run-error")
             with Vertical(id="detail-right"):
                 yield Label("live power", classes="section")
                 yield PowerPanel(id="power")
                 yield Label("log", classes="section")
                 yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
+                yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
+                yield JobLog(id="job-log")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -88,7 +91,13 @@ class RunDetailScreen(Screen):
                                     ProgressBar(total=1.0, show_eta=False, id=f"stage-{name}"),
                                     Label("", id=f"stage-msg-{name}", classes="stage-msg"),
                                     classes="stage-row"))
+        self.show_job(False)
         self.call_after_refresh(self.tick)
+
+    def show_job(self, on: bool) -> None:
+        """The Slurm pane exists for every run and shows only for a run sent to Slurm."""
+        self.query_one("#job-label").display = on
+        self.query_one("#job-log").display = on
 
     # ------------------------------------------------------------------ live updates
     def store_changed(self) -> None:
@@ -118,6 +127,7 @@ class RunDetailScreen(Screen):
             for s in samples:
                 self.last_power = s["id"]
                 panel.add_sample(s["t"], s["watts"], s["source"], s["limit_w"])
+        self.tail_job(store)
         if run["status"] == "done":
             for name in self.stage_names:
                 self.fractions[name] = 1.0
@@ -126,6 +136,20 @@ class RunDetailScreen(Screen):
         if self.results_dirty or any(e["kind"] in ("result", "done") for e in events):
             self.results_dirty = False
             self.draw_results()
+
+    def tail_job(self, store) -> None:
+        """A Slurm run: its job id/state for the title, and the new lines of its stdout/stderr."""
+        job = store.slurm_job(self.run_id)
+        self.job = job
+        if not job or not job.get("job_id"):
+            return
+        from backend.executors.slurm import job_logs
+        pane = self.query_one("#job-log", JobLog)
+        if not pane.display:
+            self.show_job(True)
+        out, err = job_logs(self.app.workspace, self.run_id, job["job_id"])
+        pane.follow({"out": out, "err": err})
+        pane.poll()
 
     def apply_event(self, kind: str, p: dict[str, Any], log: RichLog) -> None:
         stage = p.get("stage")
@@ -185,6 +209,12 @@ class RunDetailScreen(Screen):
         if run.get("params_before") and run.get("params_after"):
             title += (f" · params {run['params_before']:,} → {run['params_after']:,} "
                       f"({run['params_after'] / run['params_before']:.3f})")
+        job = self.job
+        if job and job.get("job_id"):
+            reason = f" ({job['reason']})" if job.get("reason") not in (None, "", "None") else ""
+            title += f" · Slurm job {job['job_id']} {job.get('state') or ''}{reason}"
+            if job.get("node"):
+                title += f" on {job['node']}"
         title += f" · queued {when(run.get('created_at'))}"
         if run.get("finished_at"):
             title += f" · finished {when(run['finished_at'])}"
@@ -209,6 +239,8 @@ class RunDetailScreen(Screen):
             table.add_row(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]), num(r["acc_stderr"]),
                           num(r["acc_norm"]), num(wh, 4), r["meter"] or "—", str(r["n_samples"] or "—"),
                           num(r["seconds"], 1))
+        if self.run is not None:
+            self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
