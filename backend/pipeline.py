@@ -177,7 +177,9 @@ class _Pipeline:
             pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
                                ignore_last=cfg.ignore_last, round_to=cfg.round_to,
                                calib_samples=cfg.calib_samples, calib_seq_len=cfg.calib_seq_len,
-                               calib_file=cfg.calib_file, device=device, seed=cfg.seed)
+                               calib_file=cfg.calib_file, device=device, seed=cfg.seed,
+                               count_rule=cfg.count_rule, target_params=cfg.target_params,
+                               target_ratio=cfg.target_ratio)
             report = prune_model(model, tokenizer, pcfg, progress=sink.progress_for("prune"))
             for w in report.get("warnings", []):
                 sink.log(f"warning: {w}")

@@ -49,8 +49,27 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
                 validate_task_file(Path(cfg.data_dir) / task_spec(task).file_name, task)
             except GreentuiError as exc:
                 raise SettingError("data_dir", str(exc)) from None
+    if not cfg.no_prune and (cfg.target_params or cfg.target_ratio is not None):
+        _check_target(cfg)
     kind = "baseline" if cfg.no_prune else "experiment"
     return store.create_run(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+
+
+def _check_target(cfg: RunConfig) -> None:
+    """A target size the model cannot reach is refused at queue time (the planner reads config.json),
+    not after the baseline has been evaluated. A model whose config is not local is checked at prune."""
+    from .plan import read_spec, resolve_target
+    from .prune import PruneConfig
+    try:
+        spec, _ = read_spec(cfg.model)
+    except GreentuiError:
+        return
+    pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
+                       ignore_last=cfg.ignore_last, round_to=cfg.round_to, count_rule=cfg.count_rule)
+    try:
+        resolve_target(spec, pcfg, cfg.target_params or None, cfg.target_ratio)
+    except GreentuiError as exc:
+        raise SettingError("target_ratio" if cfg.target_ratio is not None else "target_params", str(exc)) from None
 
 
 @dataclass(frozen=True)
