@@ -197,10 +197,10 @@ class NewRunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="queue-run")
     def submit(self, cfg: RunConfig) -> None:
-        from backend.runs import prepare_run
+        from backend.runs import queue_run
         store = self.app.open_store()
-        try:
-            run_id = prepare_run(store, cfg, status="queued")
+        try:  # the runner is started by _queued (app.ensure_runner), for either executor
+            run_id = queue_run(self.app.workspace, store, cfg, start=False).run_id
         except GreentuiError as exc:
             self.app.call_from_thread(self._refused, exc)
             return

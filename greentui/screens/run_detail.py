@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
@@ -116,8 +117,11 @@ class RunDetailScreen(Screen):
         if run is None:
             return
         self.run = run
+        try:
+            log = self.query_one("#log", RichLog)
+        except NoMatches:  # a tick that lands while the app shuts the screen down
+            return
         events = store.events(self.run_id, after_id=self.last_event)
-        log = self.query_one("#log", RichLog)
         for ev in events:
             self.last_event = ev["id"]
             self.apply_event(ev["kind"], ev["payload"], log)
