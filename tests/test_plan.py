@@ -225,7 +225,8 @@ def _selection(demo_model_dir, arch, use_graph, method="taylor"):
     return report, [(e["heads_removed"], e["mlp_channels_removed"]) for e in report["layers"]]
 
 
-@pytest.mark.parametrize("arch", ["llama", pytest.param("mistral", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["llama", "mistral"])
 def test_torch_pruning_graph_keeps_what_greentui_keeps(demo_model_dir, arch):
     """Where torch-pruning's whole-model graph builds (rotary traced as identity) it chooses, and greentui's
     own path (GQA head scorer + MLP-only graph) must choose exactly the same heads and channels."""
@@ -260,6 +261,7 @@ def test_cli_plan(cli):
 
 
 # --------------------------------------------------------------------------- the New-run form's panel
+@pytest.mark.slow
 async def test_new_run_form_shows_the_plan_as_you_type(tmp_path):
     """The panel shows the planner's figures for the typed model and settings, follows the count rule
     and the target, says why when there is nothing to plan, and the UI still imports no torch."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
 from backend.supervisor import cancel_run
 
 from ..widgets.confirm import ConfirmScreen
 from ._live import LiveTableScreen
+from ..widgets.keys import KeyFooter
 from ._fmt import method_label, model_label, ratio_label, status_cell, when
 
 
@@ -31,7 +32,7 @@ class QueueScreen(LiveTableScreen):
         yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
         yield Static("The runner is a detached process: closing greentui (or an SSH drop) does not stop it.",
                      id="queue-hint")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

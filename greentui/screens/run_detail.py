@@ -11,10 +11,10 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
 
 from backend.errors import GreentuiError
 from backend.report import SHORT
@@ -25,9 +25,12 @@ from ..widgets.confirm import ConfirmScreen
 from ..widgets.energy_panel import EnergyPanel
 from ..widgets.job_log import JobLog
 from ..widgets.power import PowerPanel
+from ..widgets.keys import KeyFooter
 from ._fmt import model_label, num, status_cell, when
+from ._ppl import chance_note, perplexity_line
 
 LOG_LINES = 1000
+FINAL = ("done", "failed", "cancelled", "interrupted")
 
 
 def stages_for(run: dict[str, Any]) -> list[str]:
@@ -58,27 +61,32 @@ class RunDetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="run-title")
-        with Horizontal(id="detail-body"):
-            with Vertical(id="detail-left"):
-                yield Vertical(id="stages")
-                yield Label("per-task results", classes="section")
-                yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
-                yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
-                yield EnergyPanel(id="energy-panel")
-                yield Static("", id="run-error")
-            with Vertical(id="detail-right"):
-                yield Label("live power", classes="section")
-                yield PowerPanel(id="power")
-                yield Label("log", classes="section")
-                yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
-                yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
-                yield JobLog(id="job-log")
-        yield Footer()
+        # side by side when wide; stacked and scrollable below 100 columns (app.tcss, Screen.-narrow)
+        with VerticalScroll(id="detail-scroll"):
+            with Horizontal(id="detail-body"):
+                with Vertical(id="detail-left"):
+                    yield Vertical(id="stages")
+                    yield Static("", id="run-ppl")
+                    yield Static("", id="run-note")
+                    yield Static("", id="run-error")
+                    yield Label("per-task results", classes="section")
+                    yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
+                    yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
+                    yield EnergyPanel(id="energy-panel")
+                with Vertical(id="detail-right"):
+                    yield Label("live power", classes="section", id="power-label")
+                    yield PowerPanel(id="power")
+                    yield Label("log", classes="section")
+                    yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
+                    yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
+                    yield JobLog(id="job-log")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#results-table", DataTable)
-        for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±stderr"),
-                           ("acc_norm", "acc_norm"), ("wh", "Wh"), ("meter", "meter"), ("n", "items"),
+        # Wh and meter right after accuracy: they must fit at 80 columns
+        for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"),
+                           ("wh", "Wh"), ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"),
                            ("s", "seconds")):
             table.add_column(label, key=key)
         self.run = self.app.store.get_run(self.run_id)
@@ -112,16 +120,19 @@ class RunDetailScreen(Screen):
         """Called by the app's poll (and on mount): pull new events, power and results."""
         if not self.is_mounted or self.run is None:
             return
+        try:
+            self._tick()
+        except NoMatches:  # panes not composed yet, or the screen is being closed: next tick
+            return
+
+    def _tick(self) -> None:
         store = self.app.store
         run = store.get_run(self.run_id)
         if run is None:
             return
         self.run = run
-        try:
-            log = self.query_one("#log", RichLog)
-        except NoMatches:  # a tick that lands while the app shuts the screen down
-            return
         events = store.events(self.run_id, after_id=self.last_event)
+        log = self.query_one("#log", RichLog)
         for ev in events:
             self.last_event = ev["id"]
             self.apply_event(ev["kind"], ev["payload"], log)
@@ -196,7 +207,9 @@ class RunDetailScreen(Screen):
             current = self.run and self.run.get("stage") == name and self.run["status"] == "running"
             text = self.messages.get(name, "")
             if frac is None:
-                text = "waiting"
+                text = "skipped" if self.run and self.run.get("status") in FINAL else "waiting"
+                if name == "load" and self.run and self.run.get("status") == "queued":
+                    text = "queued: the runner starts (imports PyTorch)…"
             msg.update(("▶ " if current else "") + text)
 
     def draw_title(self) -> None:
@@ -223,6 +236,13 @@ class RunDetailScreen(Screen):
         if run.get("finished_at"):
             title += f" · finished {when(run['finished_at'])}"
         self.query_one("#run-title", Static).update(title)
+        finished = run.get("status") in FINAL
+        self.query_one("#power-label", Label).update("power (recorded)" if finished else "live power")
+        self.query_one(PowerPanel).finished = finished
+        for wid, text in (("#run-ppl", perplexity_line(self.app.store, run)), ("#run-note", chance_note(run))):
+            box = self.query_one(wid, Static)
+            box.update(text)
+            box.display = bool(text)
         err = self.query_one("#run-error", Static)
         if run.get("error") and run.get("status") in ("failed", "interrupted", "cancelled"):
             err.update(f"[b red]{run['status']}:[/] {run['error']}")
@@ -241,7 +261,7 @@ class RunDetailScreen(Screen):
         for r in rows:
             wh = None if r["energy_kwh"] is None else r["energy_kwh"] * 1000
             table.add_row(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]), num(r["acc_stderr"]),
-                          num(r["acc_norm"]), num(wh, 4), r["meter"] or "—", str(r["n_samples"] or "—"),
+                          num(wh, 4), r["meter"] or "—", num(r["acc_norm"]), str(r["n_samples"] or "—"),
                           num(r["seconds"], 1))
         if self.run is not None:
             self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
