@@ -154,3 +154,76 @@ def parse_run_id(text: str) -> int:
         return int(str(text).lstrip("#"))
     except ValueError:
         raise GreentuiError(f"{text!r} is not a run id (a number, see greentui ls)") from None
+
+
+def start_runners(workspace: Path, store: Store, device: str = "auto") -> int | None:
+    """Follow open Slurm jobs (even while paused: pausing stops submissions only) and start the local
+    runner when runs wait and the queue is not paused; the local runner's pid, or None."""
+    from .executors.slurm import ensure_slurm_runner
+    from .supervisor import start_runner
+    ensure_slurm_runner(workspace, store)
+    if store.queue_paused() or not store.count_runs(statuses=["queued"]):
+        return None
+    return start_runner(workspace, device)
+
+
+# ---------------------------------------------------------------------------------- the demo
+DEMO_DIR_NAME = "demo-model"
+DEMO_BUILD_TIMEOUT_S = 600.0
+
+
+def demo_model_dir(workspace: Path) -> Path:
+    return Path(workspace) / DEMO_DIR_NAME
+
+
+def demo_model_built(workspace: Path) -> bool:
+    return (demo_model_dir(workspace) / "config.json").exists()
+
+
+def demo_build_command(workspace: Path) -> list[str]:
+    """``python -m backend demo-model`` as an argument list: torch is imported by that process only."""
+    import sys
+    return [sys.executable, "-m", "backend", "demo-model", str(demo_model_dir(workspace)),
+            "--register", "--runs-dir", str(workspace)]
+
+
+def build_demo_model(workspace: Path, timeout: float = DEMO_BUILD_TIMEOUT_S) -> Path:
+    """Build (once) and register the tiny demo model in a subprocess; return its directory.
+
+    Raises ``GreentuiError`` when the build fails and ``subprocess.TimeoutExpired`` when it takes
+    longer than ``timeout`` seconds (the TUI's worker handler shows either as a notification).
+    """
+    import subprocess
+    out = demo_model_dir(workspace)
+    if demo_model_built(workspace):
+        return out
+    proc = subprocess.run(demo_build_command(workspace), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parent.parent))
+    if proc.returncode != 0 or not demo_model_built(workspace):
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        raise GreentuiError("building the demo model failed: " + (" | ".join(tail) or f"exit {proc.returncode}"))
+    return out
+
+
+def demo_config(model_ref: str, **overrides) -> RunConfig:
+    """The study's method (Taylor 2/7, LoRA r8/α16, seven tasks) at a size a 2-core CPU finishes fast."""
+    from .tasks.registry import STUDY_TASKS, bundled_data_dir
+    base = dict(model=model_ref, tasks=list(STUDY_TASKS), data_dir=str(bundled_data_dir()), limit=10,
+                lora_steps=10, lora_batch_size=4, lora_cutoff_len=256, ppl_limit=2048,
+                ignore_first=1, ignore_last=1)
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def queue_demo(workspace: Path, store: Store, *, start: bool = True, device: str = "auto",
+               timeout: float = DEMO_BUILD_TIMEOUT_S, **overrides) -> int:
+    """Build the demo model if needed, queue the demo run, start the runner; return the run id."""
+    from .models import register_model
+    out = build_demo_model(workspace, timeout=timeout)
+    if store.get_model(str(out)) is None:
+        register_model(store, str(out))
+    run_id = prepare_run(store, demo_config(str(out), **overrides), status="queued")
+    store.update_run(run_id, label="demo")
+    if start:
+        start_runners(workspace, store, device)
+    return run_id

@@ -11,10 +11,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from backend import runs
 from backend.errors import GreentuiError
 
+from ._table import cursor_id
 from ._live import LiveTableScreen
-from ._fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
+from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
 
 PAGE = 100
 # (key, header, sort key for Store.list_runs or None)
@@ -120,14 +122,7 @@ class RunsScreen(LiveTableScreen):
         self.query_one("#runs-status", Static).update(" · ".join(parts))
 
     def cursor_run(self) -> int | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:
-            return None
-        return int(key) if key is not None else None
+        return cursor_id(self.query_one(DataTable))
 
     def targets(self) -> list[int]:
         if self.selected:
@@ -229,7 +224,7 @@ class RunsScreen(LiveTableScreen):
         new = []
         for run_id in ids:
             try:
-                new.append(self.store.requeue(run_id))
+                new += runs.requeue(self.store, [run_id])
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
         if new:
@@ -250,7 +245,7 @@ class RunsScreen(LiveTableScreen):
             if not yes:
                 return
             try:
-                n = self.store.delete_runs(ids)
+                n = runs.remove(self.app.workspace, self.store, ids)  # results and run folders
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
                 return
