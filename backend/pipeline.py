@@ -9,7 +9,6 @@ one. Heavy libraries are imported inside ``execute_run`` only.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import time
@@ -130,14 +129,6 @@ class _Pipeline:
                     sink.emit("stage_end", stage=name, seconds=round(time.time() - self_inner.t0, 3))
                 return False
         return _Stage()
-
-    def free(self, *objs: Any) -> None:
-        for o in objs:
-            del o
-        gc.collect()
-        import torch
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ stages
     def execute(self) -> None:
@@ -273,7 +264,7 @@ class _Pipeline:
         results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
                                  num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,
                                  out_dir=out_dir, measure_energy=cfg.measure_energy, country=cfg.country,
-                                 progress=sink.progress_for(stage),
+                                 progress=sink.progress_for(stage), seed=cfg.seed,
                                  repeats=cfg.repeats, cooldown=cfg.cooldown, session=self.session)
         for row in results:
             prov = dict(self.provenance, **(row.get("provenance") or {}))

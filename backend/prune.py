@@ -248,8 +248,11 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     from .pruning import calibration, counting, heads, mlp
 
     if cfg.method == "taylor":
-        loss = calibration.accumulate_gradients(model, batches, cfg.device,
-                                                lambda f: say("calibrating (gradients)", 0.05 + 0.45 * f))
+        # Gradients only on the projections that are scored (a list held no longer than the call:
+        # a replaced layer must free its weights and gradients at once).
+        loss = calibration.accumulate_gradients(
+            model, batches, cfg.device, lambda f: say("calibrating (gradients)", 0.05 + 0.45 * f),
+            params=calibration.scored_parameters([decoder_layers(model)[i] for i in targets]))
         report["calibration"]["loss"] = round(loss, 4)
     gen = torch.Generator().manual_seed(cfg.seed)
     layers = decoder_layers(model)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 
+import pytest
+
 from backend.store import Store
 from backend.supervisor import lock_path, runner_pid, wait_for_runner_exit
 from backend.tasks.registry import bundled_data_dir
@@ -28,7 +30,10 @@ def test_a_second_runner_for_the_same_device_does_nothing(workspace):
     assert runner_pid(workspace, "cpu") is None  # the lock died with its holder
 
 
-def test_cancel_stops_only_the_current_run_and_the_queue_goes_on(cli, workspace, demo_model_dir):
+@pytest.mark.slow
+def test_cancel_stops_only_the_current_run_and_the_queue_goes_on(cli_subprocess, workspace, demo_model_dir):
+    """A real detached runner, two five-task runs (slow: ~1 min on 2 cores)."""
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     args = ["--no-prune", "--tasks", "boolq,piqa,arc_easy,hellaswag,winogrande", "--limit", "6",
             "--data-dir", DATA, "--ppl-limit", "0", "--device", "cpu"]
