@@ -68,7 +68,8 @@ class PruneConfig:
         if self.method not in METHODS:
             raise GreentuiError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.count_rule not in RULES:
-            raise GreentuiError(f"unknown counting rule {self.count_rule!r}; choose one of {', '.join(RULES)}")
+            raise GreentuiError(f"--count-rule: unknown counting rule {self.count_rule!r}; choose one of "
+                                f"{', '.join(RULES)}")
         r = self.ratio
         if not isinstance(r, (int, float)) or math.isnan(r) or not 0 < r < 1:
             raise GreentuiError(f"pruning ratio must be a number strictly between 0 and 1, got {r!r}")

@@ -392,6 +392,7 @@ class Store:
                    json_extract(r.config, '$.prune_ratio') AS prune_ratio,
                    json_extract(r.config, '$.no_prune') AS no_prune,
                    own.acc AS avg_acc, own.wh AS avg_wh, own.tasks AS tasks_done,
+                   json_array_length(r.config, '$.tasks') AS tasks_planned,
                    base.acc AS base_acc, base.wh AS base_wh,
                    CASE WHEN base.acc > 0 THEN own.acc / base.acc END AS acc_ratio,
                    CASE WHEN base.wh > 0 THEN own.wh / base.wh END AS wh_ratio

@@ -27,6 +27,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from backend.errors import GreentuiError
+from backend.runs import SHIPPED_DEMO_MODEL
 from backend.store import ChangeToken, Store
 from backend.supervisor import recover_stale_runs, runner_pid
 from backend.workspace import db_path
@@ -54,16 +55,22 @@ class GreentuiApp(App):
     # screens other than the first are imported when first shown (the first frame waits for nothing else)
     MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen}
     DEFAULT_MODE = "runs"
+    _SCREENS = Binding.Group("Runs/Queue/Models", compact=True)
     BINDINGS = [
-        Binding("1", "switch_mode('runs')", "Runs", tooltip="All runs with their averages and ratios"),
-        Binding("2", "switch_mode('queue')", "Queue", tooltip="Queued and running runs"),
-        Binding("3", "switch_mode('models')", "Models", tooltip="Models in the workspace and HF cache"),
+        Binding("question_mark,f1", "help", "Help", tooltip="Every key of this screen and the app"),
+        Binding("1", "go('runs')", "Runs", tooltip="All runs with their averages and ratios", group=_SCREENS),
+        Binding("2", "go('queue')", "Queue", tooltip="Queued and running runs", group=_SCREENS),
+        Binding("3", "go('models')", "Models", tooltip="Models in the workspace and HF cache", group=_SCREENS),
+        Binding("ctrl+q", "quit", "Quit", priority=True,
+                tooltip="Close greentui; queued and running runs go on in the runner"),
         Binding("n", "new_run", "New run", tooltip="Queue a run with the study's defaults"),
-        Binding("d", "demo", "Demo", tooltip="Build the tiny demo model and queue a demo run"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("d", "demo", "Demo", tooltip="Queue a demo run of the tiny trained demo model (~1 min on a CPU)"),
     ]
     POLL_INTERVAL = 0.5
-    DEMO_BUILD_TIMEOUT_S = 600.0
+    DEMO_BUILD_TIMEOUT_S = 600.0  # the random-model fallback's build subprocess (no shipped model)
+    DEMO_SHIPPED_MODEL: Path | None = SHIPPED_DEMO_MODEL
+    # screens get -narrow below 100 columns (80x24 is a first-class size) and -wide above
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     def __init__(self, workspace: Path, *, device: str = "auto", manage_runner: bool = True,
                  auto_demo: bool = False) -> None:
@@ -147,6 +154,36 @@ class GreentuiApp(App):
             return None
 
     # ------------------------------------------------------------------ navigation
+    def action_go(self, mode: str) -> None:
+        """``1/2/3``: the mode's *first* screen (Runs, Queue, Models), whatever is open above it."""
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+        while len(self.screen_stack) > 1:  # Run detail, Compare, New run, a dialog: back to the list
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        from .widgets.keys import HelpScreen, key_rows
+        if type(self.screen).__name__ == "HelpScreen":
+            self.screen.dismiss(None)
+            return
+        title = {"RunsScreen": "Runs", "QueueScreen": "Queue", "ModelsScreen": "Models",
+                 "RunDetailScreen": "Run detail", "CompareScreen": "Compare",
+                 "NewRunScreen": "New run"}.get(type(self.screen).__name__, type(self.screen).__name__)
+        self.push_screen(HelpScreen(key_rows(self.screen), title))
+
+    async def action_quit(self) -> None:
+        """Quit; say what the runner is still doing (it is a separate process and goes on)."""
+        message = None
+        try:
+            running = self.store.count_runs(statuses=["running"])
+            queued = self.store.count_runs(statuses=["queued"])
+        except Exception:
+            running = queued = 0
+        if running or queued:
+            message = (f"greentui closed; the runner goes on with {running} running and {queued} queued "
+                       f"run(s) in {self.workspace} — run greentui again to watch them.")
+        self.exit(message=message)
+
     def action_new_run(self, model: str | None = None) -> None:
         from .screens.new_run import NewRunScreen
         self.push_screen(NewRunScreen(model=model))
@@ -185,7 +222,7 @@ class GreentuiApp(App):
         store = self.open_store()
         try:
             run_id = queue_demo(self.workspace, store, start=self.manage_runner, device=self.device,
-                                timeout=self.DEMO_BUILD_TIMEOUT_S)
+                                timeout=self.DEMO_BUILD_TIMEOUT_S, shipped=self.DEMO_SHIPPED_MODEL)
         finally:
             store.close()
             self.call_from_thread(setattr, self, "demo_busy", False)
@@ -199,13 +236,27 @@ class GreentuiApp(App):
 
     # ------------------------------------------------------------------ command palette
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Every key binding of the current screen (and the app) is also a palette command."""
-        yield from super().get_system_commands(screen)
+        """The app's actions: every key of the current screen and the app, export, theme, quit.
+
+        Widget internals (a table's cursor keys, focus next/previous) and Textual's "Keys" panel
+        (replaced by the Help screen, which Esc closes) are left out.
+        """
+        for cmd in super().get_system_commands(screen):
+            if cmd.title in ("Theme", "Screenshot"):
+                yield cmd
+        yield SystemCommand("Quit", "Close greentui; queued and running runs go on in the runner [ctrl+q]",
+                            lambda: self.call_later(self.run_action, "quit"))
+        yield SystemCommand("Export tables (Markdown)", "Table 1 (accuracy) and Table 2 (Wh) of every run "
+                            "to greentui-tables.md in the workspace, like greentui export", self.export_tables)
+        yield SystemCommand("Export tables (LaTeX)", "The same tables to greentui-tables.tex in the workspace",
+                            lambda: self.export_tables("latex"))
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
             if not binding.description or binding.action in seen or binding.action == "quit":
                 continue
+            if active.node is not screen and active.node is not self:
+                continue  # a focused widget's own keys (cursor moves…) are not app actions
             if binding.action.startswith("command_palette"):
                 continue
             seen.add(binding.action)
@@ -214,6 +265,16 @@ class GreentuiApp(App):
                                 f"[{binding.key_display or key}]",
                                 lambda node=node, action=action: self.call_later(self.run_action, action, node))
 
+    def export_tables(self, fmt: str = "md") -> None:
+        """Write the study tables of every run in the workspace (``greentui export``'s content)."""
+        from backend.report import render
+        path = self.workspace / f"greentui-tables.{'tex' if fmt == 'latex' else fmt}"
+        try:
+            path.write_text(render(self.store, fmt))
+        except (GreentuiError, OSError) as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            return
+        self.notify(f"wrote {path}")
 
 def run_workbench(workspace: Path, *, device: str = "auto", demo: bool = False) -> None:
     """Open the workbench on ``workspace`` (the console script's ``greentui``, ``tui`` and ``demo``)."""

@@ -40,7 +40,8 @@ async def test_demo_builder_timeout_is_a_notification_and_the_app_keeps_running(
     ws = tmp_path / "ws"
     ws.mkdir()
     app = GreentuiApp(ws, manage_runner=False)
-    app.DEMO_BUILD_TIMEOUT_S = 0.05  # the real builder subprocess cannot finish in time
+    app.DEMO_SHIPPED_MODEL = None  # a trimmed install: the random model is built in a subprocess…
+    app.DEMO_BUILD_TIMEOUT_S = 0.05  # …that cannot finish in time
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("d")
         await settle(app, pilot, rounds=200)

@@ -14,15 +14,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 
 from backend.errors import GreentuiError
-
+from backend.fmt import params, size
 from backend.runs import demo_model_built, demo_model_dir
 
-from ._table import cursor_key
+from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from backend.fmt import params, size
+from ._table import cursor_key
 
 DEMO_KEY = "demo:"
 
@@ -49,7 +49,7 @@ class ModelsScreen(LiveTableScreen):
             yield Input(placeholder="HF id (org/name) or local model directory; Enter adds, Esc cancels",
                         id="add-model")
             yield Label("", id="add-error", classes="error")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -23,6 +23,7 @@ from backend.errors import GreentuiError
 from backend.runconfig import GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema import Setting, SettingError
 
+from ..widgets.plan_panel import PlanPanel
 from ._live import AppScreen
 
 D = RunConfig()
@@ -101,6 +102,8 @@ class NewRunScreen(AppScreen):
                         with Vertical(classes="field-input"):
                             yield field_widget(s, getattr(self.initial, s.name), known)
                             yield Label("", id=f"err-{s.name}", classes="error")
+                if group == "pruning":  # what these settings make of the model, from its config.json
+                    yield PlanPanel(id="plan-panel")
             with Horizontal(id="form-buttons"):
                 yield Button("Queue (Enter)", id="queue", variant="primary")
                 yield Button("Back (Esc)", id="back")
@@ -140,6 +143,7 @@ class NewRunScreen(AppScreen):
             SETTING[name].label for name in problems)
         self.query_one("#form-summary", Static).update(summary)
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
+        self.query_one(PlanPanel).refresh_plan(cfg.to_dict())
         return problems
 
     def on_input_changed(self, event: Input.Changed) -> None:

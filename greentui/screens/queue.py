@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
+from backend.fmt import method_label, model_label, ratio_label, status_cell, when
 from backend.runs import cancel as cancel_run
 
 from ..widgets.confirm import ConfirmScreen
-from ._table import cursor_id
+from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from backend.fmt import method_label, model_label, ratio_label, status_cell, when
+from ._table import cursor_id
 
 
 class QueueScreen(LiveTableScreen):
@@ -32,7 +33,7 @@ class QueueScreen(LiveTableScreen):
         yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
         yield Static("The runner is a detached process: closing greentui (or an SSH drop) does not stop it.",
                      id="queue-hint")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
