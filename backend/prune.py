@@ -30,13 +30,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from .catalog import ARCHITECTURES as SUPPORTED_ARCHITECTURES  # the one list of each, in catalog
+from .catalog import METHODS
 from .errors import GreentuiError
 from .pruning.counting import DEFAULT_RULE, RULES
 
 log = logging.getLogger("greentui.prune")
 
-METHODS = ("taylor", "l1", "l2", "random", "layer-drop")
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 STUDY_RATIO = 2 / 7
 STUDY_IGNORE = 4
 

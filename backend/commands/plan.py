@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
 def print_plan(p: dict) -> None:
     from rich.table import Table
 
-    from .common import console, fmt_bytes, fmt_params
+    from ..fmt import params as fmt_params
+    from ..fmt import size as fmt_bytes
+    from .common import console
 
     con = console()
     t = Table(title=f"plan: {p['method']} {p['ratio']:.4g} under the {p['count_rule']} rule ({p['model_type']}, "

@@ -19,16 +19,17 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
+from backend.fmt import method_label, ratio_label
 from backend.report import SHORT, Row, study_tables
 
 from ..widgets.bars import GroupedBars, ScatterPareto, pareto_front
 from ..widgets.compare_energy import CompareEnergy
 from ..widgets.radar import RadarChart
+from ..signals import StoreChange
 from ..widgets.keys import KeyFooter
-from ._fmt import method_label, ratio_label
+from ._live import WatchingScreen
 from ._ppl import chance_note, perplexity_line
 
 
@@ -67,7 +68,7 @@ def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str
     return out
 
 
-class CompareScreen(Screen):
+class CompareScreen(WatchingScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("r", "tab('radar')", "Radar"),
@@ -113,9 +114,8 @@ class CompareScreen(Screen):
     def on_mount(self) -> None:
         self.rebuild()
 
-    def store_changed(self) -> None:
-        if getattr(self, "_seen_token", None) != self.app.table_token:  # new results, not progress
-            self._seen_token = self.app.table_token
+    def store_change(self, change: StoreChange) -> None:
+        if change.tables_changed:  # new results, not progress
             self.rebuild()
 
     def on_screen_resume(self) -> None:
@@ -140,8 +140,8 @@ class CompareScreen(Screen):
         acc_err = {series_name(r, single): [r.stderr.get(t) for t in tasks] for r in acc}
         self.query_one("#radar-acc", RadarChart).update_data(labels, acc_series)
         self.query_one("#radar-wh", RadarChart).update_data(labels, wh_series)
-        self.query_one("#bars-acc", GroupedBars).update_data(tasks, acc_series, acc_err)
-        self.query_one("#bars-wh", GroupedBars).update_data(tasks, wh_series)
+        self.query_one("#bars-acc", GroupedBars).update_data(labels, acc_series, acc_err)  # named as the radar
+        self.query_one("#bars-wh", GroupedBars).update_data(labels, wh_series)
         self.fill_table(acc, wh, tasks)
         self.fill_noise(acc, tasks)
         self.fill_pareto(ids[0], acc)

@@ -13,20 +13,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
 
 from backend.errors import GreentuiError
+from backend.fmt import model_label, num, status_cell, when
 from backend.report import SHORT
 from backend.runconfig import RunConfig
-from backend.supervisor import cancel_run
+from backend.runs import cancel as cancel_run
+from backend.runs import requeue
 
 from ..widgets.confirm import ConfirmScreen
 from ..widgets.energy_panel import EnergyPanel
 from ..widgets.job_log import JobLog
 from ..widgets.power import PowerPanel
+from ..signals import StoreChange
 from ..widgets.keys import KeyFooter
-from ._fmt import model_label, num, status_cell, when
+from ._live import WatchingScreen
 from ._ppl import chance_note, perplexity_line
 
 LOG_LINES = 1000
@@ -38,7 +40,7 @@ def stages_for(run: dict[str, Any]) -> list[str]:
     return RunConfig.from_dict(run.get("config") or {}).stages(run.get("kind") or "experiment")
 
 
-class RunDetailScreen(Screen):
+class RunDetailScreen(WatchingScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("c", "compare", "Compare", tooltip="This run against its vanilla baseline"),
@@ -109,7 +111,17 @@ class RunDetailScreen(Screen):
         self.query_one("#job-log").display = on
 
     # ------------------------------------------------------------------ live updates
-    def store_changed(self) -> None:
+    TICK_S = 0.5  # events, power and the Slurm log are tailed at this pace while the screen shows
+
+    def on_show(self) -> None:
+        if getattr(self, "_ticker", None) is None:
+            self._ticker = self.set_interval(self.TICK_S, self._tick_if_current, name="run-detail-tick")
+
+    def _tick_if_current(self) -> None:
+        if self.is_current:
+            self.tick()
+
+    def store_change(self, change: StoreChange) -> None:
         self.results_dirty = True
 
     def on_screen_resume(self) -> None:
@@ -117,7 +129,7 @@ class RunDetailScreen(Screen):
         self.tick()
 
     def tick(self) -> None:
-        """Called by the app's poll (and on mount): pull new events, power and results."""
+        """Every TICK_S while shown (and on mount): pull new events, power and results."""
         if not self.is_mounted or self.run is None:
             return
         try:
@@ -275,7 +287,7 @@ class RunDetailScreen(Screen):
 
     def action_requeue(self) -> None:
         try:
-            new = self.app.store.requeue(self.run_id)
+            (new,) = requeue(self.app.store, [self.run_id])
         except GreentuiError as exc:
             self.notify(str(exc), severity="error")
             return

@@ -6,19 +6,20 @@ and filters in SQL, so the first screen shows at once with 10,000 runs in the st
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from rich.text import Text
 from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import ColumnKey
 
+from backend import runs
 from backend.errors import GreentuiError
-from backend.workspace import run_dir
+from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
 
-from ._live import LiveTableScreen
 from ..widgets.keys import KeyFooter
-from ._fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
+from ._live import LiveTableScreen
+from ._table import cursor_id
 
 PAGE = 100
 
@@ -28,22 +29,6 @@ def partial_mark(r: dict) -> str:
     done, planned = r.get("tasks_done"), r.get("tasks_planned")
     return "*" if done and planned and done < planned else ""
 
-
-def delete_runs_and_folders(store, workspace, ids: list[int]) -> tuple[int, list[str]]:
-    """What ``greentui rm`` does: the store rows, then each run's folder; returns (deleted, folders kept)."""
-    import shutil
-
-    n = store.delete_runs(ids)
-    kept = []
-    for i in ids:
-        folder = run_dir(workspace, i)
-        try:
-            shutil.rmtree(folder)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            kept.append(f"{folder} ({exc.strerror or exc})")
-    return n, kept
 
 # (key, header, sort key for Store.list_runs or None)
 COLUMNS: list[tuple[str, str, str | None]] = [
@@ -167,14 +152,7 @@ class RunsScreen(LiveTableScreen):
         self.query_one("#runs-status", Static).update(" · ".join(parts))
 
     def cursor_run(self) -> int | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:
-            return None
-        return int(key) if key is not None else None
+        return cursor_id(self.query_one(DataTable))
 
     def targets(self) -> list[int]:
         if self.selected:
@@ -276,7 +254,7 @@ class RunsScreen(LiveTableScreen):
         new = []
         for run_id in ids:
             try:
-                new.append(self.store.requeue(run_id))
+                new += runs.requeue(self.store, [run_id])
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
         if new:
@@ -297,7 +275,7 @@ class RunsScreen(LiveTableScreen):
             if not yes:
                 return
             try:
-                n, kept = delete_runs_and_folders(self.store, self.app.workspace, ids)
+                n, kept = runs.remove(self.app.workspace, self.store, ids)  # like greentui rm: folders too
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
                 return

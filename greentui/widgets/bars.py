@@ -22,21 +22,15 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import Static
 
+from backend.tasks.registry import TASK_LABELS
+
 from ._plotext import MIN_HEIGHT, MIN_WIDTH, PLOTEXT_COLORS, build_figure, message
 
 Value = float | None
 
 #: Short names for the study's tasks, used only when the full names do not fit under a bar
-#: group.  The caption then prints the key.
-TASK_ABBREV: dict[str, str] = {
-    "arc_challenge": "arc_c",
-    "arc_easy": "arc_e",
-    "boolq": "boolq",
-    "hellaswag": "hella",
-    "piqa": "piqa",
-    "openbookqa": "obqa",
-    "winogrande": "wino",
-}
+#: group (the caption then prints the key): the registry's labels, as the radar and tables name them.
+TASK_ABBREV: dict[str, str] = TASK_LABELS
 
 
 def _abbrev(label: str, room: int) -> str:
