@@ -17,10 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .catalog import ARCHITECTURES  # the one list; every one has a tiny shape below
 from .errors import GreentuiError
 from .workspace import PACKAGE_DATA
 
-ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 SIZES = ("tiny", "small")
 SPECIAL_TOKENS = {"bos": "<|bos|>", "eos": "<|eos|>", "pad": "<|pad|>", "unk": "<|unk|>"}
 MARKER_FILE = "greentui_demo.json"

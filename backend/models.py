@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# Model types greentui can prune and evaluate end to end (see backend.prune for the traps of each).
+from .catalog import ARCHITECTURES as SUPPORTED_ARCHS
 from .errors import GreentuiError
 
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-# Model types greentui can prune and evaluate end to end (see backend.prune for the traps of each).
-SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 ENCODER_ONLY = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "albert", "electra",
                 "xlm-roberta", "camembert", "mpnet", "modernbert", "t5", "bart", "mt5"}
 

@@ -166,15 +166,17 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ stages
     def execute(self) -> None:
-        import torch
-
-        from .model_io import load_model
-        from .models import register_model
-
         cfg, sink = self.cfg, self.sink
-        device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
         with self.stage("load"):
+            # the stage shows at once; importing the libraries takes seconds on a busy CPU
+            sink.emit("progress", stage="load", fraction=0.0, message="importing PyTorch and transformers")
+            import torch
+
+            from .model_io import load_model
+            from .models import register_model
+
+            device = resolve_device(cfg.device)
+            torch.manual_seed(cfg.seed)
             if cfg.measure_energy:  # before the model occupies the device: the machine's idle draw
                 from .energy import idle_power
                 idle = idle_power(3.0 if device.startswith("cuda") else 1.0)
@@ -212,7 +214,9 @@ class _Pipeline:
             pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
                                ignore_last=cfg.ignore_last, round_to=cfg.round_to,
                                calib_samples=cfg.calib_samples, calib_seq_len=cfg.calib_seq_len,
-                               calib_file=cfg.calib_file, device=device, seed=cfg.seed)
+                               calib_file=cfg.calib_file, device=device, seed=cfg.seed,
+                               count_rule=cfg.count_rule, target_params=cfg.target_params,
+                               target_ratio=cfg.target_ratio)
             report = prune_model(model, tokenizer, pcfg, progress=sink.progress_for("prune"))
             for w in report.get("warnings", []):
                 sink.log(f"warning: {w}")
@@ -221,6 +225,9 @@ class _Pipeline:
             sink.log(f"pruned: {params_before:,} → {params_after:,} parameters "
                      f"({params_after / params_before:.3f})")
             (self.folder / "prune_report.json").write_text(json.dumps(report, indent=2, default=str))
+            if cfg.ppl_limit and not cfg.no_lora:  # what LoRA has to recover, kept beside the final figure
+                self.perplexity(model, tokenizer, "pruned", self.run_id, "prune",
+                                metric="ppl_wikitext2_before_lora", label="pruned, before LoRA,")
         if not cfg.no_lora:
             with self.stage("lora"):
                 from .finetune import LoraSpec, finetune_lora
@@ -311,8 +318,14 @@ class _Pipeline:
             sink.emit("result", variant=variant, task=row["task"], acc=row.get("acc"),
                       acc_norm=row.get("acc_norm"), wh=wh, meter=row.get("meter"), run=target_run)
         if cfg.ppl_limit:
-            from .perplexity import perplexity
-            sink.emit("progress", stage=stage, fraction=1.0, message="WikiText-2 perplexity")
-            ppl = perplexity(model, tokenizer, max_tokens=cfg.ppl_limit)
-            self.store.save_metric(target_run, variant, "ppl_wikitext2", ppl.get("ppl"), ppl)
-            sink.log(f"{variant} WikiText-2 perplexity {ppl.get('ppl'):.2f} on {ppl.get('tokens')} tokens")
+            self.perplexity(model, tokenizer, variant, target_run, stage)
+
+    def perplexity(self, model, tokenizer, variant: str, target_run: int, stage: str,
+                   metric: str = "ppl_wikitext2", label: str | None = None) -> None:
+        """WikiText-2 perplexity (``cfg.ppl_limit`` tokens) saved as ``metric`` of ``target_run``."""
+        from .perplexity import perplexity
+
+        self.sink.emit("progress", stage=stage, fraction=1.0, message="WikiText-2 perplexity")
+        ppl = perplexity(model, tokenizer, max_tokens=self.cfg.ppl_limit)
+        self.store.save_metric(target_run, variant, metric, ppl.get("ppl"), ppl)
+        self.sink.log(f"{label or variant} WikiText-2 perplexity {ppl.get('ppl'):.2f} on {ppl.get('tokens')} tokens")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import GreentuiError
 
@@ -56,7 +56,7 @@ def now() -> float:
 # --------------------------------------------------------------------------------------- migrations
 
 def _migration_1(db: sqlite_utils.Database) -> None:
-    """The schema of design.md."""
+    """The first schema (docs/architecture.md, "Data model", lists every table)."""
     db["models"].create({
         "id": int, "ref": str, "name": str, "source": str, "arch": str, "params": int,
         "layers": int, "heads": int, "kv_heads": int, "hidden": int, "intermediate": int,
@@ -142,6 +142,26 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # ------------------------------------------------------------------------------------------- store
+
+class ChangeToken(NamedTuple):
+    """A cheap fingerprint of the store (``Store.change_token``); equal tokens mean nothing changed."""
+
+    runs: int
+    max_run: int | None
+    active: int
+    max_event: int | None
+    max_result: int | None
+    results: int
+    models: int
+    paused: str | None
+    queue: str | None
+
+    @property
+    def tables(self) -> tuple[Any, ...]:
+        """Everything but the event cursor: what run, result, model and queue tables show (a
+        progress event alone need not redraw a table)."""
+        return self[:3] + self[4:]
+
 
 class Store:
     """A connection to one workspace's database. Cheap to open; one per thread or process."""
@@ -420,6 +440,7 @@ class Store:
                    json_extract(r.config, '$.prune_ratio') AS prune_ratio,
                    json_extract(r.config, '$.no_prune') AS no_prune,
                    own.acc AS avg_acc, own.wh AS avg_wh, own.tasks AS tasks_done,
+                   json_array_length(r.config, '$.tasks') AS tasks_planned,
                    base.acc AS base_acc, base.wh AS base_wh,
                    CASE WHEN base.acc > 0 THEN own.acc / base.acc END AS acc_ratio,
                    CASE WHEN base.wh > 0 THEN own.wh / base.wh END AS wh_ratio
@@ -724,12 +745,12 @@ class Store:
         return self._rows("SELECT id, t, watts, source, limit_w FROM power_samples WHERE run_id = ? AND id > ? "
                           "ORDER BY id LIMIT ?", (run_id, after_id, limit))
 
-    def change_token(self) -> tuple[Any, ...]:
+    def change_token(self) -> ChangeToken:
         """A cheap fingerprint that changes whenever a run, event, result or the queue changes.
 
         The TUI polls it twice a second and redraws only when it moves (indexed MAX/COUNT lookups).
         """
-        return tuple(self.conn.execute(
+        return ChangeToken(*self.conn.execute(
             "SELECT (SELECT COUNT(*) FROM runs), (SELECT MAX(id) FROM runs), "
             "(SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')), "
             "(SELECT MAX(id) FROM events), (SELECT MAX(id) FROM task_results), "

@@ -1,6 +1,6 @@
 """Start, find and signal the detached runner — without importing torch (the TUI uses this).
 
-The runner (``greentui worker``) is the only owner of execution (design.md, after pueue): it runs in
+The runner (``greentui worker``) is the only owner of execution (docs/architecture.md, after pueue): it runs in
 its own session so an SSH drop that kills the TUI leaves it alone, holds an exclusive ``flock`` on
 ``.runner-<device>.lock`` so two runners never share a device, and exits when the queue is empty.
 """

@@ -7,7 +7,9 @@ import argparse
 
 from rich.table import Table
 
-from .common import console, fmt_float, fmt_time, workspace_and_store
+from ..fmt import num as fmt_float
+from ..fmt import when as fmt_time
+from .common import console, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

@@ -8,7 +8,10 @@ import json
 
 from rich.table import Table
 
-from .common import console, fmt_float, fmt_params, fmt_time, parse_run_id, workspace_and_store
+from ..fmt import num as fmt_float
+from ..fmt import params as fmt_params
+from ..fmt import when as fmt_time
+from .common import console, parse_run_id, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
