@@ -22,7 +22,7 @@ from .errors import GreentuiError
 from .events import EventSink
 from .machine import device_name, library_versions
 from .runconfig import RunConfig
-from .sinks import RunRecorder, power_callback
+from .sinks import FileRecorder, RunRecorder, power_callback
 from .workspace import configure_hf_environment, release_space, reserve_space, run_dir
 
 
@@ -64,7 +64,8 @@ def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSin
     folder = run_dir(workspace, run_id)
     sampler = None
     try:
-        reserve_space(workspace)  # what the error path below may need on a full disk
+        if not isinstance(store, FileRecorder):  # a Slurm job writes only into its run folder
+            reserve_space(workspace)  # what the error path below may need on a full disk
         folder.mkdir(parents=True, exist_ok=True)
         sink = sink or EventSink(store, run_id, folder)
         cfg = RunConfig.from_dict(run["config"])
@@ -117,7 +118,8 @@ def _close_run(store: RunRecorder, workspace: Path, run_id: int, status: str, er
     is tried again: the error path must not need space it may not have.
     """
     if not _best_effort(lambda: store.finish_run(run_id, status, error)):
-        release_space(workspace)
+        if not isinstance(store, FileRecorder):
+            release_space(workspace)
         store.finish_run(run_id, status, error)
     if sink is not None:
         if error:
