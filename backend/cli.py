@@ -18,7 +18,7 @@ import sys
 from .errors import GreentuiError
 
 COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
-                   "export", "import_", "cancel", "rm")
+                   "export", "import_", "cancel", "rm", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

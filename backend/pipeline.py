@@ -9,8 +9,10 @@ one. Heavy libraries are imported inside ``execute_run`` only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import sqlite3
 import time
 import traceback
 from pathlib import Path
@@ -20,8 +22,8 @@ from .errors import GreentuiError
 from .events import EventSink
 from .machine import device_name, library_versions
 from .runconfig import RunConfig
-from .sinks import RunRecorder, power_callback
-from .workspace import configure_hf_environment, run_dir
+from .sinks import FileRecorder, RunRecorder, power_callback
+from .workspace import configure_hf_environment, release_space, reserve_space, run_dir
 
 
 class RunCancelled(Exception):
@@ -60,12 +62,14 @@ def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSin
     """
     run = store.require_run(run_id)
     folder = run_dir(workspace, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    sink = sink or EventSink(store, run_id, folder)
-    cfg = RunConfig.from_dict(run["config"])
-    (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     sampler = None
     try:
+        if not isinstance(store, FileRecorder):  # a Slurm job writes only into its run folder
+            reserve_space(workspace)  # what the error path below may need on a full disk
+        folder.mkdir(parents=True, exist_ok=True)
+        sink = sink or EventSink(store, run_id, folder)
+        cfg = RunConfig.from_dict(run["config"])
+        (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
         cfg.validate()
         configure_hf_environment(workspace)
         sampler = _start_power_sampler(power_callback(store, run_id))
@@ -79,16 +83,48 @@ def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSin
     except GreentuiError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a bug or a library failure: keep the traceback in the run folder
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        (folder / "traceback.txt").write_text(traceback.format_exc())
+        status, error = "failed", _describe_failure(exc)
+        _best_effort(lambda: (folder / "traceback.txt").write_text(traceback.format_exc()))
     finally:
         if sampler is not None:
-            sampler.stop()
-    if error:
-        sink.emit("error", message=error)
-    store.finish_run(run_id, status, error)
-    sink.emit("done", status=status)
+            _best_effort(sampler.stop)
+    _close_run(store, workspace, run_id, status, error, sink)
     return status
+
+
+def _best_effort(action) -> bool:
+    """Run ``action``; a full disk or a failing store must not stop the error path."""
+    try:
+        action()
+        return True
+    except (OSError, sqlite3.Error):
+        return False
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """One line; a full disk says so in words, with the file it was writing."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        return f"the disk is full (No space left on device){where}; free space and run it again"
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _close_run(store: RunRecorder, workspace: Path, run_id: int, status: str, error: str | None,
+               sink: EventSink | None) -> None:
+    """Record the run's end; never leave it ``running``.
+
+    The status row comes first (it is what matters); the events after it are best effort. When the
+    write fails because the disk is full, the space reserved at the start is released and the write
+    is tried again: the error path must not need space it may not have.
+    """
+    if not _best_effort(lambda: store.finish_run(run_id, status, error)):
+        if not isinstance(store, FileRecorder):
+            release_space(workspace)
+        store.finish_run(run_id, status, error)
+    if sink is not None:
+        if error:
+            _best_effort(lambda: sink.emit("error", message=error))
+        _best_effort(lambda: sink.emit("done", status=status))
 
 
 def _start_power_sampler(on_sample):
@@ -156,13 +192,16 @@ class _Pipeline:
                 self.session = EnergySession(country=cfg.country).prepare()
             model_id = self.run["model_id"] or register_model(self.store, cfg.model, cfg.trust_remote_code)
             model_row = self.store.get_model(model_id)
+            if not cfg.no_prune:  # before loading: a GPT-2 is refused at once, not after its baseline
+                from .models import check_prunable
+                check_prunable(model_row.get("arch"), model_row["ref"])
             self.store.update_run(self.run_id, model_id=model_id, device=device)
             sink.log(f"loading {model_row['ref']} on {device}")
             model, tokenizer = load_model(model_row["ref"], device=device,
-                                          trust_remote_code=bool(model_row["trust_remote_code"]))
+                                          trust_remote_code=cfg.trust_remote_code)
             params_before = sum(p.numel() for p in model.parameters())
             self.store.update_run(self.run_id, params_before=params_before, params_after=params_before)
-            sink.log(f"{params_before:,} parameters, {len(model.model.layers)} decoder layers")
+            sink.log(f"{params_before:,} parameters, {getattr(model.config, 'num_hidden_layers', '?')} decoder layers")
             self.provenance = {"device": device, "device_name": device_name(device), "seed": cfg.seed,
                                "versions": library_versions(), "model": model_row["ref"]}
 

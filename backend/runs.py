@@ -39,6 +39,13 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
     except GreentuiError as exc:
         raise SettingError("model", str(exc)) from None
     cfg.model = store.get_model(model_id)["ref"]
+    from .models import check_prunable, effective_trust
+    if not cfg.no_prune:
+        try:
+            check_prunable(store.get_model(model_id)["arch"], cfg.model)
+        except GreentuiError as exc:
+            raise SettingError("model", str(exc)) from None
+    cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
     for name in PATH_SETTINGS:
         value = getattr(cfg, name)
         if value and Path(value).expanduser().exists():

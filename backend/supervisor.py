@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,7 +72,17 @@ def start_runner(workspace: Path, device: str = "auto") -> int:
                             start_new_session=True, close_fds=True, env=env,
                             cwd=str(Path(__file__).resolve().parent.parent))
     log.close()
+    reap_in_background(proc)
     return proc.pid
+
+
+def reap_in_background(proc: subprocess.Popen) -> None:
+    """Wait for a detached child in a daemon thread so that its exit is reaped at once.
+
+    The runner outlives the TUI by design, but while the TUI lives it is the runner's parent: without
+    a wait, every runner that finished stayed a zombie until the TUI exited.
+    """
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
 
 
 def wait_for_runner_exit(workspace: Path, device: str = "auto", timeout: float = 600) -> bool:

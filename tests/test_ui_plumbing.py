@@ -81,7 +81,7 @@ async def test_corrupt_safetensors_header_on_models_screen_is_a_notification(tmp
         table.move_cursor(row=keys.index("acme/broken"))
         await settle(app, pilot)
         assert app.is_running and app.screen.query_one(DataTable) is table
-        assert any("describing a cached model" in n for n in notes(app)), notes(app)
+        assert any("not a readable safetensors file" in n for n in notes(app)), notes(app)  # one line, named
         await pilot.press("1")  # still a working app
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)

@@ -11,8 +11,9 @@ from ..store import Store, open_store
 from ..workspace import resolve_workspace
 
 
-def workspace_and_store(args: argparse.Namespace) -> tuple[Path, Store]:
-    ws = resolve_workspace(getattr(args, "runs_dir", None))
+def workspace_and_store(args: argparse.Namespace, *, create: bool = True) -> tuple[Path, Store]:
+    """``create=False`` for read-only commands: a missing workspace is an error, never created."""
+    ws = resolve_workspace(getattr(args, "runs_dir", None), create=create)
     return ws, open_store(ws)
 
 

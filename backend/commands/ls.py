@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from ..supervisor import recover_stale_runs
-    _, store = workspace_and_store(args)
+    _, store = workspace_and_store(args, create=False)
     recover_stale_runs(store)
     rows = store.list_runs(limit=args.limit, text=args.filter, statuses=args.status)
     table = Table(title=f"runs ({store.count_runs(text=args.filter, statuses=args.status)} in all)")

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    _, store = workspace_and_store(args)
+    _, store = workspace_and_store(args, create=args.models_cmd == "add")
     con = console()
     if args.models_cmd == "add":
         model_id = add_model(store, args.ref, args.trust_remote_code)

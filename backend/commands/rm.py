@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from ..runs import parse_run_id, remove
-    ws, store = workspace_and_store(args)
+    ws, store = workspace_and_store(args, create=False)
     n, kept = remove(ws, store, [parse_run_id(r) for r in args.runs])
     for folder in kept:
         print(f"greentui: warning: could not remove {folder}", file=sys.stderr)

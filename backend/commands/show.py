@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    _, store = workspace_and_store(args)
     run_id = parse_run_id(args.run)
+    _, store = workspace_and_store(args, create=False)
     r = store.require_run(run_id)
     results = store.task_results(run_id)
     base = store.task_results(r["parent_run_id"], "vanilla") if r["parent_run_id"] else []

@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, SelectionList, Static
 
 from backend.errors import GreentuiError
-from backend.runconfig import GROUPS, SETTING, SETTINGS, RunConfig
+from backend.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema import Setting, SettingError
 
 from ..widgets.plan_panel import PlanPanel
@@ -95,7 +95,8 @@ class NewRunScreen(AppScreen):
                          "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter queues.", id="form-title")
             for group in GROUPS:
                 if group != "model":
-                    yield Static(group, classes="form-group")
+                    note = GROUP_NOTES.get(group)
+                    yield Static(group + (f" [dim]— {note}[/]" if note else ""), classes="form-group")
                 for s in (s for s in SETTINGS if s.group == group):
                     with Horizontal(classes="field"):
                         yield Label("" if s.widget == "checkbox" else s.label, classes="field-label")
@@ -115,9 +116,6 @@ class NewRunScreen(AppScreen):
         self.validate()
 
     # ------------------------------------------------------------------ reading the form
-    def value(self, name: str) -> str:
-        return self.query_one(f"#f-{name}", Input).value.strip()
-
     def read(self) -> tuple[RunConfig, dict[str, str]]:
         """The config the form describes, and field → reason for values that do not parse."""
         bad: dict[str, str] = {}
