@@ -1,6 +1,6 @@
 """Demo time — from pressing ``d`` to a finished demo run, wall clock and CPU time; target ≤ 60 s.
 
-What the ``d`` key does, minus the screen: ``greentui.demo.queue_demo`` (copy the shipped trained
+What the ``d`` key does, minus the screen: ``backend.runs.queue_demo`` (copy the shipped trained
 model into a fresh workspace, register it, record the run), then one runner drains the queue. The
 runner is started the way the app starts it (``python -m backend … worker``) but waited for here, so
 its CPU time (user + system, all threads) is counted by ``getrusage(RUSAGE_CHILDREN)``. The wall
@@ -30,12 +30,11 @@ TARGET_S = 60.0
 
 def measure(work: Path, model: Path | None = None) -> dict:
     """One demo run in a fresh workspace under ``work``; returns times, stages and perplexities."""
-    import greentui.demo as demo
+    from backend import runs as demo
     from backend.store import Store
     from backend.workspace import db_path
 
-    if model is not None:
-        demo.SHIPPED_MODEL = Path(model)
+    shipped = Path(model) if model is not None else demo.SHIPPED_DEMO_MODEL
     ws = work / "demo-ws"
     ws.mkdir(parents=True, exist_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -43,7 +42,7 @@ def measure(work: Path, model: Path | None = None) -> dict:
     t0 = time.perf_counter()
     store = Store(db_path(ws))
     try:
-        run_id = demo.queue_demo(ws, store, start=False)
+        run_id = demo.queue_demo(ws, store, start=False, shipped=shipped)
         t_queued = time.perf_counter() - t0
         env = dict(os.environ, PYTHONPATH=str(REPO))
         subprocess.run([PYTHON, "-m", "backend", "--runs-dir", str(ws), "worker", "--device", "auto"],
