@@ -98,12 +98,11 @@ class NewRunScreen(AppScreen):
                 if group != "model":
                     note = GROUP_NOTES.get(group)
                     yield Static(group + (f" [dim]— {note}[/]" if note else ""), classes="form-group")
-                for s in (s for s in SETTINGS if s.group == group):
+                for s in (s for s in SETTINGS if s.group == group):  # few widgets per field: 40 of them
                     with Horizontal(classes="field"):
                         yield Label("" if s.widget == "checkbox" else s.label, classes="field-label")
-                        with Vertical(classes="field-input"):
-                            yield field_widget(s, getattr(self.initial, s.name), known)
-                            yield Label("", id=f"err-{s.name}", classes="error")
+                        yield field_widget(s, getattr(self.initial, s.name), known).add_class("field-input")
+                    yield Label("", id=f"err-{s.name}", classes="error field-error")
                 if group == "pruning":  # what these settings make of the model, from its config.json
                     yield PlanPanel(id="plan-panel")
             with Horizontal(id="form-buttons"):
