@@ -12,7 +12,7 @@ import sys
 
 from .errors import GreentuiError
 
-COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "run", "queue", "worker",
+COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
                    "export", "import_", "cancel", "rm")
 
 

@@ -100,12 +100,20 @@ class CancelWatch:
             return
         self._next = t + self.interval
         try:
-            flag = self.store.cancel_flag(self.ids)
+            flag = self._flag()
         except Exception:  # noqa: BLE001 - a busy database must not kill the run; ask again later
             return
         if flag is not None:
             self.requested_at = flag
             raise RunCancelled()
+
+    def _flag(self) -> float | None:
+        """The store's flag; a Slurm job's ``FileRecorder`` answers from its run folder instead."""
+        if hasattr(self.store, "cancel_flag"):
+            return self.store.cancel_flag(self.ids)
+        if any(self.store.cancel_requested(i) for i in self.ids):
+            return time.time()
+        return None
 
     def hook(self, module: Any, args: Any) -> None:
         """``register_forward_pre_hook`` signature: checks before each forward of the model."""

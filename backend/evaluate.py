@@ -54,6 +54,12 @@ def check_limit(limit: int | None) -> int | None:
     return limit
 
 
+def check_repeats(repeats: int) -> int:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise GreentuiError(f"--repeats must be a whole number >= 1, got {repeats!r}")
+    return repeats
+
+
 def resolve_batch_size(batch_size: int | str | None, device: str) -> int | str:
     """An int, or "auto" (lm-eval's detection) on GPU; "auto" means 8 on CPU."""
     if batch_size is None:
@@ -186,7 +192,8 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
                    limit: int | None = None, num_fewshot: int = 0, batch_size: int | str = 8,
                    device: str = "cpu", out_dir: str | Path, measure_energy: bool = True,
                    country: str = "USA", progress: Progress | None = None, seed: int = DEFAULT_SEED,
-                   tracking_mode: str = "process", measure_power_secs: float = 1.0) -> Iterator[dict[str, Any]]:
+                   tracking_mode: str = "process", measure_power_secs: float = 1.0, repeats: int = 1,
+                   cooldown: bool = False, session: Any = None) -> Iterator[dict[str, Any]]:
     """Evaluate ``model`` task by task; return an iterator yielding one dict per finished task.
 
     Each dict has "task" (lm-eval's built-in name) and every key of
@@ -194,7 +201,15 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
     call itself, before any evaluation starts (the tasks run as the iterator is consumed).
     ``batch_size="auto"`` is lm-eval's detection on a GPU and 8 on CPU. ``seed`` feeds lm-eval's
     seeds (few-shot sampling included). ``tracking_mode`` is CodeCarbon's (see backend.energy).
+
+    ``repeats``: accuracy is computed on the first pass (it is deterministic); each task's time and
+    energy are measured ``repeats`` times on the same requests, every pass in its own window. The
+    row's seconds and energy are the means; ``row["repeats"]`` holds each pass. ``cooldown`` waits
+    between windows for the GPU to return within 2 °C of its pre-run temperature (at most 60 s).
+    ``session``: a :class:`backend.energy.EnergySession` to share (one tracker per run); made here
+    when not given.
     """
+    repeats = check_repeats(repeats)
     from .workspace import configure_hf_environment, hub_reachable
 
     names = resolve_tasks(tasks)
@@ -209,8 +224,8 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
     except OSError as exc:
         raise GreentuiError(f"cannot create {json_dir}: {exc.strerror or exc}") from exc
     if measure_energy:
-        from .energy import _country
-        _country(country)  # validate before any work
+        from .energy import check_country
+        check_country(country)  # validate before any work
 
     configure_hf_environment(None)
     source: dict[str, Any]
@@ -234,12 +249,23 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
     return _run(model, tokenizer, names, lm_names=lm_names, include_path=include_path, source=source,
                 data_dir=data_dir, limit=limit, num_fewshot=num_fewshot, bs=bs, device=device,
                 json_dir=json_dir, measure_energy=measure_energy, country=country, progress=progress,
-                seed=seed, tracking_mode=tracking_mode, measure_power_secs=measure_power_secs)
+                seed=seed, tracking_mode=tracking_mode, measure_power_secs=measure_power_secs,
+                repeats=repeats, cooldown=cooldown, session=session)
+
+
+ENERGY_FIELDS = ("energy_cpu_kwh", "energy_gpu_kwh", "energy_ram_kwh", "energy_kwh", "nvml_joules")
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """The mean when every pass has the figure; a half-measured mean would mix meters."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)  # type: ignore[arg-type]
 
 
 def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, limit, num_fewshot, bs,
          device, json_dir, measure_energy, country, progress, seed, tracking_mode,
-         measure_power_secs) -> Iterator[dict[str, Any]]:
+         measure_power_secs, repeats, cooldown, session) -> Iterator[dict[str, Any]]:
     def report(message: str, fraction: float) -> None:
         if progress is not None:
             try:
@@ -261,9 +287,12 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
     task_manager = TaskManager(include_path=include_path, include_defaults=False)
     versions = library_versions()
     device_name = machine_device_name(device)
-    if measure_energy:
-        from .energy import warm_up
-        warm_up(country)
+    if measure_energy and session is None:
+        from .energy import EnergySession
+        session = EnergySession(country=country, tracking_mode=tracking_mode,
+                                measure_power_secs=measure_power_secs)
+    if session is not None:
+        session.prepare()  # hardware detection once, before any window
     with _cheap_env_info():  # pay lm-eval's environment collection once, outside any measurement
         import lm_eval.evaluator as ev
         ev.add_env_info({})
@@ -282,22 +311,47 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
                 report(f"{_name}: {frac:.0%} of forwards ({_i + 1}/{n_tasks})", (_i + frac) / n_tasks)
 
         counter.on_fraction = within
-        meter = None
-        if measure_energy:
-            from .energy import TaskEnergyMeter
-            meter = TaskEnergyMeter(country=country, tracking_mode=tracking_mode,
-                                    measure_power_secs=measure_power_secs, label=f"greentui-{name}")
-        with _cheap_env_info(), (meter if meter is not None else _nullcontext()):
-            t0 = time.perf_counter()
-            res = lm_eval.simple_evaluate(
-                model=lm, tasks=[lm_names[name]], task_manager=task_manager, num_fewshot=num_fewshot,
-                limit=limit, log_samples=False, bootstrap_iters=1000, random_seed=seed,
-                numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            )
-            seconds = time.perf_counter() - t0
+        passes: list[dict[str, Any]] = []
+        res = None
+        for rep in range(repeats):
+            if rep:
+                report(f"{name}: repeat {rep + 1}/{repeats} (time and energy)", i / n_tasks)
+                counter.on_fraction = None
+            gate = session.cooldown() if (cooldown and session is not None) else None
+            meter = session.task(f"greentui-{name}-{rep + 1}") if (measure_energy and session) else None
+            counter.reset()
+            with _cheap_env_info(), (meter if meter is not None else _nullcontext()):
+                t0 = time.perf_counter()
+                out = lm_eval.simple_evaluate(
+                    model=lm, tasks=[lm_names[name]], task_manager=task_manager, num_fewshot=num_fewshot,
+                    limit=limit, log_samples=False, bootstrap_iters=1000,
+                    random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                    fewshot_random_seed=seed,
+                )
+                elapsed = time.perf_counter() - t0
+            if out is None:
+                raise RuntimeError(f"lm-eval returned no results for {name}")
+            energy_pass = meter.result if meter is not None else None
+            one: dict[str, Any] = {"repeat": rep + 1, "seconds": elapsed, "tokens": counter.tokens}
+            for key in ENERGY_FIELDS + ("meter",):
+                one[key] = energy_pass[key] if energy_pass else None
+            if energy_pass:
+                one["provenance"] = energy_pass["provenance"]
+            if gate is not None:
+                one["cooldown"] = gate
+            if rep == 0:
+                res = out
+                first_energy = energy_pass
+            else:
+                same = out["results"][lm_names[name]].get("acc,none") == res["results"][lm_names[name]].get("acc,none")
+                one["acc_identical"] = bool(same)
+            passes.append(one)
+        seconds = sum(p["seconds"] for p in passes) / len(passes)
+        energy = dict(first_energy) if first_energy is not None else None
+        if energy is not None:
+            for key in ENERGY_FIELDS:
+                energy[key] = _mean_or_none([p[key] for p in passes])
         counter.on_fraction = None
-        if res is None:
-            raise RuntimeError(f"lm-eval returned no results for {name}")
         lm_name = lm_names[name]
         values = res["results"][lm_name]
         n_info = (res.get("n-samples") or {}).get(lm_name, {})
@@ -311,7 +365,6 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
         except OSError as exc:
             raise GreentuiError(f"cannot write {json_dir / f'{name}.json'}: {exc.strerror or exc}") from exc
 
-        energy = meter.result if meter is not None else None
         spec = TASKS[name]
         provenance: dict[str, Any] = {
             "device_name": device_name, "versions": versions, "seed": seed,
@@ -321,7 +374,7 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
             "batch_size": bs, "tokens_method": "unpadded input tokens per forward (lm-eval context groups)",
             "requests": counter.requests, "forwards": counter.forwards,
             "padded_tokens": counter.padded_tokens,
-            "lm_eval_json": str(json_dir / f"{name}.json"),
+            "lm_eval_json": str(json_dir / f"{name}.json"), "repeats": repeats,
         }
         if data_dir is not None and num_fewshot:
             provenance["fewshot_source"] = "same file, the evaluated item excluded (no training split offline)"
@@ -350,6 +403,7 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
             "num_fewshot": num_fewshot,
             "limit_n": limit,
             "provenance": provenance,
+            "repeats": passes,
         }
         report(f"{name}: done, acc={row['acc']:.3f} in {seconds:.1f} s ({i + 1}/{n_tasks})"
                if row["acc"] is not None else f"{name}: done ({i + 1}/{n_tasks})", (i + 1) / n_tasks)

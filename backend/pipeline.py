@@ -22,7 +22,7 @@ from .errors import GreentuiError
 from .events import EventSink
 from .machine import device_name, library_versions
 from .runconfig import RunConfig
-from .store import Store
+from .sinks import RunRecorder, power_callback
 from .workspace import configure_hf_environment, run_dir
 
 
@@ -53,10 +53,12 @@ def resolve_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | None = None,
+def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSink | None = None,
                 device: str | None = None) -> str:
     """Execute a run already marked running; return its final status. Never raises for run errors.
 
+    ``store`` is where the run is recorded: the workspace's ``Store`` for a local run, a
+    ``sinks.FileRecorder`` for a Slurm job (which must not open SQLite on a compute node).
     ``device`` places the run where its executor put it (``cuda`` = the GPUs its process sees,
     ``cpu``); None keeps the run's own ``device`` setting (``greentui run`` in the foreground).
     The run's cancel flag is obeyed at safe points (see ``backend.control.CancelWatch``).
@@ -75,7 +77,7 @@ def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | No
     try:
         cfg.validate()
         configure_hf_environment(workspace)
-        sampler = _start_power_sampler(store.path, run_id)
+        sampler = _start_power_sampler(power_callback(store, run_id))
         # Library chatter (tqdm bars lm-eval forces on, warnings) goes to the run folder, not the
         # user's terminal, where greentui shows its own progress.
         with (folder / "libraries.log").open("a") as chatter, contextlib.redirect_stderr(chatter):
@@ -102,17 +104,9 @@ def execute_run(store: Store, workspace: Path, run_id: int, sink: EventSink | No
     return status
 
 
-def _start_power_sampler(db_file: Path, run_id: int):
-    """Live power at ~1 Hz into power_samples, through the sampler thread's own connection."""
+def _start_power_sampler(on_sample):
+    """Live power at ~1 Hz, recorded by ``on_sample`` (``sinks.power_callback``: thread-safe)."""
     from .energy import PowerSampler
-    from .store import Store as _Store
-
-    conn: dict[str, Any] = {}
-
-    def on_sample(t: float, watts: float, source: str, limit_w: float | None) -> None:
-        if "store" not in conn:
-            conn["store"] = _Store(db_file)
-        conn["store"].add_power_sample(run_id, t, watts, source, limit_w)
 
     sampler = PowerSampler(on_sample=on_sample)
     sampler.start()
@@ -122,12 +116,14 @@ def _start_power_sampler(db_file: Path, run_id: int):
 class _Pipeline:
     """The stages of one run; see the module docstring for the order and its reasons."""
 
-    def __init__(self, store: Store, workspace: Path, run: dict[str, Any], cfg: RunConfig,
+    def __init__(self, store: RunRecorder, workspace: Path, run: dict[str, Any], cfg: RunConfig,
                  folder: Path, sink: EventSink, watch: CancelWatch | None = None):
         self.store, self.workspace, self.run, self.cfg = store, workspace, run, cfg
         self.folder, self.sink = folder, sink
         self.watch = watch or CancelWatch(store, run["id"])
         self.run_id = run["id"]
+        self.session: Any = None
+        self.idle: dict[str, Any] | None = None
         self.stages = ["load", "baseline"]
         if not cfg.no_prune:
             self.stages += ["prune"] + ([] if cfg.no_lora else ["lora"]) + ["evaluate"]
@@ -193,10 +189,14 @@ class _Pipeline:
             if cfg.measure_energy:  # before the model occupies the device: the machine's idle draw
                 from .energy import idle_power
                 idle = idle_power(3.0 if device.startswith("cuda") else 1.0)
+                self.idle = idle
                 self.store.save_metric(self.run_id, "run", "idle_power_w", idle["watts"], idle)
                 if idle["watts"] is not None:
                     sink.log(f"idle power {idle['watts']:.1f} W ({idle['source']}"
                              f"{', estimate' if idle['is_estimate'] else ''})")
+                from .energy import EnergySession
+                # one CodeCarbon tracker for the whole run (task API): hardware detected once
+                self.session = EnergySession(country=cfg.country).prepare()
             model_id = self.run["model_id"] or register_model(self.store, cfg.model, cfg.trust_remote_code)
             model_row = self.store.get_model(model_id)
             self.store.update_run(self.run_id, model_id=model_id, device=device)
@@ -213,6 +213,7 @@ class _Pipeline:
 
         with self.stage("baseline"):
             self.baseline(model, tokenizer, model_row["ref"], device)
+            self.efficiency(model, tokenizer, "vanilla", device)
 
         if cfg.no_prune:
             return
@@ -248,6 +249,7 @@ class _Pipeline:
                    report={"run_id": self.run_id, "config": cfg.to_dict()})
         with self.stage("evaluate"):
             self.evaluate(model, tokenizer, "pruned", self.run_id, device)
+            self.efficiency(model, tokenizer, "pruned", device)
 
     def baseline(self, model, tokenizer, model_ref: str, device: str) -> None:
         cfg = self.cfg
@@ -273,6 +275,8 @@ class _Pipeline:
                               executor=mine.get("executor"), slot=mine.get("slot"))
         self.watch.watch(base_id)  # cancelling the baseline's row stops this run too
         self.store.update_run(self.run_id, parent_run_id=base_id)
+        if self.idle is not None:  # the baseline's energy above idle uses the same idle draw
+            self.store.save_metric(base_id, "run", "idle_power_w", self.idle["watts"], self.idle)
         self.sink.log(f"evaluating the vanilla baseline as run {base_id}")
         try:
             self.evaluate(model, tokenizer, "vanilla", base_id, device)
@@ -282,18 +286,37 @@ class _Pipeline:
             raise
         self.store.finish_run(base_id, "done")
 
+    def efficiency(self, model, tokenizer, variant: str, device: str) -> None:
+        """The efficiency stage's points for one variant (``--efficiency-batches``), on this run."""
+        cfg = self.cfg
+        if not cfg.efficiency_batches:
+            return
+        from .efficiency import measure_efficiency
+        stage = self.sink.stage or "evaluate"
+        self.sink.log(f"efficiency {variant}: batches {', '.join(map(str, cfg.efficiency_batches))} × "
+                      f"{cfg.efficiency_seq_len} tokens")
+        rows = measure_efficiency(model, tokenizer, cfg.efficiency_batches, seq_len=cfg.efficiency_seq_len,
+                                  device=device, session=self.session, variant=variant,
+                                  progress=self.sink.progress_for(stage))
+        self.store.save_efficiency(self.run_id, variant, rows)  # a Slurm job's FileRecorder files them
+        for r in rows:
+            jpt = "—" if r["j_per_token"] is None else f"{r['j_per_token']:.3g} J/token"
+            self.sink.log(f"efficiency {variant} batch {r['batch_size']}: {r['tokens_per_s']:.0f} tokens/s, {jpt}")
+
     def evaluate(self, model, tokenizer, variant: str, target_run: int, device: str) -> None:
         """Evaluate every task (one transaction each), then WikiText-2 perplexity."""
         from .evaluate import evaluate_model
 
         cfg, sink = self.cfg, self.sink
         stage = sink.stage or "evaluate"
-        out_dir = run_dir(self.workspace, target_run)
+        # A Slurm job's baseline has no id yet (placeholder < 0): its lm-eval files stay in this run's folder.
+        out_dir = run_dir(self.workspace, target_run) if target_run > 0 else self.folder / "baseline"
         batch = cfg.batch_size if cfg.batch_size == "auto" else int(cfg.batch_size)
         results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
                                  num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,
                                  out_dir=out_dir, measure_energy=cfg.measure_energy, country=cfg.country,
-                                 progress=sink.progress_for(stage))
+                                 progress=sink.progress_for(stage),
+                                 repeats=cfg.repeats, cooldown=cfg.cooldown, session=self.session)
         for row in results:
             prov = dict(self.provenance, **(row.get("provenance") or {}))
             row = dict(row, provenance=prov)

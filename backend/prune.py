@@ -1,15 +1,16 @@
 """Structured pruning: Taylor / L1 / L2 / random width pruning, and ShortGPT layer drop.
 
-What ``ratio`` means
-    Width methods (taylor, l1, l2, random): the fraction of the *prunable parameters* to remove,
-    where the prunable parameters are the attention and MLP projection weights (q/k/v/o or qkv/o,
-    gate/up/down or gate_up/down) of the layers not ignored. In each such layer the head step
-    (``pruning/heads.py``) removes whole heads, in kv-group-aware steps, closest to ``ratio`` of the
-    attention weights; then the MLP is pruned by torch-pruning with the per-layer ``pruning_ratio``
-    that brings the layer's total removal to ``ratio`` (rounded by ``round_to``). Embeddings, norms,
-    o_proj/down_proj outputs and lm_head are never pruned (hidden size untouched), so the
-    whole-model fraction is smaller; the report gives the target, the achieved prunable fraction,
-    the whole-model fraction and torch-pruning's per-layer MLP ratio.
+What ``ratio`` means depends on the counting rule (``count_rule``, ``pruning/counting.py``)
+    Width methods (taylor, l1, l2, random) prune the attention heads and MLP channels of every layer
+    not ignored; *how many* is the counting rule's (``torch-pruning``: a channel ratio, query heads
+    ceil'd per kv group, MLP floored to ``round_to``, exactly as torch-pruning 1.6.1 counts;
+    ``llm-pruner``: a channel ratio over whole kv groups, as LLM-Pruner counts; ``param-share``: the
+    share of the layer's projection parameters to remove). *Which* ones is the importance's: heads by
+    greentui's GQA-aware scorer (``pruning/heads.py``) or, under the torch-pruning rule where its
+    whole-model graph builds, by torch-pruning itself (``pruning/tp_graph.py``); MLP channels by
+    torch-pruning. Embeddings, norms, o_proj/down_proj outputs and lm_head are never pruned (hidden
+    size untouched), so the whole-model fraction is smaller; the report gives the rule, the achieved
+    prunable fraction, the whole-model fraction and torch-pruning's per-layer MLP ratio.
     ``layer-drop``: the fraction of decoder layers to remove (rounded, at least one).
 
 Ignored layers
@@ -21,6 +22,7 @@ Ignored layers
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import resource
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from .errors import GreentuiError
+from .pruning.counting import DEFAULT_RULE, RULES
 
 log = logging.getLogger("greentui.prune")
 
@@ -55,11 +58,17 @@ class PruneConfig:
     seed: int = 0
     prune_heads: bool = True
     prune_mlp: bool = True
+    count_rule: str = DEFAULT_RULE
+    use_tp_graph: bool = True  # torch-pruning rule: let torch-pruning's own graph choose, where it builds
+    target_params: str | int | None = None  # solve ``ratio`` for this whole-model size (e.g. "6.4B")
+    target_ratio: float | None = None  # ... or for this share of the original whole model (e.g. 0.8)
 
     def check_options(self) -> None:
         """Checks that need no model (run before loading one)."""
         if self.method not in METHODS:
             raise GreentuiError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.count_rule not in RULES:
+            raise GreentuiError(f"unknown counting rule {self.count_rule!r}; choose one of {', '.join(RULES)}")
         r = self.ratio
         if not isinstance(r, (int, float)) or math.isnan(r) or not 0 < r < 1:
             raise GreentuiError(f"pruning ratio must be a number strictly between 0 and 1, got {r!r}")
@@ -131,6 +140,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     first, last, warnings = cfg.validate(n_layers)
     for w in warnings:
         log.warning(w)
+    target = solve_target(model, cfg)
     if cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     model.to(cfg.device)
@@ -152,7 +162,10 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
         "calibration": {"source": source, "samples": cfg.calib_samples, "seq_len": cfg.calib_seq_len},
         "warnings": warnings, "notes": [],
         "torch_pruning_version": _tp_version(tp), "torch_version": torch.__version__,
+        "count_rule": cfg.count_rule,
     }
+    if target:
+        report["target"] = target
     if cfg.method == "layer-drop":
         _layer_drop(model, batches, cfg, targets, report, say)
     else:
@@ -177,6 +190,22 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     return report
 
 
+def solve_target(model, cfg: PruneConfig) -> dict | None:
+    """``--target-params`` / ``--target-ratio``: solve the ratio with the planner on this model's own
+    widths (so a pruned model is planned as it is) and set ``cfg.ratio``; None when no target."""
+    if cfg.target_params is None and cfg.target_ratio is None:
+        return None
+    from .model_io import layer_widths
+    from .plan import resolve_target, spec_from_config
+
+    spec = spec_from_config(model.config.to_dict(), {"layers": layer_widths(model)})
+    solved = resolve_target(spec, cfg, cfg.target_params, cfg.target_ratio)
+    cfg.ratio = solved["ratio"]
+    log.info("target %s parameters: ratio %.5f gives %s", f"{solved['target_params']:,}", cfg.ratio,
+             f"{solved['params_after']:,}")
+    return solved
+
+
 def _tp_version(tp) -> str:
     try:
         from importlib.metadata import version
@@ -186,11 +215,37 @@ def _tp_version(tp) -> str:
         return getattr(tp, "__version__", "unknown")
 
 
+def layer_shape(layer, hidden: int):
+    """The ``counting.LayerShape`` of a loaded decoder layer, read from its weights."""
+    from .pruning.counting import LayerShape
+
+    attn, mlp_ = layer.self_attn, layer.mlp
+    d = attn.head_dim
+    heads = attn.o_proj.in_features // d
+    fused = hasattr(attn, "qkv_proj")
+    q = attn.qkv_proj if fused else attn.q_proj
+    kv = ((attn.qkv_proj.out_features - heads * d) // 2 if fused else attn.k_proj.out_features) // d
+    down = mlp_.down_proj
+    return LayerShape(hidden=hidden, head_dim=d, heads=heads, kv_heads=kv, intermediate=down.in_features,
+                      qkv_bias=q.bias is not None, o_bias=attn.o_proj.bias is not None,
+                      mlp_bias=down.bias is not None, fused_mlp=hasattr(mlp_, "gate_up_proj"))
+
+
+RATIO_MEANING = {
+    "torch-pruning": "torch-pruning 1.6.1's channel ratio: ceil(r*H) query heads spread as ceil over the kv groups "
+                     "(kv heads kept), MLP keeps int(C*(1-r)) rounded down to round_to",
+    "llm-pruner": "LLM-Pruner's channel ratio: whole kv groups (floor of r*KV*head_dim channels) with their query "
+                  "heads, MLP keeps int(C*(1-r)) (no rounding)",
+    "param-share": "fraction of the attention+MLP projection parameters of the pruned layers to remove (heads in "
+                   "kv-group steps, MLP channels by torch-pruning)",
+}
+
+
 def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: dict, say: Progress) -> None:
     import torch
 
     from .model_io import decoder_layers, layer_config
-    from .pruning import calibration, flops, heads, mlp
+    from .pruning import calibration, counting, heads, mlp
 
     if cfg.method == "taylor":
         loss = calibration.accumulate_gradients(model, batches, cfg.device,
@@ -199,65 +254,113 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     gen = torch.Generator().manual_seed(cfg.seed)
     layers = decoder_layers(model)
     hidden = model.config.hidden_size
+    shapes = {i: layer_shape(layers[i], hidden) for i in targets}
+    counts = {i: counting.layer_counts(cfg.count_rule, shapes[i], cfg.ratio, cfg.round_to, cfg.prune_heads,
+                                       cfg.prune_mlp) for i in targets}
+    for w in dict.fromkeys(w for c in counts.values() for w in c.warnings):
+        report["warnings"].append(w)
+    chosen = _library_choice(model, batches, cfg, targets, shapes, counts, report, say)
     per_layer, before, after = [], 0, 0
     for n, i in enumerate(targets):
         say(f"pruning layer {i}", 0.5 + 0.45 * n / len(targets))
-        layer = layers[i]
+        layer, s, c = layers[i], shapes[i], counts[i]
         attn = layer.self_attn
-        H = attn.o_proj.in_features // attn.head_dim
         fused = hasattr(attn, "qkv_proj")
-        KV = ((attn.qkv_proj.out_features - H * attn.head_dim) // 2 if fused else attn.k_proj.out_features) // attn.head_dim
-        inter = layer.mlp.down_proj.in_features
-        a_params, m_params = flops.layer_prunable_params(layer)
-        entry = {"layer": i, "heads_before": H, "kv_heads_before": KV, "intermediate_before": inter}
-        plan, a_removed = None, 0
-        if cfg.prune_heads:
-            kv_keep, q_keep = heads.choose_counts(hidden, attn.head_dim, H, KV, cfg.ratio)
-            plan = heads.plan_heads(attn, H, KV, kv_keep, q_keep, cfg.method, gen)
-            bias = heads.has_qkv_bias(attn)
-            a_removed = heads.attention_params(hidden, attn.head_dim, H, KV, bias) - heads.attention_params(
-                hidden, attn.head_dim, len(plan.keep_q), len(plan.keep_kv), bias)
+        a_params, m_params = s.attention_params(), s.mlp_params()
+        entry = {"layer": i, "heads_before": s.heads, "kv_heads_before": s.kv_heads,
+                 "intermediate_before": s.intermediate}
+        plan, keep_channels = None, None
+        if cfg.prune_heads and chosen is not None:
+            drop = set(chosen[i].removed_heads)
+            plan = heads.HeadPlan(heads=s.heads, kv_heads=s.kv_heads, keep_q=[h for h in range(s.heads) if h not in drop],
+                                  keep_kv=list(range(s.kv_heads)))
+        elif cfg.prune_heads:
+            plan = heads.plan_heads(attn, s.heads, s.kv_heads, c.kv_heads, c.q_per_kv, cfg.method, gen)
         tp_ratio = 0.0
-        if cfg.prune_mlp:
-            total = a_params + m_params if cfg.prune_heads else m_params
-            want = min(0.95, max(0.0, (cfg.ratio * total - a_removed) / m_params))
-            keep = mlp.keep_channels(inter, want, cfg.round_to)
-            if keep < inter:
-                tp_ratio = mlp.tp_ratio_for(inter, keep)
+        if cfg.prune_mlp and c.intermediate < s.intermediate:
+            tp_ratio = mlp.tp_ratio_for(s.intermediate, c.intermediate)
+            if chosen is not None:
+                entry["mlp_channels_removed"] = chosen[i].removed_channels
+                drop = set(chosen[i].removed_channels)
+                keep_channels = [j for j in range(s.intermediate) if j not in drop]
+            else:
                 entry["mlp_channels_removed"] = mlp.prune_mlp(layer.mlp, hidden, tp_ratio, cfg.method)
+        elif cfg.prune_mlp:
+            entry["mlp_channels_removed"] = []
         entry["tp_mlp_pruning_ratio"] = round(tp_ratio, 6)
-        width = {"heads": len(plan.keep_q) if plan else H, "kv_heads": len(plan.keep_kv) if plan else KV,
-                 "head_dim": attn.head_dim, "intermediate": layer.mlp.down_proj.in_features}
-        layers[i] = _rebuild_layer(layer, i, layer_config(model.config, width), plan, attn.head_dim, fused)
+        width = {"heads": len(plan.keep_q) if plan else s.heads, "kv_heads": len(plan.keep_kv) if plan else s.kv_heads,
+                 "head_dim": s.head_dim,
+                 "intermediate": len(keep_channels) if keep_channels is not None else layer.mlp.down_proj.in_features}
+        layers[i] = _rebuild_layer(layer, i, layer_config(model.config, width), plan, s.head_dim, fused,
+                                   keep_channels, s.intermediate)
         entry.update({"heads_after": width["heads"], "kv_heads_after": width["kv_heads"],
                       "intermediate_after": width["intermediate"],
                       "heads_removed": plan.removed_q if plan else [],
                       "kv_heads_removed": plan.removed_kv if plan else []})
-        a2, m2 = flops.layer_prunable_params(layers[i])
+        new = layer_shape(layers[i], hidden)
+        if (new.heads, new.kv_heads, new.intermediate) != (c.heads if cfg.prune_heads else s.heads,
+                                                           c.kv_heads if cfg.prune_heads else s.kv_heads,
+                                                           c.intermediate if cfg.prune_mlp else s.intermediate):
+            raise GreentuiError(f"layer {i}: pruned to {new.heads}/{new.kv_heads} heads, {new.intermediate} channels; "
+                                f"the {cfg.count_rule} rule says {c.heads}/{c.kv_heads}, {c.intermediate} (a bug)")
         before += (a_params if cfg.prune_heads else 0) + (m_params if cfg.prune_mlp else 0)
-        after += (a2 if cfg.prune_heads else 0) + (m2 if cfg.prune_mlp else 0)
+        after += (new.attention_params() if cfg.prune_heads else 0) + (new.mlp_params() if cfg.prune_mlp else 0)
         per_layer.append(entry)
     report["layers"] = per_layer
-    report["ratio_meaning"] = ("fraction of the attention+MLP projection parameters of the pruned layers "
-                               "to remove (heads in kv-group steps, MLP channels by torch-pruning)")
+    report["count_rule"] = cfg.count_rule
+    report["ratio_meaning"] = RATIO_MEANING[cfg.count_rule]
     report["target_ratio"] = cfg.ratio
     report["prunable_params_before"] = before
     report["prunable_params_after"] = after
     report["prunable_removed_ratio"] = round(1 - after / before, 6) if before else 0.0
-    if cfg.prune_heads:
-        report["notes"].append("attention heads are pruned by greentui's own GQA-aware step (whole kv "
-                               "groups and the same number of query heads per group), scored with the "
-                               f"{cfg.method} importance; torch-pruning prunes the MLP channels")
+    if chosen is None and cfg.prune_heads:
+        report["notes"].append("attention heads are chosen by greentui's own GQA-aware step, scored with the "
+                               f"{cfg.method} importance, in the counts of the {cfg.count_rule} rule; "
+                               "torch-pruning prunes the MLP channels")
 
 
-def _rebuild_layer(layer, idx: int, cfg_i, plan, head_dim: int, fused: bool):
+def _library_choice(model, batches, cfg: PruneConfig, targets, shapes, counts, report: dict, say: Progress):
+    """Under the torch-pruning rule: torch-pruning's own whole-model graph picks the heads and channels
+    (``pruning/tp_graph.py``) if it builds and keeps the rule's counts; else None (greentui's path)."""
+    report["selection"] = "greentui"
+    if cfg.count_rule != "torch-pruning" or not cfg.use_tp_graph:
+        return None
+    from .pruning import tp_graph
+
+    say("torch-pruning dependency graph", 0.5)
+    t0 = time.perf_counter()
+    try:
+        chosen = tp_graph.select(model, cfg.method, cfg.ratio, cfg.round_to, targets, batches[:1, :8])
+        for i in targets:
+            s, c = shapes[i], counts[i]
+            got_h = s.heads - len(chosen[i].removed_heads) if cfg.prune_heads else c.heads
+            got_c = s.intermediate - len(chosen[i].removed_channels)
+            if (got_h, got_c) != (c.heads, c.intermediate if cfg.prune_mlp else got_c):
+                raise tp_graph.TpGraphUnavailable(
+                    f"its graph keeps {got_h} heads and {got_c} channels in layer {i}, not the rule's "
+                    f"{c.heads} and {c.intermediate}")
+    except tp_graph.TpGraphUnavailable as exc:
+        report["notes"].append(f"torch-pruning's whole-model graph not used ({exc}); greentui chose the heads "
+                               "and channels in torch-pruning's counts")
+        return None
+    report["selection"] = "torch-pruning graph"
+    report["tp_graph_s"] = round(time.perf_counter() - t0, 3)
+    report["notes"].append("heads and MLP channels chosen by torch-pruning's own whole-model dependency graph "
+                           f"({cfg.method} importance; rotary embedding traced as identity); greentui cut them")
+    return chosen
+
+
+def _rebuild_layer(layer, idx: int, cfg_i, plan, head_dim: int, fused: bool, keep_channels=None,
+                   intermediate: int = 0):
     """A fresh decoder layer built from its own config copy, loaded with the sliced weights: every
     per-layer attribute (num_key_value_groups, head counts, intermediate size) matches the weights."""
-    from .pruning import heads
+    from .pruning import heads, mlp
 
     state = {k: v.detach() for k, v in layer.state_dict().items()}
     if plan is not None:
         heads.slice_attention_state(state, "self_attn.", plan, head_dim, fused)
+    if keep_channels is not None:
+        mlp.slice_mlp_state(state, "mlp.", keep_channels, intermediate, hasattr(layer.mlp, "gate_up_proj"))
     p = next(layer.parameters())
     new = type(layer)(cfg_i, layer_idx=idx).to(device=p.device, dtype=p.dtype)
     new.load_state_dict(state, strict=True)
@@ -311,6 +414,12 @@ def prune_to_dir(model_ref: str, out_dir, cfg: PruneConfig, progress: Progress |
     config = _read_config(model_ref)  # check what we can before loading any weights
     check_architecture(config)
     cfg.validate(config.num_hidden_layers)
+    if cfg.target_params is not None or cfg.target_ratio is not None:  # an unreachable target fails here
+        from .plan import resolve_target, spec_from_config
+
+        manifest = Path(str(model_ref)).expanduser() / "greentui_layers.json"
+        resolve_target(spec_from_config(config.to_dict(), json.loads(manifest.read_text()) if manifest.exists()
+                                        else None), cfg, cfg.target_params, cfg.target_ratio)
     model, tokenizer = load_model(model_ref, device=cfg.device)
     report = prune_model(model, tokenizer, cfg, lambda m, f: say(m, 0.05 + 0.85 * f))
     report["model_ref"] = str(model_ref)

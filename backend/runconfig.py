@@ -59,6 +59,17 @@ class RunConfig:
     country: str = "USA"
     measure_energy: bool = True
     trust_remote_code: bool = False
+    # energy you can trust (issue #11)
+    repeats: int = 1                      # time/energy passes per task (accuracy once)
+    efficiency_batches: list[int] = field(default_factory=list)   # e.g. [1, 8, 32]; empty = no stage
+    efficiency_seq_len: int = 128
+    cooldown: bool = False                # wait for the GPU to cool between measured windows
+    # where it executes (backend.executors): the runner's machine, or one Slurm job per run
+    executor: str = "local"
+    partition: str | None = None
+    gpus: int | None = None
+    time_limit: str | None = None
+    slurm_arg: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -115,8 +126,17 @@ class RunConfig:
             bad["batch_size"] = "batch size must be 'auto' or a positive integer"
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             bad["device"] = f"device must be one of {', '.join(DEVICES)} or cuda:N"
+        if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or self.repeats < 1:
+            bad["repeats"] = "repeats must be a whole number of 1 or more"
+        elif self.repeats > 100:
+            bad["repeats"] = "repeats above 100 multiply the run's time; use at most 100"
+        if any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in self.efficiency_batches or []):
+            bad["efficiency_batches"] = "batch sizes must be whole numbers of 1 or more, e.g. 1,8,32"
+        if not isinstance(self.efficiency_seq_len, int) or self.efficiency_seq_len < 8:
+            bad["efficiency_seq_len"] = "sequence length must be 8 tokens or more"
         if self.ppl_limit is not None and self.ppl_limit < 0:
             bad["ppl_limit"] = "perplexity token limit must be 0 (skip) or more"
+        bad.update(executor_problems(self))
         return bad
 
     def validate(self) -> "RunConfig":
@@ -132,6 +152,8 @@ class RunConfig:
         ident = {"model": model_ref, "limit": self.limit, "num_fewshot": self.num_fewshot,
                  "data_dir": self.data_dir, "device": device.split(":")[0], "ppl_limit": self.ppl_limit,
                  "measure_energy": self.measure_energy}
+        if self.repeats != 1:  # a baseline reused for energy noise needs as many passes
+            ident["repeats"] = self.repeats
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:
@@ -139,6 +161,46 @@ class RunConfig:
             return "vanilla only"
         lora = "no LoRA" if self.no_lora else f"LoRA r{self.lora_r}/α{self.lora_alpha}"
         return f"{self.importance} {self.prune_ratio:.3g}, ignore {self.ignore_first}/{self.ignore_last}, {lora}"
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,8,32' → [1, 8, 32]; '' → [] (no efficiency stage). Raises GreentuiError naming the item."""
+    out: list[int] = []
+    for item in (x.strip() for x in re.split(r"[,\s]+", text.strip()) if x.strip()):
+        if not item.isdigit() or int(item) < 1:
+            raise GreentuiError(f"--efficiency-batches: {item!r} is not a batch size (e.g. 1,8,32)")
+        out.append(int(item))
+    return sorted(set(out))
+
+
+EXECUTORS = ("local", "slurm")
+TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+SLURM_ARG = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*=.+$")
+# sbatch options greentui sets itself (logs, job name, signals): a --slurm-arg may not replace them.
+RESERVED_SLURM_ARGS = ("output", "error", "job-name", "job_name", "signal", "open-mode", "wrap", "array")
+
+
+def executor_problems(cfg: "RunConfig") -> dict[str, str]:
+    """Field → reason for the executor settings (``--executor``, ``--gpus`` and the Slurm options)."""
+    bad: dict[str, str] = {}
+    if cfg.executor not in EXECUTORS:
+        bad["executor"] = f"unknown executor {cfg.executor!r}; one of {', '.join(EXECUTORS)}"
+    if cfg.gpus is not None and (not isinstance(cfg.gpus, int) or cfg.gpus < 0):
+        bad["gpus"] = f"GPU count must be 0 or more (got {cfg.gpus})"
+    if cfg.time_limit is not None and not TIME_LIMIT.match(str(cfg.time_limit)):
+        bad["time_limit"] = f"time limit must be HH:MM:SS or D-HH:MM:SS (got {cfg.time_limit!r})"
+    if cfg.partition is not None and not re.match(r"^[A-Za-z0-9_.,-]+$", str(cfg.partition)):
+        bad["partition"] = f"not a partition name: {cfg.partition!r}"
+    for arg in cfg.slurm_arg or []:
+        if not SLURM_ARG.match(str(arg)):
+            bad["slurm_arg"] = f"Slurm option must be KEY=VALUE (got {arg!r})"
+            break
+        if arg.split("=", 1)[0].lower() in RESERVED_SLURM_ARGS:
+            bad["slurm_arg"] = f"Slurm option {arg.split('=', 1)[0]} is set by greentui itself"
+            break
+    if cfg.executor == "local" and (cfg.partition or cfg.time_limit or cfg.slurm_arg):
+        bad["executor"] = "Slurm options (partition, time limit, --slurm-arg) need --executor slurm"
+    return bad
 
 
 def parse_tasks(text: str) -> list[str]:

@@ -30,12 +30,22 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 RUN_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
+# Runs a local runner executes (and judges by pid); Slurm runs are followed by backend.executors.slurm.
+LOCAL_ONLY = "COALESCE(json_extract(config, '$.executor'), 'local') = 'local'"
+# Run columns a Slurm job may set through the ingester (what the pipeline updates on a run).
+RUN_UPDATE_FIELDS = ("model_id", "parent_run_id", "stage", "device", "params_before", "params_after",
+                     "baseline_key")
 VARIANTS = ("vanilla", "pruned")
 TASK_RESULT_FIELDS = (
     "acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_samples", "seconds", "tokens",
     "energy_cpu_kwh", "energy_gpu_kwh", "energy_ram_kwh", "energy_kwh", "nvml_joules",
     "meter", "cpu_mode", "device", "num_fewshot", "limit_n", "provenance",
 )
+
+REPEAT_FIELDS = ("repeat", "seconds", "tokens", "energy_kwh", "energy_cpu_kwh", "energy_gpu_kwh",
+                 "energy_ram_kwh", "nvml_joules", "meter")
+EFFICIENCY_FIELDS = ("batch_size", "seq_len", "forwards", "tokens", "seconds", "tokens_per_s", "joules",
+                     "j_per_token", "meter")
 
 
 def now() -> float:
@@ -85,7 +95,47 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
-def _migration_2(db: sqlite_utils.Database) -> None:
+def _migration_repeats_efficiency(db: sqlite_utils.Database) -> None:
+    """Issue #11: each measured pass of a task (``--repeats``) and the efficiency stage's points.
+
+    ``task_results`` keeps one row per task (the means), so every existing reader still works;
+    ``energy_repeats`` holds the passes those means came from, ``efficiency_results`` the
+    tokens/s and J/token of each variant at each batch size. Idempotent (tables made if missing).
+    """
+    if "energy_repeats" not in db.table_names():
+        db["energy_repeats"].create({
+            "id": int, "run_id": int, "variant": str, "task": str, "repeat": int, "seconds": float,
+            "tokens": int, "energy_kwh": float, "energy_cpu_kwh": float, "energy_gpu_kwh": float,
+            "energy_ram_kwh": float, "nvml_joules": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "task", "repeat"}, foreign_keys=[("run_id", "runs", "id")])
+        db["energy_repeats"].create_index(["run_id", "variant", "task", "repeat"], unique=True)
+    if "efficiency_results" not in db.table_names():
+        db["efficiency_results"].create({
+            "id": int, "run_id": int, "variant": str, "batch_size": int, "seq_len": int,
+            "forwards": int, "tokens": int, "seconds": float, "tokens_per_s": float,
+            "joules": float, "j_per_token": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "batch_size"}, foreign_keys=[("run_id", "runs", "id")])
+        db["efficiency_results"].create_index(["run_id", "variant", "batch_size"], unique=True)
+
+
+def _migration_slurm(db: sqlite_utils.Database) -> None:
+    """Slurm jobs of runs (backend.executors.slurm) and how far each run-folder file was ingested.
+
+    One row per run sent to Slurm: its job id (kept so that a restarted runner re-attaches instead of
+    submitting again), the last state read from Slurm, the node, and the placeholder mapping of the
+    baseline run the job created. ``ingest_offsets`` holds, per run and file, the byte offset up to
+    which lines were copied into the store; it is updated in the same transaction as the rows it
+    covers, so an ingest interrupted at any point neither loses nor doubles a line.
+    """
+    db["slurm_jobs"].create({
+        "run_id": int, "job_id": str, "job_name": str, "state": str, "reason": str, "node": str,
+        "submitted_at": float, "updated_at": float, "finished": int, "cancel_requested": int,
+        "baseline_run_id": int,
+    }, pk="run_id", foreign_keys=[("run_id", "runs", "id")], defaults={"finished": 0, "cancel_requested": 0})
+    db["ingest_offsets"].create({"run_id": int, "file": str, "offset": int}, pk=("run_id", "file"))
+
+
+def _migration_control_plane(db: sqlite_utils.Database) -> None:
     """The control plane (issue #9): who runs what, where, and the cancel flag, all in the store.
 
     * ``runs.cancel_requested``: when a cancel was asked (NULL = not asked). The run's own process
@@ -94,15 +144,13 @@ def _migration_2(db: sqlite_utils.Database) -> None:
       a pid alone is reused by the kernel, the pair is not.
     * ``runs.runner_id`` / ``executor`` / ``slot``: the runner that claimed the run, how it executes it
       (``local`` or ``slurm``; NULL on old rows = local) and the device slot(s) it holds.
-    * ``runs.job_id`` / ``job_state`` / ``node``: the scheduler's view (Slurm job id, its last state,
-      the node it ran on) for executors that hand runs to a scheduler.
+      (A Slurm run's job id, state and node live in ``slurm_jobs``, which the Queue screen joins.)
     * ``runners``: one row per runner process (host, pid + start time, devices, heartbeat). Alive =
       a fresh heartbeat and a matching pid/start time — never decided by taking a lock.
     """
     c = db.conn
     for col, typ in (("cancel_requested", "REAL"), ("pid_start", "REAL"), ("runner_id", "INTEGER"),
-                     ("executor", "TEXT"), ("slot", "TEXT"), ("job_id", "TEXT"), ("job_state", "TEXT"),
-                     ("node", "TEXT")):
+                     ("executor", "TEXT"), ("slot", "TEXT")):
         c.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
     c.execute("""CREATE TABLE runners (
         id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start REAL,
@@ -112,7 +160,9 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     c.execute("CREATE INDEX idx_runs_runner ON runs (runner_id)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
+                                                              _migration_repeats_efficiency,
+                                                              _migration_control_plane]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -311,7 +361,8 @@ class Store:
             if busy:
                 raise GreentuiError(f"run {busy[0][0]} is running; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
-            for table in ("task_results", "run_metrics", "events", "power_samples"):
+            for table in ("task_results", "run_metrics", "events", "power_samples", "slurm_jobs",
+                          "ingest_offsets", "energy_repeats", "efficiency_results"):
                 c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
             return c.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
 
@@ -335,8 +386,9 @@ class Store:
                 FROM task_results GROUP BY run_id, variant)
             SELECT r.id, r.model_id, r.parent_run_id, r.kind, r.label, r.status, r.stage, r.device,
                    r.created_at, r.started_at, r.finished_at, r.params_before, r.params_after, r.error,
-                   r.position, r.pid, r.executor, r.slot, r.job_id, r.job_state, r.node,
-                   r.cancel_requested, r.runner_id,
+                   r.position, r.pid, r.executor, r.slot, r.cancel_requested, r.runner_id,
+                   sj.job_id AS job_id, sj.state AS job_state, sj.node AS node,
+                   sj.cancel_requested AS job_cancel_requested,
                    json_extract(r.config, '$.executor') AS asked_executor,
                    m.ref AS model_ref, m.name AS model_name,
                    json_extract(r.config, '$.importance') AS method,
@@ -352,6 +404,7 @@ class Store:
                  (CASE WHEN r.kind = 'experiment' THEN 'pruned' ELSE
                    COALESCE((SELECT variant FROM task_results t WHERE t.run_id = r.id LIMIT 1), 'vanilla') END)
             LEFT JOIN agg base ON base.run_id = r.parent_run_id AND base.variant = 'vanilla'
+            LEFT JOIN slurm_jobs sj ON sj.run_id = r.id
             {where}
             ORDER BY {order_sql} {'DESC' if descending else 'ASC'}, r.id {'DESC' if descending else 'ASC'}
             LIMIT ? OFFSET ?"""
@@ -436,7 +489,7 @@ class Store:
 
     def cancel_requests(self) -> list[dict[str, Any]]:
         """Running runs whose cancel flag is up (the runner escalates those that ignore it)."""
-        return self._rows("SELECT id, pid, pid_start, runner_id, executor, job_id, cancel_requested FROM runs "
+        return self._rows("SELECT id, pid, pid_start, runner_id, executor, cancel_requested FROM runs "
                           "WHERE status = 'running' AND cancel_requested IS NOT NULL")
 
     # ---------------------------------------------------------------- runners
@@ -486,8 +539,9 @@ class Store:
                 c.execute("UPDATE runs SET position = ? WHERE id = ?", (pa, b))
 
     def running_runs(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT id, pid, pid_start, device, runner_id, executor, slot, job_id "
-                          "FROM runs WHERE status = 'running'")
+        """Running runs executed by a local process (a Slurm run is followed by its job, not a pid)."""
+        return self._rows("SELECT id, pid, pid_start, device, runner_id, executor, slot FROM runs "
+                          f"WHERE status = 'running' AND {LOCAL_ONLY}")
 
     def mark_interrupted(self, run_ids: Iterable[int], reason: str) -> int:
         """Runs whose process vanished become interrupted; their task rows are whole tasks (each was
@@ -516,6 +570,22 @@ class Store:
                                  "error = 'cancelled by the user' "
                                  "WHERE id = ? AND status = 'queued'", (now(), run_id)).rowcount == 1
 
+    def overlapping_runs(self, run_id: int) -> list[int]:
+        """Other runs on the same device whose running time overlapped this run's (its own baseline,
+        which runs inside it, and the experiment that made it excepted): their load was in this
+        run's energy figures."""
+        run = self.require_run(run_id)
+        if not run.get("started_at") or not run.get("device"):
+            return []
+        t = now()
+        rows = self._rows(
+            "SELECT id FROM runs WHERE id != ? AND device = ? AND started_at IS NOT NULL "
+            "AND started_at < ? AND COALESCE(finished_at, ?) > ? AND COALESCE(parent_run_id, -1) != ? "
+            "AND id != ? AND kind NOT IN ('import', 'reference') ORDER BY id",
+            (run_id, run["device"], run.get("finished_at") or t, t, run["started_at"], run_id,
+             run.get("parent_run_id") or -1))
+        return [r["id"] for r in rows]
+
     # ---------------------------------------------------------------- baselines
     def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
         """The newest finished baseline with this key that holds every requested task."""
@@ -532,19 +602,36 @@ class Store:
         self.save_task_results(run_id, [dict(result, variant=variant, task=task)])
 
     def save_task_results(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
-        """Write whole task results in one transaction (replacing a previous row of the same task)."""
+        """Write whole task results in one transaction (replacing a previous row of the same task).
+
+        A row's ``repeats`` (the measured passes of ``--repeats``) go to ``energy_repeats`` in the
+        same transaction, so a task is stored with all its passes or not at all.
+        """
         rows = list(rows)
         with self.transaction() as c:
             for r in rows:
-                if r["variant"] not in VARIANTS:
-                    raise ValueError(f"variant {r['variant']!r}")
-                vals = {k: r.get(k) for k in TASK_RESULT_FIELDS}
-                if isinstance(vals["provenance"], (dict, list)):
-                    vals["provenance"] = json.dumps(vals["provenance"], sort_keys=True, default=str)
-                cols = ["run_id", "variant", "task", *vals, "created_at"]
-                c.execute(f"INSERT OR REPLACE INTO task_results ({', '.join(cols)}) "
-                          f"VALUES ({', '.join('?' * len(cols))})",
-                          (run_id, r["variant"], r["task"], *vals.values(), now()))
+                self._insert_task_result(c, run_id, r)
+
+    @staticmethod
+    def _insert_task_result(c: sqlite3.Connection, run_id: int, r: dict[str, Any]) -> None:
+        if r["variant"] not in VARIANTS:
+            raise ValueError(f"variant {r['variant']!r}")
+        vals = {k: r.get(k) for k in TASK_RESULT_FIELDS}
+        if isinstance(vals["provenance"], (dict, list)):
+            vals["provenance"] = json.dumps(vals["provenance"], sort_keys=True, default=str)
+        cols = ["run_id", "variant", "task", *vals, "created_at"]
+        c.execute(f"INSERT OR REPLACE INTO task_results ({', '.join(cols)}) "
+                  f"VALUES ({', '.join('?' * len(cols))})",
+                  (run_id, r["variant"], r["task"], *vals.values(), now()))
+        if r.get("repeats"):
+            c.execute("DELETE FROM energy_repeats WHERE run_id = ? AND variant = ? AND task = ?",
+                      (run_id, r["variant"], r["task"]))
+            for p in r["repeats"]:
+                detail = {k: v for k, v in p.items() if k not in REPEAT_FIELDS}
+                c.execute(f"INSERT INTO energy_repeats (run_id, variant, task, {', '.join(REPEAT_FIELDS)}, "
+                          f"detail) VALUES (?, ?, ?, {', '.join('?' * len(REPEAT_FIELDS))}, ?)",
+                          (run_id, r["variant"], r["task"], *(p.get(k) for k in REPEAT_FIELDS),
+                           json.dumps(detail, sort_keys=True, default=str) if detail else None))
 
     def task_results(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM task_results WHERE run_id = ?"
@@ -556,6 +643,40 @@ class Store:
         for r in rows:
             if r.get("provenance"):
                 r["provenance"] = json.loads(r["provenance"])
+        return rows
+
+    def energy_repeats(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
+        """The measured passes of each task (one per ``--repeats``), in task then pass order."""
+        sql = "SELECT * FROM energy_repeats WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if variant:
+            sql += " AND variant = ?"
+            params.append(variant)
+        rows = self._rows(sql + " ORDER BY id", params)
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
+        return rows
+
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        """The efficiency stage's points of one variant, in one transaction (replacing older ones)."""
+        with self.transaction() as c:
+            self._replace_efficiency(c, run_id, variant, rows)
+
+    @staticmethod
+    def _replace_efficiency(c: sqlite3.Connection, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        c.execute("DELETE FROM efficiency_results WHERE run_id = ? AND variant = ?", (run_id, variant))
+        for r in rows:
+            detail = {k: v for k, v in r.items() if k not in EFFICIENCY_FIELDS}
+            c.execute(f"INSERT INTO efficiency_results (run_id, variant, {', '.join(EFFICIENCY_FIELDS)}, "
+                      f"detail) VALUES (?, ?, {', '.join('?' * len(EFFICIENCY_FIELDS))}, ?)",
+                      (run_id, variant, *(r.get(k) for k in EFFICIENCY_FIELDS),
+                       json.dumps(detail, sort_keys=True, default=str) if detail else None))
+
+    def efficiency(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM efficiency_results WHERE run_id = ? ORDER BY variant DESC, batch_size",
+                          (run_id,))
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         return rows
 
     def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
@@ -608,11 +729,117 @@ class Store:
             "(SELECT MAX(id) FROM events), (SELECT MAX(id) FROM task_results), "
             "(SELECT COUNT(*) FROM task_results), (SELECT COUNT(*) FROM models), "
             "(SELECT value FROM settings WHERE key = 'queue_paused'), "
-            "(SELECT group_concat(id || status || COALESCE(position, '') || COALESCE(job_state, '') "
-            "  || COALESCE(cancel_requested, '') || COALESCE(node, '')) FROM "
-            " (SELECT id, status, position, job_state, cancel_requested, node FROM runs "
-            "  WHERE status IN ('queued', 'running') "
-            "  ORDER BY position, id))").fetchone())
+            "(SELECT group_concat(id || status || COALESCE(position, '') || COALESCE(cancel_requested, '')) "
+            " FROM (SELECT id, status, position, cancel_requested FROM runs "
+            "  WHERE status IN ('queued', 'running') ORDER BY position, id)), "
+            "(SELECT MAX(updated_at) FROM slurm_jobs)").fetchone())
+
+    # ---------------------------------------------------------------- Slurm jobs and ingestion
+    def claim_slurm_submission(self, job_name_for: Callable[[int], str]) -> dict[str, Any] | None:
+        """Reserve the first queued Slurm run that has no job yet (row with job_id NULL); None when none.
+
+        The reservation is recorded before ``sbatch`` runs, so a runner that dies between the two
+        finds the row on restart and looks the job up by name instead of submitting it again.
+        """
+        with self.transaction() as c:
+            if c.execute("SELECT value FROM settings WHERE key = 'queue_paused'").fetchone() == ("1",):
+                return None
+            row = c.execute(
+                "SELECT r.id FROM runs r LEFT JOIN slurm_jobs j ON j.run_id = r.id "
+                "WHERE r.status = 'queued' AND json_extract(r.config, '$.executor') = 'slurm' "
+                "AND j.run_id IS NULL ORDER BY r.position, r.id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            c.execute("INSERT INTO slurm_jobs (run_id, job_name, state, updated_at) VALUES (?, ?, 'SUBMITTING', ?)",
+                      (row[0], job_name_for(row[0]), now()))
+        return self.slurm_job(row[0])
+
+    def slurm_job(self, run_id: int) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM slurm_jobs WHERE run_id = ?", (run_id,))
+
+    def open_slurm_jobs(self) -> list[dict[str, Any]]:
+        """Jobs this workspace still follows (submitted or being submitted, not yet closed)."""
+        return self._rows("SELECT * FROM slurm_jobs WHERE finished = 0 ORDER BY run_id")
+
+    def update_slurm_job(self, run_id: int, **fields: Any) -> None:
+        if fields:
+            fields["updated_at"] = now()
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            self.conn.execute(f"UPDATE slurm_jobs SET {sets} WHERE run_id = ?", (*fields.values(), run_id))
+
+    def count_slurm_jobs(self, finished: bool) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM slurm_jobs WHERE finished = ?",
+                                 (int(finished),)).fetchone()[0]
+
+    def has_unsubmitted_slurm_runs(self) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM runs r LEFT JOIN slurm_jobs j ON j.run_id = r.id WHERE r.status = 'queued' "
+            "AND json_extract(r.config, '$.executor') = 'slurm' AND j.run_id IS NULL LIMIT 1").fetchone() is not None
+
+    def mark_started(self, run_id: int) -> None:
+        """A queued run whose job started elsewhere (a Slurm node) is now running."""
+        self.conn.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
+                          (now(), run_id))
+
+    def ingest_offset(self, run_id: int, file: str) -> int:
+        row = self.conn.execute("SELECT offset FROM ingest_offsets WHERE run_id = ? AND file = ?",
+                                (run_id, file)).fetchone()
+        return int(row[0]) if row else 0
+
+    def apply_ingest(self, run_id: int, file: str, old_offset: int, new_offset: int, *,
+                     events: Iterable[dict[str, Any]] = (), power: Iterable[dict[str, Any]] = (),
+                     results: Iterable[dict[str, Any]] = (), run_updates: Iterable[dict[str, Any]] = (),
+                     metrics: Iterable[dict[str, Any]] = (), finishes: Iterable[dict[str, Any]] = (),
+                     efficiency: Iterable[dict[str, Any]] = (), baseline: dict[str, Any] | None = None) -> bool:
+        """Copy one slice of a run-folder file into the store and advance its offset, atomically.
+
+        Compare-and-set on the offset: when it is no longer ``old_offset`` (another ingester got
+        there first) nothing is written and False is returned. ``baseline`` creates the baseline run
+        a Slurm job evaluated (kind, config, …) and maps it in ``slurm_jobs.baseline_run_id``.
+        """
+        with self.transaction() as c:
+            row = c.execute("SELECT offset FROM ingest_offsets WHERE run_id = ? AND file = ?",
+                            (run_id, file)).fetchone()
+            if (int(row[0]) if row else 0) != old_offset:
+                return False
+            if baseline is not None:
+                have = c.execute("SELECT baseline_run_id FROM slurm_jobs WHERE run_id = ?", (run_id,)).fetchone()
+                if not have or have[0] is None:
+                    pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+                    cur = c.execute(
+                        "INSERT INTO runs (model_id, kind, label, config, status, device, position, created_at, "
+                        "started_at, baseline_key) VALUES (?, 'baseline', ?, ?, 'running', ?, ?, ?, ?, ?)",
+                        (baseline.get("model_id"), baseline.get("label"),
+                         json.dumps(baseline.get("config") or {}, sort_keys=True, default=str),
+                         baseline.get("device"), pos, baseline.get("t") or now(), baseline.get("t") or now(),
+                         baseline.get("baseline_key")))
+                    c.execute("UPDATE slurm_jobs SET baseline_run_id = ? WHERE run_id = ?", (cur.lastrowid, run_id))
+            for e in events:
+                c.execute("INSERT INTO events (run_id, t, kind, payload) VALUES (?, ?, ?, ?)",
+                          (e["run_id"], e["t"], e["kind"], json.dumps(e.get("payload") or {}, default=str)))
+            for p in power:
+                c.execute("INSERT INTO power_samples (run_id, t, watts, source, limit_w) VALUES (?, ?, ?, ?, ?)",
+                          (p["run_id"], p["t"], p["watts"], p.get("source"), p.get("limit_w")))
+            for r in results:
+                self._insert_task_result(c, r["run_id"], r)
+            for u in run_updates:
+                fields = {k: v for k, v in u["fields"].items() if k in RUN_UPDATE_FIELDS}
+                if fields:
+                    sets = ", ".join(f"{k} = ?" for k in fields)
+                    c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), u["run_id"]))
+            for m in metrics:
+                c.execute("INSERT OR REPLACE INTO run_metrics (run_id, variant, name, value, detail) "
+                          "VALUES (?, ?, ?, ?, ?)", (m["run_id"], m["variant"], m["name"], m["value"],
+                                                     json.dumps(m["detail"], default=str) if m.get("detail") else None))
+            for e in efficiency:
+                self._replace_efficiency(c, e["run_id"], e["variant"], e["rows"])
+            for f in finishes:
+                c.execute("UPDATE runs SET status = ?, error = COALESCE(?, error), finished_at = ?, pid = NULL "
+                          "WHERE id = ? AND status IN ('queued', 'running')",
+                          (f["status"], f.get("error"), f.get("t") or now(), f["run_id"]))
+            c.execute("INSERT INTO ingest_offsets (run_id, file, offset) VALUES (?, ?, ?) "
+                      "ON CONFLICT(run_id, file) DO UPDATE SET offset = excluded.offset", (run_id, file, new_offset))
+        return True
 
     # ---------------------------------------------------------------- bulk, for tests and benches
     def insert_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:

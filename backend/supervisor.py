@@ -87,9 +87,7 @@ def recover_stale_runs(store: Store) -> list[int]:
     runners = {r["id"]: r for r in store.active_runners()}
     stale = []
     for run in store.running_runs():
-        if (run.get("executor") or "local") != "local":
-            continue
-        if not run_alive(run, runners):
+        if not run_alive(run, runners):  # running_runs() lists local runs only
             stale.append(run["id"])
     if stale:
         store.mark_interrupted(stale, "the run's process disappeared (runner killed or machine restarted)")
@@ -134,7 +132,10 @@ def cancel_run(store: Store, run_id: int) -> str:
     already gone is marked interrupted instead.
     """
     run = store.require_run(run_id)
-    if run["status"] == "running" and (run.get("executor") or "local") == "local":
+    if run["config"].get("executor") == "slurm":  # the job runs elsewhere: scancel through submitit
+        from .executors.slurm import request_cancel
+        return request_cancel(store, store.path.parent, run_id)
+    if run["status"] == "running":
         runners = {r["id"]: r for r in store.active_runners()}
         if not run_alive(run, runners):
             recover_stale_runs(store)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .control import process_start_time
 from .errors import GreentuiError
-from .executors import FACTORIES, Executor, RunnerContext, load_plugins
+from .executors import FACTORIES, Executor, RunnerContext
 from .store import Store, open_store
 from .supervisor import HEARTBEAT_S, recover_stale_runs
 
@@ -118,41 +118,57 @@ def _slot_label(offer) -> str | None:
     return getattr(offer, "label", None)
 
 
-def build_executors(ctx: RunnerContext, names: list[str] | None = None) -> list[Executor]:
-    """Instantiate the executors named (default: every registered one that can work here)."""
-    load_plugins()
+def build_executors(ctx: RunnerContext, names: list[str]) -> list[Executor]:
+    """Instantiate the executors named; one whose factory says "not here" (None) is left out."""
     out: list[Executor] = []
-    for name in names or list(FACTORIES):
+    for name in names:
         factory = FACTORIES.get(name)
         if factory is None:
             raise GreentuiError(f"unknown executor {name!r}; available: {', '.join(FACTORIES)}")
         ex = factory(ctx)
         if ex is not None:
             out.append(ex)
-        elif names:
-            raise GreentuiError(f"the {name} executor cannot work on this machine")
     return out
 
 
 def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_slots: int | None = None,
                executors: list[str] | None = None) -> int:
-    """Drain the queue over every free slot; return the number of runs launched."""
+    """Drain the queue over every free slot; return the number of runs launched.
+
+    After saying goodbye (registration closed) the runner looks once more for runs it wants:
+    ``greentui queue`` records its run *before* it looks for a live runner, so a run queued while
+    this one was exiting is either seen here or finds no runner and starts one.
+    """
     store = open_store(workspace)
     slots = cpu_slots or workspace_cpu_slots(store)
-    recover_stale_runs(store)
-    runner_id = store.register_runner(socket.gethostname(), os.getpid(), process_start_time(),
-                                      requested=device, devices=[], executors=[])
+    launched = 0
     try:
-        ctx = RunnerContext(workspace=workspace, runner_id=runner_id, requested_device=device, cpu_slots=slots)
-        exs = build_executors(ctx, executors)
-        store.describe_runner(runner_id, devices=[d for e in exs for d in e.devices()],
-                              executors=[e.name for e in exs])
-        runner = Runner(workspace, store, exs, runner_id)
-        previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-        try:
-            return runner.loop(once=once)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        recover_stale_runs(store)
+        while True:
+            runner_id = store.register_runner(socket.gethostname(), os.getpid(), process_start_time(),
+                                              requested=device, devices=[], executors=[])
+            exs: list[Executor] = []
+            try:
+                ctx = RunnerContext(workspace=workspace, runner_id=runner_id, requested_device=device,
+                                    cpu_slots=slots)
+                exs = build_executors(ctx, executors or ["local"])
+                if not exs:
+                    return launched  # e.g. another Slurm runner follows this workspace
+                store.describe_runner(runner_id, devices=[d for e in exs for d in e.devices()],
+                                      executors=[e.name for e in exs])
+                runner = Runner(workspace, store, exs, runner_id)
+                previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+                try:
+                    launched += runner.loop(once=once)
+                finally:
+                    signal.signal(signal.SIGTERM, previous)
+            finally:
+                store.stop_runner(runner_id)
+                for ex in exs:
+                    ex.close()
+            if once or runner.stopping or store.queue_paused():
+                return launched
+            if not any(e.wants(r) for r in store.queued_candidates() for e in exs):
+                return launched
     finally:
-        store.stop_runner(runner_id)
         store.close()

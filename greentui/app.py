@@ -123,9 +123,11 @@ class GreentuiApp(App):
         """Start the detached runner when runs wait, the queue is not paused and none is alive."""
         if not self.manage_runner or self.store.queue_paused():
             return None
-        if not self.store.count_runs(statuses=["queued"]):
+        if not self.store.count_runs(statuses=["queued"]) and not self.store.open_slurm_jobs():
             return None
         try:
+            from backend.executors.slurm import ensure_slurm_runner
+            ensure_slurm_runner(self.workspace, self.store)  # Slurm runs: submitted and followed apart
             return start_runner(self.workspace, self.device)
         except OSError as exc:
             self.notify(f"cannot start the runner: {exc}", severity="error")

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from backend import energy
+from backend.energy import nvml
 from backend.energy import PowerSampler, Rapl, TaskEnergyMeter, idle_power
 from backend.errors import GreentuiError
 
@@ -139,17 +140,17 @@ def test_rapl_counter_deltas_and_wraparound(tmp_path):
 
 def test_visible_gpu_mapping_follows_cuda_visible_devices(monkeypatch):
     uuids = ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]
-    monkeypatch.setattr(energy, "_torch_cuda", lambda: None)
+    monkeypatch.setattr(nvml, "torch_cuda", lambda: None)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert energy._visible_nvml_indices(uuids) == [0, 1, 2]
+    assert nvml._visible_nvml_indices(uuids) == [0, 1, 2]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
-    assert energy._visible_nvml_indices(uuids) == [2, 0]
+    assert nvml._visible_nvml_indices(uuids) == [2, 0]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bb")
-    assert energy._visible_nvml_indices(uuids) == [1]
+    assert nvml._visible_nvml_indices(uuids) == [1]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,7,0")  # CUDA stops at the first invalid ordinal
-    assert energy._visible_nvml_indices(uuids) == [1]
+    assert nvml._visible_nvml_indices(uuids) == [1]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert energy._visible_nvml_indices(uuids) == []
+    assert nvml._visible_nvml_indices(uuids) == []
 
 
 @pytest.mark.skipif(not HAS_NVML, reason="needs an NVIDIA GPU with NVML")

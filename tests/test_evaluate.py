@@ -127,7 +127,7 @@ def test_meter_failure_does_not_kill_the_evaluation(tiny, tmp_path, monkeypatch)
     def broken(self):
         raise OSError("powercap exploded")
 
-    monkeypatch.setattr(energy.TaskEnergyMeter, "_make_tracker", broken)
+    monkeypatch.setattr(energy.EnergySession, "tracker", broken)
     model, tok = tiny
     (r,) = evaluate_model(model, tok, "piqa", limit=2, out_dir=tmp_path)
     assert 0 <= r["acc"] <= 1 and r["energy_kwh"] is None

@@ -22,28 +22,21 @@ def _ratio(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    from ..prune import METHODS
+    from .plan import add_pruning_options
 
     p = sub.add_parser("prune", parents=parents, help="structurally prune a model into a directory",
                        description="Prune attention heads and MLP channels (taylor, l1, l2, random) or whole "
-                                   "decoder layers (layer-drop). RATIO is the fraction of the prunable "
-                                   "layers' projection parameters to remove (layer-drop: of the layers).")
+                                   "decoder layers (layer-drop). What RATIO counts is the counting rule's "
+                                   "(--count-rule; layer-drop: the fraction of layers). `greentui plan` "
+                                   "predicts the result from config.json.")
     p.add_argument("model", help="HF id or local model directory (a pruned one too)")
     p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
-    p.add_argument("--method", choices=METHODS, default="taylor")
-    p.add_argument("--ratio", type=_ratio, default=2 / 7, help="fraction to remove, e.g. 0.25 or 2/7 (default 2/7)")
-    p.add_argument("--ignore-first", type=int, default=None,
-                   help="leading layers kept whole (default: the study's 4, clamped on shallow models)")
-    p.add_argument("--ignore-last", type=int, default=None,
-                   help="trailing layers kept whole (default: the study's 4, clamped on shallow models)")
-    p.add_argument("--round-to", type=int, default=8, help="keep MLP widths a multiple of K (default 8)")
+    add_pruning_options(p)
     p.add_argument("--calib-samples", type=int, default=10)
     p.add_argument("--calib-seq-len", type=int, default=64)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--calib-file", default=None, help="calibration text file (default: shipped Tiny Shakespeare)")
     g.add_argument("--calib-dataset", default=None, help="HF dataset id[:config] (needs the hub)")
-    p.add_argument("--no-heads", action="store_true", help="keep every attention head")
-    p.add_argument("--no-mlp", action="store_true", help="keep every MLP channel")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
@@ -64,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
                       ignore_last=args.ignore_last, round_to=args.round_to, calib_samples=args.calib_samples,
                       calib_seq_len=args.calib_seq_len, calib_file=args.calib_file,
                       calib_dataset=getattr(args, "calib_dataset", None), device=args.device, seed=args.seed,
-                      prune_heads=not getattr(args, "no_heads", False), prune_mlp=not getattr(args, "no_mlp", False))
+                      prune_heads=not getattr(args, "no_heads", False), prune_mlp=not getattr(args, "no_mlp", False),
+                      count_rule=getattr(args, "count_rule", PruneConfig.count_rule),
+                      target_params=getattr(args, "target_params", None),
+                      target_ratio=getattr(args, "target_ratio", None))
     logging.getLogger("greentui.prune").addHandler(logging.NullHandler())
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
@@ -86,12 +82,18 @@ def print_report(report: dict) -> None:
 
     con = Console()
     b, a = report["params_before"], report["params_after"]
-    summary = Table(title=f"prune: {report['method']} ({report.get('model_type')})", show_header=False)
+    summary = Table(title=f"prune: {report['method']} ({report.get('model_type')}), {report.get('count_rule')} "
+                          "counting rule", show_header=False)
     summary.add_row("parameters", f"{b:,} → {a:,}  (−{report['params_removed_ratio']:.1%} of the model)")
     if "prunable_removed_ratio" in report:
         summary.add_row("pruned layers' projections",
                         f"{report['prunable_params_before']:,} → {report['prunable_params_after']:,}  "
                         f"(−{report['prunable_removed_ratio']:.1%}, target {report['target_ratio']:.1%})")
+    if report.get("target"):
+        tg = report["target"]
+        summary.add_row("target", f"{tg['target_params']:,} → ratio {tg['ratio']:.5f} ({tg['off_by']:+,} parameters)")
+    if report.get("selection"):
+        summary.add_row("chosen by", report["selection"])
     if report.get("removed_layers") is not None:
         summary.add_row("layers removed", ", ".join(map(str, report["removed_layers"])))
     fb, fa = report["flops_per_token_before"], report["flops_per_token_after"]

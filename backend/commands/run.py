@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from ..workspace import run_dir
 
     cfg = config_from_args(args)
+    if cfg.executor != "local":
+        from ..errors import GreentuiError
+        raise GreentuiError(f"--executor {cfg.executor}: greentui run executes here, in the foreground; "
+                            f"use greentui queue --executor {cfg.executor}")
     quiet_libraries()
     ws, store = workspace_and_store(args)
     held, device = _take_device(ws, store, cfg, wait=getattr(args, "wait", False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..runconfig import DEVICES, IMPORTANCES, RunConfig, parse_tasks
+from ..runconfig import DEVICES, IMPORTANCES, RunConfig, parse_batches, parse_tasks
 
 D = RunConfig()
 
@@ -58,6 +58,25 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-energy", action="store_true", help="do not run the energy meters")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow this model's own Python code (off by default; per model)")
+    g = p.add_argument_group("energy")
+    g.add_argument("--repeats", type=int, default=D.repeats,
+                   help="measure each task's time and energy N times (accuracy once); mean ± 95%% CI, CV")
+    g.add_argument("--efficiency-batches", default="",
+                   help="efficiency stage: tokens/s and J/token of vanilla and pruned at these batch sizes, "
+                        "e.g. 1,8,32 (default: no stage)")
+    g.add_argument("--efficiency-seq-len", type=int, default=D.efficiency_seq_len,
+                   help=f"tokens per sequence in the efficiency stage (default {D.efficiency_seq_len})")
+    g.add_argument("--cooldown", action="store_true",
+                   help="between measured windows wait until the GPU is within 2 °C of its pre-run "
+                        "temperature (at most 60 s; needs NVML)")
+    g = p.add_argument_group("executor (where the run executes; defaults from the workspace's greentui.toml)")
+    g.add_argument("--executor", choices=("local", "slurm"), default=None,
+                   help="local (this machine's runner, default) or slurm (one job per run, via submitit)")
+    g.add_argument("--partition", default=None, help="Slurm partition")
+    g.add_argument("--gpus", type=int, default=None, help="GPUs for the run")
+    g.add_argument("--time-limit", default=None, metavar="HH:MM:SS", help="Slurm time limit")
+    g.add_argument("--slurm-arg", action="append", default=None, metavar="KEY=VALUE",
+                   help="any sbatch option as KEY=VALUE (repeatable), e.g. account=proj, qos=normal")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -74,7 +93,26 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         tasks=parse_tasks(args.tasks), limit=args.limit, num_fewshot=args.num_fewshot,
         batch_size=str(args.batch_size), data_dir=args.data_dir, ppl_limit=args.ppl_limit or None,
         device=args.device, seed=args.seed, country=args.country, measure_energy=not args.no_energy,
-        trust_remote_code=args.trust_remote_code)
+        trust_remote_code=args.trust_remote_code, repeats=args.repeats,
+        efficiency_batches=parse_batches(args.efficiency_batches or ""),
+        efficiency_seq_len=args.efficiency_seq_len, cooldown=args.cooldown)
+    cfg.executor = getattr(args, "executor", None) or "local"
+    cfg.partition, cfg.gpus = getattr(args, "partition", None), getattr(args, "gpus", None)
+    cfg.time_limit, cfg.slurm_arg = getattr(args, "time_limit", None), list(getattr(args, "slurm_arg", None) or [])
+    return cfg.validate()
+
+
+def apply_workspace_defaults(cfg: RunConfig, workspace) -> RunConfig:
+    """Fill the Slurm settings the command line left out from the workspace's ``greentui.toml``."""
+    if cfg.executor != "slurm":
+        return cfg
+    from ..wsconfig import slurm_defaults
+    d = slurm_defaults(workspace)
+    cfg.partition = cfg.partition or d.get("partition")
+    cfg.gpus = cfg.gpus if cfg.gpus is not None else d.get("gpus")
+    cfg.time_limit = cfg.time_limit or d.get("time_limit")
+    given = {a.split("=", 1)[0] for a in cfg.slurm_arg}
+    cfg.slurm_arg = [*(f"{k}={v}" for k, v in (d.get("args") or {}).items() if k not in given), *cfg.slurm_arg]
     return cfg.validate()
 
 

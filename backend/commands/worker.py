@@ -19,9 +19,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                         "a note in their energy quality")
     p.add_argument("--save", action="store_true",
                    help="store --cpu-slots as the workspace setting (read by runners the TUI and queue start)")
-    p.add_argument("--executor", action="append", default=None,
-                   help="only this executor (local, slurm); repeatable; default: every available one")
     p.add_argument("--once", action="store_true", help="execute at most one run")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="slurm: submit the queued Slurm runs and follow their jobs until all have ended "
+                        "(one Slurm runner per workspace)")
     p.set_defaults(func=run)
 
 
@@ -38,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         with open_store(ws) as store:
             store.set_setting(CPU_SLOTS_SETTING, str(args.cpu_slots))
         print(f"workspace setting: cpu_slots = {args.cpu_slots}")
-    n = run_worker(ws, args.device, once=args.once, cpu_slots=args.cpu_slots, executors=args.executor)
+    if args.executor == "slurm":
+        n = run_worker(ws, "slurm", executors=["slurm"])
+        print(f"worker: followed Slurm runs; submitted {n} this time")
+        return 0
+    n = run_worker(ws, args.device, once=args.once, cpu_slots=args.cpu_slots, executors=["local"])
     print(f"worker: executed {n} run(s)")
     return 0

@@ -10,13 +10,18 @@ run executes. Every tick (~0.5 s) the runner calls, for each executor::
 
 and it exits when no executor is ``busy()`` and no queued run is ``wanted`` by any executor.
 
-Writing an executor (the Slurm one plugs in like this)
------------------------------------------------------
-Subclass :class:`Executor`, set ``name`` (stored in ``runs.executor``; a run asks for one with
-``config["executor"]``, default ``"local"``) and register a factory in :data:`FACTORIES`
-(``FACTORIES["slurm"] = SlurmExecutor.create``). A factory gets a :class:`RunnerContext` and
-returns an executor, or None when it cannot work here (no ``sbatch``: the runner then leaves
-``slurm`` runs queued, and ``greentui worker --executor slurm`` reports why).
+The two executors: ``local`` (``backend.executors.local``: every device of this machine a slot)
+and ``slurm`` (``backend.executors.slurm``'s ``SlurmRunner``, one job per run through submitit,
+wrapped by :class:`SlurmExecutor` below: it reserves nothing through the runner because the Slurm
+runner reserves its submissions in ``slurm_jobs`` itself, and each ``poll`` is one ``step`` of it).
+The TUI and ``greentui queue`` start a local runner (``worker``) and, for Slurm runs, a Slurm one
+(``worker --executor slurm``); both register and beat a heartbeat the same way.
+
+Writing an executor
+-------------------
+Subclass :class:`Executor`, set ``name`` (a run asks for one with ``config["executor"]``, default
+``"local"``) and register a factory in :data:`FACTORIES`. A factory gets a :class:`RunnerContext`
+and returns an executor, or None when it cannot work here.
 
 Contract of each method (all called from the runner's one thread; never block for long):
 
@@ -54,6 +59,9 @@ from pathlib import Path
 from typing import Any
 
 from ..store import Store
+
+#: The executors a run may ask for (``RunConfig.executor``).
+EXECUTORS = ("local", "slurm")
 
 
 @dataclass
@@ -107,6 +115,9 @@ class Executor:
     def shutdown(self, store: Store) -> None:
         """The runner is stopping."""
 
+    def close(self) -> None:
+        """The runner has stopped: release what the executor held (locks)."""
+
 
 def run_executor(run: dict[str, Any]) -> str:
     """The executor a run asked for (``config["executor"]``, default ``local``)."""
@@ -125,14 +136,72 @@ def _local(ctx: RunnerContext) -> Executor:
     return LocalExecutor.create(ctx)
 
 
-FACTORIES["local"] = _local
+class SlurmExecutor(Executor):
+    """The Slurm runner (``backend.executors.slurm.SlurmRunner``) as an executor of the runner loop.
 
+    One per workspace: it holds ``.runner-slurm.lock`` for its life (exclusion only; liveness is the
+    runner registry's heartbeat). Cancels go straight to ``scancel`` (``supervisor.cancel_run``), so
+    it owns no cancel flags; jobs outlive it and the next Slurm runner follows them again.
+    """
 
-def load_plugins() -> None:
-    """Import the optional executors so they can register (missing ones are simply absent)."""
-    import importlib
-    for mod in ("backend.executors.slurm",):
+    name = "slurm"
+
+    def __init__(self, workspace: Path, lock: Any):
+        self.workspace, self._lock = workspace, lock
+        self._runner: Any = None
+        self._open = True
+        self._stopping = False
+        self._next = 0.0
+
+    @classmethod
+    def create(cls, ctx: RunnerContext) -> "SlurmExecutor | None":
+        import fcntl
+        import os
+
+        from .slurm import lock_path
+        lock = lock_path(ctx.workspace).open("a+")
         try:
-            importlib.import_module(mod)
-        except ImportError:
-            pass
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return None  # another Slurm runner follows this workspace's jobs
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        return cls(ctx.workspace, lock)
+
+    def owns(self, run: dict[str, Any]) -> bool:
+        return False  # cancel = scancel by cancel_run; no flag to escalate here
+
+    def reserve(self, run: dict[str, Any]) -> Any | None:
+        return None  # SlurmRunner reserves its submissions itself (claim_slurm_submission)
+
+    def poll(self, store: Store) -> None:
+        import time
+
+        from .slurm import POLL_S, SlurmRunner
+        if self._stopping or time.monotonic() < self._next:
+            return  # squeue/sacct every POLL_S, not every runner tick: spare the controller
+        self._next = time.monotonic() + POLL_S
+        if self._runner is None:
+            self._runner = SlurmRunner(self.workspace, store)
+        self._open = bool(self._runner.step())
+
+    def busy(self) -> bool:
+        return self._open
+
+    def devices(self) -> list[str]:
+        return ["slurm"]
+
+    def shutdown(self, store: Store) -> None:
+        self._stopping, self._open = True, False  # jobs run on; the next Slurm runner follows them
+
+    def close(self) -> None:
+        import fcntl
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()
+
+
+FACTORIES["local"] = _local
+FACTORIES["slurm"] = SlurmExecutor.create

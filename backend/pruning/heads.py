@@ -10,8 +10,9 @@ summed over the head's rows of q (k, v) and columns of o_proj, and the layer kee
 * ``q_keep`` query heads inside each kept group (highest head score), the same count in every group
   because Hugging Face attention repeats each kv head ``heads / kv_heads`` times.
 
-(``kv_keep``, ``q_keep``) is the pair whose removed share of the attention parameters is closest to
-the target; ties keep more. Head counts therefore move in steps: the real counts are reported.
+How many (``kv_keep``, ``q_keep``) is the counting rule's business (``pruning/counting.py``):
+torch-pruning's rule keeps every kv group and removes query heads per group, LLM-Pruner's removes
+whole kv groups, greentui's param-share rule picks the pair closest to a parameter share.
 """
 
 from __future__ import annotations
@@ -72,29 +73,9 @@ def head_scores(attn, heads: int, kv_heads: int, method: str, generator=None):
     return q, group
 
 
-def attention_params(hidden: int, head_dim: int, heads: int, kv_heads: int, qkv_bias: bool = False) -> int:
-    """Parameters of q, k, v and o for the given head counts (o_proj's bias is never pruned)."""
-    bias = head_dim * (heads + 2 * kv_heads) if qkv_bias else 0
-    return hidden * head_dim * (2 * heads + 2 * kv_heads) + bias
-
-
 def has_qkv_bias(attn) -> bool:
     proj = attn.qkv_proj if hasattr(attn, "qkv_proj") else attn.q_proj
     return proj.bias is not None
-
-
-def choose_counts(hidden: int, head_dim: int, heads: int, kv_heads: int, target: float) -> tuple[int, int]:
-    """(kv_keep, q_keep_per_group) whose removed share of attention weights is closest to target."""
-    per = heads // kv_heads
-    full = attention_params(hidden, head_dim, heads, kv_heads)
-    best = None
-    for kv in range(1, kv_heads + 1):
-        for q in range(1, per + 1):
-            removed = 1 - attention_params(hidden, head_dim, kv * q, kv) / full
-            key = (abs(removed - target), removed)
-            if best is None or key < best[0]:
-                best = (key, (kv, q))
-    return best[1]
 
 
 def plan_heads(attn, heads: int, kv_heads: int, kv_keep: int, q_keep: int, method: str, generator=None) -> HeadPlan:

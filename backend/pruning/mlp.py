@@ -26,16 +26,6 @@ def importance(method: str):
     raise ValueError(method)
 
 
-def keep_channels(intermediate: int, ratio: float, round_to: int | None) -> int:
-    """Channels to keep: the multiple of ``round_to`` nearest to ``intermediate * (1 - ratio)``
-    (at least one multiple, never more than ``intermediate``)."""
-    step = max(1, round_to or 1)
-    if intermediate <= step:
-        return intermediate
-    keep = int(round(intermediate * (1 - ratio) / step)) * step
-    return min(intermediate, max(step, keep))
-
-
 def tp_ratio_for(intermediate: int, keep: int) -> float:
     """The torch-pruning ``pruning_ratio`` that keeps exactly ``keep`` channels
     (it keeps ``int(intermediate * (1 - ratio))``)."""
@@ -44,7 +34,7 @@ def tp_ratio_for(intermediate: int, keep: int) -> float:
 
 def prune_mlp(mlp, hidden: int, ratio: float, method: str) -> list[int]:
     """Prune ``mlp`` in place with torch-pruning's ``pruning_ratio=ratio`` on its channel group
-    (rounding is done by the caller via ``keep_channels``/``tp_ratio_for``); return the removed
+    (the count comes from ``pruning/counting.py``, turned into a ratio by ``tp_ratio_for``); return the removed
     intermediate-channel indices (original numbering)."""
     import torch
     import torch_pruning as tp
@@ -69,3 +59,19 @@ def prune_mlp(mlp, hidden: int, ratio: float, method: str) -> list[int]:
     if hasattr(mlp, "intermediate_size"):
         mlp.intermediate_size = mlp.down_proj.in_features
     return sorted(set(removed))
+
+
+def slice_mlp_state(state: dict, prefix: str, keep: list[int], intermediate: int, fused: bool) -> None:
+    """Keep only the ``keep`` intermediate channels in a layer state dict (in place): rows of
+    gate/up (both halves of a fused gate_up), columns of down."""
+    import torch
+
+    idx = torch.tensor(sorted(keep), dtype=torch.long)
+    rows = {"gate_up_proj": torch.cat([idx, idx + intermediate])} if fused else {"gate_proj": idx, "up_proj": idx}
+    for name, r in rows.items():
+        for kind in ("weight", "bias"):
+            key = f"{prefix}{name}.{kind}"
+            if key in state:
+                state[key] = state[key].index_select(0, r.to(state[key].device))
+    key = prefix + "down_proj.weight"
+    state[key] = state[key].index_select(1, idx.to(state[key].device))

@@ -21,6 +21,7 @@ from backend.runconfig import RunConfig
 from backend.supervisor import cancel_run
 
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.job_log import JobLog
 from ..widgets.power import PowerPanel
 from ._fmt import model_label, num, status_cell, when
 
@@ -54,6 +55,7 @@ class RunDetailScreen(Screen):
         self.messages: dict[str, str] = {}
         self.results_dirty = True
         self.run: dict[str, Any] | None = None
+        self.job: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,6 +71,8 @@ class RunDetailScreen(Screen):
                 yield PowerPanel(id="power")
                 yield Label("log", classes="section")
                 yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
+                yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
+                yield JobLog(id="job-log")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -88,7 +92,13 @@ class RunDetailScreen(Screen):
                                     ProgressBar(total=1.0, show_eta=False, id=f"stage-{name}"),
                                     Label("", id=f"stage-msg-{name}", classes="stage-msg"),
                                     classes="stage-row"))
+        self.show_job(False)
         self.call_after_refresh(self.tick)
+
+    def show_job(self, on: bool) -> None:
+        """The Slurm pane exists for every run and shows only for a run sent to Slurm."""
+        self.query_one("#job-label").display = on
+        self.query_one("#job-log").display = on
 
     # ------------------------------------------------------------------ live updates
     def store_changed(self) -> None:
@@ -118,6 +128,7 @@ class RunDetailScreen(Screen):
             for s in samples:
                 self.last_power = s["id"]
                 panel.add_sample(s["t"], s["watts"], s["source"], s["limit_w"])
+        self.tail_job(store)
         if run["status"] == "done":
             for name in self.stage_names:
                 self.fractions[name] = 1.0
@@ -126,6 +137,20 @@ class RunDetailScreen(Screen):
         if self.results_dirty or any(e["kind"] in ("result", "done") for e in events):
             self.results_dirty = False
             self.draw_results()
+
+    def tail_job(self, store) -> None:
+        """A Slurm run: its job id/state for the title, and the new lines of its stdout/stderr."""
+        job = store.slurm_job(self.run_id)
+        self.job = job
+        if not job or not job.get("job_id"):
+            return
+        from backend.executors.slurm import job_logs
+        pane = self.query_one("#job-log", JobLog)
+        if not pane.display:
+            self.show_job(True)
+        out, err = job_logs(self.app.workspace, self.run_id, job["job_id"])
+        pane.follow({"out": out, "err": err})
+        pane.poll()
 
     def apply_event(self, kind: str, p: dict[str, Any], log: RichLog) -> None:
         stage = p.get("stage")
@@ -185,6 +210,12 @@ class RunDetailScreen(Screen):
         if run.get("params_before") and run.get("params_after"):
             title += (f" · params {run['params_before']:,} → {run['params_after']:,} "
                       f"({run['params_after'] / run['params_before']:.3f})")
+        job = self.job
+        if job and job.get("job_id"):
+            reason = f" ({job['reason']})" if job.get("reason") not in (None, "", "None") else ""
+            title += f" · Slurm job {job['job_id']} {job.get('state') or ''}{reason}"
+            if job.get("node"):
+                title += f" on {job['node']}"
         title += f" · queued {when(run.get('created_at'))}"
         if run.get("finished_at"):
             title += f" · finished {when(run['finished_at'])}"

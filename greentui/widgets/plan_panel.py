@@ -1,0 +1,58 @@
+"""A read-only panel of the planner's figures for the New-run form, updated as the user types.
+
+It calls ``backend.plan.brief`` (standard library only: reads ``config.json``, never torch), so the
+form shows what the pruning settings will make of the chosen model before any GPU time is spent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import Static
+
+from backend.errors import GreentuiError
+
+TITLE = "[b]plan[/b] [dim](computed from config.json, not measured)[/dim]"
+
+
+def plan_lines(values: dict[str, Any]) -> list[str]:
+    """The panel's text for the form's current values (RunConfig field names); never raises."""
+    from backend.plan import brief
+    from backend.prune import PruneConfig
+
+    model = str(values.get("model") or "").strip()
+    if not model:
+        return ["choose a model to see the plan"]
+    if values.get("no_prune"):
+        return ["no pruning: the model is evaluated as it is"]
+    try:
+        cfg = PruneConfig(method=values.get("importance", "taylor"), ratio=values.get("prune_ratio", 2 / 7),
+                          ignore_first=values.get("ignore_first"), ignore_last=values.get("ignore_last"),
+                          round_to=values.get("round_to") or 8, calib_seq_len=values.get("calib_seq_len") or 64,
+                          count_rule=values.get("count_rule") or PruneConfig.count_rule)
+        return brief(model, cfg, values.get("target_params") or None, values.get("target_ratio") or None)
+    except GreentuiError as exc:
+        return [f"no plan: {exc}"]
+    except (TypeError, ValueError) as exc:  # a half-typed value the form has not validated yet
+        return [f"no plan: {exc}"]
+
+
+class PlanPanel(Static):
+    """Shows ``plan_lines`` for the values it is given; the form calls ``refresh_plan`` on every change."""
+
+    DEFAULT_CSS = """
+    PlanPanel { border: round $accent; padding: 0 1; height: auto; margin: 1 0; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(TITLE, **kwargs)
+        self.lines: list[str] = []
+        self._last: tuple | None = None
+
+    def refresh_plan(self, values: dict[str, Any]) -> None:
+        key = tuple(sorted((k, repr(v)) for k, v in values.items()))
+        if key == self._last:
+            return
+        self._last = key
+        self.lines = plan_lines(values)
+        self.update(TITLE + "\n" + "\n".join(self.lines))

@@ -1,0 +1,196 @@
+"""The Slurm executor against a real one-node Slurm cluster (``scripts/slurm-local up``).
+
+CI (``.ci/run``) installs slurm-wlm and munge and starts the cluster before the tests, and sets
+GREENTUI_REQUIRE_SLURM=1 so that these tests fail rather than skip when Slurm does not answer.
+Elsewhere they skip, saying why. Each uses a tiny model, one task and ``--limit 2``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.executors.slurm import job_name, slurm_available
+from backend.store import Store
+from backend.tasks.registry import bundled_data_dir
+
+from .conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.slow
+
+DATA = str(bundled_data_dir())
+QUICK = ["--executor", "slurm", "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "0",
+         "--lora-batch-size", "2", "--calib-samples", "2", "--ignore-first", "1", "--ignore-last", "1"]
+FINAL = ("done", "failed", "cancelled", "interrupted")
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """Slurm answering here: started with scripts/slurm-local when we may (root, installed)."""
+    why = slurm_available()
+    if why and os.geteuid() == 0 and shutil.which("slurmctld"):
+        subprocess.run([str(ROOT / "scripts" / "slurm-local"), "up"], capture_output=True, timeout=120)
+        why = slurm_available()
+    if why:
+        if os.environ.get("GREENTUI_REQUIRE_SLURM") == "1":
+            pytest.fail(f"Slurm is required here (GREENTUI_REQUIRE_SLURM=1) but {why}")
+        pytest.skip(f"no Slurm cluster: {why} (scripts/slurm-local install && scripts/slurm-local up, as root)")
+
+
+@pytest.fixture
+def slurm_ws(slurm, workspace):
+    """The workspace; afterwards its jobs are cancelled and its Slurm runner stopped."""
+    yield workspace
+    tag = job_name(workspace, 0).rsplit("-run", 1)[0] + "-run"
+    out = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout
+    ids = [line.split()[0] for line in out.splitlines() if len(line.split()) == 2 and line.split()[1].startswith(tag)]
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True)
+    lock = workspace / ".runner-slurm.lock"
+    pid = lock.read_text().strip() if lock.exists() else ""
+    if pid.isdigit():
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def _queue(cli, model: str, *extra: str) -> tuple[int, int | None]:
+    proc = cli("queue", model, *QUICK, *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    pid = next((int(line.rsplit(" ", 1)[1]) for line in lines if "runner pid" in line
+                and line.rsplit(" ", 1)[1].isdigit()), None)
+    return int(lines[-1]), pid
+
+
+def _store(ws: Path) -> Store:
+    return Store(ws / "greentui.db")
+
+
+def _status(ws: Path, run_id: int) -> str:
+    with _store(ws) as s:
+        return s.get_run(run_id)["status"]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _assert_ingested_once(ws: Path, run_id: int) -> None:
+    """Every line the job wrote is in the store exactly once (the runner adds only its own logs)."""
+    folder = ws / f"run-{run_id:05d}"
+    with _store(ws) as s:
+        stored = s.events(run_id, limit=100_000)
+        for kind in ("stage_start", "stage_end", "result", "progress", "loss"):
+            in_file = [e for e in _lines(folder / "events.jsonl") if e["kind"] == kind]
+            assert len([e for e in stored if e["kind"] == kind]) == len(in_file), kind
+        assert len(s.power_samples(run_id)) == len(_lines(folder / "power.jsonl"))
+        assert len(list((folder / "results").glob("*.json"))) == \
+            len(s.task_results(run_id)) + len(s.task_results(s.get_run(run_id)["parent_run_id"]))
+
+
+def test_two_slurm_runs_finish_with_all_results_in_the_store(cli, slurm_ws, demo_model_dir):
+    ws, model = slurm_ws, str(demo_model_dir("llama"))
+    a, _ = _queue(cli, model, "--lora-steps", "2")
+    b, _ = _queue(cli, model, "--lora-steps", "2", "--prune-ratio", "0.5")
+    wait_for(lambda: _status(ws, a) in FINAL and _status(ws, b) in FINAL, 300, "both Slurm runs to end")
+    with _store(ws) as s:
+        for run_id in (a, b):
+            run = s.get_run(run_id)
+            assert run["status"] == "done", run["error"]
+            job = s.slurm_job(run_id)
+            assert job["job_id"] and job["finished"] == 1 and job["node"]
+            assert [r["task"] for r in s.task_results(run_id, "pruned")] == ["boolq"]
+            base = s.get_run(run["parent_run_id"])
+            assert base["status"] == "done"
+            assert [r["task"] for r in s.task_results(base["id"], "vanilla")] == ["boolq"]
+            assert run["params_after"] < run["params_before"]
+            stages = [e["payload"]["stage"] for e in s.events(run_id, kinds=["stage_start"])]
+            assert stages == ["load", "baseline", "prune", "lora", "evaluate"]
+            assert s.power_samples(run_id), "live power of the job reached the store"
+            assert {m["name"] for m in s.metrics(run_id)} >= {"idle_power_w", "lora_eval_loss"}
+            out, err = (ws / f"run-{run_id:05d}" / "slurm").glob(f"{job['job_id']}_0_log.*")
+            assert out.exists() and err.exists()
+        assert s.get_run(a)["params_after"] > s.get_run(b)["params_after"]
+    for run_id in (a, b):
+        _assert_ingested_once(ws, run_id)
+    shown = cli("show", str(a), check=True).stdout
+    assert "boolq" in shown
+
+
+def test_cancel_through_greentui_and_behind_its_back(cli, slurm_ws, demo_model_dir):
+    """`greentui cancel` → cancelled by the user within 30 s; `scancel` → cancelled outside greentui."""
+    ws, model = slurm_ws, str(demo_model_dir("llama"))
+    ours, _ = _queue(cli, model, "--lora-steps", "100000")
+    theirs, _ = _queue(cli, model, "--lora-steps", "100000")
+
+    def in_lora(run_id: int) -> bool:
+        with _store(ws) as s:
+            return s.get_run(run_id)["stage"] == "lora"
+    wait_for(lambda: in_lora(ours) and in_lora(theirs), 240, "both jobs to reach LoRA")
+    t0 = time.time()
+    assert "cancelling" in cli("cancel", str(ours), check=True).stdout
+    with _store(ws) as s:
+        job_id = s.slurm_job(theirs)["job_id"]
+    subprocess.run(["scancel", job_id], check=True)
+    wait_for(lambda: _status(ws, ours) in FINAL, 30, "the cancelled run to end")
+    assert time.time() - t0 < 30
+    wait_for(lambda: _status(ws, theirs) in FINAL, 30, "the scancelled run to end")
+    with _store(ws) as s:
+        mine, other = s.get_run(ours), s.get_run(theirs)
+        assert (mine["status"], mine["error"]) == ("cancelled", "cancelled by the user")
+        assert other["status"] == "cancelled" and "cancelled outside greentui" in other["error"]
+        assert s.slurm_job(theirs)["state"] == "CANCELLED"
+        for run in (mine, other):  # the baseline task finished before the cancel is kept
+            assert [r["task"] for r in s.task_results(run["parent_run_id"], "vanilla")] == ["boolq"]
+            assert s.get_run(run["parent_run_id"])["status"] in ("done", "cancelled")
+    active = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING", "-j", job_id], capture_output=True, text=True)
+    assert job_id not in active.stdout
+
+
+def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli, slurm_ws, demo_model_dir):
+    ws, model = slurm_ws, str(demo_model_dir("llama"))
+    run_id, pid = _queue(cli, model, "--lora-steps", "60")
+    assert pid
+    wait_for(lambda: _status(ws, run_id) == "running", 120, "the job to start")
+    with _store(ws) as s:
+        wait_for(lambda: s.events(run_id, kinds=["stage_start"]), 120, "the first events to be ingested")
+        job_id = s.slurm_job(run_id)["job_id"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(1)
+    assert subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip(), \
+        "the job goes on without its runner"
+    worker = cli("worker", "--executor", "slurm", timeout=300)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    with _store(ws) as s:
+        run = s.get_run(run_id)
+        assert run["status"] == "done", run["error"]
+        assert s.slurm_job(run_id)["job_id"] == job_id  # re-attached, not submitted again
+        assert s.count_runs() == 2  # the run and its baseline, each once
+    named = subprocess.run(["squeue", "-h", "-t", "all", "-n", job_name(ws, run_id), "-o", "%i"],
+                           capture_output=True, text=True).stdout.split()
+    assert named == [job_id]
+    _assert_ingested_once(ws, run_id)
+
+
+def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli, slurm_ws, demo_model_dir):
+    ws, model = slurm_ws, str(demo_model_dir("llama"))
+    bad = cli("queue", model, *QUICK, "--partition", "nosuchpartition")
+    assert bad.returncode != 0 and "--partition: no Slurm partition 'nosuchpartition'" in bad.stderr
+    assert "debug" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    with _store(ws) as s:
+        assert s.count_runs() == 0  # nothing recorded
+    run_id, _ = _queue(cli, model, "--gpus", "1")  # the one-node cluster has no GPUs (no GRES)
+    wait_for(lambda: _status(ws, run_id) in FINAL, 60, "the refused submission to be recorded")
+    with _store(ws) as s:
+        run = s.get_run(run_id)
+        assert run["status"] == "failed" and run["error"].startswith("sbatch refused the job: ")
+        assert "\n" not in run["error"] and s.slurm_job(run_id)["state"] == "NOT_SUBMITTED"

@@ -1,0 +1,232 @@
+"""The Slurm executor's parts that need no cluster: state mapping, settings, file sink and ingester.
+
+The ingester is tested against a real SQLite store and real files written by ``FileRecorder`` (the
+class the compute-node job uses), including a line still being written and a pass repeated after a
+crash, which must neither lose nor double a record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend.errors import GreentuiError
+from backend.executors.slurm import map_state
+from backend.ingest import Ingester, read_status
+from backend.runconfig import RunConfig
+from backend.sinks import BASELINE_PLACEHOLDER, FileRecorder
+from backend.store import Store
+
+
+# ------------------------------------------------------------------------------ state mapping
+@pytest.mark.parametrize("state, reason, job_status, cancel, expect, final, words", [
+    ("PENDING", "Resources", None, False, "queued", False, None),
+    ("CONFIGURING", None, None, False, "queued", False, None),
+    ("REQUEUED", None, None, False, "queued", False, None),
+    ("RUNNING", "None", None, False, "running", False, None),
+    ("COMPLETING", "None", None, False, "running", False, None),
+    ("SUSPENDED", None, None, False, "running", False, None),
+    ("COMPLETED", "None", {"status": "done", "error": None}, False, "done", True, None),
+    ("COMPLETED", "None", {"status": "failed", "error": "OSError: disk full"}, False, "failed", True, "disk full"),
+    ("COMPLETED", "None", {"status": "interrupted", "error": "stopped by Slurm (SIGUSR2)"}, False,
+     "interrupted", True, "SIGUSR2"),
+    ("COMPLETED", "None", None, False, "failed", True, "without writing its final status"),
+    ("FAILED", "NonZeroExitCode", None, False, "failed", True, "FAILED (NonZeroExitCode)"),
+    ("OUT_OF_MEMORY", "OutOfMemory", None, False, "failed", True, "OUT_OF_MEMORY"),
+    ("BOOT_FAIL", None, None, False, "failed", True, "BOOT_FAIL"),
+    ("DEADLINE", None, None, False, "failed", True, "DEADLINE"),
+    ("CANCELLED", "None", None, True, "cancelled", True, "cancelled by the user"),
+    ("CANCELLED by 0", None, None, False, "cancelled", True, "outside greentui"),
+    ("CANCELLED", "None", {"status": "cancelled", "error": "x"}, False, "cancelled", True, "outside greentui"),
+    ("TIMEOUT", "TimeLimit", None, False, "interrupted", True, "time limit"),
+    ("NODE_FAIL", None, None, False, "interrupted", True, "node failed"),
+    ("PREEMPTED", None, None, False, "interrupted", True, "preempted"),
+    (None, None, {"status": "done"}, False, "done", True, None),      # purged from Slurm, status file says
+    (None, None, None, False, "interrupted", True, "no longer knows"),
+])
+def test_every_slurm_state_maps_to_a_run_status(state, reason, job_status, cancel, expect, final, words):
+    out = map_state(state, reason, job_status=job_status, cancel_requested=cancel, job_id="42")
+    assert (out.status, out.final) == (expect, final)
+    if words:
+        assert words in out.error
+    elif final and expect == "done":
+        assert out.error is None
+
+
+# ------------------------------------------------------------------------------ settings
+def test_executor_settings_are_validated_with_the_flag_named():
+    ok = RunConfig(model="m", executor="slurm", partition="gpu", gpus=2, time_limit="01:30:00",
+                   slurm_arg=["account=proj", "qos=normal"])
+    assert ok.problems() == {}
+    assert RunConfig(model="m", executor="slurm", time_limit="2-00:00:00").problems() == {}
+    cases = {
+        "executor": RunConfig(model="m", executor="k8s"),
+        "time_limit": RunConfig(model="m", executor="slurm", time_limit="90 minutes"),
+        "slurm_arg": RunConfig(model="m", executor="slurm", slurm_arg=["account"]),
+        "gpus": RunConfig(model="m", executor="slurm", gpus=-1),
+    }
+    for field, cfg in cases.items():
+        assert field in cfg.problems(), field
+    with pytest.raises(GreentuiError, match="--slurm-arg: Slurm option output is set by greentui"):
+        RunConfig(model="m", executor="slurm", slurm_arg=["output=/tmp/x"]).validate()
+    with pytest.raises(GreentuiError, match="need --executor slurm"):
+        RunConfig(model="m", partition="gpu").validate()
+
+
+def test_workspace_defaults_from_greentui_toml(tmp_path):
+    from backend.commands.run_options import apply_workspace_defaults
+    (tmp_path / "greentui.toml").write_text(
+        '[slurm]\npartition = "gpu"\ngpus = 1\ntime_limit = "04:00:00"\n[slurm.args]\naccount = "proj"\nqos = "low"\n')
+    cfg = apply_workspace_defaults(RunConfig(model="m", executor="slurm", slurm_arg=["qos=high"]), tmp_path)
+    assert (cfg.partition, cfg.gpus, cfg.time_limit) == ("gpu", 1, "04:00:00")
+    assert sorted(cfg.slurm_arg) == ["account=proj", "qos=high"]  # the command line wins
+    local = apply_workspace_defaults(RunConfig(model="m"), tmp_path)
+    assert local.partition is None  # a local run takes nothing from [slurm]
+    (tmp_path / "greentui.toml").write_text("[slurm]\npartitoin = 'x'\n")
+    with pytest.raises(GreentuiError, match="unknown key slurm.partitoin"):
+        apply_workspace_defaults(RunConfig(model="m", executor="slurm"), tmp_path)
+    (tmp_path / "greentui.toml").write_text("[slurm\n")
+    with pytest.raises(GreentuiError, match="greentui.toml"):
+        apply_workspace_defaults(RunConfig(model="m", executor="slurm"), tmp_path)
+
+
+# ------------------------------------------------------------------------------ sink + ingester
+def _slurm_run(tmp_path: Path) -> tuple[Store, int, Path, FileRecorder]:
+    store = Store(tmp_path / "greentui.db")
+    model = store.upsert_model("/models/tiny", name="tiny")
+    cfg = RunConfig(model="/models/tiny", executor="slurm", tasks=["boolq", "piqa"])
+    run_id = store.create_run(model, "experiment", cfg.to_dict())
+    store.claim_slurm_submission(lambda rid: f"greentui-test-run{rid}")
+    store.update_slurm_job(run_id, job_id="99", state="RUNNING")
+    folder = tmp_path / f"run-{run_id:05d}"
+    rec = FileRecorder(folder, {"run": store.get_run(run_id), "model": store.get_model(model), "baselines": {}})
+    return store, run_id, folder, rec
+
+
+def _result(task: str, acc: float) -> dict:
+    return {"task": task, "acc": acc, "acc_stderr": 0.1, "n_samples": 2, "seconds": 0.5, "tokens": 10,
+            "energy_kwh": 1e-6, "meter": "codecarbon:test", "provenance": {"device": "cpu"}}
+
+
+def test_ingest_copies_every_record_once_and_maps_the_baseline(tmp_path):
+    from backend.events import EventSink
+    store, run_id, folder, rec = _slurm_run(tmp_path)
+    sink = EventSink(rec, run_id, folder)
+    sink.emit("stage_start", stage="load", index=0, total=5)
+    rec.update_run(run_id, stage="load", params_before=1000)
+    rec.save_metric(run_id, "run", "idle_power_w", 10.0, {"source": "test"})
+    base = rec.create_run(1, "baseline", {"model": "/models/tiny", "no_prune": True, "executor": "slurm"},
+                          status="running", device="cpu", baseline_key="k", label=f"baseline for run {run_id}")
+    assert base == BASELINE_PLACEHOLDER
+    rec.update_run(run_id, parent_run_id=base)
+    rec.save_task_result(base, "vanilla", "boolq", _result("boolq", 0.5))
+    rec.add_power_sample_now(1.0, 12.5, "test", None)
+    rec.save_efficiency(run_id, "pruned", [{"batch_size": 1, "seq_len": 8}])
+    ing = Ingester(store, run_id, folder)
+    first = ing.ingest()
+    assert (first.events, first.results, first.power) == (1, 1, 1)
+    base_id = store.slurm_job(run_id)["baseline_run_id"]
+    assert base_id and store.get_run(base_id)["kind"] == "baseline"
+    assert store.get_run(run_id)["parent_run_id"] == base_id
+    assert store.get_run(run_id)["params_before"] == 1000
+    assert [r["task"] for r in store.task_results(base_id, "vanilla")] == ["boolq"]
+    assert store.metrics(run_id)[0]["name"] == "idle_power_w"
+    assert [r["batch_size"] for r in store.efficiency(run_id)] == [1]
+
+    # a line being written when the ingester reads is left for the next pass
+    with (folder / "events.jsonl").open("a") as fh:
+        fh.write('{"t": 2.0, "kind": "log", "line": "half')
+    assert ing.ingest().total == 0
+    with (folder / "events.jsonl").open("a") as fh:
+        fh.write(' a line"}\n')
+    rec.save_task_result(run_id, "pruned", "boolq", _result("boolq", 0.25))
+    rec.finish_run(base, "done")
+    rec.finish_run(run_id, "done")
+    second = ing.ingest()
+    assert (second.events, second.results) == (1, 1)
+    assert store.get_run(base_id)["status"] == "done"
+    assert store.get_run(run_id)["status"] == "queued"  # the job's own end is the executor's to decide
+    assert read_status(folder)["status"] == "done"
+
+    # again, and from a fresh ingester (a restarted runner): nothing is copied twice
+    assert ing.ingest().total == 0
+    assert Ingester(store, run_id, folder).ingest().total == 0
+    assert [e["payload"].get("line") for e in store.events(run_id, kinds=["log"])] == ["half a line"]
+    assert len(store.power_samples(run_id)) == 1
+    assert len(store.task_results(run_id)) == 1 and len(store.task_results(base_id)) == 1
+    assert store.count_runs() == 2
+
+
+def test_apply_ingest_refuses_a_stale_offset(tmp_path):
+    store, run_id, folder, rec = _slurm_run(tmp_path)
+    assert store.apply_ingest(run_id, "events.jsonl", 0, 10, events=[
+        {"run_id": run_id, "t": 1.0, "kind": "log", "payload": {"line": "a"}}])
+    # a second ingester that read from offset 0 too must not add its copy
+    assert not store.apply_ingest(run_id, "events.jsonl", 0, 10, events=[
+        {"run_id": run_id, "t": 1.0, "kind": "log", "payload": {"line": "a"}}])
+    assert len(store.events(run_id)) == 1 and store.ingest_offset(run_id, "events.jsonl") == 10
+
+
+def test_local_runners_never_claim_slurm_runs(tmp_path):
+    store = Store(tmp_path / "greentui.db")
+    model = store.upsert_model("/models/tiny")
+    slurm = store.create_run(model, "experiment", RunConfig(model="m", executor="slurm").to_dict())
+    local = store.create_run(model, "experiment", RunConfig(model="m").to_dict())
+    from backend.devices import cpu_devices
+    from backend.executors import SlurmExecutor
+    from backend.executors.local import LocalExecutor
+    here = LocalExecutor(tmp_path, cpu_devices(1), runner_id=1)
+    queued = store.queued_candidates()
+    assert [r["id"] for r in queued if here.wants(r)] == [local]
+    assert [r["id"] for r in queued if SlurmExecutor(tmp_path, None).wants(r)] == [slurm]
+    assert store.claim_run(local, runner_id=1, executor="local", device="cpu")
+    store.finish_run(local, "done")
+    job = store.claim_slurm_submission(lambda rid: f"n{rid}")
+    assert job["run_id"] == slurm and store.claim_slurm_submission(lambda rid: "x") is None  # reserved once
+    store.mark_started(slurm)
+    assert store.running_runs() == []  # a Slurm run is never judged by a local pid
+    json.dumps(store.open_slurm_jobs())
+
+
+# ------------------------------------------------------------------------------ Run detail
+@pytest.mark.slow
+async def test_run_detail_tails_the_slurm_jobs_stdout_and_stderr(tmp_path):
+    """A Slurm run's detail shows the job id, state and node, and follows the job's log files; a local
+    run's detail has no such pane."""
+    from greentui.app import GreentuiApp
+    from greentui.screens.run_detail import RunDetailScreen
+    from greentui.widgets.job_log import JobLog
+
+    store, run_id, folder, _ = _slurm_run(tmp_path)
+    local = store.create_run(store.upsert_model("/m"), "experiment", RunConfig(model="/m").to_dict())
+    store.update_slurm_job(run_id, job_id="4242", state="RUNNING", node="gpu-node-7")
+    store.mark_started(run_id)
+    logs = folder / "slurm"
+    logs.mkdir(parents=True)
+    (logs / "4242_0_log.out").write_text("submitit INFO starting\n")
+    (logs / "4242_0_log.err").write_text("warning from the node\npartial")
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.open_run(run_id)
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, RunDetailScreen)
+        pane = screen.query_one("#job-log", JobLog)
+        text = lambda: "\n".join(str(line.text) for line in pane.lines)  # noqa: E731
+        assert pane.display
+        assert "out│ submitit INFO starting" in text() and "err│ warning from the node" in text()
+        assert "partial" not in text()  # a line still being written waits
+        title = str(screen.query_one("#run-title").render())
+        assert "Slurm job 4242 RUNNING on gpu-node-7" in title
+        with (logs / "4242_0_log.err").open("a") as fh:
+            fh.write(" line done\n")
+        await pilot.pause(1.2)
+        assert "err│ partial line done" in text()
+        await pilot.press("escape")
+        app.open_run(local)
+        await pilot.pause(0.3)
+        assert not app.screen.query_one("#job-log").display
+    store.close()
+
