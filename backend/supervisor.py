@@ -147,3 +147,39 @@ def cancel_run(store: Store, run_id: int) -> str:
     if outcome == "cancelling":
         store.add_event(run_id, "log", {"line": "cancel requested: the run stops at its next safe point"})
     return outcome
+
+
+def wait_for_cancel(store: Store, run_id: int, *, grace: float = 20.0, kill_grace: float = 10.0,
+                    timeout: float = 120.0, poll: float = 0.2) -> str:
+    """Wait for a cancelled run to stop; escalate for a run no runner supervises (``greentui run``).
+
+    A runner escalates for its own runs (``LocalExecutor.on_cancel``). A foreground run has no
+    runner, so ``greentui cancel --wait`` does it: SIGTERM after ``grace`` seconds, SIGKILL after
+    ``kill_grace`` more — each only to the process whose pid *and* start time were recorded — and
+    closes the row as cancelled once that process is gone. Returns the run's final status (or
+    ``running`` on timeout).
+    """
+    import signal
+
+    from .control import signal_if_same
+    t0 = time.time()
+    termed = killed = False
+    while time.time() - t0 < timeout:
+        run = store.require_run(run_id)
+        if run["status"] != "running":
+            return run["status"]
+        own = run.get("runner_id") is None and (run.get("executor") or "local") == "local"
+        waited = time.time() - t0
+        if own and run.get("pid"):
+            if not same_process(run["pid"], run.get("pid_start")):
+                how = "killed" if killed else "stopped with SIGTERM" if termed else "gone"
+                store.finish_run(run_id, "cancelled", f"cancelled by the user (its process {how})")
+                continue
+            if not termed and waited >= grace:
+                termed = signal_if_same(run["pid"], run.get("pid_start"), signal.SIGTERM)
+                store.add_event(run_id, "log", {"line": f"cancel not honoured after {grace:.0f} s: SIGTERM sent"})
+            elif termed and not killed and waited >= grace + kill_grace:
+                killed = signal_if_same(run["pid"], run.get("pid_start"), signal.SIGKILL)
+                store.add_event(run_id, "log", {"line": "SIGTERM not honoured: SIGKILL sent"})
+        time.sleep(poll)
+    return store.require_run(run_id)["status"]

@@ -29,12 +29,21 @@ CPU_SLOTS_SETTING = "cpu_slots"
 
 
 def workspace_cpu_slots(store: Store) -> int:
-    """The workspace's CPU slot count (``greentui worker --cpu-slots N --save``); 1 by default."""
+    """The workspace's CPU slot count, read by every runner the TUI or ``queue`` starts.
+
+    ``[runner] cpu_slots = N`` in the workspace's ``greentui.toml`` wins; else the store setting
+    written by ``greentui worker --cpu-slots N --save``; else 1 (two CPU runs at once would each
+    be charged for the other's energy).
+    """
+    from .wsconfig import CONFIG_NAME, load_workspace_config
+    table = load_workspace_config(store.path.parent).get("runner", {})
+    value = table.get("cpu_slots") if isinstance(table, dict) else None
+    if value is not None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GreentuiError(f"{store.path.parent / CONFIG_NAME}: runner.cpu_slots must be an integer >= 1")
+        return value
     raw = store.get_setting(CPU_SLOTS_SETTING, "1") or "1"
-    try:
-        return max(1, int(raw))
-    except ValueError:
-        return 1
+    return max(1, int(raw)) if raw.isdigit() else 1
 
 
 class Runner:
@@ -72,6 +81,12 @@ class Runner:
             wanted = True
             if limit is not None and started >= limit:
                 break
+            why = ex.refusal(run)
+            if why is not None:
+                if self.store.claim_run(run["id"], runner_id=self.runner_id, executor=ex.name, device=None):
+                    self.store.add_event(run["id"], "error", {"message": why})
+                    self.store.finish_run(run["id"], "failed", why)
+                continue
             offer = ex.reserve(run)
             if offer is None:
                 continue  # no room for this one now; a later, smaller run may still fit

@@ -225,3 +225,54 @@ def test_a_killed_runner_takes_its_run_down_and_the_run_is_interrupted(cli, work
     run = store.get_run(run_id)
     assert run["status"] == "interrupted" and store.queue_paused()
     assert 1 <= len(store.task_results(run_id)) < 4
+
+
+def test_cpu_slots_come_from_greentui_toml_then_the_saved_setting(workspace):
+    from backend.worker import CPU_SLOTS_SETTING, workspace_cpu_slots
+    store = Store(workspace / "greentui.db")
+    assert workspace_cpu_slots(store) == 1  # one CPU slot by default
+    store.set_setting(CPU_SLOTS_SETTING, "3")  # greentui worker --cpu-slots 3 --save
+    assert workspace_cpu_slots(store) == 3
+    (workspace / "greentui.toml").write_text("[runner]\ncpu_slots = 2\n")
+    assert workspace_cpu_slots(store) == 2
+    (workspace / "greentui.toml").write_text("[runner]\ncpu_slots = 0\n")
+    with pytest.raises(GreentuiError, match="runner.cpu_slots"):
+        workspace_cpu_slots(store)
+
+
+@pytest.mark.skipif(bool(cuda_devices()), reason="this machine has a GPU")
+def test_a_run_no_device_can_take_fails_at_once_with_its_reason(workspace):
+    from backend.worker import run_worker
+    store = Store(workspace / "greentui.db")
+    never = store.create_run(None, "baseline", {"model": "m", "device": "cuda"})
+    assert run_worker(workspace, "cpu") == 0  # a CPU-only runner leaves it to a runner of the machine
+    assert store.get_run(never)["status"] == "queued"
+    assert run_worker(workspace, "auto") == 0
+    run = store.get_run(never)
+    assert run["status"] == "failed" and run["error"] == (
+        "device cuda: this machine offers cpu (no slot can ever take this run)")
+    assert live_runners(store) == []  # both runners said goodbye
+
+
+def test_a_foreground_run_that_ignores_the_flag_gets_sigterm_then_sigkill(workspace):
+    from backend.supervisor import wait_for_cancel
+    store = Store(workspace / "greentui.db")
+    # a process that ignores both the flag and SIGTERM, recorded as a foreground run's process
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                 "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stubborn.stdout.readline().strip() == "ready"
+        run = store.create_run(None, "baseline", {}, status="running", pid=stubborn.pid)
+        store.update_run(run, pid_start=process_start_time(stubborn.pid))
+        assert cancel_run(store, run) == "cancelling"
+        t0 = time.time()
+        assert wait_for_cancel(store, run, grace=0.3, kill_grace=0.3, timeout=20) == "cancelled"
+        assert stubborn.wait(timeout=10) == -9  # SIGTERM was ignored; SIGKILL was not
+        assert time.time() - t0 < 10
+        lines = [e["payload"]["line"] for e in store.events(run, kinds=["log"])]
+        assert any("SIGTERM sent" in x for x in lines) and any("SIGKILL sent" in x for x in lines)
+        assert "killed" in store.get_run(run)["error"]
+    finally:
+        stubborn.kill()
+        stubborn.wait()

@@ -27,6 +27,8 @@ Contract of each method (all called from the runner's one thread; never block fo
 
 * ``wants(run)`` — True when ``run`` (a queued row with ``config`` parsed) is for this executor.
   Only the executor that wants a run may reserve it.
+* ``refusal(run)`` — a one-line reason when this executor wants ``run`` but can never place it
+  (``--gpus 4`` on a two-GPU box); the runner then claims it and fails it with that reason.
 * ``reserve(run)`` — capacity for ``run`` *now* (device locks, a submission budget), or None when
   there is none at the moment. Must not touch the store. The runner then claims the run in the store
   and calls ``launch``, or ``release(offer)`` when another runner claimed it first.
@@ -85,6 +87,9 @@ class Executor:
 
     def owns(self, run: dict[str, Any]) -> bool:
         return (run.get("executor") or "local") == self.name
+
+    def refusal(self, run: dict[str, Any]) -> str | None:
+        return None
 
     def reserve(self, run: dict[str, Any]) -> Any | None:
         raise NotImplementedError

@@ -8,9 +8,9 @@ runs become ``interrupted`` as before.
 
 Which slot a run may take: ``device: cpu`` → a CPU slot; ``cuda`` / ``cuda:N`` → ``gpus`` GPUs
 (default 1; ``cuda:N`` pins GPU N); ``auto`` → ``gpus`` GPUs when the runner has GPUs, else a CPU
-slot. A run no slot of this runner can ever take (a CUDA run on a CPU-only runner started with
-``auto``) goes to the first free slot and fails there with the library's own message rather than
-wait forever.
+slot. A run no slot of this machine can ever take (a CUDA run on a CPU-only machine, ``--gpus 4`` on
+a two-GPU box) is failed at once with a one-line reason by a runner of the whole machine, rather
+than wait forever.
 
 Cancel: the run's process polls its flag (``backend.control.CancelWatch``). Only if it is still
 running ``CANCEL_GRACE_S`` after the request does the executor send SIGTERM, and SIGKILL
@@ -92,15 +92,23 @@ class LocalExecutor(Executor):
     def wants(self, run: dict[str, Any]) -> bool:
         if not super().wants(run):
             return False
-        # a run no slot of this runner can ever take: only a runner of the whole machine runs it
-        # (and it fails there with the library's message), a narrower runner leaves it to others
+        # a run no slot of this runner can ever take: a runner of the whole machine refuses it
+        # (see refusal); a narrower runner (--device cpu) leaves it to others
         return self.fits(run) or self.runner_device == "auto"
+
+    def refusal(self, run: dict[str, Any]) -> str | None:
+        if self.fits(run):
+            return None
+        cfg = run.get("config") or {}
+        want = str(cfg.get("device") or "auto")
+        gpus = int(cfg.get("gpus") or 1)
+        have = ", ".join(d.label for d in self.slots)
+        what = f"device {want}" + (f" with --gpus {gpus}" if gpus > 1 else "")
+        return f"{what}: this machine offers {have} (no slot can ever take this run)"
 
     def reserve(self, run: dict[str, Any]) -> Held | None:
         busy = {d.key for c in self.children.values() for d in c.devices}
         cands, need = self._candidates(run)
-        if len(cands) < need:  # can never fit here: any one free slot
-            cands, need = self.slots, 1
         return acquire(self.workspace, [d for d in cands if d.key not in busy], need)
 
     def release(self, offer: Held) -> None:
@@ -111,16 +119,14 @@ class LocalExecutor(Executor):
         run_id = int(run["id"])
         cfg = run.get("config") or {}
         gpu = offer.devices[0].kind == "cuda"
-        device = "cuda" if gpu else ("cpu" if str(cfg.get("device") or "auto") in ("auto", "cpu")
-                                     else str(cfg.get("device")))
+        device = "cuda" if gpu else "cpu"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if gpu:
             env["CUDA_VISIBLE_DEVICES"] = offer.cuda_visible or ""
             env.pop("GREENTUI_CPU_SLOTS", None)
         else:
             env["GREENTUI_CPU_SLOTS"] = str(self.cpu_slots)
-            if "CUDA_VISIBLE_DEVICES" not in env and device == "cpu":
-                env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU slot's run must not touch (or measure) a GPU
+            env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU slot's run must not touch (or measure) a GPU
         offer.note(run=run_id, runner=self.runner_id, runner_pid=os.getpid())
         cmd = [sys.executable, "-m", "backend.executors.local_job", str(self.workspace), str(run_id),
                "--device", device, "--parent", str(os.getpid()),

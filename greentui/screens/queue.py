@@ -55,7 +55,8 @@ class QueueScreen(LiveTableScreen):
         rows.sort(key=lambda r: (r["status"] != "running", r["position"] or 0, r["id"]))
         table.clear()
         for i, r in enumerate(rows, 1):
-            status = status_cell("cancelling" if r["status"] == "running" and r.get("cancel_requested")
+            asked = r.get("cancel_requested") or r.get("job_cancel_requested")
+            status = status_cell("cancelling" if r["status"] in ("queued", "running") and asked
                                  else r["status"])
             table.add_row(str(i), str(r["id"]), model_label(r), r["kind"], method_label(r), ratio_label(r),
                           status, r["stage"] or "—", executor_label(r), where_label(r),
