@@ -34,6 +34,7 @@ class Row:
     meters: dict[str, str | None] = field(default_factory=dict)
     avg: float | None = None
     ratio: float | None = None
+    kind: str = "experiment"        # "reference" rows are a paper's printed figures, not measurements
 
 
 def _avg(values: dict[str, float | None], tasks: list[str]) -> float | None:
@@ -60,7 +61,8 @@ def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> R
         stderr = {}
     meters = {t: results[t]["meter"] for t in results}
     name = run.get("model_name") or run.get("model_ref") or "?"
-    return Row(model=name, run_id=run["id"], variant=variant, values=values, stderr=stderr, meters=meters)
+    return Row(model=name, run_id=run["id"], variant=variant, values=values, stderr=stderr, meters=meters,
+               kind=run.get("kind") or "experiment")
 
 
 def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, An
         runs = [store.require_run(i) for i in run_ids]
     else:
         runs = [store.get_run(r["id"]) for r in store.list_runs(limit=100_000, descending=False)
-                if r["status"] == "done" and r["kind"] in ("experiment", "import")]
+                if r["status"] == "done" and r["kind"] in ("experiment", "import", "reference")]
     tables: dict[str, Any] = {"accuracy": [], "energy": []}
     seen: set[str] = set()
     for run in runs:
@@ -110,10 +112,14 @@ def _fmt(x: float | None, digits: int) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def _model_cell(r: Row) -> str:
+    return f"{r.model} (reference)" if r.kind == "reference" else r.model
+
+
 def _table_lines(rows: list[Row], tasks: list[str], digits: int, sep: str = " | ") -> list[list[str]]:
     out = []
     for r in rows:
-        out.append([r.model, str(r.run_id), r.variant, *[_fmt(r.values.get(t), digits) for t in tasks],
+        out.append([_model_cell(r), str(r.run_id), r.variant, *[_fmt(r.values.get(t), digits) for t in tasks],
                     _fmt(r.avg, digits), _fmt(r.ratio, 3)])
     return out
 
@@ -147,7 +153,7 @@ def to_latex(tables: dict[str, Any]) -> str:
                   " & ".join(["Model", "Variant", *[SHORT.get(t, t) for t in tasks], "Avg", "Ratio"]) + r" \\",
                   r"\midrule"]
         for r in tables[key]:
-            cells = [r.model.replace("_", r"\_"), r.variant, *[_fmt(r.values.get(t), digits) for t in tasks],
+            cells = [_model_cell(r).replace("_", r"\_"), r.variant, *[_fmt(r.values.get(t), digits) for t in tasks],
                      _fmt(r.avg, digits), _fmt(r.ratio, 3)]
             parts.append(" & ".join(cells) + r" \\")
         parts += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
@@ -167,20 +173,29 @@ def to_json(store: Store, tables: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, default=str)
 
 
-def to_csv(store: Store, tables: dict[str, Any]) -> str:
-    """Long format: one line per (run, variant, task) with stderr, meters and the run's config."""
+def to_csv(store: Store, tables: dict[str, Any], sec: dict[str, Any] | None = None) -> str:
+    """Long format: one line per (run, variant, task) with stderr, meters, the energy columns of
+    ``backend.report_energy`` and the run's config; then Table 3's lines (``record`` = efficiency)."""
+    from . import report_energy as re_
+
     buf = io.StringIO()
     cols = ["model", "run_id", "variant", "task", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
             "n_samples", "seconds", "tokens", "energy_wh", "energy_cpu_kwh", "energy_gpu_kwh",
-            "energy_ram_kwh", "nvml_joules", "meter", "cpu_mode", "device", "config"]
-    w = csv.DictWriter(buf, fieldnames=cols)
+            "energy_ram_kwh", "nvml_joules", "meter", "cpu_mode", "device", *re_.CSV_EXTRA, "record",
+            "batch_size", "seq_len", "vanilla_tokens_per_s", "pruned_tokens_per_s", "speed_ratio",
+            "vanilla_j_per_token", "pruned_j_per_token", "energy_ratio", "param_ratio", "flop_ratio", "config"]
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for row in tables["accuracy"]:
         run = store.require_run(row.run_id)
         for r in store.task_results(row.run_id, row.variant):
-            w.writerow({**{k: r.get(k) for k in cols if k in r}, "model": row.model, "run_id": row.run_id,
+            extra = re_.csv_extra(sec, row.run_id, row.variant, r["task"]) if sec else {}
+            w.writerow({**{k: r.get(k) for k in cols if k in r}, "record": "task", "model": row.model,
+                        "run_id": row.run_id,
                         "energy_wh": None if r["energy_kwh"] is None else r["energy_kwh"] * 1000,
-                        "config": json.dumps(run["config"], sort_keys=True)})
+                        **extra, "config": json.dumps(run["config"], sort_keys=True)})
+    for line in re_.csv_efficiency_lines(sec) if sec else []:
+        w.writerow(line)
     return buf.getvalue()
 
 
@@ -189,13 +204,20 @@ def comparison_markdown(store: Store, run_ids: list[int]) -> str:
 
 
 def render(store: Store, fmt: str, run_ids: list[int] | None = None) -> str:
+    """Tables 1 and 2 plus the energy sections of ``backend.report_energy`` (spread, above idle,
+    J/token, J per correct answer, Table 3, quality badges, reference checks) in every format."""
+    from . import report_energy as re_
+
     tables = study_tables(store, run_ids)
+    sec = re_.energy_sections(store, tables)
     if fmt == "md":
-        return to_markdown(tables)
+        return to_markdown(tables) + "\n" + re_.markdown(sec, tables["tasks"], SHORT)
     if fmt == "latex":
-        return to_latex(tables)
+        return to_latex(tables) + "\n" + re_.latex(sec, tables["tasks"], SHORT)
     if fmt == "json":
-        return to_json(store, tables)
+        doc = json.loads(to_json(store, tables))
+        doc.update(re_.to_jsonable(sec))
+        return json.dumps(doc, indent=2, default=str)
     if fmt == "csv":
-        return to_csv(store, tables)
+        return to_csv(store, tables, sec)
     raise ValueError(fmt)

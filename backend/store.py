@@ -323,7 +323,8 @@ class Store:
             return int(cur.lastrowid)
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
-        row = self._row("SELECT r.*, m.ref AS model_ref, m.name AS model_name, m.arch AS model_arch "
+        row = self._row("SELECT r.*, m.ref AS model_ref, m.arch AS model_arch, "
+                        "COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name "
                         "FROM runs r LEFT JOIN models m ON m.id = r.model_id WHERE r.id = ?", (run_id,))
         if row:
             row["config"] = json.loads(row["config"] or "{}")
@@ -360,6 +361,10 @@ class Store:
             busy = c.execute(f"SELECT id FROM runs WHERE status = 'running' AND id IN ({marks})", ids).fetchall()
             if busy:
                 raise GreentuiError(f"run {busy[0][0]} is running; cancel it before deleting")
+            jobs = c.execute(f"SELECT run_id FROM slurm_jobs WHERE finished = 0 AND run_id IN ({marks})",
+                             ids).fetchall()
+            if jobs:
+                raise GreentuiError(f"run {jobs[0][0]} has a Slurm job; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
             for table in ("task_results", "run_metrics", "events", "power_samples", "slurm_jobs",
                           "ingest_offsets", "energy_repeats", "efficiency_results"):
@@ -390,7 +395,8 @@ class Store:
                    sj.job_id AS job_id, sj.state AS job_state, sj.node AS node,
                    sj.cancel_requested AS job_cancel_requested,
                    json_extract(r.config, '$.executor') AS asked_executor,
-                   m.ref AS model_ref, m.name AS model_name,
+                   m.ref AS model_ref,
+                   COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name,
                    json_extract(r.config, '$.importance') AS method,
                    json_extract(r.config, '$.prune_ratio') AS prune_ratio,
                    json_extract(r.config, '$.no_prune') AS no_prune,
@@ -401,9 +407,13 @@ class Store:
             FROM runs r
             LEFT JOIN models m ON m.id = r.model_id
             LEFT JOIN agg own ON own.run_id = r.id AND own.variant =
-                 (CASE WHEN r.kind = 'experiment' THEN 'pruned' ELSE
+                 (CASE WHEN r.kind = 'experiment' THEN 'pruned'
+                  WHEN r.kind = 'reference' THEN COALESCE((SELECT 'pruned' FROM task_results t
+                       WHERE t.run_id = r.id AND t.variant = 'pruned' LIMIT 1), 'vanilla') ELSE
                    COALESCE((SELECT variant FROM task_results t WHERE t.run_id = r.id LIMIT 1), 'vanilla') END)
-            LEFT JOIN agg base ON base.run_id = r.parent_run_id AND base.variant = 'vanilla'
+            LEFT JOIN agg base ON base.variant = 'vanilla' AND (
+                 (r.kind != 'reference' AND base.run_id = r.parent_run_id)
+                 OR (r.kind = 'reference' AND base.run_id = r.id AND own.variant = 'pruned'))
             LEFT JOIN slurm_jobs sj ON sj.run_id = r.id
             {where}
             ORDER BY {order_sql} {'DESC' if descending else 'ASC'}, r.id {'DESC' if descending else 'ASC'}
@@ -585,6 +595,55 @@ class Store:
             (run_id, run["device"], run.get("finished_at") or t, t, run["started_at"], run_id,
              run.get("parent_run_id") or -1))
         return [r["id"] for r in rows]
+
+    def save_reference_runs(self, items: list[dict[str, Any]]) -> list[int]:
+        """Store published-table rows as reference runs (``backend.reference_tables``), all in one
+        transaction: a table is stored whole or not at all. An item whose ``key`` (model and pair
+        position) matches an existing reference run merges into it — an accuracy table and an
+        energy table of the same models become the same runs; a figure already there is replaced."""
+        ids: list[int] = []
+        with self.transaction() as c:
+            for it in items:
+                found = None
+                for rid, cfg_text in c.execute("SELECT id, config FROM runs WHERE kind = 'reference' "
+                                               "AND json_extract(config, '$.reference.key') = ? ORDER BY id",
+                                               (it["key"],)).fetchall():
+                    found = (rid, json.loads(cfg_text))
+                metric = it["metric"]
+                if found is None:
+                    cfg = {"reference": {"key": it["key"], "model": it["model"], "sources": {}, "files": {},
+                                         "lines": {}, "checks": {}, "percent": {}}, "no_prune": False}
+                    t = now()
+                    pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+                    rid = int(c.execute(
+                        "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, "
+                        "started_at, finished_at) VALUES (NULL, 'reference', ?, '{}', 'done', ?, ?, ?, ?)",
+                        (f"{it['model']} — {it['source']}", pos, t, t, t)).lastrowid)
+                else:
+                    rid, cfg = found
+                ref = cfg["reference"]
+                ref["sources"][metric] = it["source"]
+                ref["files"][metric] = it["file"]
+                ref["lines"][metric] = it["lines"]
+                ref["checks"][metric] = it["checks"]
+                ref["percent"][metric] = it["percent"]
+                c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(cfg, sort_keys=True), rid))
+                for variant, tasks in it["results"].items():
+                    for task, fields in tasks.items():
+                        old = c.execute("SELECT * FROM task_results WHERE run_id = ? AND variant = ? AND task = ?",
+                                        (rid, variant, task))
+                        cols = [d[0] for d in old.description]
+                        prev = old.fetchone()
+                        row: dict[str, Any] = dict(zip(cols, prev)) if prev else {}
+                        row.update(fields)
+                        if "energy_kwh" in fields:
+                            row["meter"] = f"published ({it['source']})"
+                        prov = json.loads(row["provenance"]) if isinstance(row.get("provenance"), str) else {}
+                        prov.setdefault("reference", {})[metric] = {"source": it["source"], "file": it["file"]}
+                        row["provenance"] = prov
+                        self._insert_task_result(c, rid, dict(row, variant=variant, task=task))
+                ids.append(rid)
+        return ids
 
     # ---------------------------------------------------------------- baselines
     def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:

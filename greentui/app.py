@@ -121,13 +121,16 @@ class GreentuiApp(App):
 
     def ensure_runner(self) -> int | None:
         """Start the detached runner when runs wait, the queue is not paused and none is alive."""
-        if not self.manage_runner or self.store.queue_paused():
+        if not self.manage_runner:
             return None
-        if not self.store.count_runs(statuses=["queued"]) and not self.store.open_slurm_jobs():
+        try:  # Slurm jobs are followed even while the queue is paused (pausing stops submissions only)
+            from backend.executors.slurm import ensure_slurm_runner
+            ensure_slurm_runner(self.workspace, self.store)
+        except OSError as exc:
+            self.notify(f"cannot start the Slurm runner: {exc}", severity="error")
+        if self.store.queue_paused() or not self.store.count_runs(statuses=["queued"]):
             return None
         try:
-            from backend.executors.slurm import ensure_slurm_runner
-            ensure_slurm_runner(self.workspace, self.store)  # Slurm runs: submitted and followed apart
             return start_runner(self.workspace, self.device)
         except OSError as exc:
             self.notify(f"cannot start the runner: {exc}", severity="error")

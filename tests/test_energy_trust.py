@@ -109,3 +109,65 @@ def test_efficiency_points_tokens_per_s_and_j_per_token(tiny):
             assert r["window"]["window_s"] >= 0.2
     assert points["pruned"][0]["params"] < points["vanilla"][0]["params"]
     assert points["pruned"][0]["flops_per_token"] < points["vanilla"][0]["flops_per_token"]
+
+
+def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
+    from backend.store import Store
+    from backend.trust import quality_badge, task_energy
+
+    s = Store(tmp_path / "g.db")
+    a = s.create_run(None, "baseline", {"no_prune": True}, status="running", device="cpu")
+    b = s.create_run(None, "experiment", {}, status="running", device="cpu")   # overlaps a on cpu
+    s.save_metric(a, "run", "idle_power_w", 10.0, {"source": "codecarbon-estimate"})
+    passes = [{"repeat": k, "seconds": 2.0 + k / 10, "tokens": 100, "energy_kwh": 1e-5 * (1 + k / 100),
+               "meter": "codecarbon:cpu_load-estimate+ram-estimate", "provenance": {"window_s": 2.0}}
+              for k in (1, 2, 3)]
+    row = {"acc": 0.5, "n_samples": 4, "seconds": 2.2, "tokens": 100, "energy_kwh": 1.02e-5,
+           "meter": passes[0]["meter"], "repeats": passes}
+    s.save_task_result(a, "vanilla", "piqa", row)
+    assert [p["repeat"] for p in s.energy_repeats(a)] == [1, 2, 3]
+    assert s.energy_repeats(a)[0]["detail"]["provenance"]["window_s"] == 2.0
+    te = task_energy(s, a, "vanilla")["piqa"]
+    assert te.repeats == 3 and te.wh_spread.n == 3 and te.wh_spread.ci95 > 0 and 0 < te.wh_spread.cv < 0.02
+    assert te.j_per_token == pytest.approx(1.02e-5 * 3.6e6 / 100)
+    assert te.j_per_correct == pytest.approx(1.02e-5 * 3.6e6 / 2)
+    assert te.above_idle_wh == pytest.approx(1.02e-2 - 10.0 * 2.2 / 3600)
+    badge = quality_badge(s, a)
+    assert badge.meter == "estimate" and badge.repeats == 3 and badge.shortest_window_s == pytest.approx(2.1)
+    assert badge.idle_w == 10.0 and badge.temp_drift_c is None and badge.shared_device == [b]
+    assert "shared with run #" in badge.label() and "n/a (no NVML)" in badge.label()
+    s.save_task_result(a, "vanilla", "piqa", dict(row, repeats=passes[:2]))  # a rerun replaces the passes
+    assert len(s.energy_repeats(a)) == 2
+    s.finish_run(a, "done")
+    s.finish_run(b, "done")
+    assert s.delete_runs([a]) == 1 and s.energy_repeats(a) == []
+
+
+@pytest.mark.slow
+def test_repeats_and_efficiency_through_the_cli(workspace, demo_model_dir, capsys):
+    """The issue's acceptance: a --repeats 3 run stores 3 passes per task and shows CI and CV; the
+    efficiency stage gives tokens/s and J/token of both variants at each batch size; Table 3."""
+    from backend.cli import main
+    from backend.store import open_store
+
+    model = str(demo_model_dir("llama"))
+    assert main(["run", model, "--tasks", "piqa", "--limit", "2", "--data-dir", str(bundled_data_dir()),
+                 "--ppl-limit", "0", "--lora-steps", "1", "--repeats", "3",
+                 "--efficiency-batches", "1,2", "--efficiency-seq-len", "16"]) == 0
+    capsys.readouterr()
+    with open_store(workspace) as s:
+        exp = next(r for r in s.list_runs() if r["kind"] == "experiment")
+        base = exp["parent_run_id"]
+        for rid, variant in ((exp["id"], "pruned"), (base, "vanilla")):
+            assert [p["repeat"] for p in s.energy_repeats(rid, variant)] == [1, 2, 3]
+        points = s.efficiency(exp["id"])
+        assert sorted((p["variant"], p["batch_size"]) for p in points) == [
+            ("pruned", 1), ("pruned", 2), ("vanilla", 1), ("vanilla", 2)]
+        assert all(p["tokens_per_s"] > 0 and p["j_per_token"] > 0 for p in points)
+    assert main(["show", str(exp["id"])]) == 0
+    out = capsys.readouterr().out
+    assert "95 % CI, CV" in out and "n=3" in out and "above idle" in out and "J/token" in out
+    assert "within noise" in out or "beyond noise" in out
+    assert main(["export", "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert "Table 3" in md and "Measurement quality" in md and "±" in md

@@ -185,6 +185,8 @@ def test_local_runners_never_claim_slurm_runs(tmp_path):
     store.finish_run(local, "done")
     job = store.claim_slurm_submission(lambda rid: f"n{rid}")
     assert job["run_id"] == slurm and store.claim_slurm_submission(lambda rid: "x") is None  # reserved once
+    with pytest.raises(GreentuiError, match="has a Slurm job; cancel it before deleting"):
+        store.delete_runs([slurm])  # queued, but its job exists: deleting would orphan it
     store.mark_started(slurm)
     assert store.running_runs() == []  # a Slurm run is never judged by a local pid
     json.dumps(store.open_slurm_jobs())

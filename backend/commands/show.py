@@ -25,9 +25,11 @@ def run(args: argparse.Namespace) -> int:
     results = store.task_results(run_id)
     base = store.task_results(r["parent_run_id"], "vanilla") if r["parent_run_id"] else []
     metrics = store.metrics(run_id)
+    from ..run_energy import run_energy_doc
+    energy = run_energy_doc(store, r)
     if args.json:
-        print(json.dumps({"run": r, "results": results, "baseline_results": base, "metrics": metrics},
-                         indent=2, default=str))
+        print(json.dumps({"run": r, "results": results, "baseline_results": base, "metrics": metrics,
+                          **energy}, indent=2, default=str))
         return 0
     con = console()
     con.print(f"[b]run {run_id}[/b]  {r['kind']}  [b]{r['status']}[/b]  model {r['model_ref']}")
@@ -49,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
                   fmt_float(row["acc_norm"]), str(row["n_samples"] or "—"), fmt_float(row["seconds"], 1),
                   fmt_float(wh, 5), row["meter"] or "missing")
     con.print(t)
+    from ..run_energy import energy_lines
+    for line in energy_lines(energy):
+        con.print(line, markup=False, highlight=False)
     for m in metrics:
         con.print(f"{m['variant']} {m['name']}: {fmt_float(m['value'], 4)}")
     con.print("config: " + json.dumps(r["config"], sort_keys=True))

@@ -421,7 +421,7 @@ def slurm_runner_pid(workspace: Path) -> int | None:
 
 def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
     """Start a detached Slurm runner when Slurm runs are waiting and none is alive; its pid or None."""
-    if not (store.open_slurm_jobs() or store.has_unsubmitted_slurm_runs()):
+    if not (store.open_slurm_jobs() or (not store.queue_paused() and store.has_unsubmitted_slurm_runs())):
         return None
     pid = slurm_runner_pid(workspace)
     if pid:

@@ -25,12 +25,22 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from backend.report import SHORT, Row, study_tables
 
 from ..widgets.bars import GroupedBars, ScatterPareto
+from ..widgets.compare_energy import CompareEnergy
 from ..widgets.radar import RadarChart
 from ._fmt import method_label, ratio_label
 
 
 def series_name(row: Row, single_pair: bool) -> str:
-    return row.variant if single_pair else f"#{row.run_id} {row.variant}"
+    ref = " (ref)" if row.kind == "reference" else ""
+    return row.variant + ref if single_pair else f"#{row.run_id} {row.variant}{ref}"
+
+
+def quality_line(store, run_id: int) -> str:
+    """The run's quality badge, one line (meter, shortest window, idle, CV, drift, sharing)."""
+    from rich.markup import escape
+
+    from backend.trust import quality_badge
+    return escape(quality_badge(store, run_id).label())
 
 
 def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str, float, float, bool]]:
@@ -62,6 +72,7 @@ class CompareScreen(Screen):
         Binding("b", "tab('bars')", "Bars"),
         Binding("t", "tab('table')", "Table"),
         Binding("p", "tab('pareto')", "Pareto"),
+        Binding("e", "tab('energy')", "Energy"),
     ]
 
     def __init__(self, run_ids: list[int], tab: str = "radar") -> None:
@@ -89,6 +100,8 @@ class CompareScreen(Screen):
                 with Vertical():
                     yield ScatterPareto("avg accuracy vs avg Wh — runs of this model", id="pareto-chart")
                     yield Static("", id="pareto-note")
+            with TabPane("Energy", id="energy"):
+                yield CompareEnergy(id="compare-energy")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -125,11 +138,15 @@ class CompareScreen(Screen):
         self.fill_table(acc, wh, tasks)
         self.fill_noise(acc, tasks)
         self.fill_pareto(ids[0])
+        self.query_one(CompareEnergy).refresh_from(store, tables)
         runs = ", ".join(f"#{i}" for i in ids)
         what = "vs its vanilla baseline" if single and len(ids) == 1 else "side by side"
         meters = sorted({m for r in wh for m in r.meters.values() if m})
+        refs = sorted({r.run_id for r in acc if r.kind == "reference"})
         self.query_one("#compare-title", Static).update(
             f"[b]Compare[/b] runs {runs} {what} · {len(tasks)} task(s) · meters: {', '.join(meters) or '—'}"
+            + (f" · [b]reference[/b] (published) run(s) {', '.join(f'#{i}' for i in refs)}" if refs else "")
+            + "".join(f"\n[dim]quality #{i}:[/] {quality_line(store, i)}" for i in ids[:2] if i not in refs)
             + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
 
     def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
@@ -145,7 +162,8 @@ class CompareScreen(Screen):
         table.add_column("Ratio", key="ratio")
         for metric, rows, digits in (("acc", acc, 3), ("Wh", wh, 4)):
             for r in rows:
-                cells: list[Any] = [metric, r.model, str(r.run_id), r.variant]
+                cells: list[Any] = [metric, r.model + (" (ref)" if r.kind == "reference" else ""),
+                                    str(r.run_id), r.variant]
                 for t in tasks:
                     v, se = r.values.get(t), r.stderr.get(t)
                     if v is None:

@@ -21,6 +21,7 @@ from backend.runconfig import RunConfig
 from backend.supervisor import cancel_run
 
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.energy_panel import EnergyPanel
 from ..widgets.job_log import JobLog
 from ..widgets.power import PowerPanel
 from ._fmt import model_label, num, status_cell, when
@@ -65,6 +66,8 @@ class RunDetailScreen(Screen):
                 yield Vertical(id="stages")
                 yield Label("per-task results", classes="section")
                 yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
+                yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
+                yield EnergyPanel(id="energy-panel")
                 yield Static("", id="run-error")
             with Vertical(id="detail-right"):
                 yield Label("live power", classes="section")
@@ -240,6 +243,8 @@ class RunDetailScreen(Screen):
             table.add_row(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]), num(r["acc_stderr"]),
                           num(r["acc_norm"]), num(wh, 4), r["meter"] or "—", str(r["n_samples"] or "—"),
                           num(r["seconds"], 1))
+        if self.run is not None:
+            self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
