@@ -103,15 +103,19 @@ class GreentuiApp(App):
             token = self.store.change_token()
         except Exception:  # a locked or vanished database must never kill the UI
             return
+        try:
+            screen = self.screen
+        except Exception:  # noqa: BLE001 - the app is starting or closing: no screen to tell
+            return
         if token != self._token:
             self._token = token
             # runs, queue, results and models without the event cursor: tables need not redraw
             # for every progress event of a running run
             self.table_token = token[:3] + token[4:]
-            refresh = getattr(self.screen, "store_changed", None)
-            if refresh is not None:
+            refresh = getattr(screen, "store_changed", None)
+            if refresh is not None and screen.is_mounted:
                 refresh()
-        tick = getattr(self.screen, "tick", None)
+        tick = getattr(screen, "tick", None)
         if tick is not None:
             tick()
 

@@ -49,7 +49,10 @@ class QueueScreen(LiveTableScreen):
         table.focus()
 
     def reload(self) -> None:
-        table = self.query_one(DataTable)
+        tables = self.query(DataTable)
+        if not tables:  # the app's poll can land before compose or after teardown
+            return
+        table = tables.first()
         keep = self.cursor_run()
         rows = self.store.queued_runs()
         rows.sort(key=lambda r: (r["status"] != "running", r["position"] or 0, r["id"]))
