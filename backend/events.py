@@ -16,7 +16,6 @@ from typing import Any
 
 from .store import Store
 
-STAGES = ("load", "baseline", "prune", "lora", "evaluate", "perplexity")
 Listener = Callable[[str, dict[str, Any]], None]
 
 

@@ -180,6 +180,7 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
 
     import torch
     from peft import LoraConfig, get_peft_model
+    from transformers import get_linear_schedule_with_warmup
 
     spec.validate()
     t0 = time.perf_counter()
@@ -220,11 +221,9 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
     total_params = sum(p.numel() for p in peft_model.parameters())
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-
-    def lr_at(step: int) -> float:  # 1-based; linear warmup, then linear decay to zero
-        if warmup and step <= warmup:
-            return spec.lr * step / warmup
-        return spec.lr * max(0.0, (steps - step + 1) / max(1, steps - warmup))
+    # The study's recipe (LLM-Pruner through the HF Trainer): linear warmup from 0, then linear decay
+    # to 0, stepped once per optimizer step, so step k (1-based) trains at lr * lambda(k - 1).
+    schedule = get_linear_schedule_with_warmup(opt, num_warmup_steps=warmup, num_training_steps=steps)
 
     eval_before = _evaluate(peft_model, eval_set, micro, pad_id, dev, autocast)
     if eval_before is not None:
@@ -242,9 +241,7 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
             batch.append(train_set[epoch_order[cursor]])
             cursor += 1
         n_labels = sum(sum(1 for x in e["labels"][1:] if x != -100) for e in batch)
-        lr = lr_at(step)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        lr = schedule.get_last_lr()[0]
         step_loss = 0.0
         for i in range(0, len(batch), micro):
             loss, _, n_tok = _loss_sum(peft_model, batch[i:i + micro], pad_id, dev, autocast)
@@ -254,6 +251,7 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
         if not math.isfinite(step_loss):
             raise GreentuiError(f"LoRA loss became {step_loss} at step {step}; lower the learning rate")
         opt.step()
+        schedule.step()
         opt.zero_grad(set_to_none=True)
         losses.append(step_loss)
         emit({"step": step, "loss": step_loss, "lr": lr, "tokens": tokens})

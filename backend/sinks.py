@@ -95,7 +95,7 @@ class FileRecorder:
         self.model: dict[str, Any] = dict(snapshot["model"])
         self.baselines: dict[str, dict[str, Any]] = dict(snapshot.get("baselines") or {})
         self.path = self.folder  # the store's ``path`` attribute; nothing opens it as a database
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a signal handler may log while the main thread appends
         self._baseline_created = False
 
     # ---------------------------------------------------------------- plumbing
@@ -107,6 +107,10 @@ class FileRecorder:
 
     def _update(self, op: str, run_id: int, **data: Any) -> None:
         self._append(UPDATES, {"op": op, "run": run_id, "t": time.time(), **data})
+
+    def note(self, line: str) -> None:
+        """A log line into ``events.jsonl`` from outside the pipeline (a signal handler)."""
+        self._append(EVENTS, {"t": time.time(), "kind": "log", "line": line})
 
     def cancel_requested(self, run_id: int) -> bool:
         """True when the login node asked this job to stop (``cancel.request`` in the run folder)."""

@@ -1,6 +1,6 @@
 """Start and find runners, recover dead runs, cancel — from the store, without importing torch.
 
-The runner (``greentui worker``) is the only owner of execution (design.md, after pueue). It runs in
+The runner (``greentui worker``) is the only owner of execution (docs/architecture.md, after pueue). It runs in
 its own session so an SSH drop that kills the TUI leaves it alone, registers itself in the store
 (host, pid + process start time, devices) and writes a heartbeat every few seconds. A runner is
 alive when its heartbeat is fresh and its pid still names the process that started at the recorded
@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,17 @@ def start_runner(workspace: Path, device: str = "auto", cpu_slots: int | None = 
                             start_new_session=True, close_fds=True, env=env,
                             cwd=str(Path(__file__).resolve().parent.parent))
     log.close()
+    reap_in_background(proc)
     return proc.pid
+
+
+def reap_in_background(proc: subprocess.Popen) -> None:
+    """Wait for a detached child in a daemon thread so that its exit is reaped at once.
+
+    The runner outlives the TUI by design, but while the TUI lives it is the runner's parent: without
+    a wait, every runner that finished stayed a zombie until the TUI exited.
+    """
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
 
 
 def wait_for_runner_exit(workspace: Path, device: str | None = None, timeout: float = 600) -> bool:

@@ -1,9 +1,12 @@
-"""The CLI contract: help everywhere, one-line errors with exit != 0, nothing recorded lost."""
+"""The CLI contract: help everywhere, one-line errors with exit != 0, nothing recorded lost.
+
+``cli`` calls ``backend.cli.main`` in this process (see conftest); ``test_console_script_*`` runs the
+real console script once, so the entry point itself stays covered in the fast tier.
+"""
 
 from __future__ import annotations
 
-
-
+from backend import __version__
 from backend.cli import build_parser
 from backend.store import Store
 
@@ -45,14 +48,19 @@ def test_bad_model_references(cli, workspace, tmp_path):
     enc = tmp_path / "bert"
     BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(enc)
     assert "not a decoder-only causal LM" in _error_line(cli("models", "add", str(enc)))
-    assert "no model" in _error_line(cli("run", "nobody/nothing-here", "--limit", "2")) or True
+    line = _error_line(cli("run", "nobody/nothing-here", "--limit", "2"))
+    assert "model 'nobody/nothing-here'" in line and "unreachable" in line
+    with Store(workspace / "greentui.db") as s:
+        assert s.count_runs() == 0  # refused before anything was recorded
 
 
 def test_unwritable_runs_dir(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    line = _error_line(cli("--runs-dir", str(blocker / "ws"), "ls"))
+    line = _error_line(cli("--runs-dir", str(blocker / "ws"), "pause"))  # a command that records
     assert "cannot create the runs dir" in line
+    line = _error_line(cli("--runs-dir", str(blocker / "ws"), "ls"))  # read-only: reports, creates nothing
+    assert "no greentui workspace" in line
 
 
 def test_corrupted_db_is_reported_and_kept(cli, workspace):
@@ -83,3 +91,12 @@ def test_models_rm_refuses_models_with_runs(cli, workspace, tmp_path):
     assert "has 1 run" in _error_line(cli("models", "rm", str(mid)))
     with Store(workspace / "greentui.db") as s:
         assert len(s.list_models()) == 1
+
+
+def test_console_script_answers_version_and_errors(cli_subprocess, workspace):
+    """One real process: the ``python -m backend`` entry point, its exit codes and stderr."""
+    proc = cli_subprocess("--version", check=True)
+    assert proc.stdout.strip() == f"greentui {__version__}"
+    proc = cli_subprocess("show", "abc", env={"GREENTUI_HOME": str(workspace)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("greentui: error: 'abc' is not a run id")

@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from backend import workspace  # noqa: E402
-from backend.demo import build_demo_model  # noqa: E402
 from backend.errors import GreentuiError  # noqa: E402
 from backend.finetune import LoraSpec, finetune_lora, load_training_data, target_modules_for  # noqa: E402
 from backend.lora.data import alpaca_prompt, tokenize_records  # noqa: E402
@@ -28,13 +27,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory):
-    return build_demo_model(tmp_path_factory.mktemp("llama"), "llama")
+def llama_dir(demo_model_dir):
+    return demo_model_dir("llama")
 
 
 @pytest.fixture(scope="module")
-def phi3_dir(tmp_path_factory):
-    return build_demo_model(tmp_path_factory.mktemp("phi3"), "phi3")
+def phi3_dir(demo_model_dir):
+    return demo_model_dir("phi3")
 
 
 def load(model_dir):
@@ -234,3 +233,46 @@ def test_save_merged_reloads_with_transformers(llama_dir, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(GreentuiError, match="CUDA is not available"):
             finetune_lora(model, tok, spec, tmp_path / "again", device="cuda")
+
+
+def _adapter_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+
+
+def test_seed_fixes_data_order_init_and_dropout(llama_dir, tmp_path):
+    """The run's seed reaches LoRA: same seed, same adapter bit for bit; another seed, another one."""
+    def train(seed: int, name: str):
+        model, tok = load(llama_dir)
+        spec = LoraSpec(steps=2, lr=1e-3, batch_size=2, cutoff_len=32, eval_items=0, seed=seed,
+                        dropout=0.3, train_on_inputs=True, merge=False)
+        events = []
+        _, report = finetune_lora(model, tok, spec, tmp_path / name, on_loss=events.append)
+        return _adapter_weights(tmp_path / name), [e["loss"] for e in events if "loss" in e], report
+
+    a, loss_a, report = train(5, "a")
+    b, loss_b, _ = train(5, "b")
+    c, loss_c, _ = train(6, "c")
+    assert report["spec"]["seed"] == 5  # recorded in the run's lora_report.json
+    assert loss_a == loss_b and all(torch.equal(a[k], b[k]) for k in a)
+    assert loss_a != loss_c and any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_schedule_is_transformers_linear_warmup(llama_dir, tmp_path):
+    """Warmup from 0 over 2 steps, then linear decay towards 0: step k trains at lr * lambda(k - 1)."""
+    model, tok = load(llama_dir)
+    spec = LoraSpec(steps=6, lr=1e-3, batch_size=2, cutoff_len=32, eval_items=0, warmup_steps=2,
+                    train_on_inputs=True, merge=False)
+    events = []
+    _, report = finetune_lora(model, tok, spec, tmp_path, on_loss=events.append)
+    lrs = [e["lr"] for e in events if "lr" in e]
+    assert lrs == pytest.approx([0.0, 0.5e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+    assert report["warmup_steps"] == 2
+    spec = LoraSpec(steps=10, lr=1e-3, batch_size=2, cutoff_len=32, eval_items=0, train_on_inputs=True,
+                    merge=False)
+    events = []
+    _, report = finetune_lora(load(llama_dir)[0], tok, spec, tmp_path / "default", on_loss=events.append)
+    lrs = [e["lr"] for e in events if "lr" in e]
+    assert report["warmup_steps"] == 1  # default: a tenth of the steps (at most 100)
+    assert lrs[:2] == pytest.approx([0.0, 1e-3]) and lrs[-1] == pytest.approx(1e-3 / 9)

@@ -1,4 +1,8 @@
-"""The study end to end through the CLI: run, baseline reuse, export, import, kills and bad input."""
+"""The study through the CLI: run, baseline reuse, seed, export, import, kills and bad input.
+
+Fast tier: one-task ``--limit 2`` runs through ``backend.cli.main`` in this process. Slow tier (CI):
+the same through the console script in its own process, the seven-task acceptance run, and SIGKILLs.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,55 @@ def _assert_whole_rows(rows):
         assert r["meter"] and "estimate" in r["meter"]  # this machine has no RAPL, no GPU
 
 
-def test_run_quick_then_reuse_baseline_and_export(cli, workspace, demo_model_dir):
+def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo_model_dir):
+    """The whole pipeline on one task, two items: the seed reaches lm-eval and LoRA and is recorded;
+    a second run with the same evaluation settings reuses the vanilla baseline."""
+    model = str(demo_model_dir("llama"))
+    proc = cli("run", model, "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "64",
+               "--lora-steps", "2", "--lora-batch-size", "2", "--calib-samples", "2", "--seed", "7")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = int(proc.stdout.strip().splitlines()[-1])
+    assert "Table 1" in proc.stdout
+    with _store(workspace) as s:
+        run = s.get_run(run_id)
+        assert run["status"] == "done" and run["params_after"] < run["params_before"]
+        assert run["config"]["seed"] == 7
+        base = run["parent_run_id"]
+        rows = s.task_results(base, "vanilla") + s.task_results(run_id, "pruned")
+        assert [r["task"] for r in rows] == ["boolq", "boolq"] and all(r["n_samples"] == 2 for r in rows)
+        _assert_whole_rows(rows)
+        assert {r["provenance"]["seed"] for r in rows} == {7}
+        assert {m["name"] for m in s.metrics(run_id)} >= {"ppl_wikitext2"}
+    for rid in (base, run_id):  # what lm-eval itself says it was seeded with
+        lm = json.loads((workspace / f"run-{rid:05d}" / "lm_eval" / "boolq.json").read_text())["config"]
+        assert (lm["random_seed"], lm["numpy_seed"], lm["torch_seed"], lm["fewshot_seed"]) == (7, 7, 7, 7)
+    lora = json.loads((workspace / f"run-{run_id:05d}" / "lora_report.json").read_text())
+    assert lora["spec"]["seed"] == 7 and lora["steps"] == 2
+
+    again = cli("run", model, "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "64",
+                "--importance", "l2", "--no-lora", "--no-energy")
+    assert again.returncode == 0, again.stderr[-3000:]
+    run2 = int(again.stdout.strip().splitlines()[-1])
+    with _store(workspace) as s:
+        assert s.get_run(run2)["parent_run_id"] != base  # --no-energy is another baseline key
+    third = cli("run", model, "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "64",
+                "--importance", "l2", "--no-lora", "--no-energy")
+    run3 = int(third.stdout.strip().splitlines()[-1])
+    with _store(workspace) as s:
+        assert s.get_run(run3)["parent_run_id"] == s.get_run(run2)["parent_run_id"]  # reused
+        assert s.count_runs(statuses=["done"]) == 5
+        assert s.task_results(run3, "vanilla") == []  # nothing re-measured under the new run
+    with _store(workspace) as s:
+        acc_v, acc_p = study_tables(s, [run_id])["accuracy"]
+    md = cli("export", str(run_id), check=True).stdout
+    assert f"| {acc_p.avg:.3f} |" in md and f"| {acc_v.avg:.3f} |" in md
+    assert "\\begin{tabular}" in cli("export", "--format", "latex", check=True).stdout
+
+
+@pytest.mark.slow
+def test_run_quick_then_reuse_baseline_and_export(cli_subprocess, workspace, demo_model_dir):
+    """The console script end to end, two tasks, CodeCarbon on every task (slow: three processes)."""
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     first = cli("run", model, *QUICK)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -79,10 +131,10 @@ def test_run_quick_then_reuse_baseline_and_export(cli, workspace, demo_model_dir
 
 
 @pytest.mark.slow
-def test_study_run_seven_tasks(cli, workspace, demo_model_dir):
+def test_study_run_seven_tasks(cli_subprocess, workspace, demo_model_dir):
     """The issue's acceptance command: seven tasks, --lora-steps 5 --limit 8, local data."""
     model = str(demo_model_dir("qwen2"))
-    proc = cli("run", model, "--lora-steps", "5", "--limit", "8", "--data-dir", DATA,
+    proc = cli_subprocess("run", model, "--lora-steps", "5", "--limit", "8", "--data-dir", DATA,
                "--lora-batch-size", "4", "--ppl-limit", "256")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_id = int(proc.stdout.strip().splitlines()[-1])
@@ -102,8 +154,10 @@ def test_study_run_seven_tasks(cli, workspace, demo_model_dir):
 
 def test_bad_input_is_refused_and_store_untouched(cli, workspace, demo_model_dir, tmp_path):
     model = str(demo_model_dir("llama"))
-    cli("run", model, "--no-prune", "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "0",
-        check=True)
+    with _store(workspace) as s:  # something already recorded, which a refused command must keep
+        mid = s.upsert_model("org/m", name="org/m")
+        done = s.create_run(mid, "baseline", {"model": "org/m"}, status="done")
+        s.save_task_results(done, [{"variant": "vanilla", "task": "boolq", "acc": 0.5, "n_samples": 2}])
     with _store(workspace) as s:
         before = (s.count_runs(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
 
@@ -159,9 +213,11 @@ def test_import_lm_eval_results(cli, workspace, tmp_path):
     assert "| 0.740 |" in md and "| — |" in md
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["cli-run", "runner"])
-def test_killed_run_leaves_no_partial_rows(cli, workspace, demo_model_dir, how):
+def test_killed_run_leaves_no_partial_rows(cli_subprocess, workspace, demo_model_dir, how):
     """SIGKILL mid-evaluation: whole task rows only, integrity ok; a killed runner's run is interrupted."""
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     args = ["--no-prune", "--tasks", "boolq,piqa,arc_easy,hellaswag", "--limit", "6", "--data-dir", DATA,
             "--ppl-limit", "0"]

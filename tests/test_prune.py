@@ -236,7 +236,8 @@ def test_report_contents_and_options(demo_model_dir, tmp_path):
                 "flops_per_token_after", "wall_time_s", "peak_rss_mb", "torch_pruning_version",
                 "layers_before", "layers_after", "ratio_meaning", "target_ratio"):
         assert key in report
-    assert report["torch_pruning_version"].startswith("1.6")
+    from importlib.metadata import version
+    assert report["torch_pruning_version"] == version("torch-pruning")  # the installed one, recorded
     for e in report["layers"]:
         assert e["heads_after"] == e["heads_before"] and e["heads_removed"] == []
         assert e["intermediate_after"] % 16 == 0
@@ -319,7 +320,7 @@ def test_torch_pruning_whole_model_graph_on_2_per_kv_is_guarded(demo_model_dir):
 def test_cli_prune(demo_model_dir, tmp_path, cli):
     out = tmp_path / "cli-out"
     proc = cli("prune", str(demo_model_dir("phi3")), "--out", str(out), "--ratio", "2/7",
-               "--calib-samples", "3", "--calib-seq-len", "16", "--json", timeout=300)
+               "--calib-samples", "3", "--calib-seq-len", "16", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["params_after"] < report["params_before"]
@@ -334,7 +335,7 @@ def test_cli_prune(demo_model_dir, tmp_path, cli):
     (["--ignore-first", "3", "--ignore-last", "3"], "nothing would be left"),
 ])
 def test_cli_bad_input(demo_model_dir, tmp_path, cli, args, message):
-    proc = cli("prune", str(demo_model_dir("llama")), "--out", str(tmp_path / "o"), *args, timeout=300)
+    proc = cli("prune", str(demo_model_dir("llama")), "--out", str(tmp_path / "o"), *args)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert not (tmp_path / "o").exists()
@@ -357,9 +358,9 @@ def test_cli_unsupported_and_busy_dir(tmp_path, cli):
 
     src = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64)).save_pretrained(src)
-    proc = cli("prune", str(src), "--out", str(tmp_path / "o"), timeout=300)
+    proc = cli("prune", str(src), "--out", str(tmp_path / "o"))
     assert proc.returncode != 0 and "supported: llama" in proc.stderr
-    proc = cli("prune", str(src), "--out", str(src), timeout=300)
+    proc = cli("prune", str(src), "--out", str(src))
     assert proc.returncode != 0 and "not empty" in proc.stderr
 
 

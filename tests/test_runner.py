@@ -129,7 +129,8 @@ def test_cancel_is_a_flag_on_the_run_and_a_late_cancel_is_refused(workspace):
 # ------------------------------------------------------------------------------ real runs (tiny model)
 
 @pytest.mark.slow
-def test_cancel_stops_a_running_run_within_seconds_and_the_queue_goes_on(cli, workspace, demo_model_dir):
+def test_cancel_stops_a_running_run_within_seconds_and_the_queue_goes_on(cli_subprocess, workspace, demo_model_dir):
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     args = ["--no-prune", "--tasks", "boolq,piqa,arc_easy,hellaswag,winogrande", "--limit", "6",
             "--data-dir", DATA, "--ppl-limit", "0", "--device", "cpu"]
@@ -153,7 +154,8 @@ def test_cancel_stops_a_running_run_within_seconds_and_the_queue_goes_on(cli, wo
 
 
 @pytest.mark.slow
-def test_two_cpu_slots_run_two_runs_at_once_with_a_note(cli, workspace, demo_model_dir):
+def test_two_cpu_slots_run_two_runs_at_once_with_a_note(cli_subprocess, workspace, demo_model_dir):
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     a, b = _queue(cli, model, *TINY), _queue(cli, model, *TINY)
     out = cli("worker", "--cpu-slots", "2", check=True, timeout=600).stdout
@@ -171,7 +173,8 @@ def test_two_cpu_slots_run_two_runs_at_once_with_a_note(cli, workspace, demo_mod
 
 
 @pytest.mark.slow
-def test_auto_and_cpu_runners_never_run_two_runs_at_once(cli, workspace, demo_model_dir):
+def test_auto_and_cpu_runners_never_run_two_runs_at_once(cli_subprocess, workspace, demo_model_dir):
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     ids = [_queue(cli, model, *TINY) for _ in range(2)]
     workers = [_worker("--device", "auto"), _worker("--device", "cpu")]
@@ -185,7 +188,8 @@ def test_auto_and_cpu_runners_never_run_two_runs_at_once(cli, workspace, demo_mo
 
 
 @pytest.mark.slow
-def test_a_cancel_racing_the_end_of_a_run_never_touches_the_next(cli, workspace, demo_model_dir):
+def test_a_cancel_racing_the_end_of_a_run_never_touches_the_next(cli_subprocess, workspace, demo_model_dir):
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     first, second = _queue(cli, model, *TINY), _queue(cli, model, *TINY)
     worker = _worker("--device", "cpu")
@@ -206,7 +210,8 @@ def test_a_cancel_racing_the_end_of_a_run_never_touches_the_next(cli, workspace,
 
 
 @pytest.mark.slow
-def test_a_killed_runner_takes_its_run_down_and_the_run_is_interrupted(cli, workspace, demo_model_dir):
+def test_a_killed_runner_takes_its_run_down_and_the_run_is_interrupted(cli_subprocess, workspace, demo_model_dir):
+    cli = cli_subprocess
     model = str(demo_model_dir("llama"))
     args = ["--no-prune", "--tasks", "boolq,piqa,arc_easy,hellaswag", "--limit", "6", "--data-dir", DATA,
             "--ppl-limit", "0", "--device", "cpu"]

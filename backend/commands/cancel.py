@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import parse_run_id, workspace_and_store
+from .common import workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -18,11 +18,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..supervisor import cancel_run, wait_for_cancel
-    _, store = workspace_and_store(args)
+    from ..runs import cancel, parse_run_id
+    _, store = workspace_and_store(args, create=False)
     run_id = parse_run_id(args.run)
-    outcome = cancel_run(store, run_id)
+    outcome = cancel(store, run_id)
     print(f"run {run_id}: {outcome}")
     if args.wait and outcome == "cancelling":
+        from ..supervisor import wait_for_cancel
         print(f"run {run_id}: {wait_for_cancel(store, run_id)}")
     return 0

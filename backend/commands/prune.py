@@ -9,19 +9,9 @@ from __future__ import annotations
 import argparse
 
 
-def _ratio(text: str) -> float:
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a ratio (e.g. 0.25 or 2/7)") from None
-    return value  # range and NaN are checked by PruneConfig.validate, with one clear message
-
-
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    from ..runconfig import SETTING
+    from ..schema import add_argument
     from .plan import add_pruning_options
 
     p = sub.add_parser("prune", parents=parents, help="structurally prune a model into a directory",
@@ -32,13 +22,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("model", help="HF id or local model directory (a pruned one too)")
     p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
     add_pruning_options(p)
-    p.add_argument("--calib-samples", type=int, default=10)
-    p.add_argument("--calib-seq-len", type=int, default=64)
+    for name in ("calib_samples", "calib_seq_len", "seed"):  # the run schema's, defaults included
+        add_argument(p, SETTING[name], default=SETTING[name].default)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--calib-file", default=None, help="calibration text file (default: shipped Tiny Shakespeare)")
+    add_argument(g, SETTING["calib_file"], default=None)
     g.add_argument("--calib-dataset", default=None, help="HF dataset id[:config] (needs the hub)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.set_defaults(func=run)
 

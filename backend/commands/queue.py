@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import workspace_and_store
-from ..errors import GreentuiError
-from .run_options import add_run_options, apply_workspace_defaults, config_from_args, prepare_run
+from .run_options import add_run_options, config_from_args
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -24,42 +23,24 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..supervisor import recover_stale_runs, start_runner
+    from ..runs import queue_run
     cfg = config_from_args(args)
     ws, store = workspace_and_store(args)
-    cfg = apply_workspace_defaults(cfg, ws)
-    if cfg.executor == "slurm":
-        from ..executors.slurm import partition_problem, slurm_available
-        why = slurm_available()
-        if why:
-            raise GreentuiError(f"--executor slurm: {why}")
-        why = cfg.partition and partition_problem(cfg.partition)
-        if why:
-            raise GreentuiError(f"--partition: {why}")
-    recover_stale_runs(store)
-    run_id = prepare_run(store, cfg, status="queued")
-    if store.queue_paused():
-        print(f"queued run {run_id}; the queue is paused (greentui resume to start it)")
-    elif not args.no_start and cfg.executor == "slurm":
-        from ..executors.slurm import ensure_slurm_runner
-        print(f"queued run {run_id} for Slurm; runner pid {ensure_slurm_runner(ws, store)}")
-    elif not args.no_start:
-        pid = start_runner(ws)
-        print(f"queued run {run_id}; runner pid {pid}")
-    print(run_id)
+    queued = queue_run(ws, store, cfg, start=not args.no_start)
+    if queued.paused:
+        print(f"queued run {queued.run_id}; the queue is paused (greentui resume to start it)")
+    elif queued.runner_pid:
+        where = " for Slurm" if cfg.executor == "slurm" else ""
+        print(f"queued run {queued.run_id}{where}; runner pid {queued.runner_pid}")
+    print(queued.run_id)
     return 0
 
 
 def resume(args: argparse.Namespace) -> int:
-    from ..supervisor import start_runner
+    from ..runs import resume_queue
     ws, store = workspace_and_store(args)
-    store.set_queue_paused(False)
-    if not args.no_start:
-        print(f"queue resumed; runner pid {start_runner(ws)}")
-        from ..executors.slurm import ensure_slurm_runner
-        slurm_pid = ensure_slurm_runner(ws, store)
-        if slurm_pid:
-            print(f"Slurm runner pid {slurm_pid}")
+    lines = resume_queue(ws, store, start=not args.no_start)
+    print("; ".join(["queue resumed", *lines]))
     return 0
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-
-from .common import parse_run_id, workspace_and_store
+import sys
+from .common import workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -15,13 +14,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..workspace import run_dir
-    ws, store = workspace_and_store(args)
-    ids = [parse_run_id(r) for r in args.runs]
-    for i in ids:
-        store.require_run(i)
-    n = store.delete_runs(ids)
-    for i in ids:
-        shutil.rmtree(run_dir(ws, i), ignore_errors=True)
+    from ..runs import parse_run_id, remove
+    ws, store = workspace_and_store(args, create=False)
+    n, kept = remove(ws, store, [parse_run_id(r) for r in args.runs])
+    for folder in kept:
+        print(f"greentui: warning: could not remove {folder}", file=sys.stderr)
     print(f"deleted {n} run(s)")
     return 0

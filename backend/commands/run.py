@@ -10,8 +10,9 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..runs import prepare_run
 from .common import workspace_and_store
-from .run_options import add_run_options, config_from_args, prepare_run
+from .run_options import add_run_options, config_from_args
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -59,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if cfg.executor != "local":
-        from ..errors import GreentuiError
-        raise GreentuiError(f"--executor {cfg.executor}: greentui run executes here, in the foreground; "
-                            f"use greentui queue --executor {cfg.executor}")
+        from ..schema import SettingError
+        raise SettingError("executor", f"{cfg.executor}: greentui run executes here, in the foreground; "
+                                       f"use greentui queue --executor {cfg.executor}")
     quiet_libraries()
     ws, store = workspace_and_store(args)
     held, device = _take_device(ws, store, cfg, wait=getattr(args, "wait", False))

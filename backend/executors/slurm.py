@@ -219,7 +219,8 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
     except RuntimeError as exc:
         raise GreentuiError(f"cannot submit to Slurm: {exc}") from exc
-    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 60}
+    # SIGUSR2 30 s before the limit (Slurm may send it up to 60 s earlier still): only logged by the job
+    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 30}
     if cfg.partition:
         params["partition"] = cfg.partition
     # No limit asked for: none written (submitit would write 5 minutes), the partition's default applies.
@@ -433,4 +434,6 @@ def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
                             env=dict(os.environ, PYTHONUNBUFFERED="1"),
                             cwd=str(Path(__file__).resolve().parent.parent.parent))
     log_file.close()
+    from ..supervisor import reap_in_background
+    reap_in_background(proc)
     return proc.pid

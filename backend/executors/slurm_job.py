@@ -4,10 +4,11 @@ submitit pickles :func:`run_job` by reference and calls it on the node. The node
 workspace's SQLite database (a network filesystem breaks its WAL locking); everything goes through a
 :class:`backend.sinks.FileRecorder` and the login node's ingester copies it into the store.
 
-Signals: Slurm sends SIGTERM on ``scancel`` and at the end of the time limit, and submitit asks for
-SIGUSR2 90 s before the limit (or on preemption). submitit's own handlers ignore SIGTERM and turn
-SIGUSR2 into an error inside whatever runs; here both stop the pipeline at once (``RunCancelled``)
-so the finished tasks are on disk and ``status.json`` names the signal.
+Signals: Slurm sends SIGTERM on ``scancel``, at the end of the time limit and on preemption (then
+SIGKILL after KillWait); submitit asks for SIGUSR2 shortly before the limit. submitit's own handlers
+ignore SIGTERM and turn SIGUSR2 into an error inside whatever runs. Here SIGTERM stops the pipeline
+at once (``RunCancelled``: every finished task is already on disk) and SIGUSR2 is only logged, so
+the job runs to its limit and Slurm's own state (TIMEOUT) says why it ended.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-STOP_REASONS = {
-    signal.SIGTERM: "stopped by Slurm (SIGTERM: scancel, time limit or preemption)",
-    signal.SIGUSR2: "stopped by Slurm before its time limit or for preemption (SIGUSR2)",
-}
+STOP_REASON = "stopped by Slurm (SIGTERM: scancel, time limit or preemption)"
 
 
 def run_job(workspace: str, run_id: int, snapshot: dict[str, Any]) -> str:
@@ -29,17 +27,20 @@ def run_job(workspace: str, run_id: int, snapshot: dict[str, Any]) -> str:
     from ..workspace import run_dir
 
     stopped: list[str] = []
+    folder = run_dir(Path(workspace), run_id)
+    recorder = FileRecorder(folder, snapshot)
 
     def stop(signum: int, frame: Any) -> None:
         if not stopped:
-            stopped.append(STOP_REASONS.get(signum, f"signal {signum}"))
-            raise RunCancelled(stopped[0])
+            stopped.append(STOP_REASON)
+            raise RunCancelled(STOP_REASON)
 
-    for sig in STOP_REASONS:
-        signal.signal(sig, stop)
+    def warn(signum: int, frame: Any) -> None:
+        recorder.note("Slurm: the time limit is near (SIGUSR2); finished tasks are saved as they end")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR2, warn)
     quiet_libraries()
-    folder = run_dir(Path(workspace), run_id)
-    recorder = FileRecorder(folder, snapshot)
     status = execute_run(recorder, Path(workspace), run_id)
     if stopped and status == "cancelled" and not recorder.cancel_requested(run_id):
         status = "interrupted"
