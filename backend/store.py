@@ -181,6 +181,7 @@ class ChangeToken(NamedTuple):
     models: int
     paused: str | None
     queue: str | None
+    jobs: float | None = None   # the last change of a Slurm job's state (slurm_jobs.updated_at)
 
     @property
     def tables(self) -> tuple[Any, ...]:
