@@ -49,6 +49,11 @@ EFFICIENCY_FIELDS = ("batch_size", "seq_len", "forwards", "tokens", "seconds", "
                      "j_per_token", "meter")
 
 
+def _fits(value: Any) -> bool:
+    """Whether ``value`` is an integer SQLite can bind (64-bit signed); larger ids exist nowhere."""
+    return isinstance(value, int) and -(2**63) <= value < 2**63
+
+
 def now() -> float:
     return time.time()
 
@@ -355,7 +360,7 @@ class Store:
         return ids
 
     def get_model(self, ref_or_id: str | int) -> dict[str, Any] | None:
-        if isinstance(ref_or_id, int) or str(ref_or_id).isdigit():
+        if (isinstance(ref_or_id, int) or str(ref_or_id).isdigit()) and _fits(int(ref_or_id)):
             row = self._row("SELECT * FROM models WHERE id = ?", (int(ref_or_id),))
             if row:
                 return row
@@ -392,6 +397,8 @@ class Store:
             return int(cur.lastrowid)
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
+        if not _fits(run_id):  # an id SQLite cannot even hold (e.g. `show 99999999999999999999`)
+            return None
         row = self._row("SELECT r.*, m.ref AS model_ref, m.arch AS model_arch, "
                         "COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name "
                         "FROM runs r LEFT JOIN models m ON m.id = r.model_id WHERE r.id = ?", (run_id,))

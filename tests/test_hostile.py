@@ -219,8 +219,17 @@ def test_16_a_read_only_store_is_one_line(cli, tmp_path):
     with Store(db_path(src)) as s:
         s.create_run(None, "import", {}, status="done")
     ws.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("a read-only bind mount needs root")
+    if os.geteuid() != 0:  # permissions bind a normal user: a read-only file in a read-only folder
+        (db_path(src)).chmod(0o444)
+        src.chmod(0o555)
+        try:
+            for args in (["queue", "org/x", "--no-start"], ["ls"], ["pause"]):
+                err = one_line_error(cli("--runs-dir", str(src), *args))
+                assert "read-only" in err or "not writable" in err, err
+        finally:
+            src.chmod(0o755)
+        assert runs_in(src) == [(1, "done")]
+        return
     for cmd in (["mount", "--bind", str(src), str(ws)], ["mount", "-o", "remount,bind,ro", str(ws)]):
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -347,8 +356,11 @@ def test_read_only_commands_on_an_empty_folder_create_no_store(cli, tmp_path):
 
 # ------------------------------------------------------------------------------------------ runs
 
-def test_trust_recorded_is_the_trust_used(cli, workspace, demo_model_dir):
-    d = str(demo_model_dir("llama"))
+LLAMA_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 4}
+
+
+def test_trust_recorded_is_the_trust_used(cli, workspace, tmp_path):
+    d = str(_model_dir(tmp_path, LLAMA_CONFIG))  # queued, never loaded: config.json is all it needs
     cli("models", "add", d, "--trust-remote-code", check=True)
     cli("queue", Path(d).name, "--no-start", check=True)  # by name, without the flag
     with Store(db_path(workspace)) as s:
@@ -356,8 +368,8 @@ def test_trust_recorded_is_the_trust_used(cli, workspace, demo_model_dir):
         assert s.require_run(run["id"])["config"]["trust_remote_code"] is True
 
 
-def test_trust_is_off_unless_asked(cli, workspace, demo_model_dir):
-    d = str(demo_model_dir("qwen2"))
+def test_trust_is_off_unless_asked(cli, workspace, tmp_path):
+    d = str(_model_dir(tmp_path, LLAMA_CONFIG))
     cli("queue", d, "--no-start", check=True)
     with Store(db_path(workspace)) as s:
         run = s.list_runs(limit=1)[0]
@@ -415,3 +427,22 @@ def test_a_finished_runner_is_reaped_not_left_a_zombie(workspace):
 
     from tests.conftest import wait_for
     wait_for(gone, 60, "the runner to exit and be reaped")
+
+
+# ------------------------------------------------------------------------------------------ further inputs
+
+BIG = "99999999999999999999"  # more than SQLite's 64-bit integers hold
+
+
+@pytest.mark.parametrize("args", [["show", BIG], ["cancel", BIG], ["rm", BIG], ["export", BIG],
+                                  ["models", "rm", BIG]])
+def test_ids_larger_than_sqlite_holds_are_not_found(cli, workspace, args):
+    cli("pause", check=True)  # a workspace with a store
+    one_line_error(cli(*args), BIG)
+
+
+def test_a_calibration_file_that_never_ends_is_refused():
+    from backend.errors import GreentuiError
+    from backend.pruning.calibration import calibration_text
+    with pytest.raises(GreentuiError, match="not a regular file"):
+        calibration_text("/dev/zero")

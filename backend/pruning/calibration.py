@@ -15,6 +15,7 @@ from ..errors import GreentuiError
 from ..workspace import PACKAGE_DATA
 
 SHIPPED_TEXT = PACKAGE_DATA / "text" / "tinyshakespeare.txt"
+MAX_CALIB_CHARS = 64 * 2**20
 
 
 def calibration_text(calib_file=None, calib_dataset=None, min_chars: int = 200_000) -> tuple[str, str]:
@@ -22,7 +23,10 @@ def calibration_text(calib_file=None, calib_dataset=None, min_chars: int = 200_0
     if calib_file:
         p = Path(calib_file).expanduser()
         try:
-            text = p.read_text(encoding="utf-8", errors="replace")
+            if not p.is_file():  # /dev/zero or a FIFO would be read forever
+                raise GreentuiError(f"calibration file {p} is not a regular file")
+            with p.open(encoding="utf-8", errors="replace") as fh:
+                text = fh.read(MAX_CALIB_CHARS)  # far more than any calibration set needs
         except OSError as exc:
             raise GreentuiError(f"cannot read calibration file {p}: {exc.strerror or exc}") from exc
         if not text.strip():

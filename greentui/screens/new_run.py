@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, SelectionList, Static
 
 from backend.errors import GreentuiError
-from backend.runconfig import GROUPS, SETTING, SETTINGS, RunConfig
+from backend.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema import Setting, SettingError
 
 from ..widgets.plan_panel import PlanPanel
@@ -95,13 +95,13 @@ class NewRunScreen(AppScreen):
                          "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter queues.", id="form-title")
             for group in GROUPS:
                 if group != "model":
-                    yield Static(group, classes="form-group")
-                for s in (s for s in SETTINGS if s.group == group):
+                    note = GROUP_NOTES.get(group)
+                    yield Static(group + (f" [dim]— {note}[/]" if note else ""), classes="form-group")
+                for s in (s for s in SETTINGS if s.group == group):  # few widgets per field: 40 of them
                     with Horizontal(classes="field"):
                         yield Label("" if s.widget == "checkbox" else s.label, classes="field-label")
-                        with Vertical(classes="field-input"):
-                            yield field_widget(s, getattr(self.initial, s.name), known)
-                            yield Label("", id=f"err-{s.name}", classes="error")
+                        yield field_widget(s, getattr(self.initial, s.name), known).add_class("field-input")
+                    yield Label("", id=f"err-{s.name}", classes="error field-error")
                 if group == "pruning":  # what these settings make of the model, from its config.json
                     yield PlanPanel(id="plan-panel")
             with Horizontal(id="form-buttons"):
@@ -115,9 +115,6 @@ class NewRunScreen(AppScreen):
         self.validate()
 
     # ------------------------------------------------------------------ reading the form
-    def value(self, name: str) -> str:
-        return self.query_one(f"#f-{name}", Input).value.strip()
-
     def read(self) -> tuple[RunConfig, dict[str, str]]:
         """The config the form describes, and field → reason for values that do not parse."""
         bad: dict[str, str] = {}
