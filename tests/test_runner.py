@@ -281,3 +281,48 @@ def test_a_foreground_run_that_ignores_the_flag_gets_sigterm_then_sigkill(worksp
     finally:
         stubborn.kill()
         stubborn.wait()
+
+
+def test_placement_over_gpu_and_cpu_slots(workspace):
+    """Which slots a run takes (GPUs named as NVML would; the locks are real flocks). No GPU runs."""
+    from backend.devices import Device, cpu_devices
+    from backend.executors.local import LocalExecutor
+    gpus = [Device("cuda", i, f"gpu-GPU-test{i}", f"GPU-test{i}") for i in range(2)]
+    ex = LocalExecutor(workspace, gpus + cpu_devices(1), runner_id=1, runner_device="auto")
+
+    def run(**cfg):
+        return {"id": 1, "config": {"model": "m", **cfg}}
+
+    auto = ex.reserve(run())
+    assert auto.label == "cuda:0" and auto.cuda_visible == "GPU-test0"  # auto goes to a GPU
+    second = ex.reserve(run())
+    assert second.label == "cuda:1"  # the next run takes the other GPU at the same time
+    assert ex.reserve(run()) is None  # both GPUs busy: auto runs wait...
+    cpu = ex.reserve(run(device="cpu"))
+    assert cpu.label == "cpu" and cpu.cuda_visible is None  # ...while a CPU run takes the CPU slot
+    for held in (auto, second, cpu):
+        held.release()
+    both = ex.reserve(run(gpus=2))
+    assert both.label == "cuda:0,1" and both.cuda_visible == "GPU-test0,GPU-test1"  # --gpus 2
+    both.release()
+    pinned = ex.reserve(run(device="cuda:1"))
+    assert pinned.label == "cuda:1"
+    pinned.release()
+    assert ex.refusal(run(gpus=3)) == ("device auto with --gpus 3: this machine offers cuda:0, cuda:1, cpu "
+                                       "(no slot can ever take this run)")
+    assert ex.refusal(run(device="cuda:5")) is not None and ex.refusal(run(gpus=2)) is None
+
+
+def test_a_foreground_run_with_wait_gets_the_device_when_it_is_freed(workspace):
+    import threading
+
+    from backend.devices import acquire_waiting
+    held = acquire(workspace, resolve_devices("cpu"))
+    held.note(run=7)
+    told = []
+    threading.Timer(0.5, held.release).start()
+    t0 = time.time()
+    mine = acquire_waiting(workspace, resolve_devices("cpu"), wait=True, poll=0.1, on_wait=told.append)
+    assert mine.label == "cpu" and 0.4 < time.time() - t0 < 5
+    assert told == ["cpu by run 7"]  # said once who held it
+    mine.release()

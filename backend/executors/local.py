@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..control import process_start_time
-from ..devices import Device, Held, acquire, resolve_devices
+from ..devices import Device, Held, acquire, cpu_devices, resolve_devices
 from ..store import Store
 from . import Executor, RunnerContext
 
@@ -64,6 +64,10 @@ class LocalExecutor(Executor):
     @classmethod
     def create(cls, ctx: RunnerContext) -> "LocalExecutor":
         devices = resolve_devices(ctx.requested_device, ctx.cpu_slots)
+        if ctx.requested_device == "auto" and devices and devices[0].kind == "cuda":
+            # a runner of the whole machine also serves runs that ask for the CPU by name
+            # (``auto`` runs still go to the GPUs)
+            devices = devices + cpu_devices(ctx.cpu_slots)
         return cls(ctx.workspace, devices, ctx.runner_id, ctx.cpu_slots, ctx.requested_device)
 
     def devices(self) -> list[str]:
