@@ -80,12 +80,12 @@ def test_study_shapes_predictions():
 
 
 def test_planner_is_fast_and_imports_no_torch():
-    code = ("import sys, time; t = time.perf_counter()\n"
+    code = ("import sys, time; t = time.process_time()  # CPU: a loaded machine stretches wall time\n"
             "from backend.cli import main\n"
             f"rc = main(['plan', {str(SHIPPED / 'Llama-3.1-8B')!r}, '--json', '--target-params', '6.4B'])\n"
             "assert rc == 0\n"
             "heavy = [m for m in ('torch', 'transformers', 'torch_pruning') if m in sys.modules]\n"
-            "print('ELAPSED', time.perf_counter() - t, 'HEAVY', heavy, file=sys.stderr)\n")
+            "print('ELAPSED', time.process_time() - t, 'HEAVY', heavy, file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=str(SHIPPED.parents[2]))
     assert proc.returncode == 0, proc.stderr

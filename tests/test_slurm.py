@@ -97,7 +97,8 @@ def _assert_ingested_once(ws: Path, run_id: int) -> None:
             len(s.task_results(run_id)) + len(s.task_results(s.get_run(run_id)["parent_run_id"]))
 
 
-def test_two_slurm_runs_finish_with_all_results_in_the_store(cli, slurm_ws, demo_model_dir):
+def test_two_slurm_runs_finish_with_all_results_in_the_store(cli_subprocess, slurm_ws, demo_model_dir):
+    cli = cli_subprocess  # the console script in its own process
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     a, _ = _queue(cli, model, "--lora-steps", "2")
     b, _ = _queue(cli, model, "--lora-steps", "2", "--prune-ratio", "0.5")
@@ -126,8 +127,9 @@ def test_two_slurm_runs_finish_with_all_results_in_the_store(cli, slurm_ws, demo
     assert "boolq" in shown
 
 
-def test_cancel_through_greentui_and_behind_its_back(cli, slurm_ws, demo_model_dir):
+def test_cancel_through_greentui_and_behind_its_back(cli_subprocess, slurm_ws, demo_model_dir):
     """`greentui cancel` → cancelled by the user within 30 s; `scancel` → cancelled outside greentui."""
+    cli = cli_subprocess  # the console script in its own process
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     ours, _ = _queue(cli, model, "--lora-steps", "100000")
     theirs, _ = _queue(cli, model, "--lora-steps", "100000")
@@ -156,7 +158,8 @@ def test_cancel_through_greentui_and_behind_its_back(cli, slurm_ws, demo_model_d
     assert job_id not in active.stdout
 
 
-def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli, slurm_ws, demo_model_dir):
+def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli_subprocess, slurm_ws, demo_model_dir):
+    cli = cli_subprocess  # the console script in its own process
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     run_id, pid = _queue(cli, model, "--lora-steps", "60")
     assert pid
@@ -181,7 +184,8 @@ def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli, slurm_ws,
     _assert_ingested_once(ws, run_id)
 
 
-def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli, slurm_ws, demo_model_dir):
+def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli_subprocess, slurm_ws, demo_model_dir):
+    cli = cli_subprocess  # the console script in its own process
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     bad = cli("queue", model, *QUICK, "--partition", "nosuchpartition")
     assert bad.returncode != 0 and "--partition: no Slurm partition 'nosuchpartition'" in bad.stderr
