@@ -2,6 +2,11 @@
 
 Argument parsing imports no heavy library; each command imports what it needs when it runs, so
 ``greentui --help`` and ``greentui ls`` answer at once.
+
+This module is the composition root, the one place where the CLI and the UI meet: ``greentui``,
+``greentui tui`` and ``greentui demo`` hand the workspace to ``greentui.app.run_workbench`` (imported
+here, when chosen). Nothing else in ``backend`` imports the UI package, and the UI never imports
+``backend.commands``: imports point from ``greentui`` to ``backend`` only (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import sys
 from .errors import GreentuiError
 
 COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
-                   "export", "import_", "cancel", "rm")
+                   "export", "import_", "cancel", "rm", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +47,21 @@ def _version() -> str:
     return __version__
 
 
+def open_workbench(args: argparse.Namespace) -> int:
+    """``greentui`` / ``greentui tui`` / ``greentui demo``: the Textual workbench on the workspace."""
+    from .workspace import resolve_workspace
+    ws = resolve_workspace(getattr(args, "runs_dir", None))
+    from greentui.app import run_workbench  # Textual only: the UI never imports torch
+    run_workbench(ws, device=getattr(args, "device", "auto"), demo=getattr(args, "demo", False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "runs_dir"):
         args.runs_dir = None
-    func = getattr(args, "func", None)
-    if func is None:  # bare `greentui`: the workbench
-        from .commands.tui import run as run_tui
-        func = run_tui
+    func = getattr(args, "func", None) or open_workbench  # bare `greentui`: the workbench
     try:
         return int(func(args) or 0)
     except GreentuiError as exc:

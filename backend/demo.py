@@ -17,10 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .catalog import ARCHITECTURES  # the one list; every one has a tiny shape below
 from .errors import GreentuiError
 from .workspace import PACKAGE_DATA
 
-ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 SIZES = ("tiny", "small")
 SPECIAL_TOKENS = {"bos": "<|bos|>", "eos": "<|eos|>", "pad": "<|pad|>", "unk": "<|unk|>"}
 MARKER_FILE = "greentui_demo.json"
@@ -131,17 +131,19 @@ def build_config(arch: str, shape: Shape, tokenizer):
 def build_demo_model(out_dir: str | Path, arch: str = "llama", size: str = "tiny", seed: int = 0,
                      overwrite: bool = False) -> Path:
     """Write a demo tokenizer + randomly initialised model to ``out_dir``; deterministic for ``seed``."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     shape = shape_for(arch, size)
     out = Path(out_dir).expanduser()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise GreentuiError(f"{out} exists and is not empty; choose another directory or remove it")
     try:
+        if out.exists() and not out.is_dir():
+            raise GreentuiError(f"{out} is a file, not a directory; choose a new or empty directory for the model")
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise GreentuiError(f"{out} exists and is not empty; choose another directory or remove it")
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GreentuiError(f"cannot create {out}: {exc.strerror or exc}") from exc
+
+    import torch
+    from transformers import AutoModelForCausalLM
 
     tokenizer = build_tokenizer(shape.vocab)
     config = build_config(arch, shape, tokenizer)

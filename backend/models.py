@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# Model types greentui can prune and evaluate end to end (see backend.prune for the traps of each).
+from .catalog import ARCHITECTURES as SUPPORTED_ARCHS
 from .errors import GreentuiError
 
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-# Model types greentui can prune and evaluate end to end (see backend.prune for the traps of each).
-SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 ENCODER_ONLY = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "albert", "electra",
                 "xlm-roberta", "camembert", "mpnet", "modernbert", "t5", "bart", "mt5"}
 
@@ -49,8 +49,38 @@ class ModelInfo:
         return asdict(self)
 
 
+MAX_REF = 4096  # PATH_MAX; a component longer than NAME_MAX (255) cannot exist either
+
+
+def _exists(path: Path) -> bool:
+    """``Path.exists`` that answers False for names the OS refuses (too long, NUL)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _looks_like_path(ref: str) -> bool:
-    return ref.startswith((".", "/", "~")) or os.sep in ref and not HF_ID.match(ref) or Path(ref).exists()
+    return ref.startswith((".", "/", "~")) or os.sep in ref and not HF_ID.match(ref) or _exists(Path(ref))
+
+
+def check_reference(ref: str) -> str:
+    """The reference stripped, or a one-line error for one no model can have (control characters
+    such as a newline, which would also split every message that quotes it; absurd lengths)."""
+    if not isinstance(ref, str):
+        raise GreentuiError(f"a model reference must be text, got {type(ref).__name__}")
+    ref = ref.strip()
+    if not ref:
+        raise GreentuiError("empty model reference; give a local directory or a Hugging Face id")
+    bad = next((c for c in ref if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise GreentuiError(f"model reference {ref[:80]!r} contains a control character ({bad!r}); "
+                            "give a directory or a Hugging Face id on one line")
+    longest = max(len(part) for part in ref.split("/"))
+    if len(ref) > MAX_REF or longest > 255:
+        raise GreentuiError(f"model reference is too long ({len(ref)} characters, a name of {longest}): "
+                            f"{ref[:40]!r}…; no file system has such a path")
+    return ref
 
 
 def hub_cache_dir() -> Path:
@@ -91,12 +121,13 @@ def list_cached_models() -> list[str]:
 
 def resolve(ref: str) -> tuple[str, Path | None, str]:
     """Return (canonical ref, local path or None, source); raise GreentuiError with a clear reason."""
-    ref = ref.strip()
-    if not ref:
-        raise GreentuiError("empty model reference; give a local directory or a Hugging Face id")
+    ref = check_reference(ref)
     if _looks_like_path(ref):
-        path = Path(ref).expanduser().resolve()
-        if not path.exists():
+        try:
+            path = Path(ref).expanduser().resolve()
+        except (OSError, RuntimeError) as exc:
+            raise GreentuiError(f"cannot resolve the model path {ref!r}: {exc}") from None
+        if not _exists(path):
             raise GreentuiError(f"no such model directory: {path}")
         if not path.is_dir():
             raise GreentuiError(f"{path} is a file, not a model directory (expected config.json and weights)")
@@ -120,25 +151,48 @@ def read_config(path: Path | None, ref: str, trust_remote_code: bool = False) ->
     """config.json as a dict: from disk, else fetched from the hub (only the small JSON file)."""
     if path is not None:
         try:
-            return json.loads((path / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise GreentuiError(f"cannot read {path / 'config.json'}: {exc}") from exc
+            cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise GreentuiError(f"cannot read {path / 'config.json'}: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise GreentuiError(f"{path / 'config.json'} holds a JSON {type(cfg).__name__}, not the object of "
+                                "a model configuration")
+        return cfg
     try:
         from huggingface_hub import hf_hub_download
         cfg_file = hf_hub_download(ref, "config.json")
     except Exception as exc:
         raise GreentuiError(f"cannot fetch the config of {ref!r} from the Hugging Face hub: {exc}") from exc
-    return json.loads(Path(cfg_file).read_text())
+    try:
+        cfg = json.loads(Path(cfg_file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise GreentuiError(f"cannot read the config of {ref!r}: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise GreentuiError(f"the config of {ref!r} is not a JSON object")
+    return cfg
 
 
 def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Multimodal configs nest the language model's numbers under text_config."""
-    return cfg.get("text_config") or cfg
+    tc = cfg.get("text_config")
+    return tc if isinstance(tc, dict) and tc else cfg
+
+
+def architectures(cfg: dict[str, Any]) -> list[str]:
+    """``architectures`` as a list of names (a lone string is one name, not a list of letters)."""
+    archs = cfg.get("architectures") or []
+    if isinstance(archs, str):
+        return [archs]
+    if not isinstance(archs, list):
+        return [str(archs)]
+    return [str(a) for a in archs]
 
 
 def check_causal_lm(cfg: dict[str, Any], where: str) -> None:
     model_type = cfg.get("model_type", "?")
-    archs = cfg.get("architectures") or []
+    if not isinstance(model_type, str):
+        raise GreentuiError(f"{where}: config.json's model_type is {model_type!r}, not a name")
+    archs = architectures(cfg)
     if model_type in ENCODER_ONLY or (archs and not any("CausalLM" in a or "LMHead" in a for a in archs)):
         raise GreentuiError(f"{where} holds a {model_type} model ({', '.join(archs) or 'no architectures'}), "
                             "which is not a decoder-only causal LM; greentui prunes and evaluates causal LMs "
@@ -153,23 +207,37 @@ def safetensors_params(path: Path) -> tuple[int | None, str | None]:
     total = 0
     dtypes: dict[str, int] = {}
     for f in files:
-        with f.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, meta in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for d in meta["shape"]:
-                count *= d
-            total += count
-            dtypes[meta["dtype"]] = dtypes.get(meta["dtype"], 0) + count
+        try:
+            with f.open("rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                if n > 100 * 2**20:
+                    raise ValueError(f"header of {n} bytes")
+                header = json.loads(fh.read(n))
+            for name, meta in header.items():
+                if name == "__metadata__":
+                    continue
+                count = 1
+                for d in meta["shape"]:
+                    count *= int(d)
+                total += count
+                dtypes[str(meta["dtype"])] = dtypes.get(str(meta["dtype"]), 0) + count
+        except (OSError, struct.error, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise GreentuiError(f"{f} is not a readable safetensors file ({exc})") from None
     main = max(dtypes, key=dtypes.get) if dtypes else None
     return total, {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(main or "", main)
 
 
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _int(v: Any) -> int | None:
+    """A config number as shown and stored: an int, or None for anything else (a hostile config)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _str(v: Any) -> str | None:
+    return " ".join(v.split())[:100] if isinstance(v, str) else None
 
 
 def describe(ref: str, trust_remote_code: bool = False) -> ModelInfo:
@@ -183,11 +251,11 @@ def describe(ref: str, trust_remote_code: bool = False) -> ModelInfo:
     name = Path(canonical).name if path and source in ("local", "demo") else canonical
     return ModelInfo(
         ref=canonical, name=name, source=source, path=str(path) if path else None,
-        arch=tc.get("model_type"), params=params,
-        layers=tc.get("num_hidden_layers"), heads=tc.get("num_attention_heads"),
-        kv_heads=tc.get("num_key_value_heads", tc.get("num_attention_heads")),
-        hidden=tc.get("hidden_size"), intermediate=tc.get("intermediate_size"),
-        dtype=dtype or tc.get("dtype") or tc.get("torch_dtype"),
+        arch=_str(tc.get("model_type")), params=params,
+        layers=_int(tc.get("num_hidden_layers")), heads=_int(tc.get("num_attention_heads")),
+        kv_heads=_int(tc.get("num_key_value_heads", tc.get("num_attention_heads"))),
+        hidden=_int(tc.get("hidden_size")), intermediate=_int(tc.get("intermediate_size")),
+        dtype=dtype or _str(tc.get("dtype")) or _str(tc.get("torch_dtype")),
         size_bytes=_dir_bytes(path) if path else None,
         pruned=bool(manifest and manifest.exists()),
         supported=tc.get("model_type") in SUPPORTED_ARCHS,
@@ -207,3 +275,26 @@ def register_model(store, ref: str, trust_remote_code: bool = False) -> int:
     canonical = rec.pop("ref")
     rec["trust_remote_code"] = trust_remote_code
     return store.upsert_model(canonical, **rec)
+
+
+def effective_trust(store, model_id: int, asked: bool) -> bool:
+    """Whether a run of ``model_id`` runs the model's own code: trusted when the model was added with
+    ``--trust-remote-code`` or the run asks for it (which then marks the model trusted, per model).
+    The run records this value and the pipeline loads with it, so the recorded config is the truth."""
+    row = store.get_model(model_id)
+    trusted = bool(row and row.get("trust_remote_code"))
+    if asked and not trusted and row is not None:
+        store.upsert_model(row["ref"], trust_remote_code=True)
+    return trusted or asked
+
+
+def check_prunable(arch: str | None, model: str) -> None:
+    """Refuse, before any work, to prune an architecture the pruning code does not handle.
+
+    Pruning rebuilds decoder layers of the Llama family's layout (``model.layers[i].self_attn`` with
+    q/k/v/o or qkv/o and a gated MLP): ``SUPPORTED_ARCHS``. Anything else is refused by name at once
+    — evaluation-only runs (``--no-prune``) take any causal LM transformers loads.
+    """
+    if arch not in SUPPORTED_ARCHS:
+        raise GreentuiError(f"pruning does not support {arch or 'an unknown'} models ({model}); it supports "
+                            f"{', '.join(SUPPORTED_ARCHS)} — use --no-prune to evaluate it unpruned")

@@ -9,8 +9,10 @@ one. Heavy libraries are imported inside ``execute_run`` only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import sqlite3
 import time
 import traceback
 from pathlib import Path
@@ -20,8 +22,8 @@ from .errors import GreentuiError
 from .events import EventSink
 from .machine import device_name, library_versions
 from .runconfig import RunConfig
-from .sinks import RunRecorder, power_callback
-from .workspace import configure_hf_environment, run_dir
+from .sinks import FileRecorder, RunRecorder, power_callback
+from .workspace import configure_hf_environment, release_space, reserve_space, run_dir
 
 
 class RunCancelled(Exception):
@@ -60,12 +62,14 @@ def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSin
     """
     run = store.require_run(run_id)
     folder = run_dir(workspace, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    sink = sink or EventSink(store, run_id, folder)
-    cfg = RunConfig.from_dict(run["config"])
-    (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     sampler = None
     try:
+        if not isinstance(store, FileRecorder):  # a Slurm job writes only into its run folder
+            reserve_space(workspace)  # what the error path below may need on a full disk
+        folder.mkdir(parents=True, exist_ok=True)
+        sink = sink or EventSink(store, run_id, folder)
+        cfg = RunConfig.from_dict(run["config"])
+        (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
         cfg.validate()
         configure_hf_environment(workspace)
         sampler = _start_power_sampler(power_callback(store, run_id))
@@ -79,16 +83,48 @@ def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSin
     except GreentuiError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a bug or a library failure: keep the traceback in the run folder
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        (folder / "traceback.txt").write_text(traceback.format_exc())
+        status, error = "failed", _describe_failure(exc)
+        _best_effort(lambda: (folder / "traceback.txt").write_text(traceback.format_exc()))
     finally:
         if sampler is not None:
-            sampler.stop()
-    if error:
-        sink.emit("error", message=error)
-    store.finish_run(run_id, status, error)
-    sink.emit("done", status=status)
+            _best_effort(sampler.stop)
+    _close_run(store, workspace, run_id, status, error, sink)
     return status
+
+
+def _best_effort(action) -> bool:
+    """Run ``action``; a full disk or a failing store must not stop the error path."""
+    try:
+        action()
+        return True
+    except (OSError, sqlite3.Error):
+        return False
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """One line; a full disk says so in words, with the file it was writing."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        return f"the disk is full (No space left on device){where}; free space and run it again"
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _close_run(store: RunRecorder, workspace: Path, run_id: int, status: str, error: str | None,
+               sink: EventSink | None) -> None:
+    """Record the run's end; never leave it ``running``.
+
+    The status row comes first (it is what matters); the events after it are best effort. When the
+    write fails because the disk is full, the space reserved at the start is released and the write
+    is tried again: the error path must not need space it may not have.
+    """
+    if not _best_effort(lambda: store.finish_run(run_id, status, error)):
+        if not isinstance(store, FileRecorder):
+            release_space(workspace)
+        store.finish_run(run_id, status, error)
+    if sink is not None:
+        if error:
+            _best_effort(lambda: sink.emit("error", message=error))
+        _best_effort(lambda: sink.emit("done", status=status))
 
 
 def _start_power_sampler(on_sample):
@@ -132,15 +168,17 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ stages
     def execute(self) -> None:
-        import torch
-
-        from .model_io import load_model
-        from .models import register_model
-
         cfg, sink = self.cfg, self.sink
-        device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
         with self.stage("load"):
+            # the stage shows at once; importing the libraries takes seconds on a busy CPU
+            sink.emit("progress", stage="load", fraction=0.0, message="importing PyTorch and transformers")
+            import torch
+
+            from .model_io import load_model
+            from .models import register_model
+
+            device = resolve_device(cfg.device)
+            torch.manual_seed(cfg.seed)
             if cfg.measure_energy:  # before the model occupies the device: the machine's idle draw
                 from .energy import idle_power
                 idle = idle_power(3.0 if device.startswith("cuda") else 1.0)
@@ -154,13 +192,16 @@ class _Pipeline:
                 self.session = EnergySession(country=cfg.country).prepare()
             model_id = self.run["model_id"] or register_model(self.store, cfg.model, cfg.trust_remote_code)
             model_row = self.store.get_model(model_id)
+            if not cfg.no_prune:  # before loading: a GPT-2 is refused at once, not after its baseline
+                from .models import check_prunable
+                check_prunable(model_row.get("arch"), model_row["ref"])
             self.store.update_run(self.run_id, model_id=model_id, device=device)
             sink.log(f"loading {model_row['ref']} on {device}")
             model, tokenizer = load_model(model_row["ref"], device=device,
-                                          trust_remote_code=bool(model_row["trust_remote_code"]))
+                                          trust_remote_code=cfg.trust_remote_code)
             params_before = sum(p.numel() for p in model.parameters())
             self.store.update_run(self.run_id, params_before=params_before, params_after=params_before)
-            sink.log(f"{params_before:,} parameters, {len(model.model.layers)} decoder layers")
+            sink.log(f"{params_before:,} parameters, {getattr(model.config, 'num_hidden_layers', '?')} decoder layers")
             self.provenance = {"device": device, "device_name": device_name(device), "seed": cfg.seed,
                                "versions": library_versions(), "model": model_row["ref"]}
 
@@ -175,7 +216,9 @@ class _Pipeline:
             pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
                                ignore_last=cfg.ignore_last, round_to=cfg.round_to,
                                calib_samples=cfg.calib_samples, calib_seq_len=cfg.calib_seq_len,
-                               calib_file=cfg.calib_file, device=device, seed=cfg.seed)
+                               calib_file=cfg.calib_file, device=device, seed=cfg.seed,
+                               count_rule=cfg.count_rule, target_params=cfg.target_params,
+                               target_ratio=cfg.target_ratio)
             report = prune_model(model, tokenizer, pcfg, progress=sink.progress_for("prune"))
             for w in report.get("warnings", []):
                 sink.log(f"warning: {w}")
@@ -184,6 +227,9 @@ class _Pipeline:
             sink.log(f"pruned: {params_before:,} → {params_after:,} parameters "
                      f"({params_after / params_before:.3f})")
             (self.folder / "prune_report.json").write_text(json.dumps(report, indent=2, default=str))
+            if cfg.ppl_limit and not cfg.no_lora:  # what LoRA has to recover, kept beside the final figure
+                self.perplexity(model, tokenizer, "pruned", self.run_id, "prune",
+                                metric="ppl_wikitext2_before_lora", label="pruned, before LoRA,")
         if not cfg.no_lora:
             with self.stage("lora"):
                 from .finetune import LoraSpec, finetune_lora
@@ -274,8 +320,14 @@ class _Pipeline:
             sink.emit("result", variant=variant, task=row["task"], acc=row.get("acc"),
                       acc_norm=row.get("acc_norm"), wh=wh, meter=row.get("meter"), run=target_run)
         if cfg.ppl_limit:
-            from .perplexity import perplexity
-            sink.emit("progress", stage=stage, fraction=1.0, message="WikiText-2 perplexity")
-            ppl = perplexity(model, tokenizer, max_tokens=cfg.ppl_limit)
-            self.store.save_metric(target_run, variant, "ppl_wikitext2", ppl.get("ppl"), ppl)
-            sink.log(f"{variant} WikiText-2 perplexity {ppl.get('ppl'):.2f} on {ppl.get('tokens')} tokens")
+            self.perplexity(model, tokenizer, variant, target_run, stage)
+
+    def perplexity(self, model, tokenizer, variant: str, target_run: int, stage: str,
+                   metric: str = "ppl_wikitext2", label: str | None = None) -> None:
+        """WikiText-2 perplexity (``cfg.ppl_limit`` tokens) saved as ``metric`` of ``target_run``."""
+        from .perplexity import perplexity
+
+        self.sink.emit("progress", stage=stage, fraction=1.0, message="WikiText-2 perplexity")
+        ppl = perplexity(model, tokenizer, max_tokens=self.cfg.ppl_limit)
+        self.store.save_metric(target_run, variant, metric, ppl.get("ppl"), ppl)
+        self.sink.log(f"{label or variant} WikiText-2 perplexity {ppl.get('ppl'):.2f} on {ppl.get('tokens')} tokens")

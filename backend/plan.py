@@ -87,8 +87,8 @@ def spec_from_config(cfg: dict[str, Any], manifest: dict[str, Any] | None = None
         n_layers, inter, vocab = int(cfg["num_hidden_layers"]), int(cfg["intermediate_size"]), int(cfg["vocab_size"])
     except (KeyError, TypeError, ValueError) as exc:
         raise GreentuiError(f"config.json lacks a usable {exc} for a {mt} model") from exc
-    head_dim = cfg.get("head_dim") if mt != "phi3" else None
-    head_dim = int(head_dim or (256 if mt == "gemma2" and "head_dim" not in cfg else hidden // heads))
+    # Phi-3 reads getattr(config, "head_dim", hidden // heads); Gemma2Config defaults head_dim to 256
+    head_dim = int(cfg.get("head_dim") or (256 if mt == "gemma2" and "head_dim" not in cfg else hidden // heads))
     attn_bias = bool(cfg.get("attention_bias", False))
     bias = {  # which projections carry a bias, per modeling_<arch>.py
         "llama": (attn_bias, attn_bias, bool(cfg.get("mlp_bias", False))),

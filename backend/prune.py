@@ -30,13 +30,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from .catalog import ARCHITECTURES as SUPPORTED_ARCHITECTURES  # the one list of each, in catalog
+from .catalog import METHODS
 from .errors import GreentuiError
 from .pruning.counting import DEFAULT_RULE, RULES
 
 log = logging.getLogger("greentui.prune")
 
-METHODS = ("taylor", "l1", "l2", "random", "layer-drop")
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 STUDY_RATIO = 2 / 7
 STUDY_IGNORE = 4
 
@@ -68,7 +68,8 @@ class PruneConfig:
         if self.method not in METHODS:
             raise GreentuiError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.count_rule not in RULES:
-            raise GreentuiError(f"unknown counting rule {self.count_rule!r}; choose one of {', '.join(RULES)}")
+            raise GreentuiError(f"--count-rule: unknown counting rule {self.count_rule!r}; choose one of "
+                                f"{', '.join(RULES)}")
         r = self.ratio
         if not isinstance(r, (int, float)) or math.isnan(r) or not 0 < r < 1:
             raise GreentuiError(f"pruning ratio must be a number strictly between 0 and 1, got {r!r}")
@@ -248,8 +249,11 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     from .pruning import calibration, counting, heads, mlp
 
     if cfg.method == "taylor":
-        loss = calibration.accumulate_gradients(model, batches, cfg.device,
-                                                lambda f: say("calibrating (gradients)", 0.05 + 0.45 * f))
+        # Gradients only on the projections that are scored (a list held no longer than the call:
+        # a replaced layer must free its weights and gradients at once).
+        loss = calibration.accumulate_gradients(
+            model, batches, cfg.device, lambda f: say("calibrating (gradients)", 0.05 + 0.45 * f),
+            params=calibration.scored_parameters([decoder_layers(model)[i] for i in targets]))
         report["calibration"]["loss"] = round(loss, 4)
     gen = torch.Generator().manual_seed(cfg.seed)
     layers = decoder_layers(model)

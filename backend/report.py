@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import Any
 
-from .runconfig import STUDY_TASKS
+from .tasks.registry import STUDY_TASKS, TASK_LABELS
 from .store import Store
 
-SHORT = {"arc_challenge": "ARC-c", "arc_easy": "ARC-e", "boolq": "BoolQ", "hellaswag": "HellaSwag",
-         "piqa": "PIQA", "openbookqa": "OBQA", "winogrande": "WinoG"}
+SHORT = TASK_LABELS  # the tasks' display names (backend.tasks.registry: one naming for tables and charts)
 
 
 @dataclass

@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import DEVICES, METHODS, STAGES
+from .errors import GreentuiError
+from .pruning.counting import DEFAULT_RULE, LEGACY_RULE, RULES
 from .executors import EXECUTORS
 from .schema import (Setting, SettingError, at_least, one_of, parse_list, positive, register_flags, setting,
                      settings_of)
@@ -62,6 +64,27 @@ def _pruning(cfg: "RunConfig") -> bool:
 
 def _lora(cfg: "RunConfig") -> bool:
     return not cfg.no_prune and not cfg.no_lora
+
+
+def _target_params(value: Any, cfg: "RunConfig") -> str | None:
+    if value in (None, ""):
+        return None
+    if cfg.target_ratio is not None:
+        return "give a target size or a target share, not both"
+    from .plan import parse_params  # standard library only
+    try:
+        parse_params(str(value))
+    except GreentuiError as exc:
+        return str(exc)
+    return None
+
+
+def _target_ratio(value: Any, cfg: "RunConfig") -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value < 1:
+        return f"target share must be strictly between 0 and 1 (the share of parameters to keep), got {value}"
+    return None
 
 
 def _model(value: str, cfg: "RunConfig") -> str | None:
@@ -231,6 +254,16 @@ class RunConfig:
                                  group="pruning", check=at_least(8, "need"), when=_pruning)
     calib_file: str | None = setting(None, label="calibration file", help="calibration text file; empty = the "
                                      "shipped text", group="pruning", check=_existing_file, when=_pruning)
+    count_rule: str = setting(DEFAULT_RULE, label="count rule", help="how the ratio becomes head/channel counts: "
+                              "torch-pruning (the study's library), llm-pruner (whole kv groups) or param-share",
+                              group="pruning", widget="select", choices=RULES, check=one_of(RULES, "count rule"),
+                              when=_pruning)
+    target_params: str | None = setting(None, label="target size", help="solve the ratio for this whole-model "
+                                        "size, e.g. 6.4B or 350M (overrides the ratio); empty = use the ratio",
+                                        group="pruning", check=_target_params, when=_pruning)
+    target_ratio: float | None = setting(None, label="target share", help="solve the ratio for this share of "
+                                         "the original model's parameters, e.g. 0.8; empty = use the ratio",
+                                         group="pruning", type="ratio", check=_target_ratio, when=_pruning)
     # LoRA recovery (backend.finetune)
     no_lora: bool = setting(False, label="LoRA recovery", help="skip LoRA recovery", group="LoRA recovery",
                             widget="checkbox", invert=True)
@@ -311,7 +344,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """A stored config back; a pruning config recorded before ``count_rule`` existed reads
+        ``LEGACY_RULE`` (how it was counted), not today's default."""
         known = {f.name for f in fields(cls)}
+        data = dict(data)
+        if "count_rule" not in data and "prune_ratio" in data:
+            data["count_rule"] = LEGACY_RULE  # runs recorded before the rule existed were counted this way
         return cls(**{k: v for k, v in data.items() if k in known})
 
     # ------------------------------------------------------------------ validation
@@ -356,7 +394,10 @@ class RunConfig:
         if self.no_prune:
             return "vanilla only"
         lora = "no LoRA" if self.no_lora else f"LoRA r{self.lora_r}/α{self.lora_alpha}"
-        return f"{self.importance} {self.prune_ratio:.3g}, ignore {self.ignore_first}/{self.ignore_last}, {lora}"
+        size = (f"to {self.target_params}" if self.target_params else
+                f"to {self.target_ratio:.3g}× size" if self.target_ratio else f"{self.prune_ratio:.3g}")
+        return (f"{self.importance} {size} ({self.count_rule}), ignore {self.ignore_first}/{self.ignore_last}, "
+                f"{lora}")
 
 
 #: Every run setting, in declaration order (CLI, form and validation iterate this).

@@ -18,6 +18,7 @@ from .errors import GreentuiError
 from .runconfig import RunConfig
 from .schema import SettingError
 from .store import Store
+from .workspace import PACKAGE_DATA
 
 PATH_SETTINGS = ("data_dir", "calib_file", "lora_data")
 
@@ -38,6 +39,13 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
     except GreentuiError as exc:
         raise SettingError("model", str(exc)) from None
     cfg.model = store.get_model(model_id)["ref"]
+    from .models import check_prunable, effective_trust
+    if not cfg.no_prune:
+        try:
+            check_prunable(store.get_model(model_id)["arch"], cfg.model)
+        except GreentuiError as exc:
+            raise SettingError("model", str(exc)) from None
+    cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
     for name in PATH_SETTINGS:
         value = getattr(cfg, name)
         if value and Path(value).expanduser().exists():
@@ -49,8 +57,27 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
                 validate_task_file(Path(cfg.data_dir) / task_spec(task).file_name, task)
             except GreentuiError as exc:
                 raise SettingError("data_dir", str(exc)) from None
+    if not cfg.no_prune and (cfg.target_params or cfg.target_ratio is not None):
+        _check_target(cfg)
     kind = "baseline" if cfg.no_prune else "experiment"
     return store.create_run(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+
+
+def _check_target(cfg: RunConfig) -> None:
+    """A target size the model cannot reach is refused at queue time (the planner reads config.json),
+    not after the baseline has been evaluated. A model whose config is not local is checked at prune."""
+    from .plan import read_spec, resolve_target
+    from .prune import PruneConfig
+    try:
+        spec, _ = read_spec(cfg.model)
+    except GreentuiError:
+        return
+    pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
+                       ignore_last=cfg.ignore_last, round_to=cfg.round_to, count_rule=cfg.count_rule)
+    try:
+        resolve_target(spec, pcfg, cfg.target_params or None, cfg.target_ratio)
+    except GreentuiError as exc:
+        raise SettingError("target_ratio" if cfg.target_ratio is not None else "target_params", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -136,16 +163,26 @@ def requeue(store: Store, run_ids: Iterable[int]) -> list[int]:
     return [store.requeue(int(i)) for i in run_ids]
 
 
-def remove(workspace: Path, store: Store, run_ids: Iterable[int]) -> int:
-    """Delete runs (never running ones), their results and their folders; returns how many."""
+def remove(workspace: Path, store: Store, run_ids: Iterable[int]) -> tuple[int, list[str]]:
+    """Delete runs (never running ones), their results and their folders.
+
+    Returns (runs deleted, folders that could not be removed, each with its reason).
+    """
     from .workspace import run_dir
     ids = [int(i) for i in run_ids]
     for i in ids:
         store.require_run(i)
     n = store.delete_runs(ids)
+    kept = []
     for i in ids:
-        shutil.rmtree(run_dir(workspace, i), ignore_errors=True)
-    return n
+        folder = run_dir(workspace, i)
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            kept.append(f"{folder} ({exc.strerror or exc})")
+    return n, kept
 
 
 def parse_run_id(text: str) -> int:
@@ -154,3 +191,103 @@ def parse_run_id(text: str) -> int:
         return int(str(text).lstrip("#"))
     except ValueError:
         raise GreentuiError(f"{text!r} is not a run id (a number, see greentui ls)") from None
+
+
+def start_runners(workspace: Path, store: Store, device: str = "auto") -> int | None:
+    """Follow open Slurm jobs (even while paused: pausing stops submissions only) and start the local
+    runner when runs wait and the queue is not paused; the local runner's pid, or None."""
+    from .executors.slurm import ensure_slurm_runner
+    from .supervisor import start_runner
+    ensure_slurm_runner(workspace, store)
+    if store.queue_paused() or not store.count_runs(statuses=["queued"]):
+        return None
+    return start_runner(workspace, device)
+
+
+# ---------------------------------------------------------------------------------- the demo
+# The demo model ships with the package (``backend/data/demo-model``: ~1 M parameters trained once by
+# ``backend/demo_train.py`` on the shipped text, safetensors + tokenizer, ~4.5 MB). It has learned some
+# English, so WikiText-2 perplexity tells the study's story within a minute on a CPU: vanilla <
+# pruned+LoRA < pruned. Accuracy on the seven tasks stays near chance at this size, and the screens say
+# so. The demo copies the files into the workspace (plain file copies: no torch in the UI process).
+# Without the shipped files (a trimmed install) it builds a random model with ``python -m backend
+# demo-model`` in a *subprocess* (an argument list, never a shell).
+DEMO_DIR_NAME = "demo-model"
+DEMO_BUILD_TIMEOUT_S = 600.0
+SHIPPED_DEMO_MODEL: Path = PACKAGE_DATA / "demo-model"
+
+
+def demo_model_dir(workspace: Path) -> Path:
+    return Path(workspace) / DEMO_DIR_NAME
+
+
+def demo_model_built(workspace: Path) -> bool:
+    return (demo_model_dir(workspace) / "config.json").exists()
+
+
+def is_demo_model(ref: str | None) -> bool:
+    """True for a model directory made by the demo (its marker file is present)."""
+    return bool(ref) and (Path(str(ref)) / "greentui_demo.json").exists()
+
+
+def demo_build_command(workspace: Path) -> list[str]:
+    """``python -m backend demo-model`` as an argument list: torch is imported by that process only."""
+    import sys
+    return [sys.executable, "-m", "backend", "demo-model", str(demo_model_dir(workspace)),
+            "--register", "--runs-dir", str(workspace)]
+
+
+def build_demo_model(workspace: Path, timeout: float = DEMO_BUILD_TIMEOUT_S,
+                     shipped: Path | None = SHIPPED_DEMO_MODEL) -> Path:
+    """Copy (once) the shipped trained demo model into the workspace, or build a random one in a
+    subprocess when ``shipped`` is missing; return its directory.
+
+    Raises ``GreentuiError`` when the build fails and ``subprocess.TimeoutExpired`` when it takes
+    longer than ``timeout`` seconds (the TUI's worker handler shows either as a notification).
+    """
+    import shutil
+    import subprocess
+    out = demo_model_dir(workspace)
+    if demo_model_built(workspace):
+        return out
+    if shipped is not None and (shipped / "config.json").exists():
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(shipped, tmp)
+        tmp.rename(out)  # config.json appears with the weights, never before them
+        return out
+    proc = subprocess.run(demo_build_command(workspace), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parent.parent))
+    if proc.returncode != 0 or not demo_model_built(workspace):
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        raise GreentuiError("building the demo model failed: " + (" | ".join(tail) or f"exit {proc.returncode}"))
+    return out
+
+
+def demo_config(model_ref: str, **overrides) -> RunConfig:
+    """The study's method (Taylor 2/7, LoRA r8/α16, seven tasks) at a size a 2-core CPU finishes fast.
+
+    LoRA: 30 steps of 4 instructions at a higher rate than the study's 3e-4 (a ~1 M model and 30 steps
+    need it) recover part of what pruning cost on WikiText-2 in a few seconds.
+    """
+    from .tasks.registry import STUDY_TASKS, bundled_data_dir
+    base = dict(model=model_ref, tasks=list(STUDY_TASKS), data_dir=str(bundled_data_dir()), limit=10,
+                lora_steps=30, lora_batch_size=4, lora_cutoff_len=256, lora_lr=2e-3, ppl_limit=2048,
+                ignore_first=1, ignore_last=1)
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def queue_demo(workspace: Path, store: Store, *, start: bool = True, device: str = "auto",
+               timeout: float = DEMO_BUILD_TIMEOUT_S, shipped: Path | None = SHIPPED_DEMO_MODEL,
+               **overrides) -> int:
+    """Copy or build the demo model if needed, queue the demo run, start the runner; return the run id."""
+    from .models import register_model
+    out = build_demo_model(workspace, timeout=timeout, shipped=shipped)
+    if store.get_model(str(out)) is None:
+        register_model(store, str(out))
+    run_id = prepare_run(store, demo_config(str(out), **overrides), status="queued")
+    store.update_run(run_id, label="demo")
+    if start:
+        start_runners(workspace, store, device)
+    return run_id

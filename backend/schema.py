@@ -152,10 +152,6 @@ class Setting:
             return None
         return self.check(value, cfg)
 
-    @property
-    def cli_flag(self) -> str:
-        return self.flag or self.name
-
 
 def setting(default: Any, *, label: str, help: str, group: str, **kw: Any) -> Any:
     """A RunConfig field that is a run setting (see backend.runconfig for how to add one)."""
@@ -177,7 +173,12 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
         spec.setdefault("optional", "None" in str(f.type))
         if "flag" not in spec:
             spec["flag"] = "--" + f.name.replace("_", "-")
-        out.append(Setting(name=f.name, **spec))
+        s = Setting(name=f.name, **spec)
+        if s.widget not in WIDGETS:
+            raise ValueError(f"setting {s.name}: unknown widget {s.widget!r}; one of {', '.join(WIDGETS)}")
+        if s.widget == "select" and not s.choices:
+            raise ValueError(f"setting {s.name}: a select needs choices")
+        out.append(s)
     return tuple(out)
 
 

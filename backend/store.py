@@ -14,12 +14,13 @@ start fast.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import GreentuiError
 
@@ -48,6 +49,11 @@ EFFICIENCY_FIELDS = ("batch_size", "seq_len", "forwards", "tokens", "seconds", "
                      "j_per_token", "meter")
 
 
+def _fits(value: Any) -> bool:
+    """Whether ``value`` is an integer SQLite can bind (64-bit signed); larger ids exist nowhere."""
+    return isinstance(value, int) and -(2**63) <= value < 2**63
+
+
 def now() -> float:
     return time.time()
 
@@ -55,7 +61,7 @@ def now() -> float:
 # --------------------------------------------------------------------------------------- migrations
 
 def _migration_1(db: sqlite_utils.Database) -> None:
-    """The schema of design.md."""
+    """The first schema (docs/architecture.md, "Data model", lists every table)."""
     db["models"].create({
         "id": int, "ref": str, "name": str, "source": str, "arch": str, "params": int,
         "layers": int, "heads": int, "kv_heads": int, "hidden": int, "intermediate": int,
@@ -142,20 +148,60 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 # ------------------------------------------------------------------------------------------- store
 
+class ChangeToken(NamedTuple):
+    """A cheap fingerprint of the store (``Store.change_token``); equal tokens mean nothing changed."""
+
+    runs: int
+    max_run: int | None
+    active: int
+    max_event: int | None
+    max_result: int | None
+    results: int
+    models: int
+    paused: str | None
+    queue: str | None
+
+    @property
+    def tables(self) -> tuple[Any, ...]:
+        """Everything but the event cursor: what run, result, model and queue tables show (a
+        progress event alone need not redraw a table)."""
+        return self[:3] + self[4:]
+
+
 class Store:
     """A connection to one workspace's database. Cheap to open; one per thread or process."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, check: bool = True):
+        """Open (creating when absent) the greentui store at ``path``.
+
+        The rule: an existing file is opened as a store only when it is greentui's (it has the
+        ``schema_version`` table) or holds no table at all; anything else is refused before a byte of
+        it changes (no table added, no switch to WAL). A store is integrity-checked once per process
+        (``PRAGMA quick_check``); a damaged one is refused with what to do (``greentui doctor``).
+        ``check=False`` skips that check: ``greentui doctor`` opens damaged stores to report on them.
+        """
         self.path = Path(path)
         _refuse_non_database(self.path)
+        _refuse_read_only(self.path)
+        conn = None
         try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False, factory=_Connection)
+            conn.path = self.path
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _refuse_foreign(conn, self.path)  # before anything below can write to the file
+            if check:
+                _check_integrity_once(conn, self.path)
             conn.execute("PRAGMA foreign_keys = ON")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous = NORMAL")
+        except GreentuiError:
+            if conn is not None:
+                conn.close()
+            raise
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise GreentuiError(f"{self.path} is not a usable greentui database ({exc}); "
                                 "it was left untouched — move it aside or pass another --runs-dir") from exc
         self.journal_mode = mode
@@ -259,8 +305,35 @@ class Store:
                             (ref, *fields.values(), extra, now()))
             return int(cur.lastrowid)
 
+    def record_imports(self, items: list[dict[str, Any]]) -> list[int]:
+        """Record imported results as finished runs, all in one transaction: a failure anywhere
+        (a bad row, a full disk) leaves no run, no model and no result behind, and no run is ever
+        ``running`` on the way. Each item: ``model``, ``config``, ``label``, ``parent_run_id``, ``rows``
+        (task result dicts with ``variant`` and ``task``)."""
+        ids: list[int] = []
+        with self.transaction() as c:
+            for it in items:
+                row = c.execute("SELECT id FROM models WHERE ref = ?", (it["model"],)).fetchone()
+                if row:
+                    model_id = int(row[0])
+                else:
+                    model_id = int(c.execute(
+                        "INSERT INTO models (ref, name, source, trust_remote_code, added_at) "
+                        "VALUES (?, ?, 'import', 0, ?)", (it["model"], it["model"], now())).lastrowid)
+                pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+                t = now()
+                run_id = int(c.execute(
+                    "INSERT INTO runs (model_id, parent_run_id, kind, label, config, status, position, "
+                    "created_at, started_at, finished_at) VALUES (?, ?, 'import', ?, ?, 'done', ?, ?, ?, ?)",
+                    (model_id, it.get("parent_run_id"), it.get("label"),
+                     json.dumps(it["config"], sort_keys=True, default=str), pos, t, t, t)).lastrowid)
+                for r in it["rows"]:
+                    self._insert_task_result(c, run_id, r)
+                ids.append(run_id)
+        return ids
+
     def get_model(self, ref_or_id: str | int) -> dict[str, Any] | None:
-        if isinstance(ref_or_id, int) or str(ref_or_id).isdigit():
+        if (isinstance(ref_or_id, int) or str(ref_or_id).isdigit()) and _fits(int(ref_or_id)):
             row = self._row("SELECT * FROM models WHERE id = ?", (int(ref_or_id),))
             if row:
                 return row
@@ -297,6 +370,8 @@ class Store:
             return int(cur.lastrowid)
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
+        if not _fits(run_id):  # an id SQLite cannot even hold (e.g. `show 99999999999999999999`)
+            return None
         row = self._row("SELECT r.*, m.ref AS model_ref, m.arch AS model_arch, "
                         "COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name "
                         "FROM runs r LEFT JOIN models m ON m.id = r.model_id WHERE r.id = ?", (run_id,))
@@ -372,6 +447,7 @@ class Store:
                    json_extract(r.config, '$.prune_ratio') AS prune_ratio,
                    json_extract(r.config, '$.no_prune') AS no_prune,
                    own.acc AS avg_acc, own.wh AS avg_wh, own.tasks AS tasks_done,
+                   json_array_length(r.config, '$.tasks') AS tasks_planned,
                    base.acc AS base_acc, base.wh AS base_wh,
                    CASE WHEN base.acc > 0 THEN own.acc / base.acc END AS acc_ratio,
                    CASE WHEN base.wh > 0 THEN own.wh / base.wh END AS wh_ratio
@@ -676,12 +752,12 @@ class Store:
         return self._rows("SELECT id, t, watts, source, limit_w FROM power_samples WHERE run_id = ? AND id > ? "
                           "ORDER BY id LIMIT ?", (run_id, after_id, limit))
 
-    def change_token(self) -> tuple[Any, ...]:
+    def change_token(self) -> ChangeToken:
         """A cheap fingerprint that changes whenever a run, event, result or the queue changes.
 
         The TUI polls it twice a second and redraws only when it moves (indexed MAX/COUNT lookups).
         """
-        return tuple(self.conn.execute(
+        return ChangeToken(*self.conn.execute(
             "SELECT (SELECT COUNT(*) FROM runs), (SELECT MAX(id) FROM runs), "
             "(SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')), "
             "(SELECT MAX(id) FROM events), (SELECT MAX(id) FROM task_results), "
@@ -836,6 +912,99 @@ def _refuse_non_database(path: Path) -> None:
             raise GreentuiError(f"{path} is not an SQLite database (corrupted or another file); "
                                 "it was left untouched — move it aside or pass another --runs-dir")
     _CHECKED.add(key)  # absent or empty: SQLite creates it, and it is ours from now on
+
+
+class StoreError(GreentuiError, sqlite3.OperationalError):
+    """SQLite refused a read or write for a reason the user can act on (full disk, read-only file,
+    damaged file): one line naming the file and what to do. Still an ``OperationalError``, so code
+    that handles SQLite errors keeps working."""
+
+
+def explain(exc: sqlite3.Error, path: Path) -> GreentuiError | None:
+    """The one-line answer to an SQLite error a user can fix, or None for anything else (a bug)."""
+    text = str(exc).lower()
+    if "disk is full" in text or "disk full" in text:
+        return StoreError(f"the disk holding {path} is full ({exc}); free some space and retry — what was "
+                          "already recorded is intact")
+    if "readonly" in text or "read-only" in text:
+        return StoreError(f"{path} is read-only ({exc}); greentui must write to its store, so make the file "
+                          "and its folder writable or pass another --runs-dir")
+    if "malformed" in text or "not a database" in text or "disk i/o error" in text:
+        return StoreError(f"{path} is damaged ({exc}); run `greentui doctor --runs-dir {path.parent}` "
+                          "to check it and for what to do")
+    return None
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose errors that the user can fix become one-line ``StoreError``s."""
+
+    path: Path = Path("greentui.db")
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().execute(*args, **kwargs)
+        except StoreError:
+            raise
+        except sqlite3.Error as exc:
+            better = explain(exc, self.path)
+            if better is None:
+                raise
+            raise better from exc
+
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().executemany(*args, **kwargs)
+        except sqlite3.Error as exc:
+            better = explain(exc, self.path)
+            if better is None:
+                raise
+            raise better from exc
+
+
+def _refuse_read_only(path: Path) -> None:
+    """A store greentui cannot write (read-only file, folder or file system) is refused at open with
+    one line: even reading a WAL store needs its ``-shm`` file, and every command records something."""
+    folder = path.parent
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StoreError(f"{path} is read-only; greentui must write to its store, so make it writable "
+                         "or pass another --runs-dir")
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"the folder of {path} is read-only; greentui must write its store there (and "
+                         "the store's -wal/-shm files), so make it writable or pass another --runs-dir")
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a database that is neither greentui's (``schema_version``) nor empty; reads only."""
+    try:
+        tables = [r[0] for r in sqlite3.Connection.execute(
+            conn, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        raise GreentuiError(f"{path} cannot be read as an SQLite database ({exc}); it was left untouched — "
+                            f"run `greentui doctor --runs-dir {path.parent}` or move it aside") from exc
+    if tables and "schema_version" not in tables:
+        shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+        raise GreentuiError(f"{path} is another application's SQLite database (tables: {shown}), not a "
+                            "greentui store; it was left untouched — pass another --runs-dir")
+
+
+_INTEGRITY_CHECKED: set[str] = set()
+
+
+def _check_integrity_once(conn: sqlite3.Connection, path: Path) -> None:
+    """``PRAGMA quick_check`` the first time this process opens ``path`` (milliseconds on a store of
+    10,000 runs): a damaged page is reported at open, with what to do, not as a traceback later."""
+    key = str(path.resolve())
+    if key in _INTEGRITY_CHECKED:
+        return
+    try:
+        rows = [r[0] for r in sqlite3.Connection.execute(conn, "PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        rows = [str(exc)]
+    if rows != ["ok"]:
+        detail = " ".join(" ".join(rows).split())[:200]
+        raise GreentuiError(f"{path} is damaged (integrity check: {detail}); run `greentui doctor "
+                            f"--runs-dir {path.parent}` to check it and recover what it can (it keeps a copy)")
+    _INTEGRITY_CHECKED.add(key)
 
 
 def open_store(workspace: Path) -> Store:

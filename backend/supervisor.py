@@ -1,6 +1,6 @@
 """Start, find and signal the detached runner — without importing torch (the TUI uses this).
 
-The runner (``greentui worker``) is the only owner of execution (design.md, after pueue): it runs in
+The runner (``greentui worker``) is the only owner of execution (docs/architecture.md, after pueue): it runs in
 its own session so an SSH drop that kills the TUI leaves it alone, holds an exclusive ``flock`` on
 ``.runner-<device>.lock`` so two runners never share a device, and exits when the queue is empty.
 """
@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,7 +72,17 @@ def start_runner(workspace: Path, device: str = "auto") -> int:
                             start_new_session=True, close_fds=True, env=env,
                             cwd=str(Path(__file__).resolve().parent.parent))
     log.close()
+    reap_in_background(proc)
     return proc.pid
+
+
+def reap_in_background(proc: subprocess.Popen) -> None:
+    """Wait for a detached child in a daemon thread so that its exit is reaped at once.
+
+    The runner outlives the TUI by design, but while the TUI lives it is the runner's parent: without
+    a wait, every runner that finished stayed a zombie until the TUI exited.
+    """
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
 
 
 def wait_for_runner_exit(workspace: Path, device: str = "auto", timeout: float = 600) -> bool:

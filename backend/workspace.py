@@ -19,16 +19,33 @@ DB_NAME = "greentui.db"
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 
-def resolve_workspace(runs_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the workspace folder, creating it; fail clearly if it cannot be written."""
+def resolve_workspace(runs_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
+    """Return the workspace folder, creating it; fail clearly if it cannot be written.
+
+    ``create=False`` is for the commands that only read (``ls``, ``show``, ``export``, ``doctor``):
+    a workspace that does not exist yet (a typo in ``--runs-dir``) is reported, never created, and
+    neither is its store.
+    """
     raw = runs_dir or os.environ.get("GREENTUI_HOME") or "runs"
+    if "\x00" in str(raw):
+        raise GreentuiError("the runs dir contains a NUL character")
     path = Path(raw).expanduser().resolve()
+    if not create:
+        if not path.is_dir():
+            what = "is a file, not a folder" if path.exists() else "does not exist"
+            raise GreentuiError(f"no greentui workspace at {path}: it {what} (check --runs-dir or "
+                                "GREENTUI_HOME; commands that record runs create it)")
+        if not (path / DB_NAME).exists():
+            raise GreentuiError(f"no greentui workspace at {path}: it has no {DB_NAME} (check --runs-dir or "
+                                "GREENTUI_HOME; commands that record runs create it)")
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GreentuiError(f"cannot create the runs dir {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise GreentuiError(f"the runs dir {path} is not writable; pass --runs-dir DIR or set GREENTUI_HOME")
+    reserve_space(path)
     return path
 
 
@@ -72,3 +89,36 @@ def configure_hf_environment(workspace: Path | None = None) -> bool:
         os.environ.setdefault("HF_DATASETS_CACHE", str(workspace / ".cache" / "datasets"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return online
+
+
+RESERVE_NAME = ".space-reserve"
+RESERVE_BYTES = 2 * 2**20
+
+
+def reserve_space(workspace: Path) -> None:
+    """Keep ``RESERVE_BYTES`` of disk in the workspace (a file of real blocks) for the error path.
+
+    A run that fills the disk must still be recorded as failed; SQLite needs a few pages for that.
+    ``release_space`` frees the reserve when a write of the error path hits a full disk. Best
+    effort: a reserve that cannot be made is made at the next run.
+    """
+    path = workspace / RESERVE_NAME
+    try:
+        if path.exists() and path.stat().st_size >= RESERVE_BYTES:
+            return
+        with path.open("wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def release_space(workspace: Path) -> None:
+    try:
+        (workspace / RESERVE_NAME).unlink()
+    except OSError:
+        pass

@@ -1,12 +1,17 @@
 """The greentui workbench: a Textual app over the workspace's SQLite store.
 
-The UI never does the work (design.md): it records runs in the store, starts the detached runner
-(``backend.supervisor.start_runner``) and reads what the runner writes. A 0.5 s timer compares the
-store's :meth:`~backend.store.Store.change_token` and tells the visible screen to refresh when it
-moved — polling SQLite is cheap, needs no connection to the runner, and survives an SSH drop that
-kills this process (the runner, in its own session, keeps going).
+The UI never does the work (docs/architecture.md): it records runs through the service layer
+(``backend.runs``), which starts the detached runner, and reads what the runner writes. A 0.5 s timer
+compares the store's :meth:`~backend.store.Store.change_token` and publishes the ``store_changed``
+signal when it moved; screens subscribe to it (``screens/_live.py``). Polling SQLite is cheap, needs
+no connection to the runner, and survives an SSH drop that kills this process (the runner, in its own
+session, keeps going).
 
-Only torch-free modules are imported here; ``tests/test_tui.py`` checks that torch stays out.
+Thread workers never take the app down: they run with ``exit_on_error=False`` and the one
+``on_worker_state_changed`` handler below turns any failure into a notification.
+
+Only torch-free modules are imported here (and never ``backend.commands``, the CLI);
+``tests/test_tui.py`` checks both in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
 
 from backend.errors import GreentuiError
-from backend.store import Store
-from backend.supervisor import recover_stale_runs, runner_pid, start_runner
+from backend.runs import SHIPPED_DEMO_MODEL
+from backend.store import ChangeToken, Store
+from backend.supervisor import recover_stale_runs, runner_pid
 from backend.workspace import db_path
 
 from .screens.runs import RunsScreen
+from .signals import StoreChange
 
 
 def _queue_screen() -> Screen:
@@ -46,15 +55,22 @@ class GreentuiApp(App):
     # screens other than the first are imported when first shown (the first frame waits for nothing else)
     MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen}
     DEFAULT_MODE = "runs"
+    _SCREENS = Binding.Group("Runs/Queue/Models", compact=True)
     BINDINGS = [
-        Binding("1", "switch_mode('runs')", "Runs", tooltip="All runs with their averages and ratios"),
-        Binding("2", "switch_mode('queue')", "Queue", tooltip="Queued and running runs"),
-        Binding("3", "switch_mode('models')", "Models", tooltip="Models in the workspace and HF cache"),
+        Binding("question_mark,f1", "help", "Help", tooltip="Every key of this screen and the app"),
+        Binding("1", "go('runs')", "Runs", tooltip="All runs with their averages and ratios", group=_SCREENS),
+        Binding("2", "go('queue')", "Queue", tooltip="Queued and running runs", group=_SCREENS),
+        Binding("3", "go('models')", "Models", tooltip="Models in the workspace and HF cache", group=_SCREENS),
+        Binding("ctrl+q", "quit", "Quit", priority=True,
+                tooltip="Close greentui; queued and running runs go on in the runner"),
         Binding("n", "new_run", "New run", tooltip="Queue a run with the study's defaults"),
-        Binding("d", "demo", "Demo", tooltip="Build the tiny demo model and queue a demo run"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("d", "demo", "Demo", tooltip="Queue a demo run of the tiny trained demo model (~1 min on a CPU)"),
     ]
     POLL_INTERVAL = 0.5
+    DEMO_BUILD_TIMEOUT_S = 600.0  # the random-model fallback's build subprocess (no shipped model)
+    DEMO_SHIPPED_MODEL: Path | None = SHIPPED_DEMO_MODEL
+    # screens get -narrow below 100 columns (80x24 is a first-class size) and -wide above
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     def __init__(self, workspace: Path, *, device: str = "auto", manage_runner: bool = True,
                  auto_demo: bool = False) -> None:
@@ -65,8 +81,9 @@ class GreentuiApp(App):
         self.manage_runner = manage_runner
         self.auto_demo = auto_demo
         self.store = Store(db_path(self.workspace))
-        self._token: tuple | None = None
-        self.table_token: tuple | None = None
+        self._token: ChangeToken | None = None
+        #: published (a StoreChange) whenever the store's change token moved
+        self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         # before the first screen reads the store: a dead runner's run shows as interrupted at once
         self.recovered: list[int] = recover_stale_runs(self.store)
         self.demo_busy = False
@@ -82,7 +99,6 @@ class GreentuiApp(App):
             self.notify("the queue is paused (Queue screen, p to resume)", severity="warning")
         self.ensure_runner()
         self._token = self.store.change_token()
-        self.table_token = self._token[:3] + self._token[4:]
         self.set_interval(self.POLL_INTERVAL, self.poll_store, name="poll-store")
         if self.auto_demo:
             self.action_demo()
@@ -98,24 +114,29 @@ class GreentuiApp(App):
         return Store(db_path(self.workspace))
 
     def poll_store(self) -> None:
-        """Tell the visible screen when the store changed (runs, events, results, queue)."""
-        if not self.screen_stack:  # the app is closing: the timer may fire once more
-            return
+        """Publish ``store_changed`` when the store moved (runs, events, results, models, queue)."""
         try:
             token = self.store.change_token()
         except Exception:  # a locked or vanished database must never kill the UI
             return
         if token != self._token:
+            change = StoreChange(token, self._token)
             self._token = token
-            # runs, queue, results and models without the event cursor: tables need not redraw
-            # for every progress event of a running run
-            self.table_token = token[:3] + token[4:]
-            refresh = getattr(self.screen, "store_changed", None)
-            if refresh is not None:
-                refresh()
-        tick = getattr(self.screen, "tick", None)
-        if tick is not None:
-            tick()
+            self.store_changed.publish(change)
+
+    # ------------------------------------------------------------------ workers
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every thread worker's failure (any exception) ends here, as a notification, never a crash."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, GreentuiError):
+            message = str(error)
+        elif isinstance(error, TimeoutError) or type(error).__name__ == "TimeoutExpired":
+            message = f"{event.worker.name or 'a background task'} timed out: {error}"
+        else:
+            message = f"{event.worker.name or 'a background task'} failed: {type(error).__name__}: {error}"
+        self.notify(message, severity="error", timeout=20)
 
     # ------------------------------------------------------------------ runner
     def runner_pid(self) -> int | None:
@@ -125,20 +146,44 @@ class GreentuiApp(App):
         """Start the detached runner when runs wait, the queue is not paused and none is alive."""
         if not self.manage_runner:
             return None
-        try:  # Slurm jobs are followed even while the queue is paused (pausing stops submissions only)
-            from backend.executors.slurm import ensure_slurm_runner
-            ensure_slurm_runner(self.workspace, self.store)
-        except OSError as exc:
-            self.notify(f"cannot start the Slurm runner: {exc}", severity="error")
-        if self.store.queue_paused() or not self.store.count_runs(statuses=["queued"]):
-            return None
+        from backend.runs import start_runners
         try:
-            return start_runner(self.workspace, self.device)
+            return start_runners(self.workspace, self.store, self.device)
         except OSError as exc:
             self.notify(f"cannot start the runner: {exc}", severity="error")
             return None
 
     # ------------------------------------------------------------------ navigation
+    def action_go(self, mode: str) -> None:
+        """``1/2/3``: the mode's *first* screen (Runs, Queue, Models), whatever is open above it."""
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+        while len(self.screen_stack) > 1:  # Run detail, Compare, New run, a dialog: back to the list
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        from .widgets.keys import HelpScreen, key_rows
+        if type(self.screen).__name__ == "HelpScreen":
+            self.screen.dismiss(None)
+            return
+        title = {"RunsScreen": "Runs", "QueueScreen": "Queue", "ModelsScreen": "Models",
+                 "RunDetailScreen": "Run detail", "CompareScreen": "Compare",
+                 "NewRunScreen": "New run"}.get(type(self.screen).__name__, type(self.screen).__name__)
+        self.push_screen(HelpScreen(key_rows(self.screen), title))
+
+    async def action_quit(self) -> None:
+        """Quit; say what the runner is still doing (it is a separate process and goes on)."""
+        message = None
+        try:
+            running = self.store.count_runs(statuses=["running"])
+            queued = self.store.count_runs(statuses=["queued"])
+        except Exception:
+            running = queued = 0
+        if running or queued:
+            message = (f"greentui closed; the runner goes on with {running} running and {queued} queued "
+                       f"run(s) in {self.workspace} — run greentui again to watch them.")
+        self.exit(message=message)
+
     def action_new_run(self, model: str | None = None) -> None:
         from .screens.new_run import NewRunScreen
         self.push_screen(NewRunScreen(model=model))
@@ -170,24 +215,20 @@ class GreentuiApp(App):
                     timeout=8)
         self._demo_worker()
 
-    @work(thread=True, exclusive=True, group="demo")
+    @work(thread=True, exclusive=True, group="demo", name="building the demo", exit_on_error=False)
     def _demo_worker(self) -> None:
-        from .demo import queue_demo
+        """A failure (a build error, a timeout) reaches ``on_worker_state_changed``; ``finally`` frees the key."""
+        from backend.runs import queue_demo
         store = self.open_store()
         try:
-            run_id = queue_demo(self.workspace, store, start=self.manage_runner)
-        except (GreentuiError, OSError, ValueError) as exc:
-            self.call_from_thread(self._demo_done, None, str(exc))
-        else:
-            self.call_from_thread(self._demo_done, run_id, None)
+            run_id = queue_demo(self.workspace, store, start=self.manage_runner, device=self.device,
+                                timeout=self.DEMO_BUILD_TIMEOUT_S, shipped=self.DEMO_SHIPPED_MODEL)
         finally:
             store.close()
+            self.call_from_thread(setattr, self, "demo_busy", False)
+        self.call_from_thread(self._demo_done, run_id)
 
-    def _demo_done(self, run_id: int | None, error: str | None) -> None:
-        self.demo_busy = False
-        if error:
-            self.notify(error, severity="error", timeout=20)
-            return
+    def _demo_done(self, run_id: int) -> None:
         self.notify(f"demo run {run_id} queued; the runner is on it")
         self.ensure_runner()
         self.poll_store()
@@ -195,13 +236,27 @@ class GreentuiApp(App):
 
     # ------------------------------------------------------------------ command palette
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Every key binding of the current screen (and the app) is also a palette command."""
-        yield from super().get_system_commands(screen)
+        """The app's actions: every key of the current screen and the app, export, theme, quit.
+
+        Widget internals (a table's cursor keys, focus next/previous) and Textual's "Keys" panel
+        (replaced by the Help screen, which Esc closes) are left out.
+        """
+        for cmd in super().get_system_commands(screen):
+            if cmd.title in ("Theme", "Screenshot"):
+                yield cmd
+        yield SystemCommand("Quit", "Close greentui; queued and running runs go on in the runner [ctrl+q]",
+                            lambda: self.call_later(self.run_action, "quit"))
+        yield SystemCommand("Export tables (Markdown)", "Table 1 (accuracy) and Table 2 (Wh) of every run "
+                            "to greentui-tables.md in the workspace, like greentui export", self.export_tables)
+        yield SystemCommand("Export tables (LaTeX)", "The same tables to greentui-tables.tex in the workspace",
+                            lambda: self.export_tables("latex"))
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
             if not binding.description or binding.action in seen or binding.action == "quit":
                 continue
+            if active.node is not screen and active.node is not self:
+                continue  # a focused widget's own keys (cursor moves…) are not app actions
             if binding.action.startswith("command_palette"):
                 continue
             seen.add(binding.action)
@@ -209,3 +264,18 @@ class GreentuiApp(App):
             yield SystemCommand(binding.description, f"{binding.tooltip or binding.description} "
                                 f"[{binding.key_display or key}]",
                                 lambda node=node, action=action: self.call_later(self.run_action, action, node))
+
+    def export_tables(self, fmt: str = "md") -> None:
+        """Write the study tables of every run in the workspace (``greentui export``'s content)."""
+        from backend.report import render
+        path = self.workspace / f"greentui-tables.{'tex' if fmt == 'latex' else fmt}"
+        try:
+            path.write_text(render(self.store, fmt))
+        except (GreentuiError, OSError) as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            return
+        self.notify(f"wrote {path}")
+
+def run_workbench(workspace: Path, *, device: str = "auto", demo: bool = False) -> None:
+    """Open the workbench on ``workspace`` (the console script's ``greentui``, ``tui`` and ``demo``)."""
+    GreentuiApp(workspace, device=device, auto_demo=demo).run()

@@ -57,8 +57,10 @@ def test_bad_model_references(cli, workspace, tmp_path):
 def test_unwritable_runs_dir(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    line = _error_line(cli("--runs-dir", str(blocker / "ws"), "ls"))
+    line = _error_line(cli("--runs-dir", str(blocker / "ws"), "pause"))  # a command that records
     assert "cannot create the runs dir" in line
+    line = _error_line(cli("--runs-dir", str(blocker / "ws"), "ls"))  # read-only: reports, creates nothing
+    assert "no greentui workspace" in line
 
 
 def test_corrupted_db_is_reported_and_kept(cli, workspace):

@@ -98,7 +98,7 @@ def _assert_ingested_once(ws: Path, run_id: int) -> None:
 
 
 def test_two_slurm_runs_finish_with_all_results_in_the_store(cli_subprocess, slurm_ws, demo_model_dir):
-    cli = cli_subprocess  # the console script in its own process
+    cli = cli_subprocess  # end to end: runners and jobs are other processes
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     a, _ = _queue(cli, model, "--lora-steps", "2")
     b, _ = _queue(cli, model, "--lora-steps", "2", "--prune-ratio", "0.5")
@@ -129,7 +129,7 @@ def test_two_slurm_runs_finish_with_all_results_in_the_store(cli_subprocess, slu
 
 def test_cancel_through_greentui_and_behind_its_back(cli_subprocess, slurm_ws, demo_model_dir):
     """`greentui cancel` → cancelled by the user within 30 s; `scancel` → cancelled outside greentui."""
-    cli = cli_subprocess  # the console script in its own process
+    cli = cli_subprocess  # end to end: runners and jobs are other processes
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     ours, _ = _queue(cli, model, "--lora-steps", "100000")
     theirs, _ = _queue(cli, model, "--lora-steps", "100000")
@@ -159,7 +159,7 @@ def test_cancel_through_greentui_and_behind_its_back(cli_subprocess, slurm_ws, d
 
 
 def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli_subprocess, slurm_ws, demo_model_dir):
-    cli = cli_subprocess  # the console script in its own process
+    cli = cli_subprocess  # end to end: runners and jobs are other processes
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     run_id, pid = _queue(cli, model, "--lora-steps", "60")
     assert pid
@@ -185,7 +185,7 @@ def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli_subprocess
 
 
 def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli_subprocess, slurm_ws, demo_model_dir):
-    cli = cli_subprocess  # the console script in its own process
+    cli = cli_subprocess  # end to end: runners and jobs are other processes
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     bad = cli("queue", model, *QUICK, "--partition", "nosuchpartition")
     assert bad.returncode != 0 and "--partition: no Slurm partition 'nosuchpartition'" in bad.stderr
@@ -200,8 +200,9 @@ def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli_subproces
         assert "\n" not in run["error"] and s.slurm_job(run_id)["state"] == "NOT_SUBMITTED"
 
 
-def test_time_limit_reached_is_interrupted_with_slurms_reason(cli, slurm_ws, demo_model_dir):
+def test_time_limit_reached_is_interrupted_with_slurms_reason(cli_subprocess, slurm_ws, demo_model_dir):
     """A job still running at its --time-limit: Slurm's TIMEOUT → interrupted, finished tasks kept."""
+    cli = cli_subprocess  # end to end: runners and jobs are other processes
     ws, model = slurm_ws, str(demo_model_dir("llama"))
     run_id, _ = _queue(cli, model, "--lora-steps", "100000", "--time-limit", "00:02:00")  # USR2 comes ≥ 30 s in
     wait_for(lambda: _status(ws, run_id) in FINAL, 300, "Slurm to end the job at its time limit")

@@ -226,3 +226,49 @@ async def test_run_detail_tails_the_slurm_jobs_stdout_and_stderr(tmp_path):
         assert not app.screen.query_one("#job-log").display
     store.close()
 
+
+
+@pytest.mark.slow
+async def test_new_run_form_queues_a_slurm_run_with_workspace_defaults(tmp_path, demo_model_dir):
+    """The form's Executor fields: Slurm's refusal lands under its field, greentui.toml fills the rest."""
+    from textual.widgets import Input, Label, Select
+
+    from backend.executors.slurm import slurm_available
+    from greentui.app import GreentuiApp
+    from greentui.screens.new_run import NewRunScreen
+
+    (tmp_path / "greentui.toml").write_text('[slurm]\ntime_limit = "00:30:00"\n[slurm.args]\nqos = "low"\n')
+    model = str(demo_model_dir("llama"))
+    no_slurm = slurm_available()
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, NewRunScreen)
+        screen.query_one("#f-model", Input).value = model
+        screen.query_one("#f-executor", Select).value = "slurm"
+        screen.query_one("#f-partition", Input).value = "nosuchpartition"
+        await pilot.pause()
+
+        async def queue() -> None:
+            screen.query_one("#f-model", Input).focus()
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        await queue()
+        assert app.store.count_runs() == 0
+        field = "executor" if no_slurm else "partition"
+        label = screen.query_one(f"#err-{field}", Label)
+        assert label.display and ("no Slurm partition 'nosuchpartition'" in str(label.render()) or no_slurm)
+        if no_slurm:
+            return
+        screen.query_one("#f-partition", Input).value = "debug"
+        await pilot.pause()
+        await queue()
+        run = app.store.list_runs(limit=1)[0]
+        cfg = app.store.get_run(run["id"])["config"]
+        assert run["status"] == "queued" and cfg["executor"] == "slurm" and cfg["partition"] == "debug"
+        assert cfg["time_limit"] == "00:30:00" and cfg["slurm_arg"] == ["qos=low"]

@@ -141,7 +141,7 @@ async def test_queue_in_new_run_watch_detail_then_runs_and_compare(demo_model: P
 
 async def test_closing_the_ui_mid_run_does_not_cost_the_run(tmp_path: Path, monkeypatch) -> None:
     """The one-key demo on an empty workspace, then the UI closes while the run is running."""
-    import greentui.demo as demo
+    import backend.runs as demo
     ws = tmp_path / "ws"
     ws.mkdir()
     tiny = demo.demo_config

@@ -267,7 +267,7 @@ def test_grouped_bars_resize_changes_width_and_abbreviates():
     narrow = build_grouped_bars(60, 20, "Acc", TASKS, ACC)
     assert max(len(l) for l in wide.plain.split("\n")) == 140
     assert max(len(l) for l in narrow.plain.split("\n")) == 60
-    assert "arc_c" in narrow.plain and "obqa" in narrow.plain  # abbreviated, with a key
+    assert "ARC-c" in narrow.plain and "OBQA" in narrow.plain  # the registry's labels, with a key
 
 
 def test_grouped_bars_empty_and_missing():

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from ..runs import cancel, parse_run_id
-    _, store = workspace_and_store(args)
+    _, store = workspace_and_store(args, create=False)
     run_id = parse_run_id(args.run)
     print(f"run {run_id}: {cancel(store, run_id)}")
     return 0

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from ..report import render
-    _, store = workspace_and_store(args)
+    _, store = workspace_and_store(args, create=False)
     ids = [parse_run_id(r) for r in args.runs] or None
     for i in ids or []:
         store.require_run(i)

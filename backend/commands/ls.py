@@ -7,7 +7,9 @@ import argparse
 
 from rich.table import Table
 
-from .common import console, fmt_float, fmt_time, workspace_and_store
+from ..fmt import num as fmt_float
+from ..fmt import when as fmt_time
+from .common import console, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from ..supervisor import recover_stale_runs
-    _, store = workspace_and_store(args)
+    _, store = workspace_and_store(args, create=False)
     recover_stale_runs(store)
     rows = store.list_runs(limit=args.limit, text=args.filter, statuses=args.status)
     table = Table(title=f"runs ({store.count_runs(text=args.filter, statuses=args.status)} in all)")

@@ -9,7 +9,9 @@ from rich.table import Table
 
 from ..errors import GreentuiError
 from ..models import register_model as add_model
-from .common import console, fmt_bytes, fmt_params, workspace_and_store
+from ..fmt import params as fmt_params
+from ..fmt import size as fmt_bytes
+from .common import console, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    _, store = workspace_and_store(args)
+    _, store = workspace_and_store(args, create=args.models_cmd == "add")
     con = console()
     if args.models_cmd == "add":
         model_id = add_model(store, args.ref, args.trust_remote_code)

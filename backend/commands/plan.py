@@ -12,18 +12,16 @@ import argparse
 def add_pruning_options(p: argparse.ArgumentParser, *, with_target: bool = True) -> None:
     """The options ``prune`` and ``plan`` share: the run schema's settings (same parser, same default as
     ``greentui run``) under the names these commands have always had (``--method``, ``--ratio``)."""
-    from ..pruning.counting import DEFAULT_RULE, RULES
     from ..runconfig import SETTING
-    from ..schema import add_argument, argtype, parse_ratio
+    from ..schema import add_argument
 
     add_argument(p, SETTING["importance"], flag="--method", dest="method", default=SETTING["importance"].default)
     ratio = SETTING["prune_ratio"]
     add_argument(p, ratio, flag="--ratio", dest="ratio", default=ratio.default,
                  help="pruning ratio, e.g. 0.25 or 2/7 (default 2/7); what it counts is --count-rule's")
-    p.add_argument("--count-rule", choices=RULES, default=DEFAULT_RULE,
-                   help="how a ratio becomes head and channel counts: torch-pruning (1.6.1, the study's "
-                        "library; default), llm-pruner (whole kv groups) or param-share (share of the "
-                        "layer's parameters)")
+    add_argument(p, SETTING["count_rule"], default=SETTING["count_rule"].default,
+                 help="how the ratio becomes head and channel counts: torch-pruning (1.6.1, the study's library; "
+                      "default), llm-pruner (whole kv groups) or param-share (share of the layer's parameters)")
     for name in ("ignore_first", "ignore_last"):  # None: the study's value, clamped on shallow models
         s = SETTING[name]
         add_argument(p, s, default=None, help=f"{s.help} (default: the study's {s.default}, clamped on "
@@ -35,10 +33,8 @@ def add_pruning_options(p: argparse.ArgumentParser, *, with_target: bool = True)
     p.add_argument("--no-mlp", action="store_true", help="keep every MLP channel")
     if with_target:
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--target-params", default=None, metavar="N",
-                       help="solve the ratio for a whole-model size, e.g. 6.4B or 350M (overrides --ratio)")
-        g.add_argument("--target-ratio", type=argtype(parse_ratio, "ratio"), default=None, metavar="F",
-                       help="solve the ratio for a whole-model size of F x the original, e.g. 0.8")
+        add_argument(g, SETTING["target_params"], default=None)
+        add_argument(g, SETTING["target_ratio"], default=None)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -89,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
 def print_plan(p: dict) -> None:
     from rich.table import Table
 
-    from .common import console, fmt_bytes, fmt_params
+    from ..fmt import params as fmt_params
+    from ..fmt import size as fmt_bytes
+    from .common import console
 
     con = console()
     t = Table(title=f"plan: {p['method']} {p['ratio']:.4g} under the {p['count_rule']} rule ({p['model_type']}, "

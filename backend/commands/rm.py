@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from .common import workspace_and_store
 
 
@@ -14,7 +15,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from ..runs import parse_run_id, remove
-    ws, store = workspace_and_store(args)
-    n = remove(ws, store, [parse_run_id(r) for r in args.runs])
+    ws, store = workspace_and_store(args, create=False)
+    n, kept = remove(ws, store, [parse_run_id(r) for r in args.runs])
+    for folder in kept:
+        print(f"greentui: warning: could not remove {folder}", file=sys.stderr)
     print(f"deleted {n} run(s)")
     return 0

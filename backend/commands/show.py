@@ -8,7 +8,10 @@ import json
 
 from rich.table import Table
 
-from .common import console, fmt_float, fmt_params, fmt_time, parse_run_id, workspace_and_store
+from ..fmt import num as fmt_float
+from ..fmt import params as fmt_params
+from ..fmt import when as fmt_time
+from .common import console, parse_run_id, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -19,8 +22,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    _, store = workspace_and_store(args)
     run_id = parse_run_id(args.run)
+    _, store = workspace_and_store(args, create=False)
     r = store.require_run(run_id)
     results = store.task_results(run_id)
     base = store.task_results(r["parent_run_id"], "vanilla") if r["parent_run_id"] else []

@@ -1,4 +1,8 @@
-"""``greentui`` (no command), ``greentui tui`` and ``greentui demo``: open the terminal workbench."""
+"""``greentui`` (no command), ``greentui tui`` and ``greentui demo``: the workbench's command line.
+
+Only the arguments live here; ``backend.cli.open_workbench`` (the composition root) opens the UI, so
+no command module imports the UI package.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "never runs the work: a detached runner does, so closing it (or an SSH "
                                    "drop) never costs a run.")
     p.add_argument("--device", default="auto", help="device the runner started by the UI claims runs for")
-    p.set_defaults(func=run)
     d = sub.add_parser("demo", parents=parents, help="open the workbench and queue the demo run",
                        description="Build the tiny demo model (random weights, offline), queue one run on the "
                                    "bundled real task items and open the workbench on it.")
     d.add_argument("--device", default="auto")
-    d.set_defaults(func=run, demo=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..workspace import resolve_workspace
-    ws = resolve_workspace(getattr(args, "runs_dir", None))
-    from greentui.app import GreentuiApp  # Textual only: torch is never imported by the UI
-    GreentuiApp(ws, device=getattr(args, "device", "auto"), auto_demo=getattr(args, "demo", False)).run()
-    return 0
+    d.set_defaults(demo=True)

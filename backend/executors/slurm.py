@@ -434,4 +434,6 @@ def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
                             env=dict(os.environ, PYTHONUNBUFFERED="1"),
                             cwd=str(Path(__file__).resolve().parent.parent.parent))
     log_file.close()
+    from ..supervisor import reap_in_background
+    reap_in_background(proc)
     return proc.pid

@@ -15,6 +15,7 @@ from ..errors import GreentuiError
 from ..workspace import PACKAGE_DATA
 
 SHIPPED_TEXT = PACKAGE_DATA / "text" / "tinyshakespeare.txt"
+MAX_CALIB_CHARS = 64 * 2**20
 
 
 def calibration_text(calib_file=None, calib_dataset=None, min_chars: int = 200_000) -> tuple[str, str]:
@@ -22,7 +23,10 @@ def calibration_text(calib_file=None, calib_dataset=None, min_chars: int = 200_0
     if calib_file:
         p = Path(calib_file).expanduser()
         try:
-            text = p.read_text(encoding="utf-8", errors="replace")
+            if not p.is_file():  # /dev/zero or a FIFO would be read forever
+                raise GreentuiError(f"calibration file {p} is not a regular file")
+            with p.open(encoding="utf-8", errors="replace") as fh:
+                text = fh.read(MAX_CALIB_CHARS)  # far more than any calibration set needs
         except OSError as exc:
             raise GreentuiError(f"cannot read calibration file {p}: {exc.strerror or exc}") from exc
         if not text.strip():
@@ -63,18 +67,52 @@ def calibration_batches(tokenizer, text: str, samples: int, seq_len: int, seed: 
     return torch.tensor([ids[s:s + seq_len] for s in starts], dtype=torch.long)
 
 
-def accumulate_gradients(model, batches, device, progress: Callable[[float], None] | None = None) -> float:
-    """Sum LM-loss gradients over ``batches`` (one sample at a time); returns the mean loss."""
+def scored_parameters(layers) -> list:
+    """The parameters Taylor importance reads gradients of: every weight and bias of the attention
+    and MLP projections (``nn.Linear``) of the layers that will be pruned. Nothing else needs one."""
+    import torch
+
+    params = []
+    for layer in layers:
+        for part in (layer.self_attn, layer.mlp):
+            for module in part.modules():
+                if isinstance(module, torch.nn.Linear):
+                    params.extend(p for p in module.parameters(recurse=False))
+    return params
+
+
+def accumulate_gradients(model, batches, device, progress: Callable[[float], None] | None = None,
+                         params: list | None = None) -> float:
+    """Sum LM-loss gradients over ``batches`` (one sample at a time); returns the mean loss.
+
+    With ``params`` only those parameters get a ``.grad`` (every other one is frozen for the
+    duration and restored after): a full set of gradients is as big as the model, and Taylor scoring
+    reads only the pruned layers' projections. Their gradient values are the same either way
+    (backward still flows through the frozen layers above them; below the first scored layer it
+    stops, which also saves the activations kept there).
+    """
     model.zero_grad(set_to_none=True)
     model.train(False)
+    frozen: list = []
+    if params is not None:
+        wanted = {id(p) for p in params}
+        for p in model.parameters():
+            if p.requires_grad and id(p) not in wanted:
+                p.requires_grad_(False)
+                frozen.append(p)
     total = 0.0
-    for i in range(len(batches)):
-        x = batches[i:i + 1].to(device)
-        out = model(input_ids=x, labels=x, use_cache=False)
-        out.loss.backward()
-        total += float(out.loss.detach())
-        if progress:
-            progress((i + 1) / len(batches))
+    try:
+        for i in range(len(batches)):
+            x = batches[i:i + 1].to(device)
+            out = model(input_ids=x, labels=x, use_cache=False)
+            out.loss.backward()
+            total += float(out.loss.detach())
+            del out
+            if progress:
+                progress((i + 1) / len(batches))
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
     return total / len(batches)
 
 

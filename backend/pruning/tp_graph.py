@@ -27,6 +27,7 @@ says why and the caller falls back to greentui's own selection with the same cou
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ def select(model, method: str, ratio: float, round_to: int | None, targets: list
     from ..model_io import decoder_layers
     from .mlp import importance
 
+    if threading.current_thread() is not threading.main_thread():
+        raise TpGraphUnavailable("not on the main thread, where its build cannot be time-limited (SIGALRM)")
     layers = decoder_layers(model)
     first = layers[0].self_attn
     if hasattr(first, "qkv_proj"):

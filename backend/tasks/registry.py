@@ -39,6 +39,7 @@ class TaskSpec:
     split: str                      # the original split the built-in task evaluates
     required_fields: tuple[str, ...]  # fields of each JSONL line that the task's prompts read
     has_acc_norm: bool
+    label: str = ""                 # how tables, charts and the UI name the task (ARC-c, BoolQ, …)
 
     @property
     def file_name(self) -> str:
@@ -57,16 +58,28 @@ class TaskSpec:
 _ARC_FIELDS = ("question", "choices", "answerKey")
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    TaskSpec("arc_challenge", "arc/arc_challenge.yaml", "test", _ARC_FIELDS, True),
-    TaskSpec("arc_easy", "arc/arc_easy.yaml", "test", _ARC_FIELDS, True),
-    TaskSpec("boolq", "super_glue/boolq/default.yaml", "validation", ("passage", "question", "label"), False),
+    TaskSpec("arc_challenge", "arc/arc_challenge.yaml", "test", _ARC_FIELDS, True, label="ARC-c"),
+    TaskSpec("arc_easy", "arc/arc_easy.yaml", "test", _ARC_FIELDS, True, label="ARC-e"),
+    TaskSpec("boolq", "super_glue/boolq/default.yaml", "validation", ("passage", "question", "label"), False,
+             label="BoolQ"),
     TaskSpec("hellaswag", "hellaswag/hellaswag.yaml", "validation",
-             ("activity_label", "ctx_a", "ctx_b", "endings", "label"), True),
-    TaskSpec("piqa", "piqa/piqa.yaml", "validation", ("goal", "sol1", "sol2", "label"), True),
-    TaskSpec("openbookqa", "openbookqa/openbookqa.yaml", "test", ("question_stem", "choices", "answerKey"), True),
-    TaskSpec("winogrande", "winogrande/default.yaml", "validation", ("sentence", "option1", "option2", "answer"), False),
+             ("activity_label", "ctx_a", "ctx_b", "endings", "label"), True, label="HellaSwag"),
+    TaskSpec("piqa", "piqa/piqa.yaml", "validation", ("goal", "sol1", "sol2", "label"), True, label="PIQA"),
+    TaskSpec("openbookqa", "openbookqa/openbookqa.yaml", "test", ("question_stem", "choices", "answerKey"), True,
+             label="OBQA"),
+    TaskSpec("winogrande", "winogrande/default.yaml", "validation", ("sentence", "option1", "option2", "answer"),
+             False, label="WinoG"),
 )}
 STUDY_TASKS: tuple[str, ...] = tuple(TASKS)
+#: The one naming of the tasks for people: report tables, Compare's radar and bars, Run detail.
+TASK_LABELS: dict[str, str] = {name: spec.label for name, spec in TASKS.items()}
+
+
+def task_label(name: str) -> str:
+    """ARC-c for arc_challenge; an unknown name is shown as it is."""
+    return TASK_LABELS.get(name, name)
+
+
 ALIASES = ("all", "study")
 
 

@@ -1,16 +1,47 @@
-"""A screen that reloads its table from the store when it comes back or when the store changes."""
+"""The workbench's screen bases: worker failures go to the app's one handler; screens that follow the
+store subscribe to the app's ``store_changed`` signal.
+
+``Worker.StateChanged`` does not bubble, so :class:`AppScreen` hands its workers' state changes to
+``GreentuiApp.on_worker_state_changed`` — the one place a failure becomes a notification. The app polls the store's change token (``GreentuiApp.poll_store``) and publishes a
+:class:`~greentui.signals.StoreChange` when it moved; each screen that derives from
+:class:`WatchingScreen` receives it in ``store_change`` while it is the visible screen (a hidden one
+catches up on resume). No screen is looked up by name or probed with ``getattr``.
+"""
 
 from __future__ import annotations
 
 from textual.screen import Screen
+from textual.worker import Worker
+
+from ..signals import StoreChange
 
 
-class LiveTableScreen(Screen):
+class AppScreen(Screen):
+    """A screen whose thread workers' failures reach the app's handler (a notification, never a crash)."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.on_worker_state_changed(event)
+
+
+class WatchingScreen(AppScreen):
+    """A screen told of store changes (``store_change``) while it is the one on display."""
+
+    def on_mount(self) -> None:
+        self.app.store_changed.subscribe(self, self._on_store_changed)
+
+    def _on_store_changed(self, change: StoreChange) -> None:
+        if self.is_current:
+            self.store_change(change)
+
+    def store_change(self, change: StoreChange) -> None:
+        """Override: react to a change of the store (runs, results, models, queue or events)."""
+
+
+class LiveTableScreen(WatchingScreen):
     """Reload on resume (not on first show: ``on_mount`` just loaded) and on store changes.
 
-    ``store_changed`` is called by the app's poll; by default it reloads only when the app's
-    ``table_token`` (runs/results/models, not progress events) moved. Screens whose rows change with
-    every progress event set ``reload_on_every_change``.
+    By default a table reloads only when runs/results/models/the queue moved, not for every progress
+    event of a running run; screens whose rows change with every event set ``reload_on_every_change``.
     """
 
     reload_on_every_change = False
@@ -31,9 +62,6 @@ class LiveTableScreen(Screen):
             self._suspended = False
             self.reload()
 
-    def store_changed(self) -> None:
-        if self.reload_on_every_change:
-            self.reload()
-        elif getattr(self, "_seen_token", None) != self.app.table_token:
-            self._seen_token = self.app.table_token
+    def store_change(self, change: StoreChange) -> None:
+        if self.reload_on_every_change or change.tables_changed:
             self.reload()

@@ -19,15 +19,18 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
+from backend.fmt import method_label, ratio_label
 from backend.report import SHORT, Row, study_tables
 
-from ..widgets.bars import GroupedBars, ScatterPareto
+from ..widgets.bars import GroupedBars, ScatterPareto, pareto_front
 from ..widgets.compare_energy import CompareEnergy
 from ..widgets.radar import RadarChart
-from ._fmt import method_label, ratio_label
+from ..signals import StoreChange
+from ..widgets.keys import KeyFooter
+from ._live import WatchingScreen
+from ._ppl import chance_note, perplexity_line
 
 
 def series_name(row: Row, single_pair: bool) -> str:
@@ -65,7 +68,7 @@ def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str
     return out
 
 
-class CompareScreen(Screen):
+class CompareScreen(WatchingScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("r", "tab('radar')", "Radar"),
@@ -73,6 +76,8 @@ class CompareScreen(Screen):
         Binding("t", "tab('table')", "Table"),
         Binding("p", "tab('pareto')", "Pareto"),
         Binding("e", "tab('energy')", "Energy"),
+        Binding("w", "swap_chart", "Acc/Wh", tooltip="Narrow terminals show one radar/bar chart at a time: "
+                "switch between accuracy and energy"),
     ]
 
     def __init__(self, run_ids: list[int], tab: str = "radar") -> None:
@@ -83,15 +88,17 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="compare-title")
+        yield Static("", id="compare-ppl")
         with TabbedContent(initial=self.initial_tab, id="compare-tabs"):
             with TabPane("Radar", id="radar"):
                 with Horizontal(classes="charts"):
                     yield RadarChart("accuracy (per task, normalised)", [], {}, id="radar-acc")
-                    yield RadarChart("energy Wh (per task, normalised)", [], {}, id="radar-wh")
+                    yield RadarChart("energy Wh (per task, normalised)", [], {}, id="radar-wh",
+                                     classes="second")
             with TabPane("Bars", id="bars"):
                 with Vertical(classes="charts"):
                     yield GroupedBars("accuracy per task (±stderr)", id="bars-acc", y_label="acc")
-                    yield GroupedBars("energy per task (Wh)", id="bars-wh", y_label="Wh")
+                    yield GroupedBars("energy per task (Wh)", id="bars-wh", y_label="Wh", classes="second")
             with TabPane("Table", id="table"):
                 with Vertical():
                     yield DataTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
@@ -102,14 +109,13 @@ class CompareScreen(Screen):
                     yield Static("", id="pareto-note")
             with TabPane("Energy", id="energy"):
                 yield CompareEnergy(id="compare-energy")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.rebuild()
 
-    def store_changed(self) -> None:
-        if getattr(self, "_seen_token", None) != self.app.table_token:  # new results, not progress
-            self._seen_token = self.app.table_token
+    def store_change(self, change: StoreChange) -> None:
+        if change.tables_changed:  # new results, not progress
             self.rebuild()
 
     def on_screen_resume(self) -> None:
@@ -126,6 +132,7 @@ class CompareScreen(Screen):
         tasks: list[str] = tables["tasks"]
         acc: list[Row] = _dedupe(tables["accuracy"])
         wh: list[Row] = _dedupe(tables["energy"])
+        acc, wh, merged = merge_identical_baselines(acc, wh, tasks)
         single = len(acc) <= 2 and len({r.variant for r in acc}) == len(acc)
         labels = [SHORT.get(t, t) for t in tasks]
         acc_series = {series_name(r, single): [r.values.get(t) for t in tasks] for r in acc}
@@ -133,21 +140,27 @@ class CompareScreen(Screen):
         acc_err = {series_name(r, single): [r.stderr.get(t) for t in tasks] for r in acc}
         self.query_one("#radar-acc", RadarChart).update_data(labels, acc_series)
         self.query_one("#radar-wh", RadarChart).update_data(labels, wh_series)
-        self.query_one("#bars-acc", GroupedBars).update_data(tasks, acc_series, acc_err)
-        self.query_one("#bars-wh", GroupedBars).update_data(tasks, wh_series)
+        self.query_one("#bars-acc", GroupedBars).update_data(labels, acc_series, acc_err)  # named as the radar
+        self.query_one("#bars-wh", GroupedBars).update_data(labels, wh_series)
         self.fill_table(acc, wh, tasks)
         self.fill_noise(acc, tasks)
-        self.fill_pareto(ids[0])
+        self.fill_pareto(ids[0], acc)
         self.query_one(CompareEnergy).refresh_from(store, tables)
         runs = ", ".join(f"#{i}" for i in ids)
         what = "vs its vanilla baseline" if single and len(ids) == 1 else "side by side"
         meters = sorted({m for r in wh for m in r.meters.values() if m})
         refs = sorted({r.run_id for r in acc if r.kind == "reference"})
+        notes = []
+        for keep in sorted(set(merged.values())):
+            dups = ", ".join(f"#{d}" for d, k in merged.items() if k == keep)
+            notes.append(f"baseline {dups} = #{keep} (same items, same accuracies): charted once as #{keep}")
         self.query_one("#compare-title", Static).update(
             f"[b]Compare[/b] runs {runs} {what} · {len(tasks)} task(s) · meters: {', '.join(meters) or '—'}"
             + (f" · [b]reference[/b] (published) run(s) {', '.join(f'#{i}' for i in refs)}" if refs else "")
             + "".join(f"\n[dim]quality #{i}:[/] {quality_line(store, i)}" for i in ids[:2] if i not in refs)
+            + "".join(f"\n[dim]{n}[/]" for n in notes)
             + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
+        self.fill_perplexity(ids)
 
     def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
         table = self.query_one("#ratio-table", DataTable)
@@ -188,7 +201,7 @@ class CompareScreen(Screen):
             lines.append(f"  run {run_id} {SHORT.get(t, t):<10} Δacc {delta:+.3f}  ±{band:.3f}  {verdict}")
         box.update("\n".join(lines))
 
-    def fill_pareto(self, run_id: int) -> None:
+    def fill_pareto(self, run_id: int, acc: list[Row]) -> None:
         store = self.app.store
         run = store.get_run(run_id)
         if run is None or run.get("model_id") is None:
@@ -196,11 +209,36 @@ class CompareScreen(Screen):
         rows = store.list_runs(model_id=run["model_id"], statuses=["done"], limit=2000)
         points = [(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", ""), r["avg_wh"], r["avg_acc"])
                   for r in rows if r["avg_wh"] is not None and r["avg_acc"] is not None]
-        self.query_one("#pareto-chart", ScatterPareto).update_data(
+        noise = average_noise(acc)
+        chart = self.query_one("#pareto-chart", ScatterPareto)
+        chart.noise = noise
+        chart.update_data(
             points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {run.get('model_name') or run.get('model_ref')}")
+        front = pareto_front(points)
+        band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
+                "them cannot be told apart." if noise else "")
         self.query_one("#pareto-note", Static).update(
-            "Upper left is better (more accuracy for less energy); the line joins the Pareto front."
+            (f"Upper left is better. ◆ = Pareto front ({len(front)} run(s)"
+             + (", green line)." if len(front) > 1 else "; it beats the others on both axes).") + band)
             if points else "[dim]no finished runs of this model with energy figures yet[/]")
+
+    def fill_perplexity(self, ids: list[int]) -> None:
+        """WikiText-2 perplexity per run (vanilla, pruned before LoRA, after LoRA) and the demo's caveat."""
+        store = self.app.store
+        lines, notes = [], set()
+        for i in ids:
+            run = store.get_run(i)
+            if run is None:
+                continue
+            line = perplexity_line(store, run)
+            if line:
+                lines.append(line if len(ids) == 1 else f"#{i} {line}")
+            note = chance_note(run)
+            if note:
+                notes.add(note)
+        box = self.query_one("#compare-ppl", Static)
+        box.update("\n".join(lines + sorted(notes)))
+        box.display = bool(lines or notes)
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
@@ -208,6 +246,49 @@ class CompareScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def action_swap_chart(self) -> None:
+        """Below 100 columns one radar (and one bar chart) at a time: swap accuracy and energy."""
+        for first, second in (("#radar-acc", "#radar-wh"), ("#bars-acc", "#bars-wh")):
+            a, b = self.query_one(first), self.query_one(second)
+            a_second = a.has_class("second")
+            a.set_class(not a_second, "second")
+            b.set_class(a_second, "second")
+        if "-narrow" not in self.classes:
+            self.notify("both charts are shown at this width; w swaps them below 100 columns")
+
+
+def average_noise(acc: list[Row]) -> float | None:
+    """Two standard errors of an average accuracy (the first row with stderrs): √Σse²/n · 2."""
+    for row in acc:
+        ses = [se for se in row.stderr.values() if se is not None and not math.isnan(se)]
+        if ses:
+            return 2 * math.sqrt(sum(se ** 2 for se in ses)) / len(ses)
+    return None
+
+
+def merge_identical_baselines(acc: list[Row], wh: list[Row], tasks: list[str]
+                              ) -> tuple[list[Row], list[Row], dict[int, int]]:
+    """Drop a vanilla row whose accuracies equal an earlier vanilla row of the same model.
+
+    Two experiments on one model with the same items each got a baseline run; their accuracies are
+    the same numbers, and charting both draws two "vanilla" series on top of each other. The first
+    one stays (energy too: it is that run's measurement); returns ``{dropped run: kept run}``.
+    """
+    kept: dict[tuple, int] = {}
+    merged: dict[int, int] = {}
+    for row in acc:
+        if row.variant != "vanilla" or row.kind == "reference":
+            continue
+        key = (row.model, tuple(row.values.get(t) for t in tasks))
+        if key in kept and kept[key] != row.run_id:
+            merged[row.run_id] = kept[key]
+        else:
+            kept.setdefault(key, row.run_id)
+
+    def keep(rows: list[Row]) -> list[Row]:
+        return [r for r in rows if not (r.variant == "vanilla" and r.run_id in merged)]
+    return keep(acc), keep(wh), merged
 
 
 def _dedupe(rows: list[Row]) -> list[Row]:

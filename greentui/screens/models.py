@@ -2,7 +2,8 @@
 
 Describing a model reads ``config.json`` and safetensors headers only (``backend.models.describe``,
 no torch), but scanning the HF cache or probing the hub can take a moment, so both happen in
-thread workers.
+thread workers. A worker's unexpected failure (a corrupt safetensors header, say) is the app's
+to report (``GreentuiApp.on_worker_state_changed``): a notification, never a crash.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 
 from backend.errors import GreentuiError
+from backend.fmt import params, size
+from backend.runs import demo_model_built, demo_model_dir
 
-from ..demo import demo_model_built, demo_model_dir
+from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._fmt import params, size
+from ._table import cursor_key
 
 DEMO_KEY = "demo:"
 
@@ -46,7 +49,7 @@ class ModelsScreen(LiveTableScreen):
             yield Input(placeholder="HF id (org/name) or local model directory; Enter adds, Esc cancels",
                         id="add-model")
             yield Label("", id="add-error", classes="error")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -91,13 +94,7 @@ class ModelsScreen(LiveTableScreen):
         self.show_details()
 
     def cursor_key(self) -> str | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:
-            return None
+        return cursor_key(self.query_one(DataTable))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_details()
@@ -113,7 +110,7 @@ class ModelsScreen(LiveTableScreen):
             self.describe_cached(key)
         lines = [f"[b]{m.get('name') or m.get('ref')}[/b]", f"ref: {m.get('ref')}",
                  f"source: {m.get('source') or '—'}"]
-        if m.get("info") and m.get("source") == "demo" and "params" not in m:
+        if m.get("info") and "params" not in m:
             lines.append(str(m["info"]))
         lines += [
             f"architecture: {m.get('arch') or '—'}",
@@ -130,7 +127,7 @@ class ModelsScreen(LiveTableScreen):
             lines.append(f"runs: {m['runs']}")
         box.update("\n".join(lines))
 
-    @work(thread=True, exclusive=True, group="cache-scan")
+    @work(thread=True, exclusive=True, group="cache-scan", name="scanning the HF cache", exit_on_error=False)
     def scan_cache(self) -> None:
         from backend.models import list_cached_models
         cached = list_cached_models()
@@ -141,13 +138,15 @@ class ModelsScreen(LiveTableScreen):
         if cached:
             self.reload()
 
-    @work(thread=True, group="describe")
     def describe_cached(self, ref: str) -> None:
+        """Describe a cache entry once, in a worker (the placeholder stops a second attempt)."""
+        self.described[ref] = {"ref": ref, "name": ref, "source": "cache", "info": "could not be described"}
+        self._describe(ref)
+
+    @work(thread=True, group="describe", name="describing a cached model", exit_on_error=False)
+    def _describe(self, ref: str) -> None:
         from backend.models import describe
-        try:
-            info = describe(ref).as_record()
-        except GreentuiError as exc:
-            info = {"ref": ref, "name": ref, "source": "cache", "info": str(exc)}
+        info = describe(ref).as_record()  # any failure: the app's notification, the placeholder stays
         self.app.call_from_thread(self._described, ref, info)
 
     def _described(self, ref: str, info: dict[str, Any]) -> None:
@@ -173,7 +172,7 @@ class ModelsScreen(LiveTableScreen):
             self.query_one("#add-error", Label).update("checking…")
             self.add_model(ref)
 
-    @work(thread=True, exclusive=True, group="add-model")
+    @work(thread=True, exclusive=True, group="add-model", name="adding the model", exit_on_error=False)
     def add_model(self, ref: str) -> None:
         from backend.models import register_model
         store = self.app.open_store()
@@ -189,6 +188,11 @@ class ModelsScreen(LiveTableScreen):
 
     def _add_failed(self, reason: str) -> None:
         self.query_one("#add-error", Label).update(reason)
+
+    def on_worker_state_changed(self, event) -> None:
+        """An add that failed unexpectedly (the app notifies) must not leave "checking…" behind."""
+        if event.worker.group == "add-model" and event.state.name == "ERROR":
+            self.query_one("#add-error", Label).update("could not add it (see the notification)")
 
     def _added(self, model: dict[str, Any]) -> None:
         self.notify(f"added {model['ref']}")

@@ -3,7 +3,7 @@
 Every field comes from ``backend.runconfig.SETTINGS`` (label, widget, placeholder, parser, rule), so
 the form and ``greentui run/queue`` can never disagree on a setting, a default or a rule. Validation is
 ``RunConfig.problems()`` plus the text parsers; queueing calls the service layer
-(``backend.runs.prepare_run``) in a thread worker. A refusal arrives as ``SettingError`` naming its
+(``backend.runs.queue_run``, the same as ``greentui queue``) in a thread worker. A refusal arrives as ``SettingError`` naming its
 field: the reason is shown under that field and the notification names it by its label.
 """
 
@@ -15,14 +15,16 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, SelectionList, Static
 
 from backend.errors import GreentuiError
-from backend.runconfig import GROUPS, SETTING, SETTINGS, RunConfig
+from backend.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema import Setting, SettingError
+
+from ..widgets.plan_panel import PlanPanel
+from ._live import AppScreen
 
 D = RunConfig()
 
@@ -66,7 +68,7 @@ def set_widget_value(s: Setting, widget: Widget, value: Any) -> None:
         widget.value = s.to_text(value)
 
 
-class NewRunScreen(Screen):
+class NewRunScreen(AppScreen):
     """The New-run form; Escape goes back without queueing."""
 
     BINDINGS = [
@@ -93,13 +95,15 @@ class NewRunScreen(Screen):
                          "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter queues.", id="form-title")
             for group in GROUPS:
                 if group != "model":
-                    yield Static(group, classes="form-group")
-                for s in (s for s in SETTINGS if s.group == group):
+                    note = GROUP_NOTES.get(group)
+                    yield Static(group + (f" [dim]— {note}[/]" if note else ""), classes="form-group")
+                for s in (s for s in SETTINGS if s.group == group):  # few widgets per field: 40 of them
                     with Horizontal(classes="field"):
                         yield Label("" if s.widget == "checkbox" else s.label, classes="field-label")
-                        with Vertical(classes="field-input"):
-                            yield field_widget(s, getattr(self.initial, s.name), known)
-                            yield Label("", id=f"err-{s.name}", classes="error")
+                        yield field_widget(s, getattr(self.initial, s.name), known).add_class("field-input")
+                    yield Label("", id=f"err-{s.name}", classes="error field-error")
+                if group == "pruning":  # what these settings make of the model, from its config.json
+                    yield PlanPanel(id="plan-panel")
             with Horizontal(id="form-buttons"):
                 yield Button("Queue (Enter)", id="queue", variant="primary")
                 yield Button("Back (Esc)", id="back")
@@ -111,9 +115,6 @@ class NewRunScreen(Screen):
         self.validate()
 
     # ------------------------------------------------------------------ reading the form
-    def value(self, name: str) -> str:
-        return self.query_one(f"#f-{name}", Input).value.strip()
-
     def read(self) -> tuple[RunConfig, dict[str, str]]:
         """The config the form describes, and field → reason for values that do not parse."""
         bad: dict[str, str] = {}
@@ -139,6 +140,7 @@ class NewRunScreen(Screen):
             SETTING[name].label for name in problems)
         self.query_one("#form-summary", Static).update(summary)
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
+        self.query_one(PlanPanel).refresh_plan(cfg.to_dict())
         return problems
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -190,21 +192,26 @@ class NewRunScreen(Screen):
         self.query_one("#form-summary", Static).update("checking the model and queueing…")
         self.submit(cfg)
 
-    @work(thread=True, exclusive=True, group="queue-run")
+    @work(thread=True, exclusive=True, group="queue-run", name="queueing the run", exit_on_error=False)
     def submit(self, cfg: RunConfig) -> None:
-        from backend.runs import prepare_run
+        """A refusal goes under its field; anything unexpected is the app's worker handler's to show."""
+        from backend.runs import queue_run
         store = self.app.open_store()
         try:
-            run_id = prepare_run(store, cfg, status="queued")
+            queued = queue_run(self.app.workspace, store, cfg, start=False)
         except GreentuiError as exc:
             self.app.call_from_thread(self._refused, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - a bug or a broken file: shown, the form stays usable
-            self.app.call_from_thread(self._refused, GreentuiError(f"{type(exc).__name__}: {exc}"))
-            return
         finally:
             store.close()
-        self.app.call_from_thread(self._queued, run_id)
+        self.app.call_from_thread(self._queued, queued.run_id)
+
+    def on_worker_state_changed(self, event) -> None:
+        """After an unexpected failure (the app notifies it) the form is usable again."""
+        if event.worker.group == "queue-run" and event.state.name == "ERROR":
+            self.busy = False
+            self.query_one("#form-summary", Static).update("[b red]not queued[/] (see the notification)")
+            self.validate()
 
     def _refused(self, exc: GreentuiError) -> None:
         """Put the reason under the field it belongs to (``SettingError.field``), or in the summary."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
-from backend.supervisor import cancel_run
+from backend.fmt import method_label, model_label, ratio_label, status_cell, when
+from backend.runs import cancel as cancel_run
 
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._fmt import method_label, model_label, ratio_label, status_cell, when
+from ._table import cursor_id
 
 
 class QueueScreen(LiveTableScreen):
@@ -31,7 +33,7 @@ class QueueScreen(LiveTableScreen):
         yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
         yield Static("The runner is a detached process: closing greentui (or an SSH drop) does not stop it.",
                      id="queue-hint")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -62,13 +64,7 @@ class QueueScreen(LiveTableScreen):
             f"queue {state} · {runner} · {queued} queued · {len(rows) - queued} running")
 
     def cursor_run(self) -> int | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        except Exception:
-            return None
+        return cursor_id(self.query_one(DataTable))
 
     def action_open(self) -> None:
         run = self.cursor_run()

@@ -11,22 +11,28 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
 
 from backend.errors import GreentuiError
+from backend.fmt import model_label, num, status_cell, when
 from backend.report import SHORT
 from backend.runconfig import RunConfig
-from backend.supervisor import cancel_run
+from backend.runs import cancel as cancel_run
+from backend.runs import requeue
 
 from ..widgets.confirm import ConfirmScreen
 from ..widgets.energy_panel import EnergyPanel
 from ..widgets.job_log import JobLog
 from ..widgets.power import PowerPanel
-from ._fmt import model_label, num, status_cell, when
+from ..signals import StoreChange
+from ..widgets.keys import KeyFooter
+from ._live import WatchingScreen
+from ._ppl import chance_note, perplexity_line
 
 LOG_LINES = 1000
+FINAL = ("done", "failed", "cancelled", "interrupted")
 
 
 def stages_for(run: dict[str, Any]) -> list[str]:
@@ -34,7 +40,7 @@ def stages_for(run: dict[str, Any]) -> list[str]:
     return RunConfig.from_dict(run.get("config") or {}).stages(run.get("kind") or "experiment")
 
 
-class RunDetailScreen(Screen):
+class RunDetailScreen(WatchingScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("c", "compare", "Compare", tooltip="This run against its vanilla baseline"),
@@ -57,27 +63,32 @@ class RunDetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="run-title")
-        with Horizontal(id="detail-body"):
-            with Vertical(id="detail-left"):
-                yield Vertical(id="stages")
-                yield Label("per-task results", classes="section")
-                yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
-                yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
-                yield EnergyPanel(id="energy-panel")
-                yield Static("", id="run-error")
-            with Vertical(id="detail-right"):
-                yield Label("live power", classes="section")
-                yield PowerPanel(id="power")
-                yield Label("log", classes="section")
-                yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
-                yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
-                yield JobLog(id="job-log")
-        yield Footer()
+        # side by side when wide; stacked and scrollable below 100 columns (app.tcss, Screen.-narrow)
+        with VerticalScroll(id="detail-scroll"):
+            with Horizontal(id="detail-body"):
+                with Vertical(id="detail-left"):
+                    yield Vertical(id="stages")
+                    yield Static("", id="run-ppl")
+                    yield Static("", id="run-note")
+                    yield Static("", id="run-error")
+                    yield Label("per-task results", classes="section")
+                    yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
+                    yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
+                    yield EnergyPanel(id="energy-panel")
+                with Vertical(id="detail-right"):
+                    yield Label("live power", classes="section", id="power-label")
+                    yield PowerPanel(id="power")
+                    yield Label("log", classes="section")
+                    yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
+                    yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
+                    yield JobLog(id="job-log")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#results-table", DataTable)
-        for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±stderr"),
-                           ("acc_norm", "acc_norm"), ("wh", "Wh"), ("meter", "meter"), ("n", "items"),
+        # Wh and meter right after accuracy: they must fit at 80 columns
+        for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"),
+                           ("wh", "Wh"), ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"),
                            ("s", "seconds")):
             table.add_column(label, key=key)
         self.run = self.app.store.get_run(self.run_id)
@@ -100,7 +111,17 @@ class RunDetailScreen(Screen):
         self.query_one("#job-log").display = on
 
     # ------------------------------------------------------------------ live updates
-    def store_changed(self) -> None:
+    TICK_S = 0.5  # events, power and the Slurm log are tailed at this pace while the screen shows
+
+    def on_show(self) -> None:
+        if getattr(self, "_ticker", None) is None:
+            self._ticker = self.set_interval(self.TICK_S, self._tick_if_current, name="run-detail-tick")
+
+    def _tick_if_current(self) -> None:
+        if self.is_current:
+            self.tick()
+
+    def store_change(self, change: StoreChange) -> None:
         self.results_dirty = True
 
     def on_screen_resume(self) -> None:
@@ -108,9 +129,15 @@ class RunDetailScreen(Screen):
         self.tick()
 
     def tick(self) -> None:
-        """Called by the app's poll (and on mount): pull new events, power and results."""
+        """Every TICK_S while shown (and on mount): pull new events, power and results."""
         if not self.is_mounted or self.run is None:
             return
+        try:
+            self._tick()
+        except NoMatches:  # panes not composed yet, or the screen is being closed: next tick
+            return
+
+    def _tick(self) -> None:
         store = self.app.store
         run = store.get_run(self.run_id)
         if run is None:
@@ -192,7 +219,9 @@ class RunDetailScreen(Screen):
             current = self.run and self.run.get("stage") == name and self.run["status"] == "running"
             text = self.messages.get(name, "")
             if frac is None:
-                text = "waiting"
+                text = "skipped" if self.run and self.run.get("status") in FINAL else "waiting"
+                if name == "load" and self.run and self.run.get("status") == "queued":
+                    text = "queued: the runner starts (imports PyTorch)…"
             msg.update(("▶ " if current else "") + text)
 
     def draw_title(self) -> None:
@@ -219,6 +248,13 @@ class RunDetailScreen(Screen):
         if run.get("finished_at"):
             title += f" · finished {when(run['finished_at'])}"
         self.query_one("#run-title", Static).update(title)
+        finished = run.get("status") in FINAL
+        self.query_one("#power-label", Label).update("power (recorded)" if finished else "live power")
+        self.query_one(PowerPanel).finished = finished
+        for wid, text in (("#run-ppl", perplexity_line(self.app.store, run)), ("#run-note", chance_note(run))):
+            box = self.query_one(wid, Static)
+            box.update(text)
+            box.display = bool(text)
         err = self.query_one("#run-error", Static)
         if run.get("error") and run.get("status") in ("failed", "interrupted", "cancelled"):
             err.update(f"[b red]{run['status']}:[/] {run['error']}")
@@ -237,7 +273,7 @@ class RunDetailScreen(Screen):
         for r in rows:
             wh = None if r["energy_kwh"] is None else r["energy_kwh"] * 1000
             table.add_row(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]), num(r["acc_stderr"]),
-                          num(r["acc_norm"]), num(wh, 4), r["meter"] or "—", str(r["n_samples"] or "—"),
+                          num(wh, 4), r["meter"] or "—", num(r["acc_norm"]), str(r["n_samples"] or "—"),
                           num(r["seconds"], 1))
         if self.run is not None:
             self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
@@ -251,7 +287,7 @@ class RunDetailScreen(Screen):
 
     def action_requeue(self) -> None:
         try:
-            new = self.app.store.requeue(self.run_id)
+            (new,) = requeue(self.app.store, [self.run_id])
         except GreentuiError as exc:
             self.notify(str(exc), severity="error")
             return

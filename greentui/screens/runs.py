@@ -6,17 +6,30 @@ and filters in SQL, so the first screen shows at once with 10,000 runs in the st
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
+from textual.widgets.data_table import ColumnKey
 
+from backend import runs
 from backend.errors import GreentuiError
+from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
 
+from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
+from ._table import cursor_id
 
 PAGE = 100
+
+
+def partial_mark(r: dict) -> str:
+    """"*" when a run's averages cover fewer tasks than it was asked for (cancelled, failed, running)."""
+    done, planned = r.get("tasks_done"), r.get("tasks_planned")
+    return "*" if done and planned and done < planned else ""
+
+
 # (key, header, sort key for Store.list_runs or None)
 COLUMNS: list[tuple[str, str, str | None]] = [
     ("sel", " ", None), ("id", "id", "id"), ("model", "model", "model"), ("kind", "kind", None),
@@ -27,24 +40,26 @@ COLUMNS: list[tuple[str, str, str | None]] = [
 ]
 SORT_KEYS = [c[2] for c in COLUMNS if c[2]]
 EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
-              "Press [b reverse] d [/] to build the tiny demo model and queue a demo run on the bundled "
-              "real items (a few minutes on a CPU; it fills every screen),\n"
-              "or [b reverse] n [/] to queue a run of your own model.")
+              "Press [b reverse] d [/] to queue a demo run: a tiny trained model, pruned, LoRA-recovered "
+              "and evaluated on the bundled real items in about a minute on a CPU (it fills every screen),\n"
+              "or [b reverse] n [/] to queue a run of your own model. [b reverse] ? [/] lists every key.")
 
 
 class RunsScreen(LiveTableScreen):
     """All runs; filter, sort, multi-select, compare, re-queue, delete."""
 
     BINDINGS = [
-        Binding("slash", "filter", "Filter", tooltip="Filter runs by model, status, method, id…"),
-        Binding("s", "sort", "Sort", tooltip="Sort by the next column"),
-        Binding("S", "reverse", "Reverse", tooltip="Reverse the sort order"),
-        Binding("space", "toggle_select", "Select", tooltip="Select or unselect the run"),
+        Binding("n", "app.new_run", "New run", tooltip="Queue a run of your own model"),
+        Binding("d", "app.demo", "Demo", tooltip="Queue a demo run of the tiny trained demo model (~1 min on a CPU)"),
         Binding("enter", "open", "Detail", show=False, tooltip="Open the run's detail"),
         Binding("c", "compare", "Compare", tooltip="Compare the selected runs (or the run vs its baseline)"),
+        Binding("delete,x", "delete", "Delete", tooltip="Delete the selected runs and their folders (asks first)"),
+        Binding("space", "toggle_select", "Select", tooltip="Select or unselect the run"),
+        Binding("s", "sort", "Sort", tooltip="Sort by the next column (the header shows ▼/▲)"),
+        Binding("S", "reverse", "Reverse", tooltip="Reverse the sort order"),
+        Binding("slash", "filter", "Filter", tooltip="Filter runs by model, status, method, id…"),
         Binding("p", "pareto", "Pareto", tooltip="Accuracy vs Wh across runs of this model"),
         Binding("R", "requeue", "Re-queue", tooltip="Queue the selected runs again, same config"),
-        Binding("x,delete", "delete", "Delete", tooltip="Delete the selected runs (asks first)"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("escape", "clear", "Clear", show=False, tooltip="Clear the selection and the filter"),
@@ -69,7 +84,7 @@ class RunsScreen(LiveTableScreen):
         yield table
         with Horizontal(id="runs-status-bar"):
             yield Static("", id="runs-status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -93,6 +108,7 @@ class RunsScreen(LiveTableScreen):
         self.rows = {r["id"]: r for r in rows}
         for r in rows:
             table.add_row(*self.cells(r), key=str(r["id"]))
+        self.mark_sort_column(table)
         if cursor_key in self.rows:
             table.move_cursor(row=table.get_row_index(str(cursor_key)), animate=False)
         empty = self.total == 0 and not self.filter_text
@@ -101,16 +117,32 @@ class RunsScreen(LiveTableScreen):
         self.update_status()
 
     def cells(self, r: dict) -> list:
+        partial = partial_mark(r)
         return [
             "●" if r["id"] in self.selected else " ", str(r["id"]), model_label(r), r["kind"],
-            method_label(r), ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]),
-            num(r["avg_wh"], 4), ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), when(r["created_at"]),
+            method_label(r), ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]) + partial,
+            num(r["avg_wh"], 4) + partial, ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]),
+            when(r["created_at"]),
         ]
+
+    def mark_sort_column(self, table: DataTable) -> None:
+        """The sorted column's header carries ▼ (descending) or ▲, so ``s`` shows what it did."""
+        for key, label, sort_key in COLUMNS:
+            column = table.columns.get(ColumnKey(key))
+            if column is None:
+                continue
+            arrow = (" ▼" if self.descending else " ▲") if sort_key == self.order else ""
+            column.label = Text(label + arrow, style="bold" if arrow else "")
+        table.refresh()
 
     def update_status(self) -> None:
         first = self.page * PAGE + 1 if self.total else 0
         last = min(self.total, (self.page + 1) * PAGE)
-        parts = [f"runs {first}–{last} of {self.total}", f"sort {self.order} {'↓' if self.descending else '↑'}"]
+        header = {c[2]: c[1] for c in COLUMNS if c[2]}.get(self.order, self.order)
+        parts = [f"runs {first}–{last} of {self.total}",
+                 f"sorted by {header} {'▼' if self.descending else '▲'} (s: next column)"]
+        if any(partial_mark(r) for r in self.rows.values()):
+            parts.append("* average over part of the tasks")
         if self.filter_text:
             parts.append(f"filter “{self.filter_text}”")
         if self.selected:
@@ -120,14 +152,7 @@ class RunsScreen(LiveTableScreen):
         self.query_one("#runs-status", Static).update(" · ".join(parts))
 
     def cursor_run(self) -> int | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:
-            return None
-        return int(key) if key is not None else None
+        return cursor_id(self.query_one(DataTable))
 
     def targets(self) -> list[int]:
         if self.selected:
@@ -229,7 +254,7 @@ class RunsScreen(LiveTableScreen):
         new = []
         for run_id in ids:
             try:
-                new.append(self.store.requeue(run_id))
+                new += runs.requeue(self.store, [run_id])
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
         if new:
@@ -243,19 +268,22 @@ class RunsScreen(LiveTableScreen):
         if not ids:
             return
         shown = ", ".join(map(str, ids[:10])) + ("…" if len(ids) > 10 else "")
-        msg = (f"Delete {len(ids)} run(s) ({shown}) with their results, events and power samples? "
-               "This cannot be undone.")
+        msg = (f"Delete {len(ids)} run(s) ({shown}) with their results, events, power samples and run "
+               "folders (pruned weights, logs)? This cannot be undone.")
 
         def done(yes: bool | None) -> None:
             if not yes:
                 return
             try:
-                n = self.store.delete_runs(ids)
+                n, kept = runs.remove(self.app.workspace, self.store, ids)  # like greentui rm: folders too
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
                 return
             self.selected.difference_update(ids)
-            self.notify(f"deleted {n} run(s)")
+            if kept:
+                self.notify(f"deleted {n} run(s); could not remove {', '.join(kept)}", severity="warning")
+            else:
+                self.notify(f"deleted {n} run(s) and their folders")
             self.reload()
 
         from ..widgets.confirm import ConfirmScreen  # imports the chart widgets' package: not at start-up

@@ -22,21 +22,15 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import Static
 
+from backend.tasks.registry import TASK_LABELS
+
 from ._plotext import MIN_HEIGHT, MIN_WIDTH, PLOTEXT_COLORS, build_figure, message
 
 Value = float | None
 
 #: Short names for the study's tasks, used only when the full names do not fit under a bar
-#: group.  The caption then prints the key.
-TASK_ABBREV: dict[str, str] = {
-    "arc_challenge": "arc_c",
-    "arc_easy": "arc_e",
-    "boolq": "boolq",
-    "hellaswag": "hella",
-    "piqa": "piqa",
-    "openbookqa": "obqa",
-    "winogrande": "wino",
-}
+#: group (the caption then prints the key): the registry's labels, as the radar and tables name them.
+TASK_ABBREV: dict[str, str] = TASK_LABELS
 
 
 def _abbrev(label: str, room: int) -> str:
@@ -97,13 +91,23 @@ def build_grouped_bars(
         errs = [[_num(v) for v in stderr.get(n, [None] * n_tasks)] for n in names]
         top = max([top] + [y + e for yy, ee in zip(ys, errs) for y, e in zip(yy, ee)])
 
+    half_bar = 0.4 / max(1, len(names))  # multiple_bar's default width 4/5 of a group, split evenly
+
     def draw() -> None:
         plt.multiple_bar(labels, ys, color=cols)
+        for off, name, yy in zip(_group_offsets(len(names)), names, ys):
+            raw = series[name]
+            for k, y in enumerate(yy):
+                if raw[k] is not None and raw[k] == raw[k] and y == 0:
+                    # a measured zero is a value, not a gap: write it where the bar would be
+                    plt.text("0", k + 1 + off, (top or 1) * 0.03, color=cols[names.index(name)],
+                             alignment="center")
         if errs is not None:
             for off, name, yy, ee in zip(_group_offsets(len(names)), names, ys, errs):
                 raw = series[name]
+                # beside the bar (its right edge), so a whisker never paints over the bar itself
                 pts = [
-                    (k + 1 + off, y, e)
+                    (k + 1 + off + half_bar, y, e)
                     for k, (y, e) in enumerate(zip(yy, ee))
                     if e > 0 and raw[k] is not None and raw[k] == raw[k]
                 ]
@@ -118,11 +122,14 @@ def build_grouped_bars(
 
     chart = build_figure(width, height - 1, draw)
     caption = Text(no_wrap=True, overflow="ellipsis", end="")
+    zeros = any(v == 0 for n in names for v in series[n] if v is not None)
     for name, col in zip(names, cols):
         caption.append("██ ", col)
         caption.append(f"{name}  ")
     if errs is not None:
-        caption.append("whiskers = ±1 stderr  ", "dim")
+        caption.append("whiskers (right of each bar) = ±1 stderr  ", "dim")
+    if zeros:
+        caption.append("0 = measured zero  ", "dim")
     missing = [f"{t} ({n})" for n in names for t, v in zip(tasks, series[n]) if v is None or v != v]
     if missing:
         caption.append("n/a: " + ", ".join(missing) + "  ", "dim")
@@ -166,8 +173,14 @@ def build_scatter_pareto(
     *,
     x_label: str = "avg Wh per task",
     y_label: str = "avg accuracy",
+    noise: float | None = None,
 ) -> Text:
-    """Scatter of ``(label, avg_wh, avg_acc)`` runs, Pareto front joined by a line, labelled."""
+    """Scatter of ``(label, avg_wh, avg_acc)`` runs, labelled; the Pareto front as ◆ joined by a line.
+
+    ``noise`` (2 standard errors of an average accuracy) draws a band around the best accuracy and
+    keeps the accuracy axis at least that wide, so a difference within noise never looks large.
+    Labels that would share a row and overlap are moved up or down a row.
+    """
     width, height = int(width), int(height)
     pts = [(str(lab), float(x), float(y)) for lab, x, y in points if x is not None and y is not None]
     if not pts:
@@ -175,17 +188,30 @@ def build_scatter_pareto(
     if width < MIN_WIDTH or height < MIN_HEIGHT:
         return message("(too small)", width, height)
     front = pareto_front(pts)
+    on_front = {(p[0], p[1], p[2]) for p in front}
     xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+    best = max(ys)
     # Room on the right for the labels, which start just right of their point.
     x_lo, x_hi = _padded(min(xs), max(xs), 0.05, 0.35)
-    y_lo, y_hi = _padded(min(ys), max(ys), 0.1, 0.1)
-    dx = (x_hi - x_lo) / max(1, width - 10) * 2  # ~2 cells, so labels don't hide the marker
+    y_min, y_max = min(ys), max(ys)
+    if noise:
+        y_min, y_max = min(y_min, best - 2 * noise), max(y_max, best + 1.2 * noise)
+    y_lo, y_hi = _padded(y_min, y_max, 0.1, 0.1)
+    plot_w, plot_h = max(1, width - 12), max(1, height - 5)
+    dx = (x_hi - x_lo) / plot_w * 2  # ~2 cells, so labels don't hide the marker
+    label_ys = _dodge_labels(pts, x_lo, x_hi, y_lo, y_hi, plot_w, plot_h)
 
     def draw() -> None:
+        if noise:
+            for y in (best - noise, best + noise):
+                plt.hline(y, color="gray")
         if len(front) > 1:
             plt.plot([p[1] for p in front], [p[2] for p in front], color="green", label="Pareto front")
-        plt.scatter(xs, ys, color="cyan", marker="●")
-        for lab, x, y in pts:
+        rest = [p for p in pts if p not in on_front]
+        if rest:
+            plt.scatter([p[1] for p in rest], [p[2] for p in rest], color="cyan", marker="●")
+        plt.scatter([p[1] for p in front], [p[2] for p in front], color="green", marker="◆")
+        for (lab, x, _), y in zip(pts, label_ys):
             plt.text(lab, x + dx, y, alignment="left")
         plt.xlim(x_lo, x_hi)
         plt.ylim(y_lo, y_hi)
@@ -195,6 +221,37 @@ def build_scatter_pareto(
         plt.ylabel(y_label)
 
     return build_figure(width, height, draw)
+
+
+def _dodge_labels(pts: Sequence[tuple[str, float, float]], x_lo: float, x_hi: float, y_lo: float,
+                  y_hi: float, plot_w: int, plot_h: int) -> list[float]:
+    """A y for each label: its point's, or a row above/below when it would overlap a placed label
+    or sit on another point's marker (terminal rows are coarse: two close runs share one)."""
+    def col(x: float) -> int:
+        return int(round((x - x_lo) / (x_hi - x_lo) * (plot_w - 1)))
+
+    def row(y: float) -> int:
+        return int(round((y - y_lo) / (y_hi - y_lo) * (plot_h - 1)))
+
+    taken: dict[int, list[tuple[int, int]]] = {}
+    for _, x, y in pts:  # markers are taken cells too
+        taken.setdefault(row(y), []).append((col(x), col(x)))
+    out: list[float] = []
+    for lab, x, y in pts:
+        start = col(x) + 2
+        span = (start, start + len(lab))
+        r0 = row(y)
+        chosen = r0
+        for delta in (0, 1, -1, 2, -2, 3, -3):
+            r = r0 + delta
+            if not 0 <= r < plot_h:
+                continue
+            if all(span[1] < a or span[0] > b for a, b in taken.get(r, [])):
+                chosen = r
+                break
+        taken.setdefault(chosen, []).append(span)
+        out.append(y if chosen == r0 else y_lo + chosen / max(1, plot_h - 1) * (y_hi - y_lo))
+    return out
 
 
 class _PlotextStatic(Static):
@@ -294,6 +351,7 @@ class ScatterPareto(_PlotextStatic):
         super().__init__("", name=name, id=id, classes=classes)
         self.title = title
         self.points = list(points)
+        self.noise: float | None = None  # 2 stderr of an average accuracy: the band around the best
 
     def update_data(self, points: Sequence[tuple[str, float, float]], title: str | None = None) -> None:
         """Replace the ``(label, avg_wh, avg_acc)`` points and redraw (main thread)."""
@@ -303,7 +361,7 @@ class ScatterPareto(_PlotextStatic):
         self.redraw()
 
     def build(self, width: int, height: int) -> Text:
-        return build_scatter_pareto(width, height, self.title, self.points)
+        return build_scatter_pareto(width, height, self.title, self.points, noise=self.noise)
 
 
 __all__ = [

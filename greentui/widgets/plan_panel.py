@@ -49,7 +49,11 @@ class PlanPanel(Static):
         self.lines: list[str] = []
         self._last: tuple | None = None
 
+    PLAN_KEYS = ("model", "no_prune", "importance", "prune_ratio", "ignore_first", "ignore_last", "round_to",
+                 "calib_seq_len", "count_rule", "target_params", "target_ratio")
+
     def refresh_plan(self, values: dict[str, Any]) -> None:
+        values = {k: values.get(k) for k in self.PLAN_KEYS}
         key = tuple(sorted((k, repr(v)) for k, v in values.items()))
         if key == self._last:
             return

@@ -126,6 +126,18 @@ class PowerPanel(Widget):
         self.trace = PowerTrace(window=window)
         self.source: str | None = None
         self.limit_w: float | None = None
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        """True once the run ended: the texts speak of a recording, not of live power."""
+        return self._finished
+
+    @finished.setter
+    def finished(self, value: bool) -> None:
+        if value != self._finished:
+            self._finished = value
+            self._sync()
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -163,7 +175,7 @@ class PowerPanel(Widget):
     # ------------------------------------------------------------------ text
     def source_text(self) -> str:
         if self.source is None:
-            return "meter: waiting for samples…"
+            return "meter: no power samples were recorded" if self._finished else "meter: waiting for samples…"
         label, _ = describe_source(self.source)
         return f"meter: {label}"
 
@@ -171,11 +183,15 @@ class PowerPanel(Widget):
         w = self.trace.last_w
         if w is None:
             return "— W"
+        if self._finished:
+            return f"last {w:.1f} W, peak {max(self.trace.recent or [w]):.1f} W"
         limit = f" / {self.limit_w:.0f} W limit" if self.limit_w else " (power limit unknown)"
         return f"{w:.1f} W{limit}"
 
     def wh_text(self) -> str:
         suffix = " (estimate)" if self.trace.is_estimate else ""
+        if self._finished:
+            return f"energy (sampled): {self.trace.wh:.3f} Wh{suffix}"
         return f"energy so far: {self.trace.wh:.3f} Wh{suffix}"
 
     def _sync(self) -> None:
@@ -194,7 +210,7 @@ class PowerPanel(Widget):
         estimate = self.source is not None and describe_source(self.source)[1]
         src.set_class(estimate, "estimate")
         watts.update(self.watts_text())
-        if self.limit_w and self.trace.last_w is not None:
+        if self.limit_w and self.trace.last_w is not None and not self._finished:
             bar.display = True
             bar.update(total=self.limit_w, progress=min(max(self.trace.last_w, 0.0), self.limit_w))
         else:

@@ -203,12 +203,16 @@ def draw_radar(
     names = list(data)
     styles = {name: colors[k % len(colors)] for k, name in enumerate(names)}
     missing = [[name for name in names if data[name][i] is None] for i in range(n)]
+    hidden = hidden_under(data)
+    legend_lines = legend_rows(names, styles, hidden, width, any(missing), normalise_values)
+    if height - 3 - len(legend_lines) < 4:  # keep a plot: the legend gets what is left
+        legend_lines = legend_lines[: max(1, height - 7)]
 
     # Margins: labels get up to a quarter of the width each side.
     label_room = max(4, (width - 8) // 4)
     longest = max(len(a) + len(m) + (1 if m else 0) for a, m in zip(axes, missing))
     margin = min(longest, label_room) + 1
-    plot_w, plot_h = width - 2 * margin, height - 4
+    plot_w, plot_h = width - 2 * margin, height - 3 - len(legend_lines)
     ox, oy = 2 * margin, 4 * 2  # plot origin in dots (cols margin.., rows 2..)
 
     def shift(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -237,7 +241,7 @@ def draw_radar(
         total = len(label) + (len(marks) + 1 if marks else 0)
         vc, vr = int(round(x)) // 2, int(round(y)) // 4
         row = vr - 1 if c > 0.5 else vr + 1 if c < -0.5 else vr
-        row = min(max(row, 1), height - 2)
+        row = min(max(row, 1), height - 1 - len(legend_lines))
         if abs(s) < 0.25:
             col = vc - total // 2
         elif s > 0:
@@ -247,7 +251,7 @@ def draw_radar(
         col = min(max(col, 0), max(0, width - total))
         if not canvas.is_free(col, row, total):  # best effort: dodge a neighbour label
             for alt in (row + (1 if c < 0 else -1), row - (1 if c < 0 else -1)):
-                if 1 <= alt <= height - 2 and canvas.is_free(col, alt, total):
+                if 1 <= alt <= height - 1 - len(legend_lines) and canvas.is_free(col, alt, total):
                     row = alt
                     break
         written = canvas.text(col, row, label, "bold")
@@ -256,20 +260,57 @@ def draw_radar(
             for name in marks:
                 at += canvas.text(at, row, MISSING_MARK, styles[name])
 
-    # Legend.
-    legend = Text(no_wrap=True, overflow="ellipsis")
-    for name in names:
-        legend.append("━━ ", styles[name])
-        legend.append(f"{name}  ")
-    if any(missing):
-        legend.append(f"{MISSING_MARK} missing  ", "dim")
-    if normalise_values:
-        legend.append("(per task, best = 1)", "dim")
-    legend.truncate(width, overflow="ellipsis")
-    col = max(0, (width - legend.cell_len) // 2)
-    for span_text, style in _segments(legend):
-        col += canvas.text(col, height - 1, span_text, style)
+    # Legend: as many rows as it needs (wrapped between entries, never cut).
+    top = height - len(legend_lines)
+    for k, line in enumerate(legend_lines):
+        col = max(0, (width - line.cell_len) // 2)
+        for span_text, style in _segments(line):
+            col += canvas.text(col, top + k, span_text, style)
     return canvas.render()
+
+
+def hidden_under(data: Mapping[str, Sequence[Value]]) -> dict[str, str]:
+    """Series whose outline is identical to a series drawn after it (so it cannot be seen) → that series."""
+    names = list(data)
+    out: dict[str, str] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            va, vb = data[a], data[b]
+            if all((x is None and y is None) or (x is not None and y is not None and abs(x - y) < 1e-9)
+                   for x, y in zip(va, vb)):
+                out[a] = b
+    return out
+
+
+def legend_rows(names: Sequence[str], styles: Mapping[str, str], hidden: Mapping[str, str], width: int,
+                any_missing: bool, normalised: bool) -> list[Text]:
+    """Legend entries wrapped into lines of at most ``width`` cells (an entry is never split)."""
+    entries: list[Text] = []
+    for name in names:
+        entry = Text()
+        entry.append("━━ ", styles[name])
+        entry.append(name)
+        if name in hidden:
+            entry.append(f" (same as {hidden[name]}, drawn under it)", "dim")
+        entries.append(entry)
+    if any_missing:
+        entries.append(Text(f"{MISSING_MARK} missing", "dim"))
+    if normalised:
+        entries.append(Text("(per task, best = 1)", "dim"))
+    lines: list[Text] = []
+    line = Text()
+    for entry in entries:
+        if entry.cell_len > width:
+            entry.truncate(width, overflow="ellipsis")
+        if line.cell_len and line.cell_len + 2 + entry.cell_len > width:
+            lines.append(line)
+            line = Text()
+        if line.cell_len:
+            line.append("  ")
+        line.append_text(entry)
+    if line.cell_len:
+        lines.append(line)
+    return lines
 
 
 def _segments(text: Text) -> list[tuple[str, str | None]]:

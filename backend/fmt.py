@@ -1,4 +1,5 @@
-"""Cell formatting shared by the screens (a missing figure is shown as missing, never as zero)."""
+"""How figures are written, for the CLI's tables and the TUI's cells alike (one module: a missing
+figure is shown as missing, "—", never as zero). Light imports only (rich): the UI imports it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+
+from .schema import ratio_text
 
 STATUS_STYLE = {"queued": "yellow", "running": "bold cyan", "done": "green", "failed": "bold red",
                 "cancelled": "grey50", "interrupted": "bold magenta"}
@@ -28,6 +31,7 @@ def status_cell(status: str | None) -> Text:
 
 
 def when(t: float | None) -> str:
+    """A timestamp as local date and minute."""
     return "—" if not t else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
@@ -46,25 +50,21 @@ def method_label(row: dict[str, Any]) -> str:
 
 
 def ratio_label(row: dict[str, Any]) -> str:
+    """The pruning ratio as the study writes it (2/7), "—" for vanilla rows."""
     if method_label(row) == "vanilla":
         return "—"
     r = row.get("prune_ratio")
-    if r is None:
-        return "—"
-    for num_, den in ((1, 7), (2, 7), (3, 7), (1, 4), (1, 2)):
-        if abs(r - num_ / den) < 1e-6:
-            return f"{num_}/{den}"
-    return f"{r:.3g}"
+    return "—" if r is None else ratio_text(r)
 
 
 def size(n: int | None) -> str:
+    """Bytes in binary units (5.0 MiB)."""
     if n is None:
         return "—"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "—"
+    for div, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} B"
 
 
 def params(n: int | None) -> str:

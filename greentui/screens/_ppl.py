@@ -1,0 +1,60 @@
+"""WikiText-2 perplexity of a run in three figures: vanilla, pruned before LoRA, pruned after LoRA.
+
+The pipeline stores ``ppl_wikitext2`` for the baseline (variant ``vanilla``) and the experiment
+(``pruned``, after LoRA), and ``ppl_wikitext2_before_lora`` right after pruning. Together they tell
+what pruning cost and what LoRA recovered — on the demo model the only figures that move, since its
+task accuracies sit near chance. Lower is better.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+PPL = "ppl_wikitext2"
+PPL_BEFORE_LORA = "ppl_wikitext2_before_lora"
+
+
+def perplexities(store, run: dict[str, Any]) -> dict[str, float]:
+    """``{"vanilla": …, "pruned": …, "pruned+LoRA": …}`` for what the run (and its baseline) hold."""
+    out: dict[str, float] = {}
+    if run.get("parent_run_id"):
+        for m in store.metrics(run["parent_run_id"]):
+            if m["name"] == PPL and m["variant"] == "vanilla" and m["value"] is not None:
+                out["vanilla"] = m["value"]
+    no_lora = bool((run.get("config") or {}).get("no_lora"))
+    for m in store.metrics(run["id"]):
+        if m["value"] is None:
+            continue
+        if m["name"] == PPL and m["variant"] == "vanilla":
+            out["vanilla"] = m["value"]
+        elif m["name"] == PPL_BEFORE_LORA:
+            out["pruned"] = m["value"]
+        elif m["name"] == PPL and m["variant"] == "pruned":
+            out["pruned" if no_lora else "pruned+LoRA"] = m["value"]
+    return {k: out[k] for k in ("vanilla", "pruned", "pruned+LoRA") if k in out}
+
+
+def perplexity_line(store, run: dict[str, Any]) -> str:
+    """One markup line, or "" when the run has no perplexity yet."""
+    ppl = perplexities(store, run)
+    if not ppl:
+        return ""
+    parts = " · ".join(f"{name} [b]{value:.1f}[/b]" for name, value in ppl.items())
+    return f"WikiText-2 ppl (lower = better): {parts}"
+
+
+def chance_note(run: dict[str, Any]) -> str:
+    """The demo's caveat, for runs of the shipped demo model; "" otherwise."""
+    ref = run.get("model_ref") or (run.get("config") or {}).get("model")
+    marker = Path(str(ref)) / "greentui_demo.json" if ref else None
+    if marker is None or not marker.is_file():
+        return ""
+    try:
+        note = json.loads(marker.read_text()).get("note") or ""
+    except (OSError, ValueError):
+        return ""
+    return f"[dim]{escape(note)}[/dim]" if note else ""
