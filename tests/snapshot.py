@@ -47,13 +47,25 @@ def freeze(app) -> None:
         widget.cursor_blink = False
 
 
-def check(app, name: str) -> str | None:
+async def settled_text(app, pilot, tries: int = 20) -> str:
+    """The screen once two renders 0.1 s apart agree (charts may redraw once after a resize)."""
+    freeze(app)
+    text = screen_text(app)
+    for _ in range(tries):
+        await pilot.pause(0.1)
+        again = screen_text(app)
+        if again == text:
+            break
+        text = again
+    return text
+
+
+async def check(app, pilot, name: str) -> str | None:
     """Compare the current screen with ``snapshots/NAME.txt``; return a diff on mismatch.
 
     With GREENTUI_UPDATE_SNAPSHOTS=1 the golden is (re)written instead and None is returned.
     """
-    freeze(app)
-    text = screen_text(app)
+    text = await settled_text(app, pilot)
     svg_dir = os.environ.get("GREENTUI_SNAPSHOT_SVG")
     if svg_dir:
         Path(svg_dir).mkdir(parents=True, exist_ok=True)
