@@ -415,9 +415,9 @@ def run_slurm_runner(workspace: Path, poll_s: float = POLL_S) -> int:
 
 
 def slurm_runner_pid(workspace: Path) -> int | None:
+    """The live Slurm runner's pid, from the runner registry (heartbeat + pid/start time)."""
     from ..supervisor import runner_pid
-    path = lock_path(workspace)
-    return runner_pid(path.parent, "slurm") if path.exists() else None
+    return runner_pid(Path(workspace), "slurm")
 
 
 def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
