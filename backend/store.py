@@ -903,10 +903,6 @@ class Store:
             sets = ", ".join(f"{k} = ?" for k in fields)
             self.conn.execute(f"UPDATE slurm_jobs SET {sets} WHERE run_id = ?", (*fields.values(), run_id))
 
-    def count_slurm_jobs(self, finished: bool) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM slurm_jobs WHERE finished = ?",
-                                 (int(finished),)).fetchone()[0]
-
     def has_unsubmitted_slurm_runs(self) -> bool:
         return self.conn.execute(
             "SELECT 1 FROM runs r LEFT JOIN slurm_jobs j ON j.run_id = r.id WHERE r.status = 'queued' "
