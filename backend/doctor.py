@@ -88,7 +88,7 @@ def _rebuild(path: Path) -> tuple[bool, str]:
 
 def diagnose(workspace: Path, repair: bool = False) -> Report:
     """Run every check on ``workspace`` (an existing one); repair where safe when asked."""
-    from .supervisor import pid_alive
+    from .supervisor import run_alive
 
     report = Report()
     path = db_path(workspace)
@@ -110,7 +110,8 @@ def diagnose(workspace: Path, repair: bool = False) -> Report:
         else:
             return report  # the other checks read the store; they wait for the repair
     with Store(path) as store:
-        stale = [r["id"] for r in store.running_runs() if not pid_alive(r["pid"])]
+        runners = {r["id"]: r for r in store.active_runners()}  # pid + start time, or a live claimer
+        stale = [r["id"] for r in store.running_runs() if not run_alive(r, runners)]
         if stale:
             f = report.add("stale runs", False, f"run(s) {', '.join(map(str, stale))} are marked running but "
                            "no process runs them", "run `greentui doctor --repair` to mark them interrupted")

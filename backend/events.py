@@ -31,6 +31,8 @@ class EventSink:
         self.min_interval = min_interval
         self._last_progress = 0.0
         self.stage: str | None = None
+        #: called at every progress report (a safe point): the pipeline's cancel check raises there
+        self.checkpoint: Callable[[], None] | None = None
 
     def emit(self, kind: str, **payload: Any) -> None:
         t = time.time()
@@ -53,5 +55,7 @@ class EventSink:
     def progress_for(self, stage: str) -> Callable[[str, float], None]:
         """A ``progress(message, fraction)`` callback bound to one stage (what backend modules take)."""
         def progress(message: str, fraction: float) -> None:
+            if self.checkpoint is not None:
+                self.checkpoint()
             self.emit("progress", stage=stage, fraction=max(0.0, min(1.0, float(fraction))), message=message)
         return progress

@@ -192,7 +192,8 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
     bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     if dev.type == "cpu" and next(model.parameters()).dtype != torch.float32:
         model = model.float()   # half-precision training on CPU is slow and lossy
-    model.to(dev)
+    if len(set((getattr(model, "hf_device_map", None) or {}).values())) <= 1:
+        model.to(dev)  # a model spread over several GPUs (--gpus N) stays where accelerate put it
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16
                 else contextlib.nullcontext)
 

@@ -204,11 +204,12 @@ def set_attention(model, implementation: str | None) -> str | None:
     return previous
 
 
-def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
+def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool = False, gpus: int = 1):
     """Load ``(model, tokenizer)`` from a local directory or a HF id; pruned dirs with a widths
     manifest are rebuilt layer by layer. Attention is transformers' default for the architecture
     (SDPA, or eager where the model needs it, e.g. Gemma-2's soft-capping); weights come from
-    safetensors only (never unpickled); on CUDA they load straight onto the device."""
+    safetensors only (never unpickled); on CUDA they load straight onto the device. ``gpus`` > 1
+    spreads the layers over the visible GPUs (``device_map="auto"``: a model too big for one)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = Path(str(path)).expanduser()
@@ -222,9 +223,12 @@ def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool
             kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
             if dtype is not None:
                 kwargs["dtype"] = dtype
+            spread = gpus > 1 and str(device).startswith("cuda")
             if str(device).startswith("cuda"):
-                kwargs["device_map"] = device
-            model = AutoModelForCausalLM.from_pretrained(ref, **kwargs).to(device)
+                kwargs["device_map"] = "auto" if spread else device
+            model = AutoModelForCausalLM.from_pretrained(ref, **kwargs)
+            if not spread:
+                model = model.to(device)
             model.eval()
         tok_ref = str(p) if p.exists() else str(path)
         tokenizer = AutoTokenizer.from_pretrained(tok_ref, trust_remote_code=trust_remote_code)

@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .control import CancelWatch, RunCancelled, process_start_time
 from .errors import GreentuiError
 from .events import EventSink
 from .machine import device_name, library_versions
@@ -26,8 +27,7 @@ from .sinks import FileRecorder, RunRecorder, power_callback
 from .workspace import configure_hf_environment, release_space, reserve_space, run_dir
 
 
-class RunCancelled(Exception):
-    """Raised in the run's thread when the user cancels it (SIGTERM to the runner)."""
+__all__ = ["RunCancelled", "execute_run", "quiet_libraries", "resolve_device"]
 
 
 def quiet_libraries() -> None:
@@ -54,21 +54,29 @@ def resolve_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSink | None = None) -> str:
+def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSink | None = None,
+                device: str | None = None) -> str:
     """Execute a run already marked running; return its final status. Never raises for run errors.
 
     ``store`` is where the run is recorded: the workspace's ``Store`` for a local run, a
     ``sinks.FileRecorder`` for a Slurm job (which must not open SQLite on a compute node).
+    ``device`` places the run where its executor put it (``cuda`` = the GPUs its process sees,
+    ``cpu``); None keeps the run's own ``device`` setting (``greentui run`` in the foreground).
+    The run's cancel flag is obeyed at safe points (see ``backend.control.CancelWatch``).
     """
     run = store.require_run(run_id)
     folder = run_dir(workspace, run_id)
+    watch = CancelWatch(store, run_id)
     sampler = None
     try:
         if not isinstance(store, FileRecorder):  # a Slurm job writes only into its run folder
             reserve_space(workspace)  # what the error path below may need on a full disk
         folder.mkdir(parents=True, exist_ok=True)
         sink = sink or EventSink(store, run_id, folder)
+        sink.checkpoint = watch.check
         cfg = RunConfig.from_dict(run["config"])
+        if device:
+            cfg.device = device
         (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
         cfg.validate()
         configure_hf_environment(workspace)
@@ -76,10 +84,13 @@ def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSin
         # Library chatter (tqdm bars lm-eval forces on, warnings) goes to the run folder, not the
         # user's terminal, where greentui shows its own progress.
         with (folder / "libraries.log").open("a") as chatter, contextlib.redirect_stderr(chatter):
-            _Pipeline(store, workspace, run, cfg, folder, sink).execute()
+            _Pipeline(store, workspace, run, cfg, folder, sink, watch).execute()
         status, error = "done", None
     except RunCancelled:
         status, error = "cancelled", "cancelled by the user"
+        if watch.requested_at and sink is not None:
+            sink.log(f"stopped {time.time() - watch.requested_at:.1f} s after the cancel request; "
+                     "finished tasks are kept")
     except GreentuiError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a bug or a library failure: keep the traceback in the run folder
@@ -88,6 +99,8 @@ def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSin
     finally:
         if sampler is not None:
             _best_effort(sampler.stop)
+    if sink is not None:
+        sink.checkpoint = None  # closing the run must not be interrupted by its own cancel flag
     _close_run(store, workspace, run_id, status, error, sink)
     return status
 
@@ -140,9 +153,10 @@ class _Pipeline:
     """The stages of one run; see the module docstring for the order and its reasons."""
 
     def __init__(self, store: RunRecorder, workspace: Path, run: dict[str, Any], cfg: RunConfig,
-                 folder: Path, sink: EventSink):
+                 folder: Path, sink: EventSink, watch: CancelWatch | None = None):
         self.store, self.workspace, self.run, self.cfg = store, workspace, run, cfg
         self.folder, self.sink = folder, sink
+        self.watch = watch or CancelWatch(store, run["id"])
         self.run_id = run["id"]
         self.session: Any = None
         self.idle: dict[str, Any] | None = None
@@ -152,8 +166,11 @@ class _Pipeline:
     def stage(self, name: str):
         sink, stages = self.sink, self.stages
 
+        watch = self.watch
+
         class _Stage:
             def __enter__(self_inner):
+                watch.check(force=True)  # a safe point: between stages
                 self_inner.t0 = time.time()
                 sink.stage = name
                 self.store.update_run(self.run_id, stage=name)
@@ -165,6 +182,24 @@ class _Pipeline:
                     sink.emit("stage_end", stage=name, seconds=round(time.time() - self_inner.t0, 3))
                 return False
         return _Stage()
+
+    def gpus(self, device: str) -> int:
+        """GPUs this run spreads its model over (``--gpus N``; only on CUDA)."""
+        if not device.startswith("cuda"):
+            return 1
+        return max(1, int(getattr(self.cfg, "gpus", None) or self.run["config"].get("gpus") or 1))
+
+    def note_shared_cpu(self, device: str) -> None:
+        """With ``--cpu-slots N`` > 1 this CPU run shares the CPU: say so in its energy quality."""
+        slots = int(os.environ.get("GREENTUI_CPU_SLOTS") or 1)
+        if device != "cpu" or slots <= 1:
+            return
+        note = (f"the CPU was shared by up to {slots} concurrent runs (--cpu-slots {slots}): CPU and RAM "
+                "energy and per-task time include the other runs' work")
+        self.provenance["energy_note"] = note
+        self.provenance["cpu_slots"] = slots
+        self.store.save_metric(self.run_id, "run", "cpu_slots", slots, {"energy_note": note})
+        self.sink.log(f"warning: {note}")
 
     # ------------------------------------------------------------------ stages
     def execute(self) -> None:
@@ -197,13 +232,15 @@ class _Pipeline:
                 check_prunable(model_row.get("arch"), model_row["ref"])
             self.store.update_run(self.run_id, model_id=model_id, device=device)
             sink.log(f"loading {model_row['ref']} on {device}")
-            model, tokenizer = load_model(model_row["ref"], device=device,
+            model, tokenizer = load_model(model_row["ref"], device=device, gpus=self.gpus(device),
                                           trust_remote_code=cfg.trust_remote_code)
+            self.watch.attach(model)  # a safe point before every forward: lm-eval batches, LoRA, calibration
             params_before = sum(p.numel() for p in model.parameters())
             self.store.update_run(self.run_id, params_before=params_before, params_after=params_before)
             sink.log(f"{params_before:,} parameters, {getattr(model.config, 'num_hidden_layers', '?')} decoder layers")
             self.provenance = {"device": device, "device_name": device_name(device), "seed": cfg.seed,
                                "versions": library_versions(), "model": model_row["ref"]}
+            self.note_shared_cpu(device)
 
         with self.stage("baseline"):
             self.baseline(model, tokenizer, model_row["ref"], device)
@@ -269,6 +306,10 @@ class _Pipeline:
                                         "baseline", base_cfg.to_dict(), status="running", pid=os.getpid(),
                                         device=device, baseline_key=key,
                                         label=f"baseline for run {self.run_id}")
+        mine = self.store.get_run(self.run_id)
+        self.store.update_run(base_id, pid_start=process_start_time(), runner_id=mine.get("runner_id"),
+                              executor=mine.get("executor"), slot=mine.get("slot"))
+        self.watch.watch(base_id)  # cancelling the baseline's row stops this run too
         self.store.update_run(self.run_id, parent_run_id=base_id)
         if self.idle is not None:  # the baseline's energy above idle uses the same idle draw
             self.store.save_metric(base_id, "run", "idle_power_w", self.idle["watts"], self.idle)

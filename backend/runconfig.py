@@ -47,7 +47,7 @@ from .catalog import DEVICES, METHODS, STAGES
 from .errors import GreentuiError
 from .pruning.counting import DEFAULT_RULE, LEGACY_RULE, RULES
 from .executors import EXECUTORS
-from .schema import (Setting, SettingError, at_least, one_of, parse_list, positive, register_flags, setting,
+from .schema import (Setting, ratio_text, SettingError, at_least, one_of, parse_list, positive, register_flags, setting,
                      settings_of)
 from .tasks.registry import STUDY_TASKS
 
@@ -395,7 +395,7 @@ class RunConfig:
             return "vanilla only"
         lora = "no LoRA" if self.no_lora else f"LoRA r{self.lora_r}/α{self.lora_alpha}"
         size = (f"to {self.target_params}" if self.target_params else
-                f"to {self.target_ratio:.3g}× size" if self.target_ratio else f"{self.prune_ratio:.3g}")
+                f"to {self.target_ratio:.3g}× size" if self.target_ratio else ratio_text(self.prune_ratio))
         return (f"{self.importance} {size} ({self.count_rule}), ignore {self.ignore_first}/{self.ignore_last}, "
                 f"{lora}")
 

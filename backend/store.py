@@ -141,8 +141,34 @@ def _migration_slurm(db: sqlite_utils.Database) -> None:
     db["ingest_offsets"].create({"run_id": int, "file": str, "offset": int}, pk=("run_id", "file"))
 
 
+def _migration_control_plane(db: sqlite_utils.Database) -> None:
+    """The control plane (issue #9): who runs what, where, and the cancel flag, all in the store.
+
+    * ``runs.cancel_requested``: when a cancel was asked (NULL = not asked). The run's own process
+      polls its row at safe points, so a cancel names a run, never a pid: it cannot hit the next run.
+    * ``runs.pid_start``: the process start time (psutil ``create_time``) that goes with ``runs.pid``;
+      a pid alone is reused by the kernel, the pair is not.
+    * ``runs.runner_id`` / ``executor`` / ``slot``: the runner that claimed the run, how it executes it
+      (``local`` or ``slurm``; NULL on old rows = local) and the device slot(s) it holds.
+      (A Slurm run's job id, state and node live in ``slurm_jobs``, which the Queue screen joins.)
+    * ``runners``: one row per runner process (host, pid + start time, devices, heartbeat). Alive =
+      a fresh heartbeat and a matching pid/start time — never decided by taking a lock.
+    """
+    c = db.conn
+    for col, typ in (("cancel_requested", "REAL"), ("pid_start", "REAL"), ("runner_id", "INTEGER"),
+                     ("executor", "TEXT"), ("slot", "TEXT")):
+        c.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
+    c.execute("""CREATE TABLE runners (
+        id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start REAL,
+        requested TEXT, devices TEXT, executors TEXT, started_at REAL, heartbeat_at REAL,
+        stopped_at REAL)""")
+    c.execute("CREATE INDEX idx_runners_alive ON runners (stopped_at, heartbeat_at)")
+    c.execute("CREATE INDEX idx_runs_runner ON runs (runner_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
-                                                              _migration_repeats_efficiency]
+                                                              _migration_repeats_efficiency,
+                                                              _migration_control_plane]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -160,6 +186,7 @@ class ChangeToken(NamedTuple):
     models: int
     paused: str | None
     queue: str | None
+    jobs: float | None = None   # the last change of a Slurm job's state (slurm_jobs.updated_at)
 
     @property
     def tables(self) -> tuple[Any, ...]:
@@ -440,7 +467,10 @@ class Store:
                 FROM task_results GROUP BY run_id, variant)
             SELECT r.id, r.model_id, r.parent_run_id, r.kind, r.label, r.status, r.stage, r.device,
                    r.created_at, r.started_at, r.finished_at, r.params_before, r.params_after, r.error,
-                   r.position, r.pid,
+                   r.position, r.pid, r.executor, r.slot, r.cancel_requested, r.runner_id,
+                   sj.job_id AS job_id, sj.state AS job_state, sj.node AS node,
+                   sj.cancel_requested AS job_cancel_requested,
+                   json_extract(r.config, '$.executor') AS asked_executor,
                    m.ref AS model_ref,
                    COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name,
                    json_extract(r.config, '$.importance') AS method,
@@ -461,6 +491,7 @@ class Store:
             LEFT JOIN agg base ON base.variant = 'vanilla' AND (
                  (r.kind != 'reference' AND base.run_id = r.parent_run_id)
                  OR (r.kind = 'reference' AND base.run_id = r.id AND own.variant = 'pruned'))
+            LEFT JOIN slurm_jobs sj ON sj.run_id = r.id
             {where}
             ORDER BY {order_sql} {'DESC' if descending else 'ASC'}, r.id {'DESC' if descending else 'ASC'}
             LIMIT ? OFFSET ?"""
@@ -495,21 +526,90 @@ class Store:
     def queued_runs(self) -> list[dict[str, Any]]:
         return self.list_runs(statuses=ACTIVE_STATES, order="position", descending=False, limit=10_000)
 
-    def claim_next_run(self, pid: int, device: str) -> dict[str, Any] | None:
-        """Atomically move the first queued run to running for this runner; None when none/paused."""
+    def queued_candidates(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Queued runs in execution order, config parsed: what a runner may claim next."""
+        rows = self._rows("SELECT id, config, position, device FROM runs WHERE status = 'queued' "
+                          "ORDER BY position, id LIMIT ?", (limit,))
+        for r in rows:
+            r["config"] = json.loads(r["config"] or "{}")
+        return rows
+
+    def claim_run(self, run_id: int, *, runner_id: int | None, executor: str, device: str | None,
+                  slot: str | None = None) -> bool:
+        """Atomically move one queued run to running for a runner; False when another runner took it,
+        it was cancelled meanwhile or the queue is paused."""
         with self.transaction() as c:
             if c.execute("SELECT value FROM settings WHERE key = 'queue_paused'").fetchone() == ("1",):
-                return None
-            busy = c.execute("SELECT id FROM runs WHERE status = 'running' AND device = ?", (device,)).fetchone()
-            if busy:
-                return None
-            row = c.execute("SELECT id FROM runs WHERE status = 'queued' AND (device IS NULL OR device = ?) "
-                            f"AND {LOCAL_ONLY} ORDER BY position, id LIMIT 1", (device,)).fetchone()
-            if row is None:
-                return None
-            c.execute("UPDATE runs SET status = 'running', pid = ?, device = ?, started_at = ? WHERE id = ?",
-                      (pid, device, now(), row[0]))
-        return self.get_run(row[0])
+                return False
+            n = c.execute("UPDATE runs SET status = 'running', runner_id = ?, executor = ?, device = ?, "
+                          "slot = ?, started_at = ?, pid = NULL, pid_start = NULL, cancel_requested = NULL "
+                          "WHERE id = ? AND status = 'queued'",
+                          (runner_id, executor, device, slot, now(), run_id)).rowcount
+        return n == 1
+
+    def record_process(self, run_id: int, pid: int, pid_start: float | None) -> None:
+        """Record the process that executes a running run (pid + start time = its identity)."""
+        self.conn.execute("UPDATE runs SET pid = ?, pid_start = ? WHERE id = ? AND status = 'running'",
+                          (pid, pid_start, run_id))
+
+    def request_cancel(self, run_id: int) -> str | None:
+        """Cancel a queued run at once, or raise the cancel flag of a running one.
+
+        Returns ``"cancelled"``, ``"cancelling"`` or None when the run is in neither state (it ended
+        meanwhile). One transaction, keyed by run id: a cancel racing the end of a run lands on that
+        run's row or nowhere, never on the next run."""
+        with self.transaction() as c:
+            if c.execute("UPDATE runs SET status = 'cancelled', finished_at = ?, error = 'cancelled by the user' "
+                         "WHERE id = ? AND status = 'queued'", (now(), run_id)).rowcount:
+                return "cancelled"
+            if c.execute("UPDATE runs SET cancel_requested = COALESCE(cancel_requested, ?) "
+                         "WHERE id = ? AND status = 'running'", (now(), run_id)).rowcount:
+                return "cancelling"
+        return None
+
+    def cancel_flag(self, run_ids: Iterable[int]) -> float | None:
+        """The earliest cancel request among ``run_ids`` (a run and its baseline), or None."""
+        ids = [int(i) for i in run_ids]
+        row = self.conn.execute(f"SELECT MIN(cancel_requested) FROM runs WHERE id IN ({','.join('?' * len(ids))})",
+                                ids).fetchone()
+        return row[0] if row else None
+
+    def cancel_requests(self) -> list[dict[str, Any]]:
+        """Running runs whose cancel flag is up (the runner escalates those that ignore it)."""
+        return self._rows("SELECT id, pid, pid_start, runner_id, executor, cancel_requested FROM runs "
+                          "WHERE status = 'running' AND cancel_requested IS NOT NULL")
+
+    # ---------------------------------------------------------------- runners
+    def register_runner(self, host: str, pid: int, pid_start: float | None, *, requested: str,
+                        devices: list[str], executors: list[str]) -> int:
+        t = now()
+        cur = self.conn.execute(
+            "INSERT INTO runners (host, pid, pid_start, requested, devices, executors, started_at, heartbeat_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (host, pid, pid_start, requested, json.dumps(devices), json.dumps(executors), t, t))
+        return int(cur.lastrowid)
+
+    def describe_runner(self, runner_id: int, *, devices: list[str], executors: list[str]) -> None:
+        self.conn.execute("UPDATE runners SET devices = ?, executors = ? WHERE id = ?",
+                          (json.dumps(devices), json.dumps(executors), runner_id))
+
+    def heartbeat(self, runner_id: int) -> None:
+        self.conn.execute("UPDATE runners SET heartbeat_at = ? WHERE id = ?", (now(), runner_id))
+
+    def stop_runner(self, runner_id: int) -> None:
+        self.conn.execute("UPDATE runners SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL",
+                          (now(), runner_id))
+
+    def active_runners(self) -> list[dict[str, Any]]:
+        """Runners that have not said goodbye (some may be dead: see ``supervisor.runner_alive``)."""
+        rows = self._rows("SELECT * FROM runners WHERE stopped_at IS NULL ORDER BY id")
+        for r in rows:
+            r["devices"] = json.loads(r["devices"] or "[]")
+            r["executors"] = json.loads(r["executors"] or "[]")
+        return rows
+
+    def get_runner(self, runner_id: int) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM runners WHERE id = ?", (runner_id,))
 
     def move_in_queue(self, run_id: int, delta: int) -> None:
         """Swap a queued run with its neighbour (delta -1 = earlier, +1 = later)."""
@@ -527,7 +627,8 @@ class Store:
 
     def running_runs(self) -> list[dict[str, Any]]:
         """Running runs executed by a local process (a Slurm run is followed by its job, not a pid)."""
-        return self._rows(f"SELECT id, pid, device FROM runs WHERE status = 'running' AND {LOCAL_ONLY}")
+        return self._rows("SELECT id, pid, pid_start, device, runner_id, executor, slot FROM runs "
+                          f"WHERE status = 'running' AND {LOCAL_ONLY}")
 
     def mark_interrupted(self, run_ids: Iterable[int], reason: str) -> int:
         """Runs whose process vanished become interrupted; their task rows are whole tasks (each was
@@ -552,7 +653,8 @@ class Store:
                                baseline_key=run["baseline_key"])
 
     def cancel_queued(self, run_id: int) -> bool:
-        return self.conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ? "
+        return self.conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ?, "
+                                 "error = 'cancelled by the user' "
                                  "WHERE id = ? AND status = 'queued'", (now(), run_id)).rowcount == 1
 
     def overlapping_runs(self, run_id: int) -> list[int]:
@@ -763,9 +865,10 @@ class Store:
             "(SELECT MAX(id) FROM events), (SELECT MAX(id) FROM task_results), "
             "(SELECT COUNT(*) FROM task_results), (SELECT COUNT(*) FROM models), "
             "(SELECT value FROM settings WHERE key = 'queue_paused'), "
-            "(SELECT group_concat(id || status || COALESCE(position, '')) FROM "
-            " (SELECT id, status, position FROM runs WHERE status IN ('queued', 'running') "
-            "  ORDER BY position, id))").fetchone())
+            "(SELECT group_concat(id || status || COALESCE(position, '') || COALESCE(cancel_requested, '')) "
+            " FROM (SELECT id, status, position, cancel_requested FROM runs "
+            "  WHERE status IN ('queued', 'running') ORDER BY position, id)), "
+            "(SELECT MAX(updated_at) FROM slurm_jobs)").fetchone())
 
     # ---------------------------------------------------------------- Slurm jobs and ingestion
     def claim_slurm_submission(self, job_name_for: Callable[[int], str]) -> dict[str, Any] | None:
@@ -799,10 +902,6 @@ class Store:
             fields["updated_at"] = now()
             sets = ", ".join(f"{k} = ?" for k in fields)
             self.conn.execute(f"UPDATE slurm_jobs SET {sets} WHERE run_id = ?", (*fields.values(), run_id))
-
-    def count_slurm_jobs(self, finished: bool) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM slurm_jobs WHERE finished = ?",
-                                 (int(finished),)).fetchone()[0]
 
     def has_unsubmitted_slurm_runs(self) -> bool:
         return self.conn.execute(

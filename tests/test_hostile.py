@@ -196,15 +196,16 @@ def small_disk(tmp_path):
 def fill(disk: Path) -> Path:
     """Fill ``disk`` to the last byte (a real ENOSPC, no mock)."""
     filler = disk / "filler"
-    with filler.open("wb") as fh:
+    # unbuffered: a buffered file keeps the bytes the failed flush could not write, and its close
+    # raises ENOSPC again (whether it does depended on how full the disk was to the byte)
+    with filler.open("wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError:
             pass
     try:
-        with filler.open("ab") as fh:
+        with filler.open("ab", buffering=0) as fh:
             while True:
                 fh.write(b"\0")
                 fh.flush()

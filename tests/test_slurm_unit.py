@@ -174,9 +174,15 @@ def test_local_runners_never_claim_slurm_runs(tmp_path):
     model = store.upsert_model("/models/tiny")
     slurm = store.create_run(model, "experiment", RunConfig(model="m", executor="slurm").to_dict())
     local = store.create_run(model, "experiment", RunConfig(model="m").to_dict())
-    assert store.claim_next_run(1, "cpu")["id"] == local
+    from backend.devices import cpu_devices
+    from backend.executors import SlurmExecutor
+    from backend.executors.local import LocalExecutor
+    here = LocalExecutor(tmp_path, cpu_devices(1), runner_id=1)
+    queued = store.queued_candidates()
+    assert [r["id"] for r in queued if here.wants(r)] == [local]
+    assert [r["id"] for r in queued if SlurmExecutor(tmp_path, None).wants(r)] == [slurm]
+    assert store.claim_run(local, runner_id=1, executor="local", device="cpu")
     store.finish_run(local, "done")
-    assert store.claim_next_run(1, "cpu") is None
     job = store.claim_slurm_submission(lambda rid: f"n{rid}")
     assert job["run_id"] == slurm and store.claim_slurm_submission(lambda rid: "x") is None  # reserved once
     with pytest.raises(GreentuiError, match="has a Slurm job; cancel it before deleting"):

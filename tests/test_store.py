@@ -107,14 +107,15 @@ def test_claim_is_exclusive_and_respects_pause_and_order(tmp_path):
     a = s.create_run(None, "experiment", {"n": 1})
     b = s.create_run(None, "experiment", {"n": 2})
     s.move_in_queue(b, -1)
+    assert [r["id"] for r in s.queued_candidates()] == [b, a]
     s.set_queue_paused(True)
-    assert s.claim_next_run(1, "cpu") is None
+    assert not s.claim_run(b, runner_id=1, executor="local", device="cpu")
     s.set_queue_paused(False)
-    first = s.claim_next_run(1, "cpu")
-    assert first["id"] == b
-    assert s.claim_next_run(2, "cpu") is None  # one run per device at a time
-    s.finish_run(b, "done")
-    assert s.claim_next_run(2, "cpu")["id"] == a
+    assert s.claim_run(b, runner_id=1, executor="local", device="cpu", slot="cpu")
+    assert not s.claim_run(b, runner_id=2, executor="local", device="cpu")  # one claim per run
+    run = s.get_run(b)
+    assert (run["status"], run["runner_id"], run["executor"], run["slot"]) == ("running", 1, "local", "cpu")
+    assert [r["id"] for r in s.queued_candidates()] == [a]
 
 
 def test_interrupted_runs_pause_the_queue_and_keep_whole_results(tmp_path):
@@ -154,3 +155,32 @@ def test_delete_refuses_running_runs(tmp_path):
         s.delete_runs([r])
     s.finish_run(r, "failed", "x")
     assert s.delete_runs([r]) == 1
+
+
+@pytest.mark.parametrize("before", [1, 3])
+def test_a_database_made_before_the_control_plane_upgrades_in_place(tmp_path, monkeypatch, before):
+    """A workspace made by the code before the control plane (the first schema, and the one just
+    before it) opens, gains the control plane, and keeps its rows."""
+    import backend.store as store_mod
+    assert store_mod.MIGRATIONS[before].__name__ == "_migration_control_plane" or before == 1
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:before])
+        m.setattr(store_mod, "SCHEMA_VERSION", before)
+        old = Store(path)
+        assert old.schema_version() == before
+        queued = old.create_run(None, "experiment", {"model": "m"})
+        running = old.create_run(None, "baseline", {"model": "m"}, status="running", pid=424242)
+        old.save_task_result(running, "vanilla", "boolq", {"acc": 0.5})
+        old.close()
+    new = Store(path)
+    assert new.schema_version() == store_mod.SCHEMA_VERSION > before
+    cols = {r[1] for r in new.conn.execute("PRAGMA table_info(runs)")}
+    assert {"cancel_requested", "pid_start", "runner_id", "executor", "slot"} <= cols
+    assert "runners" in {r[0] for r in new.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert new.get_run(queued)["status"] == "queued" and new.get_run(running)["pid"] == 424242
+    assert len(new.task_results(running)) == 1
+    assert new.claim_run(queued, runner_id=new.register_runner("h", 1, 0.0, requested="auto", devices=[],
+                                                               executors=[]), executor="local", device="cpu")
+    assert new.request_cancel(queued) == "cancelling"
+    assert new.integrity_check() == "ok"

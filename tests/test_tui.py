@@ -295,6 +295,42 @@ async def test_queue_reorder_cancel_pause(seeded) -> None:
         assert table_keys(table) == [str(ids["q2"])]
 
 
+async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
+    from backend.control import process_start_time
+    ws, ids = seeded
+    s = Store(db_path(ws))
+    # a local run on two GPUs, executed by this (live) process, and a Slurm run followed by its job
+    s.update_run(ids["q1"], status="running", pid=os.getpid(), pid_start=process_start_time(),
+                 executor="local", slot="cuda:0,1", device="cuda", started_at=time.time())
+    slurm = s.create_run(ids["model"], "experiment",
+                         RunConfig(model="org/tiny-llama", executor="slurm").to_dict(), status="queued")
+    assert s.claim_slurm_submission(lambda rid: f"greentui-{rid}")["run_id"] == slurm
+    s.update_slurm_job(slurm, job_id="4242", state="RUNNING", node="node7")
+    s.mark_started(slurm)
+    s.close()
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[8:12] == ["executor", "device/node", "job id", "job state"]
+        local, job, queued = (table.get_row(str(i)) for i in (ids["q1"], slurm, ids["q2"]))
+        assert local[8:12] == ["local", "cuda:0,1", "—", "—"]
+        assert job[8:12] == ["slurm", "node7", "4242", "RUNNING"]
+        assert queued[8:12] == ["local", "—", "—", "—"]
+        # cancelling a running local run raises its flag; the row says so until the run stops
+        table.move_cursor(row=table.get_row_index(str(ids["q1"])))
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        row = app.store.get_run(ids["q1"])
+        assert row["status"] == "running" and row["cancel_requested"] is not None
+        assert str(table.get_row(str(ids["q1"]))[6]) == "cancelling"
+        assert app.store.get_run(ids["q2"])["cancel_requested"] is None
+
+
 async def test_start_shows_interrupted_run_and_paused_queue(seeded) -> None:
     ws, ids = seeded
     s = Store(db_path(ws))

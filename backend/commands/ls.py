@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..fmt import num as fmt_float
 from ..fmt import when as fmt_time
+from ..fmt import method_label, ratio_label
 from .common import console, workspace_and_store
 
 
@@ -31,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col in ("id", "ratio", "avg acc", "avg Wh", "acc ×", "Wh ×") else "left")
     for r in rows:
         table.add_row(str(r["id"]), r["model_name"] or r["model_ref"] or "?", r["kind"],
-                      "—" if r["kind"] != "experiment" else (r["method"] or "—"),
-                      "—" if r["prune_ratio"] is None or r["kind"] != "experiment" else f"{r['prune_ratio']:.3g}",
+                      method_label(r), ratio_label(r),  # the TUI's words: "vanilla", "2/7"
                       r["status"], fmt_float(r["avg_acc"]), fmt_float(r["avg_wh"], 4),
                       fmt_float(r["acc_ratio"]), fmt_float(r["wh_ratio"]), fmt_time(r["created_at"]))
     console().print(table)

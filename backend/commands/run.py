@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description="Run the study's pipeline on MODEL in the foreground. The vanilla baseline is "
                                    "reused when one with the same model, limit, few-shot, data and device exists.")
     add_run_options(p)
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the device when a runner or another run holds it (default: refuse)")
     p.set_defaults(func=run)
 
 
@@ -51,6 +53,7 @@ class _ProgressView:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..control import process_start_time
     from ..events import EventSink
     from ..pipeline import RunCancelled, execute_run, quiet_libraries
     from ..workspace import run_dir
@@ -62,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
                                        f"use greentui queue --executor {cfg.executor}")
     quiet_libraries()
     ws, store = workspace_and_store(args)
+    held, device = _take_device(ws, store, cfg, wait=getattr(args, "wait", False))
     run_id = prepare_run(store, cfg, status="running", pid=os.getpid())
-    store.update_run(run_id, device=None)
+    store.update_run(run_id, device=None, pid_start=process_start_time(), executor="local", slot=held.label)
+    held.note(run=run_id, pid=os.getpid())
     console = Console(file=sys.stderr)  # bound now: the pipeline redirects sys.stderr to a log
     console.print(f"run {run_id}: {cfg.model} — {cfg.summary()}")
     sink = EventSink(store, run_id, run_dir(ws, run_id))
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     with view.progress:
         try:
-            status = execute_run(store, ws, run_id, sink)
+            status = execute_run(store, ws, run_id, sink, device=device)
         except KeyboardInterrupt:
             store.finish_run(run_id, "cancelled", "interrupted from the keyboard")
             raise
@@ -87,3 +92,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"greentui: run {run_id} {status}: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _take_device(ws, store, cfg, *, wait: bool):
+    """Lock the run's device(s) like a runner would (one lock per physical device), or refuse.
+
+    Returns the held locks (kept until this process exits) and the device the pipeline should use;
+    for a GPU this process's ``CUDA_VISIBLE_DEVICES`` is narrowed to the GPUs it holds (torch is not
+    imported yet), so NVML counts only their energy.
+    """
+    from ..devices import acquire_waiting, resolve_devices
+    from ..worker import workspace_cpu_slots
+
+    candidates = resolve_devices(cfg.device, workspace_cpu_slots(store))
+    gpus = max(1, int(getattr(cfg, "gpus", 1) or 1)) if candidates[0].kind == "cuda" else 1
+    held = acquire_waiting(ws, candidates, gpus, wait=wait,
+                           on_wait=lambda busy: print(f"waiting for the device ({busy})", file=sys.stderr))
+    if held.devices[0].kind == "cuda":
+        os.environ["CUDA_VISIBLE_DEVICES"] = held.cuda_visible or ""
+        return held, "cuda"
+    return held, "cpu"

@@ -9,22 +9,40 @@ from ..workspace import resolve_workspace
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("worker", parents=parents, help="run queued runs until the queue is empty",
-                       description="Claim queued runs one at a time for DEVICE and execute them; exits when "
-                                   "the queue is empty or paused. Only one worker per device runs at once.")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (sets CUDA_VISIBLE_DEVICES)")
+                       description="Execute queued runs on every free device at once (one run per GPU; the "
+                                   "CPU is one slot unless --cpu-slots says more); exits when the queue is "
+                                   "empty or paused. Runners share devices safely: one lock per device.")
+    p.add_argument("--device", default="auto",
+                   help="auto (every visible GPU, else the CPU), cpu, cuda (every GPU) or cuda:N")
+    p.add_argument("--cpu-slots", type=int, default=None,
+                   help="CPU runs at once (default: the workspace setting, 1); runs sharing the CPU carry "
+                        "a note in their energy quality")
+    p.add_argument("--save", action="store_true",
+                   help="store --cpu-slots as the workspace setting (read by runners the TUI and queue start)")
     p.add_argument("--once", action="store_true", help="execute at most one run")
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="slurm: submit the queued Slurm runs and follow their jobs until all have ended")
+                   help="slurm: submit the queued Slurm runs and follow their jobs until all have ended "
+                        "(one Slurm runner per workspace)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..worker import run_worker
+    from ..errors import GreentuiError
+    from ..store import open_store
+    from ..worker import CPU_SLOTS_SETTING, run_worker
     ws = resolve_workspace(args.runs_dir)
+    if args.cpu_slots is not None and args.cpu_slots < 1:
+        raise GreentuiError(f"--cpu-slots must be at least 1 (got {args.cpu_slots})")
+    if args.save:
+        if args.cpu_slots is None:
+            raise GreentuiError("--save needs --cpu-slots N")
+        with open_store(ws) as store:
+            store.set_setting(CPU_SLOTS_SETTING, str(args.cpu_slots))
+        print(f"workspace setting: cpu_slots = {args.cpu_slots}")
     if args.executor == "slurm":
-        from ..executors.slurm import run_slurm_runner
-        print(f"worker: followed {run_slurm_runner(ws)} Slurm job(s) to their end")
+        n = run_worker(ws, "slurm", executors=["slurm"])
+        print(f"worker: followed Slurm runs; submitted {n} this time")
         return 0
-    n = run_worker(ws, args.device, once=args.once)
+    n = run_worker(ws, args.device, once=args.once, cpu_slots=args.cpu_slots, executors=["local"])
     print(f"worker: executed {n} run(s)")
     return 0

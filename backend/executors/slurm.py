@@ -22,7 +22,6 @@ TIMEOUT, NODE_FAIL, PREEMPTED → interrupted.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -281,10 +280,14 @@ def lock_path(workspace: Path) -> Path:
 
 
 class SlurmRunner:
-    """Submits queued Slurm runs, follows their jobs, ingests their folders; see the module docstring."""
+    """Submits queued Slurm runs, follows their jobs, ingests their folders; see the module docstring.
 
-    def __init__(self, workspace: Path, store: Store, poll_s: float = POLL_S):
-        self.workspace, self.store, self.poll_s = Path(workspace), store, poll_s
+    The runner loop (``backend.worker``, through ``executors.SlurmExecutor``) calls :meth:`step`
+    every ``POLL_S`` seconds; one Slurm runner per workspace holds :func:`lock_path`.
+    """
+
+    def __init__(self, workspace: Path, store: Store):
+        self.workspace, self.store = Path(workspace), store
         self._ingesters: dict[int, Any] = {}
 
     def _ingest(self, run_id: int) -> None:
@@ -370,54 +373,11 @@ class SlurmRunner:
         self.store.add_event(run_id, "log", {"line": f"Slurm job {job_id}: {state or 'gone'} → {outcome.status}"})
         self.store.update_slurm_job(run_id, finished=1)
 
-    def run(self) -> int:
-        """Follow until nothing is left; return how many jobs were closed."""
-        closed_before = self._closed()
-        while self.step():
-            time.sleep(self.poll_s)
-        return self._closed() - closed_before
-
-    def _closed(self) -> int:
-        return self.store.count_slurm_jobs(finished=True)
-
-
-def run_slurm_runner(workspace: Path, poll_s: float = POLL_S) -> int:
-    """The Slurm runner's life (``greentui worker --executor slurm``): one per workspace (flock).
-
-    After letting go of the lock it looks once more for unsubmitted runs: ``greentui queue`` records
-    its run *before* it checks for a live runner, so a run queued while this one was exiting is
-    either seen here or finds no runner and starts one.
-    """
-    from ..store import open_store
-    closed = 0
-    store = open_store(workspace)
-    try:
-        while True:
-            lock = lock_path(workspace).open("a+")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
-                return closed
-            lock.seek(0)
-            lock.truncate()
-            lock.write(str(os.getpid()))
-            lock.flush()
-            try:
-                closed += SlurmRunner(workspace, store, poll_s).run()
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-                lock.close()
-            if store.queue_paused() or not (store.has_unsubmitted_slurm_runs() or store.open_slurm_jobs()):
-                return closed
-    finally:
-        store.close()
-
 
 def slurm_runner_pid(workspace: Path) -> int | None:
+    """The live Slurm runner's pid, from the runner registry (heartbeat + pid/start time)."""
     from ..supervisor import runner_pid
-    path = lock_path(workspace)
-    return runner_pid(path.parent, "slurm") if path.exists() else None
+    return runner_pid(Path(workspace), "slurm")
 
 
 def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:

@@ -17,12 +17,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, SelectionList, Static
+from textual.widgets import Button, Checkbox, Header, Input, Label, Select, SelectionList, Static
 
 from backend.errors import GreentuiError
 from backend.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema import Setting, SettingError
 
+from ..widgets.keys import KeyFooter
 from ..widgets.plan_panel import PlanPanel
 from ._live import AppScreen
 
@@ -108,7 +109,7 @@ class NewRunScreen(AppScreen):
                 yield Button("Queue (Enter)", id="queue", variant="primary")
                 yield Button("Back (Esc)", id="back")
             yield Static("", id="form-summary")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#f-model", Input).focus()

@@ -1,4 +1,9 @@
-"""Queue: queued and running runs in execution order; cancel, reorder, pause and resume."""
+"""Queue: queued and running runs in execution order; cancel, reorder, pause and resume.
+
+Every row says where it runs: the executor (``local`` or ``slurm``), the device slot or the node,
+and for a Slurm run its job id and the scheduler's state. Cancel raises the run's cancel flag in
+the store whatever the executor (the run's process, or the runner for a Slurm job, acts on it).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from textual.widgets import DataTable, Header, Static
 from backend.errors import GreentuiError
 from backend.fmt import method_label, model_label, ratio_label, status_cell, when
 from backend.runs import cancel as cancel_run
+from backend.supervisor import live_runners
 
 from ..widgets.confirm import ConfirmScreen
 from ..widgets.keys import KeyFooter
@@ -39,26 +45,36 @@ class QueueScreen(LiveTableScreen):
         table = self.query_one(DataTable)
         for key, label in (("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"),
                            ("method", "method"), ("ratio", "ratio"), ("status", "status"),
-                           ("stage", "stage"), ("created", "queued at")):
+                           ("stage", "stage"), ("executor", "executor"), ("where", "device/node"),
+                           ("job", "job id"), ("job_state", "job state"), ("created", "queued at")):
             table.add_column(label, key=key)
         self.reload()
         table.focus()
 
     def reload(self) -> None:
-        table = self.query_one(DataTable)
+        tables = self.query(DataTable)
+        if not tables:  # the app's poll can land before compose or after teardown
+            return
+        table = tables.first()
         keep = self.cursor_run()
         rows = self.store.queued_runs()
         rows.sort(key=lambda r: (r["status"] != "running", r["position"] or 0, r["id"]))
         table.clear()
         for i, r in enumerate(rows, 1):
+            asked = r.get("cancel_requested") or r.get("job_cancel_requested")
+            status = status_cell("cancelling" if r["status"] in ("queued", "running") and asked
+                                 else r["status"])
             table.add_row(str(i), str(r["id"]), model_label(r), r["kind"], method_label(r), ratio_label(r),
-                          status_cell(r["status"]), r["stage"] or "—", when(r["created_at"]), key=str(r["id"]))
+                          status, r["stage"] or "—", executor_label(r), where_label(r),
+                          r.get("job_id") or "—", r.get("job_state") or "—", when(r["created_at"]),
+                          key=str(r["id"]))
         if keep is not None and str(keep) in {str(r["id"]) for r in rows}:
             table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
         paused = self.store.queue_paused()
-        pid = self.app.runner_pid()
+        runners = live_runners(self.store)
         state = "[b yellow]PAUSED[/] (p resumes)" if paused else "[b green]active[/]"
-        runner = f"runner pid {pid}" if pid else "no runner alive"
+        runner = ("; ".join(f"runner pid {x['pid']} on {', '.join(x['devices']) or x['requested']}"
+                            for x in runners) if runners else "no runner alive")
         queued = sum(r["status"] == "queued" for r in rows)
         self.query_one("#queue-state", Static).update(
             f"queue {state} · {runner} · {queued} queued · {len(rows) - queued} running")
@@ -116,3 +132,13 @@ class QueueScreen(LiveTableScreen):
             pid = self.app.ensure_runner()
             self.notify("queue resumed" + (f"; runner pid {pid}" if pid else ""))
         self.reload()
+
+
+def executor_label(row: dict) -> str:
+    """``local`` or ``slurm`` once claimed; what the run asked for while queued."""
+    return row.get("executor") or row.get("asked_executor") or "local"
+
+
+def where_label(row: dict) -> str:
+    """The node of a scheduler's run, else the device slot(s) it holds (``cuda:0,1``, ``cpu#1``)."""
+    return row.get("node") or row.get("slot") or row.get("device") or "—"

@@ -13,7 +13,6 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import ColumnKey
 
-from backend import runs
 from backend.errors import GreentuiError
 from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
 
@@ -254,6 +253,7 @@ class RunsScreen(LiveTableScreen):
         new = []
         for run_id in ids:
             try:
+                from backend import runs  # the run service (schema, validation): not at start-up
                 new += runs.requeue(self.store, [run_id])
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
@@ -275,6 +275,7 @@ class RunsScreen(LiveTableScreen):
             if not yes:
                 return
             try:
+                from backend import runs
                 n, kept = runs.remove(self.app.workspace, self.store, ids)  # like greentui rm: folders too
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
