@@ -100,7 +100,7 @@ def test_plain_from_pretrained_refuses_non_uniform(demo_model_dir, tmp_path):
     model, tok = load_model(demo_model_dir("llama"))
     narrow_layer(model, 2, {"heads": 8, "kv_heads": 4, "head_dim": 16, "intermediate": 256})
     out = save_model(model, tok, tmp_path / "p")
-    with pytest.raises(Exception):  # size mismatch: config.json keeps the original widths
+    with pytest.raises(RuntimeError, match="mismatched_sizes"):  # config.json keeps the original widths
         AutoModelForCausalLM.from_pretrained(out)
 
 

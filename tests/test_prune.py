@@ -341,16 +341,15 @@ def test_cli_bad_input(demo_model_dir, tmp_path, cli, args, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_table_output(demo_model_dir, tmp_path):
-    import argparse
-
-    from backend.commands.prune import run
-
-    args = argparse.Namespace(model=str(demo_model_dir("gemma2")), out=str(tmp_path / "t"), method="l2",
-                              ratio=0.25, ignore_first=None, ignore_last=None, round_to=8, calib_samples=2,
-                              calib_seq_len=16, calib_file=None, calib_dataset=None, device="cpu", seed=0,
-                              no_heads=False, no_mlp=False, json=False, runs_dir=None)
-    assert run(args) == 0
+def test_cli_table_output(demo_model_dir, tmp_path, cli):
+    """Without --json the report is a table: the parameter change, and one row per pruned layer."""
+    proc = cli("prune", str(demo_model_dir("gemma2")), "--out", str(tmp_path / "t"), "--method", "l2",
+               "--ratio", "0.25", "--calib-samples", "2", "--calib-seq-len", "16")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "t" / REPORT).read_text())
+    assert f"{report['params_before']:,} → {report['params_after']:,}" in proc.stdout
+    assert "pruned layers" in proc.stdout
+    assert all(f"{e['intermediate_before']} → {e['intermediate_after']}" in proc.stdout for e in report["layers"])
 
 
 def test_cli_unsupported_and_busy_dir(tmp_path, cli):

@@ -1,0 +1,173 @@
+"""Every screen of the workbench at 80×24 and 160×48, compared whole with a golden text file.
+
+The store is built by ``fixed_workspace`` with fixed timestamps (and TZ=UTC), the header's workspace
+path is replaced by a fixed one, and the cursor does not blink, so a screen renders the same on every
+machine and every day. See tests/snapshot.py for the comparison and ``scripts/update-snapshots`` to
+regenerate the goldens after an intended change (then review ``git diff tests/snapshots``).
+
+One app per size walks all screens, so the check costs two app start-ups, not twenty.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.runconfig import RunConfig
+from backend.store import Store
+from backend.workspace import db_path
+from greentui.app import GreentuiApp
+
+from .snapshot import UPDATE, check
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+ACC = {"arc_challenge": 0.30, "arc_easy": 0.55, "boolq": 0.62, "hellaswag": 0.41, "piqa": 0.70,
+       "openbookqa": 0.28, "winogrande": 0.52}
+SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
+
+
+def _results(variant: str, scale_acc: float, scale_wh: float) -> list[dict]:
+    return [{"variant": variant, "task": t, "acc": a * scale_acc, "acc_stderr": 0.02, "acc_norm": a,
+             "energy_kwh": 0.001 * (i + 1) * scale_wh, "meter": "codecarbon:cpu_load-estimate",
+             "n_samples": 50, "seconds": 3.0 + i} for i, (t, a) in enumerate(ACC.items())]
+
+
+def build_fixed_store(ws: Path) -> dict[str, int]:
+    """A model; a baseline and two experiments (done); two queued, one failed, one interrupted."""
+    s = Store(db_path(ws))
+    mid = s.upsert_model("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_234_567, layers=6,
+                         heads=12, kv_heads=4, hidden=192, intermediate=384, size_bytes=5_000_000)
+    cfg = RunConfig(model="org/tiny-llama", limit=50).to_dict()
+    base = s.create_run(mid, "baseline", dict(cfg, no_prune=True), status="done")
+    s.save_task_results(base, _results("vanilla", 1.0, 1.0))
+    exp = s.create_run(mid, "experiment", cfg, status="done", parent_run_id=base)
+    rows = _results("pruned", 0.9, 0.7)
+    rows[0]["acc"] = 0.10  # beyond noise on arc_challenge
+    s.save_task_results(exp, rows)
+    s.update_run(exp, params_before=1_234_567, params_after=900_000, stage="evaluate", device="cpu")
+    for kind, payload in [
+        ("stage_start", {"stage": "load", "index": 0, "total": 5}),
+        ("log", {"line": "loading org/tiny-llama on cpu"}),
+        ("stage_end", {"stage": "load", "seconds": 1.2}),
+        ("stage_start", {"stage": "baseline", "index": 1, "total": 5}),
+        ("stage_end", {"stage": "baseline", "seconds": 30.0}),
+        ("stage_start", {"stage": "prune", "index": 2, "total": 5}),
+        ("progress", {"stage": "prune", "fraction": 0.5, "message": "taylor importance"}),
+        ("stage_end", {"stage": "prune", "seconds": 4.0}),
+        ("stage_start", {"stage": "lora", "index": 3, "total": 5}),
+        ("stage_end", {"stage": "lora", "seconds": 20.0}),
+        ("stage_start", {"stage": "evaluate", "index": 4, "total": 5}),
+        ("result", {"variant": "pruned", "task": "boolq", "acc": 0.558, "wh": 3.0, "meter": "codecarbon"}),
+        ("done", {"status": "done"}),
+    ]:
+        s.add_event(exp, kind, payload)
+    for i in range(30):
+        s.add_power_sample(exp, T0 + 600 + i, 40.0 + (i % 7), "rapl", 65.0)
+    exp2 = s.create_run(mid, "experiment", dict(cfg, prune_ratio=0.5), status="done", parent_run_id=base)
+    s.save_task_results(exp2, _results("pruned", 0.8, 0.5))
+    s.update_run(exp2, params_before=1_234_567, params_after=700_000)
+    q1 = s.create_run(mid, "experiment", dict(cfg, prune_ratio=0.25), status="queued")
+    q2 = s.create_run(mid, "experiment", dict(cfg, importance="l2"), status="queued")
+    failed = s.create_run(mid, "experiment", cfg, status="queued")
+    s.finish_run(failed, "failed", "CUDA out of memory while pruning layer 3")
+    lost = s.create_run(mid, "experiment", dict(cfg, importance="random"), status="queued")
+    s.finish_run(lost, "interrupted", "the runner died (pid 4242)")
+    # fixed clocks: what the screens show as dates and durations never depends on today
+    c = s.conn
+    c.execute("UPDATE models SET added_at = ?", (T0,))
+    c.execute("UPDATE runs SET created_at = ? + id * 60, started_at = NULL, finished_at = NULL", (T0,))
+    c.execute("UPDATE runs SET started_at = created_at + 5, finished_at = created_at + 55 "
+              "WHERE status NOT IN ('queued')")
+    c.execute("UPDATE events SET t = ? + id", (T0 + 600,))
+    s.close()
+    return {"model": mid, "base": base, "exp": exp, "exp2": exp2, "q1": q1, "q2": q2, "failed": failed,
+            "lost": lost}
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    # plotext drops duplicate (tick, label) pairs through a set, so where a crowded axis label lands
+    # depends on the interpreter's hash seed; keep the first of each instead (same labels, one order).
+    import plotext._utility
+
+    monkeypatch.setattr(plotext._utility, "no_duplicates", lambda data: list(dict.fromkeys(data)))
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def _settle(app, pilot) -> None:
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+class _Shots:
+    """Collects every mismatch of one walk, so one failing screen does not hide the others."""
+
+    def __init__(self, app, size: str):
+        self.app, self.size, self.problems = app, size, []
+
+    async def take(self, pilot, name: str) -> None:
+        await _settle(self.app, pilot)
+        self.app.sub_title = "~/greentui-runs"  # the real one is pytest's tmp dir
+        await pilot.pause()
+        problem = await check(self.app, pilot, f"{name}-{self.size}")
+        if problem:
+            self.problems.append(problem)
+
+
+def _app(ws: Path) -> GreentuiApp:
+    return GreentuiApp(ws, manage_runner=False)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
+    empty_ws, ws = tmp_path / "empty", tmp_path / "ws"
+    empty_ws.mkdir()
+    ws.mkdir()
+    ids = build_fixed_store(ws)
+
+    app = _app(empty_ws)
+    shots = _Shots(app, size)
+    async with app.run_test(size=SIZES[size]) as pilot:
+        await shots.take(pilot, "runs-empty")
+
+    app = _app(ws)
+    problems = shots.problems
+    shots = _Shots(app, size)
+    async with app.run_test(size=SIZES[size]) as pilot:
+        await shots.take(pilot, "runs")
+        await pilot.press("x")  # delete the highlighted run: asks first
+        await shots.take(pilot, "confirm-delete")
+        await pilot.press("n")
+        await pilot.press("2")
+        await shots.take(pilot, "queue")
+        await pilot.press("3")
+        await shots.take(pilot, "models")
+        await pilot.press("1", "n")
+        await shots.take(pilot, "new-run")
+        await pilot.press("escape")
+        app.open_run(ids["exp"])
+        await shots.take(pilot, "run-detail")
+        await pilot.press("escape")
+        app.open_run(ids["failed"])
+        await shots.take(pilot, "run-detail-failed")
+        await pilot.press("escape")
+        app.open_compare([ids["exp"]])
+        await shots.take(pilot, "compare-radar")
+        await pilot.press("escape")
+        app.open_compare([ids["exp"], ids["exp2"]])
+        await shots.take(pilot, "compare-several-radar")
+        for key, tab in (("b", "bars"), ("t", "table"), ("p", "pareto"), ("e", "energy")):
+            await pilot.press(key)
+            await shots.take(pilot, f"compare-several-{tab}")
+    problems += shots.problems
+    assert not problems, "screens differ from tests/snapshots (scripts/update-snapshots regenerates " \
+                         "them after an intended change):\n\n" + "\n\n".join(problems)
+    if UPDATE:
+        pytest.skip("goldens written; review git diff tests/snapshots")
