@@ -23,6 +23,7 @@ Ignored layers
 from __future__ import annotations
 
 import json
+import gc
 import logging
 import math
 import resource
@@ -248,13 +249,6 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     from .model_io import decoder_layers, layer_config
     from .pruning import calibration, counting, heads, mlp
 
-    if cfg.method == "taylor":
-        # Gradients only on the projections that are scored (a list held no longer than the call:
-        # a replaced layer must free its weights and gradients at once).
-        loss = calibration.accumulate_gradients(
-            model, batches, cfg.device, lambda f: say("calibrating (gradients)", 0.05 + 0.45 * f),
-            params=calibration.scored_parameters([decoder_layers(model)[i] for i in targets]))
-        report["calibration"]["loss"] = round(loss, 4)
     gen = torch.Generator().manual_seed(cfg.seed)
     layers = decoder_layers(model)
     hidden = model.config.hidden_size
@@ -263,7 +257,27 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
                                        cfg.prune_mlp) for i in targets}
     for w in dict.fromkeys(w for c in counts.values() for w in c.warnings):
         report["warnings"].append(w)
-    chosen = _library_choice(model, batches, cfg, targets, shapes, counts, report, say)
+
+    def gradients(part: list[int]) -> None:
+        # Gradients only on the projections that are scored (a list held no longer than the call:
+        # a replaced layer must free its weights and gradients at once).
+        loss = calibration.accumulate_gradients(
+            model, batches, cfg.device, lambda f: say("calibrating (gradients)", 0.05 + 0.4 * f),
+            params=calibration.scored_parameters([layers[i] for i in part]))
+        report["calibration"]["loss"] = round(loss, 4)
+
+    chosen = None
+    if cfg.method == "taylor" and _library_wanted(cfg) and len(targets) > 1:
+        chosen = _choose_in_halves(model, batches, cfg, targets, shapes, counts, report, say, gradients)
+        if chosen is None:  # greentui's own choice reads every pruned layer's gradients as it goes
+            gradients(targets)
+    else:
+        if cfg.method == "taylor":
+            gradients(targets)
+        chosen = _library_choice(model, batches, cfg, targets, shapes, counts, report, say)
+    if chosen is not None:  # heads and channels are chosen: no gradient is read after this (P5)
+        model.zero_grad(set_to_none=True)
+        gc.collect()  # torch-pruning's graph holds the modules in reference cycles
     per_layer, before, after = [], 0, 0
     for n, i in enumerate(targets):
         say(f"pruning layer {i}", 0.5 + 0.45 * n / len(targets))
@@ -321,6 +335,35 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
         report["notes"].append("attention heads are chosen by greentui's own GQA-aware step, scored with the "
                                f"{cfg.method} importance, in the counts of the {cfg.count_rule} rule; "
                                "torch-pruning prunes the MLP channels")
+
+
+def _library_wanted(cfg: PruneConfig) -> bool:
+    return cfg.count_rule == "torch-pruning" and cfg.use_tp_graph
+
+
+def _choose_in_halves(model, batches, cfg: PruneConfig, targets, shapes, counts, report: dict, say: Progress,
+                      gradients) -> dict | None:
+    """torch-pruning's choice with the gradients of half the pruned layers at a time (P5: half the
+    gradient memory, for a second calibration pass and graph build). The model is not touched between
+    the halves, and torch-pruning chooses each layer's heads and channels from that layer's own
+    gradients and weights (local pruning; the hidden size is never pruned), so the choice is the one
+    a single pass makes (tests/test_prune_memory.py). None when the graph is not usable."""
+    half = (len(targets) + 1) // 2
+    chosen: dict = {}
+    graph_s = 0.0
+    for part in (targets[:half], targets[half:]):
+        gradients(part)
+        got = _library_choice(model, batches, cfg, part, shapes, counts, report, say)
+        graph_s += report.get("tp_graph_s") or 0.0
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        if got is None:
+            return None
+        chosen.update(got)
+    report["notes"] = list(dict.fromkeys(report["notes"]))
+    report["tp_graph_s"] = round(graph_s, 3)
+    report["calibration"]["passes"] = 2
+    return chosen
 
 
 def _library_choice(model, batches, cfg: PruneConfig, targets, shapes, counts, report: dict, say: Progress):

@@ -75,7 +75,7 @@ def run(work: Path, *, log=print, model: Path | None = None) -> list[Row]:
              f"on an idle box), load {res['load_avg']:.1f}; ppl " +
              " < ".join(f"{k} {v:.1f}" for k, v in sorted(res["ppl"].items(), key=lambda kv: kv[1])) +
              ("" if res["story_ok"] else " — ORDER NOT vanilla < pruned+LoRA < pruned"))
-    return [Row("Demo", "`d` to finished demo run (wall) vs the 60 s target", res["wall_s"], TARGET_S, "s",
+    return [Row("DEMO", "`d` to finished demo run (wall) vs the 60 s target", res["wall_s"], TARGET_S, "s",
                 res["wall_s"] / TARGET_S, 1, notes, "demo", "target", extra=res)]
 
 

@@ -22,13 +22,14 @@ from pathlib import Path
 
 from .common import REPO, header_lines, machine_info, table_lines
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5")
+FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO")  # DEMO: `d` to finished demo run (bench/demo_time.py)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny model, few repeats (a couple of minutes)")
-    p.add_argument("--only", default=",".join(FIGURES), help="comma-separated figures (P3 and P4 run together)")
+    p.add_argument("--only", default=None, help="comma-separated figures (P3 and P4 run together; default "
+                   "all, and all but DEMO with --quick: the demo is the real pipeline, minutes on a busy box)")
     p.add_argument("--repeats", type=int, default=None, help="override every figure's repeat count")
     p.add_argument("--size", choices=("tiny", "small"), default=None, help="demo model size for P1/P5 "
                    "(default: small, tiny with --quick)")
@@ -46,6 +47,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.only is None:
+        args.only = ",".join(f for f in FIGURES if not (args.quick and f == "DEMO"))
     only = {f.strip().upper() for f in args.only.split(",") if f.strip()}
     unknown = only - set(FIGURES)
     if unknown:
@@ -108,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import p2_ui
             log("P2 UI start …")
             rows += p2_ui.run(work, repeats=reps["P2"], log=log)
+        if "DEMO" in only:
+            from . import demo_time
+            log("Demo time (d to finished) …")
+            rows += demo_time.run(work, log=log)
         if "P5" in only:
             from . import p5_memory
             log("P5 pruning memory …")
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
 
         order = {f: i for i, f in enumerate(FIGURES)}
-        rows.sort(key=lambda r: order[r.figure[:2]])
+        rows.sort(key=lambda r: order.get(r.figure[:2], order.get(r.figure.upper(), len(order))))
         seconds = time.perf_counter() - t_start
         mode = ("--quick" if quick else "full") + (f" --only {args.only}" if only != set(FIGURES) else "")
         text = "\n".join(header_lines(info, mode, seconds) + [""] + table_lines(rows)) + "\n"

@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from backend.model_io import load_model
+from backend import prune
 from backend.prune import PruneConfig, prune_model
 from backend.pruning import calibration
 
 
 def _prune(model_dir, monkeypatch, all_gradients: bool):
-    if all_gradients:  # the code path before P5: a gradient for every parameter of the model
+    if all_gradients:  # the code path before P5: a gradient for every parameter, one calibration pass
         monkeypatch.setattr(calibration, "scored_parameters", lambda layers: None)
+        monkeypatch.setattr(prune, "_library_wanted", lambda cfg: False)
     seen: dict = {}
     original = calibration.accumulate_gradients
 
@@ -31,6 +33,8 @@ def _prune(model_dir, monkeypatch, all_gradients: bool):
     monkeypatch.undo()
     kept = [(e["layer"], e["heads_removed"], e["kv_heads_removed"], e.get("mlp_channels_removed"))
             for e in report["layers"]]
+    seen["passes"] = report["calibration"].get("passes", 1)
+    seen["selection"] = report.get("selection")
     return kept, model.state_dict(), report["calibration"]["loss"], seen
 
 
@@ -42,6 +46,12 @@ def test_scored_gradients_only_prune_exactly_like_all_gradients(demo_model_dir, 
     assert seen_before["with_grad"] == seen_before["all"]
     assert seen_after["with_grad"] < 0.8 * seen_after["all"]  # embeddings, norms, kept layers: no gradient
     assert seen_after["frozen_after"] == []  # requires_grad is restored on every parameter
+    assert seen_before["passes"] == 1
+    assert seen_after["selection"] == seen_before["selection"]
+    if arch == "llama":  # torch-pruning's graph builds here (not for Phi-3's fused qkv nor Qwen2's 2 per kv)
+        assert seen_after["selection"] == "torch-pruning graph"
+    if seen_after["selection"] == "torch-pruning graph":  # it chose from half the gradients at a time
+        assert seen_after["passes"] == 2
     assert after == before  # same kept heads, kv heads and MLP channels in every layer
     assert any(mlp for *_, mlp in after) and any(h for _, h, _, _ in after)
     assert loss_after == loss_before

@@ -68,6 +68,16 @@ def build_fixed_store(ws: Path) -> dict[str, int]:
     exp2 = s.create_run(mid, "experiment", dict(cfg, prune_ratio=0.5), status="done", parent_run_id=base)
     s.save_task_results(exp2, _results("pruned", 0.8, 0.5))
     s.update_run(exp2, params_before=1_234_567, params_after=700_000)
+    # a second baseline with the same numbers (merged in Compare) and two more experiments: four to compare
+    base3 = s.create_run(mid, "baseline", dict(cfg, no_prune=True), status="done")
+    s.save_task_results(base3, _results("vanilla", 1.0, 1.05))
+    exp3 = s.create_run(mid, "experiment", dict(cfg, importance="l1"), status="done", parent_run_id=base3)
+    s.save_task_results(exp3, _results("pruned", 0.95, 0.8))
+    exp4 = s.create_run(mid, "experiment", dict(cfg, importance="layer-drop", prune_ratio=0.25), status="done",
+                        parent_run_id=base)
+    rows4 = _results("pruned", 0.7, 0.6)
+    rows4[2]["acc"] = 0.0  # a measured zero: drawn as "0", not as a gap
+    s.save_task_results(exp4, rows4)
     q1 = s.create_run(mid, "experiment", dict(cfg, prune_ratio=0.25), status="queued")
     q2 = s.create_run(mid, "experiment", dict(cfg, importance="l2"), status="queued")
     failed = s.create_run(mid, "experiment", cfg, status="queued")
@@ -82,8 +92,51 @@ def build_fixed_store(ws: Path) -> dict[str, int]:
               "WHERE status NOT IN ('queued')")
     c.execute("UPDATE events SET t = ? + id", (T0 + 600,))
     s.close()
-    return {"model": mid, "base": base, "exp": exp, "exp2": exp2, "q1": q1, "q2": q2, "failed": failed,
-            "lost": lost}
+    return {"model": mid, "base": base, "exp": exp, "exp2": exp2, "exp3": exp3, "exp4": exp4, "q1": q1,
+            "q2": q2, "failed": failed, "lost": lost}
+
+
+def build_finished_demo(ws: Path) -> int:
+    """A finished demo run of the shipped demo model, as the pipeline records it (figures of a real run)."""
+    import shutil
+
+    from backend.runs import SHIPPED_DEMO_MODEL, demo_config
+
+    model_dir = ws / "demo-model"
+    shutil.copytree(SHIPPED_DEMO_MODEL, model_dir)
+    s = Store(db_path(ws))
+    mid = s.upsert_model(str(model_dir), name=str(model_dir), arch="llama", params=1_312_384, layers=6,
+                         heads=8, kv_heads=4, hidden=128, intermediate=384, size_bytes=5_255_576)
+    cfg = demo_config(str(model_dir)).to_dict()
+    cfg["data_dir"] = "bundled"
+    base = s.create_run(mid, "baseline", dict(cfg, no_prune=True), status="done")
+    chance = {"arc_challenge": 0.2, "arc_easy": 0.3, "boolq": 0.6, "hellaswag": 0.2, "piqa": 0.5,
+              "openbookqa": 0.1, "winogrande": 0.5}
+    rows = [{"variant": "vanilla", "task": t, "acc": a, "acc_stderr": 0.13, "acc_norm": a,
+             "energy_kwh": 0.0000021, "meter": "codecarbon:cpu_load-estimate", "n_samples": 10, "seconds": 4.0}
+            for t, a in chance.items()]
+    s.save_task_results(base, rows)
+    s.save_metric(base, "vanilla", "ppl_wikitext2", 72.58)
+    exp = s.create_run(mid, "experiment", cfg, status="done", parent_run_id=base, label="demo")
+    s.save_task_results(exp, [dict(r, variant="pruned", acc=r["acc"] * 0.9, energy_kwh=0.0000017) for r in rows])
+    s.save_metric(exp, "pruned", "ppl_wikitext2_before_lora", 79.87)
+    s.save_metric(exp, "pruned", "ppl_wikitext2", 76.24)
+    s.update_run(exp, params_before=1_312_384, params_after=956_032, stage="evaluate", device="cpu")
+    for i, (stage, secs) in enumerate((("load", 31.4), ("baseline", 84.1), ("prune", 36.5), ("lora", 205.6),
+                                       ("evaluate", 37.5))):
+        s.add_event(exp, "stage_start", {"stage": stage, "index": i, "total": 5})
+        s.add_event(exp, "stage_end", {"stage": stage, "seconds": secs})
+    s.add_event(exp, "log", {"line": "vanilla WikiText-2 perplexity 72.58 on 2032 tokens"})
+    s.add_event(exp, "log", {"line": "pruned, before LoRA, WikiText-2 perplexity 79.87 on 2032 tokens"})
+    s.add_event(exp, "log", {"line": "pruned WikiText-2 perplexity 76.24 on 2032 tokens"})
+    s.add_event(exp, "done", {"status": "done"})
+    c = s.conn
+    c.execute("UPDATE models SET added_at = ?", (T0,))
+    c.execute("UPDATE runs SET created_at = ? + id * 60, started_at = ? + id * 60 + 5, "
+              "finished_at = ? + id * 60 + 400", (T0, T0, T0))
+    c.execute("UPDATE events SET t = ? + id", (T0 + 600,))
+    s.close()
+    return exp
 
 
 @pytest.fixture
@@ -137,8 +190,20 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
     async with app.run_test(size=SIZES[size]) as pilot:
         await shots.take(pilot, "runs-empty")
 
-    app = _app(ws)
+    demo_ws = tmp_path / "demo"
+    demo_ws.mkdir()
+    demo_run = build_finished_demo(demo_ws)
     problems = shots.problems
+    app = _app(demo_ws)
+    shots = _Shots(app, size)
+    async with app.run_test(size=SIZES[size]) as pilot:
+        app.open_run(demo_run)
+        await shots.take(pilot, "run-detail-demo")
+        await pilot.press("c")
+        await shots.take(pilot, "compare-demo")
+    problems += shots.problems
+
+    app = _app(ws)
     shots = _Shots(app, size)
     async with app.run_test(size=SIZES[size]) as pilot:
         await shots.take(pilot, "runs")
@@ -154,6 +219,9 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
         await pilot.press("escape")
         app.open_run(ids["exp"])
         await shots.take(pilot, "run-detail")
+        await pilot.press("question_mark")
+        await shots.take(pilot, "help")
+        await pilot.press("escape")
         await pilot.press("escape")
         app.open_run(ids["failed"])
         await shots.take(pilot, "run-detail-failed")
@@ -166,6 +234,14 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
         for key, tab in (("b", "bars"), ("t", "table"), ("p", "pareto"), ("e", "energy")):
             await pilot.press(key)
             await shots.take(pilot, f"compare-several-{tab}")
+        await pilot.press("escape")
+        app.open_compare([ids["exp"], ids["exp2"], ids["exp3"], ids["exp4"]])
+        await shots.take(pilot, "compare-four-radar")
+        await pilot.press("w")  # below 100 columns: the energy radar instead of the accuracy one
+        await shots.take(pilot, "compare-four-radar-wh")
+        for key, tab in (("b", "bars"), ("p", "pareto")):
+            await pilot.press(key)
+            await shots.take(pilot, f"compare-four-{tab}")
     problems += shots.problems
     assert not problems, "screens differ from tests/snapshots (scripts/update-snapshots regenerates " \
                          "them after an intended change):\n\n" + "\n\n".join(problems)

@@ -17,6 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
 
+# Textual's own screen keys (focus moves, copy): not the app's, left out of the help list
+TEXTUAL_INTERNALS = {"focus_next", "focus_previous", "copy_text", "maximize", "minimize"}
 # app actions shown first, in this order (see GreentuiApp.BINDINGS)
 ESSENTIAL = ("help", "go('runs')", "go('queue')", "go('models')", "quit")
 
@@ -80,10 +82,12 @@ def key_rows(screen) -> list[tuple[str, str, str, str]]:
     for key, (node, binding, _enabled, tooltip) in screen.active_bindings.items():
         if not binding.description or (binding.action, key) in seen:
             continue
+        if binding.action.rsplit(".", 1)[-1] in TEXTUAL_INTERNALS:
+            continue
         seen.add((binding.action, key))
         where = "everywhere" if node is app else ("this screen" if node is screen else "in the table/list")
         rows.append((where, app.get_key_display(binding), binding.description, tooltip or binding.tooltip or ""))
-    order = {"this screen": 0, "in the table/list": 1, "everywhere": 2}
+    order = {"this screen": 0, "everywhere": 1, "in the table/list": 2}
     return sorted(rows, key=lambda r: order[r[0]])
 
 
