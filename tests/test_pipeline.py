@@ -79,6 +79,10 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
     md = cli("export", str(run_id), check=True).stdout
     assert f"| {acc_p.avg:.3f} |" in md and f"| {acc_v.avg:.3f} |" in md
     assert "\\begin{tabular}" in cli("export", "--format", "latex", check=True).stdout
+    data = json.loads(cli("export", str(run_id), "--format", "json", check=True).stdout)
+    assert data["runs"][0]["results"][0]["meter"] and data["accuracy"][0]["stderr"]
+    csv_text = cli("export", str(run_id), "--format", "csv", check=True).stdout
+    assert csv_text.splitlines()[0].startswith("model,run_id,variant,task,acc,acc_stderr")
 
 
 @pytest.mark.slow
