@@ -144,11 +144,7 @@ def build_finished_demo(ws: Path) -> int:
 def utc(monkeypatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    # plotext drops duplicate (tick, label) pairs through a set, so where a crowded axis label lands
-    # depends on the interpreter's hash seed; keep the first of each instead (same labels, one order).
-    import plotext._utility
-
-    monkeypatch.setattr(plotext._utility, "no_duplicates", lambda data: list(dict.fromkeys(data)))
+    # plotext's hash-seed-dependent label order is fixed in the app (greentui/widgets/_plotext.py)
     yield
     monkeypatch.undo()
     time.tzset()
