@@ -146,6 +146,30 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def tiered(values, fast) -> list:
+    """Parametrize values with all but ``fast`` in the slow tier.
+
+    The fast tier keeps a representative case or two (e.g. Llama and Phi-3's fused projections) so
+    every code path is exercised in minutes; CI's slow tier runs the whole matrix.
+    """
+    return [v if v in fast else pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
+async def pause_until(pilot, predicate, timeout: float = 5.0, what: str = "the screen"):
+    """The Pilot twin of ``wait_for``: let the app run until ``predicate()`` is truthy.
+
+    One ``pilot.pause()`` is enough on a quiet machine but not on a loaded one (widgets mount over
+    several refreshes), so tests that read freshly mounted widgets poll instead of pausing once.
+    """
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 # ------------------------------------------------------------------------ CPU time per test
 # On a shared machine wall times say little; the CPU a test burns (this process and the children
 # it waited for) is what it will cost on a quiet 2-core machine. `pytest --cpu-durations=N` lists

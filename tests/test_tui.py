@@ -710,3 +710,22 @@ async def test_demo_key_asks_first_when_runs_exist(seeded) -> None:
         await pilot.press("d", "y")
         await pilot.pause()
         assert called == [True]
+
+
+async def test_compare_right_after_run_detail_before_it_mounts(seeded) -> None:
+    """Opening Compare before Run detail has mounted must not crash: the detail's deferred refreshes
+    (tick, results) skip a screen that is not mounted or already covered/gone."""
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(ids["exp"])
+        await pilot.press("c")  # no pause: Run detail has not mounted yet
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, CompareScreen)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, RunDetailScreen)
+        assert app.screen.query_one("#results-table", DataTable).row_count == 14
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RunsScreen) and app.is_running

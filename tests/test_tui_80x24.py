@@ -20,6 +20,7 @@ from greentui.widgets.bars import _dodge_labels, build_scatter_pareto
 from greentui.widgets.keys import HelpScreen, KeyFooter
 from greentui.widgets.radar import draw_radar, hidden_under, legend_rows
 
+from .conftest import pause_until
 from .test_tui import seed
 
 
@@ -79,6 +80,7 @@ async def test_keys_at_80x24(tmp_path: Path) -> None:
         runs = app.screen
         assert isinstance(runs, RunsScreen)
         footer = runs.query_one(KeyFooter)
+        await pause_until(pilot, lambda: footer.query("FooterKey"), what="the footer's keys")
         shown = [k.action for k in footer.query("FooterKey")]
         assert shown[:5] == ["help", "go('runs')", "go('queue')", "go('models')", "quit"]
         status = runs.query_one("#runs-status", Static)

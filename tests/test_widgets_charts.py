@@ -407,3 +407,14 @@ def test_widgets_do_not_import_ml_stack():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plotext_label_dedupe_is_ordered_in_the_app():
+    """The app's plotext keeps the first of duplicate (tick, label) pairs in order (not a set's
+    hash-seed order), so chart labels sit in the same columns on every start."""
+    import plotext._utility
+
+    import greentui.widgets._plotext  # noqa: F401  (installs the ordered dedupe)
+
+    data = [(3, "c"), (1, "a"), (3, "c"), (2, "b"), (1, "a")]
+    assert plotext._utility.no_duplicates(data) == [(3, "c"), (1, "a"), (2, "b")]

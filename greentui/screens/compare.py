@@ -115,11 +115,13 @@ class CompareScreen(WatchingScreen):
         self.rebuild()
 
     def store_change(self, change: StoreChange) -> None:
-        if change.tables_changed:  # new results, not progress
+        if change.tables_changed and self.is_mounted:  # new results, not progress
             self.rebuild()
 
     def on_screen_resume(self) -> None:
-        self.rebuild()
+        # a resume may arrive before the first mount (on_mount builds then) or after the screen left
+        if self.is_mounted and self.is_attached:
+            self.rebuild()
 
     # ------------------------------------------------------------------ data
     def rebuild(self) -> None:

@@ -86,7 +86,19 @@ class RunDetailScreen(WatchingScreen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        table = self.query_one("#results-table", DataTable)
+        self._setup()
+
+    def _setup(self) -> None:
+        """Columns, stage rows, first tick. Deferred while the panes are not there yet: a screen
+        pushed and at once covered (``c`` right after opening) may get here before its children
+        exist; a screen already gone does nothing."""
+        if not self.is_attached:
+            return
+        try:
+            table = self.query_one("#results-table", DataTable)
+        except NoMatches:
+            self.call_after_refresh(self._setup)
+            return
         # Wh and meter right after accuracy: they must fit at 80 columns
         for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"),
                            ("wh", "Wh"), ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"),
