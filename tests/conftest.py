@@ -146,6 +146,15 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def tiered(values, fast) -> list:
+    """Parametrize values with all but ``fast`` in the slow tier.
+
+    The fast tier keeps a representative case or two (e.g. Llama and Phi-3's fused projections) so
+    every code path is exercised in minutes; CI's slow tier runs the whole matrix.
+    """
+    return [v if v in fast else pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
 async def pause_until(pilot, predicate, timeout: float = 5.0, what: str = "the screen"):
     """The Pilot twin of ``wait_for``: let the app run until ``predicate()`` is truthy.
 

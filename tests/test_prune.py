@@ -19,6 +19,8 @@ from backend.prune import PruneConfig, prune_model, prune_to_dir
 torch.set_num_threads(1)
 pytestmark = pytest.mark.timeout(120)
 
+from .conftest import tiered
+
 ARCHS = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"]
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 61, 300, 12, 77, 8]])
 FAST = dict(calib_samples=4, calib_seq_len=32)
@@ -48,8 +50,10 @@ def check_layer_attributes(model):
 
 
 # --------------------------------------------------------------------------- the main matrix
-@pytest.mark.parametrize("ratio", [0.25, 2 / 7], ids=["0.25", "2-7"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch, ratio", [
+    case if case in (("llama", 2 / 7), ("phi3", 0.25)) else pytest.param(*case, marks=pytest.mark.slow)
+    for case in [(a, r) for a in ARCHS for r in (0.25, 2 / 7)]
+], ids=[f"{a}-{'0.25' if r == 0.25 else '2-7'}" for a in ARCHS for r in (0.25, 2 / 7)])
 def test_taylor_prunes_runs_and_reloads(demo_model_dir, tmp_path, arch, ratio):
     src = demo_model_dir(arch)
     report = prune_to_dir(str(src), tmp_path / "out", PruneConfig(method="taylor", ratio=ratio, **FAST))
@@ -83,7 +87,7 @@ def test_taylor_prunes_runs_and_reloads(demo_model_dir, tmp_path, arch, ratio):
     check_runs(again)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", tiered(ARCHS, fast=("llama", "phi3")))
 def test_layer_drop_gives_a_plain_uniform_model(demo_model_dir, tmp_path, arch):
     from transformers import AutoModelForCausalLM
 
@@ -105,7 +109,7 @@ def test_layer_drop_gives_a_plain_uniform_model(demo_model_dir, tmp_path, arch):
         assert plain.config.layer_types == [["sliding_attention", "full_attention"][i % 2] for i in kept]
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen3", "phi3", "gemma2"])
+@pytest.mark.parametrize("arch", tiered(["llama", "qwen3", "phi3", "gemma2"], fast=("qwen3",)))
 def test_uniform_width_pruning_loads_with_plain_transformers(demo_model_dir, tmp_path, arch):
     from transformers import AutoModelForCausalLM
 

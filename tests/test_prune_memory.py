@@ -38,7 +38,7 @@ def _prune(model_dir, monkeypatch, all_gradients: bool):
     return kept, model.state_dict(), report["calibration"]["loss"], seen
 
 
-@pytest.mark.parametrize("arch", ["llama", pytest.param("phi3", marks=pytest.mark.slow),
+@pytest.mark.parametrize("arch", [pytest.param("llama", marks=pytest.mark.slow), pytest.param("phi3", marks=pytest.mark.slow),
                                   pytest.param("qwen2", marks=pytest.mark.slow)])
 def test_scored_gradients_only_prune_exactly_like_all_gradients(demo_model_dir, monkeypatch, arch):
     before, sd_before, loss_before, seen_before = _prune(demo_model_dir(arch), monkeypatch, all_gradients=True)

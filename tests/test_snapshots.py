@@ -20,6 +20,7 @@ from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp
 
+from .conftest import tiered
 from .snapshot import UPDATE, check
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
@@ -174,7 +175,7 @@ def _app(ws: Path) -> GreentuiApp:
     return GreentuiApp(ws, manage_runner=False)
 
 
-@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("size", tiered(list(SIZES), fast=("80x24",)))  # 160x48 in CI's slow tier
 async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
     empty_ws, ws = tmp_path / "empty", tmp_path / "ws"
     empty_ws.mkdir()
