@@ -21,7 +21,36 @@ COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan",
                    "export", "import_", "cancel", "rm", "doctor")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: subcommand name -> the module that registers it (module names not listed register their own name)
+_COMMAND_OF = {"demo": "tui", "demo-model": "demo_model", "import": "import_", "resume": "queue",
+               "pause": "queue"}
+
+
+def _modules_for(argv: list[str]) -> tuple[str, ...]:
+    """The command modules to import for this command line.
+
+    Why: importing every command module (and what they import: the run service, the schema) cost
+    ~0.1 s of the TUI's first frame (issue #12, P2). Only the chosen command's module is needed to
+    parse and run it; ``--help``, ``--version`` and an unknown command still get the full parser, so
+    their listing and error messages are unchanged.
+    """
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--runs-dir":
+            i += 2
+            continue
+        if tok.startswith("--runs-dir="):
+            i += 1
+            continue
+        if tok.startswith("-"):
+            return COMMAND_MODULES  # --help, --version, or an option argparse must judge
+        module = _COMMAND_OF.get(tok, tok)
+        return (module,) if module in COMMAND_MODULES else COMMAND_MODULES
+    return ("tui",)  # bare `greentui`: the workbench
+
+
+def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--runs-dir", default=argparse.SUPPRESS,
                         help="workspace folder (default: $GREENTUI_HOME or ./runs)")
@@ -31,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Without a command, opens the terminal workbench.")
     parser.add_argument("--version", action="version", version=f"greentui {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(f"backend.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -57,7 +86,8 @@ def open_workbench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_modules_for(argv))
     args = parser.parse_args(argv)
     if not hasattr(args, "runs_dir"):
         args.runs_dir = None

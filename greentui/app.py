@@ -99,7 +99,9 @@ class GreentuiApp(App):
                         "press p on the Queue screen to resume", severity="warning", timeout=15)
         elif self.store.queue_paused() and self.store.count_runs(statuses=["queued"]):
             self.notify("the queue is paused (Queue screen, p to resume)", severity="warning")
-        self.ensure_runner()
+        # after the first frame: starting the runner imports the run service (schema, tasks), ~40 ms
+        # of the UI's start otherwise (issue #12, P2)
+        self.call_after_refresh(self.ensure_runner)
         self._token = self.store.change_token()
         self.set_interval(self.POLL_INTERVAL, self.poll_store, name="poll-store")
         if self.auto_demo:
