@@ -49,7 +49,7 @@ from .pruning.counting import DEFAULT_RULE, LEGACY_RULE, RULES
 from .executors import EXECUTORS
 from .schema import (Setting, ratio_text, SettingError, at_least, one_of, parse_list, positive, register_flags, setting,
                      settings_of)
-from .tasks.registry import STUDY_TASKS
+from .tasks.registry import STUDY_TASKS, data_source
 
 IMPORTANCES = METHODS  # the run setting is called "importance"; the values are the pruning methods
 GROUPS = ("model", "pruning", "LoRA recovery", "evaluation", "energy", "machine", "executor")
@@ -298,7 +298,7 @@ class RunConfig:
     batch_size: str = setting("auto", label="eval batch", help="'auto' or an integer", group="evaluation",
                               check=_batch_size)
     data_dir: str | None = setting(None, label="data dir", help="local DIR/<task>.jsonl files (offline); "
-                                   "empty = lm-eval's datasets", group="evaluation", check=_existing_dir)
+                                   "empty = the bundled sample offline, else lm-eval's datasets", group="evaluation", check=_existing_dir)
     ppl_limit: int | None = setting(4096, label="perplexity tokens", help="WikiText-2 tokens for perplexity; "
                                     "0 skips", group="evaluation", parse=_ppl_limit,
                                     check=at_least(0, "perplexity token limit must be"))
@@ -384,7 +384,7 @@ class RunConfig:
     def baseline_key(self, model_ref: str, device: str) -> str:
         """Vanilla results are reusable across runs that agree on these (tasks are checked apart)."""
         ident = {"model": model_ref, "limit": self.limit, "num_fewshot": self.num_fewshot,
-                 "data_dir": self.data_dir, "device": device.split(":")[0], "ppl_limit": self.ppl_limit,
+                 "data_dir": data_source(self.data_dir), "device": device.split(":")[0], "ppl_limit": self.ppl_limit,
                  "measure_energy": self.measure_energy}
         if self.repeats != 1:  # a baseline reused for energy noise needs as many passes
             ident["repeats"] = self.repeats

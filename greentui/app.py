@@ -192,6 +192,18 @@ class GreentuiApp(App):
         from .screens.new_run import NewRunScreen
         self.push_screen(NewRunScreen(model=model))
 
+    def clone_run(self, run_id: int) -> None:
+        """Open New run filled with run ``run_id``'s recorded config (edit it, then queue)."""
+        from backend.errors import GreentuiError
+        from backend.form_advice import run_config
+        from .screens.new_run import NewRunScreen
+        try:
+            cfg = run_config(self.store, run_id)
+        except GreentuiError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.push_screen(NewRunScreen(config=cfg, source=f"run {run_id}"))
+
     def open_run(self, run_id: int) -> None:
         from .screens.run_detail import RunDetailScreen
         self.push_screen(RunDetailScreen(run_id))

@@ -507,9 +507,14 @@ async def test_models_list_details_and_add_inline_error(seeded, tmp_path: Path) 
 # ----------------------------------------------------------------------------------------- new run
 
 async def open_form(app: GreentuiApp, pilot) -> NewRunScreen:
+    """New run from the study recipe with an empty model field (the seeded workspace has runs, so the
+    form would start from the last run's config: tests/test_new_run_form.py covers that)."""
     await pilot.press("n")
     await pilot.pause()
     assert isinstance(app.screen, NewRunScreen)
+    app.screen.query_one("#preset").value = "study"
+    app.screen.query_one("#f-model", Input).value = ""
+    await pilot.pause()
     return app.screen
 
 

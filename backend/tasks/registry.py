@@ -88,6 +88,20 @@ def bundled_data_dir() -> Path:
     return PACKAGE_DATA / "commonsense"
 
 
+def data_source(data_dir: str | Path | None) -> str:
+    """Where a run's items come from, as one comparable string: "bundled", "hub" or a resolved path.
+
+    An empty data dir means the shipped sample whenever the hub is not reachable (that is what
+    ``evaluate`` loads then), and the shipped folder typed out is the same source: both must give one
+    baseline key, so a second run reuses the first's vanilla baseline instead of evaluating it again.
+    """
+    from ..workspace import hub_reachable
+    if data_dir in (None, ""):
+        return "hub" if hub_reachable() else "bundled"
+    path = Path(str(data_dir)).expanduser().resolve()
+    return "bundled" if path == bundled_data_dir().resolve() else str(path)
+
+
 def task_spec(name: str) -> TaskSpec:
     base = name[len(LOCAL_PREFIX):] if name.startswith(LOCAL_PREFIX) else name
     try:

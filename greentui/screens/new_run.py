@@ -20,6 +20,8 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, SelectionList, Static
 
 from backend.errors import GreentuiError
+from backend.form_advice import (PRESETS, estimate, finished_runs, last_config, model_checks, model_size,
+                                 preset_config, rates)
 from backend.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema import Setting, SettingError
 
@@ -78,22 +80,49 @@ class NewRunScreen(AppScreen):
         Binding("ctrl+r", "reset", "Study defaults", tooltip="Reset every field to the study's defaults"),
     ]
 
-    def __init__(self, model: str | None = None, config: RunConfig | None = None) -> None:
-        """``config`` pre-fills the form (clone a run); ``model`` only the model field."""
+    def __init__(self, model: str | None = None, config: RunConfig | None = None,
+                 source: str | None = None) -> None:
+        """``config`` pre-fills the form (clone a run; ``source`` names it, e.g. "run 7"); without it the
+        form starts from the last run's config, or the study recipe in a workspace with no runs.
+        ``model`` fills only the model field."""
         super().__init__()
-        self.initial = RunConfig.from_dict(config.to_dict()) if config else RunConfig()
-        if model:
-            self.initial.model = model
+        self.model = model
+        self.cloned = RunConfig.from_dict(config.to_dict()) if config else None
+        self.source = source or "cloned run"
         self.model_error: str | None = None
         self.busy = False
+        self.sizes: dict[str, tuple[int, int] | None] = {}  # model ref -> (layers, params) from config.json
+        self.rates: dict[str, float] = {}
+        self.finished = 0
+        self.warnings: list[str] = []
+
+    def starting_point(self) -> tuple[RunConfig, list[tuple[str, str]], str]:
+        """(config, preset choices, chosen): a clone, else the last run's config, else the study recipe."""
+        choices = [(label, name) for name, label in PRESETS.items()]
+        if self.cloned is not None:
+            return self.cloned, [(f"{self.source}'s config", "clone"), *choices], "clone"
+        last = last_config(self.app.store)
+        if last is not None:
+            self.cloned = last
+            return last, [("last run's config", "clone"), *choices], "clone"
+        return RunConfig(), choices, "study"
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
         known = [m["ref"] for m in self.app.store.list_models()]
+        self.initial, choices, chosen = self.starting_point()
+        if self.model:
+            self.initial.model = self.model
+        self.preset = chosen
         with VerticalScroll(id="form"):
-            yield Static("[b]New run[/b] — defaults are the GreenPruning study's "
+            yield Static("[b]New run[/b] — the study recipe is GreenPruning's "
                          "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter queues.", id="form-title")
+            with Horizontal(classes="field"):
+                yield Label("start from", classes="field-label")
+                yield Select(choices, value=chosen, allow_blank=False, id="preset", classes="field-input",
+                             tooltip="Fill every field but the model from this preset")
+            yield Static("", id="form-advice")
             for group in GROUPS:
                 if group != "model":
                     note = GROUP_NOTES.get(group)
@@ -112,8 +141,24 @@ class NewRunScreen(AppScreen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        self.rates, self.finished = rates(self.app.store), finished_runs(self.app.store)
         self.query_one("#f-model", Input).focus()
         self.validate()
+
+    def apply_preset(self, name: str) -> None:
+        """Every field but the model from the preset (``clone``: the cloned or last run's config)."""
+        model = self.query_one("#f-model", Input).value.strip()
+        cfg = self.cloned if name == "clone" and self.cloned is not None else preset_config(name, model)
+        for s in SETTINGS:
+            if s.name != "model":
+                set_widget_value(s, self.query_one(f"#f-{s.name}"), getattr(cfg, s.name))
+        self.preset = name
+        self.validate()
+
+    def model_size(self, ref: str) -> tuple[int, int] | None:
+        if ref not in self.sizes:
+            self.sizes[ref] = model_size(ref) if ref.strip() else None
+        return self.sizes[ref]
 
     # ------------------------------------------------------------------ reading the form
     def read(self) -> tuple[RunConfig, dict[str, str]]:
@@ -130,7 +175,9 @@ class NewRunScreen(AppScreen):
     def validate(self) -> dict[str, str]:
         """Show every problem under its field; return them (empty = the form is valid)."""
         cfg, bad = self.read()
-        problems = {**cfg.problems(), **bad}
+        size = self.model_size(cfg.model or "")
+        checks, self.warnings = model_checks(cfg, size)
+        problems = {**checks, **cfg.problems(), **bad}
         if self.model_error and "model" not in problems:
             problems["model"] = self.model_error
         for label in self.query("Label.error"):
@@ -142,6 +189,9 @@ class NewRunScreen(AppScreen):
         self.query_one("#form-summary", Static).update(summary)
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
         self.query_one(PlanPanel).refresh_plan(cfg.to_dict())
+        advice = [f"[b yellow]warning:[/] {w}" for w in self.warnings]
+        advice.append(estimate(cfg, size[1] if size else None, self.rates, self.finished))
+        self.query_one("#form-advice", Static).update("\n".join(advice))
         return problems
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -150,6 +200,10 @@ class NewRunScreen(AppScreen):
         self.validate()
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "preset":
+            if event.value != self.preset:
+                self.apply_preset(str(event.value))
+            return
         self.validate()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:

@@ -46,6 +46,7 @@ class RunDetailScreen(WatchingScreen):
         Binding("c", "compare", "Compare", tooltip="This run against its vanilla baseline"),
         Binding("x", "cancel_run", "Cancel run", tooltip="Cancel (queued) or stop (running) this run"),
         Binding("R", "requeue", "Re-queue", tooltip="Queue this run again with the same config"),
+        Binding("f", "clone", "Clone", tooltip="Open New run filled with this run's config"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -296,6 +297,9 @@ class RunDetailScreen(WatchingScreen):
 
     def action_compare(self) -> None:
         self.app.open_compare([self.run_id])
+
+    def action_clone(self) -> None:
+        self.app.clone_run(self.run_id)
 
     def action_requeue(self) -> None:
         try:

@@ -63,6 +63,7 @@ class RunsScreen(LiveTableScreen):
         Binding("slash", "filter", "Filter", tooltip="Filter runs by model, status, method, id…"),
         Binding("p", "pareto", "Pareto", tooltip="Accuracy vs Wh across runs of this model"),
         Binding("R", "requeue", "Re-queue", tooltip="Queue the selected runs again, same config"),
+        Binding("f", "clone", "Clone", tooltip="Open New run filled with this run's config (clone into form)"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("escape", "clear", "Clear", show=False, tooltip="Clear the selection and the filter"),
@@ -251,6 +252,11 @@ class RunsScreen(LiveTableScreen):
         run = self.cursor_run()
         if run is not None:
             self.app.open_run(run)
+
+    def action_clone(self) -> None:
+        run = self.cursor_run()
+        if run is not None:
+            self.app.clone_run(run)
 
     def action_compare(self) -> None:
         ids = self.targets()

@@ -1,0 +1,193 @@
+"""Issue #12, New run "safe on any model": prefill/presets, clone into form, checks against the model's
+config.json, a time estimate from past runs, and "an empty data dir reuses the bundled baseline".
+
+Real store, real Textual Pilot, real config.json files (no weights: the checks never load a model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import Input, Label, Select, Static
+
+from backend.form_advice import estimate, model_checks, model_size, rates
+from backend.runconfig import RunConfig
+from backend.runs import demo_config
+from backend.store import Store
+from backend.tasks.registry import bundled_data_dir, data_source
+from backend.workspace import db_path
+from greentui.app import GreentuiApp
+from greentui.screens.new_run import NewRunScreen
+
+SHIPPED = Path(__file__).resolve().parent.parent / "backend" / "data" / "demo-model" / "config.json"
+
+
+def model(tmp_path: Path, name: str = "six", **over) -> Path:
+    """A model directory holding only config.json (the shipped demo's: 6 layers, 1.3 M parameters)."""
+    d = tmp_path / name
+    d.mkdir()
+    cfg = json.loads(SHIPPED.read_text())
+    cfg.update(over)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def workspace_with(tmp_path: Path, *configs: RunConfig, stage_seconds: dict[str, float] | None = None) -> Path:
+    """A workspace whose store holds finished runs of ``configs`` (with stage_end events if given)."""
+    ws = tmp_path / "ws"
+    ws.mkdir(parents=True)
+    with Store(db_path(ws)) as store:
+        for cfg in configs:
+            mid = store.upsert_model(cfg.model, name=cfg.model, arch="llama")
+            rid = store.create_run(mid, "baseline" if cfg.no_prune else "experiment", cfg.to_dict(), status="queued")
+            store.update_run(rid, params_before=1_000_000)
+            for stage, sec in (stage_seconds or {}).items():
+                store.add_event(rid, "stage_end", {"stage": stage, "seconds": sec})
+            store.finish_run(rid, "done")
+    return ws
+
+
+def value(form: NewRunScreen, name: str) -> str:
+    return form.query_one(f"#f-{name}", Input).value
+
+
+async def test_empty_workspace_starts_from_the_study_recipe(tmp_path: Path) -> None:
+    (tmp_path / "ws0").mkdir()
+    app = GreentuiApp(tmp_path / "ws0", manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.action_new_run()
+        await pilot.pause()
+        form = app.screen
+        assert form.query_one("#preset", Select).value == "study"
+        assert value(form, "ignore_first") == "4" and value(form, "lora_steps") == "200"
+
+
+async def test_prefilled_from_last_run_and_presets(tmp_path: Path) -> None:
+    """With runs: the last run's config; the quick preset is the demo's settings (small limit, few LoRA
+    steps, ignore 0/0); the study preset the schema's defaults. The model is kept across presets."""
+    last = RunConfig(model="org/m", ignore_first=1, ignore_last=2, lora_steps=33, limit=7)
+    app = GreentuiApp(workspace_with(tmp_path, RunConfig(model="org/old"), last), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.action_new_run()
+        await pilot.pause()
+        form = app.screen
+        assert form.query_one("#preset", Select).value == "clone"
+        assert (value(form, "model"), value(form, "ignore_first"), value(form, "lora_steps"),
+                value(form, "limit")) == ("org/m", "1", "33", "7")
+        form.query_one("#preset", Select).value = "quick"
+        await pilot.pause()
+        quick = demo_config("org/m")
+        assert (value(form, "model"), value(form, "ignore_first"), value(form, "ignore_last")) == ("org/m", "0", "0")
+        assert value(form, "limit") == str(quick.limit) and value(form, "lora_steps") == str(quick.lora_steps)
+        form.query_one("#preset", Select).value = "study"
+        await pilot.pause()
+        assert (value(form, "ignore_first"), value(form, "lora_steps"), value(form, "limit")) == ("4", "200", "")
+        assert form.read()[0].to_dict() == RunConfig(model="org/m").to_dict()
+
+
+FIRST = RunConfig(model="org/a", ignore_first=2, ignore_last=1, lora_steps=12)
+SECOND = RunConfig(model="org/b", ignore_first=3, lora_steps=50)
+
+
+async def test_clone_from_run_detail(tmp_path: Path) -> None:
+    """`f` on Run detail opens New run with that run's recorded config (not the last run's)."""
+    app = GreentuiApp(workspace_with(tmp_path, FIRST, SECOND), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.open_run(1)
+        await pilot.pause()
+        await pilot.press("f")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        assert (value(form, "model"), value(form, "ignore_first"), value(form, "lora_steps")) == ("org/a", "2", "12")
+        assert form.query_one("#preset", Select).value == "clone" and "run 1" in form.source
+
+
+async def test_clone_from_runs(tmp_path: Path) -> None:
+    """`f` on the Runs table opens New run with the cursor run's config."""
+    app = GreentuiApp(workspace_with(tmp_path, FIRST, SECOND), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        runs = app.screen
+        runs.query_one("DataTable").focus()
+        for _ in range(2):  # onto run 1, the older one: the form would otherwise show the last run (2)
+            if runs.cursor_run() == 1:
+                break
+            await pilot.press("down")
+        assert runs.cursor_run() == 1
+        await pilot.press("f")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        assert (value(form, "model"), value(form, "ignore_first"), value(form, "lora_steps")) == ("org/a", "2", "12")
+
+
+async def test_checks_against_the_models_layers_and_size(tmp_path: Path) -> None:
+    """ignore 4/4 on the 6-layer model is an error under its field (with the label); a big model with
+    limit all and 200 LoRA steps gets warnings, not errors."""
+    six = model(tmp_path)
+    assert model_size(str(six))[0] == 6
+    errors, warnings = model_checks(RunConfig(model=str(six)), model_size(str(six)))
+    assert "ignore_first" in errors and "of the model's 6" in errors["ignore_first"] and not warnings
+    assert model_checks(RunConfig(model=str(six), ignore_first=3, ignore_last=2), model_size(str(six)))[0] == {}
+    big = model(tmp_path, "big", hidden_size=4096, intermediate_size=11008, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, num_hidden_layers=32, vocab_size=32000)
+    errors, warnings = model_checks(RunConfig(model=str(big)), model_size(str(big)))
+    assert errors == {} and any("limit is all" in w for w in warnings) and any("200 LoRA" in w for w in warnings)
+    (tmp_path / "ws").mkdir()
+    app = GreentuiApp(tmp_path / "ws", manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.action_new_run(model=str(six))
+        await pilot.pause()
+        form = app.screen
+        problems = form.validate()
+        assert "ignore_first" in problems
+        label = form.query_one("#err-ignore_first", Label)
+        assert label.display and "no prunable layer" in str(label.render())
+        assert "ignore first" in str(form.query_one("#form-summary", Static).render())
+        form.query_one("#f-model", Input).value = str(big)
+        await pilot.pause()
+        assert "ignore_first" not in form.validate()
+        assert "warning" in str(form.query_one("#form-advice", Static).render())
+
+
+def test_time_estimate_from_past_runs(tmp_path: Path) -> None:
+    """No runs: says so. Finished runs with stage times: an estimate that scales with parameters."""
+    ws = workspace_with(tmp_path)
+    with Store(db_path(ws)) as store:
+        assert estimate(RunConfig(), 10**6, rates(store), 0) == "time estimate: no past runs to estimate from"
+    past = RunConfig(model="org/m", limit=10, lora_steps=20, tasks=["boolq", "piqa"])
+    ws = workspace_with(tmp_path / "b", past, stage_seconds={"load": 2.0, "baseline": 20.0, "lora": 40.0,
+                                                             "evaluate": 20.0})
+    with Store(db_path(ws)) as store:
+        r = rates(store)
+    assert r["eval"] == 20.0 / (10 * 2 * 10**6) and r["lora"] == 40.0 / (20 * 10**6)
+    same = estimate(RunConfig(model="org/m", limit=10, lora_steps=20, tasks=["boolq", "piqa"]), 10**6, r, 1)
+    assert "~" in same and "from 1 finished runs" in same
+    # the same run on a 100× bigger model: ~100× longer (2 s load + 40 eval + 40 LoRA, ×100 → ~2 h)
+    big = estimate(RunConfig(model="org/m", limit=10, lora_steps=20, tasks=["boolq", "piqa"]), 10**8, r, 1)
+    assert " h " in big, big
+
+
+def test_empty_data_dir_is_the_bundled_items_and_reuses_that_baseline(tmp_path: Path, monkeypatch) -> None:
+    """An empty data dir (offline) and the bundled folder typed out give one baseline key, so a second
+    run with an empty data dir finds the first one's vanilla baseline in the store."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert data_source(None) == data_source("") == data_source(str(bundled_data_dir())) == "bundled"
+    assert data_source(str(tmp_path)) == str(tmp_path.resolve())
+    typed = RunConfig(model="org/m", no_prune=True, data_dir=str(bundled_data_dir()), limit=5)
+    empty = RunConfig(model="org/m", limit=5)
+    assert typed.baseline_key("org/m", "cpu") == empty.baseline_key("org/m", "cpu")
+    assert RunConfig(model="org/m", limit=5, data_dir=str(tmp_path)).baseline_key("org/m", "cpu") != \
+        empty.baseline_key("org/m", "cpu")
+    with Store(db_path(workspace_with(tmp_path))) as store:
+        mid = store.upsert_model("org/m", name="org/m", arch="llama")
+        first = store.create_run(mid, "baseline", typed.to_dict(), status="running",
+                                 baseline_key=typed.baseline_key("org/m", "cpu"))
+        for task in typed.tasks:
+            store.save_task_result(first, "vanilla", task, {"acc": 0.5})
+        store.finish_run(first, "done")
+        found = store.find_baseline(empty.baseline_key("org/m", "cpu"), empty.tasks)
+        assert found and found["id"] == first
