@@ -84,6 +84,12 @@ async def test_prefilled_from_last_run_and_presets(tmp_path: Path) -> None:
         await pilot.pause()
         assert (value(form, "ignore_first"), value(form, "lora_steps"), value(form, "limit")) == ("4", "200", "")
         assert form.read()[0].to_dict() == RunConfig(model="org/m").to_dict()
+        form.query_one("#preset", Select).value = "quick"
+        await pilot.pause()
+        await pilot.press("ctrl+r")  # "Study defaults" is the study preset too
+        await pilot.pause()
+        assert form.query_one("#preset", Select).value == "study"
+        assert form.read()[0].to_dict() == RunConfig(model="org/m").to_dict()
 
 
 FIRST = RunConfig(model="org/a", ignore_first=2, ignore_last=1, lora_steps=12)

@@ -228,11 +228,9 @@ class NewRunScreen(AppScreen):
         self.dismiss(None)
 
     def action_reset(self) -> None:
-        """Every field but the model back to the study's default."""
-        for s in SETTINGS:
-            if s.name != "model":
-                set_widget_value(s, self.query_one(f"#f-{s.name}"), getattr(D, s.name))
-        self.validate()
+        """Every field but the model back to the study's default (the "study recipe" preset)."""
+        self.apply_preset("study")
+        self.query_one("#preset", Select).value = "study"
 
     def action_queue(self) -> None:
         if self.busy:
