@@ -126,7 +126,7 @@ def estimate(cfg: RunConfig, params: int | None, r: dict[str, float], runs: int)
         return ("time estimate: no past runs to estimate from" if not runs else
                 f"time estimate: none of the {runs} finished runs recorded stage times to estimate from")
     if not params:
-        return "time estimate: no past runs to estimate from"
+        return "time estimate: needs the model's size (its config.json is not readable here)"
     items = _items(cfg)
     passes = 1 if cfg.no_prune else 2  # vanilla + pruned (a reused baseline makes it less)
     seconds = r.get("fixed", 0.0) * params * len(cfg.stages("baseline" if cfg.no_prune else "experiment"))

@@ -150,7 +150,8 @@ async def test_checks_against_the_models_layers_and_size(tmp_path: Path) -> None
         form.query_one("#f-model", Input).value = str(big)
         await pilot.pause()
         assert "ignore_first" not in form.validate()
-        assert "warning" in str(form.query_one("#form-advice", Static).render())
+        advice = str(form.query_one("#form-advice", Static).render())
+        assert "warning" in advice and "no past runs to estimate from" in advice
 
 
 def test_time_estimate_from_past_runs(tmp_path: Path) -> None:

@@ -190,7 +190,8 @@ class NewRunScreen(AppScreen):
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
         self.query_one(PlanPanel).refresh_plan(cfg.to_dict())
         advice = [f"[b yellow]warning:[/] {w}" for w in self.warnings]
-        advice.append(estimate(cfg, size[1] if size else None, self.rates, self.finished))
+        params = size[1] if size else (self.app.store.get_model(cfg.model or "") or {}).get("params")
+        advice.append(estimate(cfg, params, self.rates, self.finished))
         self.query_one("#form-advice", Static).update("\n".join(advice))
         return problems
 
