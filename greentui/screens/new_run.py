@@ -29,8 +29,6 @@ from ..widgets.keys import KeyFooter
 from ..widgets.plan_panel import PlanPanel
 from ._live import AppScreen
 
-D = RunConfig()
-
 
 def field_widget(s: Setting, value: Any, known_models: list[str]) -> Widget:
     """The widget that edits setting ``s`` (id ``f-<name>``), showing ``value``."""
