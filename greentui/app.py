@@ -10,7 +10,7 @@ session, keeps going).
 Thread workers never take the app down: they run with ``exit_on_error=False`` and the one
 ``on_worker_state_changed`` handler below turns any failure into a notification.
 
-Only torch-free modules are imported here (and never ``backend.commands``, the CLI);
+Only torch-free modules are imported here (and never the CLI's command modules);
 ``tests/test_tui.py`` checks both in a fresh interpreter.
 """
 
