@@ -255,6 +255,9 @@ async def test_new_run_form_queues_a_slurm_run_with_workspace_defaults(tmp_path,
         screen.query_one("#f-model", Input).value = model
         screen.query_one("#f-executor", Select).value = "slurm"
         screen.query_one("#f-partition", Input).value = "nosuchpartition"
+        # the study's ignore 4/4 leaves no prunable layer of this 6-layer model (the form says so first)
+        screen.query_one("#f-ignore_first", Input).value = "1"
+        screen.query_one("#f-ignore_last", Input).value = "1"
         await pilot.pause()
 
         async def queue() -> None:
