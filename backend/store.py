@@ -769,13 +769,17 @@ class Store:
                           (run_id, r["variant"], r["task"], *(p.get(k) for k in REPEAT_FIELDS),
                            json.dumps(detail, sort_keys=True, default=str) if detail else None))
 
-    def task_results(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM task_results WHERE run_id = ?"
+    def _run_rows(self, table: str, run_id: int, variant: str | None) -> list[dict[str, Any]]:
+        """A run's rows of a per-task table (optionally one variant), in insertion order."""
+        sql = f"SELECT * FROM {table} WHERE run_id = ?"
         params: list[Any] = [run_id]
         if variant:
             sql += " AND variant = ?"
             params.append(variant)
-        rows = self._rows(sql + " ORDER BY id", params)
+        return self._rows(sql + " ORDER BY id", params)
+
+    def task_results(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
+        rows = self._run_rows("task_results", run_id, variant)
         for r in rows:
             if r.get("provenance"):
                 r["provenance"] = json.loads(r["provenance"])
@@ -783,12 +787,7 @@ class Store:
 
     def energy_repeats(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
         """The measured passes of each task (one per ``--repeats``), in task then pass order."""
-        sql = "SELECT * FROM energy_repeats WHERE run_id = ?"
-        params: list[Any] = [run_id]
-        if variant:
-            sql += " AND variant = ?"
-            params.append(variant)
-        rows = self._rows(sql + " ORDER BY id", params)
+        rows = self._run_rows("energy_repeats", run_id, variant)
         for r in rows:
             r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         return rows
