@@ -97,6 +97,8 @@ class RunsScreen(LiveTableScreen):
         for key, label, _ in COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#filter").display = False
+        if not self.app.store_ready():  # a damaged store: the app ends with its one-line error
+            return
         self.reload(first_paint=True)
         table.focus()
 
