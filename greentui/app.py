@@ -92,6 +92,7 @@ class GreentuiApp(App):
         #: published (a StoreChange) whenever the store's change token moved
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         self.recovered: list[int] = []  # runs found dead at start (store_ready)
+        self._first_frame_callbacks: list[Callable[[], object]] | None = []  # None once it is shown
         self.demo_busy = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -137,11 +138,26 @@ class GreentuiApp(App):
             self.notify("the queue is paused (Queue screen, p to resume)", severity="warning")
         # after the first frame: starting the runner imports the run service (schema, tasks), ~40 ms
         # of the UI's start otherwise (issue #12, P2)
-        self.call_after_refresh(self.ensure_runner)
+        self.after_first_frame(self.ensure_runner)
         self._token = self.store.change_token()
         self.set_interval(self.POLL_INTERVAL, self.poll_store, name="poll-store")
         if self.auto_demo:
             self.action_demo()
+
+    def after_first_frame(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once the first frame is on the screen (Textual's ``Ready``), or soon if it is.
+
+        Work that the first frame does not show (the rest of the first page, starting the runner)
+        waits for it, so the user sees the workbench as early as possible (P2)."""
+        if self._first_frame_callbacks is None:
+            self.call_later(callback)
+        else:
+            self._first_frame_callbacks.append(callback)
+
+    def on_ready(self) -> None:
+        callbacks, self._first_frame_callbacks = self._first_frame_callbacks or [], None
+        for callback in callbacks:
+            self.call_later(callback)
 
     def on_unmount(self) -> None:
         try:

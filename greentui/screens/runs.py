@@ -21,8 +21,8 @@ from ._live import LiveTableScreen
 from ._table import cursor_id
 
 PAGE = 100
-#: Rows drawn on the very first frame; the rest of the page follows 50 ms later (a timer, so the
-#: first frame is composited before the other rows are measured). DataTable
+#: Rows drawn on the very first frame; the rest of the page follows once that frame is on the screen
+#: (``GreentuiApp.after_first_frame``), so it is composited before the other rows are measured. DataTable
 #: renders every visible cell through Rich on its first paint (~0.3 ms a cell, 12 columns), which was
 #: the largest part of the UI's start (issue #12, P2). Later reloads draw the whole page at once.
 FIRST_PAINT_ROWS = 12
@@ -120,7 +120,8 @@ class RunsScreen(LiveTableScreen):
         for r in shown:
             table.add_row(*self.cells(r), key=str(r["id"]))
         if len(shown) < len(rows):
-            self.set_timer(0.05, lambda rest=rows[len(shown):], gen=self._fill_generation: self._fill_rest(rest, gen))
+            self.app.after_first_frame(lambda rest=rows[len(shown):], gen=self._fill_generation:
+                                       self._fill_rest(rest, gen))
         self.mark_sort_column(table)
         if cursor_key in self.rows:
             table.move_cursor(row=table.get_row_index(str(cursor_key)), animate=False)
