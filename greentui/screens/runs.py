@@ -138,13 +138,15 @@ class RunsScreen(LiveTableScreen):
         for r in rows:
             table.add_row(*self.cells(r), key=str(r["id"]))
 
-    def cells(self, r: dict) -> list:
+    def cells(self, r: dict) -> list[Text]:
+        """The row's cells as Rich ``Text``: a model or label with ``[`` in its name is shown as it is,
+        never read as markup (and no cell pays for markup parsing on the first frame, P2)."""
         partial = partial_mark(r)
         return [
-            "●" if r["id"] in self.selected else " ", str(r["id"]), model_label(r), r["kind"],
-            method_label(r), ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]) + partial,
-            num(r["avg_wh"], 4) + partial, ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]),
-            when(r["created_at"]),
+            Text("●" if r["id"] in self.selected else " "), Text(str(r["id"])), Text(model_label(r)),
+            Text(r["kind"]), Text(method_label(r)), Text(ratio_label(r)), status_cell(r["status"]),
+            Text(num(r["avg_acc"]) + partial), Text(num(r["avg_wh"], 4) + partial),
+            ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), Text(when(r["created_at"])),
         ]
 
     def mark_sort_column(self, table: DataTable) -> None:
@@ -243,7 +245,7 @@ class RunsScreen(LiveTableScreen):
             return
         self.selected ^= {run}
         table = self.query_one(DataTable)
-        table.update_cell(str(run), "sel", "●" if run in self.selected else " ")
+        table.update_cell(str(run), "sel", Text("●" if run in self.selected else " "))
         self.update_status()
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)
