@@ -246,11 +246,15 @@ async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
     s = Store(db_path(ws))
     mid = s.upsert_model("/models/m[red]x[/red]", name="org/m[red]x[/red]")
     s.create_run(mid, "baseline", {"model": "/models/m[red]x[/red]"}, status="done")
+    s.create_run(mid, "experiment", {"model": "/models/m[red]x[/red]"})  # queued
     s.close()
     app = app_for(ws)
     async with app.run_test(size=(160, 24)) as pilot:
-        await pilot.pause()
-        assert "org/m[red]x[/red]" in screen_text(app)
+        for key, screen in (("1", "RunsScreen"), ("2", "QueueScreen"), ("3", "ModelsScreen")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert type(app.screen).__name__ == screen
+            assert "org/m[red]x[/red]" in screen_text(app), screen
 
 
 async def test_ten_thousand_runs_first_screen(ws: Path) -> None:
@@ -333,7 +337,7 @@ async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
         table = app.screen.query_one(DataTable)
         labels = [str(c.label) for c in table.columns.values()]
         assert labels[8:12] == ["executor", "device/node", "job id", "job state"]
-        local, job, queued = (table.get_row(str(i)) for i in (ids["q1"], slurm, ids["q2"]))
+        local, job, queued = ([str(c) for c in table.get_row(str(i))] for i in (ids["q1"], slurm, ids["q2"]))
         assert local[8:12] == ["local", "cuda:0,1", "—", "—"]
         assert job[8:12] == ["slurm", "node7", "4242", "RUNNING"]
         assert queued[8:12] == ["local", "—", "—", "—"]

@@ -18,7 +18,7 @@ from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label,
 
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._table import cursor_id
+from ._table import cursor_id, plain_cells
 
 PAGE = 100
 #: Rows drawn on the very first frame; the rest of the page follows once that frame is on the screen
@@ -139,15 +139,11 @@ class RunsScreen(LiveTableScreen):
             table.add_row(*self.cells(r), key=str(r["id"]))
 
     def cells(self, r: dict) -> list[Text]:
-        """The row's cells as Rich ``Text``: a model or label with ``[`` in its name is shown as it is,
-        never read as markup (and no cell pays for markup parsing on the first frame, P2)."""
         partial = partial_mark(r)
-        return [
-            Text("●" if r["id"] in self.selected else " "), Text(str(r["id"])), Text(model_label(r)),
-            Text(r["kind"]), Text(method_label(r)), Text(ratio_label(r)), status_cell(r["status"]),
-            Text(num(r["avg_acc"]) + partial), Text(num(r["avg_wh"], 4) + partial),
-            ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), Text(when(r["created_at"])),
-        ]
+        return plain_cells(
+            "●" if r["id"] in self.selected else " ", r["id"], model_label(r), r["kind"], method_label(r),
+            ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
+            ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), when(r["created_at"]))
 
     def mark_sort_column(self, table: DataTable) -> None:
         """The sorted column's header carries ▼ (descending) or ▲, so ``s`` shows what it did."""
