@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -447,12 +448,18 @@ class Store:
                 c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
             return c.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
 
+    #: Store.list_runs orders that need every run's averages; any other order pages first
+    AGGREGATE_ORDERS = frozenset({"avg_acc", "avg_wh", "acc_ratio", "wh_ratio"})
+
     def list_runs(self, *, limit: int = 200, offset: int = 0, text: str | None = None,
                   statuses: Iterable[str] | None = None, model_id: int | None = None,
                   order: str = "id", descending: bool = True) -> list[dict[str, Any]]:
         """Run summaries for tables: own averages, the baseline's averages and their ratios.
 
         Paged (``limit``/``offset``) so that the UI shows its first screen at once with 10,000 runs.
+        Unless the order is by an average (``AGGREGATE_ORDERS``), the page's run ids are chosen first
+        and only their task results (and their baselines') are averaged: 10,000 runs list in ~2 ms,
+        not the ~27 ms of averaging every run (P2, the UI's first frame).
         """
         where, params = self._run_filter(text, statuses, model_id)
         order_sql = {"id": "r.id", "model": "m.ref", "status": "r.status", "avg_acc": "own.acc",
@@ -460,11 +467,24 @@ class Store:
                      "created": "r.created_at", "ratio": "json_extract(r.config, '$.prune_ratio')",
                      "method": "json_extract(r.config, '$.importance')",
                      "position": "r.position"}.get(order, "r.id")
+        direction = "DESC" if descending else "ASC"
+        ordering = f"ORDER BY {order_sql} {direction}, r.id {direction}"
+        if order in self.AGGREGATE_ORDERS:
+            page_cte, page_from, scope = "", "runs r", ""
+            tail, tail_params = f"{where} {ordering} LIMIT ? OFFSET ?", [*params, int(limit), int(offset)]
+        else:
+            page_cte = (f"page AS (SELECT r.id FROM runs r LEFT JOIN models m ON m.id = r.model_id {where} "
+                        f"{ordering} LIMIT ? OFFSET ?),")
+            page_from = "page CROSS JOIN runs r ON r.id = page.id"  # the page drives the join
+            scope = ("WHERE run_id IN (SELECT id FROM page UNION "
+                     "SELECT parent_run_id FROM runs WHERE id IN (SELECT id FROM page))")
+            tail, tail_params = ordering, []
+            params = [*params, int(limit), int(offset)]
         sql = f"""
-            WITH agg AS (
+            WITH {page_cte} agg AS (
                 SELECT run_id, variant, AVG(acc) AS acc, AVG(energy_kwh) * 1000.0 AS wh,
                        COUNT(*) AS tasks
-                FROM task_results GROUP BY run_id, variant)
+                FROM task_results {scope} GROUP BY run_id, variant)
             SELECT r.id, r.model_id, r.parent_run_id, r.kind, r.label, r.status, r.stage, r.device,
                    r.created_at, r.started_at, r.finished_at, r.params_before, r.params_after, r.error,
                    r.position, r.pid, r.executor, r.slot, r.cancel_requested, r.runner_id,
@@ -481,21 +501,19 @@ class Store:
                    base.acc AS base_acc, base.wh AS base_wh,
                    CASE WHEN base.acc > 0 THEN own.acc / base.acc END AS acc_ratio,
                    CASE WHEN base.wh > 0 THEN own.wh / base.wh END AS wh_ratio
-            FROM runs r
+            FROM {page_from}
             LEFT JOIN models m ON m.id = r.model_id
             LEFT JOIN agg own ON own.run_id = r.id AND own.variant =
                  (CASE WHEN r.kind = 'experiment' THEN 'pruned'
                   WHEN r.kind = 'reference' THEN COALESCE((SELECT 'pruned' FROM task_results t
                        WHERE t.run_id = r.id AND t.variant = 'pruned' LIMIT 1), 'vanilla') ELSE
                    COALESCE((SELECT variant FROM task_results t WHERE t.run_id = r.id LIMIT 1), 'vanilla') END)
-            LEFT JOIN agg base ON base.variant = 'vanilla' AND (
-                 (r.kind != 'reference' AND base.run_id = r.parent_run_id)
-                 OR (r.kind = 'reference' AND base.run_id = r.id AND own.variant = 'pruned'))
+            LEFT JOIN agg base ON base.variant = 'vanilla' AND base.run_id =  -- one key: an index lookup
+                 (CASE WHEN r.kind != 'reference' THEN r.parent_run_id
+                  WHEN own.variant = 'pruned' THEN r.id END)
             LEFT JOIN slurm_jobs sj ON sj.run_id = r.id
-            {where}
-            ORDER BY {order_sql} {'DESC' if descending else 'ASC'}, r.id {'DESC' if descending else 'ASC'}
-            LIMIT ? OFFSET ?"""
-        return self._rows(sql, [*params, int(limit), int(offset)])
+            {tail}"""
+        return self._rows(sql, [*params, *tail_params])
 
     def count_runs(self, *, text: str | None = None, statuses: Iterable[str] | None = None,
                    model_id: int | None = None) -> int:
@@ -1103,6 +1121,40 @@ def _check_integrity_once(conn: sqlite3.Connection, path: Path) -> None:
         raise GreentuiError(f"{path} is damaged (integrity check: {detail}); run `greentui doctor "
                             f"--runs-dir {path.parent}` to check it and recover what it can (it keeps a copy)")
     _INTEGRITY_CHECKED.add(key)
+
+
+def check_integrity_in_background(path: str | Path) -> Callable[[], None]:
+    """Start this process's integrity check of ``path`` on a thread; return the wait for its verdict.
+
+    Why: ``PRAGMA quick_check`` reads the whole file (~20 ms for 10,000 runs, more as the store grows)
+    and SQLite lets go of the GIL while it reads, so the TUI runs it on another core while Textual
+    builds its first screen (P2), then waits for the verdict before the first query. The check and its
+    one-line error are those of ``Store(path)``; the wait raises that ``GreentuiError``.
+    """
+    path = Path(path)
+    verdict: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                _check_integrity_once(conn, path)
+            finally:
+                conn.close()
+        except GreentuiError as exc:
+            verdict.append(exc)
+        except sqlite3.Error as exc:
+            verdict.append(explain(exc, path) or GreentuiError(f"{path} cannot be checked ({exc})"))
+
+    thread = threading.Thread(target=check, name="greentui-integrity", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if verdict:
+            raise verdict[0]
+
+    return wait
 
 
 def open_store(workspace: Path) -> Store:

@@ -16,7 +16,7 @@ Only torch-free modules are imported here (and never the CLI's command modules);
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from textual import work
@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from backend.errors import GreentuiError
 from backend.workspace import PACKAGE_DATA
-from backend.store import ChangeToken, Store
+from backend.store import ChangeToken, Store, check_integrity_in_background
 from backend.supervisor import recover_stale_runs, runner_pid
 from backend.workspace import db_path
 
@@ -82,16 +82,53 @@ class GreentuiApp(App):
         self.device = device
         self.manage_runner = manage_runner
         self.auto_demo = auto_demo
-        self.store = Store(db_path(self.workspace))
+        # The integrity check of a store reads all of it: it runs on a thread while Textual builds the
+        # first screen, and the first query waits for its verdict (store_ready; P2).
+        self.store = Store(db_path(self.workspace), check=False)
+        self._integrity_wait: Callable[[], None] | None = check_integrity_in_background(db_path(self.workspace))
+        #: the one-line error that ended the app (a damaged store…); run_workbench raises it
+        self.fatal_error: GreentuiError | None = None
         self._token: ChangeToken | None = None
         #: published (a StoreChange) whenever the store's change token moved
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
-        # before the first screen reads the store: a dead runner's run shows as interrupted at once
-        self.recovered: list[int] = recover_stale_runs(self.store)
+        self.recovered: list[int] = []  # runs found dead at start (store_ready)
+        self._first_frame_callbacks: list[Callable[[], object]] | None = []  # None once it is shown
         self.demo_busy = False
 
     # ------------------------------------------------------------------ lifecycle
+    def store_ready(self) -> bool:
+        """Wait for the store's integrity check; False (and ``fatal_error`` set) if the store is damaged.
+
+        The first screen calls this before its first query (it mounts before the app's on_mount, which
+        then ends the app: exiting while a screen mounts breaks Textual's mount)."""
+        if self._integrity_wait is not None:
+            wait, self._integrity_wait = self._integrity_wait, None
+            try:
+                wait()
+                # before the first screen reads the store: a dead runner's run shows as interrupted
+                self.recovered = recover_stale_runs(self.store)
+            except GreentuiError as exc:
+                self.fatal_error = exc
+        return self.fatal_error is None
+
+    def fail(self, error: GreentuiError) -> None:
+        """End the app on an error the user must act on; the CLI prints it as one line (exit code 2)."""
+        if self.fatal_error is None:
+            self.fatal_error = error
+        self.exit(return_code=2)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A store error that no handler caught (disk full, damaged page) ends the app as one line,
+        like the CLI's, not as a traceback; anything else is a bug and keeps Textual's traceback."""
+        if isinstance(error, GreentuiError):
+            self.fail(error)
+            return
+        super()._handle_exception(error)
+
     def on_mount(self) -> None:
+        if not self.store_ready():
+            self.exit(return_code=2)
+            return
         self.sub_title = str(self.workspace)
         if self.recovered:
             ids = ", ".join(map(str, self.recovered))
@@ -101,11 +138,26 @@ class GreentuiApp(App):
             self.notify("the queue is paused (Queue screen, p to resume)", severity="warning")
         # after the first frame: starting the runner imports the run service (schema, tasks), ~40 ms
         # of the UI's start otherwise (issue #12, P2)
-        self.call_after_refresh(self.ensure_runner)
+        self.after_first_frame(self.ensure_runner)
         self._token = self.store.change_token()
         self.set_interval(self.POLL_INTERVAL, self.poll_store, name="poll-store")
         if self.auto_demo:
             self.action_demo()
+
+    def after_first_frame(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once the first frame is on the screen (Textual's ``Ready``), or soon if it is.
+
+        Work that the first frame does not show (the rest of the first page, starting the runner)
+        waits for it, so the user sees the workbench as early as possible (P2)."""
+        if self._first_frame_callbacks is None:
+            self.call_later(callback)
+        else:
+            self._first_frame_callbacks.append(callback)
+
+    def on_ready(self) -> None:
+        callbacks, self._first_frame_callbacks = self._first_frame_callbacks or [], None
+        for callback in callbacks:
+            self.call_later(callback)
 
     def on_unmount(self) -> None:
         try:
@@ -294,4 +346,7 @@ class GreentuiApp(App):
 
 def run_workbench(workspace: Path, *, device: str = "auto", demo: bool = False) -> None:
     """Open the workbench on ``workspace`` (the console script's ``greentui``, ``tui`` and ``demo``)."""
-    GreentuiApp(workspace, device=device, auto_demo=demo).run()
+    app = GreentuiApp(workspace, device=device, auto_demo=demo)
+    app.run()
+    if app.fatal_error is not None:
+        raise app.fatal_error

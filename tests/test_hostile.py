@@ -4,6 +4,7 @@ loses nothing (no run left ``running``, no foreign file changed). Real SQLite, r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -142,6 +143,48 @@ def _damage(ws: Path, monkeypatch) -> None:
     data[3 * 4096:4 * 4096] = b"\xab" * 4096
     db_path(ws).write_bytes(bytes(data))
     monkeypatch.setattr(store_mod, "_INTEGRITY_CHECKED", set())  # a new process would check again
+
+
+def test_7_the_tui_on_a_damaged_store_ends_with_the_one_line_error(cli, workspace, monkeypatch):
+    """``greentui`` checks the store on a thread while the first screen is built (P2); a damaged store
+    still ends with the CLI's one-line error and exit code 2, before any query, with no traceback."""
+    from textual.app import App
+
+    _damage(workspace, monkeypatch)
+    before = md5(db_path(workspace))
+    headless = App.run
+
+    def run_headless(self, *args, **kwargs):
+        return headless(self, *args, **{**kwargs, "headless": True, "size": (80, 24)})
+
+    monkeypatch.setattr(App, "run", run_headless)
+    one_line_error(cli(), "damaged", "greentui doctor")
+    assert md5(db_path(workspace)) == before  # nothing was written to it
+
+
+async def test_7_a_store_error_no_handler_caught_ends_the_tui_as_one_line(workspace, monkeypatch):
+    """A store error raised in a handler (here the runs table damaged under the running app, then a
+    sort) ends the app with that one-line error instead of a traceback."""
+    from greentui.app import GreentuiApp
+
+    with Store(db_path(workspace)) as s:
+        s.create_run(None, "import", {}, status="done")
+    app = GreentuiApp(workspace, manage_runner=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.fatal_error is None
+        app.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        app.store.close()  # reopen on a damaged file: the page cache cannot hide the damage
+        with sqlite3.connect(db_path(workspace)) as conn:
+            root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        data = bytearray(db_path(workspace).read_bytes())
+        data[(root - 1) * 4096:root * 4096] = b"\xab" * 4096  # the runs table's root page
+        db_path(workspace).write_bytes(bytes(data))
+        app.store = Store(db_path(workspace), check=False)
+        app.screen.call_later(app.screen.action_sort)  # what `s` runs; a handler, not this test, raises
+        await asyncio.sleep(1.0)  # (a Pilot wait would wait for the dead handler's messages)
+    assert app.return_code == 2
+    assert "damaged" in str(app.fatal_error) and "\n" not in str(app.fatal_error)
 
 
 def test_7_a_damaged_page_is_reported_at_open_and_doctor_repairs(cli, workspace, monkeypatch):

@@ -148,6 +148,39 @@ def test_list_runs_summarises_against_the_baseline(tmp_path):
     assert [r["id"] for r in s.list_runs(order="avg_acc", descending=True)][0] == base
 
 
+@pytest.mark.parametrize("order", ["id", "model", "status", "avg_acc", "avg_wh", "acc_ratio", "wh_ratio",
+                                   "created", "ratio", "method", "position"])
+def test_list_runs_pages_agree_with_one_page_and_with_the_averages(tmp_path, order):
+    """Every sort key, both directions: pages of 2 join up to the one-page list, and each row's own and
+    baseline averages are those of its task results, whichever way the page was chosen (page-first for
+    plain keys, all averages first for the average keys)."""
+    s = Store(tmp_path / "g.db")
+    m1, m2 = s.upsert_model("/a", name="a", arch="llama"), s.upsert_model("/b", name="b", arch="llama")
+    base = s.create_run(m1, "baseline", {}, status="done")
+    runs = [base]
+    for i, (acc, wh) in enumerate([(0.6, 0.001), (0.4, 0.003), (0.7, 0.002)]):
+        run = s.create_run(m1 if i % 2 else m2, "experiment", {"importance": ["taylor", "l1", "random"][i],
+                           "prune_ratio": [0.2, 0.5, 0.3][i]}, parent_run_id=base, status="done")
+        s.save_task_results(run, [{"variant": "pruned", "task": "boolq", "acc": acc, "energy_kwh": wh}])
+        runs.append(run)
+    ref = s.create_run(m2, "reference", {}, status="done")  # a published pair: its own baseline
+    s.save_task_results(ref, [{"variant": "vanilla", "task": "boolq", "acc": 0.9, "energy_kwh": 0.004},
+                              {"variant": "pruned", "task": "boolq", "acc": 0.45, "energy_kwh": 0.002}])
+    runs += [ref, s.create_run(m1, "experiment", {}, status="failed", parent_run_id=base)]
+    s.save_task_results(base, [{"variant": "vanilla", "task": "boolq", "acc": 0.8, "energy_kwh": 0.002}])
+    expected = {base: (0.8, None), runs[1]: (0.6, 0.75), runs[2]: (0.4, 0.5), runs[3]: (0.7, 0.875),
+                ref: (0.45, 0.5), runs[-1]: (None, None)}
+    for descending in (True, False):
+        whole = s.list_runs(limit=100, order=order, descending=descending)
+        paged = [r for off in range(0, 6, 2) for r in s.list_runs(limit=2, offset=off, order=order,
+                                                                   descending=descending)]
+        assert paged == whole and sorted(r["id"] for r in whole) == sorted(runs)
+        for r in whole:
+            acc, ratio = expected[r["id"]]
+            assert r["avg_acc"] == pytest.approx(acc) and r["acc_ratio"] == pytest.approx(ratio), r
+    assert [r["id"] for r in s.list_runs(order="acc_ratio", limit=2)] == [runs[3], runs[1]]
+
+
 def test_delete_refuses_running_runs(tmp_path):
     s = Store(tmp_path / "g.db")
     r = s.create_run(None, "experiment", {}, status="running", pid=os.getpid())

@@ -120,12 +120,12 @@ async def test_runs_rows_ratios_and_navigation(seeded) -> None:
         assert isinstance(screen, RunsScreen)
         table = screen.query_one(DataTable)
         assert table.row_count == 5
-        row = table.get_row(str(ids["exp"]))
+        row = [str(cell) for cell in table.get_row(str(ids["exp"]))]
         assert row[2] == "org/tiny-llama" and row[4] == "taylor" and row[5] == "2/7"
         assert str(row[6]) == "done"
         # acc ratio and Wh ratio against the baseline
-        assert row[9].plain.startswith("0.") and float(row[10].plain) == pytest.approx(0.7, abs=1e-3)
-        assert table.get_row(str(ids["base"]))[4] == "vanilla"
+        assert row[9].startswith("0.") and float(row[10]) == pytest.approx(0.7, abs=1e-3)
+        assert str(table.get_row(str(ids["base"]))[4]) == "vanilla"
         # Enter opens the run detail; Escape comes back
         table.move_cursor(row=table.get_row_index(str(ids["exp"])))
         await pilot.press("enter")
@@ -196,7 +196,7 @@ async def test_runs_multiselect_requeue_and_delete_with_confirmation(seeded) -> 
         await pilot.press("space")
         await pilot.pause()
         assert screen.selected == {ids["exp"], ids["failed"]}
-        assert table.get_row(str(ids["exp"]))[0] == "●"
+        assert str(table.get_row(str(ids["exp"]))[0]) == "●"
         # re-queue with the same config
         before = app.store.count_runs()
         await pilot.press("R")
@@ -237,6 +237,24 @@ async def test_runs_picks_up_changes_from_another_process(seeded) -> None:
         await pilot.pause(1.2)
         row = app.screen.query_one(DataTable).get_row(str(ids["q1"]))
         assert str(row[6]) == "running"
+
+
+async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
+    """Cells are plain text: a model name that looks like Rich markup is shown, not interpreted."""
+    from tests.snapshot import screen_text
+
+    s = Store(db_path(ws))
+    mid = s.upsert_model("/models/m[red]x[/red]", name="org/m[red]x[/red]")
+    s.create_run(mid, "baseline", {"model": "/models/m[red]x[/red]"}, status="done")
+    s.create_run(mid, "experiment", {"model": "/models/m[red]x[/red]"})  # queued
+    s.close()
+    app = app_for(ws)
+    async with app.run_test(size=(160, 24)) as pilot:
+        for key, screen in (("1", "RunsScreen"), ("2", "QueueScreen"), ("3", "ModelsScreen")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert type(app.screen).__name__ == screen
+            assert "org/m[red]x[/red]" in screen_text(app), screen
 
 
 async def test_ten_thousand_runs_first_screen(ws: Path) -> None:
@@ -319,7 +337,7 @@ async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
         table = app.screen.query_one(DataTable)
         labels = [str(c.label) for c in table.columns.values()]
         assert labels[8:12] == ["executor", "device/node", "job id", "job state"]
-        local, job, queued = (table.get_row(str(i)) for i in (ids["q1"], slurm, ids["q2"]))
+        local, job, queued = ([str(c) for c in table.get_row(str(i))] for i in (ids["q1"], slurm, ids["q2"]))
         assert local[8:12] == ["local", "cuda:0,1", "—", "—"]
         assert job[8:12] == ["slurm", "node7", "4242", "RUNNING"]
         assert queued[8:12] == ["local", "—", "—", "—"]

@@ -10,6 +10,9 @@ catches up on resume). No screen is looked up by name or probed with ``getattr``
 
 from __future__ import annotations
 
+from contextlib import suppress
+from typing import Any
+
 from textual.screen import Screen
 from textual.worker import Worker
 
@@ -18,6 +21,16 @@ from ..signals import StoreChange
 
 class AppScreen(Screen):
     """A screen whose thread workers' failures reach the app's handler (a notification, never a crash)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A new screen is styled from the app's current stylesheet when it mounts, yet Textual re-parses
+        # every stylesheet (its parse cache cleared, then parsed twice more) when a mode's first screen
+        # carries an older CSS generation than the app's: ~40 ms of the first frame and of the first
+        # `2`/`3` (P2). So a screen starts at the current generation; a later theme change still
+        # refreshes it. (A private attribute: should Textual rename it, this only costs the 40 ms.)
+        with suppress(Exception):  # no running app (a screen built outside one)
+            self._css_update_count = self.app._css_update_count
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.app.on_worker_state_changed(event)

@@ -1,7 +1,10 @@
-"""The row key under a DataTable's cursor: the one helper every table screen uses."""
+"""What every table screen shares: plain-text cells and the row key under the cursor."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
@@ -21,3 +24,9 @@ def cursor_id(table: DataTable) -> int | None:
     """The highlighted row's key as a run id (tables keyed by run id)."""
     key = cursor_key(table)
     return int(key) if key is not None else None
+
+
+def plain_cells(*values: Any) -> list[Text]:
+    """Cells as Rich ``Text``: DataTable reads a ``str`` as markup, so a model or label named
+    ``m[red]x[/red]`` would lose its brackets (or fail to parse). ``Text`` values pass as they are."""
+    return [v if isinstance(v, Text) else Text(str(v)) for v in values]

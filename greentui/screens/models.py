@@ -22,7 +22,7 @@ from backend.runs import demo_model_built, demo_model_dir
 
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._table import cursor_key
+from ._table import cursor_key, plain_cells
 
 DEMO_KEY = "demo:"
 
@@ -86,9 +86,10 @@ class ModelsScreen(LiveTableScreen):
         table.clear()
         self.entries = dict(self.rows())
         for key, m in self.entries.items():
-            table.add_row(m.get("source") or "—", m.get("name") or m["ref"], m.get("arch") or "—",
-                          params(m.get("params")), _n(m.get("layers")), _n(m.get("heads")),
-                          _n(m.get("kv_heads")), size(m.get("size_bytes")), _n(m.get("runs")), key=key)
+            table.add_row(*plain_cells(m.get("source") or "—", m.get("name") or m["ref"], m.get("arch") or "—",
+                                       params(m.get("params")), _n(m.get("layers")), _n(m.get("heads")),
+                                       _n(m.get("kv_heads")), size(m.get("size_bytes")), _n(m.get("runs"))),
+                          key=key)
         if keep in self.entries:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
         self.show_details()

@@ -19,7 +19,7 @@ from backend.supervisor import live_runners
 from ..widgets.confirm import ConfirmScreen
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._table import cursor_id
+from ._table import cursor_id, plain_cells
 
 
 class QueueScreen(LiveTableScreen):
@@ -64,9 +64,9 @@ class QueueScreen(LiveTableScreen):
             asked = r.get("cancel_requested") or r.get("job_cancel_requested")
             status = status_cell("cancelling" if r["status"] in ("queued", "running") and asked
                                  else r["status"])
-            table.add_row(str(i), str(r["id"]), model_label(r), r["kind"], method_label(r), ratio_label(r),
-                          status, r["stage"] or "—", executor_label(r), where_label(r),
-                          r.get("job_id") or "—", r.get("job_state") or "—", when(r["created_at"]),
+            table.add_row(*plain_cells(i, r["id"], model_label(r), r["kind"], method_label(r), ratio_label(r),
+                                       status, r["stage"] or "—", executor_label(r), where_label(r),
+                                       r.get("job_id") or "—", r.get("job_state") or "—", when(r["created_at"])),
                           key=str(r["id"]))
         if keep is not None and str(keep) in {str(r["id"]) for r in rows}:
             table.move_cursor(row=table.get_row_index(str(keep)), animate=False)

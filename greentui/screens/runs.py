@@ -18,11 +18,11 @@ from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label,
 
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._table import cursor_id
+from ._table import cursor_id, plain_cells
 
 PAGE = 100
-#: Rows drawn on the very first frame; the rest of the page follows 50 ms later (a timer, so the
-#: first frame is composited before the other rows are measured). DataTable
+#: Rows drawn on the very first frame; the rest of the page follows once that frame is on the screen
+#: (``GreentuiApp.after_first_frame``), so it is composited before the other rows are measured. DataTable
 #: renders every visible cell through Rich on its first paint (~0.3 ms a cell, 12 columns), which was
 #: the largest part of the UI's start (issue #12, P2). Later reloads draw the whole page at once.
 FIRST_PAINT_ROWS = 12
@@ -97,6 +97,8 @@ class RunsScreen(LiveTableScreen):
         for key, label, _ in COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#filter").display = False
+        if not self.app.store_ready():  # a damaged store: the app ends with its one-line error
+            return
         self.reload(first_paint=True)
         table.focus()
 
@@ -118,7 +120,8 @@ class RunsScreen(LiveTableScreen):
         for r in shown:
             table.add_row(*self.cells(r), key=str(r["id"]))
         if len(shown) < len(rows):
-            self.set_timer(0.05, lambda rest=rows[len(shown):], gen=self._fill_generation: self._fill_rest(rest, gen))
+            self.app.after_first_frame(lambda rest=rows[len(shown):], gen=self._fill_generation:
+                                       self._fill_rest(rest, gen))
         self.mark_sort_column(table)
         if cursor_key in self.rows:
             table.move_cursor(row=table.get_row_index(str(cursor_key)), animate=False)
@@ -135,14 +138,12 @@ class RunsScreen(LiveTableScreen):
         for r in rows:
             table.add_row(*self.cells(r), key=str(r["id"]))
 
-    def cells(self, r: dict) -> list:
+    def cells(self, r: dict) -> list[Text]:
         partial = partial_mark(r)
-        return [
-            "●" if r["id"] in self.selected else " ", str(r["id"]), model_label(r), r["kind"],
-            method_label(r), ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]) + partial,
-            num(r["avg_wh"], 4) + partial, ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]),
-            when(r["created_at"]),
-        ]
+        return plain_cells(
+            "●" if r["id"] in self.selected else " ", r["id"], model_label(r), r["kind"], method_label(r),
+            ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
+            ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), when(r["created_at"]))
 
     def mark_sort_column(self, table: DataTable) -> None:
         """The sorted column's header carries ▼ (descending) or ▲, so ``s`` shows what it did."""
@@ -240,7 +241,7 @@ class RunsScreen(LiveTableScreen):
             return
         self.selected ^= {run}
         table = self.query_one(DataTable)
-        table.update_cell(str(run), "sel", "●" if run in self.selected else " ")
+        table.update_cell(str(run), "sel", Text("●" if run in self.selected else " "))
         self.update_status()
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)
