@@ -93,7 +93,7 @@ class RunsScreen(LiveTableScreen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label, _ in COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column(Text(label), key=key)  # Text: no markup parsing (nor Rich's emoji table)
         if not self.app.store_ready():  # a damaged store: the app ends with its one-line error
             return
         self.reload(first_paint=True)
