@@ -239,6 +239,8 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
         for key, tab in (("b", "bars"), ("p", "pareto")):
             await pilot.press(key)
             await shots.take(pilot, f"compare-four-{tab}")
+        await pilot.press("i")  # the full header: unfolded below 100 columns, folded above
+        await shots.take(pilot, "compare-four-details")
     problems += shots.problems
     assert not problems, "screens differ from tests/snapshots (scripts/update-snapshots regenerates " \
                          "them after an intended change):\n\n" + "\n\n".join(problems)

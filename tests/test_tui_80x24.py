@@ -1,10 +1,12 @@
 """80×24 as a first-class size and the readable-Compare rules (issue #12): pure functions first, then
-one Pilot walk through the keys at 80×24 on a seeded store."""
+Pilot walks at 80×24 on seeded stores (the keys; Compare's folded header and its details key)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from backend.report import Row
@@ -12,15 +14,17 @@ from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp
 from greentui.screens._ppl import perplexities, perplexity_line
-from greentui.screens.compare import merge_identical_baselines
+from greentui.screens.compare import CompareScreen, merge_identical_baselines
 from greentui.screens.queue import QueueScreen
 from greentui.screens.run_detail import RunDetailScreen
 from greentui.screens.runs import RunsScreen, partial_mark
-from greentui.widgets.bars import _dodge_labels, build_scatter_pareto
-from greentui.widgets.keys import HelpScreen, KeyFooter
+from greentui.widgets.bars import _dodge_labels, build_grouped_bars, build_scatter_pareto
+from greentui.widgets.compare_summary import CompareSummary, fit_title, fold_notices
+from greentui.widgets.keys import HelpScreen, KeyFooter, key_rows
 from greentui.widgets.radar import draw_radar, hidden_under, legend_rows
 
 from .conftest import pause_until
+from .test_snapshots import build_finished_demo, build_fixed_store
 from .test_tui import seed
 
 
@@ -52,6 +56,17 @@ def test_pareto_labels_dodge_and_front_and_noise_band_drawn() -> None:
     assert ys[0] != ys[1]                                       # the two labels no longer share a row
     out = build_scatter_pareto(70, 18, "t", pts, noise=0.03).plain
     assert "◆" in out and "#2 vanilla" in out and "#1 vanilla" in out
+
+
+def test_bar_caption_wraps_between_entries_at_80_columns() -> None:
+    tasks = ["ARC-c", "BoolQ", "PIQA"]
+    series = {f"#{i} pruned": [0.3, 0.6, 0.0] for i in range(2, 6)}
+    stderr = {name: [0.02, 0.02, 0.02] for name in series}
+    lines = build_grouped_bars(80, 18, "acc", tasks, series, stderr).plain.splitlines()
+    assert len(lines) == 18 and all(len(line) <= 80 for line in lines)
+    caption = " ".join(lines[-3:])
+    assert "whiskers (right of each bar) = ±1 stderr" in caption and "0 = measured zero" in caption
+    assert all(name in caption for name in series) and "…" not in caption
 
 
 def test_partial_average_is_marked() -> None:
@@ -110,3 +125,107 @@ async def test_keys_at_80x24(tmp_path: Path) -> None:
         await pilot.press("1")                                          # back to Runs, not to Run detail
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)
+
+
+# ------------------------------------------------------------- Compare's folded header at 80×24
+
+def test_folded_notices_stay_whole_and_count_the_rest() -> None:
+    notices = [Text("ppl↓ vanilla 72.6 · pruned 79.9 · +LoRA 76.2"), Text("accuracy near chance"),
+               Text("quality: estimate meter, n=1")]
+    wide = fold_notices(notices, 200).plain
+    assert wide.endswith("details: i") and all(n.plain in wide for n in notices)
+    line = fold_notices(notices, 78).plain
+    assert len(line) <= 78 and line.endswith("+1 more: i")
+    assert "accuracy near chance" in line and "quality" not in line        # whole notices, in order
+    tiny = fold_notices(notices, 40).plain
+    assert len(tiny) <= 40 and tiny.endswith("+2 more: i") and "…" in tiny
+    assert fold_notices([], 78).plain == "details: i"
+    assert fit_title(Text("x" * 100), 78).cell_len == 78
+
+
+def _radar_drawn(app) -> bool:
+    return isinstance(app.screen, CompareScreen) and any(r.region.height for r in app.screen.query("#radar-acc"))
+
+
+async def test_compare_header_folds_to_two_lines_and_i_shows_the_details(tmp_path: Path) -> None:
+    """Four runs and a merged baseline: before, the header took 7 lines, the radar 13 rows, Pareto 10."""
+    ids = build_fixed_store(tmp_path)
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_compare([ids["exp"], ids["exp2"], ids["exp3"], ids["exp4"]])
+        await pause_until(pilot, lambda: _radar_drawn(app), what="Compare's radar")
+        screen = app.screen
+        head, details = screen.query_one("#compare-head"), screen.query_one("#compare-details")
+        assert head.region.height <= 2 and not details.display
+        assert screen.query_one("#compare-tabs").region.y <= 3            # app header + 2 lines
+        assert screen.query_one("#radar-acc").region.height >= 17          # was 13
+        summary = screen.query_one(CompareSummary).render().plain.splitlines()
+        assert len(summary) == 2 and all(len(line) <= 78 for line in summary)
+        assert summary[0].startswith("Compare #2, #3, #5, #6") and "7 tasks" in summary[0]
+        assert "cpu_load-estimate" in summary[0]
+        assert "baseline #4 = #1 charted once" in summary[1] and summary[1].endswith(": i")
+        footer = screen.query_one(KeyFooter)
+        await pause_until(pilot, lambda: footer.query("FooterKey"), what="the footer's keys")
+        footer_keys = {k.action: k for k in footer.query("FooterKey")}
+        assert footer_keys["details"].region.right <= 80                   # i is in the footer at 80
+        assert ("this screen", "i", "Details") in [row[:3] for row in key_rows(screen)]  # and in Help
+        await pilot.press("p")
+        await pilot.pause()
+        assert screen.query_one("#pareto-chart").region.height >= 14       # was 10
+        await pilot.press("i")
+        await pilot.pause()
+        assert details.display and not screen.query_one(CompareSummary).display
+        full = str(screen.query_one("#compare-title", Static).render())
+        assert "quality #2: meter estimate · shortest window" in full and "quality #3:" in full
+        assert "baseline #4 = #1 (same items, same accuracies)" in full
+        await pilot.press("escape")                                        # Esc closes the details first
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen) and not details.display
+
+
+@pytest.mark.slow
+async def test_compare_details_default_follows_the_width(tmp_path: Path) -> None:
+    """Wide: the full header by default and i folds it; narrow again: folded; Esc then goes back."""
+    ids = build_fixed_store(tmp_path)
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.open_compare([ids["exp"], ids["exp2"]])
+        await pause_until(pilot, lambda: _radar_drawn(app), what="Compare's radar")
+        screen = app.screen
+        details, summary = screen.query_one("#compare-details"), screen.query_one(CompareSummary)
+        assert details.display and not summary.display
+        await pilot.press("i")
+        await pilot.pause()
+        assert not details.display and summary.display and summary.region.height == 2
+        await pilot.press("i")
+        await pilot.pause()
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        assert not details.display and summary.display
+        await pilot.press("question_mark")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        assert ["i", "Details"] in [list(table.get_row_at(i)[:2]) for i in range(table.row_count)]
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_compare_demo_header_keeps_the_perplexity_story_at_80x24(tmp_path: Path) -> None:
+    run = build_finished_demo(tmp_path)
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_compare([run])
+        await pause_until(pilot, lambda: _radar_drawn(app), what="Compare's radar")
+        screen = app.screen
+        assert screen.query_one("#compare-head").region.height <= 2        # was 8
+        assert screen.query_one("#radar-acc").region.height >= 17          # was 12
+        line = screen.query_one(CompareSummary).render().plain.splitlines()[1]
+        assert "vanilla 72.6 · pruned 79.9 · +LoRA 76.2" in line and "near chance" in line
+        await pilot.press("i")
+        await pilot.pause()
+        ppl = str(screen.query_one("#compare-ppl", Static).render())
+        assert "pruned+LoRA 76.2" in ppl and "trained on the shipped text" in ppl
+        assert "quality #2:" in str(screen.query_one("#compare-title", Static).render())

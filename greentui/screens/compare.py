@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,27 +24,21 @@ from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from backend.fmt import method_label, ratio_label
 from backend.report import SHORT, Row, study_tables
+from backend.trust import Badge, quality_badge
 
 from ..widgets.bars import GroupedBars, ScatterPareto, pareto_front
 from ..widgets.compare_energy import CompareEnergy
+from ..widgets.compare_summary import CompareSummary
 from ..widgets.radar import RadarChart
 from ..signals import StoreChange
 from ..widgets.keys import KeyFooter
 from ._live import WatchingScreen
-from ._ppl import chance_note, perplexity_line
+from ._ppl import chance_note, perplexities, perplexity_line
 
 
 def series_name(row: Row, single_pair: bool) -> str:
     ref = " (ref)" if row.kind == "reference" else ""
     return row.variant + ref if single_pair else f"#{row.run_id} {row.variant}{ref}"
-
-
-def quality_line(store, run_id: int) -> str:
-    """The run's quality badge, one line (meter, shortest window, idle, CV, drift, sharing)."""
-    from rich.markup import escape
-
-    from backend.trust import quality_badge
-    return escape(quality_badge(store, run_id).label())
 
 
 def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str, float, float, bool]]:
@@ -68,14 +63,30 @@ def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str
     return out
 
 
+_TABS = Binding.Group("Tabs", compact=True)
+
+
 class CompareScreen(WatchingScreen):
+    """Radar, bars, ratio table, Pareto and energy of the runs; the full header folds below 100 columns.
+
+    Below 100 columns (the app's ``-narrow`` class) the header is two lines (``CompareSummary``) and
+    the full one (every quality line, merged baselines, perplexity, the demo note) is behind ``i``,
+    so the charts get the rows. ``i`` toggles it at any width; Esc first closes it where it was opened.
+    """
+
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("r", "tab('radar')", "Radar"),
-        Binding("b", "tab('bars')", "Bars"),
-        Binding("t", "tab('table')", "Table"),
-        Binding("p", "tab('pareto')", "Pareto"),
-        Binding("e", "tab('energy')", "Energy"),
+        Binding("escape", "back", "Back", tooltip="Close the details (when opened with i), else back"),
+        Binding("i", "details", "Details", tooltip="Show or hide the full header: each run's measurement "
+                "quality (meter, shortest window, idle, repeats CV, temperature drift, device sharing), "
+                "merged baselines, perplexity and notes (folded into two lines below 100 columns)"),
+        Binding("r", "tab('radar')", "Radar", tooltip="Radar of accuracy and Wh per task", group=_TABS),
+        Binding("b", "tab('bars')", "Bars", tooltip="Grouped bars per task with ±stderr", group=_TABS),
+        Binding("t", "tab('table')", "Table", tooltip="Ratio table and which differences are noise",
+                group=_TABS),
+        Binding("p", "tab('pareto')", "Pareto", tooltip="Average accuracy vs average Wh of the model's runs",
+                group=_TABS),
+        Binding("e", "tab('energy')", "Energy", tooltip="Energy per task, paper vs yours, J/token",
+                group=_TABS),
         Binding("w", "swap_chart", "Acc/Wh", tooltip="Narrow terminals show one radar/bar chart at a time: "
                 "switch between accuracy and energy"),
     ]
@@ -87,8 +98,11 @@ class CompareScreen(WatchingScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="compare-title")
-        yield Static("", id="compare-ppl")
+        with Vertical(id="compare-head"):
+            yield CompareSummary(id="compare-summary")
+            with Vertical(id="compare-details"):
+                yield Static("", id="compare-title")
+                yield Static("", id="compare-ppl")
         with TabbedContent(initial=self.initial_tab, id="compare-tabs"):
             with TabPane("Radar", id="radar"):
                 with Horizontal(classes="charts"):
@@ -128,7 +142,9 @@ class CompareScreen(WatchingScreen):
         store = self.app.store
         ids = [i for i in self.run_ids if store.get_run(i)]
         if not ids:
-            self.query_one("#compare-title", Static).update("[b red]none of these runs exist any more[/]")
+            gone = "[b red]none of these runs exist any more[/]"
+            self.query_one("#compare-title", Static).update(gone)
+            self.query_one(CompareSummary).show(Text.from_markup(gone), [])
             return
         tables = study_tables(store, ids)
         tasks: list[str] = tables["tasks"]
@@ -156,13 +172,29 @@ class CompareScreen(WatchingScreen):
         for keep in sorted(set(merged.values())):
             dups = ", ".join(f"#{d}" for d, k in merged.items() if k == keep)
             notes.append(f"baseline {dups} = #{keep} (same items, same accuracies): charted once as #{keep}")
+        # every measured run's badge feeds the folded line; the full header lists the first two (the
+        # Energy tab lists them all)
+        badges = {i: quality_badge(store, i) for i in ids[:8] if i not in refs}
         self.query_one("#compare-title", Static).update(
             f"[b]Compare[/b] runs {runs} {what} · {len(tasks)} task(s) · meters: {', '.join(meters) or '—'}"
             + (f" · [b]reference[/b] (published) run(s) {', '.join(f'#{i}' for i in refs)}" if refs else "")
-            + "".join(f"\n[dim]quality #{i}:[/] {quality_line(store, i)}" for i in ids[:2] if i not in refs)
+            + "".join(f"\n[dim]quality #{i}:[/] {escape(b.label())}" for i, b in list(badges.items())[:2])
             + "".join(f"\n[dim]{n}[/]" for n in notes)
             + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
         self.fill_perplexity(ids)
+        # the folded header (below 100 columns): the same facts, the most important first
+        title = Text.assemble(("Compare", "bold"), f" {short_runs(ids)} {what} · {len(tasks)} tasks · ",
+                              ", ".join(meters) or "no meter")
+        folded = self.perplexity_notices(ids)
+        folded += [Text(f"baseline {', '.join(f'#{d}' for d, k in merged.items() if k == keep)} = #{keep} "
+                        "charted once") for keep in sorted(set(merged.values()))]
+        if refs:
+            folded.append(Text(f"published reference {', '.join(f'#{i}' for i in refs)}"))
+        if not acc:
+            folded.append(Text("no task results yet", "dim"))
+        if badges:
+            folded.append(Text(quality_short(badges)))
+        self.query_one(CompareSummary).show(title, folded, hint="i")
 
     def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
         table = self.query_one("#ratio-table", DataTable)
@@ -218,11 +250,29 @@ class CompareScreen(WatchingScreen):
             points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {run.get('model_name') or run.get('model_ref')}")
         front = pareto_front(points)
         band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
-                "them cannot be told apart." if noise else "")
+                "them are within noise." if noise else "")
         self.query_one("#pareto-note", Static).update(
-            (f"Upper left is better. ◆ = Pareto front ({len(front)} run(s)"
-             + (", green line)." if len(front) > 1 else "; it beats the others on both axes).") + band)
+            (f"Upper left is better. ◆ Pareto front ("
+             + (f"{len(front)} runs, green line)." if len(front) > 1 else "1 run: it beats the others on both axes).")
+             + band)
             if points else "[dim]no finished runs of this model with energy figures yet[/]")
+
+    def perplexity_notices(self, ids: list[int]) -> list[Text]:
+        """The folded header's perplexity figures (one per run that has them) and the demo's caveat."""
+        store = self.app.store
+        out, caveat = [], False
+        for i in ids:
+            run = store.get_run(i)
+            if run is None:
+                continue
+            ppl = perplexities(store, run)
+            if ppl:
+                figures = " · ".join(f"{name.replace('pruned+', '+')} {value:.1f}" for name, value in ppl.items())
+                out.append(Text(("" if len(ids) == 1 else f"#{i} ") + f"ppl↓ {figures}"))
+            caveat = caveat or bool(chance_note(run))
+        if caveat:
+            out.append(Text("accuracy near chance"))
+        return out
 
     def fill_perplexity(self, ids: list[int]) -> None:
         """WikiText-2 perplexity per run (vanilla, pruned before LoRA, after LoRA) and the demo's caveat."""
@@ -244,7 +294,18 @@ class CompareScreen(WatchingScreen):
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
+        if self.has_class("-details-on"):  # opened with i where it is folded: Esc closes it first
+            self.remove_class("-details-on")
+            return
         self.app.pop_screen()
+
+    def action_details(self) -> None:
+        """Show or hide the full header; the default (shown when wide, folded when narrow) needs no class."""
+        wanted = not self.query_one("#compare-details").display
+        by_default = not self.has_class("-narrow")
+        self.remove_class("-details-on", "-details-off")
+        if wanted != by_default:
+            self.add_class("-details-on" if wanted else "-details-off")
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -258,6 +319,28 @@ class CompareScreen(WatchingScreen):
             b.set_class(a_second, "second")
         if "-narrow" not in self.classes:
             self.notify("both charts are shown at this width; w swaps them below 100 columns")
+
+
+def short_runs(ids: list[int], most: int = 6) -> str:
+    """``#2, #3, #5`` — or, for many runs, the first few and the count, so the title stays one line."""
+    if len(ids) <= most:
+        return ", ".join(f"#{i}" for i in ids)
+    return ", ".join(f"#{i}" for i in ids[:most - 2]) + f" … #{ids[-1]} ({len(ids)} runs)"
+
+
+def quality_short(badges: dict[int, Badge]) -> str:
+    """The quality badges in a few words: meter kind and repeats (CV and a shared device when known)."""
+    def one(b: Badge) -> str:
+        text = f"{b.meter} meter, n={b.repeats}"
+        if b.max_cv is not None:
+            text += f", CV ≤{b.max_cv * 100:.1f} %"
+        if b.shared_device:
+            text += ", device shared with " + ", ".join(f"#{i}" for i in b.shared_device)
+        return text
+    forms = {i: one(b) for i, b in badges.items()}
+    if len(set(forms.values())) == 1:
+        return "quality: " + next(iter(forms.values()))
+    return "quality " + "; ".join(f"#{i}: {f}" for i, f in forms.items())
 
 
 def average_noise(acc: list[Row]) -> float | None:

@@ -25,6 +25,7 @@ from textual.widgets import Static
 from backend.tasks.registry import TASK_LABELS
 
 from ._plotext import MIN_HEIGHT, MIN_WIDTH, PLOTEXT_COLORS, build_figure, message
+from .radar import wrap_entries
 
 Value = float | None
 
@@ -65,9 +66,9 @@ def build_grouped_bars(
 ) -> Text:
     """A grouped bar chart (one group per task, one bar per series) as ``width`` x ``height`` Text.
 
-    The last line is a caption: legend in series colours, ``whiskers = ±1 stderr`` when error
-    bars are drawn, and which values were missing (drawn as empty bars, never as zeros that
-    could pass for measurements).
+    The last lines are the caption, wrapped between entries so none is cut at 80 columns: legend in
+    series colours, ``whiskers = ±1 stderr`` when error bars are drawn, and which values were
+    missing (drawn as empty bars, never as zeros that could pass for measurements).
     """
     width, height = int(width), int(height)
     names = [n for n in series]
@@ -120,25 +121,25 @@ def build_grouped_bars(
         if y_label:
             plt.ylabel(y_label)
 
-    chart = build_figure(width, height - 1, draw)
-    caption = Text(no_wrap=True, overflow="ellipsis", end="")
+    entries: list[Text] = []
     zeros = any(v == 0 for n in names for v in series[n] if v is not None)
     for name, col in zip(names, cols):
-        caption.append("██ ", col)
-        caption.append(f"{name}  ")
+        entries.append(Text.assemble(("██ ", col), name))
     if errs is not None:
-        caption.append("whiskers (right of each bar) = ±1 stderr  ", "dim")
+        entries.append(Text("whiskers (right of each bar) = ±1 stderr", "dim"))
     if zeros:
-        caption.append("0 = measured zero  ", "dim")
+        entries.append(Text("0 = measured zero", "dim"))
     missing = [f"{t} ({n})" for n in names for t, v in zip(tasks, series[n]) if v is None or v != v]
     if missing:
-        caption.append("n/a: " + ", ".join(missing) + "  ", "dim")
+        entries.append(Text("n/a: " + ", ".join(missing), "dim"))
     if shortened:
-        caption.append(
-            " ".join(f"{_abbrev(t, room)}={t}" for t in tasks if _abbrev(t, room) != t), "dim"
-        )
-    caption.truncate(width, overflow="ellipsis")
-    return Text("\n", end="").join([chart, caption])
+        entries.append(Text(" ".join(f"{_abbrev(t, room)}={t}" for t in tasks if _abbrev(t, room) != t), "dim"))
+    # the caption wraps between entries (never cut mid-entry) while the plot keeps most of the rows
+    caption = wrap_entries(entries, width)[: max(1, (height - MIN_HEIGHT) // 2)]
+    for line in caption:
+        line.no_wrap, line.end = True, ""
+    chart = build_figure(width, height - len(caption), draw)
+    return Text("\n", end="").join([chart, *caption])
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, float, float]]:

@@ -47,6 +47,7 @@ class CompareEnergy(Vertical):
     CompareEnergy #energy-text { height: auto; }
     CompareEnergy #energy-scroll { height: 1fr; }
     CompareEnergy EfficiencyChart { height: 14; min-height: 8; }
+    CompareEnergy EfficiencyChart.-empty { height: 1; min-height: 1; }
     """
 
     def compose(self) -> ComposeResult:
@@ -65,7 +66,11 @@ class CompareEnergy(Vertical):
             lines += ["  " + escape(x) for x in pvy]
         if sec["rows"]:
             lines.append("[b]per (run, variant), mean over tasks[/b]: Wh total · above idle · J/token · J/correct")
+            shown: set[tuple[int, str]] = set()
             for er in sec["rows"]:
+                if (er.run_id, er.variant) in shown:  # a baseline shared by two experiments: once
+                    continue
+                shown.add((er.run_id, er.variant))
                 mark = " (reference)" if er.kind == "reference" else ""
                 a = er.avg
                 lines.append(f"  #{er.run_id} {escape(er.model)}{mark} {er.variant}: {_f(a['wh'])} · "
@@ -91,3 +96,4 @@ class CompareEnergy(Vertical):
             chart.update_data(series, table3, title=f"J/token vs batch size — run #{rid}")
         else:
             chart.update_data({}, [], title="J/token vs batch size")
+        chart.set_class(not sec["efficiency"], "-empty")  # no points: one line, the rows go to the text

@@ -28,7 +28,7 @@ def build_efficiency_chart(width: int, height: int, title: str, series: Mapping[
     batches = sorted({b for pts in series.values() for b, _ in pts})
     drawn = {n: [(b, y) for b, y in pts if y is not None] for n, pts in series.items()}
     if not batches or not any(drawn.values()):
-        return message(f"{title}: no efficiency points (run with --efficiency-batches 1,8,32)", width, height)
+        return message(f"{title}: no efficiency points (--efficiency-batches 1,8,32)", width, height)
     if width < MIN_WIDTH or height < MIN_HEIGHT + 1:
         return message("(too small)", width, height)
     pos = {b: i + 1 for i, b in enumerate(batches)}

@@ -297,16 +297,23 @@ def legend_rows(names: Sequence[str], styles: Mapping[str, str], hidden: Mapping
         entries.append(Text(f"{MISSING_MARK} missing", "dim"))
     if normalised:
         entries.append(Text("(per task, best = 1)", "dim"))
+    return wrap_entries(entries, width)
+
+
+def wrap_entries(entries: Sequence[Text], width: int, gap: int = 2) -> list[Text]:
+    """Legend/caption entries on lines of at most ``width`` cells, ``gap`` spaces apart; an entry is
+    never split across lines (one longer than a line is shortened with an ellipsis)."""
     lines: list[Text] = []
     line = Text()
     for entry in entries:
+        entry = entry.copy()
         if entry.cell_len > width:
             entry.truncate(width, overflow="ellipsis")
-        if line.cell_len and line.cell_len + 2 + entry.cell_len > width:
+        if line.cell_len and line.cell_len + gap + entry.cell_len > width:
             lines.append(line)
             line = Text()
         if line.cell_len:
-            line.append("  ")
+            line.append(" " * gap)
         line.append_text(entry)
     if line.cell_len:
         lines.append(line)
@@ -404,4 +411,5 @@ __all__ = [
     "normalise",
     "radar_frame",
     "radar_points",
+    "wrap_entries",
 ]
