@@ -199,9 +199,13 @@ async def test_compare_details_default_follows_the_width(tmp_path: Path) -> None
         assert not details.display and summary.display and summary.region.height == 2
         await pilot.press("i")
         await pilot.pause()
+        table = screen.query_one("#ratio-table", DataTable)
+        assert [c.value for c in table.columns][-2:] == ["avg", "ratio"]        # the paper's order when wide
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.3)
         assert not details.display and summary.display
+        # narrow: Avg and Ratio next to the variant, on screen without scrolling
+        assert [c.value for c in table.columns][:5] == ["metric", "run", "variant", "avg", "ratio"]
         await pilot.press("question_mark")
         await pilot.pause()
         table = app.screen.query_one(DataTable)

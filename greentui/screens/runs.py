@@ -82,9 +82,7 @@ class RunsScreen(LiveTableScreen):
         self._fill_generation = 0  # a reload cancels the first page's pending fill
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield Input(placeholder="filter: model, status, method, kind, id… (Enter applies, Esc clears)",
-                    id="filter")
+        yield Header()  # the filter box (#filter) is mounted here on the first `/` (filter_box)
         yield Static(EMPTY_TEXT, id="empty")
         table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield table
@@ -95,8 +93,7 @@ class RunsScreen(LiveTableScreen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label, _ in COLUMNS:
-            table.add_column(label, key=key)
-        self.query_one("#filter").display = False
+            table.add_column(Text(label), key=key)  # Text: no markup parsing (nor Rich's emoji table)
         if not self.app.store_ready():  # a damaged store: the app ends with its one-line error
             return
         self.reload(first_paint=True)
@@ -181,8 +178,19 @@ class RunsScreen(LiveTableScreen):
         return [run] if run is not None else []
 
     # ------------------------------------------------------------------ actions
+    def filter_box(self, create: bool = True) -> Input | None:
+        """The filter box, mounted on the first ``/``: the first frame needs neither an Input nor its
+        stylesheet (P2)."""
+        boxes = self.query("#filter").results(Input)
+        box = next(boxes, None)
+        if box is None and create:
+            box = Input(placeholder="filter: model, status, method, kind, id… (Enter applies, Esc clears)",
+                        id="filter")
+            self.mount(box, before="#empty")
+        return box
+
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box()
         box.display = True
         box.focus()
 
@@ -199,8 +207,8 @@ class RunsScreen(LiveTableScreen):
             self.query_one(DataTable).focus()
 
     def action_clear(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.has_focus or self.filter_text:
+        box = self.filter_box(create=False)
+        if box is not None and (box.has_focus or self.filter_text):
             box.value = ""
             box.display = False
             self.filter_text = ""
