@@ -25,6 +25,10 @@ checks that the CLI flags and the form's fields stay the same set. Keywords of `
   flag switches away from the default (default False: ``--flag`` sets True; default True: sets False).
 * ``widget``: ``text`` (default), ``select`` (give ``choices``), ``checkbox`` (bools; ``invert=True``
   shows ``not value``), ``tasks`` (multi-select), ``model``.
+* ``essential=True`` puts the field in the part of the New-run form built when it opens (the study's
+  main knobs: model, prune ratio, ignore first/last, LoRA steps, tasks, limit); every other field sits
+  in its group's fold, composed the first time the user opens it. Keep this set small: each field
+  costs the form's opening time.
 * ``check=`` a function ``(value, cfg) -> reason | None`` (helpers: ``at_least``, ``positive``,
   ``one_of``); ``when=`` a function ``(cfg) -> bool`` that limits the check (e.g. pruning on);
   ``parse=``/``format=`` for text that is not a plain int/float/str.
@@ -233,19 +237,20 @@ class RunConfig:
     """Everything that defines a run; defaults reproduce the GreenPruning study."""
 
     model: str = setting("", label="model", help="HF id, local model directory, or a model already in the "
-                         "workspace", group="model", flag="", widget="model", check=_model)
+                         "workspace", group="model", flag="", widget="model", check=_model, essential=True)
     # pruning (backend.prune)
     no_prune: bool = setting(False, label="prune", help="evaluate the vanilla model only (no pruning)",
-                             group="pruning", widget="checkbox", invert=True)
+                             group="pruning", widget="checkbox", invert=True, essential=True)
     importance: str = setting("taylor", label="method", help="importance criterion, or layer-drop",
                               group="pruning", aliases=("--method",), widget="select", choices=METHODS,
-                              check=one_of(METHODS, "method"), when=_pruning)
+                              check=one_of(METHODS, "method"), when=_pruning, essential=True)
     prune_ratio: float = setting(2 / 7, label="prune ratio", help="fraction of parameters to remove, e.g. 2/7 "
-                                 "or 0.25", group="pruning", type="ratio", check=_ratio, when=_pruning)
+                                 "or 0.25", group="pruning", type="ratio", check=_ratio, when=_pruning,
+                                 essential=True)
     ignore_first: int = setting(4, label="ignore first", help="leading layers kept whole", group="pruning",
-                                check=at_least(0), when=_pruning)
+                                check=at_least(0), when=_pruning, essential=True)
     ignore_last: int = setting(4, label="ignore last", help="trailing layers kept whole", group="pruning",
-                               check=at_least(0), when=_pruning)
+                               check=at_least(0), when=_pruning, essential=True)
     round_to: int = setting(8, label="round widths to", help="keep head/channel counts multiples of this",
                             group="pruning", check=at_least(1), when=_pruning)
     calib_samples: int = setting(10, label="calibration samples", help="Taylor importance batches",
@@ -266,7 +271,7 @@ class RunConfig:
                                          group="pruning", type="ratio", check=_target_ratio, when=_pruning)
     # LoRA recovery (backend.finetune)
     no_lora: bool = setting(False, label="LoRA recovery", help="skip LoRA recovery", group="LoRA recovery",
-                            widget="checkbox", invert=True)
+                            widget="checkbox", invert=True, essential=True)
     lora_r: int = setting(8, label="LoRA r", help="LoRA rank", group="LoRA recovery",
                           check=at_least(1, "LoRA rank must be"), when=_lora)
     lora_alpha: int = setting(16, label="LoRA α", help="LoRA scaling", group="LoRA recovery",
@@ -275,7 +280,7 @@ class RunConfig:
                                   group="LoRA recovery", check=at_least(0), when=_lora)
     lora_steps: int | None = setting(200, label="LoRA steps", help="optimizer steps; empty when epochs are "
                                      "given", group="LoRA recovery", check=_lora_steps, when=_lora,
-                                     unset_by="lora_epochs")
+                                     unset_by="lora_epochs", essential=True)
     lora_epochs: float | None = setting(None, label="LoRA epochs", help="passes over the data instead of "
                                         "steps; empty = use steps", group="LoRA recovery",
                                         check=positive("LoRA epochs"), when=_lora)
@@ -290,9 +295,9 @@ class RunConfig:
     # evaluation (backend.evaluate)
     tasks: list[str] = setting(list(STUDY_TASKS), label="tasks", help="comma-separated task names, or 'all' "
                                "(the study's seven)", group="evaluation", widget="tasks", choices=STUDY_TASKS,
-                               parse=parse_tasks, format=_tasks_text, check=_tasks)
+                               parse=parse_tasks, format=_tasks_text, check=_tasks, essential=True)
     limit: int | None = setting(None, label="limit", help="items per task; empty = the whole split",
-                                group="evaluation", check=at_least(1, "limit must be"))
+                                group="evaluation", check=at_least(1, "limit must be"), essential=True)
     num_fewshot: int = setting(0, label="few-shot", help="examples in the prompt", group="evaluation",
                                check=at_least(0, "few-shot count must be"))
     batch_size: str = setting("auto", label="eval batch", help="'auto' or an integer", group="evaluation",

@@ -119,6 +119,8 @@ class Setting:
     when: Callable[[Any], bool] | None = None  # validate only when this holds (e.g. pruning is on)
     unset_by: str | None = None  # CLI: when that setting is given and this one is not, this is None
     repeatable: bool = False     # CLI: the flag may be given several times (a list); the form splits text
+    essential: bool = False      # the New-run form shows it at once; the others wait in their group's fold,
+    #                              built when first opened (the form opens in < 0.5 s; issue #12)
 
     # ------------------------------------------------------------------ text in and out
     def from_text(self, text: str) -> Any:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .common import REPO, header_lines, machine_info, table_lines
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO")  # DEMO: `d` to finished demo run (bench/demo_time.py)
+FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO", "FORM")  # DEMO: `d` to finished demo run (bench/demo_time.py);
+# FORM: `n` on Runs to a usable New-run form (bench/form_open.py)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size or ("tiny" if quick else "small")
     eval_size = args.eval_size or ("tiny" if quick else "small")
     limit = args.limit or (1 if quick else 5)
-    reps = {"P1": 2 if quick else 5, "P2": 2 if quick else 9, "P3": 1 if quick else 4, "P5": 1 if quick else 2}
+    reps = {"P1": 2 if quick else 5, "P2": 2 if quick else 9, "P3": 1 if quick else 4, "P5": 1 if quick else 2,
+            "FORM": 2 if quick else 9}
     if args.repeats:
         reps = {k: args.repeats for k in reps}
 
@@ -115,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import demo_time
             log("Demo time (d to finished) …")
             rows += demo_time.run(work, log=log)
+        if "FORM" in only:
+            from . import form_open
+            log("FORM New-run form open …")
+            rows += form_open.run(work, repeats=reps["FORM"], n_runs=200 if quick else form_open.N_RUNS, log=log)
         if "P5" in only:
             from . import p5_memory
             log("P5 pruning memory …")

@@ -7,8 +7,10 @@ Real store, real Textual Pilot, real config.json files (no weights: the checks n
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Label, Select, Static
 
 from backend.form_advice import estimate, model_checks, model_size, rates
@@ -18,7 +20,10 @@ from backend.store import Store
 from backend.tasks.registry import bundled_data_dir, data_source
 from backend.workspace import db_path
 from greentui.app import GreentuiApp
-from greentui.screens.new_run import NewRunScreen
+from greentui.screens import new_run
+from greentui.screens.new_run import FOLD_OF, NewRunScreen, widget_value
+from greentui.widgets.fold import Fold
+from greentui.widgets.plan_panel import PlanPanel
 
 SHIPPED = Path(__file__).resolve().parent.parent / "backend" / "data" / "demo-model" / "config.json"
 
@@ -86,6 +91,10 @@ async def test_prefilled_from_last_run_and_presets(tmp_path: Path) -> None:
         assert form.read()[0].to_dict() == RunConfig(model="org/m").to_dict()
         form.query_one("#preset", Select).value = "quick"
         await pilot.pause()
+        assert form.read()[0].to_dict() == quick.to_dict()  # the folded fields (LoRA lr, data dir …) too
+        await form.open_folds()
+        await pilot.pause()
+        assert value(form, "lora_lr") == "0.001" and value(form, "ppl_limit") == "2048"
         await pilot.press("ctrl+r")  # "Study defaults" is the study preset too
         await pilot.pause()
         assert form.query_one("#preset", Select).value == "study"
@@ -198,3 +207,143 @@ def test_empty_data_dir_is_the_bundled_items_and_reuses_that_baseline(tmp_path: 
         store.finish_run(first, "done")
         found = store.find_baseline(empty.baseline_key("org/m", "cpu"), empty.tasks)
         assert found and found["id"] == first
+
+
+# ----------------------------------------------------------------------------- opening at once (folds, worker)
+
+def known_model_workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with Store(db_path(ws)) as store:
+        store.upsert_model("org/known", name="org/known", arch="llama")
+    return ws
+
+
+async def test_a_folded_group_is_built_when_opened_and_its_values_reach_the_queued_run(tmp_path: Path) -> None:
+    """Only the essential fields exist when the form opens; Enter on a fold's title builds its fields
+    with the held values; what is typed there, and what sits in folds never opened, is queued."""
+    app = GreentuiApp(known_model_workspace(tmp_path), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.action_new_run(model="org/known")
+        await pilot.pause()
+        form = app.screen
+        assert app.focused is form.query_one("#f-model")  # the first field has the focus at once
+        energy = form.query_one("#fold-energy", Fold)
+        assert energy.collapsed and not energy.built and not form.query("#f-repeats")
+        energy.query_one("CollapsibleTitle").focus()
+        await pilot.press("enter")  # the user opens the fold
+        await pilot.pause()
+        assert energy.built and not energy.collapsed
+        repeats = form.query_one("#f-repeats", Input)
+        assert repeats.value == "1" and repeats.region.height > 0  # built, with the held value, on screen
+        repeats.value = "3"
+        await form.open_fold("machine")
+        form.query_one("#f-seed", Input).value = "7"
+        await pilot.pause()
+        assert "set: repeats 3" in str(energy.title) and not form.folds["executor"].built
+        assert form.validate() == {}
+        form.action_queue()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        (run,) = app.store.list_runs(limit=5)
+        cfg = app.store.get_run(run["id"])["config"]
+        assert (cfg["repeats"], cfg["seed"]) == (3, 7)
+        assert (cfg["executor"], cfg["lora_r"], cfg["count_rule"]) == ("local", 8, RunConfig().count_rule)
+
+
+async def test_the_plan_and_estimate_fill_in_after_the_form_is_usable(tmp_path: Path, monkeypatch) -> None:
+    """The planner runs in a thread worker: while it is held back the form is already usable (focus,
+    typing, layer-count error) and says "computing…"; once it finishes, the panel and the estimate fill in."""
+    release = threading.Event()
+    real = new_run.plan_lines
+
+    def held_plan_lines(values):  # the real planner, once the test lets it go
+        assert release.wait(10)
+        return real(values)
+
+    monkeypatch.setattr(new_run, "plan_lines", held_plan_lines)
+    six = model(tmp_path)
+    past = RunConfig(model="org/m", limit=10, lora_steps=20, tasks=["boolq", "piqa"])
+    app = GreentuiApp(workspace_with(tmp_path, past, stage_seconds={"load": 2.0, "baseline": 20.0, "lora": 40.0,
+                                                                     "evaluate": 20.0}), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.action_new_run(model=str(six))
+        await pilot.pause()
+        form = app.screen
+        panel = form.query_one(PlanPanel)
+        assert panel.lines == [] and "computing…" in str(panel.render())
+        assert "time estimate: computing…" in str(form.query_one("#form-advice", Static).render())
+        assert "no prunable layer" in str(form.query_one("#err-ignore_first", Label).render())
+        await pilot.press("2")  # typing goes into the focused field (the model) while the plan waits
+        await pilot.pause()
+        assert form.query_one("#f-model", Input).value.endswith("2")
+        form.query_one("#f-model", Input).value = str(six)
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert panel.lines[0].startswith("1.31 M →"), panel.lines
+        first = panel.lines[0]
+        advice = str(form.query_one("#form-advice", Static).render())
+        assert "time estimate: ~" in advice and "from 1 finished runs" in advice
+        form.query_one("#f-prune_ratio", Input).value = "0.5"  # a change re-plans
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert panel.lines[0].startswith("1.31 M →") and panel.lines[0] != first
+
+
+CLONED = RunConfig(model="org/a", ignore_first=2, ignore_last=1, round_to=16, calib_samples=3,
+                   count_rule="param-share", target_ratio=0.8, lora_r=4, lora_steps=12, lora_lr=1e-3,
+                   lora_data="instr.jsonl", limit=5, num_fewshot=1, batch_size="4", ppl_limit=256, device="cpu",
+                   seed=9, country="FRA", measure_energy=False, repeats=2, efficiency_batches=[1, 4], cooldown=True,
+                   executor="slurm", partition="gpu", gpus=1, time_limit="01:00:00", slurm_arg=["account=x"])
+
+
+async def test_clone_fills_every_field_including_the_folded_ones(tmp_path: Path) -> None:
+    """`f` on Run detail: the clone is the form's config before any fold is opened (held values) and
+    every widget shows its value once the folds are built; folded changes are named on the titles."""
+    folded = [s for s in new_run.SETTINGS if s.name in FOLD_OF]
+    assert sum(getattr(CLONED, s.name) != s.default for s in folded) >= 20  # most folded values differ
+    app = GreentuiApp(workspace_with(tmp_path, CLONED, SECOND), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.open_run(1)
+        await pilot.pause()
+        await pilot.press("f")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, NewRunScreen) and not any(f.built for f in form.folds.values())
+        assert form.read()[0].to_dict() == CLONED.to_dict()
+        title = str(form.folds["executor"].title)
+        assert "set: executor slurm, partition gpu, GPUs 1 +2" in title
+        await form.open_folds()
+        await pilot.pause()
+        for s in new_run.SETTINGS:
+            widget = form.query_one(f"#f-{s.name}")
+            assert widget is form.fields[s.name]
+            want = getattr(CLONED, s.name)
+            got = widget_value(s, widget)
+            assert got == (pytest.approx(want) if isinstance(want, float) else want), s.name
+        assert form.read()[0].to_dict() == CLONED.to_dict()
+
+
+async def test_a_refused_value_in_a_closed_fold_opens_it_and_takes_the_focus(tmp_path: Path) -> None:
+    """A cloned run with Slurm options but the local executor: the executor fold's title says 1 to fix;
+    Enter refuses with the field's label, opens the fold and focuses the field, its reason under it."""
+    bad = RunConfig(model="org/a", partition="gpu")  # partition needs executor slurm
+    app = GreentuiApp(workspace_with(tmp_path, bad), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.action_new_run()
+        await pilot.pause()
+        form = app.screen
+        fold = form.folds["executor"]
+        assert not fold.built and "1 to fix" in str(fold.title)
+        assert "executor" in str(form.query_one("#form-summary", Static).render())
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.pause()
+        assert fold.built and not fold.collapsed
+        assert app.focused is form.query_one("#f-executor")
+        label = form.query_one("#err-executor", Label)
+        assert label.display and "need --executor slurm" in str(label.render())
+        assert app.store.count_runs() == 1

@@ -282,20 +282,28 @@ async def test_new_run_form_shows_the_plan_as_you_type(tmp_path):
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, NewRunScreen)
+        await screen.open_fold("pruning")  # count rule and target size: in the pruning fold
+
+        async def planned() -> None:  # the plan is computed in a thread worker
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        await planned()
         panel = screen.query_one(PlanPanel)
         assert panel.lines == ["choose a model to see the plan"]
         screen.query_one("#f-model", Input).value = str(SHIPPED / "Llama-3.1-8B")
-        await pilot.pause()
+        await planned()
         assert panel.lines[0].startswith("8.03 B → 6.42 B parameters")  # torch-pruning rule, the default
         assert "16/8 heads (was 32/8), MLP 10240" in panel.lines[1]
         screen.query_one("#f-count_rule", Select).value = "param-share"
-        await pilot.pause()
+        await planned()
         assert panel.lines[0].startswith("8.03 B → 6.53 B parameters")
         screen.query_one("#f-target_params", Input).value = "6B"
-        await pilot.pause()
+        await planned()
         assert panel.lines[0].startswith("8.03 B → 6.00 B") and panel.lines[1].startswith("target 6.00 B: ratio")
         screen.query_one("#f-target_params", Input).value = "9B"
-        await pilot.pause()
+        await planned()
         assert panel.lines[0].startswith("no plan:") and "not below" in panel.lines[0]
         assert "target_params" not in screen.read()[0].problems()  # only the plan can tell; the run refuses it
 

@@ -252,6 +252,7 @@ async def test_new_run_form_queues_a_slurm_run_with_workspace_defaults(tmp_path,
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, NewRunScreen)
+        await screen.open_fold("executor")  # the executor group is folded until opened
         screen.query_one("#f-model", Input).value = model
         screen.query_one("#f-executor", Select).value = "slurm"
         screen.query_one("#f-partition", Input).value = "nosuchpartition"

@@ -598,6 +598,7 @@ async def test_new_run_lora_and_calibration_fields(seeded) -> None:
     app = app_for(ws)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_form(app, pilot)
+        await screen.open_folds()  # these fields live in their groups' folds, built when opened
         screen.query_one("#f-model", Input).value = "org/tiny-llama"
         values = {"round_to": "64", "calib_seq_len": "128", "lora_lr": "1e-4", "lora_batch_size": "16",
                   "lora_cutoff_len": "512"}

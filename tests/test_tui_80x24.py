@@ -141,6 +141,7 @@ def test_folded_notices_stay_whole_and_count_the_rest() -> None:
     assert len(tiny) <= 40 and tiny.endswith("+2 more: i") and "…" in tiny
     assert fold_notices([], 78).plain == "details: i"
     assert fit_title(Text("x" * 100), 78).cell_len == 78
+    assert fit_title([Text("a" * 90), Text("b" * 70)], 78).plain == "b" * 70   # the longest form that fits
 
 
 def _radar_drawn(app) -> bool:
@@ -199,9 +200,13 @@ async def test_compare_details_default_follows_the_width(tmp_path: Path) -> None
         assert not details.display and summary.display and summary.region.height == 2
         await pilot.press("i")
         await pilot.pause()
+        table = screen.query_one("#ratio-table", DataTable)
+        assert [c.value for c in table.columns][-2:] == ["avg", "ratio"]        # the paper's order when wide
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.3)
         assert not details.display and summary.display
+        # narrow: Avg and Ratio next to the variant, on screen without scrolling
+        assert [c.value for c in table.columns][:5] == ["metric", "run", "variant", "avg", "ratio"]
         await pilot.press("question_mark")
         await pilot.pause()
         table = app.screen.query_one(DataTable)

@@ -73,6 +73,7 @@ async def test_queue_in_new_run_watch_detail_then_runs_and_compare(demo_model: P
             await pilot.pause()
             form = app.screen
             assert isinstance(form, NewRunScreen)
+            await form.open_folds()  # perplexity tokens and data dir sit in the evaluation fold
             for name, value in (("ignore_first", "1"), ("ignore_last", "1"), ("limit", "4"), ("lora_steps", "2"),
                                 ("ppl_limit", "256"), ("data_dir", str(PACKAGE_DATA / "commonsense"))):
                 form.query_one(f"#f-{name}", Input).value = value

@@ -183,8 +183,11 @@ class CompareScreen(WatchingScreen):
             + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
         self.fill_perplexity(ids)
         # the folded header (below 100 columns): the same facts, the most important first
-        title = Text.assemble(("Compare", "bold"), f" {short_runs(ids)} {what} · {len(tasks)} tasks · ",
-                              ", ".join(meters) or "no meter")
+        meter = ", ".join(meters) or "no meter"
+        # the longest form that fits is shown: "side by side" goes first, then the list of runs
+        forms = [f"{short_runs(ids)} {what}", short_runs(ids)] + ([f"{len(ids)} runs #{ids[0]}…#{ids[-1]}"]
+                                                                   if len(ids) > 2 else [])
+        titles = [Text.assemble(("Compare", "bold"), f" {form} · {len(tasks)} tasks · ", meter) for form in forms]
         folded = self.perplexity_notices(ids)
         folded += [Text(f"baseline {', '.join(f'#{d}' for d, k in merged.items() if k == keep)} = #{keep} "
                         "charted once") for keep in sorted(set(merged.values()))]
@@ -194,34 +197,48 @@ class CompareScreen(WatchingScreen):
             folded.append(Text("no task results yet", "dim"))
         if badges:
             folded.append(Text(quality_short(badges)))
-        self.query_one(CompareSummary).show(title, folded, hint="i")
+        self.query_one(CompareSummary).show(titles, folded, hint="i")
 
     def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
+        """The study's table (tasks, Avg, Ratio); below 100 columns Avg and Ratio come right after the
+        variant and the model goes last, so the figures that matter are on screen without scrolling."""
+        self._table_rows = (acc, wh, tasks)
+        self._table_narrow = narrow = self.has_class("-narrow")
         table = self.query_one("#ratio-table", DataTable)
         table.clear(columns=True)
-        table.add_column("metric", key="metric")
-        table.add_column("model", key="model")
-        table.add_column("run", key="run")
-        table.add_column("variant", key="variant")
-        for t in tasks:
-            table.add_column(SHORT.get(t, t), key=t)
-        table.add_column("Avg", key="avg")
-        table.add_column("Ratio", key="ratio")
+        columns = [("metric", "metric"), ("model", "model"), ("run", "run"), ("variant", "variant")]
+        columns += [(SHORT.get(t, t), t) for t in tasks] + [("Avg", "avg"), ("Ratio", "ratio")]
+        if narrow:
+            first, rest = ["metric", "run", "variant", "avg", "ratio"], ["model"]
+            columns.sort(key=lambda c: (first.index(c[1]) if c[1] in first else len(first),
+                                        c[1] in rest))
+        for label, key in columns:
+            table.add_column(label, key=key)
         for metric, rows, digits in (("acc", acc, 3), ("Wh", wh, 4)):
             for r in rows:
-                cells: list[Any] = [metric, r.model + (" (ref)" if r.kind == "reference" else ""),
-                                    str(r.run_id), r.variant]
+                cells: dict[str, Any] = {"metric": metric, "model": r.model + (" (ref)" if r.kind == "reference" else ""),
+                                         "run": str(r.run_id), "variant": r.variant}
                 for t in tasks:
                     v, se = r.values.get(t), r.stderr.get(t)
                     if v is None:
-                        cells.append(Text("—", style="dim"))
+                        cells[t] = Text("—", style="dim")
                     elif se is not None and not math.isnan(se):
-                        cells.append(f"{v:.{digits}f}±{se:.{digits}f}")
+                        cells[t] = f"{v:.{digits}f}±{se:.{digits}f}"
                     else:
-                        cells.append(f"{v:.{digits}f}")
-                cells.append("—" if r.avg is None else f"{r.avg:.{digits}f}")
-                cells.append(Text("—", style="dim") if r.ratio is None else Text(f"{r.ratio:.3f}", style="bold"))
-                table.add_row(*cells, key=f"{metric}-{r.run_id}-{r.variant}")
+                        cells[t] = f"{v:.{digits}f}"
+                cells["avg"] = "—" if r.avg is None else f"{r.avg:.{digits}f}"
+                cells["ratio"] = Text("—", style="dim") if r.ratio is None else Text(f"{r.ratio:.3f}", style="bold")
+                table.add_row(*(cells[key] for _, key in columns), key=f"{metric}-{r.run_id}-{r.variant}")
+
+    def on_resize(self) -> None:
+        # this handler runs before Screen's own, which sets the width classes: look after it
+        self.call_after_refresh(self._follow_width)
+
+    def _follow_width(self) -> None:
+        """Crossing 100 columns reorders the table's columns (see ``fill_table``)."""
+        rows = getattr(self, "_table_rows", None)
+        if rows is not None and self.is_mounted and self.has_class("-narrow") != self._table_narrow:
+            self.fill_table(*rows)
 
     def fill_noise(self, acc: list[Row], tasks: list[str]) -> None:
         verdicts = noise_verdicts(acc, tasks)

@@ -5,29 +5,60 @@ the form and ``greentui run/queue`` can never disagree on a setting, a default o
 ``RunConfig.problems()`` plus the text parsers; queueing calls the service layer
 (``backend.runs.queue_run``, the same as ``greentui queue``) in a thread worker. A refusal arrives as ``SettingError`` naming its
 field: the reason is shown under that field and the notification names it by its label.
+
+Opening at once (issue #12: ``n`` to a usable form in < 0.5 s on a 2-core machine). Textual styles,
+lays out and renders every widget in the DOM, so the form builds only what it shows:
+
+* the settings marked ``essential`` in the schema are built when the form opens; every group's other
+  settings sit in a :class:`~greentui.widgets.fold.Fold`, composed the first time it is opened (by the
+  user, or by the form to show a refused value). A setting whose fold is not built keeps its value in
+  ``held`` (from the starting config, a preset or a clone), so reading, validating and queueing
+  always see every setting; a fold's title says which of its values differ from the study's and how
+  many need fixing;
+* the plan panel and the time estimate (the planner, the past runs' stage times) are computed in a
+  thread worker after the form is shown, with a "computing…" placeholder;
+* the form is validated once when it opens and then only when a value really changed (a field
+  reporting its initial value is not a change), and only the error lines whose text changed are
+  redrawn.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, SelectionList, Static
+from textual.worker import get_current_worker
 
 from backend.errors import GreentuiError
 from backend.form_advice import (PRESETS, estimate, finished_runs, last_config, model_checks, model_size,
-                                 preset_config, rates)
+                                 preset_config)
+from backend.form_advice import rates as past_rates
 from backend.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema import Setting, SettingError
 
+from ..widgets.fold import Fold
 from ..widgets.keys import KeyFooter
-from ..widgets.plan_panel import PlanPanel
+from ..widgets.plan_panel import PlanPanel, plan_lines
 from ._live import AppScreen
+
+#: group -> its settings, in declaration order
+GROUP_SETTINGS: dict[str, list[Setting]] = {g: [s for s in SETTINGS if s.group == g] for g in GROUPS}
+#: setting name -> the group whose fold holds it (essential settings are in no fold)
+FOLD_OF: dict[str, str] = {s.name: s.group for s in SETTINGS if not s.essential}
+ESTIMATING = "time estimate: computing…"
+
+
+def fold_id(group: str) -> str:
+    return "fold-" + group.lower().replace(" ", "-")
 
 
 def field_widget(s: Setting, value: Any, known_models: list[str]) -> Widget:
@@ -56,6 +87,13 @@ def widget_value(s: Setting, widget: Widget) -> Any:
     return s.from_text(widget.value)
 
 
+def raw_value(widget: Widget) -> Any:
+    """What the widget holds, unparsed (to tell a real change from a widget reporting its first value)."""
+    if isinstance(widget, SelectionList):
+        return tuple(widget.selected)
+    return widget.value  # Input, Checkbox, Select
+
+
 def set_widget_value(s: Setting, widget: Widget, value: Any) -> None:
     if isinstance(widget, Checkbox):
         widget.value = (not value) if s.invert else bool(value)
@@ -69,6 +107,13 @@ def set_widget_value(s: Setting, widget: Widget, value: Any) -> None:
         widget.value = s.to_text(value)
 
 
+def value_text(s: Setting, value: Any) -> str:
+    """A changed value as a fold's title lists it: ``partition gpu``, ``GPU cooldown on``."""
+    if s.widget == "checkbox":
+        return f"{s.label} {'on' if ((not value) if s.invert else value) else 'off'}"
+    return f"{s.label} {s.to_text(value) or '(empty)'}"
+
+
 class NewRunScreen(AppScreen):
     """The New-run form; Escape goes back without queueing."""
 
@@ -77,6 +122,9 @@ class NewRunScreen(AppScreen):
         Binding("escape", "back", "Back"),
         Binding("ctrl+r", "reset", "Study defaults", tooltip="Reset every field to the study's defaults"),
     ]
+    # The first field takes the focus as the screen is composed. (Textual's default would focus the
+    # scrolling form first and the model field after it: two restyles of every widget in the form.)
+    AUTO_FOCUS = "#f-model"
 
     def __init__(self, model: str | None = None, config: RunConfig | None = None,
                  source: str | None = None) -> None:
@@ -90,9 +138,21 @@ class NewRunScreen(AppScreen):
         self.model_error: str | None = None
         self.busy = False
         self.sizes: dict[str, tuple[int, int] | None] = {}  # model ref -> (layers, params) from config.json
-        self.rates: dict[str, float] = {}
+        self.rates: dict[str, float] | None = None  # from past runs, read once by the advice worker
         self.finished = 0
         self.warnings: list[str] = []
+        self.estimate_line = ESTIMATING
+        self._advice_text = ""
+        self.fields: dict[str, Widget] = {}         # setting -> its widget, once built
+        self.error_labels: dict[str, Label] = {}    # setting -> its error line, once built
+        self.held: dict[str, Any] = {}              # every setting's value while its widget is not built
+        self.shown: dict[str, str] = {}             # setting -> the reason on (or due on) its error line
+        self.folds: dict[str, Fold] = {}            # group -> the fold of its non-essential settings
+        self.fold_titles: dict[str, str] = {}
+        self.known: list[str] = []
+        self._validated: tuple | None = None        # the raw values the last validation saw
+        self._advice_key: tuple | None = None
+        self._advice_request = 0
 
     def starting_point(self) -> tuple[RunConfig, list[tuple[str, str]], str]:
         """(config, preset choices, chosen): a clone, else the last run's config, else the study recipe."""
@@ -108,11 +168,12 @@ class NewRunScreen(AppScreen):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
-        known = [m["ref"] for m in self.app.store.list_models()]
+        self.known = [m["ref"] for m in self.app.store.list_models()]
         self.initial, choices, chosen = self.starting_point()
         if self.model:
             self.initial.model = self.model
         self.preset = chosen
+        self.held = self.initial.to_dict()
         with VerticalScroll(id="form"):
             yield Static("[b]New run[/b] — the study recipe is GreenPruning's "
                          "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter queues.", id="form-title")
@@ -122,34 +183,77 @@ class NewRunScreen(AppScreen):
                              tooltip="Fill every field but the model from this preset")
             yield Static("", id="form-advice")
             for group in GROUPS:
-                if group != "model":
-                    note = GROUP_NOTES.get(group)
-                    yield Static(group + (f" [dim]— {note}[/]" if note else ""), classes="form-group")
-                for s in (s for s in SETTINGS if s.group == group):  # few widgets per field: 40 of them
-                    with Horizontal(classes="field"):
-                        yield Label("" if s.widget == "checkbox" else s.label, classes="field-label")
-                        yield field_widget(s, getattr(self.initial, s.name), known).add_class("field-input")
-                    yield Label("", id=f"err-{s.name}", classes="error field-error")
+                first = [s for s in GROUP_SETTINGS[group] if s.essential]
+                rest = [s for s in GROUP_SETTINGS[group] if not s.essential]
+                if first:
+                    if group != "model":
+                        note = GROUP_NOTES.get(group)
+                        yield Static(group + (f" [dim]— {note}[/]" if note else ""), classes="form-group")
+                    yield from self.rows(first)
                 if group == "pruning":  # what these settings make of the model, from its config.json
                     yield PlanPanel(id="plan-panel")
+                if rest:
+                    fold = Fold(lambda rest=rest: self.rows(rest), title=self.fold_title(group, self.initial, {}),
+                                id=fold_id(group), classes="form-fold")
+                    self.folds[group] = fold
+                    yield fold
             with Horizontal(id="form-buttons"):
                 yield Button("Queue (Enter)", id="queue", variant="primary")
                 yield Button("Back (Esc)", id="back")
             yield Static("", id="form-summary")
         yield KeyFooter()
 
+    def rows(self, settings: Iterable[Setting]) -> list[Widget]:
+        """A labelled row and an error line per setting, showing the held value (and a reason already due)."""
+        out: list[Widget] = []
+        for s in settings:
+            widget = field_widget(s, self.held[s.name], self.known).add_class("field-input")
+            self.fields[s.name] = widget
+            out.append(Horizontal(Label("" if s.widget == "checkbox" else s.label, classes="field-label"), widget,
+                                  classes="field"))
+            reason = self.shown.get(s.name, "")
+            error = Label(reason, id=f"err-{s.name}", classes="error field-error")
+            error.display = bool(reason)
+            self.error_labels[s.name] = error
+            out.append(error)
+        return out
+
+    def fold_title(self, group: str, cfg: RunConfig, problems: dict[str, str]) -> str:
+        """``more pruning settings``, or the group's name (and note) when all of it is folded; then the
+        values that differ from the study's and how many fields need fixing, so a folded clone shows."""
+        settings = [s for s in GROUP_SETTINGS[group] if not s.essential]
+        if len(settings) < len(GROUP_SETTINGS[group]):
+            title = f"more {group} settings"
+            detail = ", ".join(s.label for s in settings)
+        else:
+            title = group
+            detail = GROUP_NOTES.get(group) or ", ".join(s.label for s in settings)
+        changed = [value_text(s, getattr(cfg, s.name)) for s in settings if getattr(cfg, s.name) != s.default]
+        text = f"{title} [dim]— {escape(detail)}[/]"
+        if changed:
+            more = f" +{len(changed) - 3}" if len(changed) > 3 else ""
+            text += f" · set: {escape(', '.join(changed[:3]))}{more}"
+        bad = sum(1 for s in settings if s.name in problems)
+        if bad:
+            text += f" · [b red]{bad} to fix[/]"
+        return text
+
     def on_mount(self) -> None:
-        self.rates, self.finished = rates(self.app.store), finished_runs(self.app.store)
-        self.query_one("#f-model", Input).focus()
+        self.fields["model"].focus()
         self.validate()
 
     def apply_preset(self, name: str) -> None:
         """Every field but the model from the preset (``clone``: the cloned or last run's config)."""
-        model = self.query_one("#f-model", Input).value.strip()
+        model = self.fields["model"].value.strip()
         cfg = self.cloned if name == "clone" and self.cloned is not None else preset_config(name, model)
+        values = cfg.to_dict()
         for s in SETTINGS:
-            if s.name != "model":
-                set_widget_value(s, self.query_one(f"#f-{s.name}"), getattr(cfg, s.name))
+            if s.name == "model":
+                continue
+            if s.name in self.fields:
+                set_widget_value(s, self.fields[s.name], values[s.name])
+            else:
+                self.held[s.name] = values[s.name]
         self.preset = name
         self.validate()
 
@@ -158,58 +262,148 @@ class NewRunScreen(AppScreen):
             self.sizes[ref] = model_size(ref) if ref.strip() else None
         return self.sizes[ref]
 
+    # ------------------------------------------------------------------ folds
+    async def open_fold(self, group: str) -> None:
+        """Open the fold of ``group``, building its fields the first time; returns once they are mounted."""
+        waiter = self.folds[group].expand()
+        if waiter is not None:
+            await waiter
+
+    async def open_folds(self) -> None:
+        """Open every fold (see :meth:`open_fold`)."""
+        for group in self.folds:
+            await self.open_fold(group)
+
+    def reveal(self, name: str) -> None:
+        """Focus the field of setting ``name``, opening (and building) its fold first."""
+        self.call_later(self._reveal, name)
+
+    async def _reveal(self, name: str) -> None:
+        if name in FOLD_OF:
+            await self.open_fold(FOLD_OF[name])
+        widget = self.fields.get(name)
+        if widget is not None:
+            self.call_after_refresh(widget.focus)
+
     # ------------------------------------------------------------------ reading the form
     def read(self) -> tuple[RunConfig, dict[str, str]]:
         """The config the form describes, and field → reason for values that do not parse."""
         bad: dict[str, str] = {}
         data: dict[str, Any] = {}
         for s in SETTINGS:
+            widget = self.fields.get(s.name)
+            if widget is None:  # in a fold not built yet
+                data[s.name] = self.held[s.name]
+                continue
             try:
-                data[s.name] = widget_value(s, self.query_one(f"#f-{s.name}"))
+                data[s.name] = widget_value(s, widget)
             except ValueError as exc:
                 bad[s.name] = str(exc)
         return RunConfig(**data), bad  # a field that does not parse keeps its default; its reason is in bad
 
+    def _state(self) -> tuple:
+        return (tuple(raw_value(w) for w in self.fields.values()), self.model_error, len(self.fields))
+
     def validate(self) -> dict[str, str]:
-        """Show every problem under its field; return them (empty = the form is valid)."""
+        """Show every problem under its field (or on its fold's title); return them (empty = valid)."""
+        self._validated = self._state()
         cfg, bad = self.read()
         size = self.model_size(cfg.model or "")
         checks, self.warnings = model_checks(cfg, size)
         problems = {**checks, **cfg.problems(), **bad}
         if self.model_error and "model" not in problems:
             problems["model"] = self.model_error
-        for label in self.query("Label.error"):
-            reason = problems.get((label.id or "")[4:], "")
-            label.update(reason)
-            label.display = bool(reason)
+        for name in set(problems) | {n for n, r in self.shown.items() if r}:
+            self._show_error(name, problems.get(name, ""))
+        for group, fold in self.folds.items():
+            title = self.fold_title(group, cfg, problems)
+            if self.fold_titles.get(group) != title:
+                self.fold_titles[group] = fold.title = title
         summary = cfg.summary() if not problems else f"{len(problems)} field(s) to fix: " + ", ".join(
             SETTING[name].label for name in problems)
         self.query_one("#form-summary", Static).update(summary)
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
-        self.query_one(PlanPanel).refresh_plan(cfg.to_dict())
-        advice = [f"[b yellow]warning:[/] {w}" for w in self.warnings]
         params = size[1] if size else (self.app.store.get_model(cfg.model or "") or {}).get("params")
-        advice.append(estimate(cfg, params, self.rates, self.finished))
-        self.query_one("#form-advice", Static).update("\n".join(advice))
+        self.request_advice(cfg, params)
+        self.show_advice()
         return problems
+
+    def _show_error(self, name: str, reason: str) -> None:
+        """The reason on the field's error line (kept for the line until its fold is built)."""
+        if self.shown.get(name, "") == reason:
+            return
+        self.shown[name] = reason
+        label = self.error_labels.get(name)
+        if label is not None:
+            label.update(reason)
+            label.display = bool(reason)
+
+    def changed(self) -> None:
+        """A widget reported a value: validate when the form's values really moved."""
+        if self._state() != self._validated:
+            self.validate()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "f-model":
             self.model_error = None
-        self.validate()
+        self.changed()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "preset":
             if event.value != self.preset:
                 self.apply_preset(str(event.value))
             return
-        self.validate()
+        self.changed()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        self.validate()
+        self.changed()
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
-        self.validate()
+        self.changed()
+
+    # ------------------------------------------------------------------ advice (a thread worker)
+    def show_advice(self) -> None:
+        text = "\n".join([f"[b yellow]warning:[/] {w}" for w in self.warnings] + [self.estimate_line])
+        if text != self._advice_text:
+            self._advice_text = text
+            self.query_one("#form-advice", Static).update(text)
+
+    def request_advice(self, cfg: RunConfig, params: int | None) -> None:
+        """Recompute the plan panel and the time estimate in the background when their inputs moved."""
+        values = cfg.to_dict()
+        key = (json.dumps(values, sort_keys=True, default=str), params)
+        if key == self._advice_key:
+            return
+        self._advice_key = key
+        self._advice_request += 1
+        self.advise(self._advice_request, values, params)
+
+    # Not exclusive: an older request's result is dropped by its number (``_advised``); cancelling it would
+    # not stop its thread anyway.
+    @work(thread=True, group="form-advice", name="the plan and time estimate", exit_on_error=False)
+    def advise(self, request: int, values: dict[str, Any], params: int | None) -> None:
+        """The planner's figures and the estimate from this machine's past runs (read once, with the
+        worker's own store connection); a failure is the app's worker handler's to show."""
+        worker = get_current_worker()
+        rates, finished = self.rates, self.finished
+        if rates is None:
+            store = self.app.open_store()
+            try:
+                rates, finished = past_rates(store), finished_runs(store)
+            finally:
+                store.close()
+        lines = plan_lines(values)
+        line = estimate(RunConfig.from_dict(values), params, rates, finished)
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._advised, request, rates, finished, lines, line)
+
+    def _advised(self, request: int, rates: dict[str, float], finished: int, lines: list[str], line: str) -> None:
+        self.rates, self.finished = rates, finished
+        if request != self._advice_request or not self.is_attached:
+            return  # a newer request is on its way, or the form is gone
+        self.query_one(PlanPanel).show(lines)
+        self.estimate_line = line
+        self.show_advice()
 
     # ------------------------------------------------------------------ actions
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -237,7 +431,7 @@ class NewRunScreen(AppScreen):
         if problems:
             name = next(iter(problems))
             self.notify(f"not queued — {SETTING[name].label}: {problems[name]}", severity="error")
-            self.query_one(f"#f-{name}").focus()
+            self.reveal(name)
             return
         cfg, _ = self.read()
         self.busy = True
@@ -273,16 +467,14 @@ class NewRunScreen(AppScreen):
         if field == "model":
             self.model_error = reason
             self.validate()
-        elif field and self.query(f"#err-{field}"):
-            label = self.query_one(f"#err-{field}", Label)
-            label.update(reason)
-            label.display = True
+        elif field in SETTING:
+            self._show_error(field, reason)  # a field in a fold not built yet gets it when revealed
             self.query_one("#queue", Button).disabled = False
         else:
             self.query_one("#form-summary", Static).update(f"[b red]not queued:[/] {reason}")
             self.query_one("#queue", Button).disabled = False
-        if field and self.query(f"#f-{field}"):
-            self.query_one(f"#f-{field}").focus()
+        if field in SETTING:
+            self.reveal(field)
         where = f"{SETTING[field].label}: " if field in SETTING else ""
         self.notify(f"not queued — {where}{reason}", severity="error", timeout=10)
 

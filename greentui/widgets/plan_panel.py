@@ -1,7 +1,9 @@
 """A read-only panel of the planner's figures for the New-run form, updated as the user types.
 
-It calls ``backend.plan.brief`` (standard library only: reads ``config.json``, never torch), so the
-form shows what the pruning settings will make of the chosen model before any GPU time is spent.
+``plan_lines`` calls ``backend.plan.brief`` (standard library only: reads ``config.json``, never torch),
+so the form shows what the pruning settings will make of the chosen model before any GPU time is
+spent. The form runs it in a thread worker (see ``NewRunScreen.advise``) and the panel only shows the
+result: the planner's import and its figures never delay the form's first frame or a keystroke.
 """
 
 from __future__ import annotations
@@ -38,25 +40,23 @@ def plan_lines(values: dict[str, Any]) -> list[str]:
 
 
 class PlanPanel(Static):
-    """Shows ``plan_lines`` for the values it is given; the form calls ``refresh_plan`` on every change."""
+    """Shows the plan's lines; the form computes them (``plan_lines``) in a thread worker and hands them to
+    :meth:`show`, so opening the form or typing never waits for the planner. Until the first plan
+    arrives it says it is computing."""
 
     DEFAULT_CSS = """
     PlanPanel { border: round $accent; padding: 0 1; height: auto; margin: 1 0; }
     """
 
+    COMPUTING = "[dim]computing…[/dim]"
+
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(TITLE, **kwargs)
+        super().__init__(TITLE + "\n" + self.COMPUTING, **kwargs)
         self.lines: list[str] = []
-        self._last: tuple | None = None
 
-    PLAN_KEYS = ("model", "no_prune", "importance", "prune_ratio", "ignore_first", "ignore_last", "round_to",
-                 "calib_seq_len", "count_rule", "target_params", "target_ratio")
-
-    def refresh_plan(self, values: dict[str, Any]) -> None:
-        values = {k: values.get(k) for k in self.PLAN_KEYS}
-        key = tuple(sorted((k, repr(v)) for k, v in values.items()))
-        if key == self._last:
+    def show(self, lines: list[str]) -> None:
+        """Display ``lines`` (from :func:`plan_lines`); a no-op when they are the ones shown."""
+        if lines == self.lines:
             return
-        self._last = key
-        self.lines = plan_lines(values)
+        self.lines = list(lines)
         self.update(TITLE + "\n" + "\n".join(self.lines))
