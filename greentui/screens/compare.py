@@ -311,7 +311,7 @@ class CompareScreen(WatchingScreen):
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
-        if self.has_class("-details-on"):  # opened with i where it is folded: Esc closes it first
+        if self.has_class("-details-on", "-narrow"):  # opened with i where it is folded: Esc closes it first
             self.remove_class("-details-on")
             return
         self.app.pop_screen()
