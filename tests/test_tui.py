@@ -239,6 +239,37 @@ async def test_runs_picks_up_changes_from_another_process(seeded) -> None:
         assert str(row[6]) == "running"
 
 
+async def test_runs_at_80_columns_keep_the_ratios_and_go_wide_again(seeded) -> None:
+    """At 80 columns Runs drops kind and date, puts the ratio beside the method and the selection mark
+    on the id, so accuracy and energy against the baseline stay on screen; at 160 all columns return."""
+    from tests.snapshot import screen_text
+
+    ws, ids = seeded
+    app = app_for(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        labels = [str(c.label).strip() for c in table.columns.values()]
+        assert labels == ["id▼", "model", "method", "status", "acc", "Wh", "acc×", "Wh×"]
+        header = next(line for line in screen_text(app).splitlines() if "id▼" in line)
+        assert header.rstrip().endswith("Wh×") and len(header.rstrip()) <= 78  # not cut at the edge
+        row = [str(c) for c in table.get_row(str(ids["exp"]))]
+        assert row[2] == "taylor 2/7" and float(row[6]) == pytest.approx(0.85, abs=0.01)
+        assert float(row[7]) == pytest.approx(0.7, abs=1e-3)
+        table.move_cursor(row=table.get_row_index(str(ids["exp"])))
+        await pilot.press("space")
+        await pilot.pause()
+        assert str(table.get_row(str(ids["exp"]))[0]) == f"●{ids['exp']}"
+        await pilot.press("s")  # sort by model: the arrow moves
+        await pilot.pause()
+        assert [str(c.label).strip() for c in table.columns.values()][1] == "model▼"
+        await pilot.resize_terminal(160, 48)
+        await pause_until(pilot, lambda: len(table.columns) == 12, what="the wide columns")
+        labels = [str(c.label).strip() for c in table.columns.values()]
+        assert "kind" in labels and "date" in labels and "model▼" in labels
+        assert str(table.get_row(str(ids["exp"]))[0]) == "●"  # the selection survived the switch
+
+
 async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
     """Cells are plain text: a model name that looks like Rich markup is shown, not interpreted."""
     from tests.snapshot import screen_text

@@ -141,6 +141,7 @@ def test_folded_notices_stay_whole_and_count_the_rest() -> None:
     assert len(tiny) <= 40 and tiny.endswith("+2 more: i") and "…" in tiny
     assert fold_notices([], 78).plain == "details: i"
     assert fit_title(Text("x" * 100), 78).cell_len == 78
+    assert fit_title([Text("a" * 90), Text("b" * 70)], 78).plain == "b" * 70   # the longest form that fits
 
 
 def _radar_drawn(app) -> bool:

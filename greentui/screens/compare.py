@@ -183,8 +183,11 @@ class CompareScreen(WatchingScreen):
             + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
         self.fill_perplexity(ids)
         # the folded header (below 100 columns): the same facts, the most important first
-        title = Text.assemble(("Compare", "bold"), f" {short_runs(ids)} {what} · {len(tasks)} tasks · ",
-                              ", ".join(meters) or "no meter")
+        meter = ", ".join(meters) or "no meter"
+        # the longest form that fits is shown: "side by side" goes first, then the list of runs
+        forms = [f"{short_runs(ids)} {what}", short_runs(ids)] + ([f"{len(ids)} runs #{ids[0]}…#{ids[-1]}"]
+                                                                   if len(ids) > 2 else [])
+        titles = [Text.assemble(("Compare", "bold"), f" {form} · {len(tasks)} tasks · ", meter) for form in forms]
         folded = self.perplexity_notices(ids)
         folded += [Text(f"baseline {', '.join(f'#{d}' for d, k in merged.items() if k == keep)} = #{keep} "
                         "charted once") for keep in sorted(set(merged.values()))]
@@ -194,7 +197,7 @@ class CompareScreen(WatchingScreen):
             folded.append(Text("no task results yet", "dim"))
         if badges:
             folded.append(Text(quality_short(badges)))
-        self.query_one(CompareSummary).show(title, folded, hint="i")
+        self.query_one(CompareSummary).show(titles, folded, hint="i")
 
     def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
         """The study's table (tasks, Avg, Ratio); below 100 columns Avg and Ratio come right after the
@@ -308,7 +311,7 @@ class CompareScreen(WatchingScreen):
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
-        if self.has_class("-details-on"):  # opened with i where it is folded: Esc closes it first
+        if self.has_class("-details-on", "-narrow"):  # opened with i where it is folded: Esc closes it first
             self.remove_class("-details-on")
             return
         self.app.pop_screen()

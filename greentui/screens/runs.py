@@ -7,6 +7,7 @@ and filters in SQL, so the first screen shows at once with 10,000 runs in the st
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -42,6 +43,16 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("acc_ratio", "acc ×base", "acc_ratio"), ("wh_ratio", "Wh ×base", "wh_ratio"),
     ("created", "date", "created"),
 ]
+#: Below this width (the app's -narrow breakpoint; 80x24 is a first-class size) the table keeps what
+#: answers the question, accuracy and energy against the baseline, and drops kind and date: the id
+#: carries the selection mark, the method carries the ratio ("taylor 2/7"), the model is cut with "…".
+NARROW_BELOW = 100
+NARROW_COLUMNS: list[tuple[str, str, str | None]] = [
+    ("id", "id", "id"), ("model", "model", "model"), ("method", "method", "method"),
+    ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
+    ("acc_ratio", "acc×", "acc_ratio"), ("wh_ratio", "Wh×", "wh_ratio"),
+]
+NARROW_MODEL_WIDTH = 14
 SORT_KEYS = [c[2] for c in COLUMNS if c[2]]
 EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
               "Press [b reverse] d [/] to queue a demo run: a tiny trained model, pruned, LoRA-recovered "
@@ -80,6 +91,7 @@ class RunsScreen(LiveTableScreen):
         self.selected: set[int] = set()
         self.rows: dict[int, dict] = {}
         self._fill_generation = 0  # a reload cancels the first page's pending fill
+        self.narrow = False  # the narrow column set (NARROW_COLUMNS) is shown
 
     def compose(self) -> ComposeResult:
         yield Header()  # the filter box (#filter) is mounted here on the first `/` (filter_box)
@@ -92,12 +104,31 @@ class RunsScreen(LiveTableScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, label, _ in COLUMNS:
-            table.add_column(Text(label), key=key)  # Text: no markup parsing (nor Rich's emoji table)
+        self.narrow = self.app.size.width < NARROW_BELOW
+        self.add_columns(table)
         if not self.app.store_ready():  # a damaged store: the app ends with its one-line error
             return
         self.reload(first_paint=True)
         table.focus()
+
+    @property
+    def columns(self) -> list[tuple[str, str, str | None]]:
+        return NARROW_COLUMNS if self.narrow else COLUMNS
+
+    def add_columns(self, table: DataTable) -> None:
+        for key, label, _ in self.columns:  # labels as Text: no markup parsing (nor Rich's emoji table)
+            width = NARROW_MODEL_WIDTH if self.narrow and key == "model" else None
+            table.add_column(Text(label + " "), key=key, width=width)  # room for the sort arrow
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Crossing NARROW_BELOW swaps the column set (a terminal resized over SSH)."""
+        narrow = event.size.width < NARROW_BELOW
+        if narrow != self.narrow and self.is_mounted:
+            self.narrow = narrow
+            table = self.query_one(DataTable)
+            table.clear(columns=True)
+            self.add_columns(table)
+            self.reload()
 
     # ------------------------------------------------------------------ data
     def reload(self, first_paint: bool = False) -> None:
@@ -137,19 +168,27 @@ class RunsScreen(LiveTableScreen):
 
     def cells(self, r: dict) -> list[Text]:
         partial = partial_mark(r)
+        mark = "●" if r["id"] in self.selected else " "
+        method, ratio = method_label(r), ratio_label(r)
+        if self.narrow:
+            model = Text(model_label(r), no_wrap=True, overflow="ellipsis")
+            return plain_cells(
+                f"{mark}{r['id']}", model, method if ratio == "—" else f"{method} {ratio}",
+                status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
+                ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]))
         return plain_cells(
-            "●" if r["id"] in self.selected else " ", r["id"], model_label(r), r["kind"], method_label(r),
-            ratio_label(r), status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
+            mark, r["id"], model_label(r), r["kind"], method, ratio, status_cell(r["status"]),
+            num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
             ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), when(r["created_at"]))
 
     def mark_sort_column(self, table: DataTable) -> None:
         """The sorted column's header carries ▼ (descending) or ▲, so ``s`` shows what it did."""
-        for key, label, sort_key in COLUMNS:
+        for key, label, sort_key in self.columns:
             column = table.columns.get(ColumnKey(key))
             if column is None:
                 continue
-            arrow = (" ▼" if self.descending else " ▲") if sort_key == self.order else ""
-            column.label = Text(label + arrow, style="bold" if arrow else "")
+            arrow = ("▼" if self.descending else "▲") if sort_key == self.order else ""
+            column.label = Text(label + (arrow or " "), style="bold" if arrow else "")
         table.refresh()
 
     def update_status(self) -> None:
@@ -229,7 +268,7 @@ class RunsScreen(LiveTableScreen):
         self.reload()
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        key = {c[0]: c[2] for c in COLUMNS}.get(str(event.column_key.value))
+        key = {c[0]: c[2] for c in self.columns}.get(str(event.column_key.value))
         if key is None:
             return
         if key == self.order:
@@ -249,7 +288,10 @@ class RunsScreen(LiveTableScreen):
             return
         self.selected ^= {run}
         table = self.query_one(DataTable)
-        table.update_cell(str(run), "sel", Text("●" if run in self.selected else " "))
+        if self.narrow:  # the id carries the mark
+            table.update_cell(str(run), "id", Text(f"{'●' if run in self.selected else ' '}{run}"))
+        else:
+            table.update_cell(str(run), "sel", Text("●" if run in self.selected else " "))
         self.update_status()
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)

@@ -17,14 +17,16 @@ from textual.widget import Widget
 NOTICE_SEPARATOR = "; "
 
 
-def fit_title(title: Text, width: int) -> Text:
-    """The title on one line of at most ``width`` cells (an ellipsis where it had to be cut)."""
-    line = title.copy()
-    line.no_wrap = True
-    line.end = ""
-    if line.cell_len > width:
-        line.truncate(max(1, width), overflow="ellipsis")
-    return line
+def fit_title(titles: Text | Sequence[Text], width: int) -> Text:
+    """The first of ``titles`` (longest first) that fits one line of ``width`` cells; else the last,
+    cut with an ellipsis."""
+    candidates = [titles] if isinstance(titles, Text) else list(titles)
+    for title in candidates:
+        if title.cell_len <= width:
+            return _one_line(title.copy())
+    line = candidates[-1].copy() if candidates else Text()
+    line.truncate(max(1, width), overflow="ellipsis")
+    return _one_line(line)
 
 
 def fold_notices(notices: Sequence[Text], width: int, hint: str = "i") -> Text:
@@ -70,20 +72,21 @@ class CompareSummary(Widget):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.title = Text()
+        self.titles: list[Text] = []
         self.notices: list[Text] = []
         self.hint = ""
 
-    def show(self, title: Text, notices: Sequence[Text], hint: str = "") -> None:
-        """Replace the content; ``hint`` is the key that shows everything ("" = no second line
-        unless there are notices). The lines are fitted to the width when drawn."""
-        self.title = title
+    def show(self, titles: Text | Sequence[Text], notices: Sequence[Text], hint: str = "") -> None:
+        """Replace the content: ``titles`` are the title's forms, longest first; ``hint`` is the key
+        that shows everything ("" = no second line unless there are notices). The lines are fitted
+        to the width when drawn."""
+        self.titles = [titles] if isinstance(titles, Text) else list(titles)
         self.notices = list(notices)
         self.hint = hint
         self.refresh(layout=True)
 
     def lines(self, width: int) -> list[Text]:
-        out = [fit_title(self.title, width)]
+        out = [fit_title(self.titles, width)]
         if self.notices or self.hint:
             out.append(fold_notices(self.notices, width, self.hint or "i"))
         return out
