@@ -32,6 +32,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.events import ScreenResume
 from textual.markup import escape
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
@@ -61,18 +62,20 @@ def fold_id(group: str) -> str:
     return "fold-" + group.lower().replace(" ", "-")
 
 
-def field_widget(s: Setting, value: Any, known_models: list[str]) -> Widget:
-    """The widget that edits setting ``s`` (id ``f-<name>``), showing ``value``."""
+def field_widget(s: Setting, value: Any, known_models: list[str], classes: str | None = None) -> Widget:
+    """The widget that edits setting ``s`` (id ``f-<name>``), showing ``value``. (CSS classes go in here:
+    a class added after construction restyles the widget once more.)"""
     wid = f"f-{s.name}"
     if s.widget == "checkbox":
-        return Checkbox(s.label, (not value) if s.invert else bool(value), id=wid,
+        return Checkbox(s.label, (not value) if s.invert else bool(value), id=wid, classes=classes,
                         tooltip=f"{s.flag}: {s.help}")
     if s.widget == "select":
-        return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=wid, tooltip=s.help)
+        return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=wid, classes=classes,
+                      tooltip=s.help)
     if s.widget == "tasks":
-        return SelectionList[str](*[(c, c, c in value) for c in s.choices], id=wid)
+        return SelectionList[str](*[(c, c, c in value) for c in s.choices], id=wid, classes=classes)
     suggester = SuggestFromList(known_models, case_sensitive=False) if s.widget == "model" else None
-    return Input(s.to_text(value), placeholder=s.help, id=wid, tooltip=s.help, suggester=suggester)
+    return Input(s.to_text(value), placeholder=s.help, id=wid, classes=classes, tooltip=s.help, suggester=suggester)
 
 
 def widget_value(s: Setting, widget: Widget) -> Any:
@@ -153,6 +156,33 @@ class NewRunScreen(AppScreen):
         self._validated: tuple | None = None        # the raw values the last validation saw
         self._advice_key: tuple | None = None
         self._advice_request = 0
+        self._resumed = False
+        self._take_breakpoint_classes()
+
+    def _take_breakpoint_classes(self) -> None:
+        """Take the size classes (the app's ``-narrow``/``-wide``) now, as Textual would on the screen's
+        first resize: added then, they would restyle every widget of a screen styled a moment before."""
+        try:
+            width, height = self.app.size
+        except Exception:  # no running app (a screen built outside one): Textual sets them on resize
+            return
+        horizontal = self.HORIZONTAL_BREAKPOINTS if self.HORIZONTAL_BREAKPOINTS is not None \
+            else self.app.HORIZONTAL_BREAKPOINTS
+        vertical = self.VERTICAL_BREAKPOINTS if self.VERTICAL_BREAKPOINTS is not None \
+            else self.app.VERTICAL_BREAKPOINTS
+        for size, points in ((width, horizontal), (height, vertical)):
+            for point, name in sorted(points or [], reverse=True):
+                if size >= point:
+                    self.add_class(name, update=False)
+                    break
+
+    def on_screen_resume(self, event: ScreenResume) -> None:
+        """The first show: every widget was styled as it was mounted, a moment ago, so Textual's restyle
+        of the whole screen on resume is skipped then (``refresh_styles``; kept on every later resume).
+        This handler runs before ``Screen``'s own, which reads the flag."""
+        if not self._resumed:
+            self._resumed = True
+            event.refresh_styles = False
 
     def starting_point(self) -> tuple[RunConfig, list[tuple[str, str]], str]:
         """(config, preset choices, chosen): a clone, else the last run's config, else the study recipe."""
@@ -207,7 +237,7 @@ class NewRunScreen(AppScreen):
         """A labelled row and an error line per setting, showing the held value (and a reason already due)."""
         out: list[Widget] = []
         for s in settings:
-            widget = field_widget(s, self.held[s.name], self.known).add_class("field-input")
+            widget = field_widget(s, self.held[s.name], self.known, classes="field-input")
             self.fields[s.name] = widget
             out.append(Horizontal(Label("" if s.widget == "checkbox" else s.label, classes="field-label"), widget,
                                   classes="field"))

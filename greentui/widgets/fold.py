@@ -55,8 +55,7 @@ class Fold(Vertical):
 
     def __init__(self, build: Callable[[], Iterable[Widget]], *, title: str, id: str | None = None,
                  classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes)
-        self.add_class("-collapsed")
+        super().__init__(id=id, classes=" ".join(filter(None, (classes, "-collapsed"))))
         self._builder = build
         self._title = title
         self.collapsed = True
