@@ -16,7 +16,7 @@ lays out and renders every widget in the DOM, so the form builds only what it sh
   always see every setting; a fold's title says which of its values differ from the study's and how
   many need fixing;
 * the plan panel and the time estimate (the planner, the past runs' stage times) are computed in a
-  thread worker after the form is shown, with a "computing…" placeholder;
+  thread worker started after the form's first frame, with a "computing…" placeholder until then;
 * the form is validated once when it opens and then only when a value really changed (a field
   reporting its initial value is not a change), and only the error lines whose text changed are
   redrawn.
@@ -156,6 +156,8 @@ class NewRunScreen(AppScreen):
         self._validated: tuple | None = None        # the raw values the last validation saw
         self._advice_key: tuple | None = None
         self._advice_request = 0
+        self._advice_started = False  # the first advice waits for the form's first frame
+        self._advice_pending: tuple | None = None
         self._resumed = False
         self._take_breakpoint_classes()
 
@@ -271,6 +273,15 @@ class NewRunScreen(AppScreen):
     def on_mount(self) -> None:
         self.fields["model"].focus()
         self.validate()
+        self.call_after_refresh(self._start_advice)
+
+    def _start_advice(self) -> None:
+        """After the first frame: the advice worker's thread would otherwise hold the GIL while the form
+        is laid out and drawn."""
+        self._advice_started = True
+        if self._advice_pending is not None:
+            self.advise(*self._advice_pending)
+            self._advice_pending = None
 
     def apply_preset(self, name: str) -> None:
         """Every field but the model from the preset (``clone``: the cloned or last run's config)."""
@@ -406,7 +417,10 @@ class NewRunScreen(AppScreen):
             return
         self._advice_key = key
         self._advice_request += 1
-        self.advise(self._advice_request, values, params)
+        if self._advice_started:
+            self.advise(self._advice_request, values, params)
+        else:
+            self._advice_pending = (self._advice_request, values, params)
 
     # Not exclusive: an older request's result is dropped by its number (``_advised``); cancelling it would
     # not stop its thread anyway.
