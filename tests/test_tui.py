@@ -372,6 +372,13 @@ async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
         assert local[8:12] == ["local", "cuda:0,1", "—", "—"]
         assert job[8:12] == ["slurm", "node7", "4242", "RUNNING"]
         assert queued[8:12] == ["local", "—", "—", "—"]
+        await pilot.resize_terminal(80, 24)  # 80 columns: executor, device/node and job in one column
+        await pause_until(pilot, lambda: len(table.columns) == 7, what="the narrow queue columns")
+        assert [str(c.label) for c in table.columns.values()][-1] == "where"
+        assert [str(table.get_row(str(i))[-1]) for i in (ids["q1"], slurm, ids["q2"])] == \
+            ["local cuda:0,1", "slurm node7 job 4242", "local"]
+        await pilot.resize_terminal(*SIZE)
+        await pause_until(pilot, lambda: len(table.columns) == 13, what="the wide queue columns")
         # cancelling a running local run raises its flag; the row says so until the run stops
         table.move_cursor(row=table.get_row_index(str(ids["q1"])))
         await pilot.press("x")
