@@ -230,7 +230,7 @@ async def test_a_folded_group_is_built_when_opened_and_its_values_reach_the_queu
         assert app.focused is form.query_one("#f-model")  # the first field has the focus at once
         energy = form.query_one("#fold-energy", Fold)
         assert energy.collapsed and not energy.built and not form.query("#f-repeats")
-        energy.query_one("CollapsibleTitle").focus()
+        energy.title_widget.focus()
         await pilot.press("enter")  # the user opens the fold
         await pilot.pause()
         assert energy.built and not energy.collapsed

@@ -250,10 +250,9 @@ class NewRunScreen(AppScreen):
         for s in SETTINGS:
             if s.name == "model":
                 continue
+            self.held[s.name] = values[s.name]
             if s.name in self.fields:
                 set_widget_value(s, self.fields[s.name], values[s.name])
-            else:
-                self.held[s.name] = values[s.name]
         self.preset = name
         self.validate()
 
@@ -292,7 +291,7 @@ class NewRunScreen(AppScreen):
         data: dict[str, Any] = {}
         for s in SETTINGS:
             widget = self.fields.get(s.name)
-            if widget is None:  # in a fold not built yet
+            if widget is None or not widget.is_mounted:  # in a fold not built (or not mounted) yet
                 data[s.name] = self.held[s.name]
                 continue
             try:
@@ -302,7 +301,8 @@ class NewRunScreen(AppScreen):
         return RunConfig(**data), bad  # a field that does not parse keeps its default; its reason is in bad
 
     def _state(self) -> tuple:
-        return (tuple(raw_value(w) for w in self.fields.values()), self.model_error, len(self.fields))
+        return (tuple(raw_value(w) if w.is_mounted else None for w in self.fields.values()), self.model_error,
+                len(self.fields))
 
     def validate(self) -> dict[str, str]:
         """Show every problem under its field (or on its fold's title); return them (empty = valid)."""

@@ -1,54 +1,110 @@
-"""A collapsed section whose contents are built the first time it is opened.
+"""A folded section whose contents are built the first time it is opened.
 
 Why: Textual styles, lays out and renders every widget in the DOM, folded or not (``display: none``
 still costs the styling passes a screen makes on push, resize and focus). The New-run form has 41
 settings; building only the ones it shows at first is what lets it open in well under half a second
 on a 2-core machine (issue #12). A :class:`Fold` holds a builder instead of widgets: the builder runs
-when the fold is first expanded (by the user, or by :meth:`Fold.build` when the form needs a field in
-it, e.g. to focus a refused value), and the widgets stay afterwards (collapsing only hides them).
+when the fold is first opened (Enter or a click on its title, or :meth:`Fold.expand` when the form
+needs a field in it, e.g. to focus a refused value); the widgets stay afterwards (closing only hides
+them).
+
+Not Textual's ``Collapsible``: that composes its contents up front, and even empty it costs three
+widgets and a restyle of itself when mounted; a closed :class:`Fold` is two widgets, styled once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from textual import events
+from textual.binding import Binding
+from textual.containers import Vertical
 from textual.widget import AwaitMount, Widget
-from textual.widgets import Collapsible
+from textual.widgets import Static
 
 
-class Fold(Collapsible):
-    """A :class:`~textual.widgets.Collapsible` that composes its contents on first expansion."""
+class FoldTitle(Static, can_focus=True):
+    """The fold's one-line (wrapping) title: ``▶ title`` closed, ``▼ title`` open; Enter or a click toggles."""
+
+    BINDINGS = [Binding("enter", "toggle", "Open/close the group", show=False)]
 
     DEFAULT_CSS = """
-    Fold { background: $surface; padding: 0 0 0 0; margin: 1 0 0 0; border-top: none; }
-    Fold > Contents { padding: 0 0 0 0; }
-    Fold CollapsibleTitle { padding: 0 1 0 0; }
+    FoldTitle { width: 1fr; height: auto; padding: 0 1 0 0; pointer: pointer; }
+    FoldTitle:hover { background: $block-hover-background; }
+    FoldTitle:focus { background: $block-cursor-background; color: $block-cursor-foreground; }
+    """
+
+    def action_toggle(self) -> None:
+        fold = self.parent
+        if isinstance(fold, Fold):
+            fold.toggle()
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.action_toggle()
+
+
+class Fold(Vertical):
+    """A titled section, closed at first, whose contents ``build()`` returns when it is first opened."""
+
+    DEFAULT_CSS = """
+    Fold { height: auto; margin: 1 0 0 0; }
+    Fold > .fold-body { height: auto; }
+    Fold.-collapsed > .fold-body { display: none; }
     """
 
     def __init__(self, build: Callable[[], Iterable[Widget]], *, title: str, id: str | None = None,
                  classes: str | None = None) -> None:
-        super().__init__(title=title, collapsed=True, id=id, classes=classes)
+        super().__init__(id=id, classes=classes)
+        self.add_class("-collapsed")
         self._builder = build
+        self._title = title
+        self.collapsed = True
         self.built = False
+        self.title_widget = FoldTitle(self._label())
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+    @title.setter
+    def title(self, text: str) -> None:
+        if text != self._title:
+            self._title = text
+            self.title_widget.update(self._label())
+
+    def _label(self) -> str:
+        return ("▶ " if self.collapsed else "▼ ") + self._title
+
+    def compose(self):
+        yield self.title_widget
 
     def build(self) -> AwaitMount | None:
-        """Compose the contents now (once); the AwaitMount to await when the fold is already mounted."""
+        """Compose the contents now (once); the AwaitMount to await for them to be mounted."""
         if self.built:
             return None
         self.built = True
-        widgets = list(self._builder())
-        if not self.is_mounted:  # not composed yet: compose() takes them
-            self._contents_list.extend(widgets)
-            return None
-        return self.query_one(Collapsible.Contents).mount_all(widgets)
+        body = Vertical(*self._builder(), classes="fold-body")
+        return self.mount(body)
 
     def expand(self) -> AwaitMount | None:
-        """Build (first time) and open."""
+        """Open (building the contents the first time); an AwaitMount when they are being mounted."""
         waiter = self.build()
-        self.collapsed = False
+        if self.collapsed:
+            self.collapsed = False
+            self.remove_class("-collapsed")
+            self.title_widget.update(self._label())
+            self.call_after_refresh(self.scroll_visible)
         return waiter
 
-    def watch_collapsed(self, collapsed: bool) -> None:
-        """Opened by the user (Enter or a click on the title): build the contents the first time."""
-        if not collapsed:
-            self.build()
+    def collapse(self) -> None:
+        if not self.collapsed:
+            self.collapsed = True
+            self.add_class("-collapsed")
+            self.title_widget.update(self._label())
+
+    def toggle(self) -> None:
+        if self.collapsed:
+            self.expand()
+        else:
+            self.collapse()
