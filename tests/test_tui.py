@@ -270,6 +270,34 @@ async def test_runs_at_80_columns_keep_the_ratios_and_go_wide_again(seeded) -> N
         assert str(table.get_row(str(ids["exp"]))[0]) == "●"  # the selection survived the switch
 
 
+async def test_footer_is_not_rebuilt_when_the_focus_moves(seeded) -> None:
+    """The footer recomposes (a dozen widgets) only when the keys it shows change: a bindings refresh
+    that changes nothing leaves the same key widgets in place; the filter box taking the focus (it
+    swallows the letter keys) and giving it back do rebuild it."""
+    from textual.widgets import Input
+    from textual.widgets._footer import FooterKey
+
+    from greentui.widgets.keys import KeyFooter
+
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        footer = app.screen.query_one(KeyFooter)
+        keys = list(footer.query(FooterKey))
+        assert {k.action for k in keys} >= {"help", "quit", "app.new_run", "compare"}
+        app.screen.refresh_bindings()  # what every focus move does
+        await pilot.pause()
+        assert list(footer.query(FooterKey)) == keys
+        await pilot.press("slash")
+        await pilot.pause()
+        assert isinstance(app.focused, Input)
+        assert "compare" not in {k.action for k in footer.query(FooterKey)}  # `c` types into the box
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "compare" in {k.action for k in footer.query(FooterKey)}
+
+
 async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
     """Cells are plain text: a model name that looks like Rich markup is shown, not interpreted."""
     from tests.snapshot import screen_text
