@@ -270,6 +270,34 @@ async def test_runs_at_80_columns_keep_the_ratios_and_go_wide_again(seeded) -> N
         assert str(table.get_row(str(ids["exp"]))[0]) == "●"  # the selection survived the switch
 
 
+async def test_footer_is_not_rebuilt_when_the_focus_moves(seeded) -> None:
+    """The footer recomposes (a dozen widgets) only when the keys it shows change: a bindings refresh
+    that changes nothing leaves the same key widgets in place; the filter box taking the focus (it
+    swallows the letter keys) and giving it back do rebuild it."""
+    from textual.widgets import Input
+    from textual.widgets._footer import FooterKey
+
+    from greentui.widgets.keys import KeyFooter
+
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        footer = app.screen.query_one(KeyFooter)
+        keys = list(footer.query(FooterKey))
+        assert {k.action for k in keys} >= {"help", "quit", "app.new_run", "compare"}
+        app.screen.refresh_bindings()  # what every focus move does
+        await pilot.pause()
+        assert list(footer.query(FooterKey)) == keys
+        await pilot.press("slash")
+        await pilot.pause()
+        assert isinstance(app.focused, Input)
+        assert "compare" not in {k.action for k in footer.query(FooterKey)}  # `c` types into the box
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "compare" in {k.action for k in footer.query(FooterKey)}
+
+
 async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
     """Cells are plain text: a model name that looks like Rich markup is shown, not interpreted."""
     from tests.snapshot import screen_text
@@ -372,6 +400,13 @@ async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
         assert local[8:12] == ["local", "cuda:0,1", "—", "—"]
         assert job[8:12] == ["slurm", "node7", "4242", "RUNNING"]
         assert queued[8:12] == ["local", "—", "—", "—"]
+        await pilot.resize_terminal(80, 24)  # 80 columns: executor, device/node and job in one column
+        await pause_until(pilot, lambda: len(table.columns) == 7, what="the narrow queue columns")
+        assert [str(c.label) for c in table.columns.values()][-1] == "where"
+        assert [str(table.get_row(str(i))[-1]) for i in (ids["q1"], slurm, ids["q2"])] == \
+            ["local cuda:0,1", "slurm node7 job 4242", "local"]
+        await pilot.resize_terminal(*SIZE)
+        await pause_until(pilot, lambda: len(table.columns) == 13, what="the wide queue columns")
         # cancelling a running local run raises its flag; the row says so until the run stops
         table.move_cursor(row=table.get_row_index(str(ids["q1"])))
         await pilot.press("x")

@@ -1,10 +1,12 @@
-"""What every table screen shares: plain-text cells and the row key under the cursor."""
+"""What every table screen shares: plain-text cells, the row key under the cursor, and a narrow
+column set for 80-column terminals."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
@@ -30,3 +32,41 @@ def plain_cells(*values: Any) -> list[Text]:
     """Cells as Rich ``Text``: DataTable reads a ``str`` as markup, so a model or label named
     ``m[red]x[/red]`` would lose its brackets (or fail to parse). ``Text`` values pass as they are."""
     return [v if isinstance(v, Text) else Text(str(v)) for v in values]
+
+
+class NarrowColumns:
+    """Mixin of a table screen with two column sets: ``WIDE_COLUMNS`` and, below ``NARROW_BELOW``
+    columns (the app's -narrow breakpoint; 80x24 is a first-class size), ``NARROW_COLUMNS``, which keep
+    what answers the screen's question and fold the rest into them. Entries are ``(key, label, ...)``;
+    ``NARROW_WIDTHS`` caps columns (their cells are cut with an ellipsis). The screen builds its cells
+    for ``self.narrow`` and reloads itself when a resize crosses the breakpoint."""
+
+    NARROW_BELOW: ClassVar[int] = 100
+    WIDE_COLUMNS: ClassVar[list[tuple[Any, ...]]] = []
+    NARROW_COLUMNS: ClassVar[list[tuple[Any, ...]]] = []
+    NARROW_WIDTHS: ClassVar[dict[str, int]] = {}
+    #: appended to every label (Runs keeps one cell free for its sort arrow)
+    LABEL_PAD: ClassVar[str] = ""
+    narrow: bool = False
+
+    @property
+    def columns(self) -> list[tuple[Any, ...]]:
+        return self.NARROW_COLUMNS if self.narrow else self.WIDE_COLUMNS
+
+    def add_columns(self, table: DataTable, width: int) -> None:
+        """(Re)build the table's columns for a screen ``width`` columns wide."""
+        self.narrow = width < self.NARROW_BELOW
+        table.clear(columns=True)
+        for key, label, *_ in self.columns:  # labels as Text: no markup parsing
+            cap = self.NARROW_WIDTHS.get(key) if self.narrow else None
+            table.add_column(Text(label + self.LABEL_PAD), key=key, width=cap)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if (event.size.width < self.NARROW_BELOW) != self.narrow and self.is_mounted:  # type: ignore[attr-defined]
+            self.add_columns(self.query_one(DataTable), event.size.width)  # type: ignore[attr-defined]
+            self.reload()  # type: ignore[attr-defined]
+
+
+def ellipsis(text: str) -> Text:
+    """A cell cut with "…" when its column is capped (``NarrowColumns.NARROW_WIDTHS``)."""
+    return Text(text, no_wrap=True, overflow="ellipsis")

@@ -7,6 +7,7 @@ the store whatever the executor (the run's process, or the runner for a Slurm jo
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
@@ -19,11 +20,19 @@ from backend.supervisor import live_runners
 from ..widgets.confirm import ConfirmScreen
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._table import cursor_id, plain_cells
+from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
 
 
-class QueueScreen(LiveTableScreen):
+class QueueScreen(NarrowColumns, LiveTableScreen):
     reload_on_every_change = True  # small table; its stage column moves with every stage event
+    WIDE_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"), ("method", "method"),
+                    ("ratio", "ratio"), ("status", "status"), ("stage", "stage"), ("executor", "executor"),
+                    ("where", "device/node"), ("job", "job id"), ("job_state", "job state"),
+                    ("created", "queued at")]
+    #: at 80 columns: the method carries the ratio, "where" the executor, device or node and Slurm job
+    NARROW_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("method", "method"),
+                      ("status", "status"), ("stage", "stage"), ("where", "where")]
+    NARROW_WIDTHS = {"model": 14, "where": 20}
 
     BINDINGS = [
         Binding("enter", "open", "Detail", show=False),
@@ -43,11 +52,7 @@ class QueueScreen(LiveTableScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, label in (("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"),
-                           ("method", "method"), ("ratio", "ratio"), ("status", "status"),
-                           ("stage", "stage"), ("executor", "executor"), ("where", "device/node"),
-                           ("job", "job id"), ("job_state", "job state"), ("created", "queued at")):
-            table.add_column(label, key=key)
+        self.add_columns(table, self.app.size.width)
         self.reload()
         table.focus()
 
@@ -64,10 +69,7 @@ class QueueScreen(LiveTableScreen):
             asked = r.get("cancel_requested") or r.get("job_cancel_requested")
             status = status_cell("cancelling" if r["status"] in ("queued", "running") and asked
                                  else r["status"])
-            table.add_row(*plain_cells(i, r["id"], model_label(r), r["kind"], method_label(r), ratio_label(r),
-                                       status, r["stage"] or "—", executor_label(r), where_label(r),
-                                       r.get("job_id") or "—", r.get("job_state") or "—", when(r["created_at"])),
-                          key=str(r["id"]))
+            table.add_row(*self.cells(i, r, status), key=str(r["id"]))
         if keep is not None and str(keep) in {str(r["id"]) for r in rows}:
             table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
         paused = self.store.queue_paused()
@@ -78,6 +80,18 @@ class QueueScreen(LiveTableScreen):
         queued = sum(r["status"] == "queued" for r in rows)
         self.query_one("#queue-state", Static).update(
             f"queue {state} · {runner} · {queued} queued · {len(rows) - queued} running")
+
+    def cells(self, position: int, r: dict, status: Text) -> list[Text]:
+        method, ratio = method_label(r), ratio_label(r)
+        if self.narrow:
+            job = f" job {r['job_id']}" if r.get("job_id") else ""
+            where = executor_label(r) + ("" if where_label(r) == "—" else f" {where_label(r)}") + job
+            return plain_cells(position, r["id"], ellipsis(model_label(r)),
+                               method if ratio == "—" else f"{method} {ratio}", status, r["stage"] or "—",
+                               ellipsis(where))
+        return plain_cells(position, r["id"], model_label(r), r["kind"], method, ratio, status, r["stage"] or "—",
+                           executor_label(r), where_label(r), r.get("job_id") or "—", r.get("job_state") or "—",
+                           when(r["created_at"]))
 
     def cursor_run(self) -> int | None:
         return cursor_id(self.query_one(DataTable))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -29,6 +30,7 @@ from ..widgets.power import PowerPanel
 from ..signals import StoreChange
 from ..widgets.keys import KeyFooter
 from ._live import WatchingScreen
+from ._table import NarrowColumns, ellipsis, plain_cells
 from ._ppl import chance_note, perplexity_line
 
 LOG_LINES = 1000
@@ -99,11 +101,13 @@ class RunDetailScreen(WatchingScreen):
         except NoMatches:
             self.call_after_refresh(self._setup)
             return
-        # Wh and meter right after accuracy: they must fit at 80 columns
+        # Wh and meter right after accuracy: they must fit at 80 columns, where the meter's long name
+        # ("codecarbon:cpu_load-estimate") is cut with "…" so the columns after it show too
+        narrow = self.app.size.width < NarrowColumns.NARROW_BELOW
         for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"),
                            ("wh", "Wh"), ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"),
                            ("s", "seconds")):
-            table.add_column(label, key=key)
+            table.add_column(Text(label), key=key, width=16 if narrow and key == "meter" else None)
         self.run = self.app.store.get_run(self.run_id)
         if self.run is None:
             self.query_one("#run-title", Static).update(f"[b red]no run {self.run_id} in this workspace[/]")
@@ -285,9 +289,9 @@ class RunDetailScreen(WatchingScreen):
         table.clear()
         for r in rows:
             wh = None if r["energy_kwh"] is None else r["energy_kwh"] * 1000
-            table.add_row(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]), num(r["acc_stderr"]),
-                          num(wh, 4), r["meter"] or "—", num(r["acc_norm"]), str(r["n_samples"] or "—"),
-                          num(r["seconds"], 1))
+            table.add_row(*plain_cells(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]),
+                                       num(r["acc_stderr"]), num(wh, 4), ellipsis(r["meter"] or "—"),
+                                       num(r["acc_norm"]), r["n_samples"] or "—", num(r["seconds"], 1)))
         if self.run is not None:
             self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
 

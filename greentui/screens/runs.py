@@ -7,7 +7,6 @@ and filters in SQL, so the first screen shows at once with 10,000 runs in the st
 from __future__ import annotations
 
 from rich.text import Text
-from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -19,7 +18,7 @@ from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label,
 
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
-from ._table import cursor_id, plain_cells
+from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
 
 PAGE = 100
 #: Rows drawn on the very first frame; the rest of the page follows once that frame is on the screen
@@ -43,16 +42,14 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("acc_ratio", "acc ×base", "acc_ratio"), ("wh_ratio", "Wh ×base", "wh_ratio"),
     ("created", "date", "created"),
 ]
-#: Below this width (the app's -narrow breakpoint; 80x24 is a first-class size) the table keeps what
-#: answers the question, accuracy and energy against the baseline, and drops kind and date: the id
-#: carries the selection mark, the method carries the ratio ("taylor 2/7"), the model is cut with "…".
-NARROW_BELOW = 100
-NARROW_COLUMNS: list[tuple[str, str, str | None]] = [
+#: At 80 columns the table keeps what answers the question, accuracy and energy against the baseline,
+#: and drops kind and date: the id carries the selection mark, the method carries the ratio
+#: ("taylor 2/7"), the model is cut with "…".
+NARROW_RUN_COLUMNS: list[tuple[str, str, str | None]] = [
     ("id", "id", "id"), ("model", "model", "model"), ("method", "method", "method"),
     ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
     ("acc_ratio", "acc×", "acc_ratio"), ("wh_ratio", "Wh×", "wh_ratio"),
 ]
-NARROW_MODEL_WIDTH = 14
 SORT_KEYS = [c[2] for c in COLUMNS if c[2]]
 EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
               "Press [b reverse] d [/] to queue a demo run: a tiny trained model, pruned, LoRA-recovered "
@@ -60,7 +57,7 @@ EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
               "or [b reverse] n [/] to queue a run of your own model. [b reverse] ? [/] lists every key.")
 
 
-class RunsScreen(LiveTableScreen):
+class RunsScreen(NarrowColumns, LiveTableScreen):
     """All runs; filter, sort, multi-select, compare, re-queue, delete."""
 
     BINDINGS = [
@@ -81,6 +78,11 @@ class RunsScreen(LiveTableScreen):
         Binding("escape", "clear", "Clear", show=False, tooltip="Clear the selection and the filter"),
     ]
 
+    WIDE_COLUMNS = COLUMNS
+    NARROW_COLUMNS = NARROW_RUN_COLUMNS
+    NARROW_WIDTHS = {"model": 14}
+    LABEL_PAD = " "  # room for the sort arrow
+
     def __init__(self) -> None:
         super().__init__()
         self.filter_text = ""
@@ -91,7 +93,6 @@ class RunsScreen(LiveTableScreen):
         self.selected: set[int] = set()
         self.rows: dict[int, dict] = {}
         self._fill_generation = 0  # a reload cancels the first page's pending fill
-        self.narrow = False  # the narrow column set (NARROW_COLUMNS) is shown
 
     def compose(self) -> ComposeResult:
         yield Header()  # the filter box (#filter) is mounted here on the first `/` (filter_box)
@@ -104,31 +105,11 @@ class RunsScreen(LiveTableScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        self.narrow = self.app.size.width < NARROW_BELOW
-        self.add_columns(table)
+        self.add_columns(table, self.app.size.width)
         if not self.app.store_ready():  # a damaged store: the app ends with its one-line error
             return
         self.reload(first_paint=True)
         table.focus()
-
-    @property
-    def columns(self) -> list[tuple[str, str, str | None]]:
-        return NARROW_COLUMNS if self.narrow else COLUMNS
-
-    def add_columns(self, table: DataTable) -> None:
-        for key, label, _ in self.columns:  # labels as Text: no markup parsing (nor Rich's emoji table)
-            width = NARROW_MODEL_WIDTH if self.narrow and key == "model" else None
-            table.add_column(Text(label + " "), key=key, width=width)  # room for the sort arrow
-
-    def on_resize(self, event: events.Resize) -> None:
-        """Crossing NARROW_BELOW swaps the column set (a terminal resized over SSH)."""
-        narrow = event.size.width < NARROW_BELOW
-        if narrow != self.narrow and self.is_mounted:
-            self.narrow = narrow
-            table = self.query_one(DataTable)
-            table.clear(columns=True)
-            self.add_columns(table)
-            self.reload()
 
     # ------------------------------------------------------------------ data
     def reload(self, first_paint: bool = False) -> None:
@@ -171,9 +152,8 @@ class RunsScreen(LiveTableScreen):
         mark = "●" if r["id"] in self.selected else " "
         method, ratio = method_label(r), ratio_label(r)
         if self.narrow:
-            model = Text(model_label(r), no_wrap=True, overflow="ellipsis")
             return plain_cells(
-                f"{mark}{r['id']}", model, method if ratio == "—" else f"{method} {ratio}",
+                f"{mark}{r['id']}", ellipsis(model_label(r)), method if ratio == "—" else f"{method} {ratio}",
                 status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
                 ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]))
         return plain_cells(

@@ -32,10 +32,26 @@ class KeyFooter(Footer):
 
     def __init__(self) -> None:
         super().__init__(compact=True, show_command_palette=False)
+        self._shown: tuple | None = None  # the keys on display (shown_keys), once composed
+
+    @staticmethod
+    def shown_keys(screen) -> tuple:
+        """What the footer shows of ``screen``'s bindings: (key, action, label, enabled, tooltip)."""
+        return tuple((b.key, b.action, b.description, enabled, tooltip)
+                     for _, b, enabled, tooltip in screen.active_bindings.values() if b.show)
+
+    def bindings_changed(self, screen) -> None:
+        """Recompose only when the shown keys changed: moving the focus between a form's fields (or a
+        table taking it at start) changes the bindings but rarely the footer, and each recompose
+        mounts a dozen widgets."""
+        if self._shown is not None and screen is self.screen and self.shown_keys(screen) == self._shown:
+            return
+        super().bindings_changed(screen)
 
     def compose(self) -> ComposeResult:
         if not self._bindings_ready:
             return
+        self._shown = self.shown_keys(self.screen)
         active = self.screen.active_bindings
         by_action: dict[str, list[tuple[Binding, bool, str]]] = defaultdict(list)
         for _, binding, enabled, tooltip in active.values():
