@@ -26,7 +26,7 @@ def test_bench_run_quick_prints_all_figures(tmp_path: Path) -> None:
                          cwd=REPO, capture_output=True, text=True, timeout=400, env=_env())
     assert out.returncode == 0, out.stderr[-4000:]
     figures = {row["figure"] for row in json.loads(js.read_text())["rows"]}
-    assert {"P2", "P3", "P4", "P5"} <= figures
+    assert {"P2", "P3", "P4", "P5", "FORM"} <= figures
     assert {f"P1{b}{k}" for b in "ab" for k in range(1, 6)} <= figures
     text = results.read_text()
     assert "bench/run --quick" in text and "| figure | A | B | ratio A/B |" in text
