@@ -347,3 +347,31 @@ async def test_a_refused_value_in_a_closed_fold_opens_it_and_takes_the_focus(tmp
         label = form.query_one("#err-executor", Label)
         assert label.display and "need --executor slurm" in str(label.render())
         assert app.store.count_runs() == 1
+
+
+async def test_a_failing_plan_worker_is_a_notification_and_the_form_stays_usable(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """Anything the advice worker raises reaches the app's one worker handler (a notification); the panel
+    and the estimate say they are not available instead of "computing…" forever; queueing still works."""
+    def broken(values):
+        raise RuntimeError("planner exploded")
+
+    monkeypatch.setattr(new_run, "plan_lines", broken)
+    app = GreentuiApp(known_model_workspace(tmp_path), manage_runner=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.action_new_run(model="org/known")
+        await pilot.pause()
+        form = app.screen
+        panel = form.query_one(PlanPanel)
+        for _ in range(200):  # the failed worker is waited for by its effect (waiting on it would raise)
+            if panel.lines:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+        assert any("planner exploded" in n.message for n in app._notifications)
+        assert panel.lines == ["no plan: the planner failed (see the notification)"]
+        assert "not available" in str(form.query_one("#form-advice", Static).render())
+        form.action_queue()
+        await app.workers.wait_for_complete([w for w in app.workers if w.group == "queue-run"])
+        await pilot.pause()
+        assert app.store.count_runs() == 1

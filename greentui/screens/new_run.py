@@ -497,11 +497,18 @@ class NewRunScreen(AppScreen):
         self.app.call_from_thread(self._queued, queued.run_id)
 
     def on_worker_state_changed(self, event) -> None:
-        """After an unexpected failure (the app notifies it) the form is usable again."""
-        if event.worker.group == "queue-run" and event.state.name == "ERROR":
+        """After an unexpected failure (the app notifies it) the form is usable again; a failed plan or
+        estimate says so instead of "computing…"."""
+        if event.state.name != "ERROR":
+            return
+        if event.worker.group == "queue-run":
             self.busy = False
             self.query_one("#form-summary", Static).update("[b red]not queued[/] (see the notification)")
             self.validate()
+        elif event.worker.group == "form-advice":
+            self.query_one(PlanPanel).show(["no plan: the planner failed (see the notification)"])
+            self.estimate_line = "time estimate: not available (see the notification)"
+            self.show_advice()
 
     def _refused(self, exc: GreentuiError) -> None:
         """Put the reason under the field it belongs to (``SettingError.field``), or in the summary."""
