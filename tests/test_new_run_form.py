@@ -375,3 +375,22 @@ async def test_a_failing_plan_worker_is_a_notification_and_the_form_stays_usable
         await app.workers.wait_for_complete([w for w in app.workers if w.group == "queue-run"])
         await pilot.pause()
         assert app.store.count_runs() == 1
+
+
+async def test_a_fold_opened_before_it_is_mounted_composes_its_contents(tmp_path: Path) -> None:
+    """Fold.expand() before the fold is in the DOM (a form that opens a group at once) builds the body
+    into the fold's own compose instead of mounting it into nothing."""
+    from textual.app import App
+    from textual.widgets import Input as TextInput
+
+    class One(App):
+        def compose(self):
+            fold = Fold(lambda: [TextInput("x", id="inside")], title="group")
+            assert fold.expand() is None and fold.built and not fold.collapsed
+            yield fold
+
+    app = One()
+    async with app.run_test(size=(40, 10)) as pilot:
+        await pilot.pause()
+        assert app.query_one("#inside", TextInput).value == "x"
+        assert str(app.query_one(Fold).title_widget.render()) == "▼ group"

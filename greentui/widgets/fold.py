@@ -61,6 +61,8 @@ class Fold(Vertical):
         self.collapsed = True
         self.built = False
         self.title_widget = FoldTitle(self._label())
+        self._body: Vertical | None = None
+        self._composed = False
 
     @property
     def title(self) -> str:
@@ -76,15 +78,19 @@ class Fold(Vertical):
         return ("▶ " if self.collapsed else "▼ ") + self._title
 
     def compose(self):
+        self._composed = True
         yield self.title_widget
+        if self._body is not None:  # built before the fold itself was composed
+            yield self._body
 
     def build(self) -> AwaitMount | None:
-        """Compose the contents now (once); the AwaitMount to await for them to be mounted."""
+        """Compose the contents now (once); the AwaitMount to await for them to be mounted (None when the
+        fold is not composed yet: its compose takes them)."""
         if self.built:
             return None
         self.built = True
-        body = Vertical(*self._builder(), classes="fold-body")
-        return self.mount(body)
+        self._body = Vertical(*self._builder(), classes="fold-body")
+        return self.mount(self._body) if self._composed else None
 
     def expand(self) -> AwaitMount | None:
         """Open (building the contents the first time); an AwaitMount when they are being mounted."""
