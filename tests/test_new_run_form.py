@@ -92,9 +92,8 @@ async def test_prefilled_from_last_run_and_presets(tmp_path: Path) -> None:
         form.query_one("#preset", Select).value = "quick"
         await pilot.pause()
         assert form.read()[0].to_dict() == quick.to_dict()  # the folded fields (LoRA lr, data dir …) too
-        await form.open_folds()
-        await pilot.pause()
-        assert value(form, "lora_lr") == "0.001" and value(form, "ppl_limit") == "2048"
+        await form.open_fold("LoRA recovery")  # built from the held values, i.e. the preset's
+        assert value(form, "lora_lr") == "0.001"
         await pilot.press("ctrl+r")  # "Study defaults" is the study preset too
         await pilot.pause()
         assert form.query_one("#preset", Select).value == "study"
@@ -300,16 +299,15 @@ CLONED = RunConfig(model="org/a", ignore_first=2, ignore_last=1, round_to=16, ca
 
 
 async def test_clone_fills_every_field_including_the_folded_ones(tmp_path: Path) -> None:
-    """`f` on Run detail: the clone is the form's config before any fold is opened (held values) and
-    every widget shows its value once the folds are built; folded changes are named on the titles."""
+    """Clone into form (what `f` on Runs and Run detail calls; the two tests above press it): the clone
+    is the form's config before any fold is opened (held values), every widget shows its value once the
+    folds are built, and the folds' titles name the changed values meanwhile."""
     folded = [s for s in new_run.SETTINGS if s.name in FOLD_OF]
     assert sum(getattr(CLONED, s.name) != s.default for s in folded) >= 20  # most folded values differ
     app = GreentuiApp(workspace_with(tmp_path, CLONED, SECOND), manage_runner=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        app.open_run(1)
-        await pilot.pause()
-        await pilot.press("f")
+        app.clone_run(1)
         await pilot.pause()
         form = app.screen
         assert isinstance(form, NewRunScreen) and not any(f.built for f in form.folds.values())
