@@ -818,3 +818,14 @@ async def test_compare_right_after_run_detail_before_it_mounts(seeded) -> None:
         await pilot.press("escape")
         await pilot.pause(0.2)
         assert isinstance(app.screen, RunsScreen) and app.is_running
+
+
+def test_help_names_where_a_focused_widgets_keys_work() -> None:
+    """Help's "where" column says which focused widget a key belongs to, not one label for all."""
+    from textual.containers import VerticalScroll
+    from textual.widgets import Input, SelectionList
+
+    from greentui.widgets.keys import focused_place
+
+    assert [focused_place(w) for w in (DataTable(), SelectionList(), Input(), VerticalScroll())] == \
+        ["in the table", "in the list", "in a text field", "in the scrolled pane"]

@@ -101,10 +101,22 @@ def key_rows(screen) -> list[tuple[str, str, str, str]]:
         if binding.action.rsplit(".", 1)[-1] in TEXTUAL_INTERNALS:
             continue
         seen.add((binding.action, key))
-        where = "everywhere" if node is app else ("this screen" if node is screen else "in the table/list")
+        where = "everywhere" if node is app else ("this screen" if node is screen else focused_place(node))
         rows.append((where, app.get_key_display(binding), binding.description, tooltip or binding.tooltip or ""))
-    order = {"this screen": 0, "everywhere": 1, "in the table/list": 2}
-    return sorted(rows, key=lambda r: order[r[0]])
+    order = {"this screen": 0, "everywhere": 1}
+    return sorted(rows, key=lambda r: order.get(r[0], 2))
+
+
+def focused_place(node) -> str:
+    """Where a focused widget's own keys work, in the help list's words."""
+    names = [cls.__name__ for cls in type(node).__mro__]
+    for name, place in (("DataTable", "in the table"), ("SelectionList", "in the list"),
+                        ("OptionList", "in the list"), ("FoldTitle", "on a fold title"),
+                        ("Fold", "on a fold title"), ("Input", "in a text field"), ("Select", "in a choice"),
+                        ("ScrollableContainer", "in the scrolled pane"), ("ScrollView", "in the scrolled pane")):
+        if name in names:
+            return place
+    return "on the focused item"
 
 
 class HelpScreen(ModalScreen[None]):
