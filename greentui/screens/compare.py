@@ -13,6 +13,7 @@ differences the sample size can support.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from rich.markup import escape
@@ -274,14 +275,18 @@ class CompareScreen(WatchingScreen):
              + band)
             if points else "[dim]no finished runs of this model with energy figures yet[/]")
 
+    def runs_of(self, ids: list[int]) -> Iterator[tuple[int, dict]]:
+        """(id, run) for each of ``ids`` still in the store (one may be deleted while compared)."""
+        for i in ids:
+            run = self.app.store.get_run(i)
+            if run is not None:
+                yield i, run
+
     def perplexity_notices(self, ids: list[int]) -> list[Text]:
         """The folded header's perplexity figures (one per run that has them) and the demo's caveat."""
         store = self.app.store
         out, caveat = [], False
-        for i in ids:
-            run = store.get_run(i)
-            if run is None:
-                continue
+        for i, run in self.runs_of(ids):
             ppl = perplexities(store, run)
             if ppl:
                 figures = " · ".join(f"{name.replace('pruned+', '+')} {value:.1f}" for name, value in ppl.items())
@@ -295,10 +300,7 @@ class CompareScreen(WatchingScreen):
         """WikiText-2 perplexity per run (vanilla, pruned before LoRA, after LoRA) and the demo's caveat."""
         store = self.app.store
         lines, notes = [], set()
-        for i in ids:
-            run = store.get_run(i)
-            if run is None:
-                continue
+        for i, run in self.runs_of(ids):
             line = perplexity_line(store, run)
             if line:
                 lines.append(line if len(ids) == 1 else f"#{i} {line}")
