@@ -829,3 +829,25 @@ def test_help_names_where_a_focused_widgets_keys_work() -> None:
 
     assert [focused_place(w) for w in (DataTable(), SelectionList(), Input(), VerticalScroll())] == \
         ["in the table", "in the list", "in a text field", "in the scrolled pane"]
+
+
+async def test_a_theme_change_restyles_every_mode_screen(seeded) -> None:
+    """Mode screens start at the app's CSS generation (no re-parse of every stylesheet at start, P2);
+    a theme change must still restyle the screen on display and a mode shown before it."""
+    ws, _ = seeded
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        runs_table = app.screen.query_one(DataTable)
+        await pilot.press("2")
+        await pilot.pause()
+        queue_table = app.screen.query_one(DataTable)
+        dark = (runs_table.styles.background, queue_table.styles.background)
+        await pilot.press("1")
+        await pilot.pause()
+        app.theme = "textual-light"
+        await pilot.pause()
+        assert runs_table.styles.background != dark[0]
+        await pilot.press("2")
+        await pilot.pause()
+        assert queue_table.styles.background != dark[1]
