@@ -126,9 +126,9 @@ async def test_queue_in_new_run_watch_detail_then_runs_and_compare(demo_model: P
             runs = app.screen
             assert isinstance(runs, RunsScreen)
             table = runs.query_one(DataTable)
-            row = [str(cell) for cell in table.get_row(str(run_id))]
-            assert row[6] == "done" and row[7] != "—"
-            assert row[9] != "—"  # acc ratio vs the baseline
+            cell = lambda column: str(table.get_cell(str(run_id), column))  # noqa: E731
+            assert cell("status") == "done" and cell("avg_acc") != "—"
+            assert cell("acc_ratio") != "—"  # acc ratio vs the baseline
             # Compare: vanilla and pruned as two series
             table.move_cursor(row=table.get_row_index(str(run_id)))
             await pilot.press("c")

@@ -36,15 +36,15 @@ def partial_mark(r: dict) -> str:
 
 # (key, header, sort key for Store.list_runs or None)
 COLUMNS: list[tuple[str, str, str | None]] = [
-    ("sel", " ", None), ("id", "id", "id"), ("model", "model", "model"), ("kind", "kind", None),
+    ("id", "id", "id"), ("model", "model", "model"), ("kind", "kind", None),
     ("method", "method", "method"), ("ratio", "ratio", "ratio"), ("status", "status", "status"),
     ("avg_acc", "avg acc", "avg_acc"), ("avg_wh", "avg Wh", "avg_wh"),
     ("acc_ratio", "acc ×base", "acc_ratio"), ("wh_ratio", "Wh ×base", "wh_ratio"),
     ("created", "date", "created"),
 ]
-#: At 80 columns the table keeps what answers the question, accuracy and energy against the baseline,
-#: and drops kind and date: the id carries the selection mark, the method carries the ratio
-#: ("taylor 2/7"), the model is cut with "…".
+#: Below ``RunsScreen.NARROW_BELOW`` columns the table keeps what answers the question, accuracy and
+#: energy against the baseline, and drops kind and date: the method carries the ratio ("taylor 2/7"),
+#: the model is cut with "…". In both sets the id carries the selection mark (●).
 NARROW_RUN_COLUMNS: list[tuple[str, str, str | None]] = [
     ("id", "id", "id"), ("model", "model", "model"), ("method", "method", "method"),
     ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
@@ -81,6 +81,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
     WIDE_COLUMNS = COLUMNS
     NARROW_COLUMNS = NARROW_RUN_COLUMNS
     NARROW_WIDTHS = {"model": 14}
+    NARROW_BELOW = 128  # the wide set needs up to ~125 columns (long statuses and methods) and a scrollbar
     LABEL_PAD = " "  # room for the sort arrow
 
     def __init__(self) -> None:
@@ -157,7 +158,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
                 status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
                 ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]))
         return plain_cells(
-            mark, r["id"], model_label(r), r["kind"], method, ratio, status_cell(r["status"]),
+            f"{mark}{r['id']}", model_label(r), r["kind"], method, ratio, status_cell(r["status"]),
             num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
             ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), when(r["created_at"]))
 
@@ -268,10 +269,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
             return
         self.selected ^= {run}
         table = self.query_one(DataTable)
-        if self.narrow:  # the id carries the mark
-            table.update_cell(str(run), "id", Text(f"{'●' if run in self.selected else ' '}{run}"))
-        else:
-            table.update_cell(str(run), "sel", Text("●" if run in self.selected else " "))
+        table.update_cell(str(run), "id", Text(f"{'●' if run in self.selected else ' '}{run}"))
         self.update_status()
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)
