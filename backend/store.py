@@ -469,17 +469,18 @@ class Store:
                      "position": "r.position"}.get(order, "r.id")
         direction = "DESC" if descending else "ASC"
         ordering = f"ORDER BY {order_sql} {direction}, r.id {direction}"
+        # the filter's and the page's placeholders appear once either way: in the page or in the tail
+        bindings = [*params, int(limit), int(offset)]
         if order in self.AGGREGATE_ORDERS:
             page_cte, page_from, scope = "", "runs r", ""
-            tail, tail_params = f"{where} {ordering} LIMIT ? OFFSET ?", [*params, int(limit), int(offset)]
+            tail = f"{where} {ordering} LIMIT ? OFFSET ?"
         else:
             page_cte = (f"page AS (SELECT r.id FROM runs r LEFT JOIN models m ON m.id = r.model_id {where} "
                         f"{ordering} LIMIT ? OFFSET ?),")
             page_from = "page CROSS JOIN runs r ON r.id = page.id"  # the page drives the join
             scope = ("WHERE run_id IN (SELECT id FROM page UNION "
                      "SELECT parent_run_id FROM runs WHERE id IN (SELECT id FROM page))")
-            tail, tail_params = ordering, []
-            params = [*params, int(limit), int(offset)]
+            tail = ordering
         sql = f"""
             WITH {page_cte} agg AS (
                 SELECT run_id, variant, AVG(acc) AS acc, AVG(energy_kwh) * 1000.0 AS wh,
@@ -513,7 +514,7 @@ class Store:
                   WHEN own.variant = 'pruned' THEN r.id END)
             LEFT JOIN slurm_jobs sj ON sj.run_id = r.id
             {tail}"""
-        return self._rows(sql, [*params, *tail_params])
+        return self._rows(sql, bindings)
 
     def count_runs(self, *, text: str | None = None, statuses: Iterable[str] | None = None,
                    model_id: int | None = None) -> int:

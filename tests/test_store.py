@@ -179,6 +179,11 @@ def test_list_runs_pages_agree_with_one_page_and_with_the_averages(tmp_path, ord
             acc, ratio = expected[r["id"]]
             assert r["avg_acc"] == pytest.approx(acc) and r["acc_ratio"] == pytest.approx(ratio), r
     assert [r["id"] for r in s.list_runs(order="acc_ratio", limit=2)] == [runs[3], runs[1]]
+    # a filter (the Runs screen's `/`, `greentui ls --status`) with the same order, one page and two
+    of_b = s.list_runs(limit=100, order=order, text="/b")
+    assert sorted(r["id"] for r in of_b) == sorted([runs[1], runs[3], ref])
+    assert [r for off in (0, 2) for r in s.list_runs(limit=2, offset=off, order=order, text="/b")] == of_b
+    assert runs[-1] not in {r["id"] for r in s.list_runs(limit=100, order=order, statuses=["done"])}
 
 
 def test_delete_refuses_running_runs(tmp_path):
