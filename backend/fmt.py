@@ -57,6 +57,12 @@ def ratio_label(row: dict[str, Any]) -> str:
     return "—" if r is None else ratio_text(r)
 
 
+def method_with_ratio(row: dict[str, Any]) -> str:
+    """One cell for narrow tables: "taylor 2/7", or "vanilla" alone."""
+    method, ratio = method_label(row), ratio_label(row)
+    return method if ratio == "—" else f"{method} {ratio}"
+
+
 def size(n: int | None) -> str:
     """Bytes in binary units (5.0 MiB)."""
     if n is None:

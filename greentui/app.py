@@ -127,7 +127,7 @@ class GreentuiApp(App):
 
     def on_mount(self) -> None:
         if not self.store_ready():
-            self.exit(return_code=2)
+            self.fail(self.fatal_error)
             return
         self.sub_title = str(self.workspace)
         if self.recovered:

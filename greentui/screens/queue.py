@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
-from backend.fmt import method_label, model_label, ratio_label, status_cell, when
+from backend.fmt import method_label, method_with_ratio, model_label, ratio_label, status_cell, when
 from backend.runs import cancel as cancel_run
 from backend.supervisor import live_runners
 
@@ -82,16 +82,14 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             f"queue {state} · {runner} · {queued} queued · {len(rows) - queued} running")
 
     def cells(self, position: int, r: dict, status: Text) -> list[Text]:
-        method, ratio = method_label(r), ratio_label(r)
         if self.narrow:
             job = f" job {r['job_id']}" if r.get("job_id") else ""
             where = executor_label(r) + ("" if where_label(r) == "—" else f" {where_label(r)}") + job
-            return plain_cells(position, r["id"], ellipsis(model_label(r)),
-                               method if ratio == "—" else f"{method} {ratio}", status, r["stage"] or "—",
-                               ellipsis(where))
-        return plain_cells(position, r["id"], model_label(r), r["kind"], method, ratio, status, r["stage"] or "—",
-                           executor_label(r), where_label(r), r.get("job_id") or "—", r.get("job_state") or "—",
-                           when(r["created_at"]))
+            return plain_cells(position, r["id"], ellipsis(model_label(r)), method_with_ratio(r), status,
+                               r["stage"] or "—", ellipsis(where))
+        return plain_cells(position, r["id"], model_label(r), r["kind"], method_label(r), ratio_label(r), status,
+                           r["stage"] or "—", executor_label(r), where_label(r), r.get("job_id") or "—",
+                           r.get("job_state") or "—", when(r["created_at"]))
 
     def cursor_run(self) -> int | None:
         return cursor_id(self.query_one(DataTable))

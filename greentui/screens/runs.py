@@ -14,7 +14,8 @@ from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from backend.errors import GreentuiError
-from backend.fmt import method_label, model_label, num, ratio_cell, ratio_label, status_cell, when
+from backend.fmt import (method_label, method_with_ratio, model_label, num, ratio_cell, ratio_label,
+                         status_cell, when)
 
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
@@ -23,7 +24,7 @@ from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
 PAGE = 100
 #: Rows drawn on the very first frame; the rest of the page follows once that frame is on the screen
 #: (``GreentuiApp.after_first_frame``), so it is composited before the other rows are measured. DataTable
-#: renders every visible cell through Rich on its first paint (~0.3 ms a cell, 12 columns), which was
+#: renders every visible cell through Rich on its first paint (~0.3 ms a cell, 11 columns), which was
 #: the largest part of the UI's start (issue #12, P2). Later reloads draw the whole page at once.
 FIRST_PAINT_ROWS = 12
 
@@ -151,14 +152,13 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
     def cells(self, r: dict) -> list[Text]:
         partial = partial_mark(r)
         mark = "●" if r["id"] in self.selected else " "
-        method, ratio = method_label(r), ratio_label(r)
         if self.narrow:
             return plain_cells(
-                f"{mark}{r['id']}", ellipsis(model_label(r)), method if ratio == "—" else f"{method} {ratio}",
+                f"{mark}{r['id']}", ellipsis(model_label(r)), method_with_ratio(r),
                 status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
                 ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]))
         return plain_cells(
-            f"{mark}{r['id']}", model_label(r), r["kind"], method, ratio, status_cell(r["status"]),
+            f"{mark}{r['id']}", model_label(r), r["kind"], method_label(r), ratio_label(r), status_cell(r["status"]),
             num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
             ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]), when(r["created_at"]))
 
