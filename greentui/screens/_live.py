@@ -31,6 +31,24 @@ class AppScreen(Screen):
         # refreshes it. (A private attribute: should Textual rename it, this only costs the 40 ms.)
         with suppress(Exception):  # no running app (a screen built outside one)
             self._css_update_count = self.app._css_update_count
+        self._take_breakpoint_classes()
+
+    def _take_breakpoint_classes(self) -> None:
+        """Take the size classes (the app's ``-narrow``/``-wide``) now, as Textual would on the screen's
+        first resize: added then, they would restyle every widget of a screen styled a moment before."""
+        try:
+            width, height = self.app.size
+        except Exception:  # no running app (a screen built outside one): Textual sets them on resize
+            return
+        horizontal = self.HORIZONTAL_BREAKPOINTS if self.HORIZONTAL_BREAKPOINTS is not None \
+            else self.app.HORIZONTAL_BREAKPOINTS
+        vertical = self.VERTICAL_BREAKPOINTS if self.VERTICAL_BREAKPOINTS is not None \
+            else self.app.VERTICAL_BREAKPOINTS
+        for size, points in ((width, horizontal), (height, vertical)):
+            for point, name in sorted(points or [], reverse=True):
+                if size >= point:
+                    self.add_class(name, update=False)
+                    break
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.app.on_worker_state_changed(event)

@@ -158,25 +158,7 @@ class NewRunScreen(AppScreen):
         self._advice_request = 0
         self._advice_started = False  # the first advice waits for the form's first frame
         self._advice_pending: tuple | None = None
-        self._resumed = False
-        self._take_breakpoint_classes()
-
-    def _take_breakpoint_classes(self) -> None:
-        """Take the size classes (the app's ``-narrow``/``-wide``) now, as Textual would on the screen's
-        first resize: added then, they would restyle every widget of a screen styled a moment before."""
-        try:
-            width, height = self.app.size
-        except Exception:  # no running app (a screen built outside one): Textual sets them on resize
-            return
-        horizontal = self.HORIZONTAL_BREAKPOINTS if self.HORIZONTAL_BREAKPOINTS is not None \
-            else self.app.HORIZONTAL_BREAKPOINTS
-        vertical = self.VERTICAL_BREAKPOINTS if self.VERTICAL_BREAKPOINTS is not None \
-            else self.app.VERTICAL_BREAKPOINTS
-        for size, points in ((width, horizontal), (height, vertical)):
-            for point, name in sorted(points or [], reverse=True):
-                if size >= point:
-                    self.add_class(name, update=False)
-                    break
+        self._resumed = False  # (the size classes were taken in AppScreen.__init__)
 
     def on_screen_resume(self, event: ScreenResume) -> None:
         """The first show: every widget was styled as it was mounted, a moment ago, so Textual's restyle
