@@ -13,10 +13,13 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import GreentuiError
+from backend.errors import GreentuiError
 
 DB_NAME = "greentui.db"
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+#: The folder that holds the ``backend`` package: the working directory of every process greentui
+#: starts (``python -m backend ...``), so a source checkout runs its own code, not an installed copy.
+CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def resolve_workspace(runs_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:

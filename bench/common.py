@@ -79,7 +79,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 # ------------------------------------------------------------------------------------ machine
 
-from backend.machine import cpu_model  # noqa: E402  (one definition for backend and bench)
+from backend.measure.machine import cpu_model  # noqa: E402  (one definition for backend and bench)
 
 
 def machine_info() -> dict:

@@ -1,6 +1,6 @@
 """Demo time — from pressing ``d`` to a finished demo run, wall clock and CPU time; target ≤ 60 s.
 
-What the ``d`` key does, minus the screen: ``backend.runs.queue_demo`` (copy the shipped trained
+What the ``d`` key does, minus the screen: ``backend.service.runs.queue_demo`` (copy the shipped trained
 model into a fresh workspace, register it, record the run), then one runner drains the queue. The
 runner is started the way the app starts it (``python -m backend … worker``) but waited for here, so
 its CPU time (user + system, all threads) is counted by ``getrusage(RUSAGE_CHILDREN)``. The wall
@@ -30,7 +30,7 @@ TARGET_S = 60.0
 
 def measure(work: Path, model: Path | None = None) -> dict:
     """One demo run in a fresh workspace under ``work``; returns times, stages and perplexities."""
-    from backend import runs as demo
+    from backend.service import runs as demo
     from backend.store import Store
     from backend.workspace import db_path
 

@@ -46,8 +46,8 @@ STAGE_SECONDS = {"load": 3.0, "baseline": 20.0, "prune": 4.0, "lora": 30.0, "eva
 
 def seed(ws: Path, n_runs: int = N_RUNS, n_demo: int = N_DEMO_RUNS) -> None:
     """P2's seeded workspace plus ``n_demo`` finished runs of the shipped demo model (stage times)."""
-    from backend.runconfig import RunConfig
-    from backend.runs import SHIPPED_DEMO_MODEL, demo_config
+    from backend.schema.runconfig import RunConfig
+    from backend.service.runs import SHIPPED_DEMO_MODEL, demo_config
     from backend.store import Store
     from backend.workspace import db_path
 

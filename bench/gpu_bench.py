@@ -3,7 +3,7 @@
 A Llama-3.1-8B-shaped model with random weights (hidden 4096, 32 layers, 32 heads over 8 kv heads,
 head_dim 128, MLP 14336, vocab 128256; 8.03 B parameters) is built directly on the GPU in bf16 with
 ``from_config`` under ``torch.device("cuda")`` — no download, ~16 GB. Variants, each a deep copy of
-the same weights pruned by greentui's own ``backend.prune.prune_model``:
+the same weights pruned by greentui's own ``backend.stages.prune.prune_model``:
 
 - ``study``: Taylor importance, ratio 2/7, ignore the first and last 4 layers, round_to 8,
   calibration 10 × 64 tokens (the study's recipe; non-uniform widths);
@@ -117,12 +117,12 @@ def build(device: str, tiny: bool):
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from backend.demo import build_tokenizer
+    from backend.stages.demo import build_tokenizer
 
     tok = build_tokenizer(8192 if not tiny else 1024)  # calibration ids < vocab; no download
     cfg = LlamaConfig(**(TINY if tiny else LLAMA31_8B), bos_token_id=tok.bos_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    cfg._attn_implementation = "sdpa"  # as backend.model_io.load_model gives a Llama to lm-eval
+    cfg._attn_implementation = "sdpa"  # as backend.stages.model_io.load_model gives a Llama to lm-eval
     torch.manual_seed(0)
     with torch.device(device):  # weights are created (and randomly initialised) on the GPU, in bf16
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
@@ -133,7 +133,7 @@ def build(device: str, tiny: bool):
 def prune(vanilla, tok, device: str, variant: str, calib: tuple[int, int], log):
     import torch
 
-    from backend.prune import STUDY_RATIO, PruneConfig, prune_model
+    from backend.stages.prune import STUDY_RATIO, PruneConfig, prune_model
 
     m = copy.deepcopy(vanilla)
     n, L = calib
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
         time.sleep(2.0)
         idle_w = (energy.mj() - e0) / 1000 / (time.perf_counter() - t0)
 
-    from backend.model_io import set_attention
+    from backend.stages.model_io import set_attention
 
     vanilla, tok = build(device, args.tiny)
     n_vanilla = sum(p.numel() for p in vanilla.parameters())
@@ -264,7 +264,7 @@ def main(argv=None) -> int:
     for v in [s.strip() for s in args.variants.split(",") if s.strip()]:
         models[v], info[v] = prune(vanilla, tok, device, v, calib, log)
     for m in models.values():
-        set_attention(m, args.attn)  # backend.model_io's: every layer's config copy too
+        set_attention(m, args.attn)  # backend.stages.model_io's: every layer's config copy too
     names = list(models)
 
     gen = torch.Generator().manual_seed(0)

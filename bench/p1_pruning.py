@@ -3,7 +3,7 @@ parameter and FLOP ratios.
 
 The model is greentui's Llama-shaped random demo model (``small``: hidden 768, 16 layers, 12 heads
 over 4 kv heads, head_dim 64, MLP 2304, vocab 8192; ~123 M parameters). Variants, each pruned by
-``backend.prune.prune_model`` from a copy of the same vanilla weights:
+``backend.stages.prune.prune_model`` from a copy of the same vanilla weights:
 
 - Taylor 0.25 (round_to 8, the default), the study recipe Taylor 2/7 with ignore 4/4 at round_to
   1, 8 and 64 (how much hardware-aligned MLP widths matter), and ShortGPT layer-drop 0.25.
@@ -11,7 +11,7 @@ over 4 kv heads, head_dim 64, MLP 2304, vocab 8192; ~123 M parameters). Variants
 Latency is one forward pass over ``[batch, 128]`` token ids with ``use_cache=False`` — the shape of
 lm-eval's loglikelihood batches — under ``torch.inference_mode()``, after warm-up, with every model
 measured once per round in an order reversed every round (so each pruned/vanilla pair is measured
-in the same round, alternating which goes first); batch 1 gets three times the rounds (it is cheap). Attention is SDPA for both sides, as ``backend.model_io.load_model``
+in the same round, alternating which goes first); batch 1 gets three times the rounds (it is cheap). Attention is SDPA for both sides, as ``backend.stages.model_io.load_model``
 gives it to the evaluation (pruning calibrates eager and restores the kernel).
 """
 
@@ -27,7 +27,7 @@ SEQ = 128
 
 
 def variants(quick: bool) -> list[tuple[str, dict]]:
-    from backend.prune import STUDY_RATIO
+    from backend.stages.prune import STUDY_RATIO
 
     return [
         ("taylor 0.25", dict(method="taylor", ratio=0.25, round_to=8)),
@@ -50,9 +50,9 @@ def _forward(model, x) -> float:
 def run(model_dir: Path, *, repeats: int, batches=(1, 8), quick: bool = False, log=print) -> list[Row]:
     import torch
 
-    from backend.model_io import load_model
-    from backend.prune import PruneConfig, prune_model
-    from backend.pruning import flops
+    from backend.stages.model_io import load_model
+    from backend.stages.prune import PruneConfig, prune_model
+    from backend.stages.pruning import flops
 
     vanilla, tok = load_model(model_dir)
     vanilla.eval()

@@ -23,7 +23,7 @@ TARGET = 1.5  # issue #12: greentui's first frame within 1.5x a bare Textual app
 
 
 def seed_workspace(ws: Path, n_runs: int = N_RUNS) -> None:
-    from backend.runconfig import STUDY_TASKS, RunConfig
+    from backend.schema.runconfig import STUDY_TASKS, RunConfig
     from backend.store import Store
     from backend.workspace import db_path
 

@@ -4,7 +4,7 @@ One model, the seven study tasks from the sample shipped with greentui (``bundle
 the same ``limit``, batch size, zero-shot and seeds everywhere. Three ways to evaluate, one of each
 per round, in an order that reverses every round (on, off, plain / plain, off, on / ...):
 
-- ``on``: ``backend.evaluate.evaluate_model(..., measure_energy=True)`` — greentui as a run uses it:
+- ``on``: ``backend.stages.evaluate.evaluate_model(..., measure_energy=True)`` — greentui as a run uses it:
   one ``simple_evaluate`` per task, each in a window of one CodeCarbon tracker per evaluation (its
   task API; process mode, 1 s sampling) plus the NVML counter where there is a GPU;
 - ``off``: the same call with ``measure_energy=False``;
@@ -28,8 +28,8 @@ SEED = 1234
 
 
 def _greentui(model, tok, out: Path, limit: int, bs: int, energy: bool) -> dict:
-    from backend.evaluate import evaluate_model
-    from backend.tasks import STUDY_TASKS, bundled_data_dir
+    from backend.stages.evaluate import evaluate_model
+    from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
 
     rows = list(evaluate_model(model, tok, list(STUDY_TASKS), data_dir=bundled_data_dir(), limit=limit,
                                num_fewshot=0, batch_size=bs, device="cpu", out_dir=out,
@@ -42,7 +42,7 @@ def _plain(model, tok, task_dir: Path, limit: int, bs: int) -> dict:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from backend.tasks import STUDY_TASKS, TASKS
+    from backend.schema.tasks import STUDY_TASKS, TASKS
 
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=bs, device="cpu", max_batch_size=64)
     tm = TaskManager(include_path=[str(task_dir)], include_defaults=False)
@@ -55,8 +55,8 @@ def _plain(model, tok, task_dir: Path, limit: int, bs: int) -> dict:
 
 def run(model_dir: Path, work: Path, *, repeats: int, limit: int, bs: int = 8, warm_up: bool = True,
         log=print) -> list[Row]:
-    from backend.model_io import load_model
-    from backend.tasks import STUDY_TASKS, build_local_task_dir, bundled_data_dir
+    from backend.stages.model_io import load_model
+    from backend.schema.tasks import STUDY_TASKS, build_local_task_dir, bundled_data_dir
 
     model, tok = load_model(model_dir)
     model.eval()

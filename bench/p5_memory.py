@@ -21,8 +21,8 @@ def child(kind: str, model_dir: str) -> dict:
     import torch
 
     torch.set_num_threads(2)
-    from backend.model_io import load_model
-    from backend.prune import PruneConfig, prune_model  # same imports on both sides
+    from backend.stages.model_io import load_model
+    from backend.stages.prune import PruneConfig, prune_model  # same imports on both sides
 
     model, tok = load_model(model_dir)
     n = sum(p.numel() for p in model.parameters())

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def model(sz: str) -> Path:
             if sz not in models:
-                from backend.demo import build_demo_model
+                from backend.stages.demo import build_demo_model
 
                 t = time.perf_counter()
                 models[sz] = build_demo_model(work / f"demo-{sz}", arch="llama", size=sz, seed=0, overwrite=True)

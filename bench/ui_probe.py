@@ -58,7 +58,7 @@ def main() -> int:
     App.run = run  # type: ignore[method-assign]
 
     if kind == "greentui":
-        from backend.cli import main as cli_main
+        from backend.cli.main import main as cli_main
 
         rc = cli_main(["--runs-dir", sys.argv[2]])
     elif kind == "bare":

@@ -1,7 +1,7 @@
 """The greentui workbench: a Textual app over the workspace's SQLite store.
 
 The UI never does the work (docs/architecture.md): it records runs through the service layer
-(``backend.runs``), which starts the detached runner, and reads what the runner writes. A 0.5 s timer
+(``backend.service.runs``), which starts the detached runner, and reads what the runner writes. A 0.5 s timer
 compares the store's :meth:`~backend.store.Store.change_token` and publishes the ``store_changed``
 signal when it moved; screens subscribe to it (``screens/_live.py``). Polling SQLite is cheap, needs
 no connection to the runner, and survives an SSH drop that kills this process (the runner, in its own
@@ -29,7 +29,7 @@ from textual.worker import Worker, WorkerState
 from backend.errors import GreentuiError
 from backend.workspace import PACKAGE_DATA
 from backend.store import ChangeToken, Store, check_integrity_in_background
-from backend.supervisor import recover_stale_runs, runner_pid
+from backend.execution.supervisor import recover_stale_runs, runner_pid
 from backend.workspace import db_path
 
 from .screens.runs import RunsScreen
@@ -68,7 +68,7 @@ class GreentuiApp(App):
     ]
     POLL_INTERVAL = 0.5
     DEMO_BUILD_TIMEOUT_S = 600.0  # the random-model fallback's build subprocess (no shipped model)
-    # = backend.runs.SHIPPED_DEMO_MODEL; spelled here so the first frame need not import backend.runs
+    # = backend.service.runs.SHIPPED_DEMO_MODEL; spelled here so the first frame need not import backend.service.runs
     # (run schema, task registry): P2, the start with 10,000 runs, is measured against a bare app
     DEMO_SHIPPED_MODEL: Path | None = PACKAGE_DATA / "demo-model"
     # screens get -narrow below 100 columns (80x24 is a first-class size) and -wide above
@@ -202,7 +202,7 @@ class GreentuiApp(App):
         """Start the detached runner when runs wait, the queue is not paused and none is alive."""
         if not self.manage_runner:
             return None
-        from backend.runs import start_runners
+        from backend.service.runs import start_runners
         try:
             return start_runners(self.workspace, self.store, self.device)
         except OSError as exc:
@@ -247,7 +247,7 @@ class GreentuiApp(App):
     def clone_run(self, run_id: int) -> None:
         """Open New run filled with run ``run_id``'s recorded config (edit it, then queue)."""
         from backend.errors import GreentuiError
-        from backend.form_advice import run_config
+        from backend.service.form_advice import run_config
         from .screens.new_run import NewRunScreen
         try:
             cfg = run_config(self.store, run_id)
@@ -286,7 +286,7 @@ class GreentuiApp(App):
     @work(thread=True, exclusive=True, group="demo", name="building the demo", exit_on_error=False)
     def _demo_worker(self) -> None:
         """A failure (a build error, a timeout) reaches ``on_worker_state_changed``; ``finally`` frees the key."""
-        from backend.runs import queue_demo
+        from backend.service.runs import queue_demo
         store = self.open_store()
         try:
             run_id = queue_demo(self.workspace, store, start=self.manage_runner, device=self.device,
@@ -335,7 +335,7 @@ class GreentuiApp(App):
 
     def export_tables(self, fmt: str = "md") -> None:
         """Write the study tables of every run in the workspace (``greentui export``'s content)."""
-        from backend.report import render
+        from backend.results.report import render
         path = self.workspace / f"greentui-tables.{'tex' if fmt == 'latex' else fmt}"
         try:
             path.write_text(render(self.store, fmt))

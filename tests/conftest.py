@@ -41,9 +41,9 @@ def _one_demo_tokenizer():
     """Train the demo BPE tokenizer once per vocabulary size and hand out independent copies.
 
     Training on the shipped text takes seconds and gives the same tokenizer every time; tests build
-    dozens of demo models. ``backend.demo`` itself is imported only when a test builds a model.
+    dozens of demo models. ``backend.stages.demo`` itself is imported only when a test builds a model.
     """
-    import backend.demo as demo
+    import backend.stages.demo as demo
 
     real, trained = demo.build_tokenizer, {}
 
@@ -73,7 +73,7 @@ def demo_model_dir(tmp_path_factory):
     def make(arch: str = "llama", seed: int = 0) -> Path:
         key = (arch, seed)
         if key not in built:
-            from backend.demo import build_demo_model
+            from backend.stages.demo import build_demo_model
             out = tmp_path_factory.mktemp(f"demo-{arch}-{seed}")
             build_demo_model(out, arch=arch, size="tiny", seed=seed, overwrite=True)
             built[key] = out
@@ -108,7 +108,7 @@ def cli(capsys):
     """
     def call(*args: str, check: bool = False, env: dict[str, str] | None = None,
              timeout: float | None = None) -> subprocess.CompletedProcess:
-        from backend.cli import main
+        from backend.cli.main import main
 
         del timeout  # accepted for run_cli compatibility; an in-process call cannot be killed
         capsys.readouterr()  # drop anything printed before this call

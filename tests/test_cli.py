@@ -7,7 +7,7 @@ real console script once, so the entry point itself stays covered in the fast ti
 from __future__ import annotations
 
 from backend import __version__
-from backend.cli import build_parser
+from backend.cli.main import build_parser
 from backend.store import Store
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
-from backend.runs import SHIPPED_DEMO_MODEL
+from backend.service.runs import SHIPPED_DEMO_MODEL
 from greentui.app import GreentuiApp
 from greentui.screens._ppl import perplexities
 from greentui.screens.compare import CompareScreen

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from backend import energy
-from backend.energy import nvml
-from backend.energy import PowerSampler, Rapl, TaskEnergyMeter, idle_power
+from backend.measure import energy
+from backend.measure.energy import nvml
+from backend.measure.energy import PowerSampler, Rapl, TaskEnergyMeter, idle_power
 from backend.errors import GreentuiError
 
 HAS_NVML = energy.Nvml().available

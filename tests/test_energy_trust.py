@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from backend.energy import EnergySession, Nvml, cooldown_gate
-from backend.energy.codecarbon_meter import window_flags
+from backend.measure.energy import EnergySession, Nvml, cooldown_gate
+from backend.measure.energy.codecarbon_meter import window_flags
 from backend.errors import GreentuiError
-from backend.stats import spread, t975, within_noise
-from backend.tasks import bundled_data_dir
+from backend.measure.stats import spread, t975, within_noise
+from backend.schema.tasks import bundled_data_dir
 
 HAS_NVML = Nvml().available
 
@@ -53,7 +53,7 @@ def test_spread_ci_cv_and_noise_rule():
 
 
 def test_repeats_measure_each_task_n_times_accuracy_once(tiny, tmp_path):
-    from backend.evaluate import evaluate_model
+    from backend.stages.evaluate import evaluate_model
 
     model, tok = tiny
     session = EnergySession(measure_power_secs=0.5)
@@ -90,8 +90,8 @@ def test_hygiene_paths_without_nvml():
 def test_efficiency_points_tokens_per_s_and_j_per_token(tiny):
     import copy
 
-    from backend.efficiency import measure_efficiency
-    from backend.prune import PruneConfig, prune_model
+    from backend.stages.efficiency import measure_efficiency
+    from backend.stages.prune import PruneConfig, prune_model
 
     model, tok = tiny
     session = EnergySession(measure_power_secs=0.5).prepare()
@@ -113,7 +113,7 @@ def test_efficiency_points_tokens_per_s_and_j_per_token(tiny):
 
 def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
     from backend.store import Store
-    from backend.trust import quality_badge, task_energy
+    from backend.measure.trust import quality_badge, task_energy
 
     s = Store(tmp_path / "g.db")
     a = s.create_run(None, "baseline", {"no_prune": True}, status="running", device="cpu")
@@ -147,7 +147,7 @@ def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
 def test_repeats_and_efficiency_through_the_cli(workspace, demo_model_dir, capsys):
     """The issue's acceptance: a --repeats 3 run stores 3 passes per task and shows CI and CV; the
     efficiency stage gives tokens/s and J/token of both variants at each batch size; Table 3."""
-    from backend.cli import main
+    from backend.cli.main import main
     from backend.store import open_store
 
     model = str(demo_model_dir("llama"))

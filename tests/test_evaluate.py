@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from backend.errors import GreentuiError
-from backend.store import TASK_RESULT_FIELDS
-from backend.tasks import STUDY_TASKS, bundled_data_dir
-from backend.energy import Nvml, Rapl
+from backend.store.database import TASK_RESULT_FIELDS
+from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
+from backend.measure.energy import Nvml, Rapl
 
 HAS_MEASURED_CPU = Rapl().available or Nvml().available
 
@@ -38,7 +38,7 @@ def tiny(tmp_path_factory, offline_env):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.demo import build_demo_model
+    from backend.stages.demo import build_demo_model
 
     torch.set_num_threads(1)
     d = build_demo_model(tmp_path_factory.mktemp("model") / "llama", arch="llama", size="tiny", seed=0)
@@ -46,7 +46,7 @@ def tiny(tmp_path_factory, offline_env):
 
 
 def test_all_seven_tasks_offline_with_energy(tiny, tmp_path):
-    from backend.evaluate import evaluate_model
+    from backend.stages.evaluate import evaluate_model
 
     model, tok = tiny
     before = _home_hf_cache()
@@ -82,7 +82,7 @@ def test_all_seven_tasks_offline_with_energy(tiny, tmp_path):
 
 
 def test_local_data_dir_full_file_and_fewshot(tiny, tmp_path):
-    from backend.evaluate import evaluate_model
+    from backend.stages.evaluate import evaluate_model
 
     model, tok = tiny
     data = tmp_path / "data"
@@ -102,7 +102,7 @@ def test_local_data_dir_full_file_and_fewshot(tiny, tmp_path):
 
 
 def test_token_count_matches_a_direct_count(tiny, tmp_path):
-    from backend.evaluate import evaluate_model
+    from backend.stages.evaluate import evaluate_model
 
     model, tok = tiny
     (r,) = evaluate_model(model, tok, "winogrande", limit=3, out_dir=tmp_path, measure_energy=False)
@@ -121,8 +121,8 @@ def test_token_count_matches_a_direct_count(tiny, tmp_path):
 
 
 def test_meter_failure_does_not_kill_the_evaluation(tiny, tmp_path, monkeypatch):
-    from backend import energy
-    from backend.evaluate import evaluate_model
+    from backend.measure import energy
+    from backend.stages.evaluate import evaluate_model
 
     def broken(self):
         raise OSError("powercap exploded")
@@ -144,14 +144,14 @@ def test_meter_failure_does_not_kill_the_evaluation(tiny, tmp_path, monkeypatch)
     ({"country": "Narnia"}, "3-letter"),
 ])
 def test_bad_arguments_are_refused_before_work(tmp_path, kwargs, match):
-    from backend.evaluate import evaluate_model
+    from backend.stages.evaluate import evaluate_model
 
     with pytest.raises(GreentuiError, match=match):
         evaluate_model(None, None, "piqa", out_dir=tmp_path, **kwargs)
 
 
 def test_unknown_task_and_bad_data_dir(tmp_path, offline_env):
-    from backend.evaluate import evaluate_model
+    from backend.stages.evaluate import evaluate_model
 
     with pytest.raises(GreentuiError) as err:
         evaluate_model(None, None, ["piqa", "lambada"], out_dir=tmp_path)
@@ -171,7 +171,7 @@ def test_unknown_task_and_bad_data_dir(tmp_path, offline_env):
 
 
 def test_batch_size_resolution():
-    from backend.evaluate import resolve_batch_size
+    from backend.stages.evaluate import resolve_batch_size
 
     assert resolve_batch_size("auto", "cpu") == 8
     assert resolve_batch_size("auto", "cuda") == "auto"
@@ -180,7 +180,7 @@ def test_batch_size_resolution():
 
 
 def test_perplexity_llm_pruner_style(tiny):
-    from backend.perplexity import perplexity
+    from backend.stages.perplexity import perplexity
 
     model, tok = tiny
     r = perplexity(model, tok, max_tokens=512, seq_len=128)

@@ -12,8 +12,8 @@ pytest.importorskip("peft")
 
 from backend import workspace  # noqa: E402
 from backend.errors import GreentuiError  # noqa: E402
-from backend.finetune import LoraSpec, finetune_lora, load_training_data, target_modules_for  # noqa: E402
-from backend.lora.data import alpaca_prompt, tokenize_records  # noqa: E402
+from backend.stages.finetune import LoraSpec, finetune_lora, load_training_data, target_modules_for  # noqa: E402
+from backend.stages.lora.data import alpaca_prompt, tokenize_records  # noqa: E402
 
 PROBE = [[5, 17, 42, 99, 7, 300, 12, 64, 8, 250, 33, 1]]
 

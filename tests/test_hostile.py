@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import store as store_mod
+from backend.store import database as store_mod
 from backend.store import Store
 from backend.workspace import db_path
 
@@ -308,8 +308,8 @@ def test_17_disk_full_while_recording_keeps_the_store(cli, small_disk, tmp_path)
 
 
 def test_18_disk_full_while_a_run_writes_ends_failed_not_running(small_disk, tmp_path):
-    from backend.pipeline import execute_run
-    from backend.runconfig import RunConfig
+    from backend.execution.pipeline import execute_run
+    from backend.schema.runconfig import RunConfig
     from backend.workspace import resolve_workspace
 
     ws = resolve_workspace(small_disk / "ws")  # makes the space reserve, as every writing command does
@@ -368,7 +368,7 @@ def test_14_import_of_a_directory(cli, workspace, tmp_path):
 
 
 def test_import_of_a_huge_file_is_refused_by_size(cli, workspace, tmp_path, monkeypatch):
-    from backend import importer
+    from backend.results import importer
     monkeypatch.setattr(importer, "MAX_BYTES", 1000)
     big = _write(tmp_path, "big.json", {"results": {"arc_easy": {"acc,none": 0.5, "pad": "x" * 2000}}})
     one_line_error(cli("import", str(big)), "MB")
@@ -458,7 +458,7 @@ def test_19_a_gpt2_evaluates_with_no_prune(cli, workspace, gpt2_dir):
 def test_a_finished_runner_is_reaped_not_left_a_zombie(workspace):
     import psutil
 
-    from backend.supervisor import start_runner
+    from backend.execution.supervisor import start_runner
     with Store(db_path(workspace)):
         pass
     pid = start_runner(workspace)  # empty queue: the runner exits at once
@@ -487,6 +487,6 @@ def test_ids_larger_than_sqlite_holds_are_not_found(cli, workspace, args):
 
 def test_a_calibration_file_that_never_ends_is_refused():
     from backend.errors import GreentuiError
-    from backend.pruning.calibration import calibration_text
+    from backend.stages.pruning.calibration import calibration_text
     with pytest.raises(GreentuiError, match="not a regular file"):
         calibration_text("/dev/zero")

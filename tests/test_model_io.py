@@ -1,4 +1,4 @@
-"""Saving and reloading models, uniform and non-uniformly pruned (backend.model_io)."""
+"""Saving and reloading models, uniform and non-uniformly pruned (backend.stages.model_io)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backend.errors import GreentuiError
-from backend.model_io import MANIFEST, REPORT, is_uniform, layer_widths, load_model, save_model
+from backend.stages.model_io import MANIFEST, REPORT, is_uniform, layer_widths, load_model, save_model
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.timeout(120)
@@ -23,10 +23,10 @@ def logits(model):
 
 def narrow_layer(model, idx: int, width: dict):
     """Rebuild decoder layer ``idx`` at ``width`` keeping the leading heads/channels (a hand-made
-    non-uniform model, independent of backend.prune)."""
-    from backend.model_io import layer_config
-    from backend.prune import _rebuild_layer
-    from backend.pruning.heads import HeadPlan
+    non-uniform model, independent of backend.stages.prune)."""
+    from backend.stages.model_io import layer_config
+    from backend.stages.prune import _rebuild_layer
+    from backend.stages.pruning.heads import HeadPlan
 
     layer = model.model.layers[idx]
     attn = layer.self_attn

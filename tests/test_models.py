@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from backend.demo import ARCHITECTURES, MARKER_FILE, build_demo_model
+from backend.stages.demo import ARCHITECTURES, MARKER_FILE, build_demo_model
 from backend.errors import GreentuiError
-from backend.models import describe, resolve
+from backend.stages.models import describe, resolve
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -83,8 +83,8 @@ def test_hf_cache_entries_resolve_and_load_offline(demo_model_dir, tmp_path, mon
     import torch
     from transformers import AutoModelForCausalLM
 
-    from backend.model_io import load_model
-    from backend.models import list_cached_models
+    from backend.stages.model_io import load_model
+    from backend.stages.models import list_cached_models
 
     src = demo_model_dir("llama")
     cache = tmp_path / "hub"
@@ -116,7 +116,7 @@ def test_small_demo_shape_is_over_100m_parameters():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from backend.demo import SMALL_SHAPE, build_config, build_tokenizer
+    from backend.stages.demo import SMALL_SHAPE, build_config, build_tokenizer
 
     tok = build_tokenizer(SMALL_SHAPE.vocab)
     cfg = build_config("llama", SMALL_SHAPE, tok)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.report import study_tables
-from backend.runconfig import STUDY_TASKS
+from backend.results.report import study_tables
+from backend.schema.runconfig import STUDY_TASKS
 from backend.store import Store
-from backend.tasks.registry import bundled_data_dir
+from backend.schema.tasks import bundled_data_dir
 
 from .conftest import ROOT, wait_for
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from backend.errors import GreentuiError
-from backend.plan import parse_params, plan, read_spec, resolve_target, spec_from_config
-from backend.prune import PruneConfig
-from backend.pruning.counting import RULES, LayerShape, layer_counts
+from backend.stages.pruning.plan import parse_params, plan, read_spec, resolve_target, spec_from_config
+from backend.stages.prune import PruneConfig
+from backend.stages.pruning.counting import RULES, LayerShape, layer_counts
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,7 +81,7 @@ def test_study_shapes_predictions():
 
 def test_planner_is_fast_and_imports_no_torch():
     code = ("import sys, time\n"
-            "from backend.cli import build_parser\n"  # greentui's own start-up (every command's parser)
+            "from backend.cli.main import build_parser\n"  # greentui's own start-up (every command's parser)
             f"args = build_parser().parse_args(['plan', {str(SHIPPED / 'Llama-3.1-8B')!r}, '--json', "
             "'--target-params', '6.4B'])\n"
             "t = time.perf_counter()\n"  # the planner: read config.json, solve the target, plan, print
@@ -151,8 +151,8 @@ def test_spec_errors(tmp_path):
 def _plan_then_prune(demo_model_dir, tmp_path, arch, rule, method="l2", **kw):
     import torch
 
-    from backend.model_io import MANIFEST, load_model, save_model
-    from backend.prune import prune_model
+    from backend.stages.model_io import MANIFEST, load_model, save_model
+    from backend.stages.prune import prune_model
 
     torch.set_num_threads(1)
     src = demo_model_dir(arch)
@@ -198,8 +198,8 @@ def test_plan_layer_drop(demo_model_dir, tmp_path):
 def test_prune_to_a_target(demo_model_dir):
     import torch
 
-    from backend.model_io import load_model
-    from backend.prune import prune_model
+    from backend.stages.model_io import load_model
+    from backend.stages.prune import prune_model
 
     torch.set_num_threads(1)
     src = demo_model_dir("mistral")
@@ -218,8 +218,8 @@ def test_prune_to_a_target(demo_model_dir):
 def _selection(demo_model_dir, arch, use_graph, method="taylor"):
     import torch
 
-    from backend.model_io import load_model
-    from backend.prune import prune_model
+    from backend.stages.model_io import load_model
+    from backend.stages.prune import prune_model
 
     torch.set_num_threads(1)
     model, tok = load_model(demo_model_dir(arch))

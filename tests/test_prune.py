@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from backend.errors import GreentuiError
-from backend.model_io import MANIFEST, REPORT, is_uniform, layer_widths, load_model
-from backend.plan import plan, read_spec
-from backend.prune import PruneConfig, prune_model, prune_to_dir
+from backend.stages.model_io import MANIFEST, REPORT, is_uniform, layer_widths, load_model
+from backend.stages.pruning.plan import plan, read_spec
+from backend.stages.prune import PruneConfig, prune_model, prune_to_dir
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.timeout(120)
@@ -116,7 +116,7 @@ def test_uniform_width_pruning_loads_with_plain_transformers(demo_model_dir, tmp
     model, tok = load_model(demo_model_dir(arch))
     prune_model(model, tok, PruneConfig(method="l2", ratio=0.25, ignore_first=0, ignore_last=0))
     assert is_uniform(layer_widths(model))
-    from backend.model_io import save_model
+    from backend.stages.model_io import save_model
 
     out = save_model(model, tok, tmp_path / "u")
     heads = layer_widths(model)[0]["heads"]
@@ -286,7 +286,7 @@ def test_existing_output_dir_is_refused_before_any_work(demo_model_dir, tmp_path
 def test_time_limit_turns_a_hang_into_an_error():
     import time
 
-    from backend.pruning.guard import time_limit
+    from backend.stages.pruning.guard import time_limit
 
     t = time.perf_counter()
     with pytest.raises(GreentuiError, match="did not finish"):
@@ -303,7 +303,7 @@ def test_torch_pruning_whole_model_graph_on_2_per_kv_is_guarded(demo_model_dir):
     the identity (``pruning/tp_graph.py``), which is what makes it finish."""
     import torch_pruning as tp
 
-    from backend.pruning.guard import time_limit
+    from backend.stages.pruning.guard import time_limit
 
     model, _ = load_model(demo_model_dir("qwen2"))
     attn = [layer.self_attn for layer in model.model.layers]
@@ -370,7 +370,7 @@ def test_cli_unsupported_and_busy_dir(tmp_path, cli):
 @pytest.mark.parametrize("arch", ["llama", "gemma2"])
 def test_pruning_restores_the_attention_kernel_everywhere(demo_model_dir, arch):
     """Calibration runs eager; vanilla and pruned must then be evaluated with the same kernel."""
-    from backend.model_io import decoder_layers
+    from backend.stages.model_io import decoder_layers
 
     model, tok = load_model(demo_model_dir(arch))
     kernel = model.config._attn_implementation

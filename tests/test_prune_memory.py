@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.model_io import load_model
-from backend import prune
-from backend.prune import PruneConfig, prune_model
-from backend.pruning import calibration
+from backend.stages.model_io import load_model
+from backend.stages import prune
+from backend.stages.prune import PruneConfig, prune_model
+from backend.stages.pruning import calibration
 
 
 def _prune(model_dir, monkeypatch, all_gradients: bool):

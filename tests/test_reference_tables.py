@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from backend.cli import main
+from backend.cli.main import main
 from backend.errors import GreentuiError
-from backend.reference_tables import parse_table
+from backend.results.reference_tables import parse_table
 from backend.store import open_store
 
 ACC = """model,variant,ARCC,ARC-e,BoolQ,Hella,PIQA,OBQA,Wino,Avg,Ratio

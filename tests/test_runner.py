@@ -14,13 +14,13 @@ import time
 
 import pytest
 
-from backend.control import process_start_time, same_process
-from backend.devices import acquire, cuda_devices, resolve_devices
+from backend.execution.control import process_start_time, same_process
+from backend.execution.devices import acquire, cuda_devices, resolve_devices
 from backend.errors import GreentuiError
 from backend.store import Store
-from backend.supervisor import (cancel_run, live_runners, recover_stale_runs, runner_alive, runner_pid,
+from backend.execution.supervisor import (cancel_run, live_runners, recover_stale_runs, runner_alive, runner_pid,
                                 wait_for_runner_exit)
-from backend.tasks.registry import bundled_data_dir
+from backend.schema.tasks import bundled_data_dir
 
 from .conftest import ROOT, wait_for
 
@@ -235,7 +235,7 @@ def test_a_killed_runner_takes_its_run_down_and_the_run_is_interrupted(cli_subpr
 
 
 def test_cpu_slots_come_from_greentui_toml_then_the_saved_setting(workspace):
-    from backend.worker import CPU_SLOTS_SETTING, workspace_cpu_slots
+    from backend.execution.worker import CPU_SLOTS_SETTING, workspace_cpu_slots
     store = Store(workspace / "greentui.db")
     assert workspace_cpu_slots(store) == 1  # one CPU slot by default
     store.set_setting(CPU_SLOTS_SETTING, "3")  # greentui worker --cpu-slots 3 --save
@@ -249,7 +249,7 @@ def test_cpu_slots_come_from_greentui_toml_then_the_saved_setting(workspace):
 
 @pytest.mark.skipif(bool(cuda_devices()), reason="this machine has a GPU")
 def test_a_run_no_device_can_take_fails_at_once_with_its_reason(workspace):
-    from backend.worker import run_worker
+    from backend.execution.worker import run_worker
     store = Store(workspace / "greentui.db")
     never = store.create_run(None, "baseline", {"model": "m", "device": "cuda"})
     assert run_worker(workspace, "cpu") == 0  # a CPU-only runner leaves it to a runner of the machine
@@ -262,7 +262,7 @@ def test_a_run_no_device_can_take_fails_at_once_with_its_reason(workspace):
 
 
 def test_a_foreground_run_that_ignores_the_flag_gets_sigterm_then_sigkill(workspace):
-    from backend.supervisor import wait_for_cancel
+    from backend.execution.supervisor import wait_for_cancel
     store = Store(workspace / "greentui.db")
     # a process that ignores both the flag and SIGTERM, recorded as a foreground run's process
     stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
@@ -287,8 +287,8 @@ def test_a_foreground_run_that_ignores_the_flag_gets_sigterm_then_sigkill(worksp
 
 def test_placement_over_gpu_and_cpu_slots(workspace):
     """Which slots a run takes (GPUs named as NVML would; the locks are real flocks). No GPU runs."""
-    from backend.devices import Device, cpu_devices
-    from backend.executors.local import LocalExecutor
+    from backend.execution.devices import Device, cpu_devices
+    from backend.execution.executors.local import LocalExecutor
     gpus = [Device("cuda", i, f"gpu-GPU-test{i}", f"GPU-test{i}") for i in range(2)]
     ex = LocalExecutor(workspace, gpus + cpu_devices(1), runner_id=1, runner_device="auto")
 
@@ -318,7 +318,7 @@ def test_placement_over_gpu_and_cpu_slots(workspace):
 def test_a_foreground_run_with_wait_gets_the_device_when_it_is_freed(workspace):
     import threading
 
-    from backend.devices import acquire_waiting
+    from backend.execution.devices import acquire_waiting
     held = acquire(workspace, resolve_devices("cpu"))
     held.note(run=7)
     told = []

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Label
 
-from backend.cli import build_parser, main
-from backend.runconfig import SETTING, SETTINGS, RunConfig
-from backend.runs import prepare_run
-from backend.schema import SettingError
+from backend.cli.main import build_parser, main
+from backend.schema.runconfig import SETTING, SETTINGS, RunConfig
+from backend.service.runs import prepare_run
+from backend.schema.settings import SettingError
 from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp
@@ -59,11 +59,11 @@ def test_prune_defaults_are_the_schemas():
     assert (args.method, args.ratio) == (SETTING["importance"].default, SETTING["prune_ratio"].default)
     for name in ("round_to", "calib_samples", "calib_seq_len", "seed"):
         assert getattr(args, name) == SETTING[name].default, name
-    assert args.ignore_first is None  # the study's 4, clamped on shallow models by backend.prune
+    assert args.ignore_first is None  # the study's 4, clamped on shallow models by backend.stages.prune
 
 
 def test_config_from_args_flags_aliases_and_unset_by():
-    from backend.commands.run_options import config_from_args
+    from backend.cli.commands.run_options import config_from_args
     cfg = config_from_args(subparser("run").parse_args(
         ["org/m", "--method", "l1", "--lora-epochs", "2", "--no-energy", "--tasks", "boolq,piqa",
          "--ppl-limit", "0"]))

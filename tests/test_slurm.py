@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.executors.slurm import job_name, slurm_available
+from backend.execution.executors.slurm import job_name, slurm_available
 from backend.store import Store
-from backend.tasks.registry import bundled_data_dir
+from backend.schema.tasks import bundled_data_dir
 
 from .conftest import ROOT, wait_for
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from backend.errors import GreentuiError
-from backend.executors.slurm import map_state
-from backend.ingest import Ingester, read_status
-from backend.runconfig import RunConfig
-from backend.sinks import BASELINE_PLACEHOLDER, FileRecorder
+from backend.execution.executors.slurm import map_state
+from backend.execution.ingest import Ingester, read_status
+from backend.schema.runconfig import RunConfig
+from backend.execution.sinks import BASELINE_PLACEHOLDER, FileRecorder
 from backend.store import Store
 
 
@@ -76,7 +76,7 @@ def test_executor_settings_are_validated_with_the_flag_named():
 
 
 def test_workspace_defaults_from_greentui_toml(tmp_path):
-    from backend.commands.run_options import apply_workspace_defaults
+    from backend.cli.commands.run_options import apply_workspace_defaults
     (tmp_path / "greentui.toml").write_text(
         '[slurm]\npartition = "gpu"\ngpus = 1\ntime_limit = "04:00:00"\n[slurm.args]\naccount = "proj"\nqos = "low"\n')
     cfg = apply_workspace_defaults(RunConfig(model="m", executor="slurm", slurm_arg=["qos=high"]), tmp_path)
@@ -111,7 +111,7 @@ def _result(task: str, acc: float) -> dict:
 
 
 def test_ingest_copies_every_record_once_and_maps_the_baseline(tmp_path):
-    from backend.events import EventSink
+    from backend.execution.events import EventSink
     store, run_id, folder, rec = _slurm_run(tmp_path)
     sink = EventSink(rec, run_id, folder)
     sink.emit("stage_start", stage="load", index=0, total=5)
@@ -174,9 +174,9 @@ def test_local_runners_never_claim_slurm_runs(tmp_path):
     model = store.upsert_model("/models/tiny")
     slurm = store.create_run(model, "experiment", RunConfig(model="m", executor="slurm").to_dict())
     local = store.create_run(model, "experiment", RunConfig(model="m").to_dict())
-    from backend.devices import cpu_devices
-    from backend.executors import SlurmExecutor
-    from backend.executors.local import LocalExecutor
+    from backend.execution.devices import cpu_devices
+    from backend.execution.executors import SlurmExecutor
+    from backend.execution.executors.local import LocalExecutor
     here = LocalExecutor(tmp_path, cpu_devices(1), runner_id=1)
     queued = store.queued_candidates()
     assert [r["id"] for r in queued if here.wants(r)] == [local]
@@ -239,7 +239,7 @@ async def test_new_run_form_queues_a_slurm_run_with_workspace_defaults(tmp_path,
     """The form's Executor fields: Slurm's refusal lands under its field, greentui.toml fills the rest."""
     from textual.widgets import Input, Label, Select
 
-    from backend.executors.slurm import slurm_available
+    from backend.execution.executors.slurm import slurm_available
     from greentui.app import GreentuiApp
     from greentui.screens.new_run import NewRunScreen
 

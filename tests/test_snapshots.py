@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.runconfig import RunConfig
+from backend.schema.runconfig import RunConfig
 from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp
@@ -101,7 +101,7 @@ def build_finished_demo(ws: Path) -> int:
     """A finished demo run of the shipped demo model, as the pipeline records it (figures of a real run)."""
     import shutil
 
-    from backend.runs import SHIPPED_DEMO_MODEL, demo_config
+    from backend.service.runs import SHIPPED_DEMO_MODEL, demo_config
 
     model_dir = ws / "demo-model"
     shutil.copytree(SHIPPED_DEMO_MODEL, model_dir)

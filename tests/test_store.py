@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from backend.errors import GreentuiError
-from backend.store import SCHEMA_VERSION, Store
+from backend.store.database import SCHEMA_VERSION, Store
 
 WRITER = textwrap.dedent("""
     import sys
@@ -199,7 +199,7 @@ def test_delete_refuses_running_runs(tmp_path):
 def test_a_database_made_before_the_control_plane_upgrades_in_place(tmp_path, monkeypatch, before):
     """A workspace made by the code before the control plane (the first schema, and the one just
     before it) opens, gains the control plane, and keeps its rows."""
-    import backend.store as store_mod
+    import backend.store.database as store_mod
     assert store_mod.MIGRATIONS[before].__name__ == "_migration_control_plane" or before == 1
     path = tmp_path / "old.db"
     with monkeypatch.context() as m:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from backend.errors import GreentuiError
-from backend.tasks import (LOCAL_PREFIX, STUDY_TASKS, TASKS, build_local_task_dir, builtin_yaml,
+from backend.schema.tasks import (LOCAL_PREFIX, STUDY_TASKS, TASKS, build_local_task_dir, builtin_yaml,
                            bundled_data_dir, resolve_tasks, validate_task_file)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RichLog, SelectionList, Static
 
-from backend.runconfig import STUDY_TASKS, RunConfig
+from backend.schema.runconfig import STUDY_TASKS, RunConfig
 from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp
@@ -377,7 +377,7 @@ async def test_queue_reorder_cancel_pause(seeded) -> None:
 
 
 async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
-    from backend.control import process_start_time
+    from backend.execution.control import process_start_time
     ws, ids = seeded
     s = Store(db_path(ws))
     # a local run on two GPUs, executed by this (live) process, and a Slurm run followed by its job
@@ -548,7 +548,7 @@ async def test_compare_several_runs_and_palette_lists_actions(seeded) -> None:
 
 
 def test_noise_verdicts_use_two_combined_stderr() -> None:
-    from backend.report import Row
+    from backend.results.report import Row
     v = Row("m", 1, "vanilla", {"a": 0.50, "b": 0.50}, {"a": 0.02, "b": 0.02})
     p = Row("m", 2, "pruned", {"a": 0.48, "b": 0.30}, {"a": 0.02, "b": 0.02})
     out = {t: noise for _, t, _, _, noise in noise_verdicts([v, p], ["a", "b"])}

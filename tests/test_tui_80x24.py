@@ -9,7 +9,7 @@ import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
-from backend.report import Row
+from backend.results.report import Row
 from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp

@@ -15,7 +15,7 @@ import pytest
 from textual.widgets import DataTable, Input, ProgressBar, RichLog, SelectionList
 
 from backend.store import Store
-from backend.supervisor import pid_alive, runner_pid, wait_for_runner_exit
+from backend.execution.supervisor import pid_alive, runner_pid, wait_for_runner_exit
 from backend.workspace import PACKAGE_DATA, db_path
 from greentui.app import GreentuiApp
 from greentui.screens.compare import CompareScreen
@@ -142,7 +142,7 @@ async def test_queue_in_new_run_watch_detail_then_runs_and_compare(demo_model: P
 
 async def test_closing_the_ui_mid_run_does_not_cost_the_run(tmp_path: Path, monkeypatch) -> None:
     """The one-key demo on an empty workspace, then the UI closes while the run is running."""
-    import backend.runs as demo
+    import backend.service.runs as demo
     ws = tmp_path / "ws"
     ws.mkdir()
     tiny = demo.demo_config

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from backend.reference_tables import import_table
-from backend.runconfig import RunConfig
+from backend.results.reference_tables import import_table
+from backend.schema.runconfig import RunConfig
 from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp

@@ -115,11 +115,11 @@ def _imports(path: Path) -> set[str]:
 
 def test_imports_point_from_the_ui_to_the_backend_only():
     for f in (REPO / "greentui").rglob("*.py"):
-        bad = {m for m in _imports(f) if m.startswith(("backend.commands", "backend.cli"))}
+        bad = {m for m in _imports(f) if m.startswith(("backend.cli.commands", "backend.cli"))}
         assert not bad, f"{f.relative_to(REPO)} imports the CLI: {bad}"
     for f in (REPO / "backend").rglob("*.py"):
         ui = {m for m in _imports(f) if m.split(".")[0] == "greentui"}
-        if f.relative_to(REPO) != Path("backend/cli.py"):  # the composition root opens the workbench
+        if f.relative_to(REPO) != Path("backend/cli/main.py"):  # the composition root opens the workbench
             assert not ui, f"{f.relative_to(REPO)} imports the UI: {ui}"
 
 
@@ -131,15 +131,19 @@ def test_a_fresh_ui_process_loads_neither_torch_nor_the_cli(tmp_path: Path) -> N
         "import greentui.screens.models, greentui.screens.queue\n"
         f"GreentuiApp(Path({str(tmp_path)!r}), manage_runner=False)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'lm_eval', 'peft',"
-        " 'torch_pruning', 'codecarbon', 'datasets') or m.startswith(('backend.commands', 'backend.cli'))))\n")
+        " 'torch_pruning', 'codecarbon', 'datasets') or m.startswith(('backend.cli.commands', 'backend.cli'))))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_one_list_each():
-    from backend import catalog, demo, models, prune, report
-    from backend.tasks.registry import TASK_LABELS
+    from backend.schema import catalog
+    from backend.stages import demo
+    from backend.stages import models
+    from backend.stages import prune
+    from backend.results import report
+    from backend.schema.tasks import TASK_LABELS
     from greentui.widgets import bars
     assert demo.ARCHITECTURES is models.SUPPORTED_ARCHS is prune.SUPPORTED_ARCHITECTURES is catalog.ARCHITECTURES
     assert prune.METHODS is catalog.METHODS

@@ -2,7 +2,7 @@
 
 A single experiment is compared with its vanilla baseline (the study's figures: two series,
 vanilla and pruned, each axis normalised to the best of the two); several runs show one series per
-(run, variant). The numbers come from ``backend.report.study_tables`` — the same rows as
+(run, variant). The numbers come from ``backend.results.report.study_tables`` — the same rows as
 ``greentui export`` — so the screen and the paper tables can never disagree.
 
 Noise: a pruned-vs-vanilla difference on a task is marked as noise when it is within two combined
@@ -23,9 +23,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
-from backend.fmt import method_label, ratio_label
-from backend.report import SHORT, Row, study_tables
-from backend.trust import Badge, quality_badge
+from backend.results.fmt import method_label, ratio_label
+from backend.results.report import SHORT, Row, study_tables
+from backend.measure.trust import Badge, quality_badge
 
 from ..widgets.bars import GroupedBars, ScatterPareto, pareto_front
 from ..widgets.compare_energy import CompareEnergy

@@ -1,6 +1,6 @@
 """Models: the workspace's models, the local HF cache and the demo model; add one; see its shape.
 
-Describing a model reads ``config.json`` and safetensors headers only (``backend.models.describe``,
+Describing a model reads ``config.json`` and safetensors headers only (``backend.stages.models.describe``,
 no torch), but scanning the HF cache or probing the hub can take a moment, so both happen in
 thread workers. A worker's unexpected failure (a corrupt safetensors header, say) is the app's
 to report (``GreentuiApp.on_worker_state_changed``): a notification, never a crash.
@@ -17,8 +17,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Input, Label, Static
 
 from backend.errors import GreentuiError
-from backend.fmt import params, size
-from backend.runs import demo_model_built, demo_model_dir
+from backend.results.fmt import params, size
+from backend.service.runs import demo_model_built, demo_model_dir
 
 from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
@@ -130,7 +130,7 @@ class ModelsScreen(LiveTableScreen):
 
     @work(thread=True, exclusive=True, group="cache-scan", name="scanning the HF cache", exit_on_error=False)
     def scan_cache(self) -> None:
-        from backend.models import list_cached_models
+        from backend.stages.models import list_cached_models
         cached = list_cached_models()
         self.app.call_from_thread(self._cache_scanned, cached)
 
@@ -146,7 +146,7 @@ class ModelsScreen(LiveTableScreen):
 
     @work(thread=True, group="describe", name="describing a cached model", exit_on_error=False)
     def _describe(self, ref: str) -> None:
-        from backend.models import describe
+        from backend.stages.models import describe
         info = describe(ref).as_record()  # any failure: the app's notification, the placeholder stays
         self.app.call_from_thread(self._described, ref, info)
 
@@ -175,7 +175,7 @@ class ModelsScreen(LiveTableScreen):
 
     @work(thread=True, exclusive=True, group="add-model", name="adding the model", exit_on_error=False)
     def add_model(self, ref: str) -> None:
-        from backend.models import register_model
+        from backend.stages.models import register_model
         store = self.app.open_store()
         try:
             model_id = register_model(store, ref)

@@ -1,9 +1,9 @@
 """New run: a form generated from the run schema, validated inline as you type, queued with Enter.
 
-Every field comes from ``backend.runconfig.SETTINGS`` (label, widget, placeholder, parser, rule), so
+Every field comes from ``backend.schema.runconfig.SETTINGS`` (label, widget, placeholder, parser, rule), so
 the form and ``greentui run/queue`` can never disagree on a setting, a default or a rule. Validation is
 ``RunConfig.problems()`` plus the text parsers; queueing calls the service layer
-(``backend.runs.queue_run``, the same as ``greentui queue``) in a thread worker. A refusal arrives as ``SettingError`` naming its
+(``backend.service.runs.queue_run``, the same as ``greentui queue``) in a thread worker. A refusal arrives as ``SettingError`` naming its
 field: the reason is shown under that field and the notification names it by its label.
 
 Opening at once (issue #12: ``n`` to a usable form in < 0.5 s on a 2-core machine). Textual styles,
@@ -40,11 +40,11 @@ from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Sele
 from textual.worker import get_current_worker
 
 from backend.errors import GreentuiError
-from backend.form_advice import (PRESETS, estimate, finished_runs, last_config, model_checks, model_size,
+from backend.service.form_advice import (PRESETS, estimate, finished_runs, last_config, model_checks, model_size,
                                  preset_config)
-from backend.form_advice import rates as past_rates
-from backend.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
-from backend.schema import Setting, SettingError
+from backend.service.form_advice import rates as past_rates
+from backend.schema.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
+from backend.schema.settings import Setting, SettingError
 
 from ..widgets.fold import Fold
 from ..widgets.keys import KeyFooter
@@ -467,7 +467,7 @@ class NewRunScreen(AppScreen):
     @work(thread=True, exclusive=True, group="queue-run", name="queueing the run", exit_on_error=False)
     def submit(self, cfg: RunConfig) -> None:
         """A refusal goes under its field; anything unexpected is the app's worker handler's to show."""
-        from backend.runs import queue_run
+        from backend.service.runs import queue_run
         store = self.app.open_store()
         try:
             queued = queue_run(self.app.workspace, store, cfg, start=False)

@@ -13,9 +13,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
-from backend.fmt import method_label, method_with_ratio, model_label, ratio_label, status_cell, when
-from backend.runs import cancel as cancel_run
-from backend.supervisor import live_runners
+from backend.results.fmt import method_label, method_with_ratio, model_label, ratio_label, status_cell, when
+from backend.service.runs import cancel as cancel_run
+from backend.execution.supervisor import live_runners
 
 from ..widgets.confirm import ConfirmScreen
 from ..widgets.keys import KeyFooter

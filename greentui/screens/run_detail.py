@@ -17,11 +17,11 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
 
 from backend.errors import GreentuiError
-from backend.fmt import model_label, num, status_cell, when
-from backend.report import SHORT
-from backend.runconfig import RunConfig
-from backend.runs import cancel as cancel_run
-from backend.runs import requeue
+from backend.results.fmt import model_label, num, status_cell, when
+from backend.results.report import SHORT
+from backend.schema.runconfig import RunConfig
+from backend.service.runs import cancel as cancel_run
+from backend.service.runs import requeue
 
 from ..widgets.confirm import ConfirmScreen
 from ..widgets.energy_panel import EnergyPanel
@@ -38,7 +38,7 @@ FINAL = ("done", "failed", "cancelled", "interrupted")
 
 
 def stages_for(run: dict[str, Any]) -> list[str]:
-    """The pipeline's stages for this run (same order as ``backend.pipeline``)."""
+    """The pipeline's stages for this run (same order as ``backend.execution.pipeline``)."""
     return RunConfig.from_dict(run.get("config") or {}).stages(run.get("kind") or "experiment")
 
 
@@ -187,7 +187,7 @@ class RunDetailScreen(WatchingScreen):
         self.job = job
         if not job or not job.get("job_id"):
             return
-        from backend.executors.slurm import job_logs
+        from backend.execution.executors.slurm import job_logs
         pane = self.query_one("#job-log", JobLog)
         if not pane.display:
             self.show_job(True)

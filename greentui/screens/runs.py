@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from backend.errors import GreentuiError
-from backend.fmt import (method_label, method_with_ratio, model_label, num, ratio_cell, ratio_label,
+from backend.results.fmt import (method_label, method_with_ratio, model_label, num, ratio_cell, ratio_label,
                          status_cell, when)
 
 from ..widgets.keys import KeyFooter
@@ -307,7 +307,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         new = []
         for run_id in ids:
             try:
-                from backend import runs  # the run service (schema, validation): not at start-up
+                from backend.service import runs  # the run service (schema, validation): not at start-up
                 new += runs.requeue(self.store, [run_id])
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")
@@ -329,7 +329,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
             if not yes:
                 return
             try:
-                from backend import runs
+                from backend.service import runs
                 n, kept = runs.remove(self.app.workspace, self.store, ids)  # like greentui rm: folders too
             except GreentuiError as exc:
                 self.notify(str(exc), severity="error")

@@ -22,7 +22,7 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import Static
 
-from backend.tasks.registry import TASK_LABELS
+from backend.schema.tasks import TASK_LABELS
 
 from ._plotext import MIN_HEIGHT, MIN_WIDTH, PLOTEXT_COLORS, build_figure, message
 from .radar import wrap_entries

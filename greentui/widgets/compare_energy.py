@@ -2,7 +2,7 @@
 run sits beside your own, J/token, J per correct answer and Wh above idle per (run, variant), the
 energy-noise verdicts, and the efficiency chart (J/token vs batch size, vanilla vs pruned).
 
-All figures come from ``backend.report_energy.energy_sections`` — the same as every export."""
+All figures come from ``backend.results.report_energy.energy_sections`` — the same as every export."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from backend.report import SHORT, Row
-from backend.report_energy import energy_sections
+from backend.results.report import SHORT, Row
+from backend.results.report_energy import energy_sections
 
 from .efficiency import EfficiencyChart
 

@@ -1,6 +1,6 @@
 """Run detail's energy section: the quality badge, Wh ± 95 % CI and CV over repeats, energy above
 idle beside the total, J/token and J per correct answer, the energy-noise verdicts and the
-efficiency points — the same lines as ``greentui show`` (``backend.run_energy``), so the screen and
+efficiency points — the same lines as ``greentui show`` (``backend.results.run_energy``), so the screen and
 the CLI never disagree."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from backend.run_energy import energy_lines, run_energy_doc
+from backend.results.run_energy import energy_lines, run_energy_doc
 
 
 class EnergyPanel(Static):

@@ -1,6 +1,6 @@
 """A read-only panel of the planner's figures for the New-run form, updated as the user types.
 
-``plan_lines`` calls ``backend.plan.brief`` (standard library only: reads ``config.json``, never torch),
+``plan_lines`` calls ``backend.stages.pruning.plan.brief`` (standard library only: reads ``config.json``, never torch),
 so the form shows what the pruning settings will make of the chosen model before any GPU time is
 spent. The form runs it in a thread worker (see ``NewRunScreen.advise``) and the panel only shows the
 result: the planner's import and its figures never delay the form's first frame or a keystroke.
@@ -19,8 +19,8 @@ TITLE = "[b]plan[/b] [dim](computed from config.json, not measured)[/dim]"
 
 def plan_lines(values: dict[str, Any]) -> list[str]:
     """The panel's text for the form's current values (RunConfig field names); never raises."""
-    from backend.plan import brief
-    from backend.prune import PruneConfig
+    from backend.stages.pruning.plan import brief
+    from backend.stages.prune import PruneConfig
 
     model = str(values.get("model") or "").strip()
     if not model:

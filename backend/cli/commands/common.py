@@ -1,0 +1,26 @@
+"""Helpers shared by the subcommands: open the workspace and its store, a console (figures are
+formatted by ``backend.results.fmt``, the same module the TUI uses)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from backend.service.runs import parse_run_id  # noqa: F401  (re-exported for the commands)
+from backend.store import Store, open_store
+from backend.workspace import resolve_workspace
+
+
+def workspace_and_store(args: argparse.Namespace, *, create: bool = True) -> tuple[Path, Store]:
+    """``create=False`` for read-only commands: a missing workspace is an error, never created."""
+    ws = resolve_workspace(getattr(args, "runs_dir", None), create=create)
+    return ws, open_store(ws)
+
+
+def console(stderr: bool = False):
+    """A rich console; piped output gets a wide fixed width so tables are never truncated."""
+    import sys
+
+    from rich.console import Console
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 200)

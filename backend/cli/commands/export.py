@@ -1,0 +1,38 @@
+"""``greentui export``: the study's Table 1 (accuracy) and Table 2 (Wh) as md, csv, json or LaTeX."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from backend.errors import GreentuiError
+from backend.cli.commands.common import parse_run_id, workspace_and_store
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("export", parents=parents, help="print or write the study's accuracy and energy tables",
+                       description="For each experiment a vanilla and a pruned row: seven tasks, Avg, and "
+                                   "Ratio = pruned Avg / vanilla Avg. json and csv also carry stderr, meters "
+                                   "and configs.")
+    p.add_argument("runs", nargs="*", help="run ids (default: every finished experiment and import)")
+    p.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backend.results.report import render
+    _, store = workspace_and_store(args, create=False)
+    ids = [parse_run_id(r) for r in args.runs] or None
+    for i in ids or []:
+        store.require_run(i)
+    text = render(store, args.format, ids)
+    if args.out:
+        try:
+            Path(args.out).write_text(text)
+        except OSError as exc:
+            raise GreentuiError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+        print(args.out)
+    else:
+        print(text)
+    return 0

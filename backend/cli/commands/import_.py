@@ -1,0 +1,58 @@
+"""``greentui import FILE...``: lm-eval results JSON files become runs in the store.
+
+``greentui import --table FILE.csv --metric acc|wh [--source TEXT]``: a published table becomes
+reference runs (``backend.results.reference_tables``), its printed Avg and Ratio checked against its cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from backend.errors import GreentuiError
+from backend.cli.commands.common import workspace_and_store
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("import", parents=parents, help="import lm-eval results JSON files, or a published table",
+                       description="Each file written by `lm_eval --output_path` becomes a run (the study's "
+                                   "seven tasks are kept). Energy in the file is kept; absent, it is missing. "
+                                   "With --table, a paper's accuracy or energy table (CSV: model, variant, one "
+                                   "column per task, optional Avg and Ratio) becomes reference runs.")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--variant", choices=("vanilla", "pruned"), default="vanilla")
+    p.add_argument("--baseline", type=int, default=None, help="run id of the vanilla run to compare with")
+    p.add_argument("--table", default=None, metavar="FILE.csv",
+                   help="a published table: rows become reference runs (kind 'reference')")
+    p.add_argument("--metric", choices=("acc", "wh"), default=None,
+                   help="what the table's cells are: accuracy (fraction or %%) or energy in Wh")
+    p.add_argument("--source", default=None, help="where the table comes from (default: the file name)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.table is not None:
+        if args.files:
+            raise GreentuiError("import: give either --table FILE.csv or lm-eval JSON files, not both")
+        if args.metric is None:
+            raise GreentuiError("import --table: --metric acc or --metric wh is required")
+        from backend.results.reference_tables import flags_of, import_table
+        _, store = workspace_and_store(args)
+        ids = import_table(store, Path(args.table), args.metric, args.source)
+        for i in ids:
+            run_row = store.require_run(i)
+            flags = flags_of(run_row)
+            print(f"{i}\treference\t{run_row['model_name']}" + ("" if not flags else "\tFLAGGED"))
+            for f in flags:
+                print(f"  flag: {f}")
+        return 0
+    if not args.files:
+        raise GreentuiError("import: give lm-eval results JSON files, or --table FILE.csv --metric acc|wh")
+    if args.metric is not None or args.source is not None:
+        raise GreentuiError("import: --metric and --source go with --table")
+    from backend.results.importer import import_files
+    _, store = workspace_and_store(args)
+    ids = import_files(store, [Path(f) for f in args.files], args.variant, args.baseline)
+    for i in ids:
+        print(i)
+    return 0

@@ -1,0 +1,136 @@
+"""``greentui plan MODEL``: what pruning would make of a model, from its config.json, in a blink.
+
+Reads only ``config.json`` (and a pruned model's widths manifest): a model directory without
+weights, or an HF id in the local cache. Imports no torch, so it answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_pruning_options(p: argparse.ArgumentParser, *, with_target: bool = True) -> None:
+    """The options ``prune`` and ``plan`` share: the run schema's settings (same parser, same default as
+    ``greentui run``) under the names these commands have always had (``--method``, ``--ratio``)."""
+    from backend.schema.runconfig import SETTING
+    from backend.schema.settings import add_argument
+
+    add_argument(p, SETTING["importance"], flag="--method", dest="method", default=SETTING["importance"].default)
+    ratio = SETTING["prune_ratio"]
+    add_argument(p, ratio, flag="--ratio", dest="ratio", default=ratio.default,
+                 help="pruning ratio, e.g. 0.25 or 2/7 (default 2/7); what it counts is --count-rule's")
+    add_argument(p, SETTING["count_rule"], default=SETTING["count_rule"].default,
+                 help="how the ratio becomes head and channel counts: torch-pruning (1.6.1, the study's library; "
+                      "default), llm-pruner (whole kv groups) or param-share (share of the layer's parameters)")
+    for name in ("ignore_first", "ignore_last"):  # None: the study's value, clamped on shallow models
+        s = SETTING[name]
+        add_argument(p, s, default=None, help=f"{s.help} (default: the study's {s.default}, clamped on "
+                                              "shallow models)")
+    add_argument(p, SETTING["round_to"], default=SETTING["round_to"].default,
+                 help=f"keep MLP widths a multiple of K (default {SETTING['round_to'].default}; the llm-pruner "
+                      "rule does not round)")
+    p.add_argument("--no-heads", action="store_true", help="keep every attention head")
+    p.add_argument("--no-mlp", action="store_true", help="keep every MLP channel")
+    if with_target:
+        g = p.add_mutually_exclusive_group()
+        add_argument(g, SETTING["target_params"], default=None)
+        add_argument(g, SETTING["target_ratio"], default=None)
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("plan", parents=parents, help="predict a pruned model from its config.json (no weights)",
+                       description="Predict per-layer widths, parameters, FLOPs/token and bytes of the pruned "
+                                   "model, and how it loads, from config.json alone. The figures equal what "
+                                   "`greentui prune` produces with the same options.")
+    p.add_argument("model", help="model directory (config.json is enough) or HF id in the local cache")
+    add_pruning_options(p)
+    p.add_argument("--calib-seq-len", type=int, default=64, help="context length FLOPs/token are counted at "
+                                                               "(prune reports them at its calibration length)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from backend.stages.prune import PruneConfig
+
+    return PruneConfig(method=args.method, ratio=args.ratio, ignore_first=args.ignore_first,
+                       ignore_last=args.ignore_last, round_to=args.round_to,
+                       calib_seq_len=getattr(args, "calib_seq_len", 64), count_rule=args.count_rule,
+                       prune_heads=not args.no_heads, prune_mlp=not args.no_mlp)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from backend.stages.pruning.plan import plan, read_spec, resolve_target
+
+    spec, where = read_spec(args.model)
+    cfg = config_from_args(args)
+    cfg.check_options()
+    target = resolve_target(spec, cfg, args.target_params, args.target_ratio)
+    if target:
+        cfg = dataclasses.replace(cfg, ratio=target["ratio"])
+    result = plan(spec, cfg)
+    result["model"] = where
+    if target:
+        result["target"] = target
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_plan(result)
+    return 0
+
+
+def print_plan(p: dict) -> None:
+    from rich.table import Table
+
+    from backend.results.fmt import params as fmt_params
+    from backend.results.fmt import size as fmt_bytes
+    from backend.cli.commands.common import console
+
+    con = console()
+    t = Table(title=f"plan: {p['method']} {p['ratio']:.4g} under the {p['count_rule']} rule ({p['model_type']}, "
+                    "computed from config.json)", show_header=False)
+    b, a = p["params_before"], p["params_after"]
+    t.add_row("parameters", f"{fmt_params(b)} → {fmt_params(a)}  ({b:,} → {a:,}, −{p['params_removed_ratio']:.1%})")
+    if p.get("prunable_params_before"):
+        t.add_row("pruned layers' projections", f"{fmt_params(p['prunable_params_before'])} → "
+                  f"{fmt_params(p['prunable_params_after'])}  (−{p['prunable_removed_ratio']:.1%})")
+    fb, fa = p["flops_per_token_before"], p["flops_per_token_after"]
+    t.add_row(f"FLOPs/token @{p['flops_context_tokens']} ctx", f"{fb / 1e9:.3f} G → {fa / 1e9:.3f} G  ({fa / fb:.3f}×)")
+    if p.get("bytes_after") is not None:
+        t.add_row(f"weights at {p['dtype']}", f"{fmt_bytes(p['bytes_before'])} → {fmt_bytes(p['bytes_after'])}")
+    t.add_row("ignored layers", f"first {p['ignore_first']}, last {p['ignore_last']}")
+    t.add_row("loads with", "plain from_pretrained" if p["loads_with"] == "from_pretrained"
+              else "greentui's loader (per-layer widths manifest)")
+    if "target" in p:
+        tg = p["target"]
+        t.add_row("target", f"{tg['target_params']:,} → ratio {tg['ratio']:.5f} gives {tg['params_after']:,} "
+                  f"({tg['off_by']:+,}, {tg['off_by_ratio']:+.4%}); achievable sizes around it: "
+                  f"{tg['nearest_below']:,} / {tg['nearest_above']:,}")
+    if "layers_dropped" in p:
+        t.add_row("layers dropped", f"{p['layers_dropped']} (which ones: block influence at prune time)")
+    con.print(t)
+    for w in p.get("warnings", []):
+        con.print(f"[yellow]warning:[/] {w}")
+    rows = _layer_runs(p)
+    if rows and "layers_dropped" not in p:
+        lt = Table(title="layers after pruning")
+        for col in ("layers", "q heads", "kv heads", "head dim", "MLP width"):
+            lt.add_column(col, justify="right")
+        for span, w in rows:
+            lt.add_row(span, str(w["heads"]), str(w["kv_heads"]), str(w["head_dim"]), str(w["intermediate"]))
+        con.print(lt)
+
+
+def _layer_runs(p: dict) -> list[tuple[str, dict]]:
+    """Consecutive layers of equal width merged into one row ("4-27")."""
+    out: list[tuple[str, dict]] = []
+    start = 0
+    widths = p["layers_after"]
+    for i in range(1, len(widths) + 1):
+        if i == len(widths) or widths[i] != widths[start]:
+            out.append((str(start) if i - 1 == start else f"{start}-{i - 1}", widths[start]))
+            start = i
+    return out

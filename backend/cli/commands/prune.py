@@ -1,0 +1,107 @@
+"""``greentui prune MODEL --out DIR``: structured pruning to a directory that reloads.
+
+Progress goes to stderr (rich), the report table to stdout; the full report is also saved as
+``DIR/greentui_prune_report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    from backend.schema.runconfig import SETTING
+    from backend.schema.settings import add_argument
+    from backend.cli.commands.plan import add_pruning_options
+
+    p = sub.add_parser("prune", parents=parents, help="structurally prune a model into a directory",
+                       description="Prune attention heads and MLP channels (taylor, l1, l2, random) or whole "
+                                   "decoder layers (layer-drop). What RATIO counts is the counting rule's "
+                                   "(--count-rule; layer-drop: the fraction of layers). `greentui plan` "
+                                   "predicts the result from config.json.")
+    p.add_argument("model", help="HF id or local model directory (a pruned one too)")
+    p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
+    add_pruning_options(p)
+    for name in ("calib_samples", "calib_seq_len", "seed"):  # the run schema's, defaults included
+        add_argument(p, SETTING[name], default=SETTING[name].default)
+    g = p.add_mutually_exclusive_group()
+    add_argument(g, SETTING["calib_file"], default=None)
+    g.add_argument("--calib-dataset", default=None, help="HF dataset id[:config] (needs the hub)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from backend.stages.prune import PruneConfig, prune_to_dir
+
+    err = Console(stderr=True)
+    cfg = PruneConfig(method=args.method, ratio=args.ratio, ignore_first=args.ignore_first,
+                      ignore_last=args.ignore_last, round_to=args.round_to, calib_samples=args.calib_samples,
+                      calib_seq_len=args.calib_seq_len, calib_file=args.calib_file,
+                      calib_dataset=getattr(args, "calib_dataset", None), device=args.device, seed=args.seed,
+                      prune_heads=not getattr(args, "no_heads", False), prune_mlp=not getattr(args, "no_mlp", False),
+                      count_rule=getattr(args, "count_rule", PruneConfig.count_rule),
+                      target_params=getattr(args, "target_params", None),
+                      target_ratio=getattr(args, "target_ratio", None))
+    logging.getLogger("greentui.prune").addHandler(logging.NullHandler())
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=1.0)
+        report = prune_to_dir(args.model, args.out, cfg,
+                              progress=lambda msg, frac: bar.update(task, description=msg, completed=frac))
+    for w in report.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {w}")
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print_report(report)
+    return 0
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    b, a = report["params_before"], report["params_after"]
+    summary = Table(title=f"prune: {report['method']} ({report.get('model_type')}), {report.get('count_rule')} "
+                          "counting rule", show_header=False)
+    summary.add_row("parameters", f"{b:,} → {a:,}  (−{report['params_removed_ratio']:.1%} of the model)")
+    if "prunable_removed_ratio" in report:
+        summary.add_row("pruned layers' projections",
+                        f"{report['prunable_params_before']:,} → {report['prunable_params_after']:,}  "
+                        f"(−{report['prunable_removed_ratio']:.1%}, target {report['target_ratio']:.1%})")
+    if report.get("target"):
+        tg = report["target"]
+        summary.add_row("target", f"{tg['target_params']:,} → ratio {tg['ratio']:.5f} ({tg['off_by']:+,} parameters)")
+    if report.get("selection"):
+        summary.add_row("chosen by", report["selection"])
+    if report.get("removed_layers") is not None:
+        summary.add_row("layers removed", ", ".join(map(str, report["removed_layers"])))
+    fb, fa = report["flops_per_token_before"], report["flops_per_token_after"]
+    summary.add_row(f"FLOPs/token @{report['flops_context_tokens']} ctx", f"{fb:,} → {fa:,}  ({fa / fb:.3f}×)")
+    summary.add_row("ignored layers", f"first {report['ignore_first']}, last {report['ignore_last']}")
+    summary.add_row("wall time", f"{report['wall_time_s']:.2f} s on {report['device']}")
+    summary.add_row("peak memory", f"{report['peak_rss_mb']:.0f} MB RSS"
+                    + (f", {report['cuda_peak_mb']:.0f} MB CUDA" if "cuda_peak_mb" in report else ""))
+    summary.add_row("torch-pruning", report["torch_pruning_version"])
+    if report.get("out_dir"):
+        summary.add_row("saved to", report["out_dir"])
+    con.print(summary)
+    if report.get("layers"):
+        t = Table(title="pruned layers")
+        for col in ("layer", "heads", "kv heads", "intermediate", "heads removed", "tp MLP ratio"):
+            t.add_column(col, justify="right" if col != "heads removed" else "left")
+        for e in report["layers"]:
+            t.add_row(str(e["layer"]), f"{e['heads_before']} → {e['heads_after']}",
+                      f"{e['kv_heads_before']} → {e['kv_heads_after']}",
+                      f"{e['intermediate_before']} → {e['intermediate_after']}",
+                      ",".join(map(str, e["heads_removed"])) or "-", f"{e['tp_mlp_pruning_ratio']:.3f}")
+        con.print(t)

@@ -1,0 +1,181 @@
+"""Where a run's records go: the store (local runs) or files in the run folder (Slurm jobs).
+
+The pipeline records through a small interface, :class:`RunRecorder`: the subset of
+:class:`backend.store.Store` it calls. A local run passes the store itself, so local behaviour is
+the store's, unchanged. A Slurm job runs on a compute node, where the workspace sits on a network
+filesystem and SQLite must not be opened (its WAL mode needs shared memory on one host,
+sqlite.org/wal.html), so it passes a :class:`FileRecorder`, which appends everything to files in
+the run's own folder; ``backend.execution.ingest`` copies those into the store on the login node.
+
+Files a :class:`FileRecorder` writes (all appends are whole lines, all JSON documents are written
+to a temporary name and renamed, so a reader never sees half a record):
+
+- ``events.jsonl``   the run's events (written by :class:`backend.execution.events.EventSink`, as for local runs)
+- ``updates.jsonl``  run-row updates, metrics, the baseline run it creates and that run's end
+- ``power.jsonl``    live power samples
+- ``results/*.json`` one document per finished task
+- ``status.json``    the run's final status and error, written last
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+# The baseline run a Slurm job evaluates does not exist in the store when the job starts: the job
+# refers to it by this placeholder id, and the ingester creates the row and maps the id.
+BASELINE_PLACEHOLDER = -1
+UPDATES, POWER, RESULTS, STATUS, EVENTS = "updates.jsonl", "power.jsonl", "results", "status.json", "events.jsonl"
+
+PowerCallback = Callable[[float, float, str, "float | None"], None]
+
+
+class RunRecorder(Protocol):
+    """What the pipeline needs to record a run (``Store`` satisfies it as it is)."""
+
+    def require_run(self, run_id: int) -> dict[str, Any]: ...
+    def get_run(self, run_id: int) -> dict[str, Any] | None: ...
+    def get_model(self, ref_or_id: str | int) -> dict[str, Any] | None: ...
+    def update_run(self, run_id: int, **fields: Any) -> None: ...
+    def create_run(self, model_id: int | None, kind: str, config: dict[str, Any], **kw: Any) -> int: ...
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None: ...
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None: ...
+    def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None: ...
+    def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
+                    detail: dict[str, Any] | None = None) -> None: ...
+    def add_event(self, run_id: int, kind: str, payload: dict[str, Any] | None = None,
+                  t: float | None = None) -> int: ...
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None: ...
+
+
+def power_callback(recorder: RunRecorder, run_id: int) -> PowerCallback:
+    """A thread-safe ``on_sample`` for the power sampler thread of this run.
+
+    For the store, the sampler thread opens its own connection on first use (one SQLite connection
+    per thread); a :class:`FileRecorder` appends under a lock.
+    """
+    if isinstance(recorder, FileRecorder):
+        return recorder.add_power_sample_now
+    from backend.store import Store
+    db_file = recorder.path  # type: ignore[attr-defined]
+    conn: dict[str, Any] = {}
+
+    def on_sample(t: float, watts: float, source: str, limit_w: float | None) -> None:
+        if "store" not in conn:
+            conn["store"] = Store(db_file)
+        conn["store"].add_power_sample(run_id, t, watts, source, limit_w)
+    return on_sample
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write a JSON document under a temporary name, then rename it (readers see all or nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class FileRecorder:
+    """A :class:`RunRecorder` that writes only into one run folder (for a job on a compute node).
+
+    ``snapshot`` is what the login node knew when it submitted the job: the run row (with its
+    config), the model row, and the finished baselines the run may reuse (by baseline key).
+    """
+
+    def __init__(self, folder: Path, snapshot: dict[str, Any]):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.run: dict[str, Any] = dict(snapshot["run"])
+        self.run_id = int(self.run["id"])
+        self.model: dict[str, Any] = dict(snapshot["model"])
+        self.baselines: dict[str, dict[str, Any]] = dict(snapshot.get("baselines") or {})
+        self.path = self.folder  # the store's ``path`` attribute; nothing opens it as a database
+        self._lock = threading.RLock()  # reentrant: a signal handler may log while the main thread appends
+        self._baseline_created = False
+
+    # ---------------------------------------------------------------- plumbing
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        line = json.dumps(record, default=str, sort_keys=True) + "\n"
+        with self._lock, (self.folder / name).open("a") as fh:
+            fh.write(line)
+            fh.flush()
+
+    def _update(self, op: str, run_id: int, **data: Any) -> None:
+        self._append(UPDATES, {"op": op, "run": run_id, "t": time.time(), **data})
+
+    def note(self, line: str) -> None:
+        """A log line into ``events.jsonl`` from outside the pipeline (a signal handler)."""
+        self._append(EVENTS, {"t": time.time(), "kind": "log", "line": line})
+
+    def cancel_requested(self, run_id: int) -> bool:
+        """True when the login node asked this job to stop (``cancel.request`` in the run folder)."""
+        return (self.folder / "cancel.request").exists()
+
+    # ---------------------------------------------------------------- reads (from the snapshot)
+    def require_run(self, run_id: int) -> dict[str, Any]:
+        run = self.get_run(run_id)
+        if run is None:
+            raise KeyError(f"run {run_id} is not the run of this job ({self.run_id})")
+        return run
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        return dict(self.run) if run_id == self.run_id else None
+
+    def get_model(self, ref_or_id: str | int) -> dict[str, Any] | None:
+        m = self.model
+        return dict(m) if str(ref_or_id) in (str(m.get("id")), m.get("ref"), m.get("name")) else None
+
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
+        found = self.baselines.get(baseline_key)
+        if found and set(tasks) <= set(found.get("tasks") or []):
+            return dict(found)
+        return None
+
+    # ---------------------------------------------------------------- writes (to files)
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        if fields:
+            if run_id == self.run_id:
+                self.run.update(fields)
+            self._update("update", run_id, fields=fields)
+
+    def create_run(self, model_id: int | None, kind: str, config: dict[str, Any], **kw: Any) -> int:
+        """Only the baseline run of this job can be created; it gets the placeholder id."""
+        if kind != "baseline" or self._baseline_created:
+            raise ValueError("a Slurm job creates at most one run: its vanilla baseline")
+        self._baseline_created = True
+        self._update("create_baseline", BASELINE_PLACEHOLDER, model_id=model_id, config=config,
+                     label=kw.get("label"), device=kw.get("device"), baseline_key=kw.get("baseline_key"))
+        return BASELINE_PLACEHOLDER
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        """The job's own end goes to ``status.json`` (read by the executor, which also knows what
+        Slurm says); the baseline's end is an ordinary update."""
+        if run_id == self.run_id:
+            write_json_atomic(self.folder / STATUS, {"status": status, "error": error, "t": time.time()})
+        else:
+            self._update("finish", run_id, status=status, error=error)
+
+    def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None:
+        who = "baseline" if run_id == BASELINE_PLACEHOLDER else "own"
+        write_json_atomic(self.folder / RESULTS / f"{who}-{variant}-{task}.json",
+                          dict(result, run=run_id, variant=variant, task=task, t=time.time()))
+
+    def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
+                    detail: dict[str, Any] | None = None) -> None:
+        self._update("metric", run_id, variant=variant, name=name, value=value, detail=detail)
+
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        self._update("efficiency", run_id, variant=variant, rows=list(rows))
+
+    def add_event(self, run_id: int, kind: str, payload: dict[str, Any] | None = None,
+                  t: float | None = None) -> int:
+        """Nothing to do: ``EventSink`` writes every event to ``events.jsonl`` itself."""
+        return 0
+
+    def add_power_sample_now(self, t: float, watts: float, source: str, limit_w: float | None) -> None:
+        self._append(POWER, {"t": t, "watts": watts, "source": source, "limit_w": limit_w})

@@ -1,0 +1,189 @@
+"""The runner: drains the queue over every free slot of its executors at once (pueue's parallel slots).
+
+Started detached (own session) by the TUI or ``greentui queue``, or in the foreground by
+``greentui worker``. It registers itself in the store and beats a heartbeat (``supervisor``), then
+loops every ``TICK_S``: follow launched runs, escalate ignored cancels, and claim queued runs in
+queue order for every executor that has room (``backend.execution.executors``: one run per device locally,
+jobs on a Slurm cluster). It exits when nothing it launched is running and nothing queued is for it
+(or the queue is paused). The runner never executes a run in its own process: each local run has a
+process of its own (its devices, its ``CUDA_VISIBLE_DEVICES``), so one run's failure or cancel can
+never stop the runner or touch another run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from backend.execution.control import process_start_time
+from backend.errors import GreentuiError
+from backend.execution.executors import FACTORIES, Executor, RunnerContext
+from backend.store import Store, open_store
+from backend.execution.supervisor import HEARTBEAT_S, recover_stale_runs
+
+TICK_S = 0.5
+CPU_SLOTS_SETTING = "cpu_slots"
+
+
+def workspace_cpu_slots(store: Store) -> int:
+    """The workspace's CPU slot count, read by every runner the TUI or ``queue`` starts.
+
+    ``[runner] cpu_slots = N`` in the workspace's ``greentui.toml`` wins; else the store setting
+    written by ``greentui worker --cpu-slots N --save``; else 1 (two CPU runs at once would each
+    be charged for the other's energy).
+    """
+    from backend.schema.wsconfig import CONFIG_NAME, load_workspace_config
+    table = load_workspace_config(store.path.parent).get("runner", {})
+    value = table.get("cpu_slots") if isinstance(table, dict) else None
+    if value is not None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GreentuiError(f"{store.path.parent / CONFIG_NAME}: runner.cpu_slots must be an integer >= 1")
+        return value
+    raw = store.get_setting(CPU_SLOTS_SETTING, "1") or "1"
+    return max(1, int(raw)) if raw.isdigit() else 1
+
+
+class Runner:
+    """One runner process: its registration, its executors and its loop."""
+
+    def __init__(self, workspace: Path, store: Store, executors: list[Executor], runner_id: int):
+        self.workspace, self.store, self.executors, self.runner_id = workspace, store, executors, runner_id
+        self.launched = 0
+        self.stopping = False
+        self._beat = 0.0
+
+    def heartbeat(self) -> None:
+        t = time.monotonic()
+        if t - self._beat >= HEARTBEAT_S:
+            self.store.heartbeat(self.runner_id)
+            self._beat = t
+
+    def follow(self) -> None:
+        for ex in self.executors:
+            ex.poll(self.store)
+        for run in self.store.cancel_requests():
+            for ex in self.executors:
+                if ex.owns(run):
+                    ex.on_cancel(self.store, run)
+
+    def fill(self, limit: int | None = None) -> tuple[int, bool]:
+        """Claim and launch queued runs while executors have room; (launched, some run is wanted)."""
+        started, wanted = 0, False
+        if self.store.queue_paused():
+            return 0, False
+        for run in self.store.queued_candidates():
+            ex = next((e for e in self.executors if e.wants(run)), None)
+            if ex is None:
+                continue
+            wanted = True
+            if limit is not None and started >= limit:
+                break
+            why = ex.refusal(run)
+            if why is not None:
+                if self.store.claim_run(run["id"], runner_id=self.runner_id, executor=ex.name, device=None):
+                    self.store.add_event(run["id"], "error", {"message": why})
+                    self.store.finish_run(run["id"], "failed", why)
+                continue
+            offer = ex.reserve(run)
+            if offer is None:
+                continue  # no room for this one now; a later, smaller run may still fit
+            if not self.store.claim_run(run["id"], runner_id=self.runner_id, executor=ex.name,
+                                        device=_device_label(offer), slot=_slot_label(offer)):
+                ex.release(offer)  # another runner took it, it was cancelled, or the queue paused
+                continue
+            ex.launch(self.store, self.store.require_run(run["id"]), offer)
+            started += 1
+        return started, wanted
+
+    def loop(self, once: bool = False) -> int:
+        for ex in self.executors:
+            ex.attach(self.store)
+        while True:
+            self.heartbeat()
+            self.follow()
+            busy = any(ex.busy() for ex in self.executors)
+            wanted = False
+            if not self.stopping and not (once and self.launched):
+                n, wanted = self.fill(limit=1 if once else None)
+                self.launched += n
+                busy = busy or n > 0
+            if not busy and (not wanted or self.stopping or (once and self.launched)):
+                return self.launched
+            time.sleep(TICK_S)
+
+    def stop(self) -> None:
+        """SIGTERM: launch nothing more, ask the local runs to cancel, wait for them to end."""
+        if not self.stopping:
+            self.stopping = True
+            for ex in self.executors:
+                ex.shutdown(self.store)
+
+
+def _device_label(offer) -> str | None:
+    devices = getattr(offer, "devices", None)
+    if devices:
+        return "cuda" if devices[0].kind == "cuda" else "cpu"
+    return getattr(offer, "device", None)
+
+
+def _slot_label(offer) -> str | None:
+    return getattr(offer, "label", None)
+
+
+def build_executors(ctx: RunnerContext, names: list[str]) -> list[Executor]:
+    """Instantiate the executors named; one whose factory says "not here" (None) is left out."""
+    out: list[Executor] = []
+    for name in names:
+        factory = FACTORIES.get(name)
+        if factory is None:
+            raise GreentuiError(f"unknown executor {name!r}; available: {', '.join(FACTORIES)}")
+        ex = factory(ctx)
+        if ex is not None:
+            out.append(ex)
+    return out
+
+
+def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_slots: int | None = None,
+               executors: list[str] | None = None) -> int:
+    """Drain the queue over every free slot; return the number of runs launched.
+
+    After saying goodbye (registration closed) the runner looks once more for runs it wants:
+    ``greentui queue`` records its run *before* it looks for a live runner, so a run queued while
+    this one was exiting is either seen here or finds no runner and starts one.
+    """
+    store = open_store(workspace)
+    slots = cpu_slots or workspace_cpu_slots(store)
+    launched = 0
+    try:
+        recover_stale_runs(store)
+        while True:
+            runner_id = store.register_runner(socket.gethostname(), os.getpid(), process_start_time(),
+                                              requested=device, devices=[], executors=[])
+            exs: list[Executor] = []
+            try:
+                ctx = RunnerContext(workspace=workspace, runner_id=runner_id, requested_device=device,
+                                    cpu_slots=slots)
+                exs = build_executors(ctx, executors or ["local"])
+                if not exs:
+                    return launched  # e.g. another Slurm runner follows this workspace
+                store.describe_runner(runner_id, devices=[d for e in exs for d in e.devices()],
+                                      executors=[e.name for e in exs])
+                runner = Runner(workspace, store, exs, runner_id)
+                previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+                try:
+                    launched += runner.loop(once=once)
+                finally:
+                    signal.signal(signal.SIGTERM, previous)
+            finally:
+                store.stop_runner(runner_id)
+                for ex in exs:
+                    ex.close()
+            if once or runner.stopping or store.queue_paused():
+                return launched
+            if not any(e.wants(r) for r in store.queued_candidates() for e in exs):
+                return launched
+    finally:
+        store.close()

@@ -1,1 +1,0 @@
-"""LoRA helpers used by ``backend.finetune``."""

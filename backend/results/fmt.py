@@ -1,0 +1,82 @@
+"""How figures are written, for the CLI's tables and the TUI's cells alike (one module: a missing
+figure is shown as missing, "—", never as zero). Light imports only (rich): the UI imports it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+
+from backend.schema.settings import ratio_text
+
+STATUS_STYLE = {"queued": "yellow", "running": "bold cyan", "done": "green", "failed": "bold red",
+                "cancelled": "grey50", "interrupted": "bold magenta"}
+
+
+def num(x: Any, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def ratio_cell(x: float | None) -> Text:
+    """×ratio coloured: energy or accuracy kept (≥1) green-ish, lost red-ish, neutral otherwise."""
+    if x is None:
+        return Text("—", style="dim")
+    return Text(f"{x:.3f}")
+
+
+def status_cell(status: str | None) -> Text:
+    return Text(status or "?", style=STATUS_STYLE.get(status or "", ""))
+
+
+def when(t: float | None) -> str:
+    """A timestamp as local date and minute."""
+    return "—" if not t else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def model_label(row: dict[str, Any]) -> str:
+    name = row.get("model_name") or row.get("model_ref") or "?"
+    ref = str(row.get("model_ref") or "")
+    if name == ref and "/" in ref and Path(ref).is_absolute():
+        return Path(ref).name
+    return name
+
+
+def method_label(row: dict[str, Any]) -> str:
+    if row.get("kind") == "baseline" or row.get("no_prune") in (1, True, "true"):
+        return "vanilla"
+    return row.get("method") or "—"
+
+
+def ratio_label(row: dict[str, Any]) -> str:
+    """The pruning ratio as the study writes it (2/7), "—" for vanilla rows."""
+    if method_label(row) == "vanilla":
+        return "—"
+    r = row.get("prune_ratio")
+    return "—" if r is None else ratio_text(r)
+
+
+def method_with_ratio(row: dict[str, Any]) -> str:
+    """One cell for narrow tables: "taylor 2/7", or "vanilla" alone."""
+    method, ratio = method_label(row), ratio_label(row)
+    return method if ratio == "—" else f"{method} {ratio}"
+
+
+def size(n: int | None) -> str:
+    """Bytes in binary units (5.0 MiB)."""
+    if n is None:
+        return "—"
+    for div, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} B"
+
+
+def params(n: int | None) -> str:
+    if n is None:
+        return "—"
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)

@@ -1,0 +1,85 @@
+"""One run's energy figures as a document and as text lines: ``show``/``show --json`` and the TUI's
+Run detail use it, so they print the same numbers.
+
+For each variant the run holds (and its baseline's vanilla): per task Wh as mean ± 95 % CI and CV
+over the repeats, Wh above idle beside the total, J/token and J per correct answer, and their means
+over tasks; the energy noise verdicts against the baseline; the efficiency points; the quality badge;
+and, for a reference run, its published-table checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.store import Store
+from backend.measure.trust import TaskEnergy, averages, energy_noise, quality_badge, task_energy
+
+
+def _te(t: TaskEnergy) -> dict[str, Any]:
+    s = t.wh_spread
+    return {"wh": t.wh, "wh_ci95": s.ci95 if s else None, "wh_cv": s.cv if s else None,
+            "repeats": t.repeats, "seconds": t.seconds,
+            "seconds_ci95": t.seconds_spread.ci95 if t.seconds_spread else None,
+            "above_idle_wh": t.above_idle_wh, "j_per_token": t.j_per_token, "j_per_correct": t.j_per_correct,
+            "tokens": t.tokens, "correct": t.correct, "meter": t.meter}
+
+
+def run_energy_doc(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """{"energy": {variant: {"tasks": {...}, "avg": {...}}}, "energy_noise", "efficiency",
+    "quality", "reference_checks"} for ``run``."""
+    from backend.results.reference_tables import checks_of
+
+    rid = run["id"]
+    doc: dict[str, Any] = {"energy": {}, "energy_noise": [], "efficiency": store.efficiency(rid)}
+    variants: dict[str, dict[str, TaskEnergy]] = {}
+    if run.get("parent_run_id"):
+        variants["baseline vanilla"] = task_energy(store, run["parent_run_id"], "vanilla")
+    for v in ("vanilla", "pruned"):
+        te = task_energy(store, rid, v)
+        if te:
+            variants[v] = te
+    for name, te in variants.items():
+        doc["energy"][name] = {"tasks": {k: _te(x) for k, x in te.items()}, "avg": averages(te)}
+    vanilla = variants.get("baseline vanilla") or variants.get("vanilla")
+    if "pruned" in variants and vanilla and run["kind"] != "reference":
+        doc["energy_noise"] = energy_noise(variants["pruned"], vanilla)
+    if run["kind"] == "reference":
+        doc["reference_checks"] = [c.__dict__ for c in checks_of(run)]
+        doc["quality"] = None
+    else:
+        doc["quality"] = quality_badge(store, rid).to_dict()
+    return doc
+
+
+def _f(x: float | None, fmt: str = ".4g") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def energy_lines(doc: dict[str, Any]) -> list[str]:
+    """Plain text lines (no markup) for the CLI and the TUI."""
+    out: list[str] = []
+    if doc.get("quality"):
+        out.append("quality: " + doc["quality"]["label"])
+    for name, block in doc["energy"].items():
+        a = block["avg"]
+        out.append(f"{name}: avg Wh {_f(a['wh'])} total · {_f(a['above_idle_wh'])} above idle · "
+                   f"{_f(a['j_per_token'])} J/token · {_f(a['j_per_correct'])} J/correct answer")
+        for task, t in block["tasks"].items():
+            if t["wh"] is None:
+                out.append(f"  {task:<14} energy not measured")
+                continue
+            spread = (f" ± {t['wh_ci95']:.5f} (95 % CI, CV {t['wh_cv'] * 100:.1f} %, n={t['repeats']})"
+                      if t["wh_ci95"] is not None and t["wh_cv"] is not None else f" (n={t['repeats']})")
+            out.append(f"  {task:<14} total {t['wh']:.5f} Wh{spread} · above idle {_f(t['above_idle_wh'], '.5f')} Wh"
+                       f" · {_f(t['j_per_token'])} J/token · {_f(t['j_per_correct'])} J/correct")
+    for n in doc.get("energy_noise") or []:
+        band = "" if n["band_wh"] is None else f" ±{n['band_wh']:.5f}"
+        out.append(f"energy Δ {n['task']}: {n['delta_wh']:+.5f} Wh{band} — {n['verdict']}")
+    for p in doc.get("efficiency") or []:
+        out.append(f"efficiency {p['variant']} batch {p['batch_size']}×{p['seq_len']}: "
+                   f"{_f(p['tokens_per_s'], '.0f')} tokens/s · {_f(p['j_per_token'])} J/token ({p['meter'] or 'no meter'})")
+    for c in doc.get("reference_checks") or []:
+        mark = "" if c["ok"] else "FLAG "
+        out.append(f"{mark}{c['metric']} row {c['line']} {c['variant']}: printed {c['what']} {c['printed']:g} "
+                   f"vs cells {c['recomputed']:.4g} (±{c['tolerance']:.2g})")
+    return out

@@ -1,0 +1,17 @@
+"""The fixed vocabularies of greentui, each in one place: pruning methods, architectures, devices, stages.
+
+The study's tasks and their display labels live with the task registry (``backend.schema.tasks``:
+``STUDY_TASKS``, ``task_label``). Standard library only: the UI imports this module.
+"""
+
+from __future__ import annotations
+
+#: Pruning methods (``backend.stages.prune``): width pruning by importance, or ShortGPT-style layer drop.
+METHODS: tuple[str, ...] = ("taylor", "l1", "l2", "random", "layer-drop")
+#: Model types greentui can build (demo), prune and evaluate end to end (see backend.stages.prune for the traps).
+ARCHITECTURES: tuple[str, ...] = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
+#: Device choices offered for a run; ``cuda:N`` is accepted as well.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: The pipeline's stages in execution order (``backend.execution.pipeline`` emits them; the UI draws them);
+#: ``RunConfig.stages()`` says which of them one run goes through (perplexity is part of evaluate).
+STAGES: tuple[str, ...] = ("load", "baseline", "prune", "lora", "evaluate")

@@ -1,0 +1,414 @@
+"""THE RUN SCHEMA: every setting of a run, declared once.
+
+``RunConfig`` below is the one place a run setting exists. Each field declared with ``setting(...)``
+becomes, with no other edit: an option of ``greentui run`` and ``greentui queue`` (argparse, in its
+group, with its help and default), a field of the TUI's New-run form (widget, label, placeholder,
+inline error), the text parser both use, a validation rule (``RunConfig.problems()``), and a key of
+the run's stored config (``to_dict``/``from_dict``; old runs without it read the default).
+
+How to add a setting (ONE edit, here)
+-------------------------------------
+Add a field to ``RunConfig`` in the group it belongs to::
+
+    repeats: int = setting(1, label="repeats", help="evaluate each variant N times (energy spread)",
+                           group="evaluation", check=at_least(1))
+
+then read ``cfg.repeats`` where the work happens (pipeline, runner). That is all: ``tests/test_schema.py``
+checks that the CLI flags and the form's fields stay the same set. Keywords of ``setting()``
+(see ``backend.schema.settings.Setting``):
+
+* ``label`` (form label, and how the UI names the field in messages), ``help`` (one line), ``group``
+  (one of GROUPS: the CLI argument group and the form section) — required.
+* the type comes from the annotation: ``int``, ``float``, ``str``, ``bool``, ``list[str]``; ``X | None``
+  makes it optional (an empty form field or an absent flag is None). ``type="ratio"`` accepts 2/7.
+* ``flag="--other-name"`` and ``aliases=("--alias",)`` when the flag is not ``--field-name``; a ``bool``
+  flag switches away from the default (default False: ``--flag`` sets True; default True: sets False).
+* ``widget``: ``text`` (default), ``select`` (give ``choices``), ``checkbox`` (bools; ``invert=True``
+  shows ``not value``), ``tasks`` (multi-select), ``model``.
+* ``essential=True`` puts the field in the part of the New-run form built when it opens (the study's
+  main knobs: model, prune ratio, ignore first/last, LoRA steps, tasks, limit); every other field sits
+  in its group's fold, composed the first time the user opens it. Keep this set small: each field
+  costs the form's opening time.
+* ``check=`` a function ``(value, cfg) -> reason | None`` (helpers: ``at_least``, ``positive``,
+  ``one_of``); ``when=`` a function ``(cfg) -> bool`` that limits the check (e.g. pruning on);
+  ``parse=``/``format=`` for text that is not a plain int/float/str.
+
+A refused value raises ``SettingError(field, reason)``: the CLI prints ``--flag: reason``, the form
+shows the reason under that field. Pure Python, no torch: the UI imports this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from backend.schema.catalog import DEVICES, METHODS, STAGES
+from backend.errors import GreentuiError
+from backend.stages.pruning.counting import DEFAULT_RULE, LEGACY_RULE, RULES
+from backend.execution.executors import EXECUTORS
+from backend.schema.settings import (Setting, ratio_text, SettingError, at_least, one_of, parse_list, positive, register_flags, setting,
+                     settings_of)
+from backend.schema.tasks import STUDY_TASKS, data_source
+
+IMPORTANCES = METHODS  # the run setting is called "importance"; the values are the pruning methods
+GROUPS = ("model", "pruning", "LoRA recovery", "evaluation", "energy", "machine", "executor")
+#: A line under a group's heading (CLI --help and the form), where the group needs one.
+GROUP_NOTES = {"executor": "where the run executes; Slurm defaults come from the workspace's greentui.toml"}
+
+
+# ---------------------------------------------------------------------------------- rules
+def _pruning(cfg: "RunConfig") -> bool:
+    return not cfg.no_prune
+
+
+def _lora(cfg: "RunConfig") -> bool:
+    return not cfg.no_prune and not cfg.no_lora
+
+
+def _target_params(value: Any, cfg: "RunConfig") -> str | None:
+    if value in (None, ""):
+        return None
+    if cfg.target_ratio is not None:
+        return "give a target size or a target share, not both"
+    from backend.stages.pruning.plan import parse_params  # standard library only
+    try:
+        parse_params(str(value))
+    except GreentuiError as exc:
+        return str(exc)
+    return None
+
+
+def _target_ratio(value: Any, cfg: "RunConfig") -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value < 1:
+        return f"target share must be strictly between 0 and 1 (the share of parameters to keep), got {value}"
+    return None
+
+
+def _model(value: str, cfg: "RunConfig") -> str | None:
+    return None if str(value).strip() else "choose a model (HF id or local directory)"
+
+
+def _ratio(value: Any, cfg: "RunConfig") -> str | None:
+    if not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value < 1:
+        return f"ratio must be a number strictly between 0 and 1 (got {value})"
+    return None
+
+
+def _lora_steps(value: int | None, cfg: "RunConfig") -> str | None:
+    if value is not None and cfg.lora_epochs is not None:
+        return "give LoRA steps or epochs, not both"
+    if value is not None and value < 1:
+        return "LoRA steps must be 1 or more"
+    return None
+
+
+def _tasks(value: list[str], cfg: "RunConfig") -> str | None:
+    if not value:
+        return "choose at least one task"
+    unknown = [t for t in value if t not in STUDY_TASKS]
+    if unknown:
+        return f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(STUDY_TASKS)}"
+    return None
+
+
+def parse_tasks(text: str) -> list[str]:
+    """'all', 'study' or a comma/space separated list."""
+    text = text.strip()
+    if text in ("all", "study"):
+        return list(STUDY_TASKS)
+    return parse_list(text)
+
+
+def _tasks_text(value: list[str]) -> str:
+    return "all" if list(value) == list(STUDY_TASKS) else ",".join(value)
+
+
+def _batch_size(value: str, cfg: "RunConfig") -> str | None:
+    if value != "auto" and not (str(value).isdigit() and int(value) > 0):
+        return "batch size must be 'auto' or a positive integer"
+    return None
+
+
+def _existing_dir(value: str | None, cfg: "RunConfig") -> str | None:
+    if value and not Path(value).expanduser().is_dir():
+        return f"no such directory: {value}"
+    return None
+
+
+def _existing_file(value: str | None, cfg: "RunConfig") -> str | None:
+    if value and not Path(value).expanduser().is_file():
+        return f"no such file: {value}"
+    return None
+
+
+def _device(value: str, cfg: "RunConfig") -> str | None:
+    if value not in DEVICES and not (str(value).startswith("cuda:") and str(value)[5:].isdigit()):
+        return f"device must be one of {', '.join(DEVICES)} or cuda:N"
+    return None
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,8,32' → [1, 8, 32]; '' → [] (no efficiency stage). ValueError naming the item."""
+    out: list[int] = []
+    for item in parse_list(text):
+        if not item.isdigit() or int(item) < 1:
+            raise ValueError(f"{item!r} is not a batch size (e.g. 1,8,32)")
+        out.append(int(item))
+    return sorted(set(out))
+
+
+def _repeats(value: Any, cfg: "RunConfig") -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        return "repeats must be a whole number of 1 or more"
+    if value > 100:
+        return "repeats above 100 multiply the run's time; use at most 100"
+    return None
+
+
+def _batches(value: Any, cfg: "RunConfig") -> str | None:
+    if any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in value or []):
+        return "batch sizes must be whole numbers of 1 or more, e.g. 1,8,32"
+    return None
+
+
+def _efficiency_seq_len(value: Any, cfg: "RunConfig") -> str | None:
+    if not isinstance(value, int) or value < 8:
+        return "sequence length must be 8 tokens or more"
+    return None
+
+
+TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+SLURM_ARG = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*=.+$")
+# sbatch options greentui sets itself (logs, job name, signals): a --slurm-arg may not replace them.
+RESERVED_SLURM_ARGS = ("output", "error", "job-name", "job_name", "signal", "open-mode", "wrap", "array")
+
+
+def _executor(value: Any, cfg: "RunConfig") -> str | None:
+    if value not in EXECUTORS:
+        return f"unknown executor {value!r}; one of {', '.join(EXECUTORS)}"
+    if value == "local" and (cfg.partition or cfg.time_limit or cfg.slurm_arg):
+        return "Slurm options (partition, time limit, --slurm-arg) need --executor slurm"
+    return None
+
+
+def _gpus(value: Any, cfg: "RunConfig") -> str | None:
+    if value is not None and (not isinstance(value, int) or value < 0):
+        return f"GPU count must be 0 or more (got {value})"
+    return None
+
+
+def _time_limit(value: Any, cfg: "RunConfig") -> str | None:
+    if value is not None and not TIME_LIMIT.match(str(value)):
+        return f"time limit must be HH:MM:SS or D-HH:MM:SS (got {value!r})"
+    return None
+
+
+def _partition(value: Any, cfg: "RunConfig") -> str | None:
+    if value is not None and not re.match(r"^[A-Za-z0-9_.,-]+$", str(value)):
+        return f"not a partition name: {value!r}"
+    return None
+
+
+def _slurm_args(value: Any, cfg: "RunConfig") -> str | None:
+    for arg in value or []:
+        if not SLURM_ARG.match(str(arg)):
+            return f"Slurm option must be KEY=VALUE (got {arg!r})"
+        if arg.split("=", 1)[0].lower() in RESERVED_SLURM_ARGS:
+            return f"Slurm option {arg.split('=', 1)[0]} is set by greentui itself"
+    return None
+
+
+def _ppl_limit(text: str) -> int | None:
+    from backend.schema.settings import parse_int
+    n = parse_int(text)
+    return None if n == 0 else n  # 0 skips perplexity
+
+
+# ---------------------------------------------------------------------------------- the schema
+@dataclass
+class RunConfig:
+    """Everything that defines a run; defaults reproduce the GreenPruning study."""
+
+    model: str = setting("", label="model", help="HF id, local model directory, or a model already in the "
+                         "workspace", group="model", flag="", widget="model", check=_model, essential=True)
+    # pruning (backend.stages.prune)
+    no_prune: bool = setting(False, label="prune", help="evaluate the vanilla model only (no pruning)",
+                             group="pruning", widget="checkbox", invert=True, essential=True)
+    importance: str = setting("taylor", label="method", help="importance criterion, or layer-drop",
+                              group="pruning", aliases=("--method",), widget="select", choices=METHODS,
+                              check=one_of(METHODS, "method"), when=_pruning, essential=True)
+    prune_ratio: float = setting(2 / 7, label="prune ratio", help="fraction of parameters to remove, e.g. 2/7 "
+                                 "or 0.25", group="pruning", type="ratio", check=_ratio, when=_pruning,
+                                 essential=True)
+    ignore_first: int = setting(4, label="ignore first", help="leading layers kept whole", group="pruning",
+                                check=at_least(0), when=_pruning, essential=True)
+    ignore_last: int = setting(4, label="ignore last", help="trailing layers kept whole", group="pruning",
+                               check=at_least(0), when=_pruning, essential=True)
+    round_to: int = setting(8, label="round widths to", help="keep head/channel counts multiples of this",
+                            group="pruning", check=at_least(1), when=_pruning)
+    calib_samples: int = setting(10, label="calibration samples", help="Taylor importance batches",
+                                 group="pruning", check=at_least(1, "need"), when=_pruning)
+    calib_seq_len: int = setting(64, label="calibration length", help="tokens per calibration sample",
+                                 group="pruning", check=at_least(8, "need"), when=_pruning)
+    calib_file: str | None = setting(None, label="calibration file", help="calibration text file; empty = the "
+                                     "shipped text", group="pruning", check=_existing_file, when=_pruning)
+    count_rule: str = setting(DEFAULT_RULE, label="count rule", help="how the ratio becomes head/channel counts: "
+                              "torch-pruning (the study's library), llm-pruner (whole kv groups) or param-share",
+                              group="pruning", widget="select", choices=RULES, check=one_of(RULES, "count rule"),
+                              when=_pruning)
+    target_params: str | None = setting(None, label="target size", help="solve the ratio for this whole-model "
+                                        "size, e.g. 6.4B or 350M (overrides the ratio); empty = use the ratio",
+                                        group="pruning", check=_target_params, when=_pruning)
+    target_ratio: float | None = setting(None, label="target share", help="solve the ratio for this share of "
+                                         "the original model's parameters, e.g. 0.8; empty = use the ratio",
+                                         group="pruning", type="ratio", check=_target_ratio, when=_pruning)
+    # LoRA recovery (backend.stages.finetune)
+    no_lora: bool = setting(False, label="LoRA recovery", help="skip LoRA recovery", group="LoRA recovery",
+                            widget="checkbox", invert=True, essential=True)
+    lora_r: int = setting(8, label="LoRA r", help="LoRA rank", group="LoRA recovery",
+                          check=at_least(1, "LoRA rank must be"), when=_lora)
+    lora_alpha: int = setting(16, label="LoRA α", help="LoRA scaling", group="LoRA recovery",
+                              check=positive("LoRA alpha"), when=_lora)
+    lora_dropout: float = setting(0.05, label="LoRA dropout", help="dropout on the LoRA path",
+                                  group="LoRA recovery", check=at_least(0), when=_lora)
+    lora_steps: int | None = setting(200, label="LoRA steps", help="optimizer steps; empty when epochs are "
+                                     "given", group="LoRA recovery", check=_lora_steps, when=_lora,
+                                     unset_by="lora_epochs", essential=True)
+    lora_epochs: float | None = setting(None, label="LoRA epochs", help="passes over the data instead of "
+                                        "steps; empty = use steps", group="LoRA recovery",
+                                        check=positive("LoRA epochs"), when=_lora)
+    lora_lr: float = setting(3e-4, label="LoRA learning rate", help="AdamW peak learning rate",
+                             group="LoRA recovery", check=positive("learning rate"), when=_lora)
+    lora_batch_size: int = setting(8, label="LoRA batch", help="examples per optimizer step",
+                                   group="LoRA recovery", check=at_least(1), when=_lora)
+    lora_cutoff_len: int = setting(256, label="LoRA cutoff", help="tokens per training example",
+                                   group="LoRA recovery", check=at_least(8), when=_lora)
+    lora_data: str | None = setting(None, label="LoRA data", help="alpaca JSONL/text file or HF dataset id; "
+                                    "empty = the shipped CC0 instructions", group="LoRA recovery")
+    # evaluation (backend.stages.evaluate)
+    tasks: list[str] = setting(list(STUDY_TASKS), label="tasks", help="comma-separated task names, or 'all' "
+                               "(the study's seven)", group="evaluation", widget="tasks", choices=STUDY_TASKS,
+                               parse=parse_tasks, format=_tasks_text, check=_tasks, essential=True)
+    limit: int | None = setting(None, label="limit", help="items per task; empty = the whole split",
+                                group="evaluation", check=at_least(1, "limit must be"), essential=True)
+    num_fewshot: int = setting(0, label="few-shot", help="examples in the prompt", group="evaluation",
+                               check=at_least(0, "few-shot count must be"))
+    batch_size: str = setting("auto", label="eval batch", help="'auto' or an integer", group="evaluation",
+                              check=_batch_size)
+    data_dir: str | None = setting(None, label="data dir", help="local DIR/<task>.jsonl files (offline); "
+                                   "empty = the bundled sample offline, else lm-eval's datasets", group="evaluation", check=_existing_dir)
+    ppl_limit: int | None = setting(4096, label="perplexity tokens", help="WikiText-2 tokens for perplexity; "
+                                    "0 skips", group="evaluation", parse=_ppl_limit,
+                                    check=at_least(0, "perplexity token limit must be"))
+    # machine and provenance
+    device: str = setting("auto", label="device", help="where the run executes (or cuda:N)", group="machine",
+                          widget="select", choices=DEVICES, check=_device)
+    seed: int = setting(0, label="seed", help="random seed (calibration, LoRA, evaluation)", group="machine")
+    country: str = setting("USA", label="country", help="ISO code for CodeCarbon's carbon intensity",
+                           group="machine")
+    measure_energy: bool = setting(True, label="measure energy", help="the energy meters (CodeCarbon, NVML) around every task; the flag turns them off",
+                                   group="machine", flag="--no-energy", widget="checkbox")
+    trust_remote_code: bool = setting(False, label="trust remote code", help="allow this model's own Python "
+                                      "code (off by default; per model)", group="machine", widget="checkbox")
+    # energy you can trust (issue #11)
+    repeats: int = setting(1, label="repeats", help="measure each task's time and energy N times (accuracy "
+                           "once); mean ± 95% CI, CV", group="energy", check=_repeats)
+    efficiency_batches: list[int] = setting([], label="efficiency batches", help="efficiency stage: tokens/s "
+                                            "and J/token of vanilla and pruned at these batch sizes, e.g. 1,8,32; "
+                                            "empty = no stage", group="energy", parse=parse_batches,
+                                            check=_batches)
+    efficiency_seq_len: int = setting(128, label="efficiency seq len", help="tokens per sequence in the "
+                                      "efficiency stage", group="energy", check=_efficiency_seq_len)
+    cooldown: bool = setting(False, label="GPU cooldown", help="between measured windows wait until the GPU is "
+                             "within 2 °C of its pre-run temperature (at most 60 s; needs NVML)", group="energy",
+                             widget="checkbox")
+    # where it executes (backend.execution.executors): the runner's machine, or one Slurm job per run
+    executor: str = setting("local", label="executor", help="local (this machine's runner) or slurm (one job "
+                            "per run, via submitit)", group="executor", widget="select", choices=EXECUTORS,
+                            check=_executor)
+    partition: str | None = setting(None, label="partition", help="Slurm partition", group="executor",
+                                    check=_partition)
+    gpus: int | None = setting(None, label="GPUs", help="GPUs for the run", group="executor", check=_gpus)
+    time_limit: str | None = setting(None, label="time limit", help="Slurm time limit, HH:MM:SS",
+                                     group="executor", check=_time_limit)
+    slurm_arg: list[str] = setting([], label="Slurm options", help="any sbatch option as KEY=VALUE (repeatable; "
+                                   "space-separated in the form), e.g. account=proj qos=normal",
+                                   group="executor", repeatable=True, parse=str.split, format=" ".join,
+                                   check=_slurm_args)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """A stored config back; a pruning config recorded before ``count_rule`` existed reads
+        ``LEGACY_RULE`` (how it was counted), not today's default."""
+        known = {f.name for f in fields(cls)}
+        data = dict(data)
+        if "count_rule" not in data and "prune_ratio" in data:
+            data["count_rule"] = LEGACY_RULE  # runs recorded before the rule existed were counted this way
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    # ------------------------------------------------------------------ validation
+    def problems(self) -> dict[str, str]:
+        """Field → reason for every invalid value (the TUI shows them inline, the CLI raises)."""
+        bad: dict[str, str] = {}
+        for s in SETTINGS:
+            reason = s.problem(getattr(self, s.name), self)
+            if reason:
+                bad[s.name] = reason
+        return bad
+
+    def validate(self) -> "RunConfig":
+        """Self, or ``SettingError`` naming the first refused setting."""
+        bad = self.problems()
+        if bad:
+            name, reason = next(iter(bad.items()))
+            raise SettingError(name, reason)
+        return self
+
+    # ------------------------------------------------------------------ what the run does
+    def stages(self, kind: str = "experiment") -> list[str]:
+        """The pipeline's stages for this config, in order (the pipeline runs them, the UI draws them)."""
+        skip = set()
+        if kind == "baseline" or self.no_prune:
+            skip = {"prune", "lora", "evaluate"}
+        elif self.no_lora:
+            skip = {"lora"}
+        return [s for s in STAGES if s not in skip]
+
+    # ------------------------------------------------------------------ identity
+    def baseline_key(self, model_ref: str, device: str) -> str:
+        """Vanilla results are reusable across runs that agree on these (tasks are checked apart)."""
+        ident = {"model": model_ref, "limit": self.limit, "num_fewshot": self.num_fewshot,
+                 "data_dir": data_source(self.data_dir), "device": device.split(":")[0], "ppl_limit": self.ppl_limit,
+                 "measure_energy": self.measure_energy}
+        if self.repeats != 1:  # a baseline reused for energy noise needs as many passes
+            ident["repeats"] = self.repeats
+        return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def summary(self) -> str:
+        if self.no_prune:
+            return "vanilla only"
+        lora = "no LoRA" if self.no_lora else f"LoRA r{self.lora_r}/α{self.lora_alpha}"
+        size = (f"to {self.target_params}" if self.target_params else
+                f"to {self.target_ratio:.3g}× size" if self.target_ratio else ratio_text(self.prune_ratio))
+        return (f"{self.importance} {size} ({self.count_rule}), ignore {self.ignore_first}/{self.ignore_last}, "
+                f"{lora}")
+
+
+#: Every run setting, in declaration order (CLI, form and validation iterate this).
+SETTINGS: tuple[Setting, ...] = settings_of(RunConfig)
+SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
+register_flags(SETTINGS)
+
+__all__ = ["DEVICES", "EXECUTORS", "GROUP_NOTES", "GROUPS", "IMPORTANCES", "RunConfig", "SETTING", "SETTINGS", "STUDY_TASKS", "SettingError",
+           "parse_batches", "parse_tasks"]

@@ -1,0 +1,295 @@
+"""The service layer: what a user can do to runs, one function each, for the CLI and the TUI alike.
+
+``greentui run/queue/cancel/rm`` (``backend.cli.commands``) and the workbench's screens call these and
+nothing below them, so a rule (how a model is resolved, which paths are made absolute, when the
+runner starts) holds in both. Functions raise ``GreentuiError`` (``SettingError`` when one setting is
+to blame, naming it) and never print. Light imports only: the UI process imports this module; the
+model description it needs reads ``config.json`` and safetensors headers, never torch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from backend.errors import GreentuiError
+from backend.schema.runconfig import RunConfig
+from backend.schema.settings import SettingError
+from backend.store import Store
+from backend.workspace import CODE_ROOT, PACKAGE_DATA
+
+PATH_SETTINGS = ("data_dir", "calib_file", "lora_data")
+
+
+def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = None) -> int:
+    """Validate ``cfg``, resolve its model (registering it), make its paths absolute, record the run.
+
+    Every refusal is a ``SettingError`` naming the setting: the model that cannot be resolved, the
+    data file with a bad line.
+    """
+    cfg.validate()
+    from backend.stages.models import register_model
+    try:
+        known = store.get_model(cfg.model)
+        model_id = known["id"] if known else register_model(store, cfg.model, cfg.trust_remote_code)
+    except SettingError:
+        raise
+    except GreentuiError as exc:
+        raise SettingError("model", str(exc)) from None
+    cfg.model = store.get_model(model_id)["ref"]
+    from backend.stages.models import check_prunable, effective_trust
+    if not cfg.no_prune:
+        try:
+            check_prunable(store.get_model(model_id)["arch"], cfg.model)
+        except GreentuiError as exc:
+            raise SettingError("model", str(exc)) from None
+    cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
+    for name in PATH_SETTINGS:
+        value = getattr(cfg, name)
+        if value and Path(value).expanduser().exists():
+            setattr(cfg, name, str(Path(value).expanduser().resolve()))
+    if cfg.data_dir:
+        from backend.schema.tasks import task_spec, validate_task_file
+        for task in cfg.tasks:  # fail before anything is queued: the message names file and line
+            try:
+                validate_task_file(Path(cfg.data_dir) / task_spec(task).file_name, task)
+            except GreentuiError as exc:
+                raise SettingError("data_dir", str(exc)) from None
+    if not cfg.no_prune and (cfg.target_params or cfg.target_ratio is not None):
+        _check_target(cfg)
+    kind = "baseline" if cfg.no_prune else "experiment"
+    return store.create_run(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+
+
+def _check_target(cfg: RunConfig) -> None:
+    """A target size the model cannot reach is refused at queue time (the planner reads config.json),
+    not after the baseline has been evaluated. A model whose config is not local is checked at prune."""
+    from backend.stages.pruning.plan import read_spec, resolve_target
+    from backend.stages.prune import PruneConfig
+    try:
+        spec, _ = read_spec(cfg.model)
+    except GreentuiError:
+        return
+    pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
+                       ignore_last=cfg.ignore_last, round_to=cfg.round_to, count_rule=cfg.count_rule)
+    try:
+        resolve_target(spec, pcfg, cfg.target_params or None, cfg.target_ratio)
+    except GreentuiError as exc:
+        raise SettingError("target_ratio" if cfg.target_ratio is not None else "target_params", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What queueing did: the run, the runner that will take it (None: none started), a paused queue."""
+
+    run_id: int
+    runner_pid: int | None
+    paused: bool
+
+
+def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> int | None:
+    """Start the detached runner when runs wait, the queue is not paused and none is alive."""
+    from backend.execution.supervisor import start_runner
+    if store.queue_paused() or not store.count_runs(statuses=["queued"]):
+        return None
+    return start_runner(workspace, device)
+
+
+def apply_workspace_defaults(cfg: RunConfig, workspace: Path) -> RunConfig:
+    """Fill the Slurm settings the user left out from the workspace's ``greentui.toml``."""
+    if cfg.executor != "slurm":
+        return cfg
+    from backend.schema.wsconfig import slurm_defaults
+    d = slurm_defaults(workspace)
+    cfg.partition = cfg.partition or d.get("partition")
+    cfg.gpus = cfg.gpus if cfg.gpus is not None else d.get("gpus")
+    cfg.time_limit = cfg.time_limit or d.get("time_limit")
+    given = {a.split("=", 1)[0] for a in cfg.slurm_arg}
+    cfg.slurm_arg = [*(f"{k}={v}" for k, v in (d.get("args") or {}).items() if k not in given), *cfg.slurm_arg]
+    return cfg.validate()
+
+
+def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = True,
+              device: str = "auto") -> Queued:
+    """Record ``cfg`` as a queued run and (``start``) make sure a runner drains the queue: the local
+    runner, or for ``executor=slurm`` the runner that submits and follows Slurm jobs."""
+    from backend.execution.supervisor import recover_stale_runs, start_runner
+    cfg = apply_workspace_defaults(cfg, workspace)
+    if cfg.executor == "slurm":
+        from backend.execution.executors.slurm import partition_problem, slurm_available
+        why = slurm_available()
+        if why:
+            raise SettingError("executor", f"slurm: {why}")
+        why = cfg.partition and partition_problem(cfg.partition)
+        if why:
+            raise SettingError("partition", why)
+    recover_stale_runs(store)
+    run_id = prepare_run(store, cfg, status="queued")
+    paused = store.queue_paused()
+    pid = None
+    if start and not paused:
+        if cfg.executor == "slurm":
+            from backend.execution.executors.slurm import ensure_slurm_runner
+            pid = ensure_slurm_runner(workspace, store)
+        else:
+            pid = start_runner(workspace, device)
+    return Queued(run_id, pid, paused)
+
+
+def resume_queue(workspace: Path, store: Store, *, start: bool = True, device: str = "auto") -> list[str]:
+    """Resume a paused queue and (``start``) its runners; one line per runner started or alive."""
+    from backend.execution.supervisor import start_runner
+    store.set_queue_paused(False)
+    if not start:
+        return []
+    lines = [f"runner pid {start_runner(workspace, device)}"]
+    from backend.execution.executors.slurm import ensure_slurm_runner
+    slurm_pid = ensure_slurm_runner(workspace, store)
+    if slurm_pid:
+        lines.append(f"Slurm runner pid {slurm_pid}")
+    return lines
+
+
+def cancel(store: Store, run_id: int) -> str:
+    """Cancel a queued run, or ask a running one to stop; returns what happened, in a word."""
+    from backend.execution.supervisor import cancel_run
+    return cancel_run(store, run_id)
+
+
+def requeue(store: Store, run_ids: Iterable[int]) -> list[int]:
+    """Queue each run again with its model, kind and config; the old runs stay as history."""
+    return [store.requeue(int(i)) for i in run_ids]
+
+
+def remove(workspace: Path, store: Store, run_ids: Iterable[int]) -> tuple[int, list[str]]:
+    """Delete runs (never running ones), their results and their folders.
+
+    Returns (runs deleted, folders that could not be removed, each with its reason).
+    """
+    from backend.workspace import run_dir
+    ids = [int(i) for i in run_ids]
+    for i in ids:
+        store.require_run(i)
+    n = store.delete_runs(ids)
+    kept = []
+    for i in ids:
+        folder = run_dir(workspace, i)
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            kept.append(f"{folder} ({exc.strerror or exc})")
+    return n, kept
+
+
+def parse_run_id(text: str) -> int:
+    """``12`` or ``#12``; a one-line error otherwise."""
+    try:
+        return int(str(text).lstrip("#"))
+    except ValueError:
+        raise GreentuiError(f"{text!r} is not a run id (a number, see greentui ls)") from None
+
+
+def start_runners(workspace: Path, store: Store, device: str = "auto") -> int | None:
+    """Follow open Slurm jobs (even while paused: pausing stops submissions only) and start the local
+    runner when runs wait and the queue is not paused; the local runner's pid, or None."""
+    from backend.execution.executors.slurm import ensure_slurm_runner
+    from backend.execution.supervisor import start_runner
+    ensure_slurm_runner(workspace, store)
+    if store.queue_paused() or not store.count_runs(statuses=["queued"]):
+        return None
+    return start_runner(workspace, device)
+
+
+# ---------------------------------------------------------------------------------- the demo
+# The demo model ships with the package (``backend/data/demo-model``: ~1 M parameters trained once by
+# ``backend/stages/demo_train.py`` on the shipped text, safetensors + tokenizer, ~4.5 MB). It has learned some
+# English, so WikiText-2 perplexity tells the study's story within a minute on a CPU: vanilla <
+# pruned+LoRA < pruned. Accuracy on the seven tasks stays near chance at this size, and the screens say
+# so. The demo copies the files into the workspace (plain file copies: no torch in the UI process).
+# Without the shipped files (a trimmed install) it builds a random model with ``python -m backend
+# demo-model`` in a *subprocess* (an argument list, never a shell).
+DEMO_DIR_NAME = "demo-model"
+DEMO_BUILD_TIMEOUT_S = 600.0
+SHIPPED_DEMO_MODEL: Path = PACKAGE_DATA / "demo-model"
+
+
+def demo_model_dir(workspace: Path) -> Path:
+    return Path(workspace) / DEMO_DIR_NAME
+
+
+def demo_model_built(workspace: Path) -> bool:
+    return (demo_model_dir(workspace) / "config.json").exists()
+
+
+def is_demo_model(ref: str | None) -> bool:
+    """True for a model directory made by the demo (its marker file is present)."""
+    return bool(ref) and (Path(str(ref)) / "greentui_demo.json").exists()
+
+
+def demo_build_command(workspace: Path) -> list[str]:
+    """``python -m backend demo-model`` as an argument list: torch is imported by that process only."""
+    import sys
+    return [sys.executable, "-m", "backend", "demo-model", str(demo_model_dir(workspace)),
+            "--register", "--runs-dir", str(workspace)]
+
+
+def build_demo_model(workspace: Path, timeout: float = DEMO_BUILD_TIMEOUT_S,
+                     shipped: Path | None = SHIPPED_DEMO_MODEL) -> Path:
+    """Copy (once) the shipped trained demo model into the workspace, or build a random one in a
+    subprocess when ``shipped`` is missing; return its directory.
+
+    Raises ``GreentuiError`` when the build fails and ``subprocess.TimeoutExpired`` when it takes
+    longer than ``timeout`` seconds (the TUI's worker handler shows either as a notification).
+    """
+    import shutil
+    import subprocess
+    out = demo_model_dir(workspace)
+    if demo_model_built(workspace):
+        return out
+    if shipped is not None and (shipped / "config.json").exists():
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(shipped, tmp)
+        tmp.rename(out)  # config.json appears with the weights, never before them
+        return out
+    proc = subprocess.run(demo_build_command(workspace), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, cwd=str(CODE_ROOT))
+    if proc.returncode != 0 or not demo_model_built(workspace):
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        raise GreentuiError("building the demo model failed: " + (" | ".join(tail) or f"exit {proc.returncode}"))
+    return out
+
+
+def demo_config(model_ref: str, **overrides) -> RunConfig:
+    """The study's method (Taylor 2/7, LoRA r8/α16, seven tasks) at a size a 2-core CPU finishes fast.
+
+    Every layer is prunable (ignore 0/0): the 6-layer demo model's middle layers alone carry too little
+    for Taylor 2/7 to move WikiText-2 perplexity (+2 %), all six lose ~9 %. LoRA: 20 steps of 4
+    instructions at 1e-3 (higher than the study's 3e-4; a ~1 M model and 20 steps need it) recover part
+    of that in seconds.
+    """
+    from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
+    base = dict(model=model_ref, tasks=list(STUDY_TASKS), data_dir=str(bundled_data_dir()), limit=10,
+                lora_steps=20, lora_batch_size=4, lora_cutoff_len=256, lora_lr=1e-3, ppl_limit=2048,
+                ignore_first=0, ignore_last=0)
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def queue_demo(workspace: Path, store: Store, *, start: bool = True, device: str = "auto",
+               timeout: float = DEMO_BUILD_TIMEOUT_S, shipped: Path | None = SHIPPED_DEMO_MODEL,
+               **overrides) -> int:
+    """Copy or build the demo model if needed, queue the demo run, start the runner; return the run id."""
+    from backend.stages.models import register_model
+    out = build_demo_model(workspace, timeout=timeout, shipped=shipped)
+    if store.get_model(str(out)) is None:
+        register_model(store, str(out))
+    run_id = prepare_run(store, demo_config(str(out), **overrides), status="queued")
+    store.update_run(run_id, label="demo")
+    if start:
+        start_runners(workspace, store, device)
+    return run_id

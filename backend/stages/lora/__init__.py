@@ -1,0 +1,1 @@
+"""LoRA helpers used by ``backend.stages.finetune``."""
