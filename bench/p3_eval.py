@@ -28,8 +28,8 @@ SEED = 1234
 
 
 def _greentui(model, tok, out: Path, limit: int, bs: int, energy: bool) -> dict:
-    from backend.stages.evaluate import evaluate_model
     from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
+    from backend.stages.evaluate import evaluate_model
 
     rows = list(evaluate_model(model, tok, list(STUDY_TASKS), data_dir=bundled_data_dir(), limit=limit,
                                num_fewshot=0, batch_size=bs, device="cpu", out_dir=out,
@@ -55,8 +55,9 @@ def _plain(model, tok, task_dir: Path, limit: int, bs: int) -> dict:
 
 def run(model_dir: Path, work: Path, *, repeats: int, limit: int, bs: int = 8, warm_up: bool = True,
         log=print) -> list[Row]:
+    from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
+    from backend.stages.lm_tasks import build_local_task_dir
     from backend.stages.model_io import load_model
-    from backend.schema.tasks import STUDY_TASKS, build_local_task_dir, bundled_data_dir
 
     model, tok = load_model(model_dir)
     model.eval()

@@ -27,10 +27,9 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from backend.errors import GreentuiError
-from backend.workspace import PACKAGE_DATA
-from backend.store import ChangeToken, Store, check_integrity_in_background
 from backend.execution.supervisor import recover_stale_runs, runner_pid
-from backend.workspace import db_path
+from backend.store import ChangeToken, Store, check_integrity_in_background
+from backend.workspace import PACKAGE_DATA, db_path
 
 from .screens.runs import RunsScreen
 from .signals import StoreChange
@@ -248,6 +247,7 @@ class GreentuiApp(App):
         """Open New run filled with run ``run_id``'s recorded config (edit it, then queue)."""
         from backend.errors import GreentuiError
         from backend.service.form_advice import run_config
+
         from .screens.new_run import NewRunScreen
         try:
             cfg = run_config(self.store, run_id)

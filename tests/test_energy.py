@@ -6,10 +6,9 @@ import time
 
 import pytest
 
-from backend.measure import energy
-from backend.measure.energy import nvml
-from backend.measure.energy import PowerSampler, Rapl, TaskEnergyMeter, idle_power
 from backend.errors import GreentuiError
+from backend.measure import energy
+from backend.measure.energy import PowerSampler, Rapl, TaskEnergyMeter, idle_power, nvml
 
 HAS_NVML = energy.Nvml().available
 HAS_RAPL = Rapl().available

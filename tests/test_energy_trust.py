@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from backend.errors import GreentuiError
 from backend.measure.energy import EnergySession, Nvml, cooldown_gate
 from backend.measure.energy.codecarbon_meter import window_flags
-from backend.errors import GreentuiError
 from backend.measure.stats import spread, t975, within_noise
 from backend.schema.tasks import bundled_data_dir
 
@@ -112,8 +112,8 @@ def test_efficiency_points_tokens_per_s_and_j_per_token(tiny):
 
 
 def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
-    from backend.store import Store
     from backend.measure.trust import quality_badge, task_energy
+    from backend.store import Store
 
     s = Store(tmp_path / "g.db")
     a = s.create_run(None, "baseline", {"no_prune": True}, status="running", device="cpu")

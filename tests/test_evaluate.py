@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from backend.errors import GreentuiError
-from backend.store.database import TASK_RESULT_FIELDS
-from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
 from backend.measure.energy import Nvml, Rapl
+from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
+from backend.store.database import TASK_RESULT_FIELDS
 
 HAS_MEASURED_CPU = Rapl().available or Nvml().available
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.store import database as store_mod
 from backend.store import Store
+from backend.store import database as store_mod
 from backend.workspace import db_path
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from backend.stages.demo import ARCHITECTURES, MARKER_FILE, build_demo_model
 from backend.errors import GreentuiError
+from backend.stages.demo import ARCHITECTURES, MARKER_FILE, build_demo_model
 from backend.stages.models import describe, resolve
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Label, Select, Static
 
-from backend.service.form_advice import estimate, model_checks, model_size, rates
 from backend.schema.runconfig import RunConfig
+from backend.schema.tasks import bundled_data_dir, data_source
+from backend.service.form_advice import estimate, model_checks, model_size, rates
 from backend.service.runs import demo_config
 from backend.store import Store
-from backend.schema.tasks import bundled_data_dir, data_source
 from backend.workspace import db_path
 from greentui.app import GreentuiApp
 from greentui.screens import new_run

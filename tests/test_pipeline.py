@@ -19,8 +19,8 @@ import pytest
 
 from backend.results.report import study_tables
 from backend.schema.runconfig import STUDY_TASKS
-from backend.store import Store
 from backend.schema.tasks import bundled_data_dir
+from backend.store import Store
 
 from .conftest import ROOT, wait_for
 

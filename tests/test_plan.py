@@ -12,15 +12,15 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from backend.errors import GreentuiError
-from backend.stages.pruning.plan import parse_params, plan, read_spec, resolve_target, spec_from_config
-from backend.stages.prune import PruneConfig
+from backend.schema.settings import parse_params
 from backend.stages.pruning.counting import RULES, LayerShape, layer_counts
+from backend.stages.pruning.plan import plan, read_spec, resolve_target, spec_from_config
+from backend.stages.pruning.spec import PruneConfig
 
 pytestmark = pytest.mark.timeout(300)
 

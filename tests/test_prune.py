@@ -13,13 +13,13 @@ import torch
 
 from backend.errors import GreentuiError
 from backend.stages.model_io import MANIFEST, REPORT, is_uniform, layer_widths, load_model
-from backend.stages.pruning.plan import plan, read_spec
 from backend.stages.prune import PruneConfig, prune_model, prune_to_dir
+from backend.stages.pruning.plan import plan, read_spec
+from tests.conftest import tiered
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.timeout(120)
 
-from .conftest import tiered
 
 ARCHS = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"]
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 61, 300, 12, 77, 8]])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.stages.model_io import load_model
 from backend.stages import prune
+from backend.stages.model_io import load_model
 from backend.stages.prune import PruneConfig, prune_model
 from backend.stages.pruning import calibration
 

@@ -14,13 +14,19 @@ import time
 
 import pytest
 
+from backend.errors import GreentuiError
 from backend.execution.control import process_start_time, same_process
 from backend.execution.devices import acquire, cuda_devices, resolve_devices
-from backend.errors import GreentuiError
-from backend.store import Store
-from backend.execution.supervisor import (cancel_run, live_runners, recover_stale_runs, runner_alive, runner_pid,
-                                wait_for_runner_exit)
+from backend.execution.supervisor import (
+    cancel_run,
+    live_runners,
+    recover_stale_runs,
+    runner_alive,
+    runner_pid,
+    wait_for_runner_exit,
+)
 from backend.schema.tasks import bundled_data_dir
+from backend.store import Store
 
 from .conftest import ROOT, wait_for
 

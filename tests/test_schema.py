@@ -12,8 +12,8 @@ from textual.widgets import Input, Label
 
 from backend.cli.main import build_parser, main
 from backend.schema.runconfig import SETTING, SETTINGS, RunConfig
-from backend.service.runs import prepare_run
 from backend.schema.settings import SettingError
+from backend.service.runs import prepare_run
 from backend.store import Store
 from backend.workspace import db_path
 from greentui.app import GreentuiApp

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from backend.execution.executors.slurm import job_name, slurm_available
-from backend.store import Store
 from backend.schema.tasks import bundled_data_dir
+from backend.store import Store
 
 from .conftest import ROOT, wait_for
 

@@ -15,8 +15,8 @@ import pytest
 from backend.errors import GreentuiError
 from backend.execution.executors.slurm import map_state
 from backend.execution.ingest import Ingester, read_status
-from backend.schema.runconfig import RunConfig
 from backend.execution.sinks import BASELINE_PLACEHOLDER, FileRecorder
+from backend.schema.runconfig import RunConfig
 from backend.store import Store
 
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from backend.errors import GreentuiError
-from backend.schema.tasks import (LOCAL_PREFIX, STUDY_TASKS, TASKS, build_local_task_dir, builtin_yaml,
-                           bundled_data_dir, resolve_tasks, validate_task_file)
+from backend.schema.tasks import LOCAL_PREFIX, STUDY_TASKS, TASKS, bundled_data_dir, resolve_tasks, validate_task_file
+from backend.stages.lm_tasks import build_local_task_dir, builtin_yaml
 
 
 @pytest.fixture(autouse=True)

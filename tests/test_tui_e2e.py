@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar, RichLog, SelectionList
 
-from backend.store import Store
 from backend.execution.supervisor import pid_alive, runner_pid, wait_for_runner_exit
+from backend.store import Store
 from backend.workspace import PACKAGE_DATA, db_path
 from greentui.app import GreentuiApp
 from greentui.screens.compare import CompareScreen

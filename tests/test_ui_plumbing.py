@@ -138,13 +138,12 @@ def test_a_fresh_ui_process_loads_neither_torch_nor_the_cli(tmp_path: Path) -> N
 
 
 def test_one_list_each():
-    from backend.schema import catalog
-    from backend.stages import demo
-    from backend.stages import models
-    from backend.stages import prune
     from backend.results import report
+    from backend.schema import catalog
     from backend.schema.tasks import TASK_LABELS
+    from backend.stages import demo, models, prune
+    from backend.stages.pruning import spec
     from greentui.widgets import bars
     assert demo.ARCHITECTURES is models.SUPPORTED_ARCHS is prune.SUPPORTED_ARCHITECTURES is catalog.ARCHITECTURES
-    assert prune.METHODS is catalog.METHODS
+    assert spec.METHODS is catalog.METHODS
     assert report.SHORT is bars.TASK_ABBREV is TASK_LABELS and TASK_LABELS["arc_challenge"] == "ARC-c"

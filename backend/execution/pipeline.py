@@ -18,14 +18,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from backend.execution.control import CancelWatch, RunCancelled, process_start_time
 from backend.errors import GreentuiError
+from backend.execution.control import CancelWatch, RunCancelled, process_start_time
 from backend.execution.events import EventSink
+from backend.execution.sinks import FileRecorder, RunRecorder, power_callback
 from backend.measure.machine import device_name, library_versions
 from backend.schema.runconfig import RunConfig
-from backend.execution.sinks import FileRecorder, RunRecorder, power_callback
 from backend.workspace import configure_hf_environment, release_space, reserve_space, run_dir
-
 
 __all__ = ["RunCancelled", "execute_run", "quiet_libraries", "resolve_device"]
 

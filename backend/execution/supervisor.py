@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.execution.control import same_process
 from backend.errors import GreentuiError
-from backend.workspace import CODE_ROOT
+from backend.execution.control import same_process
 from backend.store import Store, open_store
+from backend.workspace import CODE_ROOT
 
 #: A runner beats every ``HEARTBEAT_S`` seconds; one silent for ``STALE_S`` is dead.
 HEARTBEAT_S = 2.0

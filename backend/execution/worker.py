@@ -18,11 +18,11 @@ import socket
 import time
 from pathlib import Path
 
-from backend.execution.control import process_start_time
 from backend.errors import GreentuiError
+from backend.execution.control import process_start_time
 from backend.execution.executors import FACTORIES, Executor, RunnerContext
-from backend.store import Store, open_store
 from backend.execution.supervisor import HEARTBEAT_S, recover_stale_runs
+from backend.store import Store, open_store
 
 TICK_S = 0.5
 CPU_SLOTS_SETTING = "cpu_slots"

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backend.measure.trust import Badge, TaskEnergy, averages, energy_noise, quality_badge, task_energy
 from backend.results.reference_tables import checks_of
 from backend.store import Store
-from backend.measure.trust import Badge, TaskEnergy, averages, energy_noise, quality_badge, task_energy
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.store import Store
 from backend.measure.trust import TaskEnergy, averages, energy_noise, quality_badge, task_energy
+from backend.store import Store
 
 
 def _te(t: TaskEnergy) -> dict[str, Any]:

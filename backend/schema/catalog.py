@@ -15,3 +15,13 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: The pipeline's stages in execution order (``backend.execution.pipeline`` emits them; the UI draws them);
 #: ``RunConfig.stages()`` says which of them one run goes through (perplexity is part of evaluate).
 STAGES: tuple[str, ...] = ("load", "baseline", "prune", "lora", "evaluate")
+#: The executors a run may ask for (``RunConfig.executor``); each is implemented and registered in
+#: ``backend.execution.executors``.
+EXECUTORS: tuple[str, ...] = ("local", "slurm")
+#: Counting rules: how many heads and channels a pruning ratio removes (``stages/pruning/counting.py``).
+RULES: tuple[str, ...] = ("torch-pruning", "llm-pruner", "param-share")
+#: The study used torch-pruning's MetaPruner with Taylor importance; its counting is what gives the
+#: study's Llama-3.1-8B size (6.4 B), so "the study's recipe" counts as torch-pruning does.
+DEFAULT_RULE = "torch-pruning"
+#: The rule greentui counted with before the choice existed: runs recorded without a rule used it.
+LEGACY_RULE = "param-share"

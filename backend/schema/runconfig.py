@@ -47,12 +47,20 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from backend.schema.catalog import DEVICES, METHODS, STAGES
 from backend.errors import GreentuiError
-from backend.stages.pruning.counting import DEFAULT_RULE, LEGACY_RULE, RULES
-from backend.execution.executors import EXECUTORS
-from backend.schema.settings import (Setting, ratio_text, SettingError, at_least, one_of, parse_list, positive, register_flags, setting,
-                     settings_of)
+from backend.schema.catalog import DEFAULT_RULE, DEVICES, EXECUTORS, LEGACY_RULE, METHODS, RULES, STAGES
+from backend.schema.settings import (
+    Setting,
+    SettingError,
+    at_least,
+    one_of,
+    parse_list,
+    positive,
+    ratio_text,
+    register_flags,
+    setting,
+    settings_of,
+)
 from backend.schema.tasks import STUDY_TASKS, data_source
 
 IMPORTANCES = METHODS  # the run setting is called "importance"; the values are the pruning methods
@@ -75,7 +83,7 @@ def _target_params(value: Any, cfg: "RunConfig") -> str | None:
         return None
     if cfg.target_ratio is not None:
         return "give a target size or a target share, not both"
-    from backend.stages.pruning.plan import parse_params  # standard library only
+    from backend.schema.settings import parse_params
     try:
         parse_params(str(value))
     except GreentuiError as exc:

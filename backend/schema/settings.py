@@ -82,6 +82,21 @@ def parse_list(text: str) -> list[str]:
     return [t for t in re.split(r"[,\s]+", text.strip()) if t]
 
 
+_PARAMS = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMbBgGtT]?)\s*$")
+_PARAMS_UNIT = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def parse_params(text: str) -> int:
+    """'6.4B', '350M', '1200000' -> a parameter count."""
+    m = _PARAMS.match(str(text))
+    if not m:
+        raise GreentuiError(f"{text!r} is not a parameter count (e.g. 6.4B, 350M or 1200000)")
+    value = float(m.group(1)) * _PARAMS_UNIT[m.group(2).lower()]
+    if not value >= 1:
+        raise GreentuiError(f"target parameter count must be positive, got {text!r}")
+    return int(round(value))
+
+
 FRACTIONS = ((1, 7), (2, 7), (3, 7), (1, 4), (1, 2), (3, 4), (1, 3), (2, 3))
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.store import Store, StoreError
-from backend.workspace import db_path, run_dir
+from backend.workspace import db_path
 
 RUN_FOLDER = re.compile(r"^run-(\d{5,})$")
 

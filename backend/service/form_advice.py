@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from typing import Any
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import RunConfig

@@ -67,7 +67,7 @@ def _check_target(cfg: RunConfig) -> None:
     """A target size the model cannot reach is refused at queue time (the planner reads config.json),
     not after the baseline has been evaluated. A model whose config is not local is checked at prune."""
     from backend.stages.pruning.plan import read_spec, resolve_target
-    from backend.stages.prune import PruneConfig
+    from backend.stages.pruning.spec import PruneConfig
     try:
         spec, _ = read_spec(cfg.model)
     except GreentuiError:

@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.schema.catalog import ARCHITECTURES  # the one list; every one has a tiny shape below
 from backend.errors import GreentuiError
+from backend.schema.catalog import ARCHITECTURES  # the one list; every one has a tiny shape below
 from backend.workspace import PACKAGE_DATA
 
 SIZES = ("tiny", "small")

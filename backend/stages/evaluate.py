@@ -31,7 +31,8 @@ from typing import Any
 from backend.errors import GreentuiError
 from backend.measure.machine import device_name as machine_device_name
 from backend.measure.machine import library_versions
-from backend.schema.tasks import LOCAL_PREFIX, TASKS, build_local_task_dir, builtin_task_dirs, bundled_data_dir, resolve_tasks
+from backend.schema.tasks import LOCAL_PREFIX, TASKS, bundled_data_dir, resolve_tasks
+from backend.stages.lm_tasks import build_local_task_dir, builtin_task_dirs
 
 Progress = Callable[[str, float], None]
 CPU_BATCH_SIZE = 8

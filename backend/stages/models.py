@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.errors import GreentuiError
+
 # Model types greentui can prune and evaluate end to end (see backend.stages.prune for the traps of each).
 from backend.schema.catalog import ARCHITECTURES as SUPPORTED_ARCHS
-from backend.errors import GreentuiError
 
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 ENCODER_ONLY = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "albert", "electra",

@@ -22,101 +22,25 @@ Ignored layers
 
 from __future__ import annotations
 
-import json
 import gc
+import json
 import logging
-import math
 import resource
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable
+from dataclasses import asdict
 
-from backend.schema.catalog import ARCHITECTURES as SUPPORTED_ARCHITECTURES  # the one list of each, in catalog
-from backend.schema.catalog import METHODS
 from backend.errors import GreentuiError
-from backend.stages.pruning.counting import DEFAULT_RULE, RULES
+from backend.stages.pruning.spec import (  # noqa: F401 (re-exported)
+    RATIO_MEANING,
+    STUDY_IGNORE,
+    STUDY_RATIO,
+    SUPPORTED_ARCHITECTURES,
+    Progress,
+    PruneConfig,
+    check_architecture,
+)
 
 log = logging.getLogger("greentui.prune")
-
-STUDY_RATIO = 2 / 7
-STUDY_IGNORE = 4
-
-Progress = Callable[[str, float], None]
-
-
-@dataclass
-class PruneConfig:
-    method: str = "taylor"
-    ratio: float = STUDY_RATIO
-    ignore_first: int | None = None  # None: study default 4, clamped on shallow models
-    ignore_last: int | None = None
-    round_to: int = 8
-    calib_samples: int = 10
-    calib_seq_len: int = 64
-    calib_file: str | None = None
-    calib_dataset: str | None = None
-    device: str = "cpu"
-    seed: int = 0
-    prune_heads: bool = True
-    prune_mlp: bool = True
-    count_rule: str = DEFAULT_RULE
-    use_tp_graph: bool = True  # torch-pruning rule: let torch-pruning's own graph choose, where it builds
-    target_params: str | int | None = None  # solve ``ratio`` for this whole-model size (e.g. "6.4B")
-    target_ratio: float | None = None  # ... or for this share of the original whole model (e.g. 0.8)
-
-    def check_options(self) -> None:
-        """Checks that need no model (run before loading one)."""
-        if self.method not in METHODS:
-            raise GreentuiError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.count_rule not in RULES:
-            raise GreentuiError(f"--count-rule: unknown counting rule {self.count_rule!r}; choose one of "
-                                f"{', '.join(RULES)}")
-        r = self.ratio
-        if not isinstance(r, (int, float)) or math.isnan(r) or not 0 < r < 1:
-            raise GreentuiError(f"pruning ratio must be a number strictly between 0 and 1, got {r!r}")
-        for name in ("round_to", "calib_samples", "calib_seq_len"):
-            if int(getattr(self, name)) < 1:
-                raise GreentuiError(f"{name.replace('_', '-')} must be at least 1")
-        if self.method != "layer-drop" and not (self.prune_heads or self.prune_mlp):
-            raise GreentuiError("nothing to prune: both heads and MLP pruning are off")
-        if self.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise GreentuiError("--device cuda asked for, but no CUDA device is available")
-        elif self.device != "cpu":
-            raise GreentuiError(f"unknown device {self.device!r}; use cpu or cuda")
-
-    def validate(self, num_layers: int) -> tuple[int, int, list[str]]:
-        """Check the options against a model with ``num_layers`` layers; return the effective
-        (ignore_first, ignore_last, warnings)."""
-        self.check_options()
-        warnings: list[str] = []
-        first, last = self.ignore_first, self.ignore_last
-        for name, v in (("ignore-first", first), ("ignore-last", last)):
-            if v is not None and v < 0:
-                raise GreentuiError(f"--{name} must be >= 0, got {v}")
-        default_first, default_last = first in (None, STUDY_IGNORE), last in (None, STUDY_IGNORE)
-        if default_first or default_last:
-            cap = max(0, min(STUDY_IGNORE, (num_layers - 2) // 2))
-            if cap < STUDY_IGNORE:
-                warnings.append(f"model has {num_layers} layers: the study's ignore-first/last of "
-                                f"{STUDY_IGNORE} is clamped to {cap} so that layers are left to prune")
-            first = cap if default_first else first
-            last = cap if default_last else last
-        if first + last >= num_layers:
-            raise GreentuiError(f"ignore-first ({first}) + ignore-last ({last}) must be less than the "
-                                f"model's {num_layers} layers: nothing would be left to prune")
-        return first, last, warnings
-
-
-def check_architecture(config) -> str:
-    mt = getattr(config, "model_type", None)
-    if mt not in SUPPORTED_ARCHITECTURES:
-        raise GreentuiError(f"pruning does not support architecture {mt!r}; supported: "
-                            f"{', '.join(SUPPORTED_ARCHITECTURES)}")
-    return mt
-
 
 def _peak_memory_mb(device: str) -> dict:
     out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -133,8 +57,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     import torch_pruning as tp
 
     from backend.stages.model_io import decoder_layers, layer_widths, set_attention
-    from backend.stages.pruning import calibration
-    from backend.stages.pruning import flops
+    from backend.stages.pruning import calibration, flops
 
     t0 = time.perf_counter()
     say = progress or (lambda msg, frac: None)
@@ -234,24 +157,11 @@ def layer_shape(layer, hidden: int):
                       mlp_bias=down.bias is not None, fused_mlp=hasattr(mlp_, "gate_up_proj"))
 
 
-RATIO_MEANING = {
-    "torch-pruning": "torch-pruning 1.6.1's channel ratio: ceil(r*H) query heads spread as ceil over the kv groups "
-                     "(kv heads kept), MLP keeps int(C*(1-r)) rounded down to round_to",
-    "llm-pruner": "LLM-Pruner's channel ratio: whole kv groups (floor of r*KV*head_dim channels) with their query "
-                  "heads, MLP keeps int(C*(1-r)) (no rounding)",
-    "param-share": "fraction of the attention+MLP projection parameters of the pruned layers to remove (heads in "
-                   "kv-group steps, MLP channels by torch-pruning)",
-}
-
-
 def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: dict, say: Progress) -> None:
     import torch
 
     from backend.stages.model_io import decoder_layers, layer_config
-    from backend.stages.pruning import calibration
-    from backend.stages.pruning import counting
-    from backend.stages.pruning import heads
-    from backend.stages.pruning import mlp
+    from backend.stages.pruning import calibration, counting, heads, mlp
 
     gen = torch.Generator().manual_seed(cfg.seed)
     layers = decoder_layers(model)
@@ -405,8 +315,7 @@ def _rebuild_layer(layer, idx: int, cfg_i, plan, head_dim: int, fused: bool, kee
                    intermediate: int = 0):
     """A fresh decoder layer built from its own config copy, loaded with the sliced weights: every
     per-layer attribute (num_key_value_groups, head counts, intermediate size) matches the weights."""
-    from backend.stages.pruning import heads
-    from backend.stages.pruning import mlp
+    from backend.stages.pruning import heads, mlp
 
     state = {k: v.detach() for k, v in layer.state_dict().items()}
     if plan is not None:
@@ -422,8 +331,7 @@ def _rebuild_layer(layer, idx: int, cfg_i, plan, head_dim: int, fused: bool, kee
 
 def _layer_drop(model, batches, cfg: PruneConfig, targets: list[int], report: dict, say: Progress) -> None:
     from backend.stages.model_io import decoder_layers
-    from backend.stages.pruning import calibration
-    from backend.stages.pruning import layer_drop
+    from backend.stages.pruning import calibration, layer_drop
 
     layers = decoder_layers(model)
     n_layers = len(layers)

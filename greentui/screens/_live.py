@@ -16,7 +16,7 @@ from typing import Any
 from textual.screen import Screen
 from textual.worker import Worker
 
-from ..signals import StoreChange
+from greentui.signals import StoreChange
 
 
 class AppScreen(Screen):

@@ -23,16 +23,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
+from backend.measure.trust import Badge, quality_badge
 from backend.results.fmt import method_label, ratio_label
 from backend.results.report import SHORT, Row, study_tables
-from backend.measure.trust import Badge, quality_badge
+from greentui.signals import StoreChange
+from greentui.widgets.bars import GroupedBars, ScatterPareto, pareto_front
+from greentui.widgets.compare_energy import CompareEnergy
+from greentui.widgets.compare_summary import CompareSummary
+from greentui.widgets.keys import KeyFooter
+from greentui.widgets.radar import RadarChart
 
-from ..widgets.bars import GroupedBars, ScatterPareto, pareto_front
-from ..widgets.compare_energy import CompareEnergy
-from ..widgets.compare_summary import CompareSummary
-from ..widgets.radar import RadarChart
-from ..signals import StoreChange
-from ..widgets.keys import KeyFooter
 from ._live import WatchingScreen
 from ._ppl import chance_note, perplexities, perplexity_line
 
@@ -270,7 +270,7 @@ class CompareScreen(WatchingScreen):
         band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
                 "them are within noise." if noise else "")
         self.query_one("#pareto-note", Static).update(
-            (f"Upper left is better. ◆ Pareto front ("
+            ("Upper left is better. ◆ Pareto front ("
              + (f"{len(front)} runs, green line)." if len(front) > 1 else "1 run: it beats the others on both axes).")
              + band)
             if points else "[dim]no finished runs of this model with energy figures yet[/]")

@@ -19,8 +19,8 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 from backend.errors import GreentuiError
 from backend.results.fmt import params, size
 from backend.service.runs import demo_model_built, demo_model_dir
+from greentui.widgets.keys import KeyFooter
 
-from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
 from ._table import cursor_key, plain_cells
 

@@ -40,15 +40,22 @@ from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Sele
 from textual.worker import get_current_worker
 
 from backend.errors import GreentuiError
-from backend.service.form_advice import (PRESETS, estimate, finished_runs, last_config, model_checks, model_size,
-                                 preset_config)
-from backend.service.form_advice import rates as past_rates
 from backend.schema.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema.settings import Setting, SettingError
+from backend.service.form_advice import (
+    PRESETS,
+    estimate,
+    finished_runs,
+    last_config,
+    model_checks,
+    model_size,
+    preset_config,
+)
+from backend.service.form_advice import rates as past_rates
+from greentui.widgets.fold import Fold
+from greentui.widgets.keys import KeyFooter
+from greentui.widgets.plan_panel import PlanPanel, plan_lines
 
-from ..widgets.fold import Fold
-from ..widgets.keys import KeyFooter
-from ..widgets.plan_panel import PlanPanel, plan_lines
 from ._live import AppScreen
 
 #: group -> its settings, in declaration order

@@ -13,12 +13,12 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
+from backend.execution.supervisor import live_runners
 from backend.results.fmt import method_label, method_with_ratio, model_label, ratio_label, status_cell, when
 from backend.service.runs import cancel as cancel_run
-from backend.execution.supervisor import live_runners
+from greentui.widgets.confirm import ConfirmScreen
+from greentui.widgets.keys import KeyFooter
 
-from ..widgets.confirm import ConfirmScreen
-from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
 from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
 

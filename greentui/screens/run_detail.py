@@ -22,16 +22,16 @@ from backend.results.report import SHORT
 from backend.schema.runconfig import RunConfig
 from backend.service.runs import cancel as cancel_run
 from backend.service.runs import requeue
+from greentui.signals import StoreChange
+from greentui.widgets.confirm import ConfirmScreen
+from greentui.widgets.energy_panel import EnergyPanel
+from greentui.widgets.job_log import JobLog
+from greentui.widgets.keys import KeyFooter
+from greentui.widgets.power import PowerPanel
 
-from ..widgets.confirm import ConfirmScreen
-from ..widgets.energy_panel import EnergyPanel
-from ..widgets.job_log import JobLog
-from ..widgets.power import PowerPanel
-from ..signals import StoreChange
-from ..widgets.keys import KeyFooter
 from ._live import WatchingScreen
-from ._table import NarrowColumns, ellipsis, plain_cells
 from ._ppl import chance_note, perplexity_line
+from ._table import NarrowColumns, ellipsis, plain_cells
 
 LOG_LINES = 1000
 FINAL = ("done", "failed", "cancelled", "interrupted")

@@ -14,10 +14,18 @@ from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from backend.errors import GreentuiError
-from backend.results.fmt import (method_label, method_with_ratio, model_label, num, ratio_cell, ratio_label,
-                         status_cell, when)
+from backend.results.fmt import (
+    method_label,
+    method_with_ratio,
+    model_label,
+    num,
+    ratio_cell,
+    ratio_label,
+    status_cell,
+    when,
+)
+from greentui.widgets.keys import KeyFooter
 
-from ..widgets.keys import KeyFooter
 from ._live import LiveTableScreen
 from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
 
@@ -131,7 +139,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         for r in shown:
             table.add_row(*self.cells(r), key=str(r["id"]))
         if len(shown) < len(rows):
-            self.app.after_first_frame(lambda rest=rows[len(shown):], gen=self._fill_generation:
+            self.app.after_first_frame(lambda rest=rows[len(shown):], gen=self._fill_generation:  # noqa: B008 (bound now, on purpose)
                                        self._fill_rest(rest, gen))
         self.mark_sort_column(table)
         if cursor_key in self.rows:
@@ -341,5 +349,5 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
                 self.notify(f"deleted {n} run(s) and their folders")
             self.reload()
 
-        from ..widgets.confirm import ConfirmScreen  # imports the chart widgets' package: not at start-up
+        from greentui.widgets.confirm import ConfirmScreen  # imports the chart widgets' package: not at start-up
         self.app.push_screen(ConfirmScreen(msg), done)

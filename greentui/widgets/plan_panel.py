@@ -20,7 +20,7 @@ TITLE = "[b]plan[/b] [dim](computed from config.json, not measured)[/dim]"
 def plan_lines(values: dict[str, Any]) -> list[str]:
     """The panel's text for the form's current values (RunConfig field names); never raises."""
     from backend.stages.pruning.plan import brief
-    from backend.stages.prune import PruneConfig
+    from backend.stages.pruning.spec import PruneConfig
 
     model = str(values.get("model") or "").strip()
     if not model:

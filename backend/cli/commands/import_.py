@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.errors import GreentuiError
 from backend.cli.commands.common import workspace_and_store
+from backend.errors import GreentuiError
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-
 from rich.table import Table
 
+from backend.cli.commands.common import console, workspace_and_store
+from backend.results.fmt import method_label, ratio_label
 from backend.results.fmt import num as fmt_float
 from backend.results.fmt import when as fmt_time
-from backend.results.fmt import method_label, ratio_label
-from backend.cli.commands.common import console, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

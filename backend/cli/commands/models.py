@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-
 from rich.table import Table
 
+from backend.cli.commands.common import console, workspace_and_store
 from backend.errors import GreentuiError
-from backend.stages.models import register_model as add_model
 from backend.results.fmt import params as fmt_params
 from backend.results.fmt import size as fmt_bytes
-from backend.cli.commands.common import console, workspace_and_store
+from backend.stages.models import register_model as add_model
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

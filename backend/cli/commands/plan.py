@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def config_from_args(args: argparse.Namespace):
-    from backend.stages.prune import PruneConfig
+    from backend.stages.pruning.spec import PruneConfig
 
     return PruneConfig(method=args.method, ratio=args.ratio, ignore_first=args.ignore_first,
                        ignore_last=args.ignore_last, round_to=args.round_to,
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
 def print_plan(p: dict) -> None:
     from rich.table import Table
 
+    from backend.cli.commands.common import console
     from backend.results.fmt import params as fmt_params
     from backend.results.fmt import size as fmt_bytes
-    from backend.cli.commands.common import console
 
     con = console()
     t = Table(title=f"plan: {p['method']} {p['ratio']:.4g} under the {p['count_rule']} rule ({p['model_type']}, "

@@ -10,9 +10,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    from backend.cli.commands.plan import add_pruning_options
     from backend.schema.runconfig import SETTING
     from backend.schema.settings import add_argument
-    from backend.cli.commands.plan import add_pruning_options
 
     p = sub.add_parser("prune", parents=parents, help="structurally prune a model into a directory",
                        description="Prune attention heads and MLP channels (taylor, l1, l2, random) or whole "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from backend.cli.commands.common import workspace_and_store
 
 

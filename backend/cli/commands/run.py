@@ -10,9 +10,9 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from backend.service.runs import prepare_run
 from backend.cli.commands.common import workspace_and_store
 from backend.cli.commands.run_options import add_run_options, config_from_args
+from backend.service.runs import prepare_run
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 
 from backend.schema.runconfig import GROUP_NOTES, GROUPS, SETTINGS, RunConfig
-from backend.service.runs import apply_workspace_defaults  # noqa: F401  (the queue's workspace defaults live there)
 from backend.schema.settings import add_argument, values_from_args
+from backend.service.runs import apply_workspace_defaults  # noqa: F401  (the queue's workspace defaults live there)
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:

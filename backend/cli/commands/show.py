@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-
 from rich.table import Table
 
+from backend.cli.commands.common import console, parse_run_id, workspace_and_store
 from backend.results.fmt import num as fmt_float
 from backend.results.fmt import params as fmt_params
 from backend.results.fmt import when as fmt_time
-from backend.cli.commands.common import console, parse_run_id, workspace_and_store
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from backend.errors import GreentuiError
-    from backend.store import open_store
     from backend.execution.worker import CPU_SLOTS_SETTING, run_worker
+    from backend.store import open_store
     ws = resolve_workspace(args.runs_dir)
     if args.cpu_slots is not None and args.cpu_slots < 1:
         raise GreentuiError(f"--cpu-slots must be at least 1 (got {args.cpu_slots})")

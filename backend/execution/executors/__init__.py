@@ -60,10 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.schema.catalog import EXECUTORS  # noqa: F401 (the names live in the catalog)
 from backend.store import Store
-
-#: The executors a run may ask for (``RunConfig.executor``).
-EXECUTORS = ("local", "slurm")
 
 
 @dataclass

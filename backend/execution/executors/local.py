@@ -30,9 +30,9 @@ from typing import Any
 
 from backend.execution.control import process_start_time
 from backend.execution.devices import Device, Held, acquire, cpu_devices, resolve_devices
+from backend.execution.executors import Executor, RunnerContext
 from backend.store import Store
 from backend.workspace import CODE_ROOT
-from backend.execution.executors import Executor, RunnerContext
 
 CANCEL_GRACE_S = float(os.environ.get("GREENTUI_CANCEL_GRACE_S", "20"))
 KILL_GRACE_S = float(os.environ.get("GREENTUI_KILL_GRACE_S", "10"))
@@ -121,7 +121,7 @@ class LocalExecutor(Executor):
     # ------------------------------------------------------------------ launch and follow
     def launch(self, store: Store, run: dict[str, Any], offer: Held) -> None:
         run_id = int(run["id"])
-        cfg = run.get("config") or {}
+        run.get("config") or {}
         gpu = offer.devices[0].kind == "cuda"
         device = "cuda" if gpu else "cpu"
         env = dict(os.environ, PYTHONUNBUFFERED="1")

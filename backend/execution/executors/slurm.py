@@ -207,8 +207,8 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
     """Submit ``run`` as one Slurm job named ``name``; return the job id. Raises GreentuiError."""
     import submitit
 
-    from backend.schema.runconfig import RunConfig
     from backend.execution.executors.slurm_job import run_job
+    from backend.schema.runconfig import RunConfig
 
     logging.getLogger("submitit").setLevel(logging.ERROR)  # "Bypassing sacct error" on every poll
     cfg = RunConfig.from_dict(run["config"])

@@ -13,6 +13,7 @@ from typing import Any
 
 from backend.measure.energy.common import torch_cuda
 
+
 class Nvml:
     """NVML handles of the GPUs this process can see (CUDA_VISIBLE_DEVICES respected).
 

@@ -44,12 +44,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-RULES = ("torch-pruning", "llm-pruner", "param-share")
-#: The study used torch-pruning's MetaPruner with Taylor importance; its counting is what gives the
-#: study's Llama-3.1-8B size (6.4 B), so "the study's recipe" counts as torch-pruning does.
-DEFAULT_RULE = "torch-pruning"
-#: The rule greentui counted with before the choice existed: runs recorded without a rule used it.
-LEGACY_RULE = "param-share"
+from backend.schema.catalog import DEFAULT_RULE, LEGACY_RULE, RULES  # noqa: F401 (the names live in the catalog)
+
 MLP_CAP = 0.95  # param-share never removes more than this share of a layer's MLP
 
 

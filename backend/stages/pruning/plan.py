@@ -18,14 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from backend.errors import GreentuiError
+from backend.schema.settings import parse_params
 from backend.stages.pruning.counting import LayerShape, layer_counts
-from backend.stages.prune import SUPPORTED_ARCHITECTURES, PruneConfig
+from backend.stages.pruning.spec import SUPPORTED_ARCHITECTURES, PruneConfig
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "float8_e4m3fn": 1}
 MANIFEST = "greentui_layers.json"  # backend.stages.model_io.MANIFEST (that module imports torch-side code)
@@ -204,21 +204,6 @@ def _width(s: LayerShape) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------ targets
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMbBgGtT]?)\s*$")
-_UNIT = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_params(text: str) -> int:
-    """'6.4B', '350M', '1200000' -> a parameter count."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise GreentuiError(f"{text!r} is not a parameter count (e.g. 6.4B, 350M or 1200000)")
-    value = float(m.group(1)) * _UNIT[m.group(2).lower()]
-    if not value >= 1:
-        raise GreentuiError(f"target parameter count must be positive, got {text!r}")
-    return int(round(value))
-
-
 def solve_ratio(spec: ModelSpec, cfg: PruneConfig, target_params: int) -> dict[str, Any]:
     """The pruning ratio whose plan comes closest to ``target_params`` under ``cfg``'s rule, method and
     layer range. Sizes move in steps (heads, round_to channels), so the answer says how close it got
