@@ -52,9 +52,9 @@ def measure(work: Path, model: Path | None = None) -> dict:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) \
             + (time.process_time() - cpu0)
-        run = store.get_run(run_id)
+        run = store.runs.get(run_id)
         stages = {e["payload"]["stage"]: e["payload"]["seconds"]
-                  for e in store.events(run_id, kinds=["stage_end"])}
+                  for e in store.events.list(run_id, kinds=["stage_end"])}
         from greentui.screens._ppl import perplexities
         ppl = perplexities(store, run)
     finally:

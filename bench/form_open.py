@@ -57,7 +57,7 @@ def seed(ws: Path, n_runs: int = N_RUNS, n_demo: int = N_DEMO_RUNS) -> None:
     ref = str(SHIPPED_DEMO_MODEL)
     s = Store(db_path(ws))
     try:
-        mid = s.upsert_model(ref, name="demo-model", arch="llama", params=1_312_384, layers=6, heads=8,
+        mid = s.models.upsert(ref, name="demo-model", arch="llama", params=1_312_384, layers=6, heads=8,
                              kv_heads=4, hidden=128, intermediate=384)
         configs = [demo_config(ref), RunConfig(model=ref, ignore_first=1, ignore_last=1, limit=10)]
         first = s.conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0] + 1

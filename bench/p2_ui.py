@@ -30,7 +30,7 @@ def seed_workspace(ws: Path, n_runs: int = N_RUNS) -> None:
     ws.mkdir(parents=True, exist_ok=True)
     s = Store(db_path(ws))
     try:
-        mid = s.upsert_model("org/bench-model", name="org/bench-model", arch="llama", params=122_708_736,
+        mid = s.models.upsert("org/bench-model", name="org/bench-model", arch="llama", params=122_708_736,
                              layers=16, heads=12, kv_heads=4, hidden=768, intermediate=2304)
         cfg = json.dumps(RunConfig(model="org/bench-model").to_dict())
         t = time.time() - n_runs

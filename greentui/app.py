@@ -133,7 +133,7 @@ class GreentuiApp(App):
             ids = ", ".join(map(str, self.recovered))
             self.notify(f"run(s) {ids} were interrupted (the runner died); the queue is paused — "
                         "press p on the Queue screen to resume", severity="warning", timeout=15)
-        elif self.store.queue_paused() and self.store.count_runs(statuses=["queued"]):
+        elif self.store.queue.paused() and self.store.runs.count(statuses=["queued"]):
             self.notify("the queue is paused (Queue screen, p to resume)", severity="warning")
         # after the first frame: starting the runner imports the run service (schema, tasks), ~40 ms
         # of the UI's start otherwise (issue #12, P2)
@@ -230,8 +230,8 @@ class GreentuiApp(App):
         """Quit; say what the runner is still doing (it is a separate process and goes on)."""
         message = None
         try:
-            running = self.store.count_runs(statuses=["running"])
-            queued = self.store.count_runs(statuses=["queued"])
+            running = self.store.runs.count(statuses=["running"])
+            queued = self.store.runs.count(statuses=["queued"])
         except Exception:
             running = queued = 0
         if running or queued:
@@ -269,7 +269,7 @@ class GreentuiApp(App):
         if self.demo_busy:
             self.notify("the demo is already being prepared")
             return
-        if self.store.count_runs():  # one key on an empty workspace; asks first otherwise
+        if self.store.runs.count():  # one key on an empty workspace; asks first otherwise
             from .widgets.confirm import ConfirmScreen
             self.push_screen(ConfirmScreen("Build the tiny demo model (if needed) and queue another demo run?",
                                            yes="Queue demo"),

@@ -51,7 +51,7 @@ def test_bad_model_references(cli, workspace, tmp_path):
     line = _error_line(cli("run", "nobody/nothing-here", "--limit", "2"))
     assert "model 'nobody/nothing-here'" in line and "unreachable" in line
     with Store(workspace / "greentui.db") as s:
-        assert s.count_runs() == 0  # refused before anything was recorded
+        assert s.runs.count() == 0  # refused before anything was recorded
 
 
 def test_unwritable_runs_dir(cli, tmp_path):
@@ -80,17 +80,17 @@ def test_run_option_validation(cli, workspace):
                          (["--limit", "0"], "limit must be 1 or more")]:
         assert needle in _error_line(cli("run", "nobody/model", *args))
     with Store(workspace / "greentui.db") as s:
-        assert s.count_runs() == 0
+        assert s.runs.count() == 0
 
 
 def test_models_rm_refuses_models_with_runs(cli, workspace, tmp_path):
     cli("demo-model", str(tmp_path / "m"), "--register", check=True)
     with Store(workspace / "greentui.db") as s:
-        mid = s.list_models()[0]["id"]
-        s.create_run(mid, "experiment", {}, status="done")
+        mid = s.models.list()[0]["id"]
+        s.runs.create(mid, "experiment", {}, status="done")
     assert "has 1 run" in _error_line(cli("models", "rm", str(mid)))
     with Store(workspace / "greentui.db") as s:
-        assert len(s.list_models()) == 1
+        assert len(s.models.list()) == 1
 
 
 def test_console_script_answers_version_and_errors(cli_subprocess, workspace):

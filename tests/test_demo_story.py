@@ -45,9 +45,9 @@ async def test_demo_key_to_finished_run_tells_the_perplexity_story(tmp_path: Pat
                 if isinstance(app.screen, RunDetailScreen):
                     run_id = app.screen.run_id
             assert run_id is not None, "the demo did not open its run"
-            while time.time() - t0 < RUN_TIMEOUT and app.store.get_run(run_id)["status"] not in FINAL:
+            while time.time() - t0 < RUN_TIMEOUT and app.store.runs.get(run_id)["status"] not in FINAL:
                 await pilot.pause(1.0)
-            run = app.store.get_run(run_id)
+            run = app.store.runs.get(run_id)
             assert run["status"] == "done", describe_failure(ws, run_id)
             ppl = perplexities(app.store, run)
             assert set(ppl) == {"vanilla", "pruned", "pruned+LoRA"}

@@ -116,17 +116,17 @@ def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
     from backend.store import Store
 
     s = Store(tmp_path / "g.db")
-    a = s.create_run(None, "baseline", {"no_prune": True}, status="running", device="cpu")
-    b = s.create_run(None, "experiment", {}, status="running", device="cpu")   # overlaps a on cpu
-    s.save_metric(a, "run", "idle_power_w", 10.0, {"source": "codecarbon-estimate"})
+    a = s.runs.create(None, "baseline", {"no_prune": True}, status="running", device="cpu")
+    b = s.runs.create(None, "experiment", {}, status="running", device="cpu")   # overlaps a on cpu
+    s.results.save_metric(a, "run", "idle_power_w", 10.0, {"source": "codecarbon-estimate"})
     passes = [{"repeat": k, "seconds": 2.0 + k / 10, "tokens": 100, "energy_kwh": 1e-5 * (1 + k / 100),
                "meter": "codecarbon:cpu_load-estimate+ram-estimate", "provenance": {"window_s": 2.0}}
               for k in (1, 2, 3)]
     row = {"acc": 0.5, "n_samples": 4, "seconds": 2.2, "tokens": 100, "energy_kwh": 1.02e-5,
            "meter": passes[0]["meter"], "repeats": passes}
-    s.save_task_result(a, "vanilla", "piqa", row)
-    assert [p["repeat"] for p in s.energy_repeats(a)] == [1, 2, 3]
-    assert s.energy_repeats(a)[0]["detail"]["provenance"]["window_s"] == 2.0
+    s.results.save_task_result(a, "vanilla", "piqa", row)
+    assert [p["repeat"] for p in s.results.energy_repeats(a)] == [1, 2, 3]
+    assert s.results.energy_repeats(a)[0]["detail"]["provenance"]["window_s"] == 2.0
     te = task_energy(s, a, "vanilla")["piqa"]
     assert te.repeats == 3 and te.wh_spread.n == 3 and te.wh_spread.ci95 > 0 and 0 < te.wh_spread.cv < 0.02
     assert te.j_per_token == pytest.approx(1.02e-5 * 3.6e6 / 100)
@@ -136,11 +136,11 @@ def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
     assert badge.meter == "estimate" and badge.repeats == 3 and badge.shortest_window_s == pytest.approx(2.1)
     assert badge.idle_w == 10.0 and badge.temp_drift_c is None and badge.shared_device == [b]
     assert "shared with run #" in badge.label() and "n/a (no NVML)" in badge.label()
-    s.save_task_result(a, "vanilla", "piqa", dict(row, repeats=passes[:2]))  # a rerun replaces the passes
-    assert len(s.energy_repeats(a)) == 2
-    s.finish_run(a, "done")
-    s.finish_run(b, "done")
-    assert s.delete_runs([a]) == 1 and s.energy_repeats(a) == []
+    s.results.save_task_result(a, "vanilla", "piqa", dict(row, repeats=passes[:2]))  # a rerun replaces the passes
+    assert len(s.results.energy_repeats(a)) == 2
+    s.runs.finish(a, "done")
+    s.runs.finish(b, "done")
+    assert s.runs.delete([a]) == 1 and s.results.energy_repeats(a) == []
 
 
 @pytest.mark.slow
@@ -156,11 +156,11 @@ def test_repeats_and_efficiency_through_the_cli(workspace, demo_model_dir, capsy
                  "--efficiency-batches", "1,2", "--efficiency-seq-len", "16"]) == 0
     capsys.readouterr()
     with open_store(workspace) as s:
-        exp = next(r for r in s.list_runs() if r["kind"] == "experiment")
+        exp = next(r for r in s.runs.list() if r["kind"] == "experiment")
         base = exp["parent_run_id"]
         for rid, variant in ((exp["id"], "pruned"), (base, "vanilla")):
-            assert [p["repeat"] for p in s.energy_repeats(rid, variant)] == [1, 2, 3]
-        points = s.efficiency(exp["id"])
+            assert [p["repeat"] for p in s.results.energy_repeats(rid, variant)] == [1, 2, 3]
+        points = s.results.efficiency(exp["id"])
         assert sorted((p["variant"], p["batch_size"]) for p in points) == [
             ("pruned", 1), ("pruned", 2), ("vanilla", 1), ("vanilla", 2)]
         assert all(p["tokens_per_s"] > 0 and p["j_per_token"] > 0 for p in points)

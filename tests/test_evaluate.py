@@ -12,7 +12,7 @@ import pytest
 from backend.errors import GreentuiError
 from backend.measure.energy import Nvml, Rapl
 from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
-from backend.store.database import TASK_RESULT_FIELDS
+from backend.store.tables import TASK_RESULT_FIELDS
 
 HAS_MEASURED_CPU = Rapl().available or Nvml().available
 

@@ -137,7 +137,7 @@ def _damage(ws: Path, monkeypatch) -> None:
     """Write 30 runs, then overwrite one b-tree page in the middle of the file with garbage."""
     with Store(db_path(ws)) as s:
         for i in range(30):
-            s.create_run(None, "import", {"pad": "x" * 800}, status="done")
+            s.runs.create(None, "import", {"pad": "x" * 800}, status="done")
         s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(db_path(ws).read_bytes())
     data[3 * 4096:4 * 4096] = b"\xab" * 4096
@@ -168,7 +168,7 @@ async def test_7_a_store_error_no_handler_caught_ends_the_tui_as_one_line(worksp
     from greentui.app import GreentuiApp
 
     with Store(db_path(workspace)) as s:
-        s.create_run(None, "import", {}, status="done")
+        s.runs.create(None, "import", {}, status="done")
     app = GreentuiApp(workspace, manage_runner=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
@@ -203,7 +203,7 @@ def test_7_a_damaged_page_is_reported_at_open_and_doctor_repairs(cli, workspace,
 
 def test_doctor_marks_stale_runs_and_moves_orphaned_folders(cli, workspace):
     with Store(db_path(workspace)) as s:
-        stale = s.create_run(None, "import", {}, status="running", pid=2**22 + 12345)
+        stale = s.runs.create(None, "import", {}, status="running", pid=2**22 + 12345)
     orphan = workspace / "run-09999"
     orphan.mkdir()
     (orphan / "events.jsonl").write_text("{}\n")
@@ -261,7 +261,7 @@ def test_16_a_read_only_store_is_one_line(cli, tmp_path):
     src, ws = tmp_path / "src", tmp_path / "ro"
     src.mkdir()
     with Store(db_path(src)) as s:
-        s.create_run(None, "import", {}, status="done")
+        s.runs.create(None, "import", {}, status="done")
     ws.mkdir()
     if os.geteuid() != 0:  # permissions bind a normal user: a read-only file in a read-only folder
         (db_path(src)).chmod(0o444)
@@ -317,10 +317,10 @@ def test_18_disk_full_while_a_run_writes_ends_failed_not_running(small_disk, tmp
     with Store(db_path(ws)) as s:
         cfg = RunConfig(model=str(tmp_path / "model"), no_prune=True, tasks=["arc_easy"], limit=2,
                         measure_energy=False, ppl_limit=None)
-        run_id = s.create_run(None, "baseline", cfg.to_dict(), status="running", pid=os.getpid())
+        run_id = s.runs.create(None, "baseline", cfg.to_dict(), status="running", pid=os.getpid())
         fill(small_disk)
         status = execute_run(s, ws, run_id)
-        run = s.require_run(run_id)
+        run = s.runs.require(run_id)
     assert status == "failed" and run["status"] == "failed"
     assert "disk is full" in run["error"] and "\n" not in run["error"]
     (small_disk / "filler").unlink()
@@ -408,17 +408,17 @@ def test_trust_recorded_is_the_trust_used(cli, workspace, tmp_path):
     cli("models", "add", d, "--trust-remote-code", check=True)
     cli("queue", Path(d).name, "--no-start", check=True)  # by name, without the flag
     with Store(db_path(workspace)) as s:
-        run = s.list_runs(limit=1)[0]
-        assert s.require_run(run["id"])["config"]["trust_remote_code"] is True
+        run = s.runs.list(limit=1)[0]
+        assert s.runs.require(run["id"])["config"]["trust_remote_code"] is True
 
 
 def test_trust_is_off_unless_asked(cli, workspace, tmp_path):
     d = str(_model_dir(tmp_path, LLAMA_CONFIG))
     cli("queue", d, "--no-start", check=True)
     with Store(db_path(workspace)) as s:
-        run = s.list_runs(limit=1)[0]
-        assert s.require_run(run["id"])["config"]["trust_remote_code"] is False
-        assert not s.get_model(d)["trust_remote_code"]
+        run = s.runs.list(limit=1)[0]
+        assert s.runs.require(run["id"])["config"]["trust_remote_code"] is False
+        assert not s.models.get(d)["trust_remote_code"]
 
 
 @pytest.fixture(scope="session")

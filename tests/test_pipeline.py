@@ -51,15 +51,15 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
     run_id = int(proc.stdout.strip().splitlines()[-1])
     assert "Table 1" in proc.stdout
     with _store(workspace) as s:
-        run = s.get_run(run_id)
+        run = s.runs.get(run_id)
         assert run["status"] == "done" and run["params_after"] < run["params_before"]
         assert run["config"]["seed"] == 7
         base = run["parent_run_id"]
-        rows = s.task_results(base, "vanilla") + s.task_results(run_id, "pruned")
+        rows = s.results.task_results(base, "vanilla") + s.results.task_results(run_id, "pruned")
         assert [r["task"] for r in rows] == ["boolq", "boolq"] and all(r["n_samples"] == 2 for r in rows)
         _assert_whole_rows(rows)
         assert {r["provenance"]["seed"] for r in rows} == {7}
-        assert {m["name"] for m in s.metrics(run_id)} >= {"ppl_wikitext2"}
+        assert {m["name"] for m in s.results.metrics(run_id)} >= {"ppl_wikitext2"}
     for rid in (base, run_id):  # what lm-eval itself says it was seeded with
         lm = json.loads((workspace / f"run-{rid:05d}" / "lm_eval" / "boolq.json").read_text())["config"]
         assert (lm["random_seed"], lm["numpy_seed"], lm["torch_seed"], lm["fewshot_seed"]) == (7, 7, 7, 7)
@@ -71,9 +71,9 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
     assert again.returncode == 0, again.stderr[-3000:]
     run2 = int(again.stdout.strip().splitlines()[-1])
     with _store(workspace) as s:
-        assert s.get_run(run2)["parent_run_id"] == base  # same evaluation settings: reused
-        assert s.count_runs(statuses=["done"]) == 3
-        assert len(s.task_results(base)) == 1  # nothing re-measured
+        assert s.runs.get(run2)["parent_run_id"] == base  # same evaluation settings: reused
+        assert s.runs.count(statuses=["done"]) == 3
+        assert len(s.results.task_results(base)) == 1  # nothing re-measured
     with _store(workspace) as s:
         acc_v, acc_p = study_tables(s, [run_id])["accuracy"]
     md = cli("export", str(run_id), check=True).stdout
@@ -95,14 +95,14 @@ def test_run_quick_then_reuse_baseline_and_export(cli_subprocess, workspace, dem
     run_id = int(first.stdout.strip().splitlines()[-1])
     assert "Table 1" in first.stdout and "Table 2" in first.stdout
     with _store(workspace) as s:
-        run = s.get_run(run_id)
+        run = s.runs.get(run_id)
         assert run["status"] == "done" and run["kind"] == "experiment"
         assert run["params_after"] < run["params_before"]
         base = run["parent_run_id"]
-        vanilla, pruned = s.task_results(base, "vanilla"), s.task_results(run_id, "pruned")
+        vanilla, pruned = s.results.task_results(base, "vanilla"), s.results.task_results(run_id, "pruned")
         assert sorted(r["task"] for r in vanilla) == sorted(r["task"] for r in pruned) == ["boolq", "piqa"]
         _assert_whole_rows(vanilla + pruned)
-        assert {m["name"] for m in s.metrics(run_id)} >= {"ppl_wikitext2"}
+        assert {m["name"] for m in s.results.metrics(run_id)} >= {"ppl_wikitext2"}
     folder = workspace / f"run-{run_id:05d}"
     assert (folder / "events.jsonl").exists() and (folder / "model" / "config.json").exists()
     assert (folder / "lora" / "adapter" / "adapter_config.json").exists()
@@ -111,8 +111,8 @@ def test_run_quick_then_reuse_baseline_and_export(cli_subprocess, workspace, dem
     assert second.returncode == 0, second.stderr[-3000:]
     run2 = int(second.stdout.strip().splitlines()[-1])
     with _store(workspace) as s:
-        assert s.get_run(run2)["parent_run_id"] == base  # the baseline was reused, not re-measured
-        assert s.count_runs(statuses=["done"]) == 3
+        assert s.runs.get(run2)["parent_run_id"] == base  # the baseline was reused, not re-measured
+        assert s.runs.count(statuses=["done"]) == 3
 
     md = cli("export", str(run_id), check=True).stdout
     with _store(workspace) as s:
@@ -138,9 +138,9 @@ def test_study_run_seven_tasks(cli_subprocess, workspace, demo_model_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_id = int(proc.stdout.strip().splitlines()[-1])
     with _store(workspace) as s:
-        run = s.get_run(run_id)
+        run = s.runs.get(run_id)
         for variant, rid in (("vanilla", run["parent_run_id"]), ("pruned", run_id)):
-            rows = s.task_results(rid, variant)
+            rows = s.results.task_results(rid, variant)
             assert sorted(r["task"] for r in rows) == sorted(STUDY_TASKS)
             assert all(r["n_samples"] == 8 for r in rows)
             _assert_whole_rows(rows)
@@ -154,11 +154,11 @@ def test_study_run_seven_tasks(cli_subprocess, workspace, demo_model_dir):
 def test_bad_input_is_refused_and_store_untouched(cli, workspace, demo_model_dir, tmp_path):
     model = str(demo_model_dir("llama"))
     with _store(workspace) as s:  # something already recorded, which a refused command must keep
-        mid = s.upsert_model("org/m", name="org/m")
-        done = s.create_run(mid, "baseline", {"model": "org/m"}, status="done")
-        s.save_task_results(done, [{"variant": "vanilla", "task": "boolq", "acc": 0.5, "n_samples": 2}])
+        mid = s.models.upsert("org/m", name="org/m")
+        done = s.runs.create(mid, "baseline", {"model": "org/m"}, status="done")
+        s.results.save_task_results(done, [{"variant": "vanilla", "task": "boolq", "acc": 0.5, "n_samples": 2}])
     with _store(workspace) as s:
-        before = (s.count_runs(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
+        before = (s.runs.count(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
 
     def refused(*args: str) -> str:
         proc = cli(*args)
@@ -181,7 +181,7 @@ def test_bad_input_is_refused_and_store_untouched(cli, workspace, demo_model_dir
     (tmp_path / "garbage.json").write_text("{not json")
     assert "is not JSON" in refused("import", str(tmp_path / "garbage.json"))
     with _store(workspace) as s:
-        after = (s.count_runs(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
+        after = (s.runs.count(), s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0])
         assert after == before
         assert s.integrity_check() == "ok"
 
@@ -202,12 +202,12 @@ def test_import_lm_eval_results(cli, workspace, tmp_path):
     proc = cli("import", str(f), check=True)
     run_id = int(proc.stdout.strip().splitlines()[-1])
     with _store(workspace) as s:
-        rows = {r["task"]: r for r in s.task_results(run_id)}
+        rows = {r["task"]: r for r in s.results.task_results(run_id)}
         assert set(rows) == {"arc_easy", "boolq"}
         assert rows["arc_easy"]["acc"] == 0.74 and rows["arc_easy"]["n_samples"] == 2376
         assert rows["arc_easy"]["energy_kwh"] is None and rows["arc_easy"]["meter"] is None  # missing, not 0
         assert rows["boolq"]["energy_kwh"] == pytest.approx(0.00125)
-        assert s.get_run(run_id)["model_ref"] == "meta-llama/Llama-3.1-8B"
+        assert s.runs.get(run_id)["model_ref"] == "meta-llama/Llama-3.1-8B"
     md = cli("export", str(run_id), check=True).stdout
     assert "| 0.740 |" in md and "| — |" in md
 
@@ -228,7 +228,7 @@ def test_killed_run_leaves_no_partial_rows(cli_subprocess, workspace, demo_model
     else:
         cli("queue", model, *args, check=True)
         with _store(workspace) as s:
-            pid = wait_for(lambda: (s.running_runs() or [{}])[0].get("pid"), 120, "the runner to claim the run")
+            pid = wait_for(lambda: (s.runs.running() or [{}])[0].get("pid"), 120, "the runner to claim the run")
     with _store(workspace) as s:
         wait_for(lambda: s.conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0] >= 1, 300,
                   "a first task result")
@@ -240,9 +240,9 @@ def test_killed_run_leaves_no_partial_rows(cli_subprocess, workspace, demo_model
     cli("ls", check=True)  # the next start recovers stale runs
     with _store(workspace) as s:
         assert s.integrity_check() == "ok"
-        run = s.list_runs(limit=1)[0]
+        run = s.runs.list(limit=1)[0]
         assert run["status"] == "interrupted"
-        assert s.queue_paused()
-        rows = s.task_results(run["id"])
+        assert s.queue.paused()
+        rows = s.results.task_results(run["id"])
         assert 1 <= len(rows) < 4
         _assert_whole_rows(rows)

@@ -60,7 +60,7 @@ def test_bad_tables_one_line_error_nothing_written(tmp_path, workspace, capsys, 
     import re
     assert re.search(match, err), err
     with open_store(workspace) as s:
-        assert s.count_runs() == 0
+        assert s.runs.count() == 0
     with pytest.raises(GreentuiError, match="--metric"):
         parse_table(f, "joules")
 
@@ -73,12 +73,12 @@ def test_reference_runs_merge_and_show_everywhere(tmp_path, workspace, capsys):
     assert main(["import", "--table", str(wh), "--metric", "wh", "--source", "GreenPruning Table 2"]) == 0
     capsys.readouterr()
     with open_store(workspace) as s:
-        runs = s.list_runs()
+        runs = s.runs.list()
         assert [r["kind"] for r in runs] == ["reference", "reference"]          # merged: still two runs
         llama = next(r for r in runs if r["model_name"] == "Llama-3.1-8B")
         assert llama["avg_wh"] == pytest.approx(4.1) and llama["wh_ratio"] == pytest.approx(0.9111, abs=1e-4)
         assert llama["avg_acc"] == pytest.approx(0.6196, abs=1e-4)
-        rows = s.task_results(llama["id"], "pruned")
+        rows = s.results.task_results(llama["id"], "pruned")
         assert all(r["meter"] == "published (GreenPruning Table 2)" and r["acc"] is not None for r in rows)
     assert main(["ls"]) == 0
     assert capsys.readouterr().out.count("reference") >= 2

@@ -41,7 +41,7 @@ def _queue(cli, model: str, *args: str) -> int:
 
 def _span(store: Store, run_id: int) -> tuple[float, float]:
     """When the run's own process worked on it: its first event to its ``done`` event."""
-    events = store.events(run_id)
+    events = store.events.list(run_id)
     done = [e["t"] for e in events if e["kind"] == "done"]
     assert done, f"run {run_id} has no done event"
     return events[0]["t"], done[-1]
@@ -78,7 +78,7 @@ def test_a_foreground_run_refuses_a_busy_device_and_records_nothing(cli, workspa
         held.release()
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "device is busy" in proc.stderr and "run 99" in proc.stderr and "--wait" in proc.stderr
-    assert Store(workspace / "greentui.db").count_runs() == 0
+    assert Store(workspace / "greentui.db").runs.count() == 0
 
 
 def test_a_runner_or_run_whose_pid_was_reused_is_dead(workspace):
@@ -87,30 +87,30 @@ def test_a_runner_or_run_whose_pid_was_reused_is_dead(workspace):
     try:
         real = process_start_time(sleeper.pid)
         host = socket.gethostname()
-        honest = store.register_runner(host, sleeper.pid, real, requested="cpu", devices=["cpu"],
+        honest = store.runners.register(host, sleeper.pid, real, requested="cpu", devices=["cpu"],
                                        executors=["local"])
         # the same pid, but the recorded process started 100 s earlier: the pid was reused
-        reused = store.register_runner(host, sleeper.pid, real - 100, requested="auto", devices=["cpu"],
+        reused = store.runners.register(host, sleeper.pid, real - 100, requested="auto", devices=["cpu"],
                                        executors=["local"])
-        assert runner_alive(store.get_runner(honest)) and not runner_alive(store.get_runner(reused))
+        assert runner_alive(store.runners.get(honest)) and not runner_alive(store.runners.get(reused))
         assert [r["id"] for r in live_runners(store)] == [honest]
-        assert store.get_runner(reused)["stopped_at"] is not None  # closed on the way
+        assert store.runners.get(reused)["stopped_at"] is not None  # closed on the way
         assert runner_pid(workspace, "auto", store) is None
         assert runner_pid(workspace, "cpu", store) == runner_pid(workspace, None, store) == sleeper.pid
         # a silent heartbeat is death too, even with the right identity
         store.conn.execute("UPDATE runners SET heartbeat_at = heartbeat_at - 3600 WHERE id = ?", (honest,))
-        assert not runner_alive(store.get_runner(honest))
+        assert not runner_alive(store.runners.get(honest))
 
-        ok = store.create_run(None, "baseline", {}, status="running", pid=sleeper.pid)
-        store.update_run(ok, pid_start=real)
-        bad = store.create_run(None, "baseline", {}, status="running", pid=sleeper.pid)
-        store.update_run(bad, pid_start=real - 100)
+        ok = store.runs.create(None, "baseline", {}, status="running", pid=sleeper.pid)
+        store.runs.update(ok, pid_start=real)
+        bad = store.runs.create(None, "baseline", {}, status="running", pid=sleeper.pid)
+        store.runs.update(bad, pid_start=real - 100)
         assert same_process(sleeper.pid, real) and not same_process(sleeper.pid, real - 100)
         assert recover_stale_runs(store) == [bad]
-        assert store.get_run(bad)["status"] == "interrupted" and store.queue_paused()
-        assert store.get_run(ok)["status"] == "running"
+        assert store.runs.get(bad)["status"] == "interrupted" and store.queue.paused()
+        assert store.runs.get(ok)["status"] == "running"
         # a cancel of a run whose process is gone marks it interrupted instead of signalling anyone
-        store.update_run(ok, pid_start=real + 100)
+        store.runs.update(ok, pid_start=real + 100)
         assert cancel_run(store, ok) == "interrupted"
     finally:
         sleeper.kill()
@@ -119,17 +119,17 @@ def test_a_runner_or_run_whose_pid_was_reused_is_dead(workspace):
 
 def test_cancel_is_a_flag_on_the_run_and_a_late_cancel_is_refused(workspace):
     store = Store(workspace / "greentui.db")
-    first = store.create_run(None, "baseline", {})
-    second = store.create_run(None, "baseline", {})
-    assert store.claim_run(first, runner_id=None, executor="local", device="cpu")
-    store.update_run(first, pid=os.getpid(), pid_start=process_start_time())
+    first = store.runs.create(None, "baseline", {})
+    second = store.runs.create(None, "baseline", {})
+    assert store.queue.claim(first, runner_id=None, executor="local", device="cpu")
+    store.runs.update(first, pid=os.getpid(), pid_start=process_start_time())
     assert cancel_run(store, first) == "cancelling"
-    assert store.cancel_flag([first]) is not None and store.cancel_flag([second]) is None
-    store.finish_run(first, "done")  # the run ended before it saw the flag
-    assert store.claim_run(second, runner_id=None, executor="local", device="cpu")
+    assert store.queue.cancel_flag([first]) is not None and store.queue.cancel_flag([second]) is None
+    store.runs.finish(first, "done")  # the run ended before it saw the flag
+    assert store.queue.claim(second, runner_id=None, executor="local", device="cpu")
     with pytest.raises(GreentuiError, match=f"run {first} is done"):
         cancel_run(store, first)
-    assert store.cancel_flag([second]) is None  # the next run on the slot is untouched
+    assert store.queue.cancel_flag([second]) is None  # the next run on the slot is untouched
 
 
 # ------------------------------------------------------------------------------ real runs (tiny model)
@@ -145,19 +145,19 @@ def test_cancel_stops_a_running_run_within_seconds_and_the_queue_goes_on(cli_sub
     first = int(cli("queue", model, *args, check=True).stdout.strip().splitlines()[-1])
     second = _queue(cli, model, *TINY)
     store = Store(workspace / "greentui.db")
-    wait_for(lambda: store.task_results(first), 300, "a first task of the first run")
+    wait_for(lambda: store.results.task_results(first), 300, "a first task of the first run")
     asked = time.time()
     proc = cli("cancel", str(first), check=True)
     assert "cancelling" in proc.stdout
-    wait_for(lambda: store.get_run(first)["status"] != "running", 60, "the cancellation")
-    run = store.get_run(first)
+    wait_for(lambda: store.runs.get(first)["status"] != "running", 60, "the cancellation")
+    run = store.runs.get(first)
     assert run["status"] == "cancelled" and "cancelled by the user" in run["error"]
     assert run["finished_at"] - asked < 10  # the flag, not a signal after the 20 s grace period
-    wait_for(lambda: store.get_run(second)["status"] in ("done", "failed"), 600, "the second run")
-    assert store.get_run(second)["status"] == "done", store.get_run(second)["error"]
-    rows = store.task_results(first)
+    wait_for(lambda: store.runs.get(second)["status"] in ("done", "failed"), 600, "the second run")
+    assert store.runs.get(second)["status"] == "done", store.runs.get(second)["error"]
+    rows = store.results.task_results(first)
     assert 1 <= len(rows) < 7 and all(r["acc"] is not None and r["energy_kwh"] for r in rows)
-    assert not store.queue_paused()  # a cancel is not a crash
+    assert not store.queue.paused()  # a cancel is not a crash
     assert wait_for_runner_exit(workspace, timeout=60)
 
 
@@ -169,15 +169,15 @@ def test_two_cpu_slots_run_two_runs_at_once_with_a_note(cli_subprocess, workspac
     out = cli("worker", "--cpu-slots", "2", check=True, timeout=600).stdout
     assert "executed 2 run(s)" in out
     store = Store(workspace / "greentui.db")
-    runs = [store.get_run(i) for i in (a, b)]
+    runs = [store.runs.get(i) for i in (a, b)]
     assert [r["status"] for r in runs] == ["done", "done"], [r["error"] for r in runs]
     assert sorted(r["slot"] for r in runs) == ["cpu", "cpu#1"]
     (a0, a1), (b0, b1) = _span(store, a), _span(store, b)
     assert max(a0, b0) < min(a1, b1), "the two runs did not overlap in time"
     for r in runs:
-        note = [m for m in store.metrics(r["id"]) if m["name"] == "cpu_slots"]
+        note = [m for m in store.results.metrics(r["id"]) if m["name"] == "cpu_slots"]
         assert note and note[0]["value"] == 2 and "shared" in json.loads(note[0]["detail"])["energy_note"]
-        assert "energy_note" in store.task_results(r["id"])[0]["provenance"]
+        assert "energy_note" in store.results.task_results(r["id"])[0]["provenance"]
 
 
 @pytest.mark.slow
@@ -189,10 +189,10 @@ def test_auto_and_cpu_runners_never_run_two_runs_at_once(cli_subprocess, workspa
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), outs
     store = Store(workspace / "greentui.db")
-    assert [store.get_run(i)["status"] for i in ids] == ["done", "done"]
+    assert [store.runs.get(i)["status"] for i in ids] == ["done", "done"]
     (a0, a1), (b0, b1) = sorted(_span(store, i) for i in ids)
     assert a1 <= b0, f"runs overlapped: {a0:.2f}-{a1:.2f} and {b0:.2f}-{b1:.2f}"
-    assert {store.get_run(i)["slot"] for i in ids} == {"cpu"}
+    assert {store.runs.get(i)["slot"] for i in ids} == {"cpu"}
 
 
 @pytest.mark.slow
@@ -204,17 +204,17 @@ def test_a_cancel_racing_the_end_of_a_run_never_touches_the_next(cli_subprocess,
     store = Store(workspace / "greentui.db")
 
     def baseline_over():
-        return any(e["payload"].get("stage") == "baseline" for e in store.events(first, kinds=["stage_end"]))
+        return any(e["payload"].get("stage") == "baseline" for e in store.events.list(first, kinds=["stage_end"]))
     wait_for(baseline_over, 300, "the end of the first run's last stage")
     try:  # the run is closing its row right now: the cancel lands on it, or is refused
         outcome = cancel_run(store, first)
     except GreentuiError as exc:
         outcome = str(exc)
     worker.communicate(timeout=600)
-    one, two = store.get_run(first), store.get_run(second)
+    one, two = store.runs.get(first), store.runs.get(second)
     assert one["status"] == "done", (outcome, one["error"])  # past its last safe point: it finished
     assert two["status"] == "done" and two["cancel_requested"] is None, two["error"]
-    assert len(store.task_results(second)) == 1
+    assert len(store.results.task_results(second)) == 1
 
 
 @pytest.mark.slow
@@ -226,25 +226,25 @@ def test_a_killed_runner_takes_its_run_down_and_the_run_is_interrupted(cli_subpr
     run_id = _queue(cli, model, *args)
     worker = _worker("--device", "cpu")
     store = Store(workspace / "greentui.db")
-    wait_for(lambda: store.task_results(run_id), 300, "a first task result")
-    child = store.get_run(run_id)["pid"]
-    assert child != worker.pid and same_process(child, store.get_run(run_id)["pid_start"])
+    wait_for(lambda: store.results.task_results(run_id), 300, "a first task result")
+    child = store.runs.get(run_id)["pid"]
+    assert child != worker.pid and same_process(child, store.runs.get(run_id)["pid_start"])
     worker.kill()  # SIGKILL: no goodbye, no heartbeat any more
     worker.wait()
     wait_for(lambda: not same_process(child, None), 30, "the run's process to die with its runner")
     # the device lock dies with the run's process (the kernel closes its files as it exits)
     wait_for(lambda: acquire(workspace, resolve_devices("cpu")), 30, "the device lock to be released")
     assert recover_stale_runs(store) == [run_id]
-    run = store.get_run(run_id)
-    assert run["status"] == "interrupted" and store.queue_paused()
-    assert 1 <= len(store.task_results(run_id)) < 4
+    run = store.runs.get(run_id)
+    assert run["status"] == "interrupted" and store.queue.paused()
+    assert 1 <= len(store.results.task_results(run_id)) < 4
 
 
 def test_cpu_slots_come_from_greentui_toml_then_the_saved_setting(workspace):
     from backend.execution.worker import CPU_SLOTS_SETTING, workspace_cpu_slots
     store = Store(workspace / "greentui.db")
     assert workspace_cpu_slots(store) == 1  # one CPU slot by default
-    store.set_setting(CPU_SLOTS_SETTING, "3")  # greentui worker --cpu-slots 3 --save
+    store.settings.set(CPU_SLOTS_SETTING, "3")  # greentui worker --cpu-slots 3 --save
     assert workspace_cpu_slots(store) == 3
     (workspace / "greentui.toml").write_text("[runner]\ncpu_slots = 2\n")
     assert workspace_cpu_slots(store) == 2
@@ -257,11 +257,11 @@ def test_cpu_slots_come_from_greentui_toml_then_the_saved_setting(workspace):
 def test_a_run_no_device_can_take_fails_at_once_with_its_reason(workspace):
     from backend.execution.worker import run_worker
     store = Store(workspace / "greentui.db")
-    never = store.create_run(None, "baseline", {"model": "m", "device": "cuda"})
+    never = store.runs.create(None, "baseline", {"model": "m", "device": "cuda"})
     assert run_worker(workspace, "cpu") == 0  # a CPU-only runner leaves it to a runner of the machine
-    assert store.get_run(never)["status"] == "queued"
+    assert store.runs.get(never)["status"] == "queued"
     assert run_worker(workspace, "auto") == 0
-    run = store.get_run(never)
+    run = store.runs.get(never)
     assert run["status"] == "failed" and run["error"] == (
         "device cuda: this machine offers cpu (no slot can ever take this run)")
     assert live_runners(store) == []  # both runners said goodbye
@@ -276,16 +276,16 @@ def test_a_foreground_run_that_ignores_the_flag_gets_sigterm_then_sigkill(worksp
                                  "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert stubborn.stdout.readline().strip() == "ready"
-        run = store.create_run(None, "baseline", {}, status="running", pid=stubborn.pid)
-        store.update_run(run, pid_start=process_start_time(stubborn.pid))
+        run = store.runs.create(None, "baseline", {}, status="running", pid=stubborn.pid)
+        store.runs.update(run, pid_start=process_start_time(stubborn.pid))
         assert cancel_run(store, run) == "cancelling"
         t0 = time.time()
         assert wait_for_cancel(store, run, grace=0.3, kill_grace=0.3, timeout=20) == "cancelled"
         assert stubborn.wait(timeout=10) == -9  # SIGTERM was ignored; SIGKILL was not
         assert time.time() - t0 < 10
-        lines = [e["payload"]["line"] for e in store.events(run, kinds=["log"])]
+        lines = [e["payload"]["line"] for e in store.events.list(run, kinds=["log"])]
         assert any("SIGTERM sent" in x for x in lines) and any("SIGKILL sent" in x for x in lines)
-        assert "killed" in store.get_run(run)["error"]
+        assert "killed" in store.runs.get(run)["error"]
     finally:
         stubborn.kill()
         stubborn.wait()

@@ -84,7 +84,7 @@ def test_a_refused_setting_names_its_flag(args, flag, needle, workspace, capsys)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith(f"greentui: error: {flag}: ") and needle in line
     with Store(db_path(workspace)) as s:
-        assert s.count_runs() == 0
+        assert s.runs.count() == 0
 
 
 def test_unparseable_text_is_an_argparse_error_with_the_reason(capsys):
@@ -103,12 +103,12 @@ def test_service_errors_carry_their_field(workspace, tmp_path):
         data = tmp_path / "data"
         data.mkdir()
         (data / "boolq.jsonl").write_text('{"passage": "p", "question": "q"}\n')  # no label
-        store.upsert_model("org/known", name="org/known", arch="llama")
+        store.models.upsert("org/known", name="org/known", arch="llama")
         cfg = RunConfig(model="org/known", tasks=["boolq"], data_dir=str(data))
         with pytest.raises(SettingError) as bad_data:
             prepare_run(store, cfg, status="queued")
         assert bad_data.value.field == "data_dir" and str(bad_data.value).startswith("--data-dir: ")
-        assert store.count_runs() == 0
+        assert store.runs.count() == 0
 
 
 async def test_form_fields_are_the_cli_flags_and_refusals_land_under_their_field(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ async def test_form_fields_are_the_cli_flags_and_refusals_land_under_their_field
     (data / "piqa.jsonl").write_text(json.dumps({"goal": "g", "sol1": "a"}) + "\n")  # sol2, label missing
     (tmp_path / "ws").mkdir()
     with Store(db_path(tmp_path / "ws")) as store:
-        store.upsert_model("org/known", name="org/known", arch="llama")
+        store.models.upsert("org/known", name="org/known", arch="llama")
     app = GreentuiApp(tmp_path / "ws", manage_runner=False)
     async with app.run_test(size=(160, 48)) as pilot:
         app.action_new_run(model="org/known")
@@ -148,4 +148,4 @@ async def test_form_fields_are_the_cli_flags_and_refusals_land_under_their_field
         await pilot.pause()
         label = form.query_one("#err-data_dir", Label)
         assert label.display and "piqa.jsonl" in str(label.render())
-        assert app.store.count_runs() == 0 and isinstance(app.screen, NewRunScreen)
+        assert app.store.runs.count() == 0 and isinstance(app.screen, NewRunScreen)

@@ -77,7 +77,7 @@ def _store(ws: Path) -> Store:
 
 def _status(ws: Path, run_id: int) -> str:
     with _store(ws) as s:
-        return s.get_run(run_id)["status"]
+        return s.runs.get(run_id)["status"]
 
 
 def _lines(path: Path) -> list[dict]:
@@ -88,13 +88,13 @@ def _assert_ingested_once(ws: Path, run_id: int) -> None:
     """Every line the job wrote is in the store exactly once (the runner adds only its own logs)."""
     folder = ws / f"run-{run_id:05d}"
     with _store(ws) as s:
-        stored = s.events(run_id, limit=100_000)
+        stored = s.events.list(run_id, limit=100_000)
         for kind in ("stage_start", "stage_end", "result", "progress", "loss"):
             in_file = [e for e in _lines(folder / "events.jsonl") if e["kind"] == kind]
             assert len([e for e in stored if e["kind"] == kind]) == len(in_file), kind
-        assert len(s.power_samples(run_id)) == len(_lines(folder / "power.jsonl"))
+        assert len(s.events.power_samples(run_id)) == len(_lines(folder / "power.jsonl"))
         assert len(list((folder / "results").glob("*.json"))) == \
-            len(s.task_results(run_id)) + len(s.task_results(s.get_run(run_id)["parent_run_id"]))
+            len(s.results.task_results(run_id)) + len(s.results.task_results(s.runs.get(run_id)["parent_run_id"]))
 
 
 def test_two_slurm_runs_finish_with_all_results_in_the_store(cli_subprocess, slurm_ws, demo_model_dir):
@@ -105,22 +105,22 @@ def test_two_slurm_runs_finish_with_all_results_in_the_store(cli_subprocess, slu
     wait_for(lambda: _status(ws, a) in FINAL and _status(ws, b) in FINAL, 300, "both Slurm runs to end")
     with _store(ws) as s:
         for run_id in (a, b):
-            run = s.get_run(run_id)
+            run = s.runs.get(run_id)
             assert run["status"] == "done", run["error"]
-            job = s.slurm_job(run_id)
+            job = s.jobs.get(run_id)
             assert job["job_id"] and job["finished"] == 1 and job["node"]
-            assert [r["task"] for r in s.task_results(run_id, "pruned")] == ["boolq"]
-            base = s.get_run(run["parent_run_id"])
+            assert [r["task"] for r in s.results.task_results(run_id, "pruned")] == ["boolq"]
+            base = s.runs.get(run["parent_run_id"])
             assert base["status"] == "done"
-            assert [r["task"] for r in s.task_results(base["id"], "vanilla")] == ["boolq"]
+            assert [r["task"] for r in s.results.task_results(base["id"], "vanilla")] == ["boolq"]
             assert run["params_after"] < run["params_before"]
-            stages = [e["payload"]["stage"] for e in s.events(run_id, kinds=["stage_start"])]
+            stages = [e["payload"]["stage"] for e in s.events.list(run_id, kinds=["stage_start"])]
             assert stages == ["load", "baseline", "prune", "lora", "evaluate"]
-            assert s.power_samples(run_id), "live power of the job reached the store"
-            assert {m["name"] for m in s.metrics(run_id)} >= {"idle_power_w", "lora_eval_loss"}
+            assert s.events.power_samples(run_id), "live power of the job reached the store"
+            assert {m["name"] for m in s.results.metrics(run_id)} >= {"idle_power_w", "lora_eval_loss"}
             out, err = (ws / f"run-{run_id:05d}" / "slurm").glob(f"{job['job_id']}_0_log.*")
             assert out.exists() and err.exists()
-        assert s.get_run(a)["params_after"] > s.get_run(b)["params_after"]
+        assert s.runs.get(a)["params_after"] > s.runs.get(b)["params_after"]
     for run_id in (a, b):
         _assert_ingested_once(ws, run_id)
     shown = cli("show", str(a), check=True).stdout
@@ -136,24 +136,24 @@ def test_cancel_through_greentui_and_behind_its_back(cli_subprocess, slurm_ws, d
 
     def in_lora(run_id: int) -> bool:
         with _store(ws) as s:
-            return s.get_run(run_id)["stage"] == "lora"
+            return s.runs.get(run_id)["stage"] == "lora"
     wait_for(lambda: in_lora(ours) and in_lora(theirs), 240, "both jobs to reach LoRA")
     t0 = time.time()
     assert "cancelling" in cli("cancel", str(ours), check=True).stdout
     with _store(ws) as s:
-        job_id = s.slurm_job(theirs)["job_id"]
+        job_id = s.jobs.get(theirs)["job_id"]
     subprocess.run(["scancel", job_id], check=True)
     wait_for(lambda: _status(ws, ours) in FINAL, 30, "the cancelled run to end")
     assert time.time() - t0 < 30
     wait_for(lambda: _status(ws, theirs) in FINAL, 30, "the scancelled run to end")
     with _store(ws) as s:
-        mine, other = s.get_run(ours), s.get_run(theirs)
+        mine, other = s.runs.get(ours), s.runs.get(theirs)
         assert (mine["status"], mine["error"]) == ("cancelled", "cancelled by the user")
         assert other["status"] == "cancelled" and "cancelled outside greentui" in other["error"]
-        assert s.slurm_job(theirs)["state"] == "CANCELLED"
+        assert s.jobs.get(theirs)["state"] == "CANCELLED"
         for run in (mine, other):  # the baseline task finished before the cancel is kept
-            assert [r["task"] for r in s.task_results(run["parent_run_id"], "vanilla")] == ["boolq"]
-            assert s.get_run(run["parent_run_id"])["status"] in ("done", "cancelled")
+            assert [r["task"] for r in s.results.task_results(run["parent_run_id"], "vanilla")] == ["boolq"]
+            assert s.runs.get(run["parent_run_id"])["status"] in ("done", "cancelled")
     active = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING", "-j", job_id], capture_output=True, text=True)
     assert job_id not in active.stdout
 
@@ -165,8 +165,8 @@ def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli_subprocess
     assert pid
     wait_for(lambda: _status(ws, run_id) == "running", 120, "the job to start")
     with _store(ws) as s:
-        wait_for(lambda: s.events(run_id, kinds=["stage_start"]), 120, "the first events to be ingested")
-        job_id = s.slurm_job(run_id)["job_id"]
+        wait_for(lambda: s.events.list(run_id, kinds=["stage_start"]), 120, "the first events to be ingested")
+        job_id = s.jobs.get(run_id)["job_id"]
     os.kill(pid, signal.SIGKILL)
     time.sleep(1)
     assert subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip(), \
@@ -174,10 +174,10 @@ def test_runner_killed_then_restarted_reattaches_and_ingests_once(cli_subprocess
     worker = cli("worker", "--executor", "slurm", timeout=300)
     assert worker.returncode == 0, worker.stderr[-3000:]
     with _store(ws) as s:
-        run = s.get_run(run_id)
+        run = s.runs.get(run_id)
         assert run["status"] == "done", run["error"]
-        assert s.slurm_job(run_id)["job_id"] == job_id  # re-attached, not submitted again
-        assert s.count_runs() == 2  # the run and its baseline, each once
+        assert s.jobs.get(run_id)["job_id"] == job_id  # re-attached, not submitted again
+        assert s.runs.count() == 2  # the run and its baseline, each once
     named = subprocess.run(["squeue", "-h", "-t", "all", "-n", job_name(ws, run_id), "-o", "%i"],
                            capture_output=True, text=True).stdout.split()
     assert named == [job_id]
@@ -191,13 +191,13 @@ def test_bad_slurm_settings_are_refused_or_fail_with_slurms_reason(cli_subproces
     assert bad.returncode != 0 and "--partition: no Slurm partition 'nosuchpartition'" in bad.stderr
     assert "debug" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     with _store(ws) as s:
-        assert s.count_runs() == 0  # nothing recorded
+        assert s.runs.count() == 0  # nothing recorded
     run_id, _ = _queue(cli, model, "--gpus", "1")  # the one-node cluster has no GPUs (no GRES)
     wait_for(lambda: _status(ws, run_id) in FINAL, 60, "the refused submission to be recorded")
     with _store(ws) as s:
-        run = s.get_run(run_id)
+        run = s.runs.get(run_id)
         assert run["status"] == "failed" and run["error"].startswith("sbatch refused the job: ")
-        assert "\n" not in run["error"] and s.slurm_job(run_id)["state"] == "NOT_SUBMITTED"
+        assert "\n" not in run["error"] and s.jobs.get(run_id)["state"] == "NOT_SUBMITTED"
 
 
 def test_time_limit_reached_is_interrupted_with_slurms_reason(cli_subprocess, slurm_ws, demo_model_dir):
@@ -207,7 +207,7 @@ def test_time_limit_reached_is_interrupted_with_slurms_reason(cli_subprocess, sl
     run_id, _ = _queue(cli, model, "--lora-steps", "100000", "--time-limit", "00:02:00")  # USR2 comes ≥ 30 s in
     wait_for(lambda: _status(ws, run_id) in FINAL, 300, "Slurm to end the job at its time limit")
     with _store(ws) as s:
-        run = s.get_run(run_id)
+        run = s.runs.get(run_id)
         assert run["status"] == "interrupted", run["error"]
-        assert "time limit was reached" in run["error"] and s.slurm_job(run_id)["state"] == "TIMEOUT"
-        assert [r["task"] for r in s.task_results(run["parent_run_id"], "vanilla")] == ["boolq"]
+        assert "time limit was reached" in run["error"] and s.jobs.get(run_id)["state"] == "TIMEOUT"
+        assert [r["task"] for r in s.results.task_results(run["parent_run_id"], "vanilla")] == ["boolq"]

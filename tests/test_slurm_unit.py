@@ -95,13 +95,13 @@ def test_workspace_defaults_from_greentui_toml(tmp_path):
 # ------------------------------------------------------------------------------ sink + ingester
 def _slurm_run(tmp_path: Path) -> tuple[Store, int, Path, FileRecorder]:
     store = Store(tmp_path / "greentui.db")
-    model = store.upsert_model("/models/tiny", name="tiny")
+    model = store.models.upsert("/models/tiny", name="tiny")
     cfg = RunConfig(model="/models/tiny", executor="slurm", tasks=["boolq", "piqa"])
-    run_id = store.create_run(model, "experiment", cfg.to_dict())
-    store.claim_slurm_submission(lambda rid: f"greentui-test-run{rid}")
-    store.update_slurm_job(run_id, job_id="99", state="RUNNING")
+    run_id = store.runs.create(model, "experiment", cfg.to_dict())
+    store.jobs.claim_submission(lambda rid: f"greentui-test-run{rid}")
+    store.jobs.update(run_id, job_id="99", state="RUNNING")
     folder = tmp_path / f"run-{run_id:05d}"
-    rec = FileRecorder(folder, {"run": store.get_run(run_id), "model": store.get_model(model), "baselines": {}})
+    rec = FileRecorder(folder, {"run": store.runs.get(run_id), "model": store.models.get(model), "baselines": {}})
     return store, run_id, folder, rec
 
 
@@ -127,13 +127,13 @@ def test_ingest_copies_every_record_once_and_maps_the_baseline(tmp_path):
     ing = Ingester(store, run_id, folder)
     first = ing.ingest()
     assert (first.events, first.results, first.power) == (1, 1, 1)
-    base_id = store.slurm_job(run_id)["baseline_run_id"]
-    assert base_id and store.get_run(base_id)["kind"] == "baseline"
-    assert store.get_run(run_id)["parent_run_id"] == base_id
-    assert store.get_run(run_id)["params_before"] == 1000
-    assert [r["task"] for r in store.task_results(base_id, "vanilla")] == ["boolq"]
-    assert store.metrics(run_id)[0]["name"] == "idle_power_w"
-    assert [r["batch_size"] for r in store.efficiency(run_id)] == [1]
+    base_id = store.jobs.get(run_id)["baseline_run_id"]
+    assert base_id and store.runs.get(base_id)["kind"] == "baseline"
+    assert store.runs.get(run_id)["parent_run_id"] == base_id
+    assert store.runs.get(run_id)["params_before"] == 1000
+    assert [r["task"] for r in store.results.task_results(base_id, "vanilla")] == ["boolq"]
+    assert store.results.metrics(run_id)[0]["name"] == "idle_power_w"
+    assert [r["batch_size"] for r in store.results.efficiency(run_id)] == [1]
 
     # a line being written when the ingester reads is left for the next pass
     with (folder / "events.jsonl").open("a") as fh:
@@ -146,50 +146,50 @@ def test_ingest_copies_every_record_once_and_maps_the_baseline(tmp_path):
     rec.finish_run(run_id, "done")
     second = ing.ingest()
     assert (second.events, second.results) == (1, 1)
-    assert store.get_run(base_id)["status"] == "done"
-    assert store.get_run(run_id)["status"] == "queued"  # the job's own end is the executor's to decide
+    assert store.runs.get(base_id)["status"] == "done"
+    assert store.runs.get(run_id)["status"] == "queued"  # the job's own end is the executor's to decide
     assert read_status(folder)["status"] == "done"
 
     # again, and from a fresh ingester (a restarted runner): nothing is copied twice
     assert ing.ingest().total == 0
     assert Ingester(store, run_id, folder).ingest().total == 0
-    assert [e["payload"].get("line") for e in store.events(run_id, kinds=["log"])] == ["half a line"]
-    assert len(store.power_samples(run_id)) == 1
-    assert len(store.task_results(run_id)) == 1 and len(store.task_results(base_id)) == 1
-    assert store.count_runs() == 2
+    assert [e["payload"].get("line") for e in store.events.list(run_id, kinds=["log"])] == ["half a line"]
+    assert len(store.events.power_samples(run_id)) == 1
+    assert len(store.results.task_results(run_id)) == 1 and len(store.results.task_results(base_id)) == 1
+    assert store.runs.count() == 2
 
 
 def test_apply_ingest_refuses_a_stale_offset(tmp_path):
     store, run_id, folder, rec = _slurm_run(tmp_path)
-    assert store.apply_ingest(run_id, "events.jsonl", 0, 10, events=[
+    assert store.ingest.apply(run_id, "events.jsonl", 0, 10, events=[
         {"run_id": run_id, "t": 1.0, "kind": "log", "payload": {"line": "a"}}])
     # a second ingester that read from offset 0 too must not add its copy
-    assert not store.apply_ingest(run_id, "events.jsonl", 0, 10, events=[
+    assert not store.ingest.apply(run_id, "events.jsonl", 0, 10, events=[
         {"run_id": run_id, "t": 1.0, "kind": "log", "payload": {"line": "a"}}])
-    assert len(store.events(run_id)) == 1 and store.ingest_offset(run_id, "events.jsonl") == 10
+    assert len(store.events.list(run_id)) == 1 and store.ingest.offset(run_id, "events.jsonl") == 10
 
 
 def test_local_runners_never_claim_slurm_runs(tmp_path):
     store = Store(tmp_path / "greentui.db")
-    model = store.upsert_model("/models/tiny")
-    slurm = store.create_run(model, "experiment", RunConfig(model="m", executor="slurm").to_dict())
-    local = store.create_run(model, "experiment", RunConfig(model="m").to_dict())
+    model = store.models.upsert("/models/tiny")
+    slurm = store.runs.create(model, "experiment", RunConfig(model="m", executor="slurm").to_dict())
+    local = store.runs.create(model, "experiment", RunConfig(model="m").to_dict())
     from backend.execution.devices import cpu_devices
     from backend.execution.executors import SlurmExecutor
     from backend.execution.executors.local import LocalExecutor
     here = LocalExecutor(tmp_path, cpu_devices(1), runner_id=1)
-    queued = store.queued_candidates()
+    queued = store.queue.candidates()
     assert [r["id"] for r in queued if here.wants(r)] == [local]
     assert [r["id"] for r in queued if SlurmExecutor(tmp_path, None).wants(r)] == [slurm]
-    assert store.claim_run(local, runner_id=1, executor="local", device="cpu")
-    store.finish_run(local, "done")
-    job = store.claim_slurm_submission(lambda rid: f"n{rid}")
-    assert job["run_id"] == slurm and store.claim_slurm_submission(lambda rid: "x") is None  # reserved once
+    assert store.queue.claim(local, runner_id=1, executor="local", device="cpu")
+    store.runs.finish(local, "done")
+    job = store.jobs.claim_submission(lambda rid: f"n{rid}")
+    assert job["run_id"] == slurm and store.jobs.claim_submission(lambda rid: "x") is None  # reserved once
     with pytest.raises(GreentuiError, match="has a Slurm job; cancel it before deleting"):
-        store.delete_runs([slurm])  # queued, but its job exists: deleting would orphan it
-    store.mark_started(slurm)
-    assert store.running_runs() == []  # a Slurm run is never judged by a local pid
-    json.dumps(store.open_slurm_jobs())
+        store.runs.delete([slurm])  # queued, but its job exists: deleting would orphan it
+    store.runs.mark_started(slurm)
+    assert store.runs.running() == []  # a Slurm run is never judged by a local pid
+    json.dumps(store.jobs.open())
 
 
 # ------------------------------------------------------------------------------ Run detail
@@ -202,9 +202,9 @@ async def test_run_detail_tails_the_slurm_jobs_stdout_and_stderr(tmp_path):
     from greentui.widgets.job_log import JobLog
 
     store, run_id, folder, _ = _slurm_run(tmp_path)
-    local = store.create_run(store.upsert_model("/m"), "experiment", RunConfig(model="/m").to_dict())
-    store.update_slurm_job(run_id, job_id="4242", state="RUNNING", node="gpu-node-7")
-    store.mark_started(run_id)
+    local = store.runs.create(store.models.upsert("/m"), "experiment", RunConfig(model="/m").to_dict())
+    store.jobs.update(run_id, job_id="4242", state="RUNNING", node="gpu-node-7")
+    store.runs.mark_started(run_id)
     logs = folder / "slurm"
     logs.mkdir(parents=True)
     (logs / "4242_0_log.out").write_text("submitit INFO starting\n")
@@ -269,7 +269,7 @@ async def test_new_run_form_queues_a_slurm_run_with_workspace_defaults(tmp_path,
             await pilot.pause()
 
         await queue()
-        assert app.store.count_runs() == 0
+        assert app.store.runs.count() == 0
         field = "executor" if no_slurm else "partition"
         label = screen.query_one(f"#err-{field}", Label)
         assert label.display and ("no Slurm partition 'nosuchpartition'" in str(label.render()) or no_slurm)
@@ -278,7 +278,7 @@ async def test_new_run_form_queues_a_slurm_run_with_workspace_defaults(tmp_path,
         screen.query_one("#f-partition", Input).value = "debug"
         await pilot.pause()
         await queue()
-        run = app.store.list_runs(limit=1)[0]
-        cfg = app.store.get_run(run["id"])["config"]
+        run = app.store.runs.list(limit=1)[0]
+        cfg = app.store.runs.get(run["id"])["config"]
         assert run["status"] == "queued" and cfg["executor"] == "slurm" and cfg["partition"] == "debug"
         assert cfg["time_limit"] == "00:30:00" and cfg["slurm_arg"] == ["qos=low"]

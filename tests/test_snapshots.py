@@ -38,16 +38,16 @@ def _results(variant: str, scale_acc: float, scale_wh: float) -> list[dict]:
 def build_fixed_store(ws: Path) -> dict[str, int]:
     """A model; a baseline and two experiments (done); two queued, one failed, one interrupted."""
     s = Store(db_path(ws))
-    mid = s.upsert_model("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_234_567, layers=6,
+    mid = s.models.upsert("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_234_567, layers=6,
                          heads=12, kv_heads=4, hidden=192, intermediate=384, size_bytes=5_000_000)
     cfg = RunConfig(model="org/tiny-llama", limit=50).to_dict()
-    base = s.create_run(mid, "baseline", dict(cfg, no_prune=True), status="done")
-    s.save_task_results(base, _results("vanilla", 1.0, 1.0))
-    exp = s.create_run(mid, "experiment", cfg, status="done", parent_run_id=base)
+    base = s.runs.create(mid, "baseline", dict(cfg, no_prune=True), status="done")
+    s.results.save_task_results(base, _results("vanilla", 1.0, 1.0))
+    exp = s.runs.create(mid, "experiment", cfg, status="done", parent_run_id=base)
     rows = _results("pruned", 0.9, 0.7)
     rows[0]["acc"] = 0.10  # beyond noise on arc_challenge
-    s.save_task_results(exp, rows)
-    s.update_run(exp, params_before=1_234_567, params_after=900_000, stage="evaluate", device="cpu")
+    s.results.save_task_results(exp, rows)
+    s.runs.update(exp, params_before=1_234_567, params_after=900_000, stage="evaluate", device="cpu")
     for kind, payload in [
         ("stage_start", {"stage": "load", "index": 0, "total": 5}),
         ("log", {"line": "loading org/tiny-llama on cpu"}),
@@ -63,28 +63,28 @@ def build_fixed_store(ws: Path) -> dict[str, int]:
         ("result", {"variant": "pruned", "task": "boolq", "acc": 0.558, "wh": 3.0, "meter": "codecarbon"}),
         ("done", {"status": "done"}),
     ]:
-        s.add_event(exp, kind, payload)
+        s.events.add(exp, kind, payload)
     for i in range(30):
-        s.add_power_sample(exp, T0 + 600 + i, 40.0 + (i % 7), "rapl", 65.0)
-    exp2 = s.create_run(mid, "experiment", dict(cfg, prune_ratio=0.5), status="done", parent_run_id=base)
-    s.save_task_results(exp2, _results("pruned", 0.8, 0.5))
-    s.update_run(exp2, params_before=1_234_567, params_after=700_000)
+        s.events.add_power_sample(exp, T0 + 600 + i, 40.0 + (i % 7), "rapl", 65.0)
+    exp2 = s.runs.create(mid, "experiment", dict(cfg, prune_ratio=0.5), status="done", parent_run_id=base)
+    s.results.save_task_results(exp2, _results("pruned", 0.8, 0.5))
+    s.runs.update(exp2, params_before=1_234_567, params_after=700_000)
     # a second baseline with the same numbers (merged in Compare) and two more experiments: four to compare
-    base3 = s.create_run(mid, "baseline", dict(cfg, no_prune=True), status="done")
-    s.save_task_results(base3, _results("vanilla", 1.0, 1.05))
-    exp3 = s.create_run(mid, "experiment", dict(cfg, importance="l1"), status="done", parent_run_id=base3)
-    s.save_task_results(exp3, _results("pruned", 0.95, 0.8))
-    exp4 = s.create_run(mid, "experiment", dict(cfg, importance="layer-drop", prune_ratio=0.25), status="done",
+    base3 = s.runs.create(mid, "baseline", dict(cfg, no_prune=True), status="done")
+    s.results.save_task_results(base3, _results("vanilla", 1.0, 1.05))
+    exp3 = s.runs.create(mid, "experiment", dict(cfg, importance="l1"), status="done", parent_run_id=base3)
+    s.results.save_task_results(exp3, _results("pruned", 0.95, 0.8))
+    exp4 = s.runs.create(mid, "experiment", dict(cfg, importance="layer-drop", prune_ratio=0.25), status="done",
                         parent_run_id=base)
     rows4 = _results("pruned", 0.7, 0.6)
     rows4[2]["acc"] = 0.0  # a measured zero: drawn as "0", not as a gap
-    s.save_task_results(exp4, rows4)
-    q1 = s.create_run(mid, "experiment", dict(cfg, prune_ratio=0.25), status="queued")
-    q2 = s.create_run(mid, "experiment", dict(cfg, importance="l2"), status="queued")
-    failed = s.create_run(mid, "experiment", cfg, status="queued")
-    s.finish_run(failed, "failed", "CUDA out of memory while pruning layer 3")
-    lost = s.create_run(mid, "experiment", dict(cfg, importance="random"), status="queued")
-    s.finish_run(lost, "interrupted", "the runner died (pid 4242)")
+    s.results.save_task_results(exp4, rows4)
+    q1 = s.runs.create(mid, "experiment", dict(cfg, prune_ratio=0.25), status="queued")
+    q2 = s.runs.create(mid, "experiment", dict(cfg, importance="l2"), status="queued")
+    failed = s.runs.create(mid, "experiment", cfg, status="queued")
+    s.runs.finish(failed, "failed", "CUDA out of memory while pruning layer 3")
+    lost = s.runs.create(mid, "experiment", dict(cfg, importance="random"), status="queued")
+    s.runs.finish(lost, "interrupted", "the runner died (pid 4242)")
     # fixed clocks: what the screens show as dates and durations never depends on today
     c = s.conn
     c.execute("UPDATE models SET added_at = ?", (T0,))
@@ -106,31 +106,31 @@ def build_finished_demo(ws: Path) -> int:
     model_dir = ws / "demo-model"
     shutil.copytree(SHIPPED_DEMO_MODEL, model_dir)
     s = Store(db_path(ws))
-    mid = s.upsert_model(str(model_dir), name=str(model_dir), arch="llama", params=1_312_384, layers=6,
+    mid = s.models.upsert(str(model_dir), name=str(model_dir), arch="llama", params=1_312_384, layers=6,
                          heads=8, kv_heads=4, hidden=128, intermediate=384, size_bytes=5_255_576)
     cfg = demo_config(str(model_dir)).to_dict()
     cfg["data_dir"] = "bundled"
-    base = s.create_run(mid, "baseline", dict(cfg, no_prune=True), status="done")
+    base = s.runs.create(mid, "baseline", dict(cfg, no_prune=True), status="done")
     chance = {"arc_challenge": 0.2, "arc_easy": 0.3, "boolq": 0.6, "hellaswag": 0.2, "piqa": 0.5,
               "openbookqa": 0.1, "winogrande": 0.5}
     rows = [{"variant": "vanilla", "task": t, "acc": a, "acc_stderr": 0.13, "acc_norm": a,
              "energy_kwh": 0.0000021, "meter": "codecarbon:cpu_load-estimate", "n_samples": 10, "seconds": 4.0}
             for t, a in chance.items()]
-    s.save_task_results(base, rows)
-    s.save_metric(base, "vanilla", "ppl_wikitext2", 72.58)
-    exp = s.create_run(mid, "experiment", cfg, status="done", parent_run_id=base, label="demo")
-    s.save_task_results(exp, [dict(r, variant="pruned", acc=r["acc"] * 0.9, energy_kwh=0.0000017) for r in rows])
-    s.save_metric(exp, "pruned", "ppl_wikitext2_before_lora", 79.87)
-    s.save_metric(exp, "pruned", "ppl_wikitext2", 76.24)
-    s.update_run(exp, params_before=1_312_384, params_after=956_032, stage="evaluate", device="cpu")
+    s.results.save_task_results(base, rows)
+    s.results.save_metric(base, "vanilla", "ppl_wikitext2", 72.58)
+    exp = s.runs.create(mid, "experiment", cfg, status="done", parent_run_id=base, label="demo")
+    s.results.save_task_results(exp, [dict(r, variant="pruned", acc=r["acc"] * 0.9, energy_kwh=0.0000017) for r in rows])
+    s.results.save_metric(exp, "pruned", "ppl_wikitext2_before_lora", 79.87)
+    s.results.save_metric(exp, "pruned", "ppl_wikitext2", 76.24)
+    s.runs.update(exp, params_before=1_312_384, params_after=956_032, stage="evaluate", device="cpu")
     for i, (stage, secs) in enumerate((("load", 31.4), ("baseline", 84.1), ("prune", 36.5), ("lora", 205.6),
                                        ("evaluate", 37.5))):
-        s.add_event(exp, "stage_start", {"stage": stage, "index": i, "total": 5})
-        s.add_event(exp, "stage_end", {"stage": stage, "seconds": secs})
-    s.add_event(exp, "log", {"line": "vanilla WikiText-2 perplexity 72.58 on 2032 tokens"})
-    s.add_event(exp, "log", {"line": "pruned, before LoRA, WikiText-2 perplexity 79.87 on 2032 tokens"})
-    s.add_event(exp, "log", {"line": "pruned WikiText-2 perplexity 76.24 on 2032 tokens"})
-    s.add_event(exp, "done", {"status": "done"})
+        s.events.add(exp, "stage_start", {"stage": stage, "index": i, "total": 5})
+        s.events.add(exp, "stage_end", {"stage": stage, "seconds": secs})
+    s.events.add(exp, "log", {"line": "vanilla WikiText-2 perplexity 72.58 on 2032 tokens"})
+    s.events.add(exp, "log", {"line": "pruned, before LoRA, WikiText-2 perplexity 79.87 on 2032 tokens"})
+    s.events.add(exp, "log", {"line": "pruned WikiText-2 perplexity 76.24 on 2032 tokens"})
+    s.events.add(exp, "done", {"status": "done"})
     c = s.conn
     c.execute("UPDATE models SET added_at = ?", (T0,))
     c.execute("UPDATE runs SET created_at = ? + id * 60, started_at = ? + id * 60 + 5, "

@@ -11,20 +11,21 @@ import textwrap
 import pytest
 
 from backend.errors import GreentuiError
-from backend.store.database import SCHEMA_VERSION, Store
+from backend.store import Store
+from backend.store.tables import SCHEMA_VERSION
 
 WRITER = textwrap.dedent("""
     import sys
     from backend.store import Store
     db, n, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     s = Store(db)
-    run = s.create_run(None, "experiment", {"tag": tag}, status="running")
+    run = s.runs.create(None, "experiment", {"tag": tag}, status="running")
     for i in range(n):
         if i % 2:
-            s.add_event(run, "log", {"i": i, "tag": tag})
+            s.events.add(run, "log", {"i": i, "tag": tag})
         else:
-            s.save_task_results(run, [{"variant": "pruned", "task": f"t{i}", "acc": 0.5, "energy_kwh": 1e-6}])
-    s.finish_run(run, "done")
+            s.results.save_task_results(run, [{"variant": "pruned", "task": f"t{i}", "acc": 0.5, "energy_kwh": 1e-6}])
+    s.runs.finish(run, "done")
     print(run)
 """)
 
@@ -37,7 +38,7 @@ def test_fresh_store_has_schema_wal_and_foreign_keys(tmp_path):
     tables = set(s.db.table_names())
     assert {"models", "runs", "task_results", "events", "power_samples", "schema_version"} <= tables
     with pytest.raises(sqlite3.IntegrityError):
-        s.create_run(9999, "experiment", {})  # no such model
+        s.runs.create(9999, "experiment", {})  # no such model
 
 
 def test_reopening_does_not_migrate_twice(tmp_path):
@@ -85,7 +86,7 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_untouched(tmp_path, c
 def test_truncated_database_gives_clear_error(tmp_path):
     db = tmp_path / "greentui.db"
     s = Store(db)
-    s.create_run(None, "experiment", {})
+    s.runs.create(None, "experiment", {})
     s.close()
     data = db.read_bytes()
     db.write_bytes(data[:100] + b"\xff" * 200)  # valid magic, broken header and pages
@@ -95,57 +96,57 @@ def test_truncated_database_gives_clear_error(tmp_path):
 
 def test_task_results_are_written_in_one_transaction(tmp_path):
     s = Store(tmp_path / "g.db")
-    run = s.create_run(None, "experiment", {})
+    run = s.runs.create(None, "experiment", {})
     rows = [{"variant": "pruned", "task": "boolq", "acc": 0.6}, {"variant": "bogus", "task": "piqa", "acc": 0.5}]
     with pytest.raises(ValueError):
-        s.save_task_results(run, rows)
-    assert s.task_results(run) == []  # the valid first row was rolled back with the bad one
+        s.results.save_task_results(run, rows)
+    assert s.results.task_results(run) == []  # the valid first row was rolled back with the bad one
 
 
 def test_claim_is_exclusive_and_respects_pause_and_order(tmp_path):
     s = Store(tmp_path / "g.db")
-    a = s.create_run(None, "experiment", {"n": 1})
-    b = s.create_run(None, "experiment", {"n": 2})
-    s.move_in_queue(b, -1)
-    assert [r["id"] for r in s.queued_candidates()] == [b, a]
-    s.set_queue_paused(True)
-    assert not s.claim_run(b, runner_id=1, executor="local", device="cpu")
-    s.set_queue_paused(False)
-    assert s.claim_run(b, runner_id=1, executor="local", device="cpu", slot="cpu")
-    assert not s.claim_run(b, runner_id=2, executor="local", device="cpu")  # one claim per run
-    run = s.get_run(b)
+    a = s.runs.create(None, "experiment", {"n": 1})
+    b = s.runs.create(None, "experiment", {"n": 2})
+    s.queue.move(b, -1)
+    assert [r["id"] for r in s.queue.candidates()] == [b, a]
+    s.queue.set_paused(True)
+    assert not s.queue.claim(b, runner_id=1, executor="local", device="cpu")
+    s.queue.set_paused(False)
+    assert s.queue.claim(b, runner_id=1, executor="local", device="cpu", slot="cpu")
+    assert not s.queue.claim(b, runner_id=2, executor="local", device="cpu")  # one claim per run
+    run = s.runs.get(b)
     assert (run["status"], run["runner_id"], run["executor"], run["slot"]) == ("running", 1, "local", "cpu")
-    assert [r["id"] for r in s.queued_candidates()] == [a]
+    assert [r["id"] for r in s.queue.candidates()] == [a]
 
 
 def test_interrupted_runs_pause_the_queue_and_keep_whole_results(tmp_path):
     s = Store(tmp_path / "g.db")
-    run = s.create_run(None, "experiment", {}, status="running", pid=999999)
-    s.save_task_result(run, "pruned", "boolq", {"acc": 0.5})
-    assert s.mark_interrupted([run], "gone") == 1
-    assert s.get_run(run)["status"] == "interrupted"
-    assert s.queue_paused()
-    assert len(s.task_results(run)) == 1
+    run = s.runs.create(None, "experiment", {}, status="running", pid=999999)
+    s.results.save_task_result(run, "pruned", "boolq", {"acc": 0.5})
+    assert s.runs.mark_interrupted([run], "gone") == 1
+    assert s.runs.get(run)["status"] == "interrupted"
+    assert s.queue.paused()
+    assert len(s.results.task_results(run)) == 1
 
 
 def test_list_runs_summarises_against_the_baseline(tmp_path):
     s = Store(tmp_path / "g.db")
-    m = s.upsert_model("/m", name="m", arch="llama")
-    base = s.create_run(m, "baseline", {}, status="done")
-    exp = s.create_run(m, "experiment", {"importance": "taylor", "prune_ratio": 0.25}, parent_run_id=base)
-    s.save_task_results(base, [{"variant": "vanilla", "task": "boolq", "acc": 0.8, "energy_kwh": 0.002},
+    m = s.models.upsert("/m", name="m", arch="llama")
+    base = s.runs.create(m, "baseline", {}, status="done")
+    exp = s.runs.create(m, "experiment", {"importance": "taylor", "prune_ratio": 0.25}, parent_run_id=base)
+    s.results.save_task_results(base, [{"variant": "vanilla", "task": "boolq", "acc": 0.8, "energy_kwh": 0.002},
                                {"variant": "vanilla", "task": "piqa", "acc": 0.6, "energy_kwh": 0.002}])
-    s.save_task_results(exp, [{"variant": "pruned", "task": "boolq", "acc": 0.6, "energy_kwh": 0.001},
+    s.results.save_task_results(exp, [{"variant": "pruned", "task": "boolq", "acc": 0.6, "energy_kwh": 0.001},
                               {"variant": "pruned", "task": "piqa", "acc": 0.45, "energy_kwh": 0.002}])
-    row = next(r for r in s.list_runs() if r["id"] == exp)
+    row = next(r for r in s.runs.list() if r["id"] == exp)
     assert row["avg_acc"] == pytest.approx(0.525)
     assert row["base_acc"] == pytest.approx(0.7)
     assert row["acc_ratio"] == pytest.approx(0.75)
     assert row["avg_wh"] == pytest.approx(1.5)
     assert row["wh_ratio"] == pytest.approx(0.75)
     assert row["method"] == "taylor" and row["prune_ratio"] == 0.25
-    assert s.count_runs(text="taylor") == 1
-    assert [r["id"] for r in s.list_runs(order="avg_acc", descending=True)][0] == base
+    assert s.runs.count(text="taylor") == 1
+    assert [r["id"] for r in s.runs.list(order="avg_acc", descending=True)][0] == base
 
 
 @pytest.mark.parametrize("order", ["id", "model", "status", "avg_acc", "avg_wh", "acc_ratio", "wh_ratio",
@@ -155,44 +156,44 @@ def test_list_runs_pages_agree_with_one_page_and_with_the_averages(tmp_path, ord
     baseline averages are those of its task results, whichever way the page was chosen (page-first for
     plain keys, all averages first for the average keys)."""
     s = Store(tmp_path / "g.db")
-    m1, m2 = s.upsert_model("/a", name="a", arch="llama"), s.upsert_model("/b", name="b", arch="llama")
-    base = s.create_run(m1, "baseline", {}, status="done")
+    m1, m2 = s.models.upsert("/a", name="a", arch="llama"), s.models.upsert("/b", name="b", arch="llama")
+    base = s.runs.create(m1, "baseline", {}, status="done")
     runs = [base]
     for i, (acc, wh) in enumerate([(0.6, 0.001), (0.4, 0.003), (0.7, 0.002)]):
-        run = s.create_run(m1 if i % 2 else m2, "experiment", {"importance": ["taylor", "l1", "random"][i],
+        run = s.runs.create(m1 if i % 2 else m2, "experiment", {"importance": ["taylor", "l1", "random"][i],
                            "prune_ratio": [0.2, 0.5, 0.3][i]}, parent_run_id=base, status="done")
-        s.save_task_results(run, [{"variant": "pruned", "task": "boolq", "acc": acc, "energy_kwh": wh}])
+        s.results.save_task_results(run, [{"variant": "pruned", "task": "boolq", "acc": acc, "energy_kwh": wh}])
         runs.append(run)
-    ref = s.create_run(m2, "reference", {}, status="done")  # a published pair: its own baseline
-    s.save_task_results(ref, [{"variant": "vanilla", "task": "boolq", "acc": 0.9, "energy_kwh": 0.004},
+    ref = s.runs.create(m2, "reference", {}, status="done")  # a published pair: its own baseline
+    s.results.save_task_results(ref, [{"variant": "vanilla", "task": "boolq", "acc": 0.9, "energy_kwh": 0.004},
                               {"variant": "pruned", "task": "boolq", "acc": 0.45, "energy_kwh": 0.002}])
-    runs += [ref, s.create_run(m1, "experiment", {}, status="failed", parent_run_id=base)]
-    s.save_task_results(base, [{"variant": "vanilla", "task": "boolq", "acc": 0.8, "energy_kwh": 0.002}])
+    runs += [ref, s.runs.create(m1, "experiment", {}, status="failed", parent_run_id=base)]
+    s.results.save_task_results(base, [{"variant": "vanilla", "task": "boolq", "acc": 0.8, "energy_kwh": 0.002}])
     expected = {base: (0.8, None), runs[1]: (0.6, 0.75), runs[2]: (0.4, 0.5), runs[3]: (0.7, 0.875),
                 ref: (0.45, 0.5), runs[-1]: (None, None)}
     for descending in (True, False):
-        whole = s.list_runs(limit=100, order=order, descending=descending)
-        paged = [r for off in range(0, 6, 2) for r in s.list_runs(limit=2, offset=off, order=order,
+        whole = s.runs.list(limit=100, order=order, descending=descending)
+        paged = [r for off in range(0, 6, 2) for r in s.runs.list(limit=2, offset=off, order=order,
                                                                    descending=descending)]
         assert paged == whole and sorted(r["id"] for r in whole) == sorted(runs)
         for r in whole:
             acc, ratio = expected[r["id"]]
             assert r["avg_acc"] == pytest.approx(acc) and r["acc_ratio"] == pytest.approx(ratio), r
-    assert [r["id"] for r in s.list_runs(order="acc_ratio", limit=2)] == [runs[3], runs[1]]
+    assert [r["id"] for r in s.runs.list(order="acc_ratio", limit=2)] == [runs[3], runs[1]]
     # a filter (the Runs screen's `/`, `greentui ls --status`) with the same order, one page and two
-    of_b = s.list_runs(limit=100, order=order, text="/b")
+    of_b = s.runs.list(limit=100, order=order, text="/b")
     assert sorted(r["id"] for r in of_b) == sorted([runs[1], runs[3], ref])
-    assert [r for off in (0, 2) for r in s.list_runs(limit=2, offset=off, order=order, text="/b")] == of_b
-    assert runs[-1] not in {r["id"] for r in s.list_runs(limit=100, order=order, statuses=["done"])}
+    assert [r for off in (0, 2) for r in s.runs.list(limit=2, offset=off, order=order, text="/b")] == of_b
+    assert runs[-1] not in {r["id"] for r in s.runs.list(limit=100, order=order, statuses=["done"])}
 
 
 def test_delete_refuses_running_runs(tmp_path):
     s = Store(tmp_path / "g.db")
-    r = s.create_run(None, "experiment", {}, status="running", pid=os.getpid())
+    r = s.runs.create(None, "experiment", {}, status="running", pid=os.getpid())
     with pytest.raises(GreentuiError, match="running"):
-        s.delete_runs([r])
-    s.finish_run(r, "failed", "x")
-    assert s.delete_runs([r]) == 1
+        s.runs.delete([r])
+    s.runs.finish(r, "failed", "x")
+    assert s.runs.delete([r]) == 1
 
 
 @pytest.mark.parametrize("before", [1, 3])
@@ -207,18 +208,18 @@ def test_a_database_made_before_the_control_plane_upgrades_in_place(tmp_path, mo
         m.setattr(store_mod, "SCHEMA_VERSION", before)
         old = Store(path)
         assert old.schema_version() == before
-        queued = old.create_run(None, "experiment", {"model": "m"})
-        running = old.create_run(None, "baseline", {"model": "m"}, status="running", pid=424242)
-        old.save_task_result(running, "vanilla", "boolq", {"acc": 0.5})
+        queued = old.runs.create(None, "experiment", {"model": "m"})
+        running = old.runs.create(None, "baseline", {"model": "m"}, status="running", pid=424242)
+        old.results.save_task_result(running, "vanilla", "boolq", {"acc": 0.5})
         old.close()
     new = Store(path)
     assert new.schema_version() == store_mod.SCHEMA_VERSION > before
     cols = {r[1] for r in new.conn.execute("PRAGMA table_info(runs)")}
     assert {"cancel_requested", "pid_start", "runner_id", "executor", "slot"} <= cols
     assert "runners" in {r[0] for r in new.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert new.get_run(queued)["status"] == "queued" and new.get_run(running)["pid"] == 424242
-    assert len(new.task_results(running)) == 1
-    assert new.claim_run(queued, runner_id=new.register_runner("h", 1, 0.0, requested="auto", devices=[],
+    assert new.runs.get(queued)["status"] == "queued" and new.runs.get(running)["pid"] == 424242
+    assert len(new.results.task_results(running)) == 1
+    assert new.queue.claim(queued, runner_id=new.runners.register("h", 1, 0.0, requested="auto", devices=[],
                                                                executors=[]), executor="local", device="cpu")
-    assert new.request_cancel(queued) == "cancelling"
+    assert new.queue.request_cancel(queued) == "cancelling"
     assert new.integrity_check() == "ok"

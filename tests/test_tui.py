@@ -47,29 +47,29 @@ def results(scale_acc: float, scale_wh: float) -> list[dict]:
 def seed(ws: Path) -> dict[str, int]:
     """A model, a baseline + experiment pair (done), a queued, a second queued, a failed run."""
     s = Store(db_path(ws))
-    mid = s.upsert_model("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_234_567, layers=6,
+    mid = s.models.upsert("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_234_567, layers=6,
                          heads=12, kv_heads=4, hidden=192, intermediate=384, size_bytes=5_000_000)
     exp_cfg = RunConfig(model="org/tiny-llama").to_dict()
     base_cfg = RunConfig(model="org/tiny-llama", no_prune=True).to_dict()
-    base = s.create_run(mid, "baseline", base_cfg, status="done")
-    s.save_task_results(base, [dict(r, variant="vanilla") for r in results(1.0, 1.0)])
-    exp = s.create_run(mid, "experiment", exp_cfg, status="done", parent_run_id=base)
+    base = s.runs.create(mid, "baseline", base_cfg, status="done")
+    s.results.save_task_results(base, [dict(r, variant="vanilla") for r in results(1.0, 1.0)])
+    exp = s.runs.create(mid, "experiment", exp_cfg, status="done", parent_run_id=base)
     rows = [dict(r, variant="pruned") for r in results(0.9, 0.7)]
     rows[0]["acc"] = 0.10  # a difference far beyond noise on arc_challenge
-    s.save_task_results(exp, rows)
-    s.update_run(exp, params_before=1_234_567, params_after=900_000, stage="evaluate")
-    s.add_event(exp, "stage_start", {"stage": "load", "index": 0, "total": 5})
-    s.add_event(exp, "log", {"line": "loading org/tiny-llama on cpu"})
-    s.add_event(exp, "stage_end", {"stage": "load", "seconds": 1.2})
-    s.add_event(exp, "progress", {"stage": "prune", "fraction": 0.5, "message": "taylor importance"})
-    s.add_event(exp, "result", {"variant": "pruned", "task": "boolq", "acc": 0.55, "wh": 3.0, "meter": "codecarbon"})
-    s.add_event(exp, "done", {"status": "done"})
+    s.results.save_task_results(exp, rows)
+    s.runs.update(exp, params_before=1_234_567, params_after=900_000, stage="evaluate")
+    s.events.add(exp, "stage_start", {"stage": "load", "index": 0, "total": 5})
+    s.events.add(exp, "log", {"line": "loading org/tiny-llama on cpu"})
+    s.events.add(exp, "stage_end", {"stage": "load", "seconds": 1.2})
+    s.events.add(exp, "progress", {"stage": "prune", "fraction": 0.5, "message": "taylor importance"})
+    s.events.add(exp, "result", {"variant": "pruned", "task": "boolq", "acc": 0.55, "wh": 3.0, "meter": "codecarbon"})
+    s.events.add(exp, "done", {"status": "done"})
     for i in range(5):
-        s.add_power_sample(exp, 1000.0 + i, 40.0 + i, "rapl", 65.0)
-    q1 = s.create_run(mid, "experiment", dict(exp_cfg, prune_ratio=0.5), status="queued")
-    q2 = s.create_run(mid, "experiment", dict(exp_cfg, prune_ratio=0.25), status="queued")
-    failed = s.create_run(mid, "experiment", exp_cfg, status="queued")
-    s.finish_run(failed, "failed", "CUDA out of memory while pruning layer 3")
+        s.events.add_power_sample(exp, 1000.0 + i, 40.0 + i, "rapl", 65.0)
+    q1 = s.runs.create(mid, "experiment", dict(exp_cfg, prune_ratio=0.5), status="queued")
+    q2 = s.runs.create(mid, "experiment", dict(exp_cfg, prune_ratio=0.25), status="queued")
+    failed = s.runs.create(mid, "experiment", exp_cfg, status="queued")
+    s.runs.finish(failed, "failed", "CUDA out of memory while pruning layer 3")
     s.close()
     return {"model": mid, "base": base, "exp": exp, "q1": q1, "q2": q2, "failed": failed}
 
@@ -198,14 +198,14 @@ async def test_runs_multiselect_requeue_and_delete_with_confirmation(seeded) -> 
         assert screen.selected == {ids["exp"], ids["failed"]}
         assert str(table.get_row(str(ids["exp"]))[0]) == f"●{ids['exp']}"
         # re-queue with the same config
-        before = app.store.count_runs()
+        before = app.store.runs.count()
         await pilot.press("R")
         await pilot.pause()
-        assert app.store.count_runs() == before + 2
-        newest = app.store.list_runs(limit=2)
+        assert app.store.runs.count() == before + 2
+        newest = app.store.runs.list(limit=2)
         assert {r["status"] for r in newest} == {"queued"}
-        assert {json.dumps(app.store.get_run(r["id"])["config"], sort_keys=True) for r in newest} == \
-            {json.dumps(app.store.get_run(ids["exp"])["config"], sort_keys=True)}
+        assert {json.dumps(app.store.runs.get(r["id"])["config"], sort_keys=True) for r in newest} == \
+            {json.dumps(app.store.runs.get(ids["exp"])["config"], sort_keys=True)}
         assert screen.selected == set()
         # delete asks first: n keeps, y deletes
         table.move_cursor(row=table.get_row_index(str(ids["failed"])))
@@ -215,13 +215,13 @@ async def test_runs_multiselect_requeue_and_delete_with_confirmation(seeded) -> 
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         await pilot.pause()
-        assert app.store.get_run(ids["failed"]) is not None
+        assert app.store.runs.get(ids["failed"]) is not None
         await pilot.press("x")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await pilot.pause()
-        assert app.store.get_run(ids["failed"]) is None
+        assert app.store.runs.get(ids["failed"]) is None
         assert str(ids["failed"]) not in table_keys(screen.query_one(DataTable))
 
 
@@ -231,8 +231,8 @@ async def test_runs_picks_up_changes_from_another_process(seeded) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         other = Store(db_path(ws))  # the runner or a CLI command, elsewhere
-        other.update_run(ids["q1"], status="running", pid=os.getpid())
-        other.add_event(ids["q1"], "stage_start", {"stage": "load"})
+        other.runs.update(ids["q1"], status="running", pid=os.getpid())
+        other.events.add(ids["q1"], "stage_start", {"stage": "load"})
         other.close()
         await pilot.pause(1.2)
         row = app.screen.query_one(DataTable).get_row(str(ids["q1"]))
@@ -303,9 +303,9 @@ async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
     from tests.snapshot import screen_text
 
     s = Store(db_path(ws))
-    mid = s.upsert_model("/models/m[red]x[/red]", name="org/m[red]x[/red]")
-    s.create_run(mid, "baseline", {"model": "/models/m[red]x[/red]"}, status="done")
-    s.create_run(mid, "experiment", {"model": "/models/m[red]x[/red]"})  # queued
+    mid = s.models.upsert("/models/m[red]x[/red]", name="org/m[red]x[/red]")
+    s.runs.create(mid, "baseline", {"model": "/models/m[red]x[/red]"}, status="done")
+    s.runs.create(mid, "experiment", {"model": "/models/m[red]x[/red]"})  # queued
     s.close()
     app = app_for(ws)
     async with app.run_test(size=(160, 24)) as pilot:
@@ -318,7 +318,7 @@ async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
 
 async def test_ten_thousand_runs_first_screen(ws: Path) -> None:
     s = Store(db_path(ws))
-    mid = s.upsert_model("org/m", name="org/m")
+    mid = s.models.upsert("org/m", name="org/m")
     cfg = json.dumps(RunConfig(model="org/m").to_dict())
     t = time.time()
     s.insert_rows("runs", [{"model_id": mid, "kind": "experiment", "config": cfg, "status": "done",
@@ -355,24 +355,24 @@ async def test_queue_reorder_cancel_pause(seeded) -> None:
         await pilot.press("K")
         await pilot.pause()
         assert table_keys(table) == [str(ids["q2"]), str(ids["q1"])]
-        assert [r["id"] for r in app.store.queued_runs()] == [ids["q2"], ids["q1"]]
+        assert [r["id"] for r in app.store.queue.queued()] == [ids["q2"], ids["q1"]]
         await pilot.press("J")
         await pilot.pause()
         assert table_keys(table)[1] == str(ids["q2"])
         # pause / resume
-        assert not app.store.queue_paused()
+        assert not app.store.queue.paused()
         await pilot.press("p")
         await pilot.pause()
-        assert app.store.queue_paused()
+        assert app.store.queue.paused()
         assert "PAUSED" in str(screen.query_one("#queue-state", Static).render())
         await pilot.press("p")
         await pilot.pause()
-        assert not app.store.queue_paused()
+        assert not app.store.queue.paused()
         # cancel a queued run
         table.move_cursor(row=table.get_row_index(str(ids["q1"])))
         await pilot.press("x")
         await pilot.pause()
-        assert app.store.get_run(ids["q1"])["status"] == "cancelled"
+        assert app.store.runs.get(ids["q1"])["status"] == "cancelled"
         assert table_keys(table) == [str(ids["q2"])]
 
 
@@ -381,13 +381,13 @@ async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
     ws, ids = seeded
     s = Store(db_path(ws))
     # a local run on two GPUs, executed by this (live) process, and a Slurm run followed by its job
-    s.update_run(ids["q1"], status="running", pid=os.getpid(), pid_start=process_start_time(),
+    s.runs.update(ids["q1"], status="running", pid=os.getpid(), pid_start=process_start_time(),
                  executor="local", slot="cuda:0,1", device="cuda", started_at=time.time())
-    slurm = s.create_run(ids["model"], "experiment",
+    slurm = s.runs.create(ids["model"], "experiment",
                          RunConfig(model="org/tiny-llama", executor="slurm").to_dict(), status="queued")
-    assert s.claim_slurm_submission(lambda rid: f"greentui-{rid}")["run_id"] == slurm
-    s.update_slurm_job(slurm, job_id="4242", state="RUNNING", node="node7")
-    s.mark_started(slurm)
+    assert s.jobs.claim_submission(lambda rid: f"greentui-{rid}")["run_id"] == slurm
+    s.jobs.update(slurm, job_id="4242", state="RUNNING", node="node7")
+    s.runs.mark_started(slurm)
     s.close()
     app = app_for(ws)
     async with app.run_test(size=SIZE) as pilot:
@@ -413,10 +413,10 @@ async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
         await pilot.pause()
         await pilot.press("y")
         await pilot.pause()
-        row = app.store.get_run(ids["q1"])
+        row = app.store.runs.get(ids["q1"])
         assert row["status"] == "running" and row["cancel_requested"] is not None
         assert str(table.get_row(str(ids["q1"]))[6]) == "cancelling"
-        assert app.store.get_run(ids["q2"])["cancel_requested"] is None
+        assert app.store.runs.get(ids["q2"])["cancel_requested"] is None
 
 
 async def test_start_shows_interrupted_run_and_paused_queue(seeded) -> None:
@@ -424,14 +424,14 @@ async def test_start_shows_interrupted_run_and_paused_queue(seeded) -> None:
     s = Store(db_path(ws))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    s.update_run(ids["q1"], status="running", pid=dead.pid, started_at=time.time())
+    s.runs.update(ids["q1"], status="running", pid=dead.pid, started_at=time.time())
     s.close()
     app = app_for(ws)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.recovered == [ids["q1"]]
-        assert app.store.get_run(ids["q1"])["status"] == "interrupted"
-        assert app.store.queue_paused()
+        assert app.store.runs.get(ids["q1"])["status"] == "interrupted"
+        assert app.store.queue.paused()
         table = app.screen.query_one(DataTable)
         assert str(table.get_cell(str(ids["q1"]), "status")) == "interrupted"
         await pilot.press("2")
@@ -462,8 +462,8 @@ async def test_run_detail_progress_log_power_results_error(seeded) -> None:
         assert not screen.query_one("#run-error").display
         # live: a new log line and a result land while the screen is open
         other = Store(db_path(ws))
-        other.add_event(ids["exp"], "log", {"line": "late line from the runner"})
-        other.add_power_sample(ids["exp"], 1010.0, 50.0, "rapl", 65.0)
+        other.events.add(ids["exp"], "log", {"line": "late line from the runner"})
+        other.events.add_power_sample(ids["exp"], 1010.0, 50.0, "rapl", 65.0)
         other.close()
         await pilot.pause(1.2)
         log_text = "\n".join(str(line.text) for line in screen.query_one("#log", RichLog).lines)
@@ -517,9 +517,9 @@ async def test_compare_run_vs_baseline_radar_bars_table_noise_pareto(seeded) -> 
 async def test_compare_several_runs_and_palette_lists_actions(seeded) -> None:
     ws, ids = seeded
     s = Store(db_path(ws))
-    exp2 = s.create_run(ids["model"], "experiment", RunConfig(model="org/tiny-llama", prune_ratio=0.5).to_dict(),
+    exp2 = s.runs.create(ids["model"], "experiment", RunConfig(model="org/tiny-llama", prune_ratio=0.5).to_dict(),
                         status="done", parent_run_id=ids["base"])
-    s.save_task_results(exp2, [dict(r, variant="pruned") for r in results(0.8, 0.5)])
+    s.results.save_task_results(exp2, [dict(r, variant="pruned") for r in results(0.8, 0.5)])
     s.close()
     app = app_for(ws)
     async with app.run_test(size=SIZE) as pilot:
@@ -588,7 +588,7 @@ async def test_models_list_details_and_add_inline_error(seeded, tmp_path: Path) 
         await pilot.pause(0.5)
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert app.store.get_model(str(mdir.resolve()))["arch"] == "qwen2"
+        assert app.store.models.get(str(mdir.resolve()))["arch"] == "qwen2"
         assert str(mdir.resolve()) in table_keys(screen.query_one(DataTable))
 
 
@@ -647,11 +647,11 @@ async def test_new_run_refuses_bad_ratio_and_empty_tasks_inline(seeded) -> None:
         screen.query_one("#f-tasks", SelectionList).deselect_all()
         await pilot.pause()
         assert "at least one task" in err(screen, "tasks")
-        n = app.store.count_runs()
+        n = app.store.runs.count()
         screen.query_one("#f-model", Input).focus()
         await pilot.press("enter")
         await pilot.pause()
-        assert app.store.count_runs() == n  # refused: nothing queued
+        assert app.store.runs.count() == n  # refused: nothing queued
         assert isinstance(app.screen, NewRunScreen)
         screen.query_one("#f-tasks", SelectionList).select_all()
         await pilot.pause()
@@ -699,13 +699,13 @@ async def test_new_run_refuses_unknown_model_inline(seeded, tmp_path: Path) -> N
         screen = await open_form(app, pilot)
         screen.query_one("#f-model", Input).value = str(tmp_path / "no-such-model")
         await pilot.pause()
-        n = app.store.count_runs()
+        n = app.store.runs.count()
         await pilot.press("enter")
         await pilot.pause(0.3)
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "no such model directory" in err(screen, "model")
-        assert app.store.count_runs() == n
+        assert app.store.runs.count() == n
         assert isinstance(app.screen, NewRunScreen)
 
 
@@ -718,15 +718,15 @@ async def test_new_run_queues_on_enter_and_opens_detail(seeded) -> None:
         screen.query_one("#f-limit", Input).value = "10"
         screen.query_one("#f-tasks", SelectionList).deselect("hellaswag")
         await pilot.pause()
-        n = app.store.count_runs()
+        n = app.store.runs.count()
         await pilot.press("enter")
         await pilot.pause(0.3)
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert app.store.count_runs() == n + 1
-        run = app.store.list_runs(limit=1)[0]
+        assert app.store.runs.count() == n + 1
+        run = app.store.runs.list(limit=1)[0]
         assert run["status"] == "queued" and run["kind"] == "experiment"
-        cfg = app.store.get_run(run["id"])["config"]
+        cfg = app.store.runs.get(run["id"])["config"]
         assert cfg["limit"] == 10 and "hellaswag" not in cfg["tasks"] and len(cfg["tasks"]) == 6
         assert isinstance(app.screen, RunDetailScreen) and app.screen.run_id == run["id"]
 

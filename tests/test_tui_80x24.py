@@ -78,10 +78,10 @@ def test_partial_average_is_marked() -> None:
 def test_perplexity_line_orders_vanilla_pruned_lora(tmp_path: Path) -> None:
     ids = seed(tmp_path)
     s = Store(db_path(tmp_path))
-    s.save_metric(ids["base"], "vanilla", "ppl_wikitext2", 40.0)
-    s.save_metric(ids["exp"], "pruned", "ppl_wikitext2_before_lora", 60.0)
-    s.save_metric(ids["exp"], "pruned", "ppl_wikitext2", 50.0)
-    run = s.get_run(ids["exp"])
+    s.results.save_metric(ids["base"], "vanilla", "ppl_wikitext2", 40.0)
+    s.results.save_metric(ids["exp"], "pruned", "ppl_wikitext2_before_lora", 60.0)
+    s.results.save_metric(ids["exp"], "pruned", "ppl_wikitext2", 50.0)
+    run = s.runs.get(ids["exp"])
     assert perplexities(s, run) == {"vanilla": 40.0, "pruned": 60.0, "pruned+LoRA": 50.0}
     assert "vanilla [b]40.0[/b] · pruned [b]60.0[/b] · pruned+LoRA [b]50.0[/b]" in perplexity_line(s, run)
     s.close()

@@ -55,8 +55,8 @@ def stop_runner(ws: Path) -> None:
 def describe_failure(ws: Path, run_id: int) -> str:
     s = Store(db_path(ws))
     try:
-        run = s.get_run(run_id)
-        tail = [e["payload"] for e in s.events(run_id)][-8:]
+        run = s.runs.get(run_id)
+        tail = [e["payload"] for e in s.events.list(run_id)][-8:]
     finally:
         s.close()
     log = (ws / "runner.log").read_text()[-3000:] if (ws / "runner.log").exists() else ""
@@ -94,19 +94,19 @@ async def test_queue_in_new_run_watch_detail_then_runs_and_compare(demo_model: P
             detail = app.screen
             assert isinstance(detail, RunDetailScreen), "queueing did not open the run detail"
             run_id = detail.run_id
-            assert app.store.get_run(run_id)["config"]["tasks"] == TASKS
+            assert app.store.runs.get(run_id)["config"]["tasks"] == TASKS
 
             # the detached runner (not this process) executes it; the detail screen follows live
             saw_running = False
             deadline = time.time() + RUN_TIMEOUT
             while time.time() < deadline:
                 await pilot.pause(1.0)
-                run = app.store.get_run(run_id)
+                run = app.store.runs.get(run_id)
                 saw_running |= run["status"] == "running"
                 if run["status"] in FINAL:
                     break
             await pilot.pause(1.0)
-            run = app.store.get_run(run_id)
+            run = app.store.runs.get(run_id)
             assert run["status"] == "done", describe_failure(ws, run_id)
             assert saw_running
             assert run["pid"] is None and run["parent_run_id"]
@@ -117,7 +117,7 @@ async def test_queue_in_new_run_watch_detail_then_runs_and_compare(demo_model: P
             assert "loading" in log and "result pruned arc_easy" in log and "run done" in log
             results = detail.query_one("#results-table", DataTable)
             assert results.row_count == 2 * len(TASKS)  # vanilla (baseline run) + pruned
-            if app.store.power_samples(run_id, limit=1):
+            if app.store.events.power_samples(run_id, limit=1):
                 assert detail.query_one(PowerPanel).trace.last_w is not None
 
             # Runs: the run's averages and ratios vs its baseline
@@ -163,10 +163,10 @@ async def test_closing_the_ui_mid_run_does_not_cost_the_run(tmp_path: Path, monk
                 await pilot.pause(0.5)
                 if isinstance(app.screen, RunDetailScreen):
                     run_id = app.screen.run_id
-                    if app.store.get_run(run_id)["status"] == "running":
+                    if app.store.runs.get(run_id)["status"] == "running":
                         break
             assert run_id is not None, "the demo did not queue a run"
-            run = app.store.get_run(run_id)
+            run = app.store.runs.get(run_id)
             assert run["status"] == "running", describe_failure(ws, run_id)
             pid = run["pid"]
         # the UI is gone (as after an SSH drop); the runner is not
@@ -174,13 +174,13 @@ async def test_closing_the_ui_mid_run_does_not_cost_the_run(tmp_path: Path, monk
         s = Store(db_path(ws))
         try:
             deadline = time.time() + RUN_TIMEOUT
-            while time.time() < deadline and s.get_run(run_id)["status"] not in FINAL:
+            while time.time() < deadline and s.runs.get(run_id)["status"] not in FINAL:
                 time.sleep(1.0)
-            run = s.get_run(run_id)
+            run = s.runs.get(run_id)
             assert run["status"] == "done", describe_failure(ws, run_id)
-            assert {r["task"] for r in s.task_results(run_id, "pruned")} == set(TASKS)
-            assert {r["task"] for r in s.task_results(run["parent_run_id"], "vanilla")} == set(TASKS)
-            assert s.get_run(run_id)["label"] == "demo"
+            assert {r["task"] for r in s.results.task_results(run_id, "pruned")} == set(TASKS)
+            assert {r["task"] for r in s.results.task_results(run["parent_run_id"], "vanilla")} == set(TASKS)
+            assert s.runs.get(run_id)["label"] == "demo"
         finally:
             s.close()
     finally:

@@ -33,14 +33,14 @@ def _passes(base_kwh: float, spread: float) -> list[dict]:
 
 def seed(ws: Path, tmp_path: Path) -> dict[str, int]:
     s = Store(db_path(ws))
-    mid = s.upsert_model("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_000_000)
-    base = s.create_run(mid, "baseline", RunConfig(model="x", no_prune=True, repeats=3).to_dict(), status="done")
-    exp = s.create_run(mid, "experiment", RunConfig(model="x", repeats=3).to_dict(), status="done",
+    mid = s.models.upsert("org/tiny-llama", name="org/tiny-llama", arch="llama", params=1_000_000)
+    base = s.runs.create(mid, "baseline", RunConfig(model="x", no_prune=True, repeats=3).to_dict(), status="done")
+    exp = s.runs.create(mid, "experiment", RunConfig(model="x", repeats=3).to_dict(), status="done",
                        parent_run_id=base)
     for run, variant, kwh, acc in ((base, "vanilla", 1e-5, 0.6), (exp, "pruned", 0.5e-5, 0.55)):
-        s.save_metric(run, "run", "idle_power_w", 5.0, {"source": "codecarbon-estimate"})
+        s.results.save_metric(run, "run", "idle_power_w", 5.0, {"source": "codecarbon-estimate"})
         for task in ("boolq", "piqa"):
-            s.save_task_result(run, variant, task, {
+            s.results.save_task_result(run, variant, task, {
                 "acc": acc, "acc_stderr": 0.05, "n_samples": 50, "seconds": 2.0, "tokens": 500,
                 "energy_kwh": kwh, "meter": "codecarbon:cpu_load-estimate+ram-estimate",
                 "repeats": _passes(kwh, 0.01)})
@@ -48,8 +48,8 @@ def seed(ws: Path, tmp_path: Path) -> dict[str, int]:
             "tokens_per_s": 96.0 * b, "joules": 1.0, "j_per_token": j / b, "meter": "codecarbon",
             "params": p, "flops_per_token": 2 * p} for b in (1, 8)
            for j, p in [(0.01, 1_000_000)]]
-    s.save_efficiency(exp, "vanilla", pts)
-    s.save_efficiency(exp, "pruned", [dict(p, j_per_token=p["j_per_token"] * 0.8, params=800_000,
+    s.results.save_efficiency(exp, "vanilla", pts)
+    s.results.save_efficiency(exp, "pruned", [dict(p, j_per_token=p["j_per_token"] * 0.8, params=800_000,
                                            flops_per_token=1_600_000) for p in pts])
     f = tmp_path / "paper.csv"
     f.write_text(TABLE)

@@ -48,7 +48,7 @@ async def test_demo_builder_timeout_is_a_notification_and_the_app_keeps_running(
         assert app.is_running and isinstance(app.screen, RunsScreen)
         assert any("timed out" in n for n in notes(app)), notes(app)
         assert app.demo_busy is False  # the key works again
-        assert app.store.count_runs() == 0
+        assert app.store.runs.count() == 0
 
 
 async def test_corrupt_safetensors_header_on_models_screen_is_a_notification(tmp_path: Path, monkeypatch) -> None:
@@ -95,8 +95,8 @@ async def test_store_changes_arrive_as_a_typed_signal(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         app.store_changed.subscribe(app.screen, got.append, immediate=True)
         with Store(db_path(ws)) as other:  # another process's connection, like the runner's
-            mid = other.upsert_model("org/m", name="org/m")
-            other.create_run(mid, "experiment", {"model": "org/m"}, status="queued")
+            mid = other.models.upsert("org/m", name="org/m")
+            other.runs.create(mid, "experiment", {"model": "org/m"}, status="queued")
         app.poll_store()
         await pilot.pause()
         assert got and got[-1].tables_changed and got[-1].token.runs == 1 and got[-1].token.models == 1

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backend.execution.sinks import RunRecorder, as_recorder
 from backend.store import Store
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -22,8 +23,8 @@ Listener = Callable[[str, dict[str, Any]], None]
 class EventSink:
     """Fan one run's events out to the store, the JSONL file and in-process listeners (the CLI)."""
 
-    def __init__(self, store: Store, run_id: int, run_folder: Path, min_interval: float = 0.25):
-        self.store = store
+    def __init__(self, store: Store | RunRecorder, run_id: int, run_folder: Path, min_interval: float = 0.25):
+        self.store = as_recorder(store)
         self.run_id = run_id
         self.path = run_folder / "events.jsonl"
         run_folder.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ class Ingester:
         self.store, self.run_id, self.folder = store, run_id, Path(folder)
 
     def _baseline_id(self) -> int | None:
-        job = self.store.slurm_job(self.run_id)
+        job = self.store.jobs.get(self.run_id)
         return job["baseline_run_id"] if job else None
 
     def _map(self, run: int) -> int | None:
@@ -96,18 +96,18 @@ class Ingester:
         return dict(rec, run_id=self.run_id)
 
     def _jsonl(self, name: str, to_row, key: str) -> int:
-        old = self.store.ingest_offset(self.run_id, name)
+        old = self.store.ingest.offset(self.run_id, name)
         lines, end = _complete_lines(self.folder / name, old)
         if end == old:
             return 0
         rows = [to_row(rec) for _, rec in lines]
-        if self.store.apply_ingest(self.run_id, name, old, end, **{key: rows}):
+        if self.store.ingest.apply(self.run_id, name, old, end, **{key: rows}):
             return len(rows)
         return 0
 
     def _updates(self) -> int:
         """Updates in order; the slice is cut after a ``create_baseline`` so later lines can map it."""
-        old = self.store.ingest_offset(self.run_id, UPDATES)
+        old = self.store.ingest.offset(self.run_id, UPDATES)
         lines, end = _complete_lines(self.folder / UPDATES, old)
         n, start = 0, old
         batch: dict[str, list[dict[str, Any]]] = {"run_updates": [], "metrics": [], "finishes": [], "efficiency": []}
@@ -117,7 +117,7 @@ class Ingester:
                 baseline = {"model_id": rec.get("model_id"), "config": rec.get("config"),
                             "label": rec.get("label"), "device": rec.get("device"),
                             "baseline_key": rec.get("baseline_key"), "t": rec.get("t")}
-                if not self.store.apply_ingest(self.run_id, UPDATES, start, pos, baseline=baseline, **batch):
+                if not self.store.ingest.apply(self.run_id, UPDATES, start, pos, baseline=baseline, **batch):
                     return n
                 n += batch_size(batch) + 1
                 start, batch = pos, {k: [] for k in batch}
@@ -138,7 +138,7 @@ class Ingester:
             elif op == "finish" and run != self.run_id:  # the job's own end is decided by the executor
                 batch["finishes"].append({"run_id": run, "status": rec["status"], "error": rec.get("error"),
                                           "t": rec.get("t")})
-        if end != start and self.store.apply_ingest(self.run_id, UPDATES, start, end, **batch):
+        if end != start and self.store.ingest.apply(self.run_id, UPDATES, start, end, **batch):
             n += batch_size(batch)
         return n
 
@@ -150,7 +150,7 @@ class Ingester:
         n = 0
         for path in sorted(folder.glob("*.json")):
             key = f"{RESULTS}/{path.name}"
-            if self.store.ingest_offset(self.run_id, key):
+            if self.store.ingest.offset(self.run_id, key):
                 continue
             try:
                 doc = json.loads(path.read_text())
@@ -161,7 +161,7 @@ class Ingester:
                 continue  # its baseline row is not ingested yet: next pass
             row = {k: v for k, v in doc.items() if k not in ("run", "t")}
             row["run_id"] = run
-            if self.store.apply_ingest(self.run_id, key, 0, 1, results=[row]):
+            if self.store.ingest.apply(self.run_id, key, 0, 1, results=[row]):
                 n += 1
         return n
 

@@ -21,9 +21,10 @@ from typing import Any
 from backend.errors import GreentuiError
 from backend.execution.control import CancelWatch, RunCancelled, process_start_time
 from backend.execution.events import EventSink
-from backend.execution.sinks import FileRecorder, RunRecorder, power_callback
+from backend.execution.sinks import FileRecorder, RunRecorder, as_recorder, power_callback
 from backend.measure.machine import device_name, library_versions
 from backend.schema.runconfig import RunConfig
+from backend.store import Store
 from backend.workspace import configure_hf_environment, release_space, reserve_space, run_dir
 
 __all__ = ["RunCancelled", "execute_run", "quiet_libraries", "resolve_device"]
@@ -53,16 +54,18 @@ def resolve_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def execute_run(store: RunRecorder, workspace: Path, run_id: int, sink: EventSink | None = None,
+def execute_run(target: Store | RunRecorder, workspace: Path, run_id: int, sink: EventSink | None = None,
                 device: str | None = None) -> str:
     """Execute a run already marked running; return its final status. Never raises for run errors.
 
-    ``store`` is where the run is recorded: the workspace's ``Store`` for a local run, a
-    ``sinks.FileRecorder`` for a Slurm job (which must not open SQLite on a compute node).
+    ``target`` is where the run is recorded: the workspace's ``Store`` for a local run (through a
+    ``sinks.StoreRecorder``), a ``sinks.FileRecorder`` for a Slurm job (which must not open SQLite on
+    a compute node).
     ``device`` places the run where its executor put it (``cuda`` = the GPUs its process sees,
     ``cpu``); None keeps the run's own ``device`` setting (``greentui run`` in the foreground).
     The run's cancel flag is obeyed at safe points (see ``backend.execution.control.CancelWatch``).
     """
+    store = as_recorder(target)
     run = store.require_run(run_id)
     folder = run_dir(workspace, run_id)
     watch = CancelWatch(store, run_id)
@@ -209,7 +212,6 @@ class _Pipeline:
             import torch
 
             from backend.stages.model_io import load_model
-            from backend.stages.models import register_model
 
             device = resolve_device(cfg.device)
             torch.manual_seed(cfg.seed)
@@ -224,7 +226,7 @@ class _Pipeline:
                 from backend.measure.energy import EnergySession
                 # one CodeCarbon tracker for the whole run (task API): hardware detected once
                 self.session = EnergySession(country=cfg.country).prepare()
-            model_id = self.run["model_id"] or register_model(self.store, cfg.model, cfg.trust_remote_code)
+            model_id = self.run["model_id"] or self.store.register_model(cfg.model, cfg.trust_remote_code)
             model_row = self.store.get_model(model_id)
             if not cfg.no_prune:  # before loading: a GPT-2 is refused at once, not after its baseline
                 from backend.stages.models import check_prunable

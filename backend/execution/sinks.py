@@ -1,8 +1,8 @@
 """Where a run's records go: the store (local runs) or files in the run folder (Slurm jobs).
 
 The pipeline records through a small interface, :class:`RunRecorder`: the subset of
-:class:`backend.store.Store` it calls. A local run passes the store itself, so local behaviour is
-the store's, unchanged. A Slurm job runs on a compute node, where the workspace sits on a network
+the store's repositories it calls. A local run records through :class:`StoreRecorder`, straight
+into the workspace's store. A Slurm job runs on a compute node, where the workspace sits on a network
 filesystem and SQLite must not be opened (its WAL mode needs shared memory on one host,
 sqlite.org/wal.html), so it passes a :class:`FileRecorder`, which appends everything to files in
 the run's own folder; ``backend.execution.ingest`` copies those into the store on the login node.
@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from backend.store import Store
+
 # The baseline run a Slurm job evaluates does not exist in the store when the job starts: the job
 # refers to it by this placeholder id, and the ingester creates the row and maps the id.
 BASELINE_PLACEHOLDER = -1
@@ -36,7 +38,7 @@ PowerCallback = Callable[[float, float, str, "float | None"], None]
 
 
 class RunRecorder(Protocol):
-    """What the pipeline needs to record a run (``Store`` satisfies it as it is)."""
+    """What the pipeline needs to record a run: :class:`StoreRecorder` (local) or :class:`FileRecorder`."""
 
     def require_run(self, run_id: int) -> dict[str, Any]: ...
     def get_run(self, run_id: int) -> dict[str, Any] | None: ...
@@ -51,6 +53,62 @@ class RunRecorder(Protocol):
     def add_event(self, run_id: int, kind: str, payload: dict[str, Any] | None = None,
                   t: float | None = None) -> int: ...
     def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None: ...
+    def register_model(self, ref: str, trust_remote_code: bool) -> int: ...
+
+
+class StoreRecorder:
+    """A local run's recorder: each call goes to the store's repository for it, in the run's process."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.path = store.path
+
+    def require_run(self, run_id: int) -> dict[str, Any]:
+        return self.store.runs.require(run_id)
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        return self.store.runs.get(run_id)
+
+    def get_model(self, ref_or_id: str | int) -> dict[str, Any] | None:
+        return self.store.models.get(ref_or_id)
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        self.store.runs.update(run_id, **fields)
+
+    def create_run(self, model_id: int | None, kind: str, config: dict[str, Any], **kw: Any) -> int:
+        return self.store.runs.create(model_id, kind, config, **kw)
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        self.store.runs.finish(run_id, status, error)
+
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
+        return self.store.results.find_baseline(baseline_key, tasks)
+
+    def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None:
+        self.store.results.save_task_result(run_id, variant, task, result)
+
+    def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
+                    detail: dict[str, Any] | None = None) -> None:
+        self.store.results.save_metric(run_id, variant, name, value, detail)
+
+    def add_event(self, run_id: int, kind: str, payload: dict[str, Any] | None = None,
+                  t: float | None = None) -> int:
+        return self.store.events.add(run_id, kind, payload, t=t)
+
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        self.store.results.save_efficiency(run_id, variant, rows)
+
+    def register_model(self, ref: str, trust_remote_code: bool) -> int:
+        from backend.stages.models import register_model
+        return register_model(self.store, ref, trust_remote_code)
+
+    def cancel_flag(self, run_ids: Iterable[int]) -> float | None:
+        return self.store.queue.cancel_flag(run_ids)
+
+
+def as_recorder(target: Store | RunRecorder) -> RunRecorder:
+    """The recorder for ``target``: a store is wrapped, a recorder is itself."""
+    return StoreRecorder(target) if isinstance(target, Store) else target
 
 
 def power_callback(recorder: RunRecorder, run_id: int) -> PowerCallback:
@@ -61,14 +119,13 @@ def power_callback(recorder: RunRecorder, run_id: int) -> PowerCallback:
     """
     if isinstance(recorder, FileRecorder):
         return recorder.add_power_sample_now
-    from backend.store import Store
     db_file = recorder.path  # type: ignore[attr-defined]
     conn: dict[str, Any] = {}
 
     def on_sample(t: float, watts: float, source: str, limit_w: float | None) -> None:
         if "store" not in conn:
             conn["store"] = Store(db_file)
-        conn["store"].add_power_sample(run_id, t, watts, source, limit_w)
+        conn["store"].events.add_power_sample(run_id, t, watts, source, limit_w)
     return on_sample
 
 
@@ -117,6 +174,9 @@ class FileRecorder:
         return (self.folder / "cancel.request").exists()
 
     # ---------------------------------------------------------------- reads (from the snapshot)
+    def register_model(self, ref: str, trust_remote_code: bool) -> int:
+        raise RuntimeError("a Slurm job's run has its model registered at queue time")
+
     def require_run(self, run_id: int) -> dict[str, Any]:
         run = self.get_run(run_id)
         if run is None:

@@ -43,11 +43,11 @@ def runner_alive(runner: dict[str, Any], now: float | None = None) -> bool:
 def live_runners(store: Store) -> list[dict[str, Any]]:
     """Registered runners that are alive; dead registrations are closed on the way."""
     alive = []
-    for r in store.active_runners():
+    for r in store.runners.active():
         if runner_alive(r):
             alive.append(r)
         else:
-            store.stop_runner(r["id"])
+            store.runners.stop(r["id"])
     return alive
 
 
@@ -86,13 +86,13 @@ def recover_stale_runs(store: Store) -> list[int]:
     Rows of other executors (``slurm``) are left to their executor: a Slurm job outlives the runner
     that submitted it, and the next runner re-attaches it by job id.
     """
-    runners = {r["id"]: r for r in store.active_runners()}
+    runners = {r["id"]: r for r in store.runners.active()}
     stale = []
-    for run in store.running_runs():
+    for run in store.runs.running():
         if not run_alive(run, runners):  # running_runs() lists local runs only
             stale.append(run["id"])
     if stale:
-        store.mark_interrupted(stale, "the run's process disappeared (runner killed or machine restarted)")
+        store.runs.mark_interrupted(stale, "the run's process disappeared (runner killed or machine restarted)")
     return stale
 
 
@@ -143,21 +143,21 @@ def cancel_run(store: Store, run_id: int) -> str:
     runner's fallback after a grace period, and only to the verified process. A run whose process is
     already gone is marked interrupted instead.
     """
-    run = store.require_run(run_id)
+    run = store.runs.require(run_id)
     if run["config"].get("executor") == "slurm":  # the job runs elsewhere: scancel through submitit
         from backend.execution.executors.slurm import request_cancel
         return request_cancel(store, store.path.parent, run_id)
     if run["status"] == "running":
-        runners = {r["id"]: r for r in store.active_runners()}
+        runners = {r["id"]: r for r in store.runners.active()}
         if not run_alive(run, runners):
             recover_stale_runs(store)
-            return store.require_run(run_id)["status"]
-    outcome = store.request_cancel(run_id)
+            return store.runs.require(run_id)["status"]
+    outcome = store.queue.request_cancel(run_id)
     if outcome is None:
-        now_status = store.require_run(run_id)["status"]
+        now_status = store.runs.require(run_id)["status"]
         raise GreentuiError(f"run {run_id} is {now_status}; only queued or running runs can be cancelled")
     if outcome == "cancelling":
-        store.add_event(run_id, "log", {"line": "cancel requested: the run stops at its next safe point"})
+        store.events.add(run_id, "log", {"line": "cancel requested: the run stops at its next safe point"})
     return outcome
 
 
@@ -177,7 +177,7 @@ def wait_for_cancel(store: Store, run_id: int, *, grace: float = 20.0, kill_grac
     t0 = time.time()
     termed = killed = False
     while time.time() - t0 < timeout:
-        run = store.require_run(run_id)
+        run = store.runs.require(run_id)
         if run["status"] != "running":
             return run["status"]
         own = run.get("runner_id") is None and (run.get("executor") or "local") == "local"
@@ -185,13 +185,13 @@ def wait_for_cancel(store: Store, run_id: int, *, grace: float = 20.0, kill_grac
         if own and run.get("pid"):
             if not same_process(run["pid"], run.get("pid_start")):
                 how = "killed" if killed else "stopped with SIGTERM" if termed else "gone"
-                store.finish_run(run_id, "cancelled", f"cancelled by the user (its process {how})")
+                store.runs.finish(run_id, "cancelled", f"cancelled by the user (its process {how})")
                 continue
             if not termed and waited >= grace:
                 termed = signal_if_same(run["pid"], run.get("pid_start"), signal.SIGTERM)
-                store.add_event(run_id, "log", {"line": f"cancel not honoured after {grace:.0f} s: SIGTERM sent"})
+                store.events.add(run_id, "log", {"line": f"cancel not honoured after {grace:.0f} s: SIGTERM sent"})
             elif termed and not killed and waited >= grace + kill_grace:
                 killed = signal_if_same(run["pid"], run.get("pid_start"), signal.SIGKILL)
-                store.add_event(run_id, "log", {"line": "SIGTERM not honoured: SIGKILL sent"})
+                store.events.add(run_id, "log", {"line": "SIGTERM not honoured: SIGKILL sent"})
         time.sleep(poll)
-    return store.require_run(run_id)["status"]
+    return store.runs.require(run_id)["status"]

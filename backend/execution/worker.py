@@ -42,7 +42,7 @@ def workspace_cpu_slots(store: Store) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise GreentuiError(f"{store.path.parent / CONFIG_NAME}: runner.cpu_slots must be an integer >= 1")
         return value
-    raw = store.get_setting(CPU_SLOTS_SETTING, "1") or "1"
+    raw = store.settings.get(CPU_SLOTS_SETTING, "1") or "1"
     return max(1, int(raw)) if raw.isdigit() else 1
 
 
@@ -58,13 +58,13 @@ class Runner:
     def heartbeat(self) -> None:
         t = time.monotonic()
         if t - self._beat >= HEARTBEAT_S:
-            self.store.heartbeat(self.runner_id)
+            self.store.runners.heartbeat(self.runner_id)
             self._beat = t
 
     def follow(self) -> None:
         for ex in self.executors:
             ex.poll(self.store)
-        for run in self.store.cancel_requests():
+        for run in self.store.queue.cancel_requests():
             for ex in self.executors:
                 if ex.owns(run):
                     ex.on_cancel(self.store, run)
@@ -72,9 +72,9 @@ class Runner:
     def fill(self, limit: int | None = None) -> tuple[int, bool]:
         """Claim and launch queued runs while executors have room; (launched, some run is wanted)."""
         started, wanted = 0, False
-        if self.store.queue_paused():
+        if self.store.queue.paused():
             return 0, False
-        for run in self.store.queued_candidates():
+        for run in self.store.queue.candidates():
             ex = next((e for e in self.executors if e.wants(run)), None)
             if ex is None:
                 continue
@@ -83,18 +83,18 @@ class Runner:
                 break
             why = ex.refusal(run)
             if why is not None:
-                if self.store.claim_run(run["id"], runner_id=self.runner_id, executor=ex.name, device=None):
-                    self.store.add_event(run["id"], "error", {"message": why})
-                    self.store.finish_run(run["id"], "failed", why)
+                if self.store.queue.claim(run["id"], runner_id=self.runner_id, executor=ex.name, device=None):
+                    self.store.events.add(run["id"], "error", {"message": why})
+                    self.store.runs.finish(run["id"], "failed", why)
                 continue
             offer = ex.reserve(run)
             if offer is None:
                 continue  # no room for this one now; a later, smaller run may still fit
-            if not self.store.claim_run(run["id"], runner_id=self.runner_id, executor=ex.name,
+            if not self.store.queue.claim(run["id"], runner_id=self.runner_id, executor=ex.name,
                                         device=_device_label(offer), slot=_slot_label(offer)):
                 ex.release(offer)  # another runner took it, it was cancelled, or the queue paused
                 continue
-            ex.launch(self.store, self.store.require_run(run["id"]), offer)
+            ex.launch(self.store, self.store.runs.require(run["id"]), offer)
             started += 1
         return started, wanted
 
@@ -160,7 +160,7 @@ def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_sl
     try:
         recover_stale_runs(store)
         while True:
-            runner_id = store.register_runner(socket.gethostname(), os.getpid(), process_start_time(),
+            runner_id = store.runners.register(socket.gethostname(), os.getpid(), process_start_time(),
                                               requested=device, devices=[], executors=[])
             exs: list[Executor] = []
             try:
@@ -169,7 +169,7 @@ def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_sl
                 exs = build_executors(ctx, executors or ["local"])
                 if not exs:
                     return launched  # e.g. another Slurm runner follows this workspace
-                store.describe_runner(runner_id, devices=[d for e in exs for d in e.devices()],
+                store.runners.describe(runner_id, devices=[d for e in exs for d in e.devices()],
                                       executors=[e.name for e in exs])
                 runner = Runner(workspace, store, exs, runner_id)
                 previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
@@ -178,12 +178,12 @@ def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_sl
                 finally:
                     signal.signal(signal.SIGTERM, previous)
             finally:
-                store.stop_runner(runner_id)
+                store.runners.stop(runner_id)
                 for ex in exs:
                     ex.close()
-            if once or runner.stopping or store.queue_paused():
+            if once or runner.stopping or store.queue.paused():
                 return launched
-            if not any(e.wants(r) for r in store.queued_candidates() for e in exs):
+            if not any(e.wants(r) for r in store.queue.candidates() for e in exs):
                 return launched
     finally:
         store.close()

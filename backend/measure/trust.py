@@ -43,7 +43,7 @@ def idle_watts(store: Store, run_id: int) -> tuple[float | None, dict[str, Any]]
     """The idle power sampled before the run (W) and its record, or (None, {})."""
     import json
 
-    for m in store.metrics(run_id):
+    for m in store.results.metrics(run_id):
         if m["name"] == "idle_power_w":
             detail = json.loads(m["detail"]) if m.get("detail") else {}
             return m["value"], detail
@@ -54,10 +54,10 @@ def task_energy(store: Store, run_id: int, variant: str) -> dict[str, TaskEnergy
     """Task → its energy figures, for the tasks the run holds in this variant."""
     idle_w, _ = idle_watts(store, run_id)
     passes: dict[str, list[dict[str, Any]]] = {}
-    for p in store.energy_repeats(run_id, variant):
+    for p in store.results.energy_repeats(run_id, variant):
         passes.setdefault(p["task"], []).append(p)
     out: dict[str, TaskEnergy] = {}
-    for r in store.task_results(run_id, variant):
+    for r in store.results.task_results(run_id, variant):
         t = r["task"]
         ps = passes.get(t, [])
         wh_values = [None if p["energy_kwh"] is None else p["energy_kwh"] * 1000 for p in ps]
@@ -157,9 +157,9 @@ def _meter_kind(meters: list[str | None]) -> str:
 
 def quality_badge(store: Store, run_id: int) -> Badge:
     """The badge of a run over every variant it holds (a baseline run: vanilla; experiment: pruned)."""
-    run = store.require_run(run_id)
-    results = store.task_results(run_id)
-    passes = store.energy_repeats(run_id)
+    run = store.runs.require(run_id)
+    results = store.results.task_results(run_id)
+    passes = store.results.energy_repeats(run_id)
     idle_w, idle = idle_watts(store, run_id)
     windows = [p["seconds"] for p in passes if p["seconds"] is not None] or \
         [r["seconds"] for r in results if r["seconds"] is not None]
@@ -191,4 +191,4 @@ def quality_badge(store: Store, run_id: int) -> Badge:
 def _overlapping_runs(store: Store, run: dict[str, Any]) -> list[int]:
     if not run.get("started_at") or not run.get("device") or run["kind"] in ("import", "reference"):
         return []
-    return store.overlapping_runs(run["id"])
+    return store.runs.overlapping(run["id"])

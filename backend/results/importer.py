@@ -202,8 +202,8 @@ def import_files(store: Store, paths: list[Path], variant: str = "vanilla",
     """Parse and validate every file first, then record all of them in one transaction."""
     parsed = [(p, parse_lm_eval_json(p)) for p in paths]
     if baseline is not None:
-        store.require_run(baseline)
-    return store.record_imports([
+        store.runs.require(baseline)
+    return store.results.record_imports([
         {"model": doc["model"], "label": f"import {path.name}", "parent_run_id": baseline,
          "config": {"imported_from": str(path.resolve()), "lm_eval_config": doc["config"], "variant": variant},
          "rows": [dict(r, variant=variant) for r in doc["rows"]]}

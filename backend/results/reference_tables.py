@@ -264,7 +264,7 @@ def import_table(store: Store, path: str | Path, metric: str, source: str | None
             "lines": {variant: row.line for variant, row in run["rows"].items()},
             "checks": [c.__dict__ for c in run["checks"]],
         })
-    return store.save_reference_runs(payload)
+    return store.results.save_reference_runs(payload)
 
 
 def flags_of(run: dict[str, Any]) -> list[str]:

@@ -50,7 +50,7 @@ def _ratio(pruned: dict[str, float | None], vanilla: dict[str, float | None]) ->
 
 
 def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> Row:
-    results = {r["task"]: r for r in store.task_results(run["id"], variant)}
+    results = {r["task"]: r for r in store.results.task_results(run["id"], variant)}
     if metric == "acc":
         values = {t: results[t]["acc"] for t in results}
         stderr = {t: results[t]["acc_stderr"] for t in results}
@@ -67,9 +67,9 @@ def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> R
 def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, Any]:
     """{"tasks": [...], "accuracy": [Row...], "energy": [Row...]} for the given or all finished runs."""
     if run_ids:
-        runs = [store.require_run(i) for i in run_ids]
+        runs = [store.runs.require(i) for i in run_ids]
     else:
-        runs = [store.get_run(r["id"]) for r in store.list_runs(limit=100_000, descending=False)
+        runs = [store.runs.get(r["id"]) for r in store.runs.list(limit=100_000, descending=False)
                 if r["status"] == "done" and r["kind"] in ("experiment", "import", "reference")]
     tables: dict[str, Any] = {"accuracy": [], "energy": []}
     seen: set[str] = set()
@@ -78,7 +78,7 @@ def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, An
             pair: list[Row] = []
             if run["kind"] == "experiment":
                 if run["parent_run_id"]:
-                    pair.append(_rows_for(store, store.require_run(run["parent_run_id"]), "vanilla", metric))
+                    pair.append(_rows_for(store, store.runs.require(run["parent_run_id"]), "vanilla", metric))
                 pair.append(_rows_for(store, run, "pruned", metric))
             else:
                 for variant in ("vanilla", "pruned"):
@@ -86,10 +86,10 @@ def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, An
                     if row.values:
                         pair.append(row)
             tables[key].extend(pair)
-        for r in store.task_results(run["id"]):
+        for r in store.results.task_results(run["id"]):
             seen.add(r["task"])
         if run["parent_run_id"]:
-            seen.update(r["task"] for r in store.task_results(run["parent_run_id"]))
+            seen.update(r["task"] for r in store.results.task_results(run["parent_run_id"]))
     tasks = [t for t in STUDY_TASKS if t in seen] or list(STUDY_TASKS)
     for key in ("accuracy", "energy"):
         for row in tables[key]:
@@ -163,8 +163,8 @@ def to_json(store: Store, tables: dict[str, Any]) -> str:
     run_ids = sorted({r.run_id for r in tables["accuracy"]})
     runs = []
     for i in run_ids:
-        run = store.require_run(i)
-        runs.append({"run": run, "results": store.task_results(i), "metrics": store.metrics(i)})
+        run = store.runs.require(i)
+        runs.append({"run": run, "results": store.results.task_results(i), "metrics": store.results.metrics(i)})
     doc = {"tasks": tables["tasks"],
            "accuracy": [asdict(r) for r in tables["accuracy"]],
            "energy_wh": [asdict(r) for r in tables["energy"]],
@@ -186,8 +186,8 @@ def to_csv(store: Store, tables: dict[str, Any], sec: dict[str, Any] | None = No
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for row in tables["accuracy"]:
-        run = store.require_run(row.run_id)
-        for r in store.task_results(row.run_id, row.variant):
+        run = store.runs.require(row.run_id)
+        for r in store.results.task_results(row.run_id, row.variant):
             extra = re_.csv_extra(sec, row.run_id, row.variant, r["task"]) if sec else {}
             w.writerow({**{k: r.get(k) for k in cols if k in r}, "record": "task", "model": row.model,
                         "run_id": row.run_id,

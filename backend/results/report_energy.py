@@ -33,7 +33,7 @@ def energy_sections(store: Store, tables: dict[str, Any]) -> dict[str, Any]:
     """Everything the energy sections print, computed once from the rows of ``study_tables``."""
     rows: list[EnergyRow] = []
     for r in tables["energy"]:
-        run = store.require_run(r.run_id)
+        run = store.runs.require(r.run_id)
         per = task_energy(store, r.run_id, r.variant)
         rows.append(EnergyRow(r.model, r.run_id, r.variant, run["kind"], per, averages(per)))
     noise = []
@@ -51,12 +51,12 @@ def energy_sections(store: Store, tables: dict[str, Any]) -> dict[str, Any]:
     efficiency: dict[int, list[dict[str, Any]]] = {}
     checks: dict[int, list[Any]] = {}
     for i in run_ids:
-        run = store.require_run(i)
+        run = store.runs.require(i)
         if run["kind"] == "reference":
             checks[i] = checks_of(run)
             continue
         badges[i] = quality_badge(store, i)
-        points = store.efficiency(i)
+        points = store.results.efficiency(i)
         if points:
             efficiency[i] = efficiency_table(points, run)
     return {"rows": rows, "noise": noise, "badges": badges, "efficiency": efficiency, "checks": checks}

@@ -30,7 +30,7 @@ def run_energy_doc(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     from backend.results.reference_tables import checks_of
 
     rid = run["id"]
-    doc: dict[str, Any] = {"energy": {}, "energy_noise": [], "efficiency": store.efficiency(rid)}
+    doc: dict[str, Any] = {"energy": {}, "energy_noise": [], "efficiency": store.results.efficiency(rid)}
     variants: dict[str, dict[str, TaskEnergy]] = {}
     if run.get("parent_run_id"):
         variants["baseline vanilla"] = task_energy(store, run["parent_run_id"], "vanilla")

@@ -110,13 +110,13 @@ def diagnose(workspace: Path, repair: bool = False) -> Report:
         else:
             return report  # the other checks read the store; they wait for the repair
     with Store(path) as store:
-        runners = {r["id"]: r for r in store.active_runners()}  # pid + start time, or a live claimer
-        stale = [r["id"] for r in store.running_runs() if not run_alive(r, runners)]
+        runners = {r["id"]: r for r in store.runners.active()}  # pid + start time, or a live claimer
+        stale = [r["id"] for r in store.runs.running() if not run_alive(r, runners)]
         if stale:
             f = report.add("stale runs", False, f"run(s) {', '.join(map(str, stale))} are marked running but "
                            "no process runs them", "run `greentui doctor --repair` to mark them interrupted")
             if repair:
-                store.mark_interrupted(stale, "the runner process disappeared (found by greentui doctor)")
+                store.runs.mark_interrupted(stale, "the runner process disappeared (found by greentui doctor)")
                 f.action = "repaired: marked interrupted (the queue is paused; greentui resume goes on)"
         else:
             report.add("stale runs", True, "no run is left running without a process")

@@ -47,7 +47,7 @@ def last_config(store) -> RunConfig | None:
 
 def run_config(store, run_id: int) -> RunConfig:
     """A recorded run's config (for "clone into form"); GreentuiError when there is none to clone."""
-    run = store.require_run(run_id)
+    run = store.runs.require(run_id)
     if run.get("kind") not in ("experiment", "baseline") or not run.get("config"):
         raise GreentuiError(f"run {run_id} is an imported result: it has no config to clone")
     return RunConfig.from_dict(run["config"])

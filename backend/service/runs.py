@@ -32,17 +32,17 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
     cfg.validate()
     from backend.stages.models import register_model
     try:
-        known = store.get_model(cfg.model)
+        known = store.models.get(cfg.model)
         model_id = known["id"] if known else register_model(store, cfg.model, cfg.trust_remote_code)
     except SettingError:
         raise
     except GreentuiError as exc:
         raise SettingError("model", str(exc)) from None
-    cfg.model = store.get_model(model_id)["ref"]
+    cfg.model = store.models.get(model_id)["ref"]
     from backend.stages.models import check_prunable, effective_trust
     if not cfg.no_prune:
         try:
-            check_prunable(store.get_model(model_id)["arch"], cfg.model)
+            check_prunable(store.models.get(model_id)["arch"], cfg.model)
         except GreentuiError as exc:
             raise SettingError("model", str(exc)) from None
     cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
@@ -60,7 +60,7 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
     if not cfg.no_prune and (cfg.target_params or cfg.target_ratio is not None):
         _check_target(cfg)
     kind = "baseline" if cfg.no_prune else "experiment"
-    return store.create_run(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+    return store.runs.create(model_id, kind, cfg.to_dict(), status=status, pid=pid)
 
 
 def _check_target(cfg: RunConfig) -> None:
@@ -92,7 +92,7 @@ class Queued:
 def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> int | None:
     """Start the detached runner when runs wait, the queue is not paused and none is alive."""
     from backend.execution.supervisor import start_runner
-    if store.queue_paused() or not store.count_runs(statuses=["queued"]):
+    if store.queue.paused() or not store.runs.count(statuses=["queued"]):
         return None
     return start_runner(workspace, device)
 
@@ -127,7 +127,7 @@ def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = Tr
             raise SettingError("partition", why)
     recover_stale_runs(store)
     run_id = prepare_run(store, cfg, status="queued")
-    paused = store.queue_paused()
+    paused = store.queue.paused()
     pid = None
     if start and not paused:
         if cfg.executor == "slurm":
@@ -141,7 +141,7 @@ def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = Tr
 def resume_queue(workspace: Path, store: Store, *, start: bool = True, device: str = "auto") -> list[str]:
     """Resume a paused queue and (``start``) its runners; one line per runner started or alive."""
     from backend.execution.supervisor import start_runner
-    store.set_queue_paused(False)
+    store.queue.set_paused(False)
     if not start:
         return []
     lines = [f"runner pid {start_runner(workspace, device)}"]
@@ -160,7 +160,7 @@ def cancel(store: Store, run_id: int) -> str:
 
 def requeue(store: Store, run_ids: Iterable[int]) -> list[int]:
     """Queue each run again with its model, kind and config; the old runs stay as history."""
-    return [store.requeue(int(i)) for i in run_ids]
+    return [store.queue.requeue(int(i)) for i in run_ids]
 
 
 def remove(workspace: Path, store: Store, run_ids: Iterable[int]) -> tuple[int, list[str]]:
@@ -171,8 +171,8 @@ def remove(workspace: Path, store: Store, run_ids: Iterable[int]) -> tuple[int, 
     from backend.workspace import run_dir
     ids = [int(i) for i in run_ids]
     for i in ids:
-        store.require_run(i)
-    n = store.delete_runs(ids)
+        store.runs.require(i)
+    n = store.runs.delete(ids)
     kept = []
     for i in ids:
         folder = run_dir(workspace, i)
@@ -199,7 +199,7 @@ def start_runners(workspace: Path, store: Store, device: str = "auto") -> int | 
     from backend.execution.executors.slurm import ensure_slurm_runner
     from backend.execution.supervisor import start_runner
     ensure_slurm_runner(workspace, store)
-    if store.queue_paused() or not store.count_runs(statuses=["queued"]):
+    if store.queue.paused() or not store.runs.count(statuses=["queued"]):
         return None
     return start_runner(workspace, device)
 
@@ -286,10 +286,10 @@ def queue_demo(workspace: Path, store: Store, *, start: bool = True, device: str
     """Copy or build the demo model if needed, queue the demo run, start the runner; return the run id."""
     from backend.stages.models import register_model
     out = build_demo_model(workspace, timeout=timeout, shipped=shipped)
-    if store.get_model(str(out)) is None:
+    if store.models.get(str(out)) is None:
         register_model(store, str(out))
     run_id = prepare_run(store, demo_config(str(out), **overrides), status="queued")
-    store.update_run(run_id, label="demo")
+    store.runs.update(run_id, label="demo")
     if start:
         start_runners(workspace, store, device)
     return run_id

@@ -275,17 +275,17 @@ def register_model(store, ref: str, trust_remote_code: bool = False) -> int:
     rec = info.as_record()
     canonical = rec.pop("ref")
     rec["trust_remote_code"] = trust_remote_code
-    return store.upsert_model(canonical, **rec)
+    return store.models.upsert(canonical, **rec)
 
 
 def effective_trust(store, model_id: int, asked: bool) -> bool:
     """Whether a run of ``model_id`` runs the model's own code: trusted when the model was added with
     ``--trust-remote-code`` or the run asks for it (which then marks the model trusted, per model).
     The run records this value and the pipeline loads with it, so the recorded config is the truth."""
-    row = store.get_model(model_id)
+    row = store.models.get(model_id)
     trusted = bool(row and row.get("trust_remote_code"))
     if asked and not trusted and row is not None:
-        store.upsert_model(row["ref"], trust_remote_code=True)
+        store.models.upsert(row["ref"], trust_remote_code=True)
     return trusted or asked
 
 

@@ -22,11 +22,11 @@ def perplexities(store, run: dict[str, Any]) -> dict[str, float]:
     """``{"vanilla": …, "pruned": …, "pruned+LoRA": …}`` for what the run (and its baseline) hold."""
     out: dict[str, float] = {}
     if run.get("parent_run_id"):
-        for m in store.metrics(run["parent_run_id"]):
+        for m in store.results.metrics(run["parent_run_id"]):
             if m["name"] == PPL and m["variant"] == "vanilla" and m["value"] is not None:
                 out["vanilla"] = m["value"]
     no_lora = bool((run.get("config") or {}).get("no_lora"))
-    for m in store.metrics(run["id"]):
+    for m in store.results.metrics(run["id"]):
         if m["value"] is None:
             continue
         if m["name"] == PPL and m["variant"] == "vanilla":

@@ -141,7 +141,7 @@ class CompareScreen(WatchingScreen):
     # ------------------------------------------------------------------ data
     def rebuild(self) -> None:
         store = self.app.store
-        ids = [i for i in self.run_ids if store.get_run(i)]
+        ids = [i for i in self.run_ids if store.runs.get(i)]
         if not ids:
             gone = "[b red]none of these runs exist any more[/]"
             self.query_one("#compare-title", Static).update(gone)
@@ -255,10 +255,10 @@ class CompareScreen(WatchingScreen):
 
     def fill_pareto(self, run_id: int, acc: list[Row]) -> None:
         store = self.app.store
-        run = store.get_run(run_id)
+        run = store.runs.get(run_id)
         if run is None or run.get("model_id") is None:
             return
-        rows = store.list_runs(model_id=run["model_id"], statuses=["done"], limit=2000)
+        rows = store.runs.list(model_id=run["model_id"], statuses=["done"], limit=2000)
         points = [(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", ""), r["avg_wh"], r["avg_acc"])
                   for r in rows if r["avg_wh"] is not None and r["avg_acc"] is not None]
         noise = average_noise(acc)
@@ -278,7 +278,7 @@ class CompareScreen(WatchingScreen):
     def runs_of(self, ids: list[int]) -> Iterator[tuple[int, dict]]:
         """(id, run) for each of ``ids`` still in the store (one may be deleted while compared)."""
         for i in ids:
-            run = self.app.store.get_run(i)
+            run = self.app.store.runs.get(i)
             if run is not None:
                 yield i, run
 

@@ -67,7 +67,7 @@ class ModelsScreen(LiveTableScreen):
         store = self.app.store
         out: list[tuple[str, dict[str, Any]]] = []
         refs = set()
-        for m in store.list_models():
+        for m in store.models.list():
             out.append((m["ref"], m))
             refs.add(m["ref"])
         for ref in self.cached:
@@ -179,7 +179,7 @@ class ModelsScreen(LiveTableScreen):
         store = self.app.open_store()
         try:
             model_id = register_model(store, ref)
-            model = store.get_model(model_id)
+            model = store.models.get(model_id)
         except GreentuiError as exc:
             self.app.call_from_thread(self._add_failed, str(exc))
             return

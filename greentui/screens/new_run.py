@@ -189,7 +189,7 @@ class NewRunScreen(AppScreen):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
-        self.known = [m["ref"] for m in self.app.store.list_models()]
+        self.known = [m["ref"] for m in self.app.store.models.list()]
         self.initial, choices, chosen = self.starting_point()
         if self.model:
             self.initial.model = self.model
@@ -353,7 +353,7 @@ class NewRunScreen(AppScreen):
             SETTING[name].label for name in problems)
         self.query_one("#form-summary", Static).update(summary)
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
-        params = size[1] if size else (self.app.store.get_model(cfg.model or "") or {}).get("params")
+        params = size[1] if size else (self.app.store.models.get(cfg.model or "") or {}).get("params")
         self.request_advice(cfg, params)
         self.show_advice()
         return problems
@@ -521,7 +521,7 @@ class NewRunScreen(AppScreen):
     def _queued(self, run_id: int) -> None:
         self.busy = False
         pid = self.app.ensure_runner()
-        paused = self.app.store.queue_paused()
+        paused = self.app.store.queue.paused()
         self.notify(f"run {run_id} queued" + (" (the queue is paused: Queue screen, p resumes)" if paused
                                               else f"; runner pid {pid}" if pid else ""))
         self.app.poll_store()

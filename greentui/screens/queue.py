@@ -62,7 +62,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             return
         table = tables.first()
         keep = self.cursor_run()
-        rows = self.store.queued_runs()
+        rows = self.store.queue.queued()
         rows.sort(key=lambda r: (r["status"] != "running", r["position"] or 0, r["id"]))
         table.clear()
         for i, r in enumerate(rows, 1):
@@ -72,7 +72,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             table.add_row(*self.cells(i, r, status), key=str(r["id"]))
         if keep is not None and str(keep) in {str(r["id"]) for r in rows}:
             table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
-        paused = self.store.queue_paused()
+        paused = self.store.queue.paused()
         runners = live_runners(self.store)
         state = "[b yellow]PAUSED[/] (p resumes)" if paused else "[b green]active[/]"
         runner = ("; ".join(f"runner pid {x['pid']} on {', '.join(x['devices']) or x['requested']}"
@@ -107,7 +107,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
         if run is None:
             return
         try:
-            self.store.move_in_queue(run, delta)
+            self.store.queue.move(run, delta)
         except GreentuiError as exc:
             self.notify(str(exc), severity="warning")
             return
@@ -117,7 +117,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
         run = self.cursor_run()
         if run is None:
             return
-        row = self.store.get_run(run)
+        row = self.store.runs.get(run)
 
         def go(yes: bool | None = True) -> None:
             if not yes:
@@ -136,8 +136,8 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             go()
 
     def action_toggle_pause(self) -> None:
-        paused = not self.store.queue_paused()
-        self.store.set_queue_paused(paused)
+        paused = not self.store.queue.paused()
+        self.store.queue.set_paused(paused)
         if paused:
             self.notify("queue paused: the current run finishes, nothing new starts")
         else:

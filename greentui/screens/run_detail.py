@@ -108,7 +108,7 @@ class RunDetailScreen(WatchingScreen):
                            ("wh", "Wh"), ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"),
                            ("s", "seconds")):
             table.add_column(Text(label), key=key, width=16 if narrow and key == "meter" else None)
-        self.run = self.app.store.get_run(self.run_id)
+        self.run = self.app.store.runs.get(self.run_id)
         if self.run is None:
             self.query_one("#run-title", Static).update(f"[b red]no run {self.run_id} in this workspace[/]")
             return
@@ -156,16 +156,16 @@ class RunDetailScreen(WatchingScreen):
 
     def _tick(self) -> None:
         store = self.app.store
-        run = store.get_run(self.run_id)
+        run = store.runs.get(self.run_id)
         if run is None:
             return
         self.run = run
-        events = store.events(self.run_id, after_id=self.last_event)
+        events = store.events.list(self.run_id, after_id=self.last_event)
         log = self.query_one("#log", RichLog)
         for ev in events:
             self.last_event = ev["id"]
             self.apply_event(ev["kind"], ev["payload"], log)
-        samples = store.power_samples(self.run_id, after_id=self.last_power)
+        samples = store.events.power_samples(self.run_id, after_id=self.last_power)
         if samples:
             panel = self.query_one(PowerPanel)
             for s in samples:
@@ -183,7 +183,7 @@ class RunDetailScreen(WatchingScreen):
 
     def tail_job(self, store) -> None:
         """A Slurm run: its job id/state for the title, and the new lines of its stdout/stderr."""
-        job = store.slurm_job(self.run_id)
+        job = store.jobs.get(self.run_id)
         self.job = job
         if not job or not job.get("job_id"):
             return
@@ -284,8 +284,8 @@ class RunDetailScreen(WatchingScreen):
         table = self.query_one("#results-table", DataTable)
         rows: list[dict[str, Any]] = []
         if self.run and self.run.get("parent_run_id"):
-            rows += store.task_results(self.run["parent_run_id"], "vanilla")
-        rows += store.task_results(self.run_id)
+            rows += store.results.task_results(self.run["parent_run_id"], "vanilla")
+        rows += store.results.task_results(self.run_id)
         table.clear()
         for r in rows:
             wh = None if r["energy_kwh"] is None else r["energy_kwh"] * 1000

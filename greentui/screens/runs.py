@@ -127,10 +127,10 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         self._fill_generation += 1
         table = self.query_one(DataTable)
         text = self.filter_text or None
-        self.total = self.store.count_runs(text=text)
+        self.total = self.store.runs.count(text=text)
         pages = max(1, -(-self.total // PAGE))
         self.page = min(self.page, pages - 1)
-        rows = self.store.list_runs(limit=PAGE, offset=self.page * PAGE, text=text, order=self.order,
+        rows = self.store.runs.list(limit=PAGE, offset=self.page * PAGE, text=text, order=self.order,
                                     descending=self.descending)
         cursor_key = self.cursor_run()
         table.clear()

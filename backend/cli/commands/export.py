@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     _, store = workspace_and_store(args, create=False)
     ids = [parse_run_id(r) for r in args.runs] or None
     for i in ids or []:
-        store.require_run(i)
+        store.runs.require(i)
     text = render(store, args.format, ids)
     if args.out:
         try:

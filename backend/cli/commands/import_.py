@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         _, store = workspace_and_store(args)
         ids = import_table(store, Path(args.table), args.metric, args.source)
         for i in ids:
-            run_row = store.require_run(i)
+            run_row = store.runs.require(i)
             flags = flags_of(run_row)
             print(f"{i}\treference\t{run_row['model_name']}" + ("" if not flags else "\tFLAGGED"))
             for f in flags:

@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from backend.execution.supervisor import recover_stale_runs
     _, store = workspace_and_store(args, create=False)
     recover_stale_runs(store)
-    rows = store.list_runs(limit=args.limit, text=args.filter, statuses=args.status)
-    table = Table(title=f"runs ({store.count_runs(text=args.filter, statuses=args.status)} in all)")
+    rows = store.runs.list(limit=args.limit, text=args.filter, statuses=args.status)
+    table = Table(title=f"runs ({store.runs.count(text=args.filter, statuses=args.status)} in all)")
     for col in ("id", "model", "kind", "method", "ratio", "status", "avg acc", "avg Wh", "acc ×", "Wh ×", "created"):
         table.add_column(col, justify="right" if col in ("id", "ratio", "avg acc", "avg Wh", "acc ×", "Wh ×") else "left")
     for r in rows:

@@ -32,19 +32,19 @@ def run(args: argparse.Namespace) -> int:
     con = console()
     if args.models_cmd == "add":
         model_id = add_model(store, args.ref, args.trust_remote_code)
-        con.print(f"model {model_id}: {store.get_model(model_id)['ref']}")
+        con.print(f"model {model_id}: {store.models.get(model_id)['ref']}")
         return 0
     if args.models_cmd == "rm":
-        m = store.get_model(args.model)
+        m = store.models.get(args.model)
         if m is None:
             raise GreentuiError(f"no model {args.model!r} in this workspace (see greentui models)")
-        store.remove_model(m["id"])
+        store.models.remove(m["id"])
         con.print(f"removed model {m['id']} ({m['ref']})")
         return 0
     t = Table(title="models")
     for c in ("id", "name", "source", "arch", "params", "layers", "heads", "kv", "hidden", "dtype", "size", "runs"):
         t.add_column(c)
-    for m in store.list_models():
+    for m in store.models.list():
         t.add_row(str(m["id"]), m["name"] or m["ref"], m["source"] or "?", m["arch"] or "?",
                   fmt_params(m["params"]), str(m["layers"]), str(m["heads"]), str(m["kv_heads"]),
                   str(m["hidden"]), m["dtype"] or "?", fmt_bytes(m["size_bytes"]), str(m["runs"]))

@@ -46,6 +46,6 @@ def resume(args: argparse.Namespace) -> int:
 
 def pause(args: argparse.Namespace) -> int:
     _, store = workspace_and_store(args)
-    store.set_queue_paused(True)
+    store.queue.set_paused(True)
     print("queue paused")
     return 0

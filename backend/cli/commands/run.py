@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     ws, store = workspace_and_store(args)
     held, device = _take_device(ws, store, cfg, wait=getattr(args, "wait", False))
     run_id = prepare_run(store, cfg, status="running", pid=os.getpid())
-    store.update_run(run_id, device=None, pid_start=process_start_time(), executor="local", slot=held.label)
+    store.runs.update(run_id, device=None, pid_start=process_start_time(), executor="local", slot=held.label)
     held.note(run=run_id, pid=os.getpid())
     console = Console(file=sys.stderr)  # bound now: the pipeline redirects sys.stderr to a log
     console.print(f"run {run_id}: {cfg.model} — {cfg.summary()}")
@@ -82,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             status = execute_run(store, ws, run_id, sink, device=device)
         except KeyboardInterrupt:
-            store.finish_run(run_id, "cancelled", "interrupted from the keyboard")
+            store.runs.finish(run_id, "cancelled", "interrupted from the keyboard")
             raise
     from backend.results.report import comparison_markdown
     print(comparison_markdown(store, [run_id]))
     print(run_id)
     if status != "done":
-        err = store.get_run(run_id)["error"]
+        err = store.runs.get(run_id)["error"]
         print(f"greentui: run {run_id} {status}: {err}", file=sys.stderr)
         return 1
     return 0

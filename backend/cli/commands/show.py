@@ -23,10 +23,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 def run(args: argparse.Namespace) -> int:
     run_id = parse_run_id(args.run)
     _, store = workspace_and_store(args, create=False)
-    r = store.require_run(run_id)
-    results = store.task_results(run_id)
-    base = store.task_results(r["parent_run_id"], "vanilla") if r["parent_run_id"] else []
-    metrics = store.metrics(run_id)
+    r = store.runs.require(run_id)
+    results = store.results.task_results(run_id)
+    base = store.results.task_results(r["parent_run_id"], "vanilla") if r["parent_run_id"] else []
+    metrics = store.results.metrics(run_id)
     from backend.results.run_energy import run_energy_doc
     energy = run_energy_doc(store, r)
     if args.json:

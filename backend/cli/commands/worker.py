@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         if args.cpu_slots is None:
             raise GreentuiError("--save needs --cpu-slots N")
         with open_store(ws) as store:
-            store.set_setting(CPU_SLOTS_SETTING, str(args.cpu_slots))
+            store.settings.set(CPU_SLOTS_SETTING, str(args.cpu_slots))
         print(f"workspace setting: cpu_slots = {args.cpu_slots}")
     if args.executor == "slurm":
         n = run_worker(ws, "slurm", executors=["slurm"])

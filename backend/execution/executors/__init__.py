@@ -34,8 +34,8 @@ Contract of each method (all called from the runner's one thread; never block fo
   and calls ``launch``, or ``release(offer)`` when another runner claimed it first.
 * ``launch(store, run, offer)`` — start the run, already ``running`` in the store with
   ``runner_id``/``executor``/``device``/``slot`` set. Record how to find it again
-  (``store.record_process`` for a local process; ``store.update_run(job_id=..., job_state=...,
-  node=...)`` for a scheduler). Failing to start = ``store.finish_run(id, "failed", reason)``.
+  (``store.record_process`` for a local process; ``store.runs.update(job_id=..., job_state=...,
+  node=...)`` for a scheduler). Failing to start = ``store.runs.finish(id, "failed", reason)``.
 * ``poll(store)`` — follow what was launched: finished local processes, scheduler states
   (``job_state`` is shown verbatim in the Queue screen), results to ingest. A run that ended without
   closing its row is closed here (``finish_run`` only changes a row still ``running``).

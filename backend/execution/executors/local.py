@@ -141,11 +141,11 @@ class LocalExecutor(Executor):
                                     pass_fds=offer.fds, close_fds=True, env=env, cwd=str(CODE_ROOT))
         except OSError as exc:
             offer.release()
-            store.finish_run(run_id, "failed", f"cannot start the run's process: {exc}")
+            store.runs.finish(run_id, "failed", f"cannot start the run's process: {exc}")
             return
         finally:
             log.close()
-        store.record_process(run_id, proc.pid, process_start_time(proc.pid))
+        store.queue.record_process(run_id, proc.pid, process_start_time(proc.pid))
         devices = list(offer.devices)
         offer.close()  # the child holds the locks now, for exactly as long as it lives
         self.children[run_id] = _Child(run_id, proc, offer, devices)
@@ -156,16 +156,16 @@ class LocalExecutor(Executor):
             if code is None:
                 continue
             del self.children[run_id]
-            row = store.get_run(run_id)
+            row = store.runs.get(run_id)
             if row is None or row["status"] != "running":
                 continue  # the run closed its own row (done, failed or cancelled)
             if row.get("cancel_requested"):
                 how = "killed" if child.killed else "stopped with SIGTERM" if child.termed_at else "stopped"
-                store.finish_run(run_id, "cancelled", f"cancelled by the user ({how} after the grace period)")
+                store.runs.finish(run_id, "cancelled", f"cancelled by the user ({how} after the grace period)")
             elif code < 0:  # killed from outside (OOM killer, kill -9): like a crash, pause the queue
-                store.mark_interrupted([run_id], f"the run's process was killed by signal {-code}")
+                store.runs.mark_interrupted([run_id], f"the run's process was killed by signal {-code}")
             else:
-                store.finish_run(run_id, "failed", f"the run's process exited with code {code} "
+                store.runs.finish(run_id, "failed", f"the run's process exited with code {code} "
                                                     "without finishing (see runner.log)")
 
     def on_cancel(self, store: Store, run: dict[str, Any]) -> None:
@@ -176,16 +176,16 @@ class LocalExecutor(Executor):
         if child.termed_at is None and waited >= CANCEL_GRACE_S:
             child.proc.send_signal(signal.SIGTERM)  # our own unreaped child: its pid cannot be reused
             child.termed_at = time.time()
-            store.add_event(child.run_id, "log", {"line": f"cancel not honoured after {CANCEL_GRACE_S:.0f} s: "
+            store.events.add(child.run_id, "log", {"line": f"cancel not honoured after {CANCEL_GRACE_S:.0f} s: "
                                                           "SIGTERM sent to the run's process"})
         elif child.termed_at is not None and not child.killed and time.time() - child.termed_at >= KILL_GRACE_S:
             child.proc.kill()
             child.killed = True
-            store.add_event(child.run_id, "log", {"line": "SIGTERM not honoured: SIGKILL sent"})
+            store.events.add(child.run_id, "log", {"line": "SIGTERM not honoured: SIGKILL sent"})
 
     def busy(self) -> bool:
         return bool(self.children)
 
     def shutdown(self, store: Store) -> None:
         for run_id in self.children:
-            store.request_cancel(run_id)
+            store.queue.request_cancel(run_id)

@@ -188,16 +188,16 @@ def _snapshot(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     """What the job needs from the store, taken on the login node: run, model, reusable baselines."""
     from backend.schema.runconfig import RunConfig
     cfg = RunConfig.from_dict(run["config"])
-    model = store.get_model(run["model_id"])
+    model = store.models.get(run["model_id"])
     if model is None:
         raise GreentuiError(f"run {run['id']} has no model in the store")
     baselines: dict[str, dict[str, Any]] = {}
     if not cfg.no_prune:
         for device in ("cpu", "cuda"):
             key = cfg.baseline_key(model["ref"], device)
-            found = store.find_baseline(key, cfg.tasks)
+            found = store.results.find_baseline(key, cfg.tasks)
             if found:
-                tasks = [r["task"] for r in store.task_results(found["id"], "vanilla")]
+                tasks = [r["task"] for r in store.results.task_results(found["id"], "vanilla")]
                 baselines[key] = {"id": found["id"], "tasks": tasks}
     keep = ("id", "model_id", "parent_run_id", "kind", "label", "config", "status", "baseline_key")
     return {"run": {k: run.get(k) for k in keep}, "model": dict(model), "baselines": baselines}
@@ -255,20 +255,20 @@ def request_cancel(store: Store, workspace: Path, run_id: int) -> str:
 
     Also leaves ``cancel.request`` in the run folder, which the job reads at its safe points.
     """
-    run = store.require_run(run_id)
-    job = store.slurm_job(run_id)
+    run = store.runs.require(run_id)
+    job = store.jobs.get(run_id)
     if run["status"] not in ("queued", "running"):
         raise GreentuiError(f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
     if job is None:  # not submitted yet: an ordinary queued run
-        store.cancel_queued(run_id)
+        store.queue.cancel_queued(run_id)
         return "cancelled"
-    store.update_slurm_job(run_id, cancel_requested=1)
+    store.jobs.update(run_id, cancel_requested=1)
     folder = run_dir(workspace, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cancel.request").write_text(f"{time.time()}\n")
     if job["job_id"]:
         scancel(job["job_id"], workspace, run_id)
-        store.add_event(run_id, "log", {"line": f"cancel requested (scancel of Slurm job {job['job_id']})"})
+        store.events.add(run_id, "log", {"line": f"cancel requested (scancel of Slurm job {job['job_id']})"})
     ensure_slurm_runner(workspace, store)
     return "cancelling"
 
@@ -299,13 +299,13 @@ class SlurmRunner:
 
     def step(self) -> bool:
         """One round; True while anything is left to follow or submit."""
-        while (job := self.store.claim_slurm_submission(lambda rid: job_name(self.workspace, rid))) is not None:
+        while (job := self.store.jobs.claim_submission(lambda rid: job_name(self.workspace, rid))) is not None:
             self._submit(job)
-        jobs = self.store.open_slurm_jobs()
+        jobs = self.store.jobs.open()
         for job in jobs:
             if not job["job_id"]:  # reserved by a runner that died before it recorded the job id
                 self._submit(job)
-        jobs = self.store.open_slurm_jobs()
+        jobs = self.store.jobs.open()
         states = query_states(j["job_id"] for j in jobs if j["job_id"])
         if states is None:
             log.warning("Slurm did not answer squeue; trying again")
@@ -313,35 +313,35 @@ class SlurmRunner:
         for job in jobs:
             if job["job_id"]:
                 self._follow(job, states.get(job["job_id"]))
-        return bool(self.store.open_slurm_jobs())
+        return bool(self.store.jobs.open())
 
     def _submit(self, job: dict[str, Any]) -> None:
         run_id = job["run_id"]
-        run = self.store.require_run(run_id)
+        run = self.store.runs.require(run_id)
         if run["status"] != "queued":  # cancelled (or deleted) between reservation and submission
-            self.store.update_slurm_job(run_id, finished=1, state="NOT_SUBMITTED")
+            self.store.jobs.update(run_id, finished=1, state="NOT_SUBMITTED")
             return
         found = find_job_by_name(job["job_name"])
         try:
             job_id = found or submit(self.store, self.workspace, run, job["job_name"])
         except GreentuiError as exc:
-            self.store.update_slurm_job(run_id, finished=1, state="NOT_SUBMITTED", reason=str(exc))
-            self.store.add_event(run_id, "error", {"message": str(exc)})
-            self.store.finish_run(run_id, "failed", str(exc))
+            self.store.jobs.update(run_id, finished=1, state="NOT_SUBMITTED", reason=str(exc))
+            self.store.events.add(run_id, "error", {"message": str(exc)})
+            self.store.runs.finish(run_id, "failed", str(exc))
             return
-        self.store.update_slurm_job(run_id, job_id=job_id, state="PENDING", submitted_at=time.time())
-        self.store.update_run(run_id, stage="submitted")
+        self.store.jobs.update(run_id, job_id=job_id, state="PENDING", submitted_at=time.time())
+        self.store.runs.update(run_id, stage="submitted")
         what = "found again" if found else "submitted"
-        self.store.add_event(run_id, "log", {"line": f"{what} Slurm job {job_id} ({job['job_name']})"})
+        self.store.events.add(run_id, "log", {"line": f"{what} Slurm job {job_id} ({job['job_name']})"})
 
     def _follow(self, job: dict[str, Any], info: tuple[str, str, str] | None) -> None:
         from backend.execution.ingest import read_status
         run_id, job_id = job["run_id"], job["job_id"]
         self._ingest(run_id)
-        run = self.store.require_run(run_id)
+        run = self.store.runs.require(run_id)
         if run["status"] == "cancelled" and not job["cancel_requested"]:
             # cancelled as a queued run (Queue screen / an older greentui): stop the job too
-            self.store.update_slurm_job(run_id, cancel_requested=1)
+            self.store.jobs.update(run_id, cancel_requested=1)
             scancel(job_id, self.workspace, run_id)
         state, reason, node = info if info else (None, None, job["node"])
         folder = run_dir(self.workspace, run_id)
@@ -352,26 +352,26 @@ class SlurmRunner:
             return  # just submitted and not yet visible (a slow controller): look again
         changed = (state, reason, node) != (job["state"], job["reason"], job["node"])
         if changed:
-            self.store.update_slurm_job(run_id, state=state or "GONE", reason=reason, node=node)
+            self.store.jobs.update(run_id, state=state or "GONE", reason=reason, node=node)
         if not outcome.final:
             if outcome.status == "running" and run["status"] == "queued":
-                self.store.mark_started(run_id)
-                self.store.add_event(run_id, "log", {"line": f"Slurm job {job_id} running on {node}"})
+                self.store.runs.mark_started(run_id)
+                self.store.events.add(run_id, "log", {"line": f"Slurm job {job_id} running on {node}"})
             elif outcome.status == "queued" and changed and reason and reason != "None":
-                self.store.update_run(run_id, stage=f"submitted ({reason})")
+                self.store.runs.update(run_id, stage=f"submitted ({reason})")
             return
         self._ingest(run_id)  # whatever the job wrote before it ended
-        self.store.finish_run(run_id, outcome.status, outcome.error)
-        base = self.store.slurm_job(run_id)["baseline_run_id"]
+        self.store.runs.finish(run_id, outcome.status, outcome.error)
+        base = self.store.jobs.get(run_id)["baseline_run_id"]
         if base:
-            self.store.finish_run(base, outcome.status if outcome.status != "done" else "failed",
+            self.store.runs.finish(base, outcome.status if outcome.status != "done" else "failed",
                                   outcome.error or "the Slurm job ended before its baseline did")
         if outcome.status != "done" and outcome.error:
-            self.store.add_event(run_id, "error", {"message": outcome.error})
+            self.store.events.add(run_id, "error", {"message": outcome.error})
         if status is None:
-            self.store.add_event(run_id, "done", {"status": outcome.status})
-        self.store.add_event(run_id, "log", {"line": f"Slurm job {job_id}: {state or 'gone'} → {outcome.status}"})
-        self.store.update_slurm_job(run_id, finished=1)
+            self.store.events.add(run_id, "done", {"status": outcome.status})
+        self.store.events.add(run_id, "log", {"line": f"Slurm job {job_id}: {state or 'gone'} → {outcome.status}"})
+        self.store.jobs.update(run_id, finished=1)
 
 
 def slurm_runner_pid(workspace: Path) -> int | None:
@@ -382,7 +382,7 @@ def slurm_runner_pid(workspace: Path) -> int | None:
 
 def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
     """Start a detached Slurm runner when Slurm runs are waiting and none is alive; its pid or None."""
-    if not (store.open_slurm_jobs() or (not store.queue_paused() and store.has_unsubmitted_slurm_runs())):
+    if not (store.jobs.open() or (not store.queue.paused() and store.jobs.has_unsubmitted())):
         return None
     pid = slurm_runner_pid(workspace)
     if pid:

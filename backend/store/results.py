@@ -1,0 +1,202 @@
+"""What runs measured: task results and their energy passes, metrics, the efficiency sweep,
+baselines to reuse, and imported or published results.
+
+A repository of :class:`backend.store.Store`: it shares the store's one connection and its
+transactions; reach it as ``store.results``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from backend.store.base import Repository
+from backend.store.tables import (
+    EFFICIENCY_FIELDS,
+    REPEAT_FIELDS,
+    TASK_RESULT_FIELDS,
+    VARIANTS,
+    now,
+)
+
+
+class ResultRepository(Repository):
+    """What runs measured: task results and their energy passes, metrics, the efficiency sweep,"""
+
+    def record_imports(self, items: list[dict[str, Any]]) -> list[int]:
+        """Record imported results as finished runs, all in one transaction: a failure anywhere
+        (a bad row, a full disk) leaves no run, no model and no result behind, and no run is ever
+        ``running`` on the way. Each item: ``model``, ``config``, ``label``, ``parent_run_id``, ``rows``
+        (task result dicts with ``variant`` and ``task``)."""
+        ids: list[int] = []
+        with self.transaction() as c:
+            for it in items:
+                row = c.execute("SELECT id FROM models WHERE ref = ?", (it["model"],)).fetchone()
+                if row:
+                    model_id = int(row[0])
+                else:
+                    model_id = int(c.execute(
+                        "INSERT INTO models (ref, name, source, trust_remote_code, added_at) "
+                        "VALUES (?, ?, 'import', 0, ?)", (it["model"], it["model"], now())).lastrowid)
+                pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+                t = now()
+                run_id = int(c.execute(
+                    "INSERT INTO runs (model_id, parent_run_id, kind, label, config, status, position, "
+                    "created_at, started_at, finished_at) VALUES (?, ?, 'import', ?, ?, 'done', ?, ?, ?, ?)",
+                    (model_id, it.get("parent_run_id"), it.get("label"),
+                     json.dumps(it["config"], sort_keys=True, default=str), pos, t, t, t)).lastrowid)
+                for r in it["rows"]:
+                    self._insert_task_result(c, run_id, r)
+                ids.append(run_id)
+        return ids
+
+    def save_reference_runs(self, items: list[dict[str, Any]]) -> list[int]:
+        """Store published-table rows as reference runs (``backend.results.reference_tables``), all in one
+        transaction: a table is stored whole or not at all. An item whose ``key`` (model and pair
+        position) matches an existing reference run merges into it — an accuracy table and an
+        energy table of the same models become the same runs; a figure already there is replaced."""
+        ids: list[int] = []
+        with self.transaction() as c:
+            for it in items:
+                found = None
+                for rid, cfg_text in c.execute("SELECT id, config FROM runs WHERE kind = 'reference' "
+                                               "AND json_extract(config, '$.reference.key') = ? ORDER BY id",
+                                               (it["key"],)).fetchall():
+                    found = (rid, json.loads(cfg_text))
+                metric = it["metric"]
+                if found is None:
+                    cfg = {"reference": {"key": it["key"], "model": it["model"], "sources": {}, "files": {},
+                                         "lines": {}, "checks": {}, "percent": {}}, "no_prune": False}
+                    t = now()
+                    pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+                    rid = int(c.execute(
+                        "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, "
+                        "started_at, finished_at) VALUES (NULL, 'reference', ?, '{}', 'done', ?, ?, ?, ?)",
+                        (f"{it['model']} — {it['source']}", pos, t, t, t)).lastrowid)
+                else:
+                    rid, cfg = found
+                ref = cfg["reference"]
+                ref["sources"][metric] = it["source"]
+                ref["files"][metric] = it["file"]
+                ref["lines"][metric] = it["lines"]
+                ref["checks"][metric] = it["checks"]
+                ref["percent"][metric] = it["percent"]
+                c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(cfg, sort_keys=True), rid))
+                for variant, tasks in it["results"].items():
+                    for task, fields in tasks.items():
+                        old = c.execute("SELECT * FROM task_results WHERE run_id = ? AND variant = ? AND task = ?",
+                                        (rid, variant, task))
+                        cols = [d[0] for d in old.description]
+                        prev = old.fetchone()
+                        row: dict[str, Any] = dict(zip(cols, prev)) if prev else {}
+                        row.update(fields)
+                        if "energy_kwh" in fields:
+                            row["meter"] = f"published ({it['source']})"
+                        prov = json.loads(row["provenance"]) if isinstance(row.get("provenance"), str) else {}
+                        prov.setdefault("reference", {})[metric] = {"source": it["source"], "file": it["file"]}
+                        row["provenance"] = prov
+                        self._insert_task_result(c, rid, dict(row, variant=variant, task=task))
+                ids.append(rid)
+        return ids
+
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
+        """The newest finished baseline with this key that holds every requested task."""
+        want = sorted(set(tasks))
+        for row in self._rows("SELECT id FROM runs WHERE baseline_key = ? AND kind = 'baseline' "
+                              "AND status = 'done' ORDER BY id DESC", (baseline_key,)):
+            have = {r["task"] for r in self.task_results(row["id"], variant="vanilla")}
+            if set(want) <= have:
+                return self._store.runs.get(row["id"])
+        return None
+
+    def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None:
+        self.save_task_results(run_id, [dict(result, variant=variant, task=task)])
+
+    def save_task_results(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+        """Write whole task results in one transaction (replacing a previous row of the same task).
+
+        A row's ``repeats`` (the measured passes of ``--repeats``) go to ``energy_repeats`` in the
+        same transaction, so a task is stored with all its passes or not at all.
+        """
+        rows = list(rows)
+        with self.transaction() as c:
+            for r in rows:
+                self._insert_task_result(c, run_id, r)
+
+    @staticmethod
+    def _insert_task_result(c: sqlite3.Connection, run_id: int, r: dict[str, Any]) -> None:
+        if r["variant"] not in VARIANTS:
+            raise ValueError(f"variant {r['variant']!r}")
+        vals = {k: r.get(k) for k in TASK_RESULT_FIELDS}
+        if isinstance(vals["provenance"], (dict, list)):
+            vals["provenance"] = json.dumps(vals["provenance"], sort_keys=True, default=str)
+        cols = ["run_id", "variant", "task", *vals, "created_at"]
+        c.execute(f"INSERT OR REPLACE INTO task_results ({', '.join(cols)}) "
+                  f"VALUES ({', '.join('?' * len(cols))})",
+                  (run_id, r["variant"], r["task"], *vals.values(), now()))
+        if r.get("repeats"):
+            c.execute("DELETE FROM energy_repeats WHERE run_id = ? AND variant = ? AND task = ?",
+                      (run_id, r["variant"], r["task"]))
+            for p in r["repeats"]:
+                detail = {k: v for k, v in p.items() if k not in REPEAT_FIELDS}
+                c.execute(f"INSERT INTO energy_repeats (run_id, variant, task, {', '.join(REPEAT_FIELDS)}, "
+                          f"detail) VALUES (?, ?, ?, {', '.join('?' * len(REPEAT_FIELDS))}, ?)",
+                          (run_id, r["variant"], r["task"], *(p.get(k) for k in REPEAT_FIELDS),
+                           json.dumps(detail, sort_keys=True, default=str) if detail else None))
+
+    def _run_rows(self, table: str, run_id: int, variant: str | None) -> list[dict[str, Any]]:
+        """A run's rows of a per-task table (optionally one variant), in insertion order."""
+        sql = f"SELECT * FROM {table} WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if variant:
+            sql += " AND variant = ?"
+            params.append(variant)
+        return self._rows(sql + " ORDER BY id", params)
+
+    def task_results(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
+        rows = self._run_rows("task_results", run_id, variant)
+        for r in rows:
+            if r.get("provenance"):
+                r["provenance"] = json.loads(r["provenance"])
+        return rows
+
+    def energy_repeats(self, run_id: int, variant: str | None = None) -> list[dict[str, Any]]:
+        """The measured passes of each task (one per ``--repeats``), in task then pass order."""
+        rows = self._run_rows("energy_repeats", run_id, variant)
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
+        return rows
+
+    def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        """The efficiency stage's points of one variant, in one transaction (replacing older ones)."""
+        with self.transaction() as c:
+            self._replace_efficiency(c, run_id, variant, rows)
+
+    @staticmethod
+    def _replace_efficiency(c: sqlite3.Connection, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
+        c.execute("DELETE FROM efficiency_results WHERE run_id = ? AND variant = ?", (run_id, variant))
+        for r in rows:
+            detail = {k: v for k, v in r.items() if k not in EFFICIENCY_FIELDS}
+            c.execute(f"INSERT INTO efficiency_results (run_id, variant, {', '.join(EFFICIENCY_FIELDS)}, "
+                      f"detail) VALUES (?, ?, {', '.join('?' * len(EFFICIENCY_FIELDS))}, ?)",
+                      (run_id, variant, *(r.get(k) for k in EFFICIENCY_FIELDS),
+                       json.dumps(detail, sort_keys=True, default=str) if detail else None))
+
+    def efficiency(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM efficiency_results WHERE run_id = ? ORDER BY variant DESC, batch_size",
+                          (run_id,))
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
+        return rows
+
+    def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
+                    detail: dict[str, Any] | None = None) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO run_metrics (run_id, variant, name, value, detail) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          (run_id, variant, name, value, json.dumps(detail, default=str) if detail else None))
+
+    def metrics(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT variant, name, value, detail FROM run_metrics WHERE run_id = ? ORDER BY id",
+                          (run_id,))

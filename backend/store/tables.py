@@ -1,0 +1,153 @@
+"""The store's tables: their columns, the migrations that make them (applied in order and recorded
+in ``schema_version``), and the vocabularies of their columns (run states, variants)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+RUN_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+ACTIVE_STATES = ("queued", "running")
+# Runs a local runner executes (and judges by pid); Slurm runs are followed by backend.execution.executors.slurm.
+LOCAL_ONLY = "COALESCE(json_extract(config, '$.executor'), 'local') = 'local'"
+# Run columns a Slurm job may set through the ingester (what the pipeline updates on a run).
+RUN_UPDATE_FIELDS = ("model_id", "parent_run_id", "stage", "device", "params_before", "params_after",
+                     "baseline_key")
+VARIANTS = ("vanilla", "pruned")
+TASK_RESULT_FIELDS = (
+    "acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_samples", "seconds", "tokens",
+    "energy_cpu_kwh", "energy_gpu_kwh", "energy_ram_kwh", "energy_kwh", "nvml_joules",
+    "meter", "cpu_mode", "device", "num_fewshot", "limit_n", "provenance",
+)
+
+REPEAT_FIELDS = ("repeat", "seconds", "tokens", "energy_kwh", "energy_cpu_kwh", "energy_gpu_kwh",
+                 "energy_ram_kwh", "nvml_joules", "meter")
+EFFICIENCY_FIELDS = ("batch_size", "seq_len", "forwards", "tokens", "seconds", "tokens_per_s", "joules",
+                     "j_per_token", "meter")
+
+
+def _fits(value: Any) -> bool:
+    """Whether ``value`` is an integer SQLite can bind (64-bit signed); larger ids exist nowhere."""
+    return isinstance(value, int) and -(2**63) <= value < 2**63
+
+
+def now() -> float:
+    return time.time()
+
+
+# --------------------------------------------------------------------------------------- migrations
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    """The first schema (docs/architecture.md, "Data model", lists every table)."""
+    db["models"].create({
+        "id": int, "ref": str, "name": str, "source": str, "arch": str, "params": int,
+        "layers": int, "heads": int, "kv_heads": int, "hidden": int, "intermediate": int,
+        "dtype": str, "size_bytes": int, "trust_remote_code": int, "info": str, "added_at": float,
+    }, pk="id", not_null={"ref"}, defaults={"trust_remote_code": 0})
+    db["models"].create_index(["ref"], unique=True)
+    db["runs"].create({
+        "id": int, "model_id": int, "parent_run_id": int, "kind": str, "label": str, "config": str,
+        "status": str, "pid": int, "device": str, "position": float, "stage": str,
+        "created_at": float, "started_at": float, "finished_at": float,
+        "params_before": int, "params_after": int, "baseline_key": str, "error": str,
+    }, pk="id", not_null={"kind", "status", "config"},
+        foreign_keys=[("model_id", "models", "id"), ("parent_run_id", "runs", "id")])
+    db["runs"].create_index(["status", "position"])
+    db["runs"].create_index(["baseline_key"])
+    db["runs"].create_index(["model_id"])
+    db["task_results"].create({
+        "id": int, "run_id": int, "variant": str, "task": str,
+        "acc": float, "acc_stderr": float, "acc_norm": float, "acc_norm_stderr": float,
+        "n_samples": int, "seconds": float, "tokens": int,
+        "energy_cpu_kwh": float, "energy_gpu_kwh": float, "energy_ram_kwh": float,
+        "energy_kwh": float, "nvml_joules": float, "meter": str, "cpu_mode": str, "device": str,
+        "num_fewshot": int, "limit_n": int, "provenance": str, "created_at": float,
+    }, pk="id", not_null={"run_id", "variant", "task"}, foreign_keys=[("run_id", "runs", "id")])
+    db["task_results"].create_index(["run_id", "variant", "task"], unique=True)
+    db["run_metrics"].create({
+        "id": int, "run_id": int, "variant": str, "name": str, "value": float, "detail": str,
+    }, pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["run_metrics"].create_index(["run_id", "variant", "name"], unique=True)
+    db["events"].create({"id": int, "run_id": int, "t": float, "kind": str, "payload": str},
+                        pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["events"].create_index(["run_id", "id"])
+    db["power_samples"].create({"id": int, "run_id": int, "t": float, "watts": float,
+                                "source": str, "limit_w": float},
+                               pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["power_samples"].create_index(["run_id", "id"])
+    db["settings"].create({"key": str, "value": str}, pk="key")
+
+
+def _migration_repeats_efficiency(db: sqlite_utils.Database) -> None:
+    """Issue #11: each measured pass of a task (``--repeats``) and the efficiency stage's points.
+
+    ``task_results`` keeps one row per task (the means), so every existing reader still works;
+    ``energy_repeats`` holds the passes those means came from, ``efficiency_results`` the
+    tokens/s and J/token of each variant at each batch size. Idempotent (tables made if missing).
+    """
+    if "energy_repeats" not in db.table_names():
+        db["energy_repeats"].create({
+            "id": int, "run_id": int, "variant": str, "task": str, "repeat": int, "seconds": float,
+            "tokens": int, "energy_kwh": float, "energy_cpu_kwh": float, "energy_gpu_kwh": float,
+            "energy_ram_kwh": float, "nvml_joules": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "task", "repeat"}, foreign_keys=[("run_id", "runs", "id")])
+        db["energy_repeats"].create_index(["run_id", "variant", "task", "repeat"], unique=True)
+    if "efficiency_results" not in db.table_names():
+        db["efficiency_results"].create({
+            "id": int, "run_id": int, "variant": str, "batch_size": int, "seq_len": int,
+            "forwards": int, "tokens": int, "seconds": float, "tokens_per_s": float,
+            "joules": float, "j_per_token": float, "meter": str, "detail": str,
+        }, pk="id", not_null={"run_id", "variant", "batch_size"}, foreign_keys=[("run_id", "runs", "id")])
+        db["efficiency_results"].create_index(["run_id", "variant", "batch_size"], unique=True)
+
+
+def _migration_slurm(db: sqlite_utils.Database) -> None:
+    """Slurm jobs of runs (backend.execution.executors.slurm) and how far each run-folder file was ingested.
+
+    One row per run sent to Slurm: its job id (kept so that a restarted runner re-attaches instead of
+    submitting again), the last state read from Slurm, the node, and the placeholder mapping of the
+    baseline run the job created. ``ingest_offsets`` holds, per run and file, the byte offset up to
+    which lines were copied into the store; it is updated in the same transaction as the rows it
+    covers, so an ingest interrupted at any point neither loses nor doubles a line.
+    """
+    db["slurm_jobs"].create({
+        "run_id": int, "job_id": str, "job_name": str, "state": str, "reason": str, "node": str,
+        "submitted_at": float, "updated_at": float, "finished": int, "cancel_requested": int,
+        "baseline_run_id": int,
+    }, pk="run_id", foreign_keys=[("run_id", "runs", "id")], defaults={"finished": 0, "cancel_requested": 0})
+    db["ingest_offsets"].create({"run_id": int, "file": str, "offset": int}, pk=("run_id", "file"))
+
+
+def _migration_control_plane(db: sqlite_utils.Database) -> None:
+    """The control plane (issue #9): who runs what, where, and the cancel flag, all in the store.
+
+    * ``runs.cancel_requested``: when a cancel was asked (NULL = not asked). The run's own process
+      polls its row at safe points, so a cancel names a run, never a pid: it cannot hit the next run.
+    * ``runs.pid_start``: the process start time (psutil ``create_time``) that goes with ``runs.pid``;
+      a pid alone is reused by the kernel, the pair is not.
+    * ``runs.runner_id`` / ``executor`` / ``slot``: the runner that claimed the run, how it executes it
+      (``local`` or ``slurm``; NULL on old rows = local) and the device slot(s) it holds.
+      (A Slurm run's job id, state and node live in ``slurm_jobs``, which the Queue screen joins.)
+    * ``runners``: one row per runner process (host, pid + start time, devices, heartbeat). Alive =
+      a fresh heartbeat and a matching pid/start time — never decided by taking a lock.
+    """
+    c = db.conn
+    for col, typ in (("cancel_requested", "REAL"), ("pid_start", "REAL"), ("runner_id", "INTEGER"),
+                     ("executor", "TEXT"), ("slot", "TEXT")):
+        c.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
+    c.execute("""CREATE TABLE runners (
+        id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start REAL,
+        requested TEXT, devices TEXT, executors TEXT, started_at REAL, heartbeat_at REAL,
+        stopped_at REAL)""")
+    c.execute("CREATE INDEX idx_runners_alive ON runners (stopped_at, heartbeat_at)")
+    c.execute("CREATE INDEX idx_runs_runner ON runs (runner_id)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
+                                                              _migration_repeats_efficiency,
+                                                              _migration_control_plane]
+SCHEMA_VERSION = len(MIGRATIONS)
