@@ -25,3 +25,8 @@ RULES: tuple[str, ...] = ("torch-pruning", "llm-pruner", "param-share")
 DEFAULT_RULE = "torch-pruning"
 #: The rule greentui counted with before the choice existed: runs recorded without a rule used it.
 LEGACY_RULE = "param-share"
+#: ``greentui export-model --format``: how a pruned model leaves greentui (``backend.stages.model_export``).
+#: auto = plain when every layer has one width a stock config can state, else remote-code.
+EXPORT_FORMATS: tuple[str, ...] = ("auto", "plain", "remote-code", "padded", "decilm")
+#: ``greentui export-model --dtype``: the exported weights' precision (default: the source's own).
+EXPORT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp32")
