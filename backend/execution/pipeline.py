@@ -268,6 +268,11 @@ class _Pipeline:
             if cfg.ppl_limit and not cfg.no_lora:  # what LoRA has to recover, kept beside the final figure
                 self.perplexity(model, tokenizer, "pruned", self.run_id, "prune",
                                 metric="ppl_wikitext2_before_lora", label="pruned, before LoRA,")
+        # The pruned model as pruning left it; LoRA's adapter is saved apart (lora/adapter), so
+        # `greentui export-model --merge-lora` can merge it with peft, or export the model without it.
+        from backend.stages.model_io import save_model
+        save_model(model, tokenizer, self.folder / "model",
+                   report={"run_id": self.run_id, "config": cfg.to_dict(), "lora_merged": False})
         if not cfg.no_lora:
             with self.stage("lora"):
                 from backend.stages.finetune import LoraSpec, finetune_lora
@@ -281,9 +286,6 @@ class _Pipeline:
                 (self.folder / "lora_report.json").write_text(json.dumps(lora_report, indent=2, default=str))
                 if lora_report.get("eval_loss_after") is not None:
                     self.store.save_metric(self.run_id, "pruned", "lora_eval_loss", lora_report["eval_loss_after"])
-        from backend.stages.model_io import save_model
-        save_model(model, tokenizer, self.folder / "model",
-                   report={"run_id": self.run_id, "config": cfg.to_dict()})
         with self.stage("evaluate"):
             self.evaluate(model, tokenizer, "pruned", self.run_id, device)
             self.efficiency(model, tokenizer, "pruned", device)

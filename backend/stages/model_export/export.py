@@ -192,6 +192,7 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> dict[s
 
         exported = {"params": flops.count_params(model), "flops_per_token": flops.flops_per_token(model, context)}
         report = _report(req, decision, out, dtype, lora, pruned, exported, context, layer_widths(model), files)
+        report["per_layer_config"] = "per_layer_config" in json.loads((tmp / "config.json").read_text())
         report["seconds"] = round(time.perf_counter() - t0, 3)
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
         if req.verify:
