@@ -127,7 +127,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 @dataclass
 class ExportOptions:
-    """The command's options, in one place for the CLI and the TUI."""
+    """The command's options (declared once in ``EXPORT_OPTIONS`` for the CLI flag and the TUI widget)."""
 
     out: str
     format: str = "auto"
@@ -135,6 +135,49 @@ class ExportOptions:
     merge_lora: bool = False
     adapter: str | None = None
     verify: bool = True
+
+
+@dataclass(frozen=True)
+class ExportOption:
+    """One option of ``greentui export-model``: rendered as a CLI flag and as a field of the TUI's
+    export dialog, from this one declaration."""
+
+    name: str                     # the ExportOptions field
+    label: str
+    help: str
+    kind: str                     # text | select | checkbox
+    choices: tuple[str, ...] = ()
+    flag: str | None = None       # None: --name-with-dashes
+    invert: bool = False          # a checkbox whose CLI flag turns it off (--no-verify)
+    cli_only: bool = False        # not in the dialog (a run brings its own adapter)
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+def _export_options() -> tuple[ExportOption, ...]:
+    from backend.schema.catalog import EXPORT_DTYPES, EXPORT_FORMATS
+
+    return (
+        ExportOption("out", "folder", "folder to write (must be empty or absent)", "text"),
+        ExportOption("format", "format", "plain: a stock config (every layer one width); remote-code: any widths, "
+                     "a modelling module in the folder (trust_remote_code=True); padded: zeros restore one width, "
+                     "loads as stock; decilm: NVIDIA DeciLM block_configs for vLLM (Llama family); auto: plain when "
+                     "possible, else remote-code", "select", EXPORT_FORMATS),
+        ExportOption("dtype", "dtype", "weights' precision (default: the source's)", "select", EXPORT_DTYPES),
+        ExportOption("merge_lora", "merge the LoRA adapter (the recovered model the run evaluated)",
+                     "merge the run's LoRA adapter into the weights (peft): the recovered model the run evaluated",
+                     "checkbox"),
+        ExportOption("adapter", "adapter", "with --merge-lora on a model directory: the peft adapter to merge",
+                     "text", cli_only=True),
+        ExportOption("verify", "check it in a fresh interpreter (transformers only)",
+                     "skip loading the folder in a fresh interpreter to compare its logits", "checkbox",
+                     flag="--no-verify", invert=True),
+    )
+
+
+EXPORT_OPTIONS = _export_options()
 
 
 def build_request(workspace: Path | None, store: Store | None, run_or_dir: str, opts: ExportOptions):
@@ -176,6 +219,12 @@ def build_request(workspace: Path | None, store: Store | None, run_or_dir: str, 
 
 def _name(source: ExportSource) -> str:
     return f"run {source.run['id']}" if source.run else str(source.model_dir)
+
+
+def check(workspace: Path | None, store: Store | None, run_or_dir: str, opts: ExportOptions) -> None:
+    """Every check the inputs allow (no torch, no weights read): what the TUI runs before it starts
+    the export's process, so a refusal shows at once under the form."""
+    build_request(workspace, store, run_or_dir, opts)
 
 
 def export(workspace: Path | None, store: Store | None, run_or_dir: str, opts: ExportOptions,

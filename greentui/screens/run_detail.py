@@ -49,6 +49,8 @@ class RunDetailScreen(WatchingScreen):
         Binding("x", "cancel_run", "Cancel run", tooltip="Cancel (queued) or stop (running) this run"),
         Binding("R", "requeue", "Re-queue", tooltip="Queue this run again with the same config"),
         Binding("f", "clone", "Clone", tooltip="Open New run filled with this run's config"),
+        Binding("e", "export_model", "Export model",
+                tooltip="Write the pruned model for stock transformers, pipelines, lm-eval or vLLM"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -304,6 +306,16 @@ class RunDetailScreen(WatchingScreen):
 
     def action_clone(self) -> None:
         self.app.clone_run(self.run_id)
+
+    def action_export_model(self) -> None:
+        run = self.app.store.runs.get(self.run_id)
+        if run is None or run["kind"] != "experiment" or run["status"] in ("queued", "running"):
+            why = ("it has not finished" if run and run["status"] in ("queued", "running")
+                   else "it pruned nothing")
+            self.notify(f"run {self.run_id} has no pruned model to export ({why})", severity="warning")
+            return
+        from .export_model import ExportModelScreen
+        self.app.push_screen(ExportModelScreen(run))
 
     def action_requeue(self) -> None:
         try:

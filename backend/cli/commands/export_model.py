@@ -12,8 +12,6 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    from backend.schema.catalog import EXPORT_DTYPES, EXPORT_FORMATS
-
     p = sub.add_parser("export-model", parents=parents,
                        help="write a pruned model that stock transformers, pipelines and lm-eval load",
                        description="Export a run's pruned model (or a pruned model directory) as safetensors with "
@@ -22,19 +20,18 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "with greentui's loader.")
     p.add_argument("source", metavar="RUN_OR_DIR", help="a run id (12 or #12) or a model directory (./12 for a "
                                                         "folder named 12)")
-    p.add_argument("--out", required=True, help="folder to write (must be empty or absent)")
-    p.add_argument("--format", choices=EXPORT_FORMATS, default="auto",
-                   help="plain: a stock config (every layer one width); remote-code: any widths, a modelling module "
-                        "in the folder (trust_remote_code=True); padded: zeros restore one width, loads as stock; "
-                        "decilm: NVIDIA DeciLM block_configs for vLLM (Llama family); auto (default): plain when "
-                        "possible, else remote-code")
-    p.add_argument("--dtype", choices=EXPORT_DTYPES, default=None, help="weights' precision (default: the source's)")
-    p.add_argument("--merge-lora", action="store_true",
-                   help="merge the run's LoRA adapter into the weights (peft): the recovered model the run evaluated")
-    p.add_argument("--adapter", default=None, metavar="DIR",
-                   help="with --merge-lora on a model directory: the peft adapter to merge")
-    p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip loading the folder in a fresh interpreter to compare its logits")
+    from backend.service.model_export import EXPORT_OPTIONS
+
+    for opt in EXPORT_OPTIONS:  # declared once, also the TUI's export dialog
+        if opt.kind == "checkbox":
+            p.add_argument(opt.cli_flag, dest=opt.name, action="store_false" if opt.invert else "store_true",
+                           help=opt.help)
+        elif opt.kind == "select":
+            p.add_argument(opt.cli_flag, dest=opt.name, choices=opt.choices, default="auto" if opt.name == "format"
+                           else None, help=opt.help + (" (default auto)" if opt.name == "format" else ""))
+        else:
+            p.add_argument(opt.cli_flag, dest=opt.name, required=opt.name == "out", default=None,
+                           metavar="DIR", help=opt.help)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--progress-jsonl", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)

@@ -59,6 +59,7 @@ class ExportRequest:
     adapter: Path | None = None         # merge this peft LoRA adapter into the weights
     copy_adapter: Path | None = None    # copy this adapter (not merged) into out/adapter
     verify: bool = True
+    check_pipeline: bool = False        # the check also runs pipeline("text-generation") on the folder
     facts: dict[str, Any] = field(default_factory=dict)
     card: Callable[[dict[str, Any]], str] | None = None
 
@@ -197,7 +198,7 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> dict[s
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
         if req.verify:
             say("loading the folder in a fresh interpreter (transformers only)", 0.75)
-            report["verification"] = verify(tmp, decision, FIXED_TEXT, ids, reference)
+            report["verification"] = verify(tmp, decision, FIXED_TEXT, ids, reference, pipeline=req.check_pipeline)
             _judge(report["verification"], decision.format, dtype)
         else:
             report["verification"] = None
@@ -395,6 +396,8 @@ def _judge(check: dict[str, Any], fmt: str, dtype) -> None:
         raise GreentuiError("the load check imported greentui; the folder is not self-contained")
     if not check.get("shape_match"):
         raise GreentuiError("the exported model's logits have another shape than greentui's")
+    if check.get("pipeline_generated") is False:
+        raise GreentuiError("pipeline('text-generation') did not generate from the exported folder")
     if not check.get("tokenizer_ids_match"):
         raise GreentuiError("the exported tokenizer encodes the check text differently from the source's")
     allowed = tolerance(fmt, dtype) * max(1.0, check["max_abs_logit"])
