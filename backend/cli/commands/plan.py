@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_plan(p: dict) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from backend.cli.commands.common import console
     from backend.results.fmt import params as fmt_params
@@ -123,7 +124,7 @@ def print_plan(p: dict) -> None:
     if "study" in p:
         st = p["study"]
         t.add_row("the study", f"{st['paper_name']} pruned to {st['paper_pruned']} ({st['recipe']})")
-    t.add_row("config", p["model"])
+    t.add_row("config", Text(p["model"], overflow="fold"))  # a path: data, never markup; wrapped, not cut
     con.print(t)
     for w in p.get("warnings", []):
         con.print(f"[yellow]warning:[/] {w}")
