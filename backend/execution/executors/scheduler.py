@@ -194,8 +194,10 @@ class SchedulerDispatcher(Dispatcher):
             self._lock = None
 
     # ---------------------------------------------------------------- one round
-    def step(self) -> bool:
+    def step(self, store: Store | None = None) -> bool:
         """Submit, deliver cancels, follow states; True while anything is left to follow or submit."""
+        if store is not None:
+            self.store = store
         store = self._require_store()
         while claimed := store.jobs.claim_submissions(self.name, self.job_name, self.batch):
             self._submit(claimed)
@@ -211,7 +213,7 @@ class SchedulerDispatcher(Dispatcher):
             return True
         for job in jobs:
             if job["job_id"]:
-                self._follow(job, states.get(job["job_id"]))
+                self.follow(job, states.get(job["job_id"]))
         return bool(store.jobs.open(self.name))
 
     def _require_store(self) -> Store:
@@ -269,7 +271,8 @@ class SchedulerDispatcher(Dispatcher):
             store.jobs.update(job["run_id"], cancel_sent=time.time())
             store.events.add(job["run_id"], "log", {"line": f"cancel delivered to {self.name} job {job['job_id']}"})
 
-    def _follow(self, job: dict[str, Any], info: JobState | None) -> None:
+    def follow(self, job: dict[str, Any], info: JobState | None) -> None:
+        """One job's new state (None: the scheduler no longer knows it) → the run's status, its history."""
         from backend.execution.ingest import read_status
         store = self._require_store()
         run_id, job_id = job["run_id"], job["job_id"]
