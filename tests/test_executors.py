@@ -347,3 +347,26 @@ def test_a_job_stopped_by_its_scheduler_resumes_in_its_run_folder(tmp_path, demo
     assert sorted(r["task"] for r in store.results.task_results(base, "vanilla")) == ["boolq", "piqa"]
     assert not [e for e in store.events.list(run_id) if "cancelled by the user" in json.dumps(e["payload"])]
     store.close()
+
+
+@pytest.mark.slow
+def test_the_plugin_executor_end_to_end(echo_installed, cli_subprocess, workspace, demo_model_dir):
+    """`greentui queue --executor echo` starts the echo executor's own detached runner (`worker --executor
+    echo`), which follows the run to its end; `worker --executor` refuses an unknown name in one line."""
+    from .conftest import wait_for
+    model = str(demo_model_dir("llama"))
+    proc = cli_subprocess("queue", model, "--no-prune", "--executor", "echo")
+    assert proc.returncode == 0, proc.stderr
+    run_id = int(proc.stdout.strip().splitlines()[-1])
+    assert f"queued run {run_id} for echo; runner pid " in proc.stdout
+
+    def status() -> str:
+        with Store(workspace / "greentui.db") as s:
+            return s.runs.get(run_id)["status"]
+    wait_for(lambda: status() == "done", 120, "the echo runner to follow the run to its end")
+    assert (workspace / "runner-echo.log").exists()
+    with Store(workspace / "greentui.db") as s:
+        assert s.jobs.get(run_id)["executor"] == "echo" and s.jobs.get(run_id)["finished"] == 1
+    bad = cli_subprocess("worker", "--executor", "k8s")
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == \
+        ["greentui: error: unknown executor 'k8s'; one of local, slurm, echo"]

@@ -274,6 +274,8 @@ class SlurmExecutor(Executor):
         and this says so in one line, as an error, until a call finds it delivered."""
         run_id = int(run["id"])
         job = store.jobs.get(run_id)
+        if run["status"] == "cancelled" and job is not None and job["cancel_requested"]:
+            return "cancelled"  # asked before, and it has landed: say so, as a success
         if run["status"] not in ("queued", "running"):
             raise GreentuiError(f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
         if job is None:  # not submitted yet: an ordinary queued run
@@ -297,8 +299,13 @@ class SlurmExecutor(Executor):
         return "cancelling"
 
     def log_files(self, workspace: Path, run_id: int, job: dict[str, Any] | None) -> dict[str, Path]:
+        """The job's stdout/stderr: where its submission recorded them (``detail``: a job array's tasks
+        share one folder), else submitit's files in the run folder."""
         if not job or not job.get("job_id"):
             return {}
+        detail = job.get("detail") or {}
+        if detail.get("stdout") and detail.get("stderr"):
+            return {"out": Path(detail["stdout"]), "err": Path(detail["stderr"])}
         out, err = job_logs(workspace, run_id, job["job_id"])
         return {"out": out, "err": err}
 
@@ -328,7 +335,9 @@ class SlurmDispatcher(SchedulerDispatcher):
     def requeue_cause(self, job: dict[str, Any]) -> str | None:
         """slurmstepd's last word in the job's stderr: ``*** JOB 8 ON vm CANCELLED AT … DUE TO NODE
         FAILURE … ***`` → "node failure"."""
-        _, err = job_logs(self.workspace, job["run_id"], job["job_id"])
+        err = self.executor.log_files(self.workspace, int(job["run_id"]), job).get("err")
+        if err is None:
+            return None
         try:
             with err.open("rb") as fh:
                 fh.seek(max(0, fh.seek(0, 2) - 4096))
