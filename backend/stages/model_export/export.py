@@ -167,7 +167,9 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> dict[s
     lora: dict[str, Any] = {"merged": False}
     if req.adapter is not None:
         say("merging the LoRA adapter (peft)", 0.25)
-        model = _merge_adapter(model, Path(req.adapter))
+        from backend.stages.finetune import merge_adapter
+
+        model = merge_adapter(model, Path(req.adapter))
         lora = {"merged": True, "adapter": str(req.adapter)}
     elif req.copy_adapter is not None:
         lora = {"merged": False, "adapter": f"{ADAPTER_DIR}/ (peft; apply with PeftModel.from_pretrained)"}
@@ -214,19 +216,6 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> dict[s
         raise
     say("done", 1.0)
     return report
-
-
-def _merge_adapter(model, adapter: Path):
-    from peft import PeftModel
-
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter))
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise GreentuiError(f"the LoRA adapter in {adapter} does not fit this model: "
-                            f"{str(exc).strip().splitlines()[-1][:300]}") from None
-    merged = peft_model.merge_and_unload()
-    merged.eval()
-    return merged
 
 
 def _load_generation_config(model, source: Path) -> None:
