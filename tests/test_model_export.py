@@ -222,3 +222,19 @@ def test_a_run_exports_without_lora_and_keeps_its_adapter_apart(cli, workspace, 
     card = (out / "README.md").read_text()
     assert "## Accuracy and energy (greentui run" in card and "not merged: adapter/" in card
     assert "LoRA-recovered model's figures" in card
+
+
+def test_the_model_card_shows_outside_names_as_text():
+    from backend.service.model_card import model_card
+
+    report = {"format": "padded", "format_reason": "zeros", "greentui_version": "0", "method": "taylor",
+              "ratio": 2 / 7, "source": {"model": "/m/evil|name [x](e) <b>\x1b[31m"},
+              "parameters": {"exported": 10, "pruned": 8, "unpruned": 12},
+              "flops_per_token": {"exported": 20, "pruned": 16, "context_tokens": 64},
+              "padding": {"params_added": 2, "params_ratio": 1.25, "flops_ratio": 1.25}, "dtype": "float32",
+              "lora": {"merged": True}, "verification": None, "trust_remote_code": False}
+    card = model_card(report, None, None)
+    title = card.splitlines()[card.splitlines().index("---", 1) + 2]
+    assert title == "# evil\\|name \\[x\\](e) \\<b\\>\\\\x1b\\[31m, structurally pruned (taylor 2/7)"
+    assert "\x1b" not in card and "base_model" not in card  # a path is no HF id: kept out of the YAML
+    assert "| zero padding costs | +2 parameters (1.250×), FLOPs/token 1.250× against the pruned model" in card

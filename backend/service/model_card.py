@@ -1,8 +1,9 @@
 """The model card (README.md) of an exported model: what it is, how to load it, how it was pruned, and
 the run's accuracy and energy tables (``backend.results.report``, the tables ``greentui export`` writes).
 
-Text from outside (model references, run labels) is data: escaped for Markdown, control characters
-shown as escapes, and only a reference that is a plain Hugging Face id goes into the YAML header.
+Text from outside (model references, run labels) is data: escaped for Markdown with the exports' one
+escape function (``backend.results.tables``), control characters shown as escapes, and only a
+reference that is a plain Hugging Face id goes into the YAML header.
 Parameter and FLOP ratios are exact counts from the weights; they carry no uncertainty, and the card
 says so.
 """
@@ -13,27 +14,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from backend.results.tables import escape_markdown as md_text
 from backend.schema.settings import ratio_text
 from backend.store import Store
 
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-#: What can start markup inline in CommonMark/GFM (emphasis, code, links, HTML, entities, tables,
-#: strikethrough, headings); each is backslash-escaped, which CommonMark allows for any punctuation.
-MARKDOWN_SPECIAL = set("\\`*_[]<>!#|~&")
-
-
-def md_text(value: Any) -> str:
-    """``value`` as literal Markdown text on one line: markup characters backslash-escaped, control
-    characters written as visible escapes."""
-    out = []
-    for ch in str(value):
-        if ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0:
-            out.append(f"\\\\x{ord(ch):02x}")
-        elif ch in MARKDOWN_SPECIAL:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _model_name(ref: Any) -> str:
