@@ -106,8 +106,9 @@ def _compare(name: str, text: str) -> None:
         return
     expected = golden.read_bytes().decode()
     if text != expected:
-        diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(), f"{name} (golden)",
-                                              f"{name} (now)", lineterm="", n=1))
+        diff = list(difflib.unified_diff(expected.splitlines(), text.splitlines(), f"{name} (golden)",
+                                         f"{name} (now)", lineterm="", n=1))
+        diff = "\n".join(line[:300] for line in diff[:40])
         pytest.fail(f"{name} differs from its golden file (scripts/update-snapshots regenerates it):\n{diff}")
 
 

@@ -138,12 +138,21 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        """Bring the schema up to date. A store that is up to date is only read here: opening one
+        (``ls``, the TUI) never waits for the write lock, which a long writer (an import) may hold."""
+        try:
+            current = self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        except sqlite3.OperationalError:
+            current = 0  # a new, empty file: no schema_version table yet
+        if current == SCHEMA_VERSION:
+            return
         with self.transaction() as c:
             c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)")
             row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
