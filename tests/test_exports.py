@@ -18,7 +18,9 @@ import csv
 import difflib
 import io
 import json
+import os
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -216,3 +218,39 @@ async def test_palette_exports_every_format_and_screenshots_into_the_workspace(e
         assert svg.read_text().startswith("<svg")
         await pause_until(pilot, lambda: any(str(svg) in str(n.message) for n in app._notifications),
                           what="the notification naming the file")
+
+
+# ------------------------------------------------------------------------------ export --out (#22 2.9)
+
+def _intact(ws: Path) -> None:
+    with Store(db_path(ws)) as s:
+        assert s.runs.count() == 8 and s.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("where", ["greentui.db", "greentui.db-wal", "greentui.db-shm", "link-to-store",
+                                   "hardlink-to-store", "run-00002/tables.csv", "other.sqlite"])
+def test_export_never_writes_over_a_store_or_into_a_run_folder(export_ws, cli, where):
+    """The store, its WAL and shared memory (by name, through a symlink or a hard link), any SQLite
+    database and any file in a run folder are refused in one line, --force or not; the store is intact."""
+    (export_ws / "run-00002").mkdir()
+    (export_ws / "link-to-store").symlink_to(export_ws / "greentui.db")
+    os.link(export_ws / "greentui.db", export_ws / "hardlink-to-store")
+    with Store(db_path(export_ws)) as s:     # an open store, as in use: its -wal and -shm exist
+        sqlite3.connect(export_ws / "other.sqlite").execute("CREATE TABLE t (x)").connection.close()
+        for force in ([], ["--force"]):
+            proc = cli("export", "--format", "csv", "--out", str(export_ws / where), *force)
+            assert proc.returncode == 2, where
+            assert len(proc.stderr.strip().splitlines()) == 1 and where.split("/")[0] in proc.stderr
+        assert not (export_ws / "run-00002" / "tables.csv").exists()
+        assert s.runs.count() == 8
+    _intact(export_ws)
+
+
+def test_export_out_onto_an_existing_file_asks_for_force(export_ws, tmp_path, cli):
+    out = tmp_path / "tables.md"
+    out.write_text("my notes\n")
+    proc = cli("export", "--out", str(out))
+    assert proc.returncode == 2 and "--force" in proc.stderr and out.read_text() == "my notes\n"
+    assert cli("export", "--out", str(out), "--force").returncode == 0
+    assert out.read_text() == cli("export", check=True).stdout
+    _intact(export_ws)
