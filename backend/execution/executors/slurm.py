@@ -35,7 +35,7 @@ from typing import Any
 
 from backend.errors import GreentuiError
 from backend.store import Store
-from backend.workspace import CODE_ROOT, run_dir
+from backend.workspace import CODE_ROOT, ensure_run_dir, run_dir
 
 POLL_S = 2.0
 SLURM_CMD_TIMEOUT_S = 30
@@ -213,7 +213,8 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
     logging.getLogger("submitit").setLevel(logging.ERROR)  # "Bypassing sacct error" on every poll
     cfg = RunConfig.from_dict(run["config"])
     folder = slurm_folder(workspace, run["id"])
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_run_dir(workspace, run["id"])  # a real folder, never a planted symlink
+    folder.mkdir(exist_ok=True)
     try:
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
     except RuntimeError as exc:
@@ -263,8 +264,7 @@ def request_cancel(store: Store, workspace: Path, run_id: int) -> str:
         store.queue.cancel_queued(run_id)
         return "cancelled"
     store.jobs.update(run_id, cancel_requested=1)
-    folder = run_dir(workspace, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_run_dir(workspace, run_id)
     (folder / "cancel.request").write_text(f"{time.time()}\n")
     if job["job_id"]:
         scancel(job["job_id"], workspace, run_id)
