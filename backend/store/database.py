@@ -368,6 +368,38 @@ def check_integrity_in_background(path: str | Path) -> Callable[[], None]:
     return wait
 
 
+def integrity_problems(path: Path, *, immutable: bool = False) -> list[str]:
+    """``PRAGMA integrity_check`` of the file, opened read-only: ``["ok"]`` or what is wrong.
+
+    ``immutable`` reads a store on a read-only file system, where SQLite cannot create the ``-shm``
+    that a read of a WAL store otherwise needs (safe there: nothing can write to it).
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    try:
+        return [r[0] for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        conn.close()
+
+
+def vacuum_into(path: Path, fresh: Path) -> str | None:
+    """Copy what SQLite can still read of ``path`` into a new file ``fresh`` (``VACUUM INTO``);
+    None on success, else SQLite's reason."""
+    conn = sqlite3.connect(str(path))
+    try:
+        conn.execute("VACUUM INTO ?", (str(fresh),))
+        return None
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+
+
 def open_store(workspace: Path) -> Store:
     from backend.workspace import db_path
     return Store(db_path(workspace))
