@@ -21,6 +21,8 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,8 @@ from backend.workspace import db_path
 from .conftest import pause_until
 from .snapshot import UPDATE
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 TASKS = ("arc_challenge", "boolq", "piqa")
 OSC52 = "\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07"
@@ -254,3 +257,56 @@ def test_export_out_onto_an_existing_file_asks_for_force(export_ws, tmp_path, cl
     assert cli("export", "--out", str(out), "--force").returncode == 0
     assert out.read_text() == cli("export", check=True).stdout
     _intact(export_ws)
+
+
+# --------------------------------------------------------------------- ls at 80 columns (#22 3.6)
+
+def test_ls_in_80_columns_never_cuts_a_number_and_marks_partial_averages(workspace, cli, monkeypatch):
+    """At 80 columns the table drops and merges columns; every average and ratio is printed whole;
+    a running run's average over part of its tasks carries "*" and the note says what it means."""
+    long_name = "organisation-with-a-long-name/Meta-Llama-3.1-8B-Instruct-pruned-" + "x" * 40
+    with Store(db_path(workspace)) as s:
+        mid = s.models.upsert(long_name, name=long_name)
+        cfg = {"model": long_name, "tasks": list(TASKS), "importance": "taylor", "prune_ratio": 2 / 7}
+        base = s.runs.create(mid, "baseline", dict(cfg, no_prune=True), status="done")
+        s.results.save_task_results(base, _results("vanilla", 0.2345, 0.0012345))
+        done = s.runs.create(mid, "experiment", cfg, status="done", parent_run_id=base)
+        s.results.save_task_results(done, _results("pruned", 0.2111, 0.0009876))
+        running = s.runs.create(mid, "experiment", cfg, status="running", parent_run_id=base, pid=os.getpid())
+        s.results.save_task_results(running, _results("pruned", 0.2222, 0.0011)[:1])
+        rows = {r["id"]: r for r in s.runs.list()}
+    monkeypatch.setenv("COLUMNS", "80")
+    out = cli("ls", check=True).stdout
+    lines = out.splitlines()
+    assert all(len(ln) <= 80 for ln in lines), out
+    for rid in (base, done, running):
+        r = rows[rid]
+        line = next(ln for ln in lines if re.match(rf"│\s+{rid} │", ln))
+        for value, digits in ((r["avg_acc"], 3), (r["avg_wh"], 4), (r["acc_ratio"], 3), (r["wh_ratio"], 3)):
+            if value is not None:
+                assert f"{value:.{digits}f}" in line, (rid, value, line)
+        assert ("*" in line) == (rid == running)
+    assert "* average over part of the tasks" in out
+    assert "…" not in "".join(ln.split("│")[3] for ln in lines if ln.startswith("│"))  # numbers whole
+
+
+# ---------------------------------------------------------------- a reader that goes away (#22 3.10)
+
+@pytest.mark.parametrize("args", [["export", "--format", "csv"], ["export", "--format", "json"], ["ls"]])
+def test_a_closed_pipe_ends_quietly(workspace, args):
+    """``greentui export … | head``: the reader is gone before greentui writes (closed at once here:
+    a reader that closes after its first line races with one large write, and the kernel may let
+    that write through); greentui ends with SIGPIPE's status and not a word on stderr (it printed a
+    BrokenPipeError traceback)."""
+    with Store(db_path(workspace)) as s:
+        mid = s.models.upsert("org/m", name="org/m")
+        s.insert_rows("runs", [{"model_id": mid, "kind": "import", "config": "{}", "status": "done",
+                                "created_at": T0} for _ in range(200)])
+        s.insert_rows("task_results", [{"run_id": i, "variant": "vanilla", "task": t, "acc": 0.5,
+                                        "energy_kwh": 0.001, "created_at": T0}
+                                       for i in range(1, 201) for t in TASKS])
+    proc = subprocess.Popen([sys.executable, "-m", "backend", *args], cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ, COLUMNS="120"))
+    proc.stdout.close()                       # what `head` does once it has its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
