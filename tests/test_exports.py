@@ -310,3 +310,19 @@ def test_a_closed_pipe_ends_quietly(workspace, args):
     proc.stdout.close()                       # what `head` does once it has its lines
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_an_export_file_gets_the_usual_permissions(export_ws, tmp_path, cli):
+    """Written through a temporary file and a rename, yet readable like any file the umask allows
+    (a temporary file is private, 0600) — and a replaced file keeps its own mode."""
+    out = tmp_path / "t.md"
+    old = os.umask(0o022)
+    try:
+        cli("export", "--out", str(out), check=True)
+        assert out.stat().st_mode & 0o777 == 0o644
+        out.chmod(0o640)
+        cli("export", "--out", str(out), "--force", check=True)
+        assert out.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".t.md.*"))

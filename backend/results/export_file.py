@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 
 from backend.errors import GreentuiError
@@ -48,18 +48,18 @@ def check_export_target(out: Path, workspace: Path, *, force: bool = False) -> P
 
 
 def write_export(target: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``target`` and rename it over: a full disk or a
-    kill leaves the old file (or none), never half an export."""
+    """Write ``text`` to a new file beside ``target`` and rename it over: a full disk or a kill
+    leaves the old file (or none), never half an export. The new file gets the usual permissions
+    (the umask's, or the replaced file's), not a temporary file's private ones."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    except OSError as exc:
-        raise GreentuiError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with tmp.open("x", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o7777)
         os.replace(tmp, target)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise GreentuiError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 

@@ -21,6 +21,7 @@ from backend.cli.commands.common import console, workspace_and_store
 from backend.results.fmt import PARTIAL_NOTE, method_label, method_with_ratio, model_label, partial_mark, ratio_label
 from backend.results.fmt import num as fmt_float
 from backend.results.fmt import when as fmt_time
+from backend.results.tables import visible_controls
 
 #: the model column keeps at least this many characters before a column set is given up
 MODEL_MIN = 12
@@ -82,9 +83,10 @@ def _needed(columns: list[Column], cells: list[list[str]]) -> int:
 
 
 def choose_columns(rows: list[dict[str, Any]], width: int) -> tuple[list[Column], list[list[str]]]:
-    """The widest column set whose numbers fit in ``width``, with its cells."""
+    """The widest column set whose numbers fit in ``width``, with its cells (control characters of a
+    name shown escaped: they would reach the terminal as commands)."""
     for columns in (WIDE, *NARROW):
-        cells = [[c.cell(r) for c in columns] for r in rows]
+        cells = [[visible_controls(c.cell(r)) for c in columns] for r in rows]
         if _needed(columns, cells) <= width:
             return columns, cells
     return columns, cells  # the narrowest: its numbers still are never cut (the line wraps instead)
