@@ -261,7 +261,36 @@ def test_export_out_onto_an_existing_file_asks_for_force(export_ws, tmp_path, cl
 
 # --------------------------------------------------------------------- ls at 80 columns (#22 3.6)
 
-def test_ls_in_80_columns_never_cuts_a_number_and_marks_partial_averages(workspace, cli, monkeypatch):
+def in_a_terminal(args: list[str], workspace: Path, columns: int, rows: int = 24) -> str:
+    """``greentui ARGS`` in a real pseudo-terminal of ``columns`` × ``rows`` (what a user's terminal
+    is to rich: it measures the window), its output with the colours taken out."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "--runs-dir", str(workspace), *args], cwd=str(ROOT),
+                            stdin=child_fd, stdout=child_fd, stderr=child_fd, env=dict(env, TERM="xterm"))
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:           # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(main_fd)
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_ls_in_80_columns_never_cuts_a_number_and_marks_partial_averages(workspace):
     """At 80 columns the table drops and merges columns; every average and ratio is printed whole;
     a running run's average over part of its tasks carries "*" and the note says what it means."""
     long_name = "organisation-with-a-long-name/Meta-Llama-3.1-8B-Instruct-pruned-" + "x" * 40
@@ -275,8 +304,7 @@ def test_ls_in_80_columns_never_cuts_a_number_and_marks_partial_averages(workspa
         running = s.runs.create(mid, "experiment", cfg, status="running", parent_run_id=base, pid=os.getpid())
         s.results.save_task_results(running, _results("pruned", 0.2222, 0.0011)[:1])
         rows = {r["id"]: r for r in s.runs.list()}
-    monkeypatch.setenv("COLUMNS", "80")
-    out = cli("ls", check=True).stdout
+    out = in_a_terminal(["ls"], workspace, columns=80)
     lines = out.splitlines()
     assert all(len(ln) <= 80 for ln in lines), out
     for rid in (base, done, running):
@@ -306,7 +334,7 @@ def test_a_closed_pipe_ends_quietly(workspace, args):
                                         "energy_kwh": 0.001, "created_at": T0}
                                        for i in range(1, 201) for t in TASKS])
     proc = subprocess.Popen([sys.executable, "-m", "backend", *args], cwd=str(ROOT), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ, COLUMNS="120"))
+                            stderr=subprocess.PIPE)
     proc.stdout.close()                       # what `head` does once it has its lines
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""

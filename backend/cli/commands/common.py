@@ -18,9 +18,7 @@ def workspace_and_store(args: argparse.Namespace, *, create: bool = True) -> tup
 
 
 def console(stderr: bool = False):
-    """A rich console; piped output gets a wide fixed width so tables are never truncated, unless
-    ``COLUMNS`` says how wide (what rich reads on a terminal too)."""
-    import os
+    """A rich console; piped output gets a wide fixed width so tables are never truncated."""
     import sys
 
     from rich.console import Console
@@ -33,4 +31,4 @@ def console(stderr: bool = False):
             raise BrokenPipeError
 
     stream = sys.stderr if stderr else sys.stdout
-    return CommandConsole(stderr=stderr, width=None if stream.isatty() or os.environ.get("COLUMNS") else 200)
+    return CommandConsole(stderr=stderr, width=None if stream.isatty() else 200)
