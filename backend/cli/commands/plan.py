@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 def print_plan(p: dict) -> None:
     from rich.table import Table
 
-    from backend.cli.commands.common import console
+    from backend.cli.commands.common import console, say
     from backend.results.fmt import params as fmt_params
     from backend.results.fmt import size as fmt_bytes
 
@@ -113,7 +113,7 @@ def print_plan(p: dict) -> None:
         t.add_row("layers dropped", f"{p['layers_dropped']} (which ones: block influence at prune time)")
     con.print(t)
     for w in p.get("warnings", []):
-        con.print(f"[yellow]warning:[/] {w}")
+        say(con, "warning:", w, style="yellow")
     rows = _layer_runs(p)
     if rows and "layers_dropped" not in p:
         lt = Table(title="layers after pruning")
