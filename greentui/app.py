@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from backend.errors import GreentuiError
 from backend.execution.supervisor import recover_stale_runs, runner_pid
 from backend.store import ChangeToken, Store, check_integrity_in_background
+from backend.text import safe_text
 from backend.workspace import PACKAGE_DATA, db_path
 
 from .screens.runs import RunsScreen
@@ -128,7 +129,7 @@ class GreentuiApp(App):
         if not self.store_ready():
             self.fail(self.fatal_error)
             return
-        self.sub_title = str(self.workspace)
+        self.sub_title = safe_text(self.workspace)
         if self.recovered:
             ids = ", ".join(map(str, self.recovered))
             self.notify(f"run(s) {ids} were interrupted (the runner died); the queue is paused — "
@@ -178,6 +179,17 @@ class GreentuiApp(App):
             change = StoreChange(token, self._token)
             self._token = token
             self.store_changed.publish(change)
+
+    NOTIFY_LIMIT = 600  # characters of a toast: a long name in an error must not fill the screen
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every toast is plain text: its message often quotes outside text (a model path, an error with
+        ``[/]`` in it), which must never be read as markup (``[@click=app.quit]`` would be a link that
+        runs an action) nor reach the terminal with its control characters. ``markup`` is ignored."""
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        super().notify(safe_text(message, self.NOTIFY_LIMIT), title=safe_text(title, 80), severity=severity,
+                       markup=False, **kwargs)
 
     # ------------------------------------------------------------------ workers
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

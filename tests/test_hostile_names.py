@@ -14,6 +14,8 @@ from backend.store import Store
 from backend.text import NAME_LIMIT, safe_text
 from backend.workspace import db_path
 
+from .conftest import pause_until
+
 CLICK = "[@click=app.quit]CLICKME[/]"
 OSC52 = "clip\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07board"
 ANSI = "\x1b[31mred\x1b[0m\x1b[2J"
@@ -139,3 +141,120 @@ def test_run_on_a_path_with_markup_ends_done_not_interrupted(cli, workspace, tmp
     assert "Traceback" not in proc.stderr and "[/] x" in proc.stderr
     with Store(db_path(workspace)) as s:
         assert [r["status"] for r in s.runs.list()] == ["done"]
+
+
+# ------------------------------------------------------------------------------------------ the TUI
+
+FOLDER = "/models/[@click=screen.requeue]requeue-me"
+
+
+def hostile_store(ws: Path, tmp_path: Path) -> dict[str, int]:
+    """The hostile names through the real importer, plus a model folder, a queued and a failed run with
+    a log, progress and an error that quote them, and a 10,000-character name with stages to reach."""
+    from backend.results.importer import import_files
+
+    s = Store(db_path(ws))
+    imported = import_files(s, [lm_eval_file(tmp_path, name, i) for i, name in enumerate(HOSTILE)])
+    folder = s.models.upsert(FOLDER, name=FOLDER)
+    long_model = s.models.upsert("/models/long", name=LONG)
+    cfg = {"model": FOLDER, "tasks": ["boolq"]}
+    failed = s.runs.create(folder, "experiment", cfg, status="running")
+    for kind, payload in [("stage_start", {"stage": "load"}),
+                          ("log", {"line": f"loading {CLICK} {OSC52} {ANSI}"}),
+                          ("progress", {"stage": "load", "fraction": 0.5, "message": f"{UNBALANCED} {MARKUP}"}),
+                          ("error", {"message": f"boom {UNBALANCED} {OSC52}"})]:
+        s.events.add(failed, kind, payload)
+    s.runs.finish(failed, "failed", f"boom {UNBALANCED} {OSC52}")
+    queued = s.runs.create(folder, "experiment", cfg)
+    long_run = s.runs.create(long_model, "experiment", {"model": "/models/long", "tasks": ["boolq"]}, status="done")
+    s.close()
+    return {"imported": imported, "failed": failed, "queued": queued, "long": long_run,
+            "click": imported[HOSTILE.index(CLICK)]}
+
+
+def terminal_output(app) -> tuple[str, set[str]]:
+    """What the screen would write to the terminal (escape sequences included), and the actions of
+    every clickable cell on it."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", legacy_windows=False)
+    actions = {str(seg.style.meta.get("@click")) for line in update.strips for strip in line for seg in strip
+               if seg.style is not None and seg.style.meta and "@click" in seg.style.meta}
+    return update.render_segments(console), actions
+
+
+def assert_screen_safe(app, where: str) -> str:
+    from tests.snapshot import screen_text
+
+    raw, actions = terminal_output(app)
+    # what Textual itself writes: colours (SGR), cursor moves; anything else came from the data
+    leftover = re.sub(r"\x1b\[[0-9;:]*[mHJK]|\x1b\[\?[0-9;]*[hl]", "", raw)
+    assert not RAW_CONTROL.search(leftover.replace("\n", "")), f"{where}: raw control characters reach the terminal"
+    assert not any("quit" in a or "requeue" in a for a in actions), f"{where}: outside text became a link {actions}"
+    return screen_text(app)
+
+
+@pytest.mark.parametrize("size, every", [((80, 24), False), pytest.param((120, 40), True, marks=pytest.mark.slow)])
+async def test_every_screen_shows_hostile_names_as_text(workspace, tmp_path, size, every) -> None:
+    """Runs (and its filter box), Queue, Models (each model's details), Run detail, Compare's tabs, New
+    run and a toast with the hostile names: nothing crashes, no name becomes a link, no control
+    character reaches the terminal, a long name leaves the stages on screen. The fast tier opens the
+    runs that differ (a markup name, the failed run, the long name); the slow one every run and tab."""
+    from textual.widgets import DataTable, Input
+
+    from greentui.app import GreentuiApp
+
+    ids = hostile_store(workspace, tmp_path)
+    app = GreentuiApp(workspace, manage_runner=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        text = assert_screen_safe(app, "Runs")
+        assert "[@click" in text and LONG[:300] not in text
+        await pilot.press("slash")
+        await pilot.press("left_square_bracket", "slash")  # "[/" in the filter box crashed the TUI
+        await pilot.pause()
+        assert app.screen.query_one("#filter", Input).value == "[/"
+        assert_screen_safe(app, "Runs filtered by [/")
+        await pilot.press("escape")
+        await pilot.pause()
+        for key, name in (("2", "Queue"), ("3", "Models")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert_screen_safe(app, name)
+        table = app.screen.query_one(DataTable)
+        for row in range(table.row_count):  # each model's details pane
+            table.move_cursor(row=row)
+            await pilot.pause()
+            assert_screen_safe(app, f"Models row {row}")
+        await pilot.press("1")
+        runs = [*ids["imported"], ids["queued"]] if every else []
+        for run_id in [*runs, ids["click"], ids["failed"], ids["long"]]:
+            app.open_run(run_id)
+            await pause_until(pilot, lambda: app.screen.query("#stages > *") and app.screen.query_one("#run-title")
+                              .render().plain, what=f"run {run_id}'s stages")
+            await pilot.pause()
+            text = assert_screen_safe(app, f"Run detail {run_id}")
+            if run_id == ids["long"]:
+                assert "load" in text and "evaluate" in text, "a long name hid the stages"
+            if run_id == ids["failed"]:
+                assert "boom oops[/] [/" in text.replace("\n", "") or "oops[/]" in text
+            app.pop_screen()
+        app.open_compare([ids["click"]])
+        await pilot.pause(0.1)
+        for tab in ("radar", "bars", "table", "pareto", "energy") if every else ("table", "energy"):
+            app.screen.action_tab(tab)
+            await pilot.pause(0.1)
+            assert_screen_safe(app, f"Compare {tab}")
+        app.pop_screen()
+        app.action_new_run(model=FOLDER)  # the plan panel and errors quote the folder
+        await pilot.pause(0.3)
+        assert_screen_safe(app, "New run")
+        app.notify(f"a toast quoting {CLICK} and {OSC52}")
+        await pilot.pause()
+        assert_screen_safe(app, "a toast")
+        assert app.is_running and app.return_code is None

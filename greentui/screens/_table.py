@@ -11,6 +11,9 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
+from backend.results.fmt import plain
+from backend.text import NAME_LIMIT, safe_text
+
 
 def cursor_key(table: DataTable) -> str | None:
     """The key of the highlighted row, or None for an empty table."""
@@ -30,8 +33,10 @@ def cursor_id(table: DataTable) -> int | None:
 
 def plain_cells(*values: Any) -> list[Text]:
     """Cells as Rich ``Text``: DataTable reads a ``str`` as markup, so a model or label named
-    ``m[red]x[/red]`` would lose its brackets (or fail to parse). ``Text`` values pass as they are."""
-    return [v if isinstance(v, Text) else Text(str(v)) for v in values]
+    ``m[red]x[/red]`` would lose its brackets (or fail to parse), and ``[@click=app.quit]`` would be a
+    link. Strings are outside text (``backend.results.fmt.plain``: control characters escaped, cut at
+    ``NAME_LIMIT``); ``Text`` values pass as they are."""
+    return [plain(v, NAME_LIMIT) for v in values]
 
 
 class NarrowColumns:
@@ -69,4 +74,4 @@ class NarrowColumns:
 
 def ellipsis(text: str) -> Text:
     """A cell cut with "…" when its column is capped (``NarrowColumns.NARROW_WIDTHS``)."""
-    return Text(text, no_wrap=True, overflow="ellipsis")
+    return Text(safe_text(text, NAME_LIMIT), no_wrap=True, overflow="ellipsis")

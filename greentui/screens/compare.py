@@ -16,7 +16,6 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,8 +23,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from backend.measure.trust import Badge, quality_badge
-from backend.results.fmt import method_label, ratio_label
+from backend.results.fmt import method_label, plain, ratio_label
 from backend.results.report import SHORT, Row, study_tables
+from backend.text import safe_name, safe_text
 from greentui.signals import StoreChange
 from greentui.widgets.bars import GroupedBars, ScatterPareto, pareto_front
 from greentui.widgets.compare_energy import CompareEnergy
@@ -143,9 +143,9 @@ class CompareScreen(WatchingScreen):
         store = self.app.store
         ids = [i for i in self.run_ids if store.runs.get(i)]
         if not ids:
-            gone = "[b red]none of these runs exist any more[/]"
+            gone = Text("none of these runs exist any more", "b red")
             self.query_one("#compare-title", Static).update(gone)
-            self.query_one(CompareSummary).show(Text.from_markup(gone), [])
+            self.query_one(CompareSummary).show(gone, [])
             return
         tables = study_tables(store, ids)
         tasks: list[str] = tables["tasks"]
@@ -167,7 +167,7 @@ class CompareScreen(WatchingScreen):
         self.query_one(CompareEnergy).refresh_from(store, tables)
         runs = ", ".join(f"#{i}" for i in ids)
         what = "vs its vanilla baseline" if single and len(ids) == 1 else "side by side"
-        meters = sorted({m for r in wh for m in r.meters.values() if m})
+        meters = sorted({safe_name(m, 40) for r in wh for m in r.meters.values() if m})  # outside text
         refs = sorted({r.run_id for r in acc if r.kind == "reference"})
         notes = []
         for keep in sorted(set(merged.values())):
@@ -176,12 +176,19 @@ class CompareScreen(WatchingScreen):
         # every measured run's badge feeds the folded line; the full header lists the first two (the
         # Energy tab lists them all)
         badges = {i: quality_badge(store, i) for i in ids[:8] if i not in refs}
-        self.query_one("#compare-title", Static).update(
-            f"[b]Compare[/b] runs {runs} {what} · {len(tasks)} task(s) · meters: {', '.join(meters) or '—'}"
-            + (f" · [b]reference[/b] (published) run(s) {', '.join(f'#{i}' for i in refs)}" if refs else "")
-            + "".join(f"\n[dim]quality #{i}:[/] {escape(b.label())}" for i, b in list(badges.items())[:2])
-            + "".join(f"\n[dim]{n}[/]" for n in notes)
-            + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
+        # Text, never markup: the meters' names come from outside (an imported file)
+        title = Text.assemble(("Compare", "bold"), f" runs {runs} {what} · {len(tasks)} task(s) · meters: "
+                              f"{', '.join(meters) or '—'}")
+        if refs:
+            title.append(" · ").append("reference", "bold").append(
+                f" (published) run(s) {', '.join(f'#{i}' for i in refs)}")
+        for i, b in list(badges.items())[:2]:
+            title.append("\n").append(f"quality #{i}:", "dim").append(" " + safe_text(b.label()))
+        for n in notes:
+            title.append("\n" + n, "dim")
+        if not acc:
+            title.append("\nno task results yet: they appear here as tasks finish", "dim")
+        self.query_one("#compare-title", Static).update(title)
         self.fill_perplexity(ids)
         # the folded header (below 100 columns): the same facts, the most important first
         meter = ", ".join(meters) or "no meter"
@@ -217,7 +224,8 @@ class CompareScreen(WatchingScreen):
             table.add_column(label, key=key)
         for metric, rows, digits in (("acc", acc, 3), ("Wh", wh, 4)):
             for r in rows:
-                cells: dict[str, Any] = {"metric": metric, "model": r.model + (" (ref)" if r.kind == "reference" else ""),
+                cells: dict[str, Any] = {"metric": metric,
+                                         "model": plain(safe_name(r.model) + (" (ref)" if r.kind == "reference" else "")),
                                          "run": str(r.run_id), "variant": r.variant}
                 for t in tasks:
                     v, se = r.values.get(t), r.stderr.get(t)
@@ -264,8 +272,8 @@ class CompareScreen(WatchingScreen):
         noise = average_noise(acc)
         chart = self.query_one("#pareto-chart", ScatterPareto)
         chart.noise = noise
-        chart.update_data(
-            points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {run.get('model_name') or run.get('model_ref')}")
+        model = safe_name(run.get("model_name") or run.get("model_ref"), 60)
+        chart.update_data(points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {model}")
         front = pareto_front(points)
         band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
                 "them are within noise." if noise else "")
@@ -299,16 +307,17 @@ class CompareScreen(WatchingScreen):
     def fill_perplexity(self, ids: list[int]) -> None:
         """WikiText-2 perplexity per run (vanilla, pruned before LoRA, after LoRA) and the demo's caveat."""
         store = self.app.store
-        lines, notes = [], set()
+        lines: list[Text] = []
+        notes: list[Text] = []
         for i, run in self.runs_of(ids):
             line = perplexity_line(store, run)
             if line:
-                lines.append(line if len(ids) == 1 else f"#{i} {line}")
+                lines.append(line if len(ids) == 1 else Text(f"#{i} ").append_text(line))
             note = chance_note(run)
-            if note:
-                notes.add(note)
+            if note and note.plain not in {n.plain for n in notes}:
+                notes.append(note)
         box = self.query_one("#compare-ppl", Static)
-        box.update("\n".join(lines + sorted(notes)))
+        box.update(Text("\n").join(lines + notes))
         box.display = bool(lines or notes)
 
     # ------------------------------------------------------------------ actions

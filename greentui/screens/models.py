@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,8 +18,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Input, Label, Static
 
 from backend.errors import GreentuiError
-from backend.results.fmt import params, size
+from backend.results.fmt import params, plain, size
 from backend.service.runs import demo_model_built, demo_model_dir
+from backend.text import safe_name, safe_text
 from greentui.widgets.keys import KeyFooter
 
 from ._live import LiveTableScreen
@@ -109,8 +111,9 @@ class ModelsScreen(LiveTableScreen):
         m = self.entries.get(key, {})
         if m.get("source") == "cache" and key not in self.described:
             self.describe_cached(key)
-        lines = [f"[b]{m.get('name') or m.get('ref')}[/b]", f"ref: {m.get('ref')}",
-                 f"source: {m.get('source') or '—'}"]
+        # Text, never markup: a name or a folder may hold brackets ("[@click=…]") or escapes
+        name = Text(safe_name(m.get("name") or m.get("ref")), "bold")
+        lines = [f"ref: {m.get('ref')}", f"source: {m.get('source') or '—'}"]
         if m.get("info") and "params" not in m:
             lines.append(str(m["info"]))
         lines += [
@@ -126,7 +129,7 @@ class ModelsScreen(LiveTableScreen):
         ]
         if m.get("runs") is not None:
             lines.append(f"runs: {m['runs']}")
-        box.update("\n".join(lines))
+        box.update(name.append("".join("\n" + safe_text(line, 400) for line in lines)))
 
     @work(thread=True, exclusive=True, group="cache-scan", name="scanning the HF cache", exit_on_error=False)
     def scan_cache(self) -> None:
@@ -188,7 +191,7 @@ class ModelsScreen(LiveTableScreen):
         self.app.call_from_thread(self._added, model)
 
     def _add_failed(self, reason: str) -> None:
-        self.query_one("#add-error", Label).update(reason)
+        self.query_one("#add-error", Label).update(plain(reason, 400))  # it quotes the typed path
 
     def on_worker_state_changed(self, event) -> None:
         """An add that failed unexpectedly (the app notifies) must not leave "checking…" behind."""

@@ -28,18 +28,19 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.events import ScreenResume
-from textual.markup import escape
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, SelectionList, Static
 from textual.worker import get_current_worker
 
 from backend.errors import GreentuiError
+from backend.results.fmt import plain
 from backend.schema.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema.settings import Setting, SettingError
 from backend.service.form_advice import (
@@ -52,6 +53,7 @@ from backend.service.form_advice import (
     preset_config,
 )
 from backend.service.form_advice import rates as past_rates
+from backend.text import safe_text
 from greentui.widgets.fold import Fold
 from greentui.widgets.keys import KeyFooter
 from greentui.widgets.plan_panel import PlanPanel, plan_lines
@@ -233,13 +235,13 @@ class NewRunScreen(AppScreen):
             out.append(Horizontal(Label("" if s.widget == "checkbox" else s.label, classes="field-label"), widget,
                                   classes="field"))
             reason = self.shown.get(s.name, "")
-            error = Label(reason, id=f"err-{s.name}", classes="error field-error")
+            error = Label(plain(reason, 400), id=f"err-{s.name}", classes="error field-error")
             error.display = bool(reason)
             self.error_labels[s.name] = error
             out.append(error)
         return out
 
-    def fold_title(self, group: str, cfg: RunConfig, problems: dict[str, str]) -> str:
+    def fold_title(self, group: str, cfg: RunConfig, problems: dict[str, str]) -> Text:
         """``more pruning settings``, or the group's name (and note) when all of it is folded; then the
         values that differ from the study's and how many fields need fixing, so a folded clone shows."""
         settings = [s for s in GROUP_SETTINGS[group] if not s.essential]
@@ -250,13 +252,14 @@ class NewRunScreen(AppScreen):
             title = group
             detail = GROUP_NOTES.get(group) or ", ".join(s.label for s in settings)
         changed = [value_text(s, getattr(cfg, s.name)) for s in settings if getattr(cfg, s.name) != s.default]
-        text = f"{title} [dim]— {escape(detail)}[/]"
+        # Text, never markup: a typed value ("[/" in a path) is shown as typed
+        text = Text.assemble(title, (f" — {detail}", "dim"))
         if changed:
             more = f" +{len(changed) - 3}" if len(changed) > 3 else ""
-            text += f" · set: {escape(', '.join(changed[:3]))}{more}"
+            text.append(f" · set: {safe_text(', '.join(changed[:3]), 200)}{more}")
         bad = sum(1 for s in settings if s.name in problems)
         if bad:
-            text += f" · [b red]{bad} to fix[/]"
+            text.append(" · ").append(f"{bad} to fix", "b red")
         return text
 
     def on_mount(self) -> None:
@@ -351,7 +354,7 @@ class NewRunScreen(AppScreen):
                 self.fold_titles[group] = fold.title = title
         summary = cfg.summary() if not problems else f"{len(problems)} field(s) to fix: " + ", ".join(
             SETTING[name].label for name in problems)
-        self.query_one("#form-summary", Static).update(summary)
+        self.query_one("#form-summary", Static).update(plain(summary, 400))
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
         params = size[1] if size else (self.app.store.models.get(cfg.model or "") or {}).get("params")
         self.request_advice(cfg, params)
@@ -365,7 +368,7 @@ class NewRunScreen(AppScreen):
         self.shown[name] = reason
         label = self.error_labels.get(name)
         if label is not None:
-            label.update(reason)
+            label.update(plain(reason, 400))  # a reason may quote the typed value: text, not markup
             label.display = bool(reason)
 
     def changed(self) -> None:
@@ -393,7 +396,8 @@ class NewRunScreen(AppScreen):
 
     # ------------------------------------------------------------------ advice (a thread worker)
     def show_advice(self) -> None:
-        text = "\n".join([f"[b yellow]warning:[/] {w}" for w in self.warnings] + [self.estimate_line])
+        text = Text("\n").join([Text.assemble(("warning:", "b yellow"), " ", safe_text(w, 400)) for w in self.warnings]
+                                + [plain(self.estimate_line, 400)])
         if text != self._advice_text:
             self._advice_text = text
             self.query_one("#form-advice", Static).update(text)
@@ -511,7 +515,8 @@ class NewRunScreen(AppScreen):
             self._show_error(field, reason)  # a field in a fold not built yet gets it when revealed
             self.query_one("#queue", Button).disabled = False
         else:
-            self.query_one("#form-summary", Static).update(f"[b red]not queued:[/] {reason}")
+            self.query_one("#form-summary", Static).update(Text.assemble(("not queued:", "b red"), " ",
+                                                                         safe_text(reason, 400)))
             self.query_one("#queue", Button).disabled = False
         if field in SETTING:
             self.reveal(field)

@@ -17,11 +17,12 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
 
 from backend.errors import GreentuiError
-from backend.results.fmt import model_label, num, status_cell, when
+from backend.results.fmt import model_label, num, plain, status_cell, when
 from backend.results.report import SHORT
 from backend.schema.runconfig import RunConfig
 from backend.service.runs import cancel as cancel_run
 from backend.service.runs import requeue
+from backend.text import safe_text
 from greentui.signals import StoreChange
 from greentui.widgets.confirm import ConfirmScreen
 from greentui.widgets.energy_panel import EnergyPanel
@@ -110,7 +111,7 @@ class RunDetailScreen(WatchingScreen):
             table.add_column(Text(label), key=key, width=16 if narrow and key == "meter" else None)
         self.run = self.app.store.runs.get(self.run_id)
         if self.run is None:
-            self.query_one("#run-title", Static).update(f"[b red]no run {self.run_id} in this workspace[/]")
+            self.query_one("#run-title", Static).update(Text(f"no run {self.run_id} in this workspace", "b red"))
             return
         self.stage_names = stages_for(self.run)
         stages = self.query_one("#stages", Vertical)
@@ -201,7 +202,7 @@ class RunDetailScreen(WatchingScreen):
             self.fractions.setdefault(stage, 0.0)
             for name in self.stage_names[: self.stage_names.index(stage)] if stage in self.stage_names else []:
                 self.fractions[name] = 1.0
-            log.write(f"── {stage} ──")
+            log.write(f"── {safe_text(stage)} ──")
         elif kind == "progress" and stage:
             self.fractions[stage] = max(self.fractions.get(stage, 0.0), float(p.get("fraction") or 0.0))
             if p.get("message"):
@@ -209,20 +210,22 @@ class RunDetailScreen(WatchingScreen):
         elif kind == "stage_end" and stage:
             self.fractions[stage] = 1.0
             self.messages[stage] = f"done in {p.get('seconds', 0):.1f} s"
+        # log lines, messages and errors are outside text (a library's output, a path): written as
+        # plain text with control characters escaped (the log pane never reads markup)
         elif kind == "log":
-            log.write(str(p.get("line", "")))
+            log.write(safe_text(p.get("line", "")))
         elif kind == "loss":
-            log.write("loss " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in p.items()))
+            log.write(safe_text("loss " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in p.items())))
         elif kind == "result":
             wh = p.get("wh")
-            log.write(f"result {p.get('variant')} {p.get('task')}: acc {num(p.get('acc'))}, "
-                      f"{num(wh, 4)} Wh ({p.get('meter') or 'no meter'})")
+            log.write(safe_text(f"result {p.get('variant')} {p.get('task')}: acc {num(p.get('acc'))}, "
+                                f"{num(wh, 4)} Wh ({p.get('meter') or 'no meter'})"))
             self.results_dirty = True
         elif kind == "error":
-            log.write(f"ERROR: {p.get('message')}")
+            log.write(safe_text(f"ERROR: {p.get('message')}"))
         elif kind == "done":
-            log.write(f"── run {p.get('status')} ──")
+            log.write(safe_text(f"── run {p.get('status')} ──"))
 
     def draw_stages(self) -> None:
         for name in self.stage_names:
@@ -239,15 +242,19 @@ class RunDetailScreen(WatchingScreen):
                 text = "skipped" if self.run and self.run.get("status") in FINAL else "waiting"
                 if name == "load" and self.run and self.run.get("status") == "queued":
                     text = "queued: the runner starts (imports PyTorch)…"
-            msg.update(("▶ " if current else "") + text)
+            msg.update(plain(("▶ " if current else "") + text, 200))
 
     def draw_title(self) -> None:
+        """Two lines or so: the run (model, kind, recipe) and its state. Built as ``Text``: the model's
+        name and the job's reason are outside text, shown as written (never markup), control
+        characters escaped, the name cut so a 10,000-character one leaves the stages on the screen."""
         run = self.run or {}
         cfg = RunConfig.from_dict(run.get("config") or {})
-        parts = [f"[b]run {self.run_id}[/b]", model_label(run), run.get("kind") or "",
-                 cfg.summary(), f"tasks {len(cfg.tasks)}", f"limit {cfg.limit or 'all'}"]
-        status = status_cell(run.get("status")).markup
-        title = " · ".join(p for p in parts if p) + f"\nstatus {status}"
+        parts = [model_label(run), safe_text(run.get("kind") or ""), safe_text(cfg.summary()),
+                 f"tasks {len(cfg.tasks)}", f"limit {cfg.limit or 'all'}"]
+        head = Text.assemble((f"run {self.run_id}", "bold"), *(f" · {p}" for p in parts if p), "\nstatus ",
+                             status_cell(run.get("status")))
+        title = ""
         if run.get("stage") and run.get("status") == "running":
             title += f" · stage {run['stage']}"
         if run.get("parent_run_id"):
@@ -264,7 +271,7 @@ class RunDetailScreen(WatchingScreen):
         title += f" · queued {when(run.get('created_at'))}"
         if run.get("finished_at"):
             title += f" · finished {when(run['finished_at'])}"
-        self.query_one("#run-title", Static).update(title)
+        self.query_one("#run-title", Static).update(head.append(safe_text(title)))
         finished = run.get("status") in FINAL
         self.query_one("#power-label", Label).update("power (recorded)" if finished else "live power")
         self.query_one(PowerPanel).finished = finished
@@ -274,7 +281,8 @@ class RunDetailScreen(WatchingScreen):
             box.display = bool(text)
         err = self.query_one("#run-error", Static)
         if run.get("error") and run.get("status") in ("failed", "interrupted", "cancelled"):
-            err.update(f"[b red]{run['status']}:[/] {run['error']}")
+            err.update(Text.assemble((f"{run['status']}:", "b red"), " ",
+                                     safe_text(run["error"], 4000, keep_newlines=True)))
             err.display = True
         else:
             err.display = False

@@ -24,6 +24,7 @@ from backend.results.fmt import (
     status_cell,
     when,
 )
+from backend.text import safe_text
 from greentui.widgets.keys import KeyFooter
 
 from ._live import LiveTableScreen
@@ -189,12 +190,13 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         if any(partial_mark(r) for r in self.rows.values()):
             parts.append("* average over part of the tasks")
         if self.filter_text:
-            parts.append(f"filter “{self.filter_text}”")
+            parts.append(f"filter “{safe_text(self.filter_text, 40)}”")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         if self.total > PAGE:
             parts.append("[ ] pages")
-        self.query_one("#runs-status", Static).update(" · ".join(parts))
+        # Text, never markup: the filter is what the user typed ("[/" crashed the markup parser)
+        self.query_one("#runs-status", Static).update(Text(" · ".join(parts)))
 
     def cursor_run(self) -> int | None:
         return cursor_id(self.query_one(DataTable))

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from backend.results.fmt import plain
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True on y/Enter-on-Yes, False on n/Escape."""
@@ -34,7 +36,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.message, id="confirm-message")
+            yield Label(plain(self.message, 2000), id="confirm-message")  # may quote names: text, not markup
             with Horizontal():
                 yield Button("Cancel (n)", id="no")
                 yield Button(f"{self.yes} (y)", id="yes", variant="error")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from textual.widgets import RichLog
 
+from backend.text import safe_text
+
 MAX_READ = 256_000  # bytes per file and poll: a chatty job cannot stall the UI
 
 
@@ -52,6 +54,6 @@ class JobLog(RichLog):
         n = 0
         for tag, tail in self.tails.items():
             for line in tail.new_lines():
-                self.write(f"{tag}│ {line}")
+                self.write(f"{tag}│ {safe_text(line)}")  # a job's output: escapes shown, never obeyed
                 n += 1
         return n

@@ -17,6 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
 
+from backend.results.fmt import plain
+
 # Textual's own screen keys (focus moves, copy): not the app's, left out of the help list
 TEXTUAL_INTERNALS = {"focus_next", "focus_previous", "copy_text", "maximize", "minimize"}
 # app actions shown first, in this order (see GreentuiApp.BINDINGS)
@@ -147,8 +149,8 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("key", "does", "where", "details")
-        for where, key, what, why in self.rows:
-            table.add_row(key, what, where, why)
+        for where, key, what, why in self.rows:  # plain cells: a user's keymap is outside text
+            table.add_row(*(plain(cell) for cell in (key, what, where, why)))
         table.focus()
 
     def action_dismiss(self) -> None:  # type: ignore[override]

@@ -21,8 +21,8 @@ def workspace_and_store(args: argparse.Namespace, *, create: bool = True) -> tup
 def plain(*values: object, limit: int | None = None) -> list:
     """Rich ``Text`` cells of outside values (names, errors, meters): shown as written, never read as
     markup, control characters escaped (``backend.text.safe_text``)."""
-    from rich.text import Text
-    return [v if isinstance(v, Text) else Text(safe_text(v, limit)) for v in values]
+    from backend.results.fmt import plain as one
+    return [one(v, limit) for v in values]
 
 
 def say(con, *parts: object, style: str = "") -> None:
