@@ -26,12 +26,15 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+from backend.compat import route_uncaught_errors
 from backend.errors import GreentuiError
 from backend.execution.supervisor import recover_stale_runs, runner_pid
+from backend.schema.wsconfig import workspace_keymap
 from backend.store import ChangeToken, Store, check_integrity_in_background
 from backend.text import safe_text
 from backend.workspace import PACKAGE_DATA, db_path
 
+from .keymap import binding, check_keymap
 from .screens.runs import RunsScreen
 from .signals import StoreChange
 
@@ -56,15 +59,13 @@ class GreentuiApp(App):
     MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen}
     DEFAULT_MODE = "runs"
     _SCREENS = Binding.Group("Runs/Queue/Models", compact=True)
+    # the app's keys (greentui/keymap.py holds every key of the app, with its id for the user's keymap)
     BINDINGS = [
-        Binding("question_mark,f1", "help", "Help", tooltip="Every key of this screen and the app"),
-        Binding("1", "go('runs')", "Runs", tooltip="All runs with their averages and ratios", group=_SCREENS),
-        Binding("2", "go('queue')", "Queue", tooltip="Queued and running runs", group=_SCREENS),
-        Binding("3", "go('models')", "Models", tooltip="Models in the workspace and HF cache", group=_SCREENS),
-        Binding("ctrl+q", "quit", "Quit", priority=True,
-                tooltip="Close greentui; queued and running runs go on in the runner"),
-        Binding("n", "new_run", "New run", tooltip="Queue a run with the study's defaults"),
-        Binding("d", "demo", "Demo", tooltip="Queue a demo run of the tiny trained demo model (~1 min on a CPU)"),
+        binding("help"),
+        binding("runs", group=_SCREENS), binding("queue", group=_SCREENS), binding("models", group=_SCREENS),
+        binding("quit"),  # not a priority key: q types into a text field, Ctrl+Q quits from there too
+        binding("new_run"),
+        binding("demo"),
     ]
     POLL_INTERVAL = 0.5
     DEMO_BUILD_TIMEOUT_S = 600.0  # the random-model fallback's build subprocess (no shipped model)
@@ -94,6 +95,11 @@ class GreentuiApp(App):
         self.recovered: list[int] = []  # runs found dead at start (store_ready)
         self._first_frame_callbacks: list[Callable[[], object]] | None = []  # None once it is shown
         self.demo_busy = False
+        route_uncaught_errors(self, self.uncaught_error)
+        # the user's keymap (greentui.toml [keys]): checked here, so a bad one is the CLI's one line
+        keymap = workspace_keymap(self.workspace)
+        if keymap:
+            self.set_keymap(check_keymap(keymap, self.workspace / "greentui.toml"))
 
     # ------------------------------------------------------------------ lifecycle
     def store_ready(self) -> bool:
@@ -117,13 +123,14 @@ class GreentuiApp(App):
             self.fatal_error = error
         self.exit(return_code=2)
 
-    def _handle_exception(self, error: Exception) -> None:
+    def uncaught_error(self, error: BaseException) -> bool:
         """A store error that no handler caught (disk full, damaged page) ends the app as one line,
-        like the CLI's, not as a traceback; anything else is a bug and keeps Textual's traceback."""
+        like the CLI's, not as a traceback; anything else is a bug and keeps Textual's traceback.
+        (Textual's hook for it is private: ``backend.compat.route_uncaught_errors``.)"""
         if isinstance(error, GreentuiError):
             self.fail(error)
-            return
-        super()._handle_exception(error)
+            return True
+        return False
 
     def on_mount(self) -> None:
         if not self.store_ready():

@@ -48,6 +48,17 @@ class RunRepository(Repository):
             row["config"] = json.loads(row["config"] or "{}")
         return row
 
+    def dependents(self, run_ids: Iterable[int], statuses: Iterable[str] = ("queued", "running")) -> list[dict[str, Any]]:
+        """Runs in ``statuses`` whose baseline (``parent_run_id``) is one of ``run_ids``: what deleting those
+        baselines would take from under them. ``[{"id", "parent_run_id", "status"}]``, by id."""
+        ids = [int(i) for i in run_ids if _fits(int(i))]
+        states = list(statuses)
+        if not ids or not states:
+            return []
+        return self._rows(f"SELECT id, parent_run_id, status FROM runs WHERE parent_run_id IN "
+                          f"({','.join('?' * len(ids))}) AND status IN ({','.join('?' * len(states))}) "
+                          "ORDER BY id", (*ids, *states))
+
     def require(self, run_id: int) -> dict[str, Any]:
         row = self.get(run_id)
         if row is None:

@@ -26,6 +26,7 @@ from backend.measure.trust import Badge, quality_badge
 from backend.results.fmt import method_label, plain, ratio_label
 from backend.results.report import SHORT, Row, study_tables
 from backend.text import safe_name, safe_text
+from greentui.keymap import binding
 from greentui.signals import StoreChange
 from greentui.widgets.bars import GroupedBars, ScatterPareto, pareto_front
 from greentui.widgets.compare_energy import CompareEnergy
@@ -75,22 +76,10 @@ class CompareScreen(WatchingScreen):
     so the charts get the rows. ``i`` toggles it at any width; Esc first closes it where it was opened.
     """
 
-    BINDINGS = [
-        Binding("escape", "back", "Back", tooltip="Close the details (when opened with i), else back"),
-        Binding("i", "details", "Details", tooltip="Show or hide the full header: each run's measurement "
-                "quality (meter, shortest window, idle, repeats CV, temperature drift, device sharing), "
-                "merged baselines, perplexity and notes (folded into two lines below 100 columns)"),
-        Binding("r", "tab('radar')", "Radar", tooltip="Radar of accuracy and Wh per task", group=_TABS),
-        Binding("b", "tab('bars')", "Bars", tooltip="Grouped bars per task with ±stderr", group=_TABS),
-        Binding("t", "tab('table')", "Table", tooltip="Ratio table and which differences are noise",
-                group=_TABS),
-        Binding("p", "tab('pareto')", "Pareto", tooltip="Average accuracy vs average Wh of the model's runs",
-                group=_TABS),
-        Binding("e", "tab('energy')", "Energy", tooltip="Energy per task, paper vs yours, J/token",
-                group=_TABS),
-        Binding("w", "swap_chart", "Acc/Wh", tooltip="Narrow terminals show one radar/bar chart at a time: "
-                "switch between accuracy and energy"),
-    ]
+    BINDINGS = [binding("back"), binding("details"),
+                *(binding(i, group=_TABS) for i in ("tab_radar", "tab_bars", "tab_table")),
+                binding("pareto", "tab('pareto')", group=_TABS), binding("tab_energy", group=_TABS),
+                binding("swap_chart")]
 
     def __init__(self, run_ids: list[int], tab: str = "radar") -> None:
         super().__init__()

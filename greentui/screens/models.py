@@ -13,7 +13,6 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Input, Label, Static
 
@@ -21,6 +20,7 @@ from backend.errors import GreentuiError
 from backend.results.fmt import params, plain, size
 from backend.service.runs import demo_model_built, demo_model_dir
 from backend.text import safe_name, safe_text
+from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
 
 from ._live import LiveTableScreen
@@ -30,11 +30,8 @@ DEMO_KEY = "demo:"
 
 
 class ModelsScreen(LiveTableScreen):
-    BINDINGS = [
-        Binding("a", "add", "Add model", tooltip="Add a model by HF id or local path"),
-        Binding("n", "new_run_with", "New run", tooltip="Queue a run of the highlighted model"),
-        Binding("escape", "cancel_add", "Cancel", show=False),
-    ]
+    BINDINGS = [binding("add_model"), binding("new_run", "new_run_with"),
+                binding("back", "cancel_add", description="Close", show=False)]
 
     def __init__(self) -> None:
         super().__init__()

@@ -31,7 +31,6 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.events import ScreenResume
 from textual.suggester import SuggestFromList
@@ -54,6 +53,7 @@ from backend.service.form_advice import (
 )
 from backend.service.form_advice import rates as past_rates
 from backend.text import safe_text
+from greentui.keymap import binding
 from greentui.widgets.fold import Fold
 from greentui.widgets.keys import KeyFooter
 from greentui.widgets.plan_panel import PlanPanel, plan_lines
@@ -129,11 +129,10 @@ def value_text(s: Setting, value: Any) -> str:
 class NewRunScreen(AppScreen):
     """The New-run form; Escape goes back without queueing."""
 
-    BINDINGS = [
-        Binding("ctrl+s", "queue", "Queue", priority=True, tooltip="Queue the run (Enter in a field too)"),
-        Binding("escape", "back", "Back"),
-        Binding("ctrl+r", "reset", "Study defaults", tooltip="Reset every field to the study's defaults"),
-    ]
+    BINDINGS = [binding("queue_run", priority=True), binding("back"), binding("reset_form")]
+    #: what ``?`` adds to the bindings: Enter is a text field's own key here
+    HELP_NOTES = [("in a text field", "⏎", "Next field",
+                   "Enter moves to the next field and never queues: Ctrl+S queues the run")]
     # The first field takes the focus as the screen is composed. (Textual's default would focus the
     # scrolling form first and the model field after it: two restyles of every widget in the form.)
     AUTO_FOCUS = "#f-model"
@@ -199,7 +198,8 @@ class NewRunScreen(AppScreen):
         self.held = self.initial.to_dict()
         with VerticalScroll(id="form"):
             yield Static("[b]New run[/b] — the study recipe is GreenPruning's "
-                         "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter queues.", id="form-title")
+                         "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter: next field · "
+                         "Ctrl+S: queue.", id="form-title")
             with Horizontal(classes="field"):
                 yield Label("start from", classes="field-label")
                 yield Select(choices, value=chosen, allow_blank=False, id="preset", classes="field-input",
@@ -221,7 +221,7 @@ class NewRunScreen(AppScreen):
                     self.folds[group] = fold
                     yield fold
             with Horizontal(id="form-buttons"):
-                yield Button("Queue (Enter)", id="queue", variant="primary")
+                yield Button("Queue (Ctrl+S)", id="queue", variant="primary")
                 yield Button("Back (Esc)", id="back")
             yield Static("", id="form-summary")
         yield KeyFooter()
@@ -444,8 +444,10 @@ class NewRunScreen(AppScreen):
 
     # ------------------------------------------------------------------ actions
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a field moves on, as in any form; queueing is its own key (Ctrl+S) or the button, so
+        Enter pressed to confirm a value never queues a run nobody meant."""
         event.stop()
-        self.action_queue()
+        self.focus_next()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "queue":

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
 from backend.execution.supervisor import live_runners
 from backend.results.fmt import method_label, method_with_ratio, model_label, ratio_label, status_cell, when
-from backend.service.runs import cancel as cancel_run
-from greentui.widgets.confirm import ConfirmScreen
+from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
 
+from ._cancel import cancel_runs
 from ._live import LiveTableScreen
 from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
 
@@ -34,13 +33,8 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
                       ("status", "status"), ("stage", "stage"), ("where", "where")]
     NARROW_WIDTHS = {"model": 14, "where": 20}
 
-    BINDINGS = [
-        Binding("enter", "open", "Detail", show=False),
-        Binding("K,shift+up", "move(-1)", "Move up", tooltip="Run this one earlier"),
-        Binding("J,shift+down", "move(1)", "Move down", tooltip="Run this one later"),
-        Binding("x", "cancel", "Cancel run", tooltip="Cancel a queued run, or stop the running one"),
-        Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause or resume the queue"),
-    ]
+    BINDINGS = [binding(i) for i in ("open", "move_up", "move_down", "cancel_run", "pause_queue")]
+    HELP_NOTES = [("in the table", "⏎", "Detail", "Enter opens the highlighted run's detail")]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -74,7 +68,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
         paused = self.store.queue.paused()
         runners = live_runners(self.store)
-        state = "[b yellow]PAUSED[/] (p resumes)" if paused else "[b green]active[/]"
+        state = "[b yellow]PAUSED[/] (P resumes)" if paused else "[b green]active[/]"
         runner = ("; ".join(f"runner pid {x['pid']} on {', '.join(x['devices']) or x['requested']}"
                             for x in runners) if runners else "no runner alive")
         queued = sum(r["status"] == "queued" for r in rows)
@@ -113,27 +107,10 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             return
         self.reload()
 
-    def action_cancel(self) -> None:
+    def action_cancel_run(self) -> None:
         run = self.cursor_run()
-        if run is None:
-            return
-        row = self.store.runs.get(run)
-
-        def go(yes: bool | None = True) -> None:
-            if not yes:
-                return
-            try:
-                what = cancel_run(self.store, run)
-            except GreentuiError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"run {run}: {what}")
-            self.reload()
-
-        if row and row["status"] == "running":
-            self.app.push_screen(ConfirmScreen(f"Stop running run {run}? Finished tasks are kept.", yes="Stop"), go)
-        else:
-            go()
+        if run is not None:
+            cancel_runs(self, [run], done=self.reload)
 
     def action_toggle_pause(self) -> None:
         paused = not self.store.queue.paused()

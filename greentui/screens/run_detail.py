@@ -11,7 +11,6 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
@@ -20,16 +19,16 @@ from backend.errors import GreentuiError
 from backend.results.fmt import model_label, num, plain, status_cell, when
 from backend.results.report import SHORT
 from backend.schema.runconfig import RunConfig
-from backend.service.runs import cancel as cancel_run
 from backend.service.runs import requeue
 from backend.text import safe_text
+from greentui.keymap import binding
 from greentui.signals import StoreChange
-from greentui.widgets.confirm import ConfirmScreen
 from greentui.widgets.energy_panel import EnergyPanel
 from greentui.widgets.job_log import JobLog
 from greentui.widgets.keys import KeyFooter
 from greentui.widgets.power import PowerPanel
 
+from ._cancel import cancel_runs
 from ._live import WatchingScreen
 from ._ppl import chance_note, perplexity_line
 from ._table import NarrowColumns, ellipsis, plain_cells
@@ -44,13 +43,7 @@ def stages_for(run: dict[str, Any]) -> list[str]:
 
 
 class RunDetailScreen(WatchingScreen):
-    BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("c", "compare", "Compare", tooltip="This run against its vanilla baseline"),
-        Binding("x", "cancel_run", "Cancel run", tooltip="Cancel (queued) or stop (running) this run"),
-        Binding("R", "requeue", "Re-queue", tooltip="Queue this run again with the same config"),
-        Binding("f", "clone", "Clone", tooltip="Open New run filled with this run's config"),
-    ]
+    BINDINGS = [binding(i) for i in ("back", "compare", "cancel_run", "requeue", "clone")]
 
     def __init__(self, run_id: int) -> None:
         super().__init__()
@@ -323,13 +316,4 @@ class RunDetailScreen(WatchingScreen):
         self.notify(f"queued run {new} with the same config")
 
     def action_cancel_run(self) -> None:
-        def go(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                what = cancel_run(self.app.store, self.run_id)
-            except GreentuiError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"run {self.run_id}: {what}")
-        self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Finished tasks are kept.", yes="Cancel run"), go)
+        cancel_runs(self, [self.run_id])

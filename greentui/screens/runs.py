@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import ColumnKey
@@ -25,6 +24,7 @@ from backend.results.fmt import (
     when,
 )
 from backend.text import safe_text
+from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
 
 from ._live import LiveTableScreen
@@ -70,23 +70,11 @@ EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
 class RunsScreen(NarrowColumns, LiveTableScreen):
     """All runs; filter, sort, multi-select, compare, re-queue, delete."""
 
-    BINDINGS = [
-        Binding("n", "app.new_run", "New run", tooltip="Queue a run of your own model"),
-        Binding("d", "app.demo", "Demo", tooltip="Queue a demo run of the tiny trained demo model (~1 min on a CPU)"),
-        Binding("enter", "open", "Detail", show=False, tooltip="Open the run's detail"),
-        Binding("c", "compare", "Compare", tooltip="Compare the selected runs (or the run vs its baseline)"),
-        Binding("delete,x", "delete", "Delete", tooltip="Delete the selected runs and their folders (asks first)"),
-        Binding("space", "toggle_select", "Select", tooltip="Select or unselect the run"),
-        Binding("s", "sort", "Sort", tooltip="Sort by the next column (the header shows ▼/▲)"),
-        Binding("S", "reverse", "Reverse", tooltip="Reverse the sort order"),
-        Binding("slash", "filter", "Filter", tooltip="Filter runs by model, status, method, id…"),
-        Binding("p", "pareto", "Pareto", tooltip="Accuracy vs Wh across runs of this model"),
-        Binding("R", "requeue", "Re-queue", tooltip="Queue the selected runs again, same config"),
-        Binding("f", "clone", "Clone", tooltip="Open New run filled with this run's config (clone into form)"),
-        Binding("right_square_bracket", "page(1)", "Next page", show=False),
-        Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
-        Binding("escape", "clear", "Clear", show=False, tooltip="Clear the selection and the filter"),
-    ]
+    # every key from the app's one key map (greentui/keymap.py): same key, same meaning on every screen
+    BINDINGS = [binding(i) for i in ("open", "compare", "cancel_run", "delete", "select", "sort", "reverse",
+                                     "filter", "pareto", "requeue", "clone", "next_page", "prev_page", "clear")]
+    #: what ``?`` says Enter does in the table (Textual calls the table's own Enter "Select")
+    HELP_NOTES = [("in the table", "⏎", "Detail", "Enter opens the highlighted run's detail")]
 
     WIDE_COLUMNS = COLUMNS
     NARROW_COLUMNS = NARROW_RUN_COLUMNS
@@ -280,9 +268,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         self.selected ^= {run}
         table = self.query_one(DataTable)
         table.update_cell(str(run), "id", Text(f"{'●' if run in self.selected else ' '}{run}"))
-        self.update_status()
-        if table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)
+        self.update_status()  # the cursor stays on the run: Space selects, ↓ moves (two keys, two meanings)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
@@ -327,6 +313,11 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
             self.app.ensure_runner()
             self.reload()
 
+    def action_cancel_run(self) -> None:
+        """``x``: cancel the selected (or highlighted) queued/running runs, as on Queue and Run detail."""
+        from ._cancel import cancel_runs
+        cancel_runs(self, self.targets(), done=self.reload)
+
     def action_delete(self) -> None:
         ids = self.targets()
         if not ids:
@@ -334,6 +325,12 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         shown = ", ".join(map(str, ids[:10])) + ("…" if len(ids) > 10 else "")
         msg = (f"Delete {len(ids)} run(s) ({shown}) with their results, events, power samples and run "
                "folders (pruned weights, logs)? This cannot be undone.")
+        # a baseline that a queued or running experiment measures itself against: say so first
+        waiting = [d for d in self.store.runs.dependents(ids) if d["id"] not in ids]
+        if waiting:
+            deps = ", ".join(f"run {d['id']} ({d['status']}) uses baseline {d['parent_run_id']}" for d in waiting[:4])
+            msg = (f"Warning: {deps}{' …' if len(waiting) > 4 else ''}; deleting the baseline leaves it without "
+                   "its vanilla figures (ratios, perplexity).\n\n" + msg)
 
         def done(yes: bool | None) -> None:
             if not yes:
@@ -352,4 +349,4 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
             self.reload()
 
         from greentui.widgets.confirm import ConfirmScreen  # imports the chart widgets' package: not at start-up
-        self.app.push_screen(ConfirmScreen(msg), done)
+        self.app.push_screen(ConfirmScreen(msg, yes="Delete", no="Keep them"), done)

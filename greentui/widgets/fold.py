@@ -18,16 +18,17 @@ from collections.abc import Callable, Iterable
 
 from rich.text import Text
 from textual import events
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widget import AwaitMount, Widget
 from textual.widgets import Static
+
+from greentui.keymap import binding
 
 
 class FoldTitle(Static, can_focus=True):
     """The fold's one-line (wrapping) title: ``▶ title`` closed, ``▼ title`` open; Enter or a click toggles."""
 
-    BINDINGS = [Binding("enter", "toggle", "Open/close the group", show=False)]
+    BINDINGS = [binding("toggle_fold")]
 
     DEFAULT_CSS = """
     FoldTitle { width: 1fr; height: auto; padding: 0 1 0 0; pointer: pointer; }
