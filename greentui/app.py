@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from backend.compat import route_uncaught_errors
 from backend.errors import GreentuiError
 from backend.execution.supervisor import recover_stale_runs, runner_pid
+from backend.schema.catalog import DEMO_DURATION
 from backend.schema.wsconfig import workspace_keymap
 from backend.store import ChangeToken, Store, check_integrity_in_background
 from backend.text import safe_text
@@ -68,6 +69,7 @@ class GreentuiApp(App):
         binding("demo"),
     ]
     POLL_INTERVAL = 0.5
+    NOTIFICATION_TIMEOUT = 4  # s: a toast says what happened and goes (errors set their own, longer)
     DEMO_BUILD_TIMEOUT_S = 600.0  # the random-model fallback's build subprocess (no shipped model)
     # = backend.service.runs.SHIPPED_DEMO_MODEL; spelled here so the first frame need not import backend.service.runs
     # (run schema, task registry): P2, the start with 10,000 runs, is measured against a bare app
@@ -298,8 +300,7 @@ class GreentuiApp(App):
 
     def _start_demo(self) -> None:
         self.demo_busy = True
-        self.notify("building the tiny demo model and queueing a demo run (a few minutes on CPU)…",
-                    timeout=8)
+        self.notify(f"queueing a demo run of the tiny trained demo model ({DEMO_DURATION})…", timeout=6)
         self._demo_worker()
 
     @work(thread=True, exclusive=True, group="demo", name="building the demo", exit_on_error=False)

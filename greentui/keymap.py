@@ -24,6 +24,7 @@ from pathlib import Path
 from textual.binding import Binding
 
 from backend.errors import GreentuiError
+from backend.schema.catalog import DEMO_DURATION
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ _KEYS = [
     Key("quit", "ctrl+q,q", "quit", "Quit", "Close greentui; queued and running runs go on in the runner "
         "(q types into a text field, Ctrl+Q works there too)"),
     Key("new_run", "n", "new_run", "New run", "Open the New-run form (on Models: with the highlighted model)"),
-    Key("demo", "d", "demo", "Demo", "Queue a demo run of the tiny trained demo model (~1 min on an idle CPU)"),
+    Key("demo", "d", "demo", "Demo", f"Queue a demo run of the tiny trained demo model ({DEMO_DURATION})"),
     # on a run, or on the selected runs (Runs, Queue, Run detail)
     Key("open", "enter", "open", "Detail", "Open the highlighted run's detail", show=False),
     Key("compare", "c", "compare", "Compare", "Compare the selected runs (or the run vs its baseline)"),

@@ -42,6 +42,11 @@ def when(t: float | None) -> str:
     return "—" if not t else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
+def short_when(t: float | None) -> str:
+    """A timestamp as month-day and minute (``01-31 14:05``), for tables short of room."""
+    return "—" if not t else time.strftime("%m-%d %H:%M", time.localtime(t))
+
+
 def model_label(row: dict[str, Any], limit: int = NAME_LIMIT) -> str:
     """The model's name as tables show it (a local path by its folder's name): outside text made
     safe (control characters escaped, cut at ``limit``); show it as plain text, never markup."""

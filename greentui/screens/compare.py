@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane, Tabs
 
 from backend.measure.trust import Badge, quality_badge
 from backend.results.fmt import method_label, plain, ratio_label
@@ -65,7 +65,16 @@ def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str
     return out
 
 
+class RatioTable(DataTable):
+    """The ratio table: a row cursor, and ← → scroll its columns (a row cursor would not move)."""
+
+    BINDINGS = [Binding("left", "scroll_left", "Scroll left", show=False),
+                Binding("right", "scroll_right", "Scroll right", show=False)]
+
+
 _TABS = Binding.Group("Tabs", compact=True)
+#: quality badges in the full header (the Energy tab lists every run's)
+BADGES = 8
 
 
 class CompareScreen(WatchingScreen):
@@ -96,16 +105,18 @@ class CompareScreen(WatchingScreen):
         with TabbedContent(initial=self.initial_tab, id="compare-tabs"):
             with TabPane("Radar", id="radar"):
                 with Horizontal(classes="charts"):
-                    yield RadarChart("accuracy (per task, normalised)", [], {}, id="radar-acc")
-                    yield RadarChart("energy Wh (per task, normalised)", [], {}, id="radar-wh",
-                                     classes="second")
+                    # each axis is scaled to its highest value: the best accuracy, but the most Wh
+                    yield RadarChart("accuracy (per task, normalised)", [], {}, id="radar-acc",
+                                     scale_note="(per task: outer ring = highest acc, the best)")
+                    yield RadarChart("energy Wh (per task, normalised)", [], {}, id="radar-wh", classes="second",
+                                     scale_note="(per task: outer ring = most Wh, the worst)")
             with TabPane("Bars", id="bars"):
                 with Vertical(classes="charts"):
                     yield GroupedBars("accuracy per task (±stderr)", id="bars-acc", y_label="acc")
                     yield GroupedBars("energy per task (Wh)", id="bars-wh", y_label="Wh", classes="second")
             with TabPane("Table", id="table"):
                 with Vertical():
-                    yield DataTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
+                    yield RatioTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
                     yield Static("", id="noise")
             with TabPane("Pareto", id="pareto"):
                 with Vertical():
@@ -116,7 +127,11 @@ class CompareScreen(WatchingScreen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        # the tab strip takes no focus: r b t p e switch tabs, and the arrows scroll what a tab shows
+        # (the ratio table, the energy text) instead of switching tabs under the reader
+        self.query_one(Tabs).can_focus = False
         self.rebuild()
+        self.call_after_refresh(self._focus_tab, self.initial_tab)
 
     def store_change(self, change: StoreChange) -> None:
         if change.tables_changed and self.is_mounted:  # new results, not progress
@@ -162,17 +177,20 @@ class CompareScreen(WatchingScreen):
         for keep in sorted(set(merged.values())):
             dups = ", ".join(f"#{d}" for d, k in merged.items() if k == keep)
             notes.append(f"baseline {dups} = #{keep} (same items, same accuracies): charted once as #{keep}")
-        # every measured run's badge feeds the folded line; the full header lists the first two (the
-        # Energy tab lists them all)
-        badges = {i: quality_badge(store, i) for i in ids[:8] if i not in refs}
+        # every measured run's badge (up to BADGES) feeds the folded line and the full header (i); the
+        # Energy tab lists them all
+        badges = {i: quality_badge(store, i) for i in ids[:BADGES] if i not in refs}
         # Text, never markup: the meters' names come from outside (an imported file)
         title = Text.assemble(("Compare", "bold"), f" runs {runs} {what} · {len(tasks)} task(s) · meters: "
                               f"{', '.join(meters) or '—'}")
         if refs:
             title.append(" · ").append("reference", "bold").append(
                 f" (published) run(s) {', '.join(f'#{i}' for i in refs)}")
-        for i, b in list(badges.items())[:2]:
+        for i, b in badges.items():  # every one (the full header is where they are read), none dropped
             title.append("\n").append(f"quality #{i}:", "dim").append(" " + safe_text(b.label()))
+        measured = [i for i in ids if i not in refs]
+        if len(measured) > len(badges):
+            title.append(f"\nquality of {len(measured) - len(badges)} more run(s): the Energy tab (e)", "dim")
         for n in notes:
             title.append("\n" + n, "dim")
         if not acc:
@@ -197,20 +215,32 @@ class CompareScreen(WatchingScreen):
         self.query_one(CompareSummary).show(titles, folded, hint="i")
 
     def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
-        """The study's table (tasks, Avg, Ratio); below 100 columns Avg and Ratio come right after the
-        variant and the model goes last, so the figures that matter are on screen without scrolling."""
+        """The study's table (tasks, Avg, Ratio). Where it does not fit the screen's width (at 80 and
+        at 120 columns with seven tasks) Avg and Ratio come right after the variant and the model goes
+        last, so the figures that matter are on screen without scrolling."""
         self._table_rows = (acc, wh, tasks)
-        self._table_narrow = narrow = self.has_class("-narrow")
         table = self.query_one("#ratio-table", DataTable)
-        table.clear(columns=True)
         columns = [("metric", "metric"), ("model", "model"), ("run", "run"), ("variant", "variant")]
         columns += [(SHORT.get(t, t), t) for t in tasks] + [("Avg", "avg"), ("Ratio", "ratio")]
+        rows = list(self._table_cells(acc, wh, tasks))
+        need = sum(2 + max([Text(label).cell_len] + [Text.from_markup(c[key]).cell_len if isinstance(c[key], str)
+                                                     else c[key].cell_len for _, c in rows])
+                   for label, key in columns) + 2  # cell padding, the scrollbar
+        self._table_width = width = self.app.size.width
+        self._table_narrow = narrow = need > width
+        table.clear(columns=True)
         if narrow:
             first, rest = ["metric", "run", "variant", "avg", "ratio"], ["model"]
             columns.sort(key=lambda c: (first.index(c[1]) if c[1] in first else len(first),
                                         c[1] in rest))
         for label, key in columns:
             table.add_column(label, key=key)
+        table.fixed_columns = 5 if narrow else 0  # metric, run, variant, Avg, Ratio stay as ← → scroll
+        for row_key, cells in rows:
+            table.add_row(*(cells[key] for _, key in columns), key=row_key)
+
+    def _table_cells(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(row key, cells by column key) of the ratio table: accuracy rows, then Wh rows."""
         for metric, rows, digits in (("acc", acc, 3), ("Wh", wh, 4)):
             for r in rows:
                 cells: dict[str, Any] = {"metric": metric,
@@ -226,16 +256,16 @@ class CompareScreen(WatchingScreen):
                         cells[t] = f"{v:.{digits}f}"
                 cells["avg"] = "—" if r.avg is None else f"{r.avg:.{digits}f}"
                 cells["ratio"] = Text("—", style="dim") if r.ratio is None else Text(f"{r.ratio:.3f}", style="bold")
-                table.add_row(*(cells[key] for _, key in columns), key=f"{metric}-{r.run_id}-{r.variant}")
+                yield f"{metric}-{r.run_id}-{r.variant}", cells
 
     def on_resize(self) -> None:
         # this handler runs before Screen's own, which sets the width classes: look after it
         self.call_after_refresh(self._follow_width)
 
     def _follow_width(self) -> None:
-        """Crossing 100 columns reorders the table's columns (see ``fill_table``)."""
+        """A new width may reorder the table's columns (see ``fill_table``)."""
         rows = getattr(self, "_table_rows", None)
-        if rows is not None and self.is_mounted and self.has_class("-narrow") != self._table_narrow:
+        if rows is not None and self.is_mounted and self.app.size.width != self._table_width:
             self.fill_table(*rows)
 
     def fill_noise(self, acc: list[Row], tasks: list[str]) -> None:
@@ -256,8 +286,11 @@ class CompareScreen(WatchingScreen):
         if run is None or run.get("model_id") is None:
             return
         rows = store.runs.list(model_id=run["model_id"], statuses=["done"], limit=2000)
-        points = [(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", ""), r["avg_wh"], r["avg_acc"])
-                  for r in rows if r["avg_wh"] is not None and r["avg_acc"] is not None]
+        # a dot's label is its run's id, which fits beside it at 80x24; the note below says what each is
+        done = [r for r in rows if r["avg_wh"] is not None and r["avg_acc"] is not None]
+        points = [(f"#{r['id']}", r["avg_wh"], r["avg_acc"]) for r in done]
+        key = " · ".join(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", "")
+                         for r in sorted(done, key=lambda r: r["id"])[:24])
         noise = average_noise(acc)
         chart = self.query_one("#pareto-chart", ScatterPareto)
         chart.noise = noise
@@ -267,10 +300,10 @@ class CompareScreen(WatchingScreen):
         band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
                 "them are within noise." if noise else "")
         self.query_one("#pareto-note", Static).update(
-            ("Upper left is better. ◆ Pareto front ("
-             + (f"{len(front)} runs, green line)." if len(front) > 1 else "1 run: it beats the others on both axes).")
-             + band)
-            if points else "[dim]no finished runs of this model with energy figures yet[/]")
+            Text(key + ("" if len(done) <= 24 else f" · … {len(done) - 24} more") + "\nUpper left is better. "
+                 "◆ Pareto front (" + (f"{len(front)} runs, green line)." if len(front) > 1 else
+                                       "1 run: it beats the others on both axes).") + band)
+            if points else Text("no finished runs of this model with energy figures yet", "dim"))
 
     def runs_of(self, ids: list[int]) -> Iterator[tuple[int, dict]]:
         """(id, run) for each of ``ids`` still in the store (one may be deleted while compared)."""
@@ -326,6 +359,16 @@ class CompareScreen(WatchingScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        self._focus_tab(tab)
+
+    def _focus_tab(self, tab: str) -> None:
+        """Focus what the arrows should move in ``tab``: the ratio table, the energy text."""
+        target = {"table": "#ratio-table", "energy": "#energy-scroll"}.get(tab)
+        if target is None:
+            self.set_focus(None)
+            return
+        for widget in self.query(target):
+            widget.focus()
 
     def action_swap_chart(self) -> None:
         """Below 100 columns one radar (and one bar chart) at a time: swap accuracy and energy."""

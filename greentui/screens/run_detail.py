@@ -7,18 +7,20 @@ screen can be closed and reopened (or the whole UI restarted after an SSH drop) 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Header, Label, ProgressBar, Static
 
 from backend.errors import GreentuiError
 from backend.results.fmt import model_label, num, plain, status_cell, when
 from backend.results.report import SHORT
 from backend.schema.runconfig import RunConfig
+from backend.service.queue_state import queue_state
 from backend.service.runs import requeue
 from backend.text import safe_text
 from greentui.keymap import binding
@@ -27,11 +29,12 @@ from greentui.widgets.energy_panel import EnergyPanel
 from greentui.widgets.job_log import JobLog
 from greentui.widgets.keys import KeyFooter
 from greentui.widgets.power import PowerPanel
+from greentui.widgets.reflow_log import ReflowLog
 
 from ._cancel import cancel_runs
 from ._live import WatchingScreen
 from ._ppl import chance_note, perplexity_line
-from ._table import NarrowColumns, ellipsis, plain_cells
+from ._table import plain_cells
 
 LOG_LINES = 1000
 FINAL = ("done", "failed", "cancelled", "interrupted")
@@ -53,6 +56,7 @@ class RunDetailScreen(WatchingScreen):
         self.stage_names: list[str] = []
         self.fractions: dict[str, float] = {}
         self.messages: dict[str, str] = {}
+        self.started: dict[str, float] = {}  # stage -> when it started (its stage_start event)
         self.results_dirty = True
         self.run: dict[str, Any] | None = None
         self.job: dict[str, Any] | None = None
@@ -68,7 +72,7 @@ class RunDetailScreen(WatchingScreen):
                     yield Static("", id="run-ppl")
                     yield Static("", id="run-note")
                     yield Static("", id="run-error")
-                    yield Label("per-task results", classes="section")
+                    yield Label("per-task results", classes="section", id="results-label")
                     yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
                     yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
                     yield EnergyPanel(id="energy-panel")
@@ -76,7 +80,7 @@ class RunDetailScreen(WatchingScreen):
                     yield Label("live power", classes="section", id="power-label")
                     yield PowerPanel(id="power")
                     yield Label("log", classes="section")
-                    yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
+                    yield ReflowLog(id="log", max_lines=LOG_LINES)
                     yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
                     yield JobLog(id="job-log")
         yield KeyFooter()
@@ -91,17 +95,10 @@ class RunDetailScreen(WatchingScreen):
         if not self.is_attached:
             return
         try:
-            table = self.query_one("#results-table", DataTable)
+            self.query_one("#results-table", DataTable)
         except NoMatches:
             self.call_after_refresh(self._setup)
             return
-        # Wh and meter right after accuracy: they must fit at 80 columns, where the meter's long name
-        # ("codecarbon:cpu_load-estimate") is cut with "…" so the columns after it show too
-        narrow = self.app.size.width < NarrowColumns.NARROW_BELOW
-        for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"),
-                           ("wh", "Wh"), ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"),
-                           ("s", "seconds")):
-            table.add_column(Text(label), key=key, width=16 if narrow and key == "meter" else None)
         self.run = self.app.store.runs.get(self.run_id)
         if self.run is None:
             self.query_one("#run-title", Static).update(Text(f"no run {self.run_id} in this workspace", "b red"))
@@ -155,9 +152,11 @@ class RunDetailScreen(WatchingScreen):
             return
         self.run = run
         events = store.events.list(self.run_id, after_id=self.last_event)
-        log = self.query_one("#log", RichLog)
+        log = self.query_one("#log", ReflowLog)
         for ev in events:
             self.last_event = ev["id"]
+            if ev["kind"] == "stage_start" and ev["payload"].get("stage") and ev.get("t"):
+                self.started[ev["payload"]["stage"]] = float(ev["t"])
             self.apply_event(ev["kind"], ev["payload"], log)
         samples = store.events.power_samples(self.run_id, after_id=self.last_power)
         if samples:
@@ -189,13 +188,13 @@ class RunDetailScreen(WatchingScreen):
         pane.follow({"out": out, "err": err})
         pane.poll()
 
-    def apply_event(self, kind: str, p: dict[str, Any], log: RichLog) -> None:
+    def apply_event(self, kind: str, p: dict[str, Any], log: ReflowLog) -> None:
         stage = p.get("stage")
         if kind == "stage_start" and stage:
             self.fractions.setdefault(stage, 0.0)
             for name in self.stage_names[: self.stage_names.index(stage)] if stage in self.stage_names else []:
                 self.fractions[name] = 1.0
-            log.write(f"── {safe_text(stage)} ──")
+            log.add_line(f"── {safe_text(stage)} ──")
         elif kind == "progress" and stage:
             self.fractions[stage] = max(self.fractions.get(stage, 0.0), float(p.get("fraction") or 0.0))
             if p.get("message"):
@@ -206,21 +205,28 @@ class RunDetailScreen(WatchingScreen):
         # log lines, messages and errors are outside text (a library's output, a path): written as
         # plain text with control characters escaped (the log pane never reads markup)
         elif kind == "log":
-            log.write(safe_text(p.get("line", "")))
+            log.add_line(safe_text(p.get("line", "")))
         elif kind == "loss":
-            log.write(safe_text("loss " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            log.add_line(safe_text("loss " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                    for k, v in p.items())))
         elif kind == "result":
             wh = p.get("wh")
-            log.write(safe_text(f"result {p.get('variant')} {p.get('task')}: acc {num(p.get('acc'))}, "
+            log.add_line(safe_text(f"result {p.get('variant')} {p.get('task')}: acc {num(p.get('acc'))}, "
                                 f"{num(wh, 4)} Wh ({p.get('meter') or 'no meter'})"))
             self.results_dirty = True
         elif kind == "error":
-            log.write(safe_text(f"ERROR: {p.get('message')}"))
+            log.add_line(safe_text(f"ERROR: {p.get('message')}"))
         elif kind == "done":
-            log.write(safe_text(f"── run {p.get('status')} ──"))
+            log.add_line(safe_text(f"── run {p.get('status')} ──"))
 
     def draw_stages(self) -> None:
+        """One bar per stage. The running stage never sits still: until its first progress report its
+        bar pulses and its line counts the seconds (loading PyTorch or the model, the baseline's
+        first task, reports nothing for 10-20 s); a queued run's first line says what it waits for."""
+        run = self.run or {}
+        status = run.get("status")
+        # running, but the run's process has not reported its first stage yet: it is importing PyTorch
+        starting = status == "running" and not run.get("stage") and not self.fractions
         for name in self.stage_names:
             try:
                 bar = self.query_one(f"#stage-{name}", ProgressBar)
@@ -228,14 +234,34 @@ class RunDetailScreen(WatchingScreen):
             except Exception:
                 continue
             frac = self.fractions.get(name)
-            bar.update(progress=frac or 0.0)
-            current = self.run and self.run.get("stage") == name and self.run["status"] == "running"
+            current = status == "running" and (run.get("stage") == name or (starting and name == self.stage_names[0]))
+            pulsing = current and not frac
+            if pulsing:
+                if bar.total is not None:
+                    bar.update(total=None)  # Textual's indeterminate bar: it moves while nothing is known
+            else:
+                if bar.total is None:
+                    bar.update(total=1.0)
+                bar.update(progress=frac or 0.0)
             text = self.messages.get(name, "")
-            if frac is None:
-                text = "skipped" if self.run and self.run.get("status") in FINAL else "waiting"
-                if name == "load" and self.run and self.run.get("status") == "queued":
-                    text = "queued: the runner starts (imports PyTorch)…"
+            if frac is None and not current:
+                text = "skipped" if status in FINAL else "waiting"
+                if name == self.stage_names[0] and status == "queued":
+                    text = self.wait_reason()
+            if current:
+                since = self.started.get(name) or (run.get("started_at") if starting else None)
+                if starting:
+                    text = "starting the run's process (importing PyTorch)"
+                if since:
+                    text = (text + " · " if text else "") + f"{max(0, time.time() - since):.0f} s"
             msg.update(plain(("▶ " if current else "") + text, 200))
+
+    def wait_reason(self) -> str:
+        """Why this queued run has not started (the queue is paused, another run holds the device…)."""
+        try:
+            return queue_state(self.app.store).reason_for(self.run_id) or "queued"
+        except GreentuiError:
+            return "queued"
 
     def draw_title(self) -> None:
         """Two lines or so: the run (model, kind, recipe) and its state. Built as ``Text``: the model's
@@ -287,12 +313,28 @@ class RunDetailScreen(WatchingScreen):
         if self.run and self.run.get("parent_run_id"):
             rows += store.results.task_results(self.run["parent_run_id"], "vanilla")
         rows += store.results.task_results(self.run_id)
-        table.clear()
+        # One meter for every task (the usual case) is said once, above the table, in full; the column
+        # is there only when the meters differ. (A meter's name is long, "codecarbon:cpu_load-estimate":
+        # as a column it was cut at 80 and 120 columns and pushed acc_norm, items and seconds off.)
+        meters = {r["meter"] for r in rows}
+        one_meter = len(meters) <= 1
+        label = "per-task results"
+        if one_meter and rows:
+            label += f" · meter: {next(iter(meters)) or 'none (no energy figure)'}"
+        self.query_one("#results-label", Label).update(plain(label, 200))
+        columns = [("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"), ("wh", "Wh"),
+                   ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"), ("s", "seconds")]
+        if one_meter:
+            columns.remove(("meter", "meter"))
+        table.clear(columns=True)
+        for key, title in columns:
+            table.add_column(Text(title), key=key)
         for r in rows:
             wh = None if r["energy_kwh"] is None else r["energy_kwh"] * 1000
-            table.add_row(*plain_cells(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]),
-                                       num(r["acc_stderr"]), num(wh, 4), ellipsis(r["meter"] or "—"),
-                                       num(r["acc_norm"]), r["n_samples"] or "—", num(r["seconds"], 1)))
+            cells = {"variant": r["variant"], "task": SHORT.get(r["task"], r["task"]), "acc": num(r["acc"]),
+                     "se": num(r["acc_stderr"]), "wh": num(wh, 4), "meter": r["meter"] or "—",
+                     "acc_norm": num(r["acc_norm"]), "n": r["n_samples"] or "—", "s": num(r["seconds"], 1)}
+            table.add_row(*plain_cells(*(cells[key] for key, _ in columns)))
         if self.run is not None:
             self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
 

@@ -20,9 +20,11 @@ from backend.results.fmt import (
     num,
     ratio_cell,
     ratio_label,
+    short_when,
     status_cell,
     when,
 )
+from backend.schema.catalog import DEMO_DURATION
 from backend.text import safe_text
 from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
@@ -60,10 +62,19 @@ NARROW_RUN_COLUMNS: list[tuple[str, str, str | None]] = [
     ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
     ("acc_ratio", "acc×", "acc_ratio"), ("wh_ratio", "Wh×", "wh_ratio"),
 ]
+#: From 100 to 127 columns (120 among them) the wide set does not fit: kind, the method with its ratio
+#: and a short date stay beside the figures (the narrow set left ~45 columns blank there).
+MEDIUM_RUN_COLUMNS: list[tuple[str, str, str | None]] = [
+    ("id", "id", "id"), ("model", "model", "model"), ("kind", "kind", None), ("method", "method", "method"),
+    ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
+    ("acc_ratio", "acc×", "acc_ratio"), ("wh_ratio", "Wh×", "wh_ratio"), ("created", "date", "created"),
+]
+#: kind in a word that fits the medium set
+SHORT_KIND = {"baseline": "base", "experiment": "exp", "reference": "ref"}
 SORT_KEYS = [c[2] for c in COLUMNS if c[2]]
 EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
               "Press [b reverse] d [/] to queue a demo run: a tiny trained model, pruned, LoRA-recovered "
-              "and evaluated on the bundled real items in about a minute on a CPU (it fills every screen),\n"
+              f"and evaluated on the bundled real items ({DEMO_DURATION}; it fills every screen),\n"
               "or [b reverse] n [/] to queue a run of your own model. [b reverse] ? [/] lists every key.")
 
 
@@ -78,7 +89,8 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
 
     WIDE_COLUMNS = COLUMNS
     NARROW_COLUMNS = NARROW_RUN_COLUMNS
-    NARROW_WIDTHS = {"model": 14}
+    MEDIUM_COLUMNS = MEDIUM_RUN_COLUMNS
+    NARROW_WIDTHS = {"model": 14, "method": 15}
     NARROW_BELOW = 128  # the wide set needs up to ~125 columns (long statuses and methods) and a scrollbar
     LABEL_PAD = " "  # room for the sort arrow
 
@@ -149,11 +161,17 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
     def cells(self, r: dict) -> list[Text]:
         partial = partial_mark(r)
         mark = "●" if r["id"] in self.selected else " "
-        if self.narrow:
+        if self.tier == "narrow":
             return plain_cells(
                 f"{mark}{r['id']}", ellipsis(model_label(r)), method_with_ratio(r),
                 status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
                 ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]))
+        if self.tier == "medium":
+            return plain_cells(
+                f"{mark}{r['id']}", ellipsis(model_label(r)), SHORT_KIND.get(r["kind"], r["kind"]),
+                ellipsis(method_with_ratio(r)), status_cell(r["status"]), num(r["avg_acc"]) + partial,
+                num(r["avg_wh"], 4) + partial, ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]),
+                short_when(r["created_at"]))
         return plain_cells(
             f"{mark}{r['id']}", model_label(r), r["kind"], method_label(r), ratio_label(r), status_cell(r["status"]),
             num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
