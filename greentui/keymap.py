@@ -73,7 +73,7 @@ _KEYS = [
     Key("pause_queue", "P", "toggle_pause", "Pause/resume", "Pause the queue (the running run finishes) or "
         "resume it"),
     # Models
-    Key("add_model", "a", "add", "Add model", "Add a model by HF id or local path (Tab completes a path)"),
+    Key("add_model", "a", "add", "Add model", "Add a model by HF id or local path (→ takes the completion of a path)"),
     # Run detail, Compare, New run, Models' add box
     Key("back", "escape", "back", "Back", "Back to the screen before (Compare: first closes the details)"),
     # Compare

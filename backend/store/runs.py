@@ -20,6 +20,12 @@ from backend.store.tables import (
 )
 
 
+#: the method a run's row shows (``backend.results.fmt.method_label``): "vanilla" for a baseline or a
+#: run that does not prune, else the importance it prunes by
+SHOWN_METHOD = ("(CASE WHEN r.kind = 'baseline' OR json_extract(r.config, '$.no_prune') IN (1, 'true') "
+                "THEN 'vanilla' ELSE COALESCE(json_extract(r.config, '$.importance'), '') END)")
+
+
 class RunRepository(Repository):
     """Runs: one row per run, its status, stage, config and the summaries tables show."""
 
@@ -180,10 +186,13 @@ class RunRepository(Repository):
         clauses: list[str] = []
         params: list[Any] = []
         if text:
+            # what a row shows, not its whole config: "taylor" found the vanilla baseline too, whose
+            # config carries the default importance it never used
             like = f"%{text}%"
-            clauses.append("(m.ref LIKE ? OR r.status LIKE ? OR r.kind LIKE ? OR r.label LIKE ? "
-                           "OR r.config LIKE ? OR CAST(r.id AS TEXT) = ?)")
-            params += [like, like, like, like, like, text]
+            clauses.append("(m.ref LIKE ? OR COALESCE(m.name, json_extract(r.config, '$.reference.model')) LIKE ? "
+                           "OR r.status LIKE ? OR r.kind LIKE ? OR r.label LIKE ? "
+                           f"OR {SHOWN_METHOD} LIKE ? OR CAST(r.id AS TEXT) = ?)")
+            params += [like, like, like, like, like, like, text]
         if statuses:
             st = list(statuses)
             clauses.append(f"r.status IN ({','.join('?' * len(st))})")

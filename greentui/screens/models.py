@@ -22,6 +22,7 @@ from backend.service.runs import demo_model_built, demo_model_dir
 from backend.text import safe_name, safe_text
 from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
+from greentui.widgets.path_suggester import PathSuggester
 
 from ._live import LiveTableScreen
 from ._table import cursor_key, plain_cells
@@ -45,8 +46,11 @@ class ModelsScreen(LiveTableScreen):
             with Vertical(id="model-side"):
                 yield Static("", id="model-details")
         with Vertical(id="add-box"):
-            yield Input(placeholder="HF id (org/name) or local model directory; Enter adds, Esc cancels",
-                        id="add-model")
+            # → takes the greyed completion (a folder, or a model the workspace knows); the typed text
+            # stays when the field takes the focus again (Textual selects it all, so a key replaced it)
+            yield Input(placeholder="HF id (org/name) or local model directory; → completes, Enter adds, "
+                        "Esc closes", id="add-model", select_on_focus=False,
+                        suggester=PathSuggester(m["ref"] for m in self.app.store.models.list()))
             yield Label("", id="add-error", classes="error")
         yield KeyFooter()
 

@@ -33,7 +33,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.events import ScreenResume
-from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, SelectionList, Static
 from textual.worker import get_current_worker
@@ -56,6 +55,7 @@ from backend.text import safe_text
 from greentui.keymap import binding
 from greentui.widgets.fold import Fold
 from greentui.widgets.keys import KeyFooter
+from greentui.widgets.path_suggester import PathSuggester
 from greentui.widgets.plan_panel import PlanPanel, plan_lines
 
 from ._live import AppScreen
@@ -83,7 +83,7 @@ def field_widget(s: Setting, value: Any, known_models: list[str], classes: str |
                       tooltip=s.help)
     if s.widget == "tasks":
         return SelectionList[str](*[(c, c, c in value) for c in s.choices], id=wid, classes=classes)
-    suggester = SuggestFromList(known_models, case_sensitive=False) if s.widget == "model" else None
+    suggester = PathSuggester(known_models) if s.widget == "model" else None  # a folder or a known model
     return Input(s.to_text(value), placeholder=s.help, id=wid, classes=classes, tooltip=s.help, suggester=suggester)
 
 

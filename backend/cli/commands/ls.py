@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p = sub.add_parser("ls", parents=parents, help="list runs (newest first)",
                        description="List runs with their averages and ratios against their baseline.")
     p.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
-    p.add_argument("--filter", default=None, help="text matched against model, status, kind and config")
+    p.add_argument("--filter", default=None, help="text matched against what a row shows: model, status, kind, method, label, id")
     p.add_argument("--status", action="append", help="only runs in this state (repeatable)")
     p.set_defaults(func=run)
 
