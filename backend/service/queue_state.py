@@ -69,7 +69,7 @@ class QueueState:
 
 def queue_state(store: Store) -> QueueState:
     """Read the queue and the live runners (dead runner registrations are closed on the way)."""
-    from backend.execution.supervisor import live_runners
+    from backend.service.execution import live_runners
 
     rows = store.queue.queued()
     running = [r for r in rows if r["status"] == "running"]

@@ -1,8 +1,9 @@
 """Queue: queued and running runs in execution order; cancel, reorder, pause and resume.
 
-Every row says where it runs: the executor (``local`` or ``slurm``), the device slot or the node,
-and for a Slurm run its job id and the scheduler's state. Cancel raises the run's cancel flag in
-the store whatever the executor (the run's process, or the runner for a Slurm job, acts on it).
+Every row says where it runs: the executor, the device slot or the node, and the columns the
+executors add (``backend.service.execution.queue_columns``: a scheduler's job id and state, with its
+reason while it waits and its restarts). Cancel goes through the service layer, which asks the run's
+executor (the run's own flag for a local process, the scheduler for a job).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from backend.results.fmt import (
     status_cell,
     when,
 )
+from backend.service.execution import queue_columns
 from backend.service.queue_state import QueueState, queue_state
 from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
@@ -33,11 +35,11 @@ from .runs import SHORT_KIND
 
 class QueueScreen(NarrowColumns, LiveTableScreen):
     reload_on_every_change = True  # small table; its stage column moves with every stage event
-    WIDE_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"), ("method", "method"),
+    #: the executors' own columns (job id, job state) go between "device/node" and "queued at"
+    BASE_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"), ("method", "method"),
                     ("ratio", "ratio"), ("status", "status"), ("stage", "stage"), ("executor", "executor"),
-                    ("where", "device/node"), ("job", "job id"), ("job_state", "job state"),
-                    ("created", "queued at")]
-    #: at 80 columns: the method carries the ratio, "where" the executor, device or node and Slurm job
+                    ("where", "device/node")]
+    #: at 80 columns: the method carries the ratio, "where" the executor, device or node and job id
     NARROW_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("method", "method"),
                       ("status", "status"), ("stage", "stage"), ("where", "where")]
     #: 100-139 columns (120 among them): kind and a short date stay, the executor joins "where"
@@ -50,6 +52,12 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
     # in the footer's order: what fits at 80 columns comes first
     BINDINGS = [binding(i) for i in ("open", "cancel_run", "pause_queue", "move_up", "move_down")]
     HELP_NOTES = [("in the table", "⏎", "Detail", "Enter opens the highlighted run's detail")]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.executor_columns = queue_columns()
+        self.WIDE_COLUMNS = [*self.BASE_COLUMNS, *((c.key, c.label) for c in self.executor_columns),
+                             ("created", "queued at")]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -114,8 +122,8 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             return plain_cells(position, r["id"], ellipsis(model_label(r)), method_with_ratio(r), status,
                                ellipsis(self.stage_text(r)), ellipsis(where))
         return plain_cells(position, r["id"], model_label(r), r["kind"], method_label(r), ratio_label(r), status,
-                           self.stage_text(r), executor_label(r), where_label(r), r.get("job_id") or "—",
-                           r.get("job_state") or "—", when(r["created_at"]))
+                           self.stage_text(r), executor_label(r), where_label(r),
+                           *(c.cell(r) for c in self.executor_columns), when(r["created_at"]))
 
     def cursor_run(self) -> int | None:
         return cursor_id(self.query_one(DataTable))
@@ -156,7 +164,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
 
 
 def executor_label(row: dict) -> str:
-    """``local`` or ``slurm`` once claimed; what the run asked for while queued."""
+    """The executor that took the run once claimed; what the run asked for while queued."""
     return row.get("executor") or row.get("asked_executor") or "local"
 
 
