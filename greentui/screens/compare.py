@@ -186,8 +186,12 @@ class CompareScreen(WatchingScreen):
         if refs:
             title.append(" · ").append("reference", "bold").append(
                 f" (published) run(s) {', '.join(f'#{i}' for i in refs)}")
-        for i, b in badges.items():  # every one (the full header is where they are read), none dropped
-            title.append("\n").append(f"quality #{i}:", "dim").append(" " + safe_text(b.label()))
+        by_label: dict[str, list[int]] = {}
+        for i, b in badges.items():  # every one (the full header is where they are read), none dropped;
+            by_label.setdefault(b.label(), []).append(i)  # runs measured alike share one line
+        for label, runs_alike in by_label.items():
+            title.append("\n").append("quality " + ", ".join(f"#{i}" for i in runs_alike) + ":", "dim")
+            title.append(" " + safe_text(label))
         measured = [i for i in ids if i not in refs]
         if len(measured) > len(badges):
             title.append(f"\nquality of {len(measured) - len(badges)} more run(s): the Energy tab (e)", "dim")
