@@ -168,13 +168,13 @@ def test_the_palette_writes_the_cli_s_files(export_ws, tmp_path, cli):
 def test_markdown_escape_keeps_the_row_and_the_text(text):
     """A GFM table row of escaped text splits into exactly its cells, and unescaping gives the text
     back (control characters as their visible escapes)."""
-    from backend.results.tables import visible_controls
+    from backend.text import safe_text
     cell = escape_markdown(text)
     row = f"| {cell} | 2 |"
     assert "\n" not in row
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
     assert len(cells) == 2
-    assert re.sub(r"\\(.)", r"\1", cells[0].strip()) == visible_controls(text)
+    assert re.sub(r"\\(.)", r"\1", cells[0].strip()) == safe_text(text)
 
 
 def test_latex_escape_every_special():
@@ -186,7 +186,7 @@ def test_latex_escape_every_special():
 
 
 @pytest.mark.parametrize("value, written", [
-    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
+    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\\tx"),
     ("\r=1", "'\\r=1"), ("-0.5", "-0.5"), ("+3", "+3"), ("1e-3", "1e-3"), (-0.25, -0.25), (None, None),
     ('Foo "q" 7B', 'Foo "q" 7B'), ("a\nb", "a\nb"), ("x\x1by", "x\\x1by")])
 def test_csv_cell_neutralises_formulas_keeps_numbers(value, written):

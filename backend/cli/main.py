@@ -16,6 +16,7 @@ import importlib
 import sys
 
 from backend.errors import GreentuiError
+from backend.text import safe_text
 
 COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
                    "export", "import_", "cancel", "rm", "doctor")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except GreentuiError as exc:
-        print(f"greentui: error: {exc}", file=sys.stderr)
+        print(f"greentui: error: {safe_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("greentui: interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ from backend.cli.commands.common import console, workspace_and_store
 from backend.results.fmt import PARTIAL_NOTE, method_label, method_with_ratio, model_label, partial_mark, ratio_label
 from backend.results.fmt import num as fmt_float
 from backend.results.fmt import when as fmt_time
-from backend.results.tables import visible_controls
+from backend.text import NAME_LIMIT, safe_text
 
 #: the model column keeps at least this many characters before a column set is given up
 MODEL_MIN = 12
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "In a narrow terminal, columns are dropped or merged; numbers are never "
                                    "cut. '*' marks an average over part of a run's tasks.")
     p.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
-    p.add_argument("--filter", default=None, help="text matched against model, status, kind and config")
+    p.add_argument("--filter", default=None, help="text matched against what a row shows: model, status, kind, method, label, id")
     p.add_argument("--status", action="append", help="only runs in this state (repeatable)")
     p.set_defaults(func=run)
 
@@ -86,7 +86,7 @@ def choose_columns(rows: list[dict[str, Any]], width: int) -> tuple[list[Column]
     """The widest column set whose numbers fit in ``width``, with its cells (control characters of a
     name shown escaped: they would reach the terminal as commands)."""
     for columns in (WIDE, *NARROW):
-        cells = [[visible_controls(c.cell(r)) for c in columns] for r in rows]
+        cells = [[safe_text(c.cell(r), NAME_LIMIT) for c in columns] for r in rows]
         if _needed(columns, cells) <= width:
             return columns, cells
     return columns, cells  # the narrowest: its numbers still are never cut (the line wraps instead)
