@@ -1,4 +1,4 @@
-"""Run detail → export model (``e``): the dialog, its refusals under the field, and (slow) a real export
+"""Run detail → export model (``E``): the dialog, its refusals under the field, and (slow) a real export
 through ``greentui export-model`` in its own process, with progress.
 
 The refusal tests need no weights: the service's checks read config.json and the widths manifest only,
@@ -57,7 +57,7 @@ def _seed(ws: Path, model_files=None) -> tuple[int, int]:
 async def _open_dialog(app, pilot, run_id: int) -> ExportModelScreen:
     app.push_screen(RunDetailScreen(run_id))
     await pause_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.run is not None)
-    await pilot.press("e")
+    await pilot.press("E")
     return await pause_until(pilot, lambda: isinstance(app.screen, ExportModelScreen) and app.screen)
 
 
@@ -95,7 +95,7 @@ async def test_export_key_on_a_baseline_says_there_is_nothing_to_export(workspac
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(RunDetailScreen(base))
         await pause_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.run is not None)
-        await pilot.press("e")
+        await pilot.press("E")
         await pause_until(pilot, lambda: any("no pruned model" in n.message for n in app._notifications))
         assert isinstance(app.screen, RunDetailScreen)
 

@@ -35,6 +35,11 @@ LEGACY_RULE = "param-share"
 EXPORT_FORMATS: tuple[str, ...] = ("auto", "plain", "remote-code", "padded", "decilm")
 #: ``greentui export-model --dtype``: the exported weights' precision (default: the source's own).
 EXPORT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp32")
+#: How long the demo run takes, in the one phrase the README, the Demo key's tooltip, the empty Runs
+#: screen, the demo's toast and ``greentui demo --help`` quote. Measured with bench/demo_time.py
+#: (bench/RESULTS.md): 22.8 s and 29.4 s wall on a quiet 2-core machine; 404 s and 422 s on the same
+#: machine shared at load 8-12.
+DEMO_DURATION = "about 30 s on an idle 2-core CPU, several minutes on a busy machine"
 
 
 def executor_names() -> list[str]:

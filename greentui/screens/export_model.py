@@ -15,13 +15,13 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select
 
 from backend.errors import GreentuiError
 from backend.service.model_export import EXPORT_OPTIONS, ExportOptions
+from greentui.keymap import binding
 
 GROUP = "export-model"
 
@@ -37,7 +37,8 @@ def default_out(workspace: Path, run_id: int) -> Path:
 
 
 class ExportModelScreen(ModalScreen[None]):
-    """Export one run's pruned model; dismissed with Escape (an export already started goes on)."""
+    """Export one run's pruned model (``E`` on Run detail); dismissed with Escape (an export already
+    started goes on)."""
 
     DEFAULT_CSS = """
     ExportModelScreen { align: center middle; }
@@ -57,7 +58,7 @@ class ExportModelScreen(ModalScreen[None]):
     ExportModelScreen #export-buttons { height: auto; align-horizontal: right; margin-top: 1; }
     ExportModelScreen Button { margin-left: 2; }
     """
-    BINDINGS = [Binding("escape", "close", "Close")]
+    BINDINGS = [binding("back", "close", description="Close")]
 
     def __init__(self, run: dict[str, Any]) -> None:
         super().__init__()

@@ -97,7 +97,7 @@ def print_plan(p: dict) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from backend.cli.commands.common import console
+    from backend.cli.commands.common import console, say
     from backend.results.fmt import params as fmt_params
     from backend.results.fmt import size as fmt_bytes
 
@@ -129,7 +129,7 @@ def print_plan(p: dict) -> None:
     t.add_row("config", Text(p["model"], overflow="fold"))  # a path: data, never markup; wrapped, not cut
     con.print(t)
     for w in p.get("warnings", []):
-        con.print(f"[yellow]warning:[/] {w}")
+        say(con, "warning:", w, style="yellow")
     print_export(con, p)
     rows = _layer_runs(p)
     if rows and "layers_dropped" not in p:
