@@ -147,3 +147,15 @@ async def test_x_cancels_on_runs_too_and_the_dialog_says_what_its_buttons_do(tmp
         rows = [[str(c) for c in help_table.get_row_at(i)] for i in range(help_table.row_count)]
         assert ["⏎", "Detail"] == rows[[r[1] for r in rows].index("Detail")][:2]  # what Enter does
         assert all(help_table.region.right <= size[0] for _ in [0])
+
+
+async def test_keys_typed_while_the_app_closes_do_nothing(tmp_path: Path) -> None:
+    """In a terminal, keys typed right after q ("question_mark" typed by mistake) reached the closing app:
+    n opened New run half-built (a NoMatches traceback after the exit) and the goodbye printed twice."""
+    seed(tmp_path)
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.run_action("quit")
+        assert await app.run_action("new_run") is False and await app.run_action("quit") is False
+        assert len(app._exit_renderables) == 1
