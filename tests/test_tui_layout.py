@@ -304,3 +304,16 @@ def test_show_json_of_an_experiment_carries_its_baselines_perplexity(cli, worksp
     assert {"variant": "vanilla", "name": "ppl_wikitext2", "value": 72.6} in [
         {k: m[k] for k in ("variant", "name", "value")} for m in doc["baseline_metrics"]]
     assert "vanilla ppl_wikitext2: 72.6000" in cli("show", str(ids["exp"])).stdout
+
+
+async def test_runs_status_line_fits_80_columns_with_a_filter_and_a_selection(tmp_path: Path) -> None:
+    ids = seed(tmp_path)
+    app = app_for(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await pause_until(pilot, lambda: app.screen.query_one(DataTable).row_count and
+                                  app.screen.query_one(DataTable))
+        table.move_cursor(row=table.get_row_index(str(ids["exp"])))
+        await pilot.press("space", "slash", *"tiny-llama", "enter")
+        await pilot.pause()
+        status = str(app.screen.query_one("#runs-status", Static).render())
+        assert len(status) <= 78 and "1 selected" in status and "filter “tiny-llama”" in status
