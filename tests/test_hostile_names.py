@@ -236,7 +236,7 @@ async def test_every_screen_shows_hostile_names_as_text(workspace, tmp_path, siz
         for run_id in [*runs, ids["click"], ids["failed"], ids["long"]]:
             app.open_run(run_id)
             await pause_until(pilot, lambda: app.screen.query("#stages > *") and app.screen.query_one("#run-title")
-                              .render().plain, what=f"run {run_id}'s stages")
+                              .render().plain, what=f"run {run_id}'s stages", timeout=30)
             await pilot.pause()
             text = assert_screen_safe(app, f"Run detail {run_id}")
             if run_id == ids["long"]:
