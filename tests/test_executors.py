@@ -84,7 +84,7 @@ def test_a_package_adds_an_executor_through_the_entry_point(echo_installed):
     assert "executor" in RunConfig(model="m", executor="k8s").problems()
     # Slurm's own settings are refused for another executor, naming the flags
     problem = RunConfig(model="m", executor="echo", partition="gpu").problems()["executor"]
-    assert problem == "--partition need --executor slurm"
+    assert problem == "--partition needs --executor slurm"
     with pytest.raises(GreentuiError, match="unknown executor 'k8s'; one of local, slurm, echo"):
         executor("k8s")
 
@@ -181,7 +181,7 @@ def test_a_requeued_slurm_job_is_shown_as_a_requeue(tmp_path):
     assert (run["status"], run["stage"]) == ("queued", "requeued (BeginTime)")
     assert (job["state"], job["reason"], job["restarts"]) == ("PENDING", "BeginTime", 1)
     row = {r["id"]: r for r in store.queue.queued()}[run_id]
-    assert {c.key: c.cell(row) for c in queue_columns()}["job_state"] == "PENDING (BeginTime) ↻1"
+    assert {c.key: c.cell(row) for c in queue_columns()}["job_state"] == "PENDING ↻1"
     assert "requeued 1×" in job_view(ws, store, run).summary
     d.follow(store.jobs.get(run_id), JobState("PENDING", "BeginTime", None, restarts=1))  # nothing new
     d.follow(store.jobs.get(run_id), JobState("RUNNING", "None", "vm", restarts=1))
@@ -192,7 +192,7 @@ def test_a_requeued_slurm_job_is_shown_as_a_requeue(tmp_path):
     assert (run["status"], run["error"]) == ("done", None)
     lines = [e["payload"].get("line") or e["payload"].get("message") or "" for e in store.events.list(run_id)]
     requeue = [x for x in lines if "requeued" in x]
-    assert len(requeue) == 1 and "Slurm job 77 on vm was requeued by slurm after a node failure" in requeue[0]
+    assert len(requeue) == 1 and "Slurm job 77 on vm was requeued after a node failure" in requeue[0]
     assert "it waits (BeginTime)" in requeue[0]
     assert "Slurm job 77 running on vm (attempt 2)" in lines
     assert not any("cancelled by the user" in x for x in lines)
