@@ -224,14 +224,26 @@ def _node() -> str:
     return subprocess.run(["sinfo", "-h", "-o", "%n"], capture_output=True, text=True).stdout.split()[0]
 
 
+def _node_up(node: str, timeout: float = 300) -> None:
+    """Resume ``node`` and wait until Slurm schedules on it again (a node set down comes back when its
+    slurmd registers: up to a few minutes)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        state = subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        if state.rstrip("*") in ("idle", "mixed", "allocated", "completing"):
+            return
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
+        time.sleep(2)
+    raise AssertionError(f"node {node} did not come back ({state})")
+
+
+@pytest.mark.timeout(1800)  # a node set down comes back in minutes; the job runs twice
 def test_a_node_failure_is_a_requeue_and_the_job_resumes(cli_subprocess, slurm_ws, demo_model_dir):
-    """The job's node is set down mid-LoRA: Slurm requeues the job; greentui shows the run queued with
-    Slurm's reason, says what happened, never "cancelled by the user"; when the node is back the job
+    """The job's node is set down once its baseline is done: Slurm requeues the job; greentui shows the
+    run queued with Slurm's reason, says what happened, never "cancelled by the user"; when the node is back the job
     resumes in its run folder (the baseline evaluated before the failure is kept) and ends done."""
     cli = cli_subprocess
     ws, model = slurm_ws, str(demo_model_dir("llama"))
-    if _other_jobs(ws):  # the one node is shared: never take it down under someone else's jobs
-        pytest.skip(f"other jobs run on this cluster ({', '.join(_other_jobs(ws))}); not setting its node down")
     run_id, _ = _queue(cli, model, "--tasks", "boolq,piqa", "--lora-steps", "40")
 
     def stage() -> tuple[str, str]:
@@ -248,6 +260,8 @@ def test_a_node_failure_is_a_requeue_and_the_job_resumes(cli_subprocess, slurm_w
     with _store(ws) as s:
         job_id = s.jobs.get(run_id)["job_id"]
     node = _node()
+    if _other_jobs(ws):  # the one node is shared: never take it down under someone else's jobs
+        pytest.skip(f"other jobs run on this cluster ({', '.join(_other_jobs(ws))}); not setting its node down")
     try:
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=greentui-test"], check=True)
         wait_for(lambda: stage()[0] == "queued", 60, "the requeued run to show as queued")
@@ -257,8 +271,10 @@ def test_a_node_failure_is_a_requeue_and_the_job_resumes(cli_subprocess, slurm_w
             job = s.jobs.get(run_id)
             assert job["restarts"] >= 1 and job["state"] == "PENDING" and job["finished"] == 0
     finally:
-        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
-    # Slurm holds a requeued job back (BeginTime, ~2 minutes): as an administrator would, let it go now
+        _node_up(node)
+    # Slurm holds a requeued job back (BeginTime, ~2 minutes; "held" after a launch on a node not back
+    # yet): as an administrator would, let it go now that the node is up
+    subprocess.run(["scontrol", "release", job_id], capture_output=True)
     subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
     wait_for(lambda: _status(ws, run_id) in FINAL, 900, "the resumed job to end")
     with _store(ws) as s:
@@ -274,8 +290,8 @@ def test_a_node_failure_is_a_requeue_and_the_job_resumes(cli_subprocess, slurm_w
         assert not [t for t in text if "cancelled by the user" in t]
         assert [e["kind"] for e in events].count("done") == 1 and not [e for e in events if e["kind"] == "error"]
         lines = [e["payload"].get("line", "") for e in events if e["kind"] == "log"]
-        assert any(f"Slurm job {job_id}" in x and "was requeued" in x for x in lines)
-        assert any("reusing the vanilla baseline of this job's earlier attempt" in x for x in lines)
+        assert any(f"Slurm job {job_id} on {node} was requeued after a node failure" in x for x in lines)
+        assert any("reusing the vanilla baseline of this job's attempt before the restart" in x for x in lines)
     _assert_ingested_once(ws, run_id)
 
 
