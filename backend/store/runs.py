@@ -25,7 +25,9 @@ class RunRepository(Repository):
 
     def create(self, model_id: int | None, kind: str, config: dict[str, Any], *,
                    status: str = "queued", parent_run_id: int | None = None, label: str | None = None,
-                   baseline_key: str | None = None, device: str | None = None, pid: int | None = None) -> int:
+                   baseline_key: str | None = None, device: str | None = None, pid: int | None = None,
+                   after_run_id: int | None = None) -> int:
+        """A new run; ``after_run_id``: a runner claims it only once that run is neither queued nor running."""
         if status not in RUN_STATES:
             raise ValueError(status)
         with self.transaction() as c:
@@ -33,9 +35,9 @@ class RunRepository(Repository):
             t = now()
             cur = c.execute(
                 "INSERT INTO runs (model_id, parent_run_id, kind, label, config, status, pid, device, "
-                "position, created_at, started_at, baseline_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "position, created_at, started_at, baseline_key, after_run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model_id, parent_run_id, kind, label, json.dumps(config, sort_keys=True, default=str),
-                 status, pid, device, pos, t, t if status == "running" else None, baseline_key))
+                 status, pid, device, pos, t, t if status == "running" else None, baseline_key, after_run_id))
             return int(cur.lastrowid)
 
     def get(self, run_id: int) -> dict[str, Any] | None:
@@ -84,6 +86,8 @@ class RunRepository(Repository):
             if jobs:
                 raise GreentuiError(f"run {jobs[0][0]} has a Slurm job; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
+            c.execute(f"UPDATE runs SET after_run_id = NULL WHERE after_run_id IN ({marks})", ids)
+            c.execute(f"UPDATE study_cells SET run_id = NULL WHERE run_id IN ({marks})", ids)
             for table in ("task_results", "run_metrics", "events", "power_samples", "slurm_jobs",
                           "ingest_offsets", "energy_repeats", "efficiency_results"):
                 c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)

@@ -1,0 +1,106 @@
+"""Studies: a named grid of runs (its file, its cells, the runs that hold each cell's result).
+
+A repository of :class:`backend.store.Store`: it shares the store's one connection and its
+transactions; reach it as ``store.studies``. The study's file is parsed and checked by
+``backend.schema.study``; this module only records what was decided.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from backend.errors import GreentuiError
+from backend.store.base import Repository
+from backend.store.tables import now
+
+
+class StudyRepository(Repository):
+    """Studies, their cells and the Slurm arrays they submitted."""
+
+    def save(self, name: str, text: str, *, preset: str | None = None, source: str | None = None) -> int:
+        """Create the study ``name`` or record its file's new text; its id."""
+        t = now()
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM studies WHERE name = ?", (name,)).fetchone()
+            if row:
+                c.execute("UPDATE studies SET text = ?, preset = ?, source = ?, updated_at = ? WHERE id = ?",
+                          (text, preset, source, t, row[0]))
+                return int(row[0])
+            cur = c.execute("INSERT INTO studies (name, text, preset, source, created_at, updated_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (name, text, preset, source, t, t))
+            return int(cur.lastrowid)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM studies WHERE name = ?", (name,))
+
+    def require(self, name: str) -> dict[str, Any]:
+        row = self.get(name)
+        if row is None:
+            names = [r["name"] for r in self.list()]
+            known = f" (studies here: {', '.join(names[:8])}{', …' if len(names) > 8 else ''})" if names else \
+                " (none here yet: greentui study run FILE.toml)"
+            raise GreentuiError(f"no study named {name!r} in {self.path}{known}")
+        return row
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every study with its cell count and how many cells are done."""
+        return self._rows(
+            "SELECT s.*, COUNT(c.id) AS cells, SUM(CASE WHEN r.status = 'done' THEN 1 ELSE 0 END) AS done "
+            "FROM studies s LEFT JOIN study_cells c ON c.study_id = s.id LEFT JOIN runs r ON r.id = c.run_id "
+            "GROUP BY s.id ORDER BY s.id")
+
+    def set_cells(self, study_id: int, cells: Iterable[dict[str, Any]]) -> None:
+        """Make the study's cells exactly ``cells`` (dicts with key, model, label, swept, config,
+        baseline): a cell already recorded keeps its run; cells no longer in the file are dropped
+        from the study (their runs stay in the store)."""
+        cells = list(cells)
+        keys = [c["key"] for c in cells]
+        with self.transaction() as c:
+            marks = ",".join("?" * len(keys))
+            c.execute(f"DELETE FROM study_cells WHERE study_id = ? AND key NOT IN ({marks})", (study_id, *keys))
+            for pos, cell in enumerate(cells, 1):
+                values = (pos, cell["model"], cell.get("label"), json.dumps(cell.get("swept") or {}, sort_keys=True),
+                          json.dumps(cell["config"], sort_keys=True, default=str), int(bool(cell.get("baseline"))))
+                if c.execute("UPDATE study_cells SET position = ?, model = ?, label = ?, swept = ?, config = ?, "
+                             "baseline = ? WHERE study_id = ? AND key = ?", (*values, study_id, cell["key"])).rowcount:
+                    continue
+                c.execute("INSERT INTO study_cells (position, model, label, swept, config, baseline, study_id, key) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, study_id, cell["key"]))
+
+    def cells(self, study_id: int) -> list[dict[str, Any]]:
+        """The study's cells in grid order, each with its run's state, stage, error and summary."""
+        rows = self._rows(
+            "SELECT c.*, r.status, r.stage, r.error, r.kind AS run_kind, r.parent_run_id, r.model_id, "
+            "r.params_before, r.params_after, r.started_at, r.finished_at, r.after_run_id "
+            "FROM study_cells c LEFT JOIN runs r ON r.id = c.run_id WHERE c.study_id = ? ORDER BY c.position",
+            (study_id,))
+        for r in rows:
+            r["swept"] = json.loads(r["swept"] or "{}")
+            r["config"] = json.loads(r["config"] or "{}")
+        return rows
+
+    def link(self, study_id: int, key: str, run_id: int) -> None:
+        """The cell ``key`` is now held by ``run_id``."""
+        self.conn.execute("UPDATE study_cells SET run_id = ? WHERE study_id = ? AND key = ?", (run_id, study_id, key))
+
+    def of_run(self, run_id: int) -> list[dict[str, Any]]:
+        """The studies (name, cell label) a run holds a cell of."""
+        return self._rows("SELECT s.name, c.label, c.position FROM study_cells c JOIN studies s ON s.id = c.study_id "
+                          "WHERE c.run_id = ? ORDER BY s.id", (run_id,))
+
+    def record_array(self, study_id: int, job_id: str, tasks: int) -> None:
+        self.conn.execute("INSERT INTO study_arrays (study_id, job_id, tasks, submitted_at) VALUES (?, ?, ?, ?)",
+                          (study_id, job_id, tasks, now()))
+
+    def arrays(self, study_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM study_arrays WHERE study_id = ? ORDER BY id", (study_id,))
+
+    def delete(self, name: str) -> None:
+        """Forget a study (its runs stay)."""
+        study = self.require(name)
+        with self.transaction() as c:
+            for table in ("study_cells", "study_arrays"):
+                c.execute(f"DELETE FROM {table} WHERE study_id = ?", (study["id"],))
+            c.execute("DELETE FROM studies WHERE id = ?", (study["id"],))
