@@ -45,21 +45,28 @@ def _models_screen() -> Screen:
     return ModelsScreen()
 
 
+def _studies_screen() -> Screen:
+    from .screens.studies import StudiesScreen
+    return StudiesScreen()
+
+
 class GreentuiApp(App):
-    """Models, Runs, New run, Run detail, Compare and Queue over one workspace."""
+    """Models, Runs, New run, Run detail, Compare, Queue and Studies over one workspace."""
 
     CSS_PATH = "app.tcss"
     TITLE = "greentui"
     SUB_TITLE = "does pruning this LLM save energy?"
     # screens other than the first are imported when first shown (the first frame waits for nothing else)
-    MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen}
+    MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen, "studies": _studies_screen}
     DEFAULT_MODE = "runs"
-    _SCREENS = Binding.Group("Runs/Queue/Models", compact=True)
+    _SCREENS = Binding.Group("Runs/Queue/Models/Studies", compact=True)
     BINDINGS = [
         Binding("question_mark,f1", "help", "Help", tooltip="Every key of this screen and the app"),
         Binding("1", "go('runs')", "Runs", tooltip="All runs with their averages and ratios", group=_SCREENS),
         Binding("2", "go('queue')", "Queue", tooltip="Queued and running runs", group=_SCREENS),
         Binding("3", "go('models')", "Models", tooltip="Models in the workspace and HF cache", group=_SCREENS),
+        Binding("4", "go('studies')", "Studies", tooltip="Studies: grids of runs, their progress and their answer",
+                group=_SCREENS),
         Binding("ctrl+q", "quit", "Quit", priority=True,
                 tooltip="Close greentui; queued and running runs go on in the runner"),
         Binding("n", "new_run", "New run", tooltip="Queue a run with the study's defaults"),
@@ -223,7 +230,8 @@ class GreentuiApp(App):
             return
         title = {"RunsScreen": "Runs", "QueueScreen": "Queue", "ModelsScreen": "Models",
                  "RunDetailScreen": "Run detail", "CompareScreen": "Compare",
-                 "NewRunScreen": "New run"}.get(type(self.screen).__name__, type(self.screen).__name__)
+                 "NewRunScreen": "New run", "StudiesScreen": "Studies", "StudyScreen": "Study",
+                 "NewStudyScreen": "New study"}.get(type(self.screen).__name__, type(self.screen).__name__)
         self.push_screen(HelpScreen(key_rows(self.screen), title))
 
     async def action_quit(self) -> None:

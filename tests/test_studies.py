@@ -4,6 +4,8 @@ refusals that record nothing, and the study's answer on a store with known resul
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -29,9 +31,17 @@ def store(workspace):
     s.close()
 
 
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "backend" / "data" / "demo-model" / "config.json"
+
+
 @pytest.fixture
-def model(demo_model_dir):
-    return str(demo_model_dir("llama"))
+def model(tmp_path):
+    """A model folder holding only the shipped demo model's config.json: a study is checked and queued
+    from config.json alone (no weights are loaded before a runner takes a cell)."""
+    d = tmp_path / "six-layers"
+    d.mkdir()
+    shutil.copy(SHIPPED_CONFIG, d / "config.json")
+    return str(d)
 
 
 def test_a_grid_queues_one_shared_baseline_first_and_its_cells_wait_for_it(workspace, store, model):
@@ -210,3 +220,45 @@ def test_study_show_json_and_markdown(cli, store, known):
     assert "0.850 (n=1)" in md
     with pytest.raises(GreentuiError, match="no study named 'nope'"):
         store.studies.require("nope")
+
+
+# ------------------------------------------------------------------------------ the report
+
+def test_study_report_writes_markdown_svg_png_csv_and_latex(cli, workspace, store, known, tmp_path):
+    import csv
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+    out = tmp_path / "report"
+    proc = cli("study", "report", "grid", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    written = {Path(p).relative_to(out).as_posix() for p in proc.stdout.split()}
+    model_name = Path(store.runs.get(known[0])["model_ref"]).name
+    for stem in (f"radar-{model_name}", "bars-accuracy", "bars-energy", "pareto-wh", "pareto-jpt"):
+        assert {f"figures/{stem}.svg", f"figures/{stem}.png"} <= written
+        root = ET.parse(out / "figures" / f"{stem}.svg").getroot()
+        assert root.tag.endswith("svg")
+        with Image.open(out / "figures" / f"{stem}.png") as img:
+            img.verify()
+        with Image.open(out / "figures" / f"{stem}.png") as img:
+            assert img.format == "PNG" and img.size[0] > 300
+    md = (out / "report.md").read_text()
+    assert f"![radar-{model_name}](figures/radar-{model_name}.svg)" in md
+    assert "## Measurement quality" in md and "## Provenance" in md and "[study]" in md
+    for table in ("table1-accuracy", "table2-energy"):
+        rows = list(csv.DictReader((out / "tables" / f"{table}.csv").open()))
+        assert [r["Cell"] for r in rows] == ["vanilla", "2: taylor 1/7", "3: taylor 2/7", "4: l1 1/7", "5: l1 2/7"]
+        tex = (out / "tables" / f"{table}.tex").read_text()
+        assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\\") >= 6
+        for label in ("taylor 1/7", "taylor 2/7", "l1 1/7", "l1 2/7"):
+            assert label in md and label in tex
+    answer = json.loads((out / "answer.json").read_text())
+    assert answer["models"][0]["optimal_cell"] == 4
+
+
+def test_a_report_of_a_study_without_results_says_so(cli, workspace, store, model, tmp_path):
+    run_study(workspace, store, parse(study_text(model)), start=False)
+    proc = cli("study", "report", "grid", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "has no finished results yet" in proc.stderr
+    proc = cli("study", "report", "nope", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "no study named 'nope'" in proc.stderr

@@ -107,7 +107,8 @@ def radar(folder: Path, model: str, rows: list[StudyRow], tasks: list[str]) -> l
                 continue
             xs = [a for a, _ in pts] + [pts[0][0]]
             ys = [v for _, v in pts] + [pts[0][1]]
-            ax.plot(xs, ys, color=colour, linewidth=1.6, label=_plain(_series_label(r)),
+            ax.plot(xs, ys, color=colour, linewidth=2.0 if r.variant == "vanilla" else 1.5,
+                    label=_plain(_series_label(r)), zorder=3 if r.variant == "vanilla" else 2,
                     linestyle="-" if r.variant == "vanilla" else ("-", "--", ":", "-.")[(i - 1) % 4])
             ax.fill(xs, ys, color=colour, alpha=0.08)
         ax.set_xticks(angles)
@@ -126,31 +127,35 @@ def radar(folder: Path, model: str, rows: list[StudyRow], tasks: list[str]) -> l
 # ------------------------------------------------------------------------------------------ bars
 
 def bars(folder: Path, ans: StudyAnswer, metric: str) -> list[Path]:
-    """Grouped bars: per model its vanilla and each pruned cell (avg accuracy or avg Wh), error bars."""
-    fig = _figure(max(5.0, 1.2 + 1.1 * sum(1 + len(m.cells) for m in ans.models) * 0.45), 3.6)
+    """Grouped bars: per model its vanilla and each pruned cell (avg accuracy or avg Wh), error bars;
+    each bar is labelled ``v`` (vanilla) or its cell number, each group with its model."""
+    n_bars = sum(1 + len(m.cells) for m in ans.models)
+    fig = _figure(min(14.0, max(5.0, 1.5 + 0.55 * n_bars)), 3.8)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8
-    ticks, names = [], []
+    ticks: list[float] = []
+    labels: list[str] = []
     for x, m in enumerate(ans.models):
         rows = [*m.vanilla[:1], *m.cells]
         w = width / max(1, len(rows))
         for i, r in enumerate(rows):
+            pos = x - width / 2 + w * (i + 0.5)
+            ticks.append(pos)
+            labels.append("v" if r.variant == "vanilla" else str(r.cell))
             value = r.avg_acc if metric == "acc" else r.avg_wh
             if value is None:
                 continue
             err = _acc_noise(r) if metric == "acc" else _wh_err(r)
-            colour = VANILLA if r.variant == "vanilla" else PRUNED[i % len(PRUNED)]
-            ax.bar(x - width / 2 + w * (i + 0.5), value, w * 0.9, color=colour, yerr=err or None, capsize=2,
-                   label=_plain("vanilla" if r.variant == "vanilla" else f"cell {r.cell}"), edgecolor="white")
-            ax.annotate(_plain("v" if r.variant == "vanilla" else str(r.cell)), (x - width / 2 + w * (i + 0.5), value),
-                        ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-        ticks.append(x)
-        names.append(_plain(m.model))
+            colour = VANILLA if r.variant == "vanilla" else PRUNED[(i - 1) % len(PRUNED)]
+            ax.bar(pos, value, w * 0.9, color=colour, yerr=err or None, capsize=2, edgecolor="white",
+                   error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
+        ax.text(x, -0.14, _plain(m.model), transform=ax.get_xaxis_transform(), ha="center", va="top")
     ax.set_xticks(ticks)
-    ax.set_xticklabels(names, rotation=15 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
+    ax.set_xticklabels(labels)
+    ax.set_xlim(-0.5, len(ans.models) - 0.5)
     ax.set_ylabel("average accuracy" if metric == "acc" else "average Wh per task")
     what = "accuracy (±2 stderr)" if metric == "acc" else "energy per task (95 % interval where repeats give one)"
-    ax.set_title(f"{ans.name}: {what}; v = vanilla, n = cell n")
+    ax.set_title(f"{_plain(ans.name)}: {what}; v = vanilla, n = cell n")
     ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, folder, f"bars-{'accuracy' if metric == 'acc' else 'energy'}")
 
@@ -185,11 +190,13 @@ def pareto(folder: Path, ans: StudyAnswer, axis: str) -> list[Path]:
                         xytext=(4, 3), textcoords="offset points")
             if (m.model, r.cell) in front:
                 on_front.append((x, r.avg_acc))
+                ax.plot(x, r.avg_acc, "o", markersize=12, markerfacecolor="none", markeredgecolor="#2ca02c",
+                        markeredgewidth=1.5, zorder=4)
         ax.plot([], [], "s", color=colour, label=_plain(m.model))
     if on_front:
         on_front.sort()
-        ax.plot([p[0] for p in on_front], [p[1] for p in on_front], color="#2ca02c", linewidth=1.2, zorder=0,
-                label="Pareto front")
+        ax.plot([p[0] for p in on_front], [p[1] for p in on_front], "o-", color="#2ca02c", linewidth=1.2,
+                zorder=0, markerfacecolor="none", markersize=12, label="Pareto front (circled)")
     ax.set_xlabel("average Wh per task" if axis == "wh" else "J per token")
     ax.set_ylabel("average accuracy")
     ax.set_title(f"{ans.name}: accuracy vs {'energy' if axis == 'wh' else 'J/token'} (upper left is better)")

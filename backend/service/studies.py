@@ -400,5 +400,49 @@ def study_names(store: Store) -> list[dict[str, Any]]:
     return store.studies.list()
 
 
+def study_file(workspace: Path, name: str) -> Path:
+    """Where the New-study form writes a study's file: ``<workspace>/studies/<name>.toml``."""
+    return Path(workspace) / "studies" / f"{name}.toml"
+
+
+def save_study_file(workspace: Path, store: Store, text: str, *, start: bool = True) -> tuple[Path, StudyQueued]:
+    """The New-study form's Enter: check the text as ``study run`` would, write it to the study's file
+    and run it. Nothing is written or queued when the text is refused."""
+    spec = parse(text, source="the New-study form")
+    path = study_file(workspace, spec.name)
+    done = run_study(workspace, store, spec, source=str(path), start=start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path, done
+
+
+REPORT_TIMEOUT_S = 600.0
+
+
+def report_dir(workspace: Path, name: str) -> Path:
+    """Where the TUI writes a study's report: ``<workspace>/studies/<name>/report``."""
+    return Path(workspace) / "studies" / name / "report"
+
+
+def write_report_subprocess(workspace: Path, name: str, out: Path | None = None,
+                            timeout: float = REPORT_TIMEOUT_S) -> Path:
+    """``greentui study report NAME --out DIR`` in its own process (an argument list, never a shell):
+    the figures import matplotlib, which the UI process never does. The folder, or GreentuiError with
+    the command's last error line."""
+    import subprocess
+    import sys
+
+    from backend.workspace import CODE_ROOT
+    out = out or report_dir(workspace, name)
+    proc = subprocess.run([sys.executable, "-m", "backend", "--runs-dir", str(workspace), "study", "report", name,
+                           "--out", str(out)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, cwd=str(CODE_ROOT))
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise GreentuiError(tail[-1].removeprefix("greentui: error: ") if tail else
+                            f"study report exited {proc.returncode}")
+    return out
+
+
 __all__ = ["CellPlan", "CellState", "DEMO_MODEL", "PRESETS", "StudyPlan", "StudyQueued", "all_cells",
            "baseline_config", "load_study", "plan_study", "preset_text", "run_study", "study_grid", "cell_key"]

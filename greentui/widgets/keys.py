@@ -20,7 +20,7 @@ from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
 # Textual's own screen keys (focus moves, copy): not the app's, left out of the help list
 TEXTUAL_INTERNALS = {"focus_next", "focus_previous", "copy_text", "maximize", "minimize"}
 # app actions shown first, in this order (see GreentuiApp.BINDINGS)
-ESSENTIAL = ("help", "go('runs')", "go('queue')", "go('models')", "quit")
+ESSENTIAL = ("help", "go('runs')", "go('queue')", "go('models')", "go('studies')", "quit")
 
 
 class KeyFooter(Footer):
