@@ -281,17 +281,17 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
     study_id = store.studies.save(spec.name, spec.text, preset=preset, source=source)
     store.studies.set_cells(study_id, [_cell_record(c) for c in cells])
     recorded = {c["key"]: c for c in store.studies.cells(study_id)}
-    queued: list[int] = []
     settled: dict[str, int] = {}
     reused: list[int] = []
-    baseline_run: dict[str, int] = {}   # group key -> the baseline run its cells wait for (queued/running)
+    waits: dict[str, int | str] = {}   # group key -> the baseline its cells wait for (a run, or one queued now)
+    items: list[dict[str, Any]] = []
     for cell in cells:
         rec = recorded[cell.key]
         group = _group_key(cell.config)
         if rec["status"] in SETTLED:
             settled[rec["status"]] = settled.get(rec["status"], 0) + 1
             if cell.baseline and rec["status"] != "done":
-                baseline_run[group] = rec["run_id"]
+                waits[group] = rec["run_id"]
             continue
         if cell.baseline:
             found = _finished_baseline(store, cell.config)
@@ -299,14 +299,12 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
                 store.studies.link(study_id, cell.key, found)
                 reused.append(found)
                 continue
-        after = None if cell.baseline else baseline_run.get(group)
-        kind = "baseline" if cell.config.no_prune else "experiment"
-        run_id = store.runs.create(model_ids[cell.key], kind, cell.config.to_dict(), status="queued",
-                                   label=f"study {spec.name}: {cell.label}", after_run_id=after)
-        store.studies.link(study_id, cell.key, run_id)
-        queued.append(run_id)
-        if cell.baseline:
-            baseline_run[group] = run_id
+            waits[group] = f"baseline:{cell.key}"
+        items.append({"key": cell.key, "model_id": model_ids[cell.key], "config": cell.config.to_dict(),
+                      "kind": "baseline" if cell.config.no_prune else "experiment",
+                      "label": f"study {spec.name}: {cell.label}",
+                      "after": None if cell.baseline else waits.get(group)})
+    queued = store.studies.queue_cells(study_id, items) if items else []
     result = StudyQueued(study_id, queued, settled, reused, paused=store.queue.paused())
     if not start or result.paused:
         return result

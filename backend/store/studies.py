@@ -85,6 +85,32 @@ class StudyRepository(Repository):
         """The cell ``key`` is now held by ``run_id``."""
         self.conn.execute("UPDATE study_cells SET run_id = ? WHERE study_id = ? AND key = ?", (run_id, study_id, key))
 
+    def queue_cells(self, study_id: int, items: list[dict[str, Any]]) -> list[int]:
+        """Queue runs for cells in one transaction, each linked to its cell: a runner never sees part of
+        a study's runs, nor a cell's run before it knows which baseline it waits for (a Slurm runner
+        submits the whole set as one job array). ``items``: key, model_id, kind, config, label, and
+        ``after`` — a run id, or ``"baseline:<key>"`` for a baseline cell queued in the same call."""
+        ids: list[int] = []
+        by_key: dict[str, int] = {}
+        with self.transaction() as c:
+            pos = c.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]
+            t = now()
+            for it in items:
+                after = it.get("after")
+                if isinstance(after, str):
+                    after = by_key[after.removeprefix("baseline:")]
+                pos += 1
+                run_id = int(c.execute(
+                    "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, after_run_id) "
+                    "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (it["model_id"], it["kind"], it.get("label"), json.dumps(it["config"], sort_keys=True, default=str),
+                     pos, t, after)).lastrowid)
+                c.execute("UPDATE study_cells SET run_id = ? WHERE study_id = ? AND key = ?",
+                          (run_id, study_id, it["key"]))
+                by_key[it["key"]] = run_id
+                ids.append(run_id)
+        return ids
+
     def of_run(self, run_id: int) -> list[dict[str, Any]]:
         """The studies (name, cell label) a run holds a cell of."""
         return self._rows("SELECT s.name, c.label, c.position FROM study_cells c JOIN studies s ON s.id = c.study_id "
