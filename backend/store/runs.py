@@ -33,11 +33,14 @@ class RunRepository(Repository):
         with self.transaction() as c:
             pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
             t = now()
-            cur = c.execute(
-                "INSERT INTO runs (model_id, parent_run_id, kind, label, config, status, pid, device, "
-                "position, created_at, started_at, baseline_key, after_run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (model_id, parent_run_id, kind, label, json.dumps(config, sort_keys=True, default=str),
-                 status, pid, device, pos, t, t if status == "running" else None, baseline_key, after_run_id))
+            row = {"model_id": model_id, "parent_run_id": parent_run_id, "kind": kind, "label": label,
+                   "config": json.dumps(config, sort_keys=True, default=str), "status": status, "pid": pid,
+                   "device": device, "position": pos, "created_at": t,
+                   "started_at": t if status == "running" else None, "baseline_key": baseline_key}
+            if after_run_id is not None:
+                row["after_run_id"] = after_run_id
+            cur = c.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            tuple(row.values()))
             return int(cur.lastrowid)
 
     def get(self, run_id: int) -> dict[str, Any] | None:

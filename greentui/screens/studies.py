@@ -225,26 +225,28 @@ class StudyScreen(NarrowColumns, WatchingScreen):
             lines.append("Pareto front (accuracy vs Wh, beyond noise): " + ", ".join(
                 f"{model} {'vanilla' if cell is None else f'cell {cell}'}" for model, cell in ans.pareto_wh))
         self.query_one("#study-verdict", Static).update(lines)
-        self._fill_table("#study-answer", answer_table(ans))
+        table = answer_table(ans)
+        # below 100 columns: the cell, its accuracy, how short of the floor, Wh against the optimal, payback
+        keep = [1, 2, 3, 5, 8] if self.narrow else list(range(len(table.header)))
+        self._fill_table("#study-answer", [table.header[i] for i in keep],
+                         [[row[i] for i in keep] for row in table.rows])
 
     def fill_tables(self, ans) -> None:
+        """Table 1 and Table 2 in one grid; below 100 columns Avg and Ratio come first and the model
+        and run columns go, so what answers the question is on screen without scrolling."""
         from backend.results.study_report import study_tables
         t1, t2 = study_tables(ans)
-        table = self.query_one("#study-tables", DataTable)
-        table.clear(columns=True)
-        table.add_column("table", key="table")
-        for i, h in enumerate(t1.header):
-            table.add_column(Text(h), key=f"c{i}")
-        for name, t in (("acc", t1), ("Wh", t2)):
-            for j, row in enumerate(t.rows):
-                table.add_row(*plain_cells(name, *row), key=f"{name}-{j}")
+        n = len(t1.header)
+        order = [1, n - 2, n - 1, *range(3, n - 2)] if self.narrow else list(range(n))
+        rows = [[name, *[row[i] for i in order]] for name, t in (("acc", t1), ("Wh", t2)) for row in t.rows]
+        self._fill_table("#study-tables", ["table", *[t1.header[i] for i in order]], rows)
 
-    def _fill_table(self, selector: str, t) -> None:
+    def _fill_table(self, selector: str, header: list[str], rows: list[list[str]]) -> None:
         table = self.query_one(selector, DataTable)
         table.clear(columns=True)
-        for i, h in enumerate(t.header):
+        for i, h in enumerate(header):
             table.add_column(Text(h), key=f"c{i}")
-        for j, row in enumerate(t.rows):
+        for j, row in enumerate(rows):
             table.add_row(*plain_cells(*row), key=str(j))
 
     def fill_charts(self, ans) -> None:
