@@ -27,7 +27,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from backend.errors import GreentuiError
-from backend.execution.supervisor import recover_stale_runs, runner_pid
+from backend.service.execution import recover_stale_runs, runner_pid
 from backend.store import ChangeToken, Store, check_integrity_in_background
 from backend.workspace import PACKAGE_DATA, db_path
 

@@ -252,7 +252,6 @@ class StudyQueued:
     reused_baselines: list[int]     # finished baselines taken from the store
     runner_pid: int | None = None
     paused: bool = False
-    array_job: str | None = None    # the Slurm job array, when the study runs on Slurm
 
 
 def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | None = None,
@@ -261,14 +260,14 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
     docstring); start the runner (locally) or submit one job array (Slurm)."""
     from backend.execution.supervisor import recover_stale_runs
     from backend.service.runs import apply_workspace_defaults, check_run
+    if array_parallelism is not None or spec.array_parallelism is not None:
+        spec.array_parallelism = array_parallelism or spec.array_parallelism
 
     spec = resolve_models(spec, workspace)
     cells = all_cells(spec)
-    executors = {c.config.executor for c in cells}
     for cell in cells:
         apply_workspace_defaults(cell.config, workspace)
-    if "slurm" in executors:
-        _check_slurm(spec, cells)
+    _check_executors(workspace, spec, cells)
     # every check before anything is recorded: each cell as `queue` checks a run
     model_ids: dict[str, int] = {}
     for cell in cells:
@@ -278,7 +277,8 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
             raise StudyError(spec.where(exc.field) if exc.field != "model" else "study.models", exc.reason,
                              cell) from None
     recover_stale_runs(store)
-    study_id = store.studies.save(spec.name, spec.text, preset=preset, source=source)
+    study_id = store.studies.save(spec.name, spec.text, preset=preset, source=source,
+                                  array_parallelism=spec.array_parallelism)
     store.studies.set_cells(study_id, [_cell_record(c) for c in cells])
     recorded = {c["key"]: c for c in store.studies.cells(study_id)}
     settled: dict[str, int] = {}
@@ -306,17 +306,14 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
                       "after": None if cell.baseline else waits.get(group)})
     queued = store.studies.queue_cells(study_id, items) if items else []
     result = StudyQueued(study_id, queued, settled, reused, paused=store.queue.paused())
-    if not start or result.paused:
+    if not start or result.paused or not queued:
         return result
-    if "slurm" in executors:
-        from backend.execution.executors.slurm_array import submit_study_array
-        result.array_job = submit_study_array(workspace, store, study_id, spec.name,
-                                              array_parallelism or spec.array_parallelism) if queued else None
-        from backend.execution.executors.slurm import ensure_slurm_runner
-        result.runner_pid = ensure_slurm_runner(workspace, store)
-    else:
-        from backend.service.runs import start_runners
-        result.runner_pid = start_runners(workspace, store)
+    from backend.execution.executors import executor
+    from backend.service.runs import start_runners
+    for name in sorted({c.config.executor for c in cells} - {"local"}):
+        result.runner_pid = executor(name).start_runner(workspace, store) or result.runner_pid
+    if any(c.config.executor == "local" for c in cells):
+        result.runner_pid = start_runners(workspace, store) or result.runner_pid
     return result
 
 
@@ -335,15 +332,20 @@ def _finished_baseline(store: Store, cfg: RunConfig) -> int | None:
     return None
 
 
-def _check_slurm(spec: StudySpec, cells: list[Cell]) -> None:
-    from backend.execution.executors.slurm import partition_problem, slurm_available
-    why = slurm_available()
-    if why:
-        raise StudyError(spec.where("executor"), f"slurm: {why}")
-    for part in sorted({c.config.partition for c in cells if c.config.partition}):
-        why = partition_problem(part)
-        if why:
-            raise StudyError(spec.where("partition"), why)
+def _check_executors(workspace: Path, spec: StudySpec, cells: list[Cell]) -> None:
+    """Each executor's queue-time checks (available here; Slurm knows the partition), once per distinct
+    placement: a refusal names the key it came from, before anything is recorded."""
+    from backend.service.runs import check_executor
+    seen: set[str] = set()
+    for cell in cells:
+        placement = repr([getattr(cell.config, k) for k in ("executor", "partition", "gpus", "time_limit")])
+        if placement in seen:
+            continue
+        seen.add(placement)
+        try:
+            check_executor(cell.config, workspace)
+        except SettingError as exc:
+            raise StudyError(spec.where(exc.field), exc.reason) from None
 
 
 # ------------------------------------------------------------------------------------------ status

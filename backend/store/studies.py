@@ -17,19 +17,22 @@ from backend.store.tables import now
 
 
 class StudyRepository(Repository):
-    """Studies, their cells and the Slurm arrays they submitted."""
+    """Studies and their cells."""
 
-    def save(self, name: str, text: str, *, preset: str | None = None, source: str | None = None) -> int:
-        """Create the study ``name`` or record its file's new text; its id."""
+    def save(self, name: str, text: str, *, preset: str | None = None, source: str | None = None,
+             array_parallelism: int | None = None) -> int:
+        """Create the study ``name`` or record its file's new text (and the Slurm array throttle it
+        is run with); its id."""
         t = now()
         with self.transaction() as c:
             row = c.execute("SELECT id FROM studies WHERE name = ?", (name,)).fetchone()
             if row:
-                c.execute("UPDATE studies SET text = ?, preset = ?, source = ?, updated_at = ? WHERE id = ?",
-                          (text, preset, source, t, row[0]))
+                c.execute("UPDATE studies SET text = ?, preset = ?, source = ?, array_parallelism = ?, updated_at = ? "
+                          "WHERE id = ?", (text, preset, source, array_parallelism, t, row[0]))
                 return int(row[0])
-            cur = c.execute("INSERT INTO studies (name, text, preset, source, created_at, updated_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (name, text, preset, source, t, t))
+            cur = c.execute("INSERT INTO studies (name, text, preset, source, array_parallelism, created_at, "
+                            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (name, text, preset, source, array_parallelism, t, t))
             return int(cur.lastrowid)
 
     def get(self, name: str) -> dict[str, Any] | None:
@@ -116,17 +119,9 @@ class StudyRepository(Repository):
         return self._rows("SELECT s.name, c.label, c.position FROM study_cells c JOIN studies s ON s.id = c.study_id "
                           "WHERE c.run_id = ? ORDER BY s.id", (run_id,))
 
-    def record_array(self, study_id: int, job_id: str, tasks: int) -> None:
-        self.conn.execute("INSERT INTO study_arrays (study_id, job_id, tasks, submitted_at) VALUES (?, ?, ?, ?)",
-                          (study_id, job_id, tasks, now()))
-
-    def arrays(self, study_id: int) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM study_arrays WHERE study_id = ? ORDER BY id", (study_id,))
-
     def delete(self, name: str) -> None:
         """Forget a study (its runs stay)."""
         study = self.require(name)
         with self.transaction() as c:
-            for table in ("study_cells", "study_arrays"):
-                c.execute(f"DELETE FROM {table} WHERE study_id = ?", (study["id"],))
+            c.execute("DELETE FROM study_cells WHERE study_id = ?", (study["id"],))
             c.execute("DELETE FROM studies WHERE id = ?", (study["id"],))

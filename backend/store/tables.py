@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 RUN_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
-# Runs a local runner executes (and judges by pid); Slurm runs are followed by backend.execution.executors.slurm.
-LOCAL_ONLY = "COALESCE(json_extract(config, '$.executor'), 'local') = 'local'"
-# Run columns a Slurm job may set through the ingester (what the pipeline updates on a run).
+#: The executor a run asked for (its config's ``executor``; runs recorded before there was a choice: local).
+RUN_EXECUTOR = "COALESCE(json_extract(config, '$.executor'), 'local')"
+# Run columns a remote job may set through the ingester (what the pipeline updates on a run).
 RUN_UPDATE_FIELDS = ("model_id", "parent_run_id", "stage", "device", "params_before", "params_after",
                      "baseline_key")
 VARIANTS = ("vanilla", "pruned")
@@ -131,7 +131,7 @@ def _migration_control_plane(db: sqlite_utils.Database) -> None:
       a pid alone is reused by the kernel, the pair is not.
     * ``runs.runner_id`` / ``executor`` / ``slot``: the runner that claimed the run, how it executes it
       (``local`` or ``slurm``; NULL on old rows = local) and the device slot(s) it holds.
-      (A Slurm run's job id, state and node live in ``slurm_jobs``, which the Queue screen joins.)
+      (A scheduler's job id, state and node live in ``jobs``, which the Queue screen joins.)
     * ``runners``: one row per runner process (host, pid + start time, devices, heartbeat). Alive =
       a fresh heartbeat and a matching pid/start time — never decided by taking a lock.
     """
@@ -147,37 +147,58 @@ def _migration_control_plane(db: sqlite_utils.Database) -> None:
     c.execute("CREATE INDEX idx_runs_runner ON runs (runner_id)")
 
 
+def _migration_jobs(db: sqlite_utils.Database) -> None:
+    """Issue #19: one ``jobs`` table for every executor that hands runs to a scheduler (Slurm today).
+
+    ``slurm_jobs`` rows move into it with every field, and ``executor = 'slurm'``. New columns:
+    ``submission`` (the id of the submission that carried the run: a job array's id, else the job's
+    own), ``restarts`` (how often the scheduler requeued the job, as the executor last saw it),
+    ``cancel_sent`` (when the scheduler accepted the cancel: a recorded cancel that did not reach it
+    yet is retried) and ``detail`` (JSON the executor keeps for itself).
+    """
+    c = db.conn
+    c.execute("""CREATE TABLE jobs (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id), executor TEXT NOT NULL, job_id TEXT, job_name TEXT,
+        submission TEXT, state TEXT, reason TEXT, node TEXT, submitted_at REAL, updated_at REAL,
+        finished INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_sent REAL,
+        restarts INTEGER NOT NULL DEFAULT 0, baseline_run_id INTEGER, detail TEXT)""")
+    c.execute("CREATE INDEX idx_jobs_open ON jobs (executor, finished)")
+    c.execute("""INSERT INTO jobs (run_id, executor, job_id, job_name, submission, state, reason, node, submitted_at,
+                                   updated_at, finished, cancel_requested, cancel_sent, baseline_run_id)
+                 SELECT run_id, 'slurm', job_id, job_name, job_id, state, reason, node, submitted_at, updated_at,
+                        COALESCE(finished, 0), COALESCE(cancel_requested, 0),
+                        CASE WHEN cancel_requested THEN updated_at END, baseline_run_id
+                 FROM slurm_jobs""")
+    c.execute("DROP TABLE slurm_jobs")
+
+
 def _migration_studies(db: sqlite_utils.Database) -> None:
     """Studies (issue #20): a grid of runs under one name, and the order between runs it needs.
 
     * ``studies``: one row per study — its name (the handle), the file's text as last run, the preset
-      it came from, and when it was created and last run.
+      it came from, the Slurm array throttle it was last run with, and when it was created and last run.
     * ``study_cells``: one row per cell of the current file — its identity (``key``: a hash of what it
       computes, placement left out), the model, the swept values, the full run config, whether it is
       the vanilla baseline its model's cells share, and the run that holds (or will hold) its result.
       A cell queued again points at the new run; the old one stays in ``runs`` as history.
-    * ``study_arrays``: one row per Slurm job array a study submitted (its cells' runs are array tasks).
     * ``runs.after_run_id``: a queued run is not claimed while that run is still queued or running —
       a study's cells wait for the vanilla baseline they share instead of each evaluating their own.
     """
     c = db.conn
     c.execute("""CREATE TABLE studies (
         id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, text TEXT NOT NULL, preset TEXT, source TEXT,
-        created_at REAL, updated_at REAL)""")
+        array_parallelism INTEGER, created_at REAL, updated_at REAL)""")
     c.execute("""CREATE TABLE study_cells (
         id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id), position INTEGER NOT NULL,
         key TEXT NOT NULL, model TEXT NOT NULL, label TEXT, swept TEXT, config TEXT NOT NULL,
         baseline INTEGER NOT NULL DEFAULT 0, run_id INTEGER REFERENCES runs(id))""")
     c.execute("CREATE UNIQUE INDEX idx_study_cells_key ON study_cells (study_id, key)")
     c.execute("CREATE INDEX idx_study_cells_run ON study_cells (run_id)")
-    c.execute("""CREATE TABLE study_arrays (
-        id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id), job_id TEXT,
-        tasks INTEGER, submitted_at REAL)""")
     c.execute("ALTER TABLE runs ADD COLUMN after_run_id INTEGER")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
                                                               _migration_repeats_efficiency,
-                                                              _migration_control_plane,
+                                                              _migration_control_plane, _migration_jobs,
                                                               _migration_studies]
 SCHEMA_VERSION = len(MIGRATIONS)

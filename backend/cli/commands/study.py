@@ -116,12 +116,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"study {spec.name}: nothing to queue ({left or 'no cells'}){reused}")
         return 0
     where = ""
-    if done.array_job:
-        where = f"; Slurm job array {done.array_job}"
-    elif done.paused:
+    slurm = any(c.config.executor == "slurm" for c in spec.check())
+    if done.paused:
         where = "; the queue is paused (greentui resume to start it)"
     elif done.runner_pid:
-        where = f"; runner pid {done.runner_pid}"
+        where = (f"; the Slurm runner (pid {done.runner_pid}) submits them as one job array" if slurm
+                 else f"; runner pid {done.runner_pid}")
     print(f"study {spec.name}: queued {len(done.queued)} run(s) {_ids(done.queued)}"
           + (f" ({left} left as they are)" if left else "") + reused + where)
     print(f"follow it: greentui study status {spec.name}")
