@@ -116,7 +116,8 @@ class StudyRepository(Repository):
 
     def of_run(self, run_id: int) -> list[dict[str, Any]]:
         """The studies (name, cell label) a run holds a cell of."""
-        return self._rows("SELECT s.name, c.label, c.position FROM study_cells c JOIN studies s ON s.id = c.study_id "
+        return self._rows("SELECT s.name, s.array_parallelism, c.label, c.position FROM study_cells c "
+                          "JOIN studies s ON s.id = c.study_id "
                           "WHERE c.run_id = ? ORDER BY s.id", (run_id,))
 
     def delete(self, name: str) -> None:
