@@ -53,8 +53,8 @@ class JobRepository(Repository):
             if study is not None and limit > 1:
                 placement = _placement(first[1])
                 ids = [rid for rid, cfg in c.execute(
-                    f"SELECT r.id, r.config FROM runs r JOIN study_cells s ON s.run_id = r.id "
-                    f"WHERE s.study_id = ? AND {unsubmitted} ORDER BY r.position, r.id",
+                    f"SELECT r.id, r.config FROM runs r WHERE r.id IN (SELECT run_id FROM study_cells "
+                    f"WHERE study_id = ?) AND {unsubmitted} ORDER BY r.position, r.id",
                     (study[0], executor)).fetchall() if _placement(cfg) == placement][:int(limit)]
             t = now()
             name = job_name_for(ids[0]) + ("-array" if len(ids) > 1 else "")

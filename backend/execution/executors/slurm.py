@@ -116,8 +116,10 @@ def query_states(job_ids: Iterable[str]) -> dict[str, JobState] | None:
         return {}
     out: dict[str, JobState] = {}
     try:
-        proc = _run(["squeue", "-h", "-t", "all", "-j", ",".join(ids),
-                     "-O", "JobID:|,State:|,Reason:|,NodeList:|,RestartCnt:"])
+        # -r and JobArrayID: a job array's tasks one per line under their own ids (12_3; JobID says 12,
+        # and without -r pending tasks fold into 12_[3-4]); a plain job's JobArrayID is its JobID
+        proc = _run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids),
+                     "-O", "JobArrayID:|,State:|,Reason:|,NodeList:|,RestartCnt:"])
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
