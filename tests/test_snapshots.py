@@ -215,7 +215,7 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
     shots = _Shots(app, size)
     async with app.run_test(size=SIZES[size]) as pilot:
         await shots.take(pilot, "runs")
-        await pilot.press("x")  # delete the highlighted run: asks first
+        await pilot.press("delete")  # delete the highlighted run: asks first
         await shots.take(pilot, "confirm-delete")
         await pilot.press("n")
         await pilot.press("2")
@@ -256,11 +256,11 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
         await shots.take(pilot, "studies")
         await pilot.press("enter")
         await shots.take(pilot, "study-grid")
-        await pilot.press("a")
+        await pilot.press("o")
         await shots.take(pilot, "study-answer")
         await pilot.press("t")
         await shots.take(pilot, "study-tables")
-        await pilot.press("escape", "n")
+        await pilot.press("escape", "N")
         await shots.take(pilot, "new-study")
     problems += shots.problems
     assert not problems, "screens differ from tests/snapshots (scripts/update-snapshots regenerates " \

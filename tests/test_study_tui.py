@@ -41,7 +41,7 @@ async def test_the_studies_list_opens_a_study_with_its_grid_and_answer(workspace
         grid = _cell_texts(study.query_one("#study-grid", DataTable))
         assert [r[2] for r in grid] == ["vanilla", "taylor 1/7", "taylor 2/7", "l1 1/7", "l1 2/7"]
         assert all(r[4] == "done" for r in grid)
-        await pilot.press("a")
+        await pilot.press("o")
         verdict = str(study.query_one("#study-verdict", Static).render())
         assert "cell 4 l1 1/7" in verdict and "Wh ratio 0.850 (n=1)" in verdict
         answer = _cell_texts(study.query_one("#study-answer", DataTable))
@@ -59,7 +59,7 @@ async def test_the_new_study_form_writes_the_file_study_run_reads(workspace, mod
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4")
         await pause_until(pilot, lambda: isinstance(app.screen, StudiesScreen))
-        await pilot.press("n")
+        await pilot.press("N")
         form = await pause_until(pilot, lambda: isinstance(app.screen, NewStudyScreen) and app.screen.query("#s-name")
                                  and app.screen)
         form.query_one("#s-name", Input).value = "from-form"

@@ -16,6 +16,7 @@ import importlib
 import sys
 
 from backend.errors import GreentuiError
+from backend.text import safe_text
 
 COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
                    "export", "import_", "cancel", "rm", "doctor", "study")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except GreentuiError as exc:
-        print(f"greentui: error: {exc}", file=sys.stderr)
+        print(f"greentui: error: {safe_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("greentui: interrupted", file=sys.stderr)

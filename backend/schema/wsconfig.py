@@ -12,6 +12,8 @@ run. Example::
     [slurm.args]          # any sbatch option, as --KEY=VALUE
     account = "myproject"
     qos = "normal"
+    [keys]                # the workbench's keys, by binding id (? lists them)
+    quit = "ctrl+q,q"
 """
 
 from __future__ import annotations
@@ -53,4 +55,17 @@ def slurm_defaults(workspace: Path) -> dict[str, Any]:
             raise GreentuiError(f"{where}: unknown key slurm.{key} (known: {', '.join(known)})")
         if not isinstance(value, known[key]) or isinstance(value, bool):
             raise GreentuiError(f"{where}: slurm.{key} must be a {known[key].__name__}")
+    return table
+
+
+def workspace_keymap(workspace: Path) -> dict[str, Any]:
+    """The ``[keys]`` table (binding id → keys, e.g. ``quit = "ctrl+q,q"``); {} when there is none.
+
+    Only its shape is checked here; the UI checks the ids and key names (``greentui.keymap``)."""
+    path = Path(workspace) / CONFIG_NAME
+    if not path.exists():
+        return {}
+    table = load_workspace_config(workspace).get("keys", {})
+    if not isinstance(table, dict):
+        raise GreentuiError(f"{path}: [keys] must be a table of binding id = \"keys\" (e.g. quit = \"ctrl+q,q\")")
     return table

@@ -39,7 +39,7 @@ class NewStudyScreen(NewRunScreen):
 
     AUTO_FOCUS = "#s-name"
     OMITTED = ("model",)
-    QUEUE_LABEL = "Write and run (Enter)"
+    QUEUE_LABEL = "Write and run (Ctrl+S)"
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +53,7 @@ class NewStudyScreen(NewRunScreen):
     # ------------------------------------------------------------------ layout
     def form_head(self, choices: list[tuple[str, str]], chosen: str) -> ComposeResult:
         yield Static("[b]New study[/b] — a grid of runs: each model × every combination of the swept values. "
-                     "The fields below are the settings every cell shares. Enter writes the study file and "
+                     "The fields below are the settings every cell shares. Ctrl+S writes the study file and "
                      "queues the cells.", id="form-title")
         yield from self._row("study name", Input("", placeholder="letters, digits, - _ . (the study's handle)",
                                                  id="s-name", classes="field-input"), "name")

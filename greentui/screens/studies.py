@@ -13,8 +13,9 @@ new one (``screens/new_study.py``). The Study screen shows, in tabs:
 * **Radar** / **Bars** — one model at a time (``m`` for the next), vanilla against each cell, per task;
 * **Pareto** — every finished cell's average accuracy against its average Wh.
 
-``q`` runs the study again (queues only the cells without a finished run); ``R`` writes the report
-(Markdown, SVG/PNG figures, CSV/LaTeX) in a subprocess — the UI never imports matplotlib.
+``R`` runs the study again (queues only the cells without a finished run); ``W`` writes the report
+(Markdown, SVG/PNG figures, CSV/LaTeX) in a subprocess — the UI never imports matplotlib. The
+Studies screen's ``N`` opens the New-study form (``n`` stays New run, as everywhere).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 from backend.errors import GreentuiError
 from backend.results.fmt import num, status_cell, when
 from backend.schema.tasks import task_label
+from backend.text import safe_name, safe_text
+from greentui.keymap import binding
 from greentui.signals import StoreChange
 from greentui.widgets.bars import GroupedBars, ScatterPareto
 from greentui.widgets.keys import KeyFooter
@@ -40,17 +43,14 @@ from ._live import LiveTableScreen, WatchingScreen
 from ._table import NarrowColumns, cursor_key, ellipsis, plain_cells
 
 EMPTY = ("[b]No studies in this workspace yet.[/b]\n\nA study is a grid of runs in one file: press "
-         "[b reverse] n [/] to write one, or run [b]greentui study run FILE.toml[/b] (or "
+         "[b reverse] N [/] to write one, or run [b]greentui study run FILE.toml[/b] (or "
          "[b]--preset demo[/b]) in a shell.")
 
 
 class StudiesScreen(LiveTableScreen):
     """The workspace's studies; Enter opens one, ``n`` writes a new one."""
 
-    BINDINGS = [
-        Binding("enter", "open", "Open", show=False, tooltip="Open the study: its grid and its answer"),
-        Binding("n", "new_study", "New study", tooltip="Write a study file (a grid of runs) and queue it"),
-    ]
+    BINDINGS = [binding("open", description="Open"), binding("new_study")]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -111,22 +111,13 @@ class StudyScreen(NarrowColumns, WatchingScreen):
     NARROW_WIDTHS = {"cell": 14, "stage": 16}
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("g", "tab('grid')", "Grid", tooltip="Each cell's state, stage and result so far", group=_TABS),
-        Binding("a", "tab('answer')", "Answer", tooltip="The energy-optimal cell, cost and break-even",
-                group=_TABS),
-        Binding("t", "tab('tables')", "Tables", tooltip="Table 1 (accuracy) and Table 2 (Wh) with ratios",
-                group=_TABS),
-        Binding("r", "tab('radar')", "Radar", tooltip="Accuracy and Wh per task of one model's cells",
-                group=_TABS),
-        Binding("b", "tab('bars')", "Bars", tooltip="Accuracy per task of one model's cells", group=_TABS),
-        Binding("p", "tab('pareto')", "Pareto", tooltip="Every cell: average accuracy vs average Wh",
-                group=_TABS),
-        Binding("m", "next_model", "Model", tooltip="Show the next model of the study in Radar and Bars"),
-        Binding("enter", "open", "Run", show=False, tooltip="Open the highlighted cell's run"),
-        Binding("q", "run_again", "Run again", tooltip="Queue the cells without a finished run (and nothing else)"),
-        Binding("R", "report", "Report", tooltip="Write the report (Markdown, SVG/PNG figures, CSV/LaTeX) "
-                "into the workspace's studies folder"),
+        binding("back"),
+        *(binding(i, group=_TABS) for i in ("tab_grid", "tab_answer", "tab_table", "tab_radar", "tab_bars")),
+        binding("pareto", "tab('pareto')", group=_TABS),
+        binding("next_model"),
+        binding("open", description="Run"),
+        binding("requeue", "run_again", description="Run again"),
+        binding("write_report"),
     ]
 
     def __init__(self, name: str) -> None:
@@ -145,7 +136,7 @@ class StudyScreen(NarrowColumns, WatchingScreen):
                 with Vertical():
                     yield Static("", id="study-verdict")
                     yield DataTable(id="study-answer", cursor_type="row", zebra_stripes=True)
-            with TabPane("Tables", id="tables"):
+            with TabPane("Tables", id="table"):
                 yield DataTable(id="study-tables", cursor_type="row", zebra_stripes=True)
             with TabPane("Radar", id="radar"):
                 with Horizontal(classes="charts"):
@@ -182,7 +173,7 @@ class StudyScreen(NarrowColumns, WatchingScreen):
         try:
             study, cells = study_grid(store, self.study_name)
         except GreentuiError as exc:
-            self.query_one("#study-title", Static).update(Text(str(exc), style="bold red"))
+            self.query_one("#study-title", Static).update(Text(safe_text(exc), style="bold red"))
             return
         self.fill_grid(cells)
         done = sum(c.status == "done" for c in cells)
@@ -219,11 +210,11 @@ class StudyScreen(NarrowColumns, WatchingScreen):
         from backend.results.study_report import answer_table
         lines = Text()
         for m in ans.models:
-            lines.append(m.model, style="bold")
-            lines.append(f": {m.verdict}\n")
+            lines.append(safe_name(m.model), style="bold")
+            lines.append(f": {safe_text(m.verdict)}\n")
         if ans.pareto_wh:
-            lines.append("Pareto front (accuracy vs Wh, beyond noise): " + ", ".join(
-                f"{model} {'vanilla' if cell is None else f'cell {cell}'}" for model, cell in ans.pareto_wh))
+            lines.append("Pareto front (accuracy vs Wh, beyond noise): " + safe_text(", ".join(
+                f"{model} {'vanilla' if cell is None else f'cell {cell}'}" for model, cell in ans.pareto_wh)))
         self.query_one("#study-verdict", Static).update(lines)
         table = answer_table(ans)
         # below 100 columns: the cell, its accuracy, how short of the floor, Wh against the optimal, payback
@@ -253,6 +244,7 @@ class StudyScreen(NarrowColumns, WatchingScreen):
         if not ans.models:
             return
         m = ans.models[self.model_index % len(ans.models)]
+        model = safe_name(m.model)
         labels = [task_label(t) for t in ans.tasks]
         rows = [*m.vanilla[:1], *[c for c in m.cells if c.acc]]
         name = {id(r): ("vanilla" if r.variant == "vanilla" else f"{r.cell} {r.label}") for r in rows}
@@ -261,17 +253,17 @@ class StudyScreen(NarrowColumns, WatchingScreen):
         err = {name[id(r)]: [r.acc_stderr.get(t) for t in ans.tasks] for r in rows}
         more = f" (m: next of {len(ans.models)})" if len(ans.models) > 1 else ""
         self.query_one("#study-radar-acc", RadarChart).update_data(
-            labels, acc, title=f"{m.model}: accuracy per task, normalised{more}")
+            labels, acc, title=f"{model}: accuracy per task, normalised{more}")
         self.query_one("#study-radar-wh", RadarChart).update_data(
-            labels, wh, title=f"{m.model}: energy per task, normalised")
+            labels, wh, title=f"{model}: energy per task, normalised")
         self.query_one("#study-bars", GroupedBars).update_data(labels, acc, err,
-                                                               title=f"{m.model}: accuracy per task (±stderr){more}")
-        points = [(f"{mm.model[:12]} {'v' if r.variant == 'vanilla' else r.cell}", r.avg_wh, r.avg_acc)
+                                                               title=f"{model}: accuracy per task (±stderr){more}")
+        points = [(f"{safe_name(mm.model, 12)} {'v' if r.variant == 'vanilla' else r.cell}", r.avg_wh, r.avg_acc)
                   for mm in ans.models for r in (*mm.vanilla, *mm.cells)
                   if r.avg_wh is not None and r.avg_acc is not None]
         self.query_one("#study-pareto", ScatterPareto).update_data(
             points, title=f"avg accuracy vs avg Wh — {len(points)} finished row(s); v = vanilla, n = cell n")
-        front = ", ".join(f"{mm} {'vanilla' if c is None else f'cell {c}'}" for mm, c in ans.pareto_wh)
+        front = safe_text(", ".join(f"{mm} {'vanilla' if c is None else f'cell {c}'}" for mm, c in ans.pareto_wh))
         self.query_one("#study-pareto-note", Static).update(
             Text("Upper left is better. Front (dominated only beyond noise): " + (front or "—")))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from backend.text import safe_text
+
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("doctor", parents=parents, help="check (and --repair) the workspace",
@@ -22,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     report = diagnose(ws, repair=args.repair)
     for f in report.findings:
         mark = "ok " if f.ok else ("fixed" if f.action.startswith("repaired") else "PROBLEM")
-        print(f"{mark:<7} {f.check}: {f.detail}" + (f" — {f.action}" if f.action else ""))
+        print(safe_text(f"{mark:<7} {f.check}: {f.detail}" + (f" — {f.action}" if f.action else "")))
     return 0 if report.ok else 1

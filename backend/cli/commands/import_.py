@@ -11,6 +11,7 @@ from pathlib import Path
 
 from backend.cli.commands.common import workspace_and_store
 from backend.errors import GreentuiError
+from backend.text import NAME_LIMIT, safe_text
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -42,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
         for i in ids:
             run_row = store.runs.require(i)
             flags = flags_of(run_row)
-            print(f"{i}\treference\t{run_row['model_name']}" + ("" if not flags else "\tFLAGGED"))
+            print(f"{i}\treference\t{safe_text(run_row['model_name'], NAME_LIMIT)}"
+                  + ("" if not flags else "\tFLAGGED"))
             for f in flags:
-                print(f"  flag: {f}")
+                print(f"  flag: {safe_text(f)}")
         return 0
     if not args.files:
         raise GreentuiError("import: give lm-eval results JSON files, or --table FILE.csv --metric acc|wh")

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description="Predict per-layer widths, parameters, FLOPs/token and bytes of the pruned "
                                    "model, and how it loads, from config.json alone. The figures equal what "
                                    "`greentui prune` produces with the same options.")
-    p.add_argument("model", help="model directory (config.json is enough) or HF id in the local cache")
+    p.add_argument("model", help="model directory (config.json is enough), HF id in the local cache, or the HF "
+                                 "id of one of the study's seven models (their config.json ships with greentui)")
     add_pruning_options(p)
     p.add_argument("--calib-seq-len", type=int, default=64, help="context length FLOPs/token are counted at "
                                                                "(prune reports them at its calibration length)")
@@ -62,7 +63,9 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
+    from pathlib import Path
 
+    from backend.schema.study_models import MODEL_CONFIGS, study_model
     from backend.stages.pruning.plan import plan, read_spec, resolve_target
 
     spec, where = read_spec(args.model)
@@ -73,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, ratio=target["ratio"])
     result = plan(spec, cfg)
     result["model"] = where
+    shipped = Path(where).parent == MODEL_CONFIGS.resolve()
+    study = study_model(Path(where).name) if shipped else study_model(args.model)
+    if study is not None:  # one of the study's models: what the paper reports beside the prediction
+        result["study"] = {"paper_name": study.paper_name, "hf_id": study.hf_id, "paper_pruned": study.paper_pruned,
+                           "paper_pruned_params": study.paper_pruned_params,
+                           "recipe": "Taylor 2/7, first and last 4 layers kept"}
     if target:
         result["target"] = target
     if args.json:
@@ -84,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
 
 def print_plan(p: dict) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    from backend.cli.commands.common import console
+    from backend.cli.commands.common import console, say
     from backend.results.fmt import params as fmt_params
     from backend.results.fmt import size as fmt_bytes
 
@@ -111,9 +121,13 @@ def print_plan(p: dict) -> None:
                   f"{tg['nearest_below']:,} / {tg['nearest_above']:,}")
     if "layers_dropped" in p:
         t.add_row("layers dropped", f"{p['layers_dropped']} (which ones: block influence at prune time)")
+    if "study" in p:
+        st = p["study"]
+        t.add_row("the study", f"{st['paper_name']} pruned to {st['paper_pruned']} ({st['recipe']})")
+    t.add_row("config", Text(p["model"], overflow="fold"))  # a path: data, never markup; wrapped, not cut
     con.print(t)
     for w in p.get("warnings", []):
-        con.print(f"[yellow]warning:[/] {w}")
+        say(con, "warning:", w, style="yellow")
     rows = _layer_runs(p)
     if rows and "layers_dropped" not in p:
         lt = Table(title="layers after pruning")

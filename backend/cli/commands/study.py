@@ -164,7 +164,8 @@ def print_plan(plan) -> None:
         planned = fmt_params(cp.params_after) if cp.params_after else "—"
         if cp.plan_note and cp.params_after is None:
             planned = "no config"
-        row = [str(c.index), _short_model(c.model), c.label, fmt_params(cp.params_before) if cp.params_before else "—",
+        row = [str(c.index), _text(_short_model(c.model)), _text(c.label),
+               fmt_params(cp.params_before) if cp.params_before else "—",
                planned + (" *" if cp.plan_note == "shipped config" else "")]
         if with_paper:
             paper = plan.reference_sizes.get(c.model)
@@ -185,8 +186,18 @@ def print_plan(plan) -> None:
     baselines = sum(1 for cp in todo if cp.cell.baseline)
     notes.append(f"{len(todo)} of {len(plan.cells)} cells would be queued ({baselines} shared vanilla "
                  f"baseline{'s' if baselines != 1 else ''}); time: {est}")
+    from backend.text import safe_text
     for n in notes:
-        con.print(n, markup=False, highlight=False)
+        con.print(safe_text(n), markup=False, highlight=False)
+
+
+def _text(value: str):
+    """Outside text (a model's name, a cell's values, a run's error) as a cell: never markup, control
+    characters escaped, long names cut."""
+    from rich.text import Text
+
+    from backend.text import safe_name
+    return Text(safe_name(value))
 
 
 def _short_model(ref: str) -> str:
@@ -221,8 +232,9 @@ def status(args: argparse.Namespace) -> int:
             stage = f"waits for run {c.waits_for}"
         elif c.status == "failed" and c.error:
             stage = c.error[:60]
-        t.add_row(str(c.index), _short_model(c.model), c.label, str(c.run_id or "—"), status_cell(c.status),
-                  stage, f"{c.tasks_done}/{c.tasks_planned}", num(c.avg_acc), num(c.avg_wh, 4))
+        t.add_row(str(c.index), _text(_short_model(c.model)), _text(c.label), str(c.run_id or "—"),
+                  status_cell(c.status), _text(stage), f"{c.tasks_done}/{c.tasks_planned}", num(c.avg_acc),
+                  num(c.avg_wh, 4))
     con.print(t)
     return 0
 
@@ -234,7 +246,7 @@ def list_studies(args: argparse.Namespace) -> int:
     if not rows:
         print("no studies here yet: greentui study run FILE.toml")
         return 0
-    for r in rows:
+    for r in rows:  # study names are letters, digits and - _ . (the schema refuses anything else)
         print(f"{r['name']}: {r['done'] or 0}/{r['cells']} cells done")
     return 0
 
