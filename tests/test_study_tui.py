@@ -69,12 +69,11 @@ async def test_the_new_study_form_writes_the_file_study_run_reads(workspace, mod
         form.query_one("#f-ignore_last", Input).value = "1"
         await pilot.pause()
         form.query_one("#g-values-1", Input).value = "1/7, 2/x"
-        await pilot.pause()
         error = form.query_one("#serr-grid-1", Label)
-        assert error.display and "'2/x' is not a ratio" in str(error.render())
+        await pause_until(pilot, lambda: error.display, what="the grid row's error")
+        assert "'2/x' is not a ratio" in str(error.render())
         form.query_one("#g-values-1", Input).value = "1/7, 2/7"
-        await pilot.pause()
-        assert not error.display
+        await pause_until(pilot, lambda: not error.display, what="the error to go")
         await pilot.press("ctrl+s")
         await pause_until(pilot, lambda: isinstance(app.screen, StudyScreen), timeout=20)
     path = workspace / "studies" / "from-form.toml"
@@ -97,11 +96,13 @@ async def test_the_form_refuses_a_cell_the_schema_refuses_and_records_nothing(wo
         form.query_one("#s-models", Input).value = model
         form.query_one("#g-name-2", Select).value = "limit"
         form.query_one("#g-values-2", Input).value = "5, 0"
-        await pilot.pause()
         error = form.query_one("#serr-grid-2", Label)
-        assert error.display and "limit must be 1 or more" in str(error.render()) and "cell 2:" in str(error.render())
+        await pause_until(pilot, lambda: error.display and "cell 2:" in str(error.render()),
+                          what="the grid row's error")
+        assert "limit must be 1 or more" in str(error.render())
         await pilot.press("ctrl+s")
         await pilot.pause()
+        await app.workers.wait_for_complete()
         assert isinstance(app.screen, NewStudyScreen)
     assert not (workspace / "studies").exists()
     with Store(db_path(workspace)) as s:
