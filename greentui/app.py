@@ -364,10 +364,11 @@ class GreentuiApp(App):
 
     def export_tables(self, fmt: str = "md") -> None:
         """Write the study tables of every run in the workspace (``greentui export``'s content)."""
+        from backend.results.export_file import write_export
         from backend.results.report import render
         path = self.workspace / export_file_name(fmt)
         try:
-            path.write_text(render(self.store, fmt) + "\n")
+            write_export(path, render(self.store, fmt) + "\n")
         except (GreentuiError, OSError) as exc:
             self.notify(f"export failed: {exc}", severity="error", markup=False)
             return

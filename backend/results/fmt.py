@@ -71,6 +71,16 @@ def ratio_label(row: dict[str, Any]) -> str:
     return "—" if r is None else ratio_text(r)
 
 
+def partial_mark(row: dict[str, Any]) -> str:
+    """"*" when a run's averages cover fewer tasks than it was asked for (running, cancelled, failed):
+    the TUI's Runs table and ``greentui ls`` mark such averages and say so under the table."""
+    done, planned = row.get("tasks_done"), row.get("tasks_planned")
+    return "*" if done and planned and done < planned else ""
+
+
+PARTIAL_NOTE = "* average over part of the tasks"
+
+
 def method_with_ratio(row: dict[str, Any]) -> str:
     """One cell for narrow tables: "taylor 2/7", or "vanilla" alone."""
     method, ratio = method_label(row), ratio_label(row)

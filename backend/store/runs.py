@@ -256,3 +256,17 @@ class RunRepository(Repository):
         """A queued run whose job started elsewhere (a scheduler's node) is now running."""
         self.conn.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
                           (now(), run_id))
+
+    def ids(self) -> set[int]:
+        """Every run's id (``greentui doctor`` matches run folders against them)."""
+        return {int(r[0]) for r in self.conn.execute("SELECT id FROM runs")}
+
+    def finished_with_folders(self) -> list[int]:
+        """Finished runs that ran in this workspace and so have a run folder: experiments and
+        baselines that started and ended ``done``. A baseline that a remote job evaluated keeps its
+        files in the experiment's folder (``jobs.baseline_run_id``), and imported or published runs
+        never had one."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM runs WHERE status = 'done' AND kind IN ('experiment', 'baseline') "
+            "AND started_at IS NOT NULL AND id NOT IN "
+            "(SELECT baseline_run_id FROM jobs WHERE baseline_run_id IS NOT NULL) ORDER BY id")]

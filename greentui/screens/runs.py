@@ -14,10 +14,12 @@ from textual.widgets.data_table import ColumnKey
 
 from backend.errors import GreentuiError
 from backend.results.fmt import (
+    PARTIAL_NOTE,
     method_label,
     method_with_ratio,
     model_label,
     num,
+    partial_mark,
     ratio_cell,
     ratio_label,
     short_when,
@@ -38,12 +40,6 @@ PAGE = 100
 #: renders every visible cell through Rich on its first paint (~0.3 ms a cell, 11 columns), which was
 #: the largest part of the UI's start (issue #12, P2). Later reloads draw the whole page at once.
 FIRST_PAINT_ROWS = 12
-
-
-def partial_mark(r: dict) -> str:
-    """"*" when a run's averages cover fewer tasks than it was asked for (cancelled, failed, running)."""
-    done, planned = r.get("tasks_done"), r.get("tasks_planned")
-    return "*" if done and planned and done < planned else ""
 
 
 # (key, header, sort key for Store.list_runs or None)
@@ -194,7 +190,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         parts = [f"runs {first}–{last} of {self.total}",
                  f"sorted by {header} {'▼' if self.descending else '▲'} (s: next column)"]
         if any(partial_mark(r) for r in self.rows.values()):
-            parts.append("* average over part of the tasks")
+            parts.append(PARTIAL_NOTE)
         if self.filter_text:
             parts.append(f"filter “{safe_text(self.filter_text, 40)}”")
         if self.selected:

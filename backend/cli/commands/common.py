@@ -36,5 +36,13 @@ def console(stderr: bool = False):
     import sys
 
     from rich.console import Console
+
+    class CommandConsole(Console):
+        def on_broken_pipe(self) -> None:
+            """The reader went away (``greentui ls | head``): rich's own answer is exit 1; hand it
+            to ``backend.cli.main``, which ends every command the same quiet way (status 141)."""
+            self.quiet = True
+            raise BrokenPipeError
+
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 200)
+    return CommandConsole(stderr=stderr, width=None if stream.isatty() else 200)
