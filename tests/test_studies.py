@@ -262,3 +262,16 @@ def test_a_report_of_a_study_without_results_says_so(cli, workspace, store, mode
     assert proc.returncode == 2 and "has no finished results yet" in proc.stderr
     proc = cli("study", "report", "nope", "--out", str(tmp_path / "r"))
     assert proc.returncode == 2 and "no study named 'nope'" in proc.stderr
+
+
+def test_a_report_never_writes_into_a_run_folder_or_a_folder_of_other_files(cli, workspace, store, known, tmp_path):
+    run_folder = workspace / f"run-{known[1]:05d}"
+    run_folder.mkdir(exist_ok=True)
+    proc = cli("study", "report", "grid", "--out", str(run_folder / "report"))
+    assert proc.returncode == 2 and "inside the run folder" in proc.stderr
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    proc = cli("study", "report", "grid", "--out", str(busy))
+    assert proc.returncode == 2 and "holds other files (no report.md); pass --force" in proc.stderr
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]

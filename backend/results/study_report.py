@@ -223,17 +223,36 @@ def _csv(table: Table) -> str:
     return csv_text(cols, [dict(zip(cols, row)) for row in table.rows])
 
 
-def write_report(store: Store, name: str, out: Path, accuracy_floor: float | None = None) -> list[Path]:
-    """Write the report's files into ``out`` (see the module docstring); the paths written."""
+def check_report_dir(out: Path, workspace: Path, *, force: bool = False) -> Path:
+    """The folder a report may be written into, or a one-line GreentuiError: never the workspace itself
+    or a run folder (their files are the runs' record), nor a folder holding other files than an
+    earlier report's unless ``force``."""
+    from backend.results.export_file import check_export_target
+    target = Path(out).expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise GreentuiError(f"--out {out}: is a file; give a folder")
+    if target == Path(workspace).resolve():
+        raise GreentuiError(f"--out {out}: is the workspace; write the report into a folder of its own")
+    check_export_target(target / "report.md", workspace, force=True)  # a store, a run folder: refused
+    if target.is_dir() and any(target.iterdir()) and not (target / "report.md").exists() and not force:
+        raise GreentuiError(f"--out {out}: holds other files (no report.md); pass --force to write into it")
+    return target
+
+
+def write_report(store: Store, name: str, out: Path, accuracy_floor: float | None = None, *,
+                 force: bool = False) -> list[Path]:
+    """Write the report's files into ``out`` (see the module docstring); the paths written. Every
+    file is written whole or not at all (``export_file.write_export``)."""
+    from backend.results.export_file import write_export
     from backend.results.study_figures import write_figures
     ans = study_answer(store, name, accuracy_floor)
-    out = Path(out).expanduser()
+    if not any(r.acc for r in ans.rows):
+        raise GreentuiError(f"study {name} has no finished results yet (greentui study status {name})")
+    out = check_report_dir(Path(out), store.path.parent, force=force)
     try:
         (out / "tables").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GreentuiError(f"cannot create {out}: {exc.strerror or exc}") from exc
-    if not any(r.acc for r in ans.rows):
-        raise GreentuiError(f"study {name} has no finished results yet (greentui study status {name})")
     written: list[Path] = []
     figures = write_figures(out / "figures", ans)
     for files in figures.values():
@@ -243,14 +262,14 @@ def write_report(store: Store, name: str, out: Path, accuracy_floor: float | Non
     for stem, table in (("table1-accuracy", t1), ("table2-energy", t2), ("answer", answer_table(ans))):
         for suffix, text in ((".csv", _csv(table)), (".tex", latex_table(table))):
             path = out / "tables" / f"{stem}{suffix}"
-            path.write_text(text)
+            write_export(path, text)
             written.append(path)
     path = out / "answer.json"
-    path.write_text(json.dumps(ans.to_dict(), indent=2, default=str) + "\n")
+    write_export(path, json.dumps(ans.to_dict(), indent=2, default=str) + "\n")
     written.append(path)
     page = answer_markdown(ans, refs, figures, extra=_quality_and_provenance(store, ans))
     path = out / "report.md"
-    path.write_text(page + "\n")
+    write_export(path, page + "\n")
     written.append(path)
     return written
 

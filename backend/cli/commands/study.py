@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     rp.add_argument("name", help="the study's name")
     rp.add_argument("--out", required=True, help="the folder to write into (created)")
     rp.add_argument("--accuracy-floor", type=_share, metavar="SHARE", help="as for study show")
+    rp.add_argument("--force", action="store_true", help="write into a folder that holds other files")
     rp.set_defaults(func=report)
 
     ls = ss.add_parser("ls", parents=parents, help="the workspace's studies")
@@ -270,7 +271,7 @@ def report(args: argparse.Namespace) -> int:
 
     from backend.results.study_report import write_report
     _, store = workspace_and_store(args, create=False)
-    written = write_report(store, args.name, Path(args.out), args.accuracy_floor)
+    written = write_report(store, args.name, Path(args.out), args.accuracy_floor, force=args.force)
     for path in written:
         print(path)
     return 0
