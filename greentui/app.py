@@ -103,6 +103,7 @@ class GreentuiApp(App):
         self.recovered: list[int] = []  # runs found dead at start (store_ready)
         self._first_frame_callbacks: list[Callable[[], object]] | None = []  # None once it is shown
         self.demo_busy = False
+        self._quitting = False
         route_uncaught_errors(self, self.uncaught_error)
         # the user's keymap (greentui.toml [keys]): checked here, so a bad one is the CLI's one line
         keymap = workspace_keymap(self.workspace)
@@ -254,8 +255,18 @@ class GreentuiApp(App):
                  "NewStudyScreen": "New study"}.get(type(self.screen).__name__, type(self.screen).__name__)
         self.push_screen(HelpScreen(key_rows(self.screen), title))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Once quitting, the app's keys do nothing: a key typed while the app closes (n) would open a
+        screen that the shutdown then tears down half-built (a NoMatches traceback after the exit)."""
+        return not self._quitting
+
     async def action_quit(self) -> None:
-        """Quit; say what the runner is still doing (it is a separate process and goes on)."""
+        """Quit; say what the runner is still doing (it is a separate process and goes on). Once: keys
+        typed while the app closes (q, or Ctrl+Q and q together) must not print the message twice and
+        Textual's "1 of 2 errors shown" after it."""
+        if self._quitting:
+            return
+        self._quitting = True
         message = None
         try:
             running = self.store.runs.count(statuses=["running"])

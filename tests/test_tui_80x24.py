@@ -212,7 +212,7 @@ async def test_compare_details_default_follows_the_width(tmp_path: Path) -> None
         await pilot.press("question_mark")
         await pilot.pause()
         table = app.screen.query_one(DataTable)
-        assert ["i", "Details"] in [list(table.get_row_at(i)[:2]) for i in range(table.row_count)]
+        assert ["i", "Details"] in [[str(c) for c in table.get_row_at(i)[:2]] for i in range(table.row_count)]
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("escape")
