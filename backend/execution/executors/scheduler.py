@@ -149,6 +149,11 @@ class SchedulerDispatcher(Dispatcher):
         """The id of a job submitted under ``name`` that the store never heard of, or None."""
         return None
 
+    def task_id(self, found: str, job: dict[str, Any]) -> str:
+        """The job id of reservation ``job`` when ``find_job`` found its submission (a job array's task,
+        for a submission that carried several runs)."""
+        return found
+
     def query(self, job_ids: list[str]) -> dict[str, JobState] | None:
         """States of the jobs the scheduler still knows; None when it did not answer (decide nothing)."""
         raise NotImplementedError
@@ -243,7 +248,7 @@ class SchedulerDispatcher(Dispatcher):
             names[run_id] = job["job_name"]
             existing = self.find_job(job["job_name"])
             if existing:
-                found[run_id] = existing
+                found[run_id] = self.task_id(existing, job)
             else:
                 todo.append(run)
         ids = dict(found)
