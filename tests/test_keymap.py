@@ -22,6 +22,7 @@ from greentui.screens.new_run import NewRunScreen
 from greentui.screens.queue import QueueScreen
 from greentui.screens.run_detail import RunDetailScreen
 from greentui.screens.runs import RunsScreen
+from greentui.screens.studies import StudiesScreen, StudyScreen
 from greentui.widgets.confirm import ConfirmScreen
 from greentui.widgets.fold import FoldTitle
 from greentui.widgets.keys import HelpScreen, key_rows
@@ -30,7 +31,7 @@ from .conftest import pause_until
 from .test_tui import seed
 
 OWNERS = [GreentuiApp, RunsScreen, QueueScreen, ModelsScreen, RunDetailScreen, CompareScreen, NewRunScreen,
-          ConfirmScreen, HelpScreen, FoldTitle, ExportModelScreen]
+          ConfirmScreen, HelpScreen, FoldTitle, StudiesScreen, StudyScreen, ExportModelScreen]
 
 
 def every_binding() -> list[tuple[type, Binding]]:

@@ -99,7 +99,7 @@ async def test_keys_at_80x24(tmp_path: Path) -> None:
         footer = runs.query_one(KeyFooter)
         await pause_until(pilot, lambda: footer.query("FooterKey"), what="the footer's keys")
         shown = [k.action for k in footer.query("FooterKey")]
-        assert shown[:5] == ["help", "go('runs')", "go('queue')", "go('models')", "quit"]
+        assert shown[:6] == ["help", "go('runs')", "go('queue')", "go('models')", "go('studies')", "quit"]
         status = runs.query_one("#runs-status", Static)
         assert status.region.y < footer.region.y and status.region.height == 1   # visible, above the footer
         await pilot.press("s")

@@ -197,6 +197,22 @@ class _Pipeline:
                 return False
         return _Stage()
 
+    @contextlib.contextmanager
+    def stage_energy(self, name: str):
+        """Meter a whole stage (pruning, LoRA) and record its energy as the pruned variant's
+        ``<stage>_energy_kwh``: what a study's amortised accounting charges the pruned model before it
+        saves anything (issue #20). Nothing is recorded when the meters are off or the stage fails."""
+        if self.session is None:
+            yield
+            return
+        meter = self.session.task(f"greentui-stage-{name}")
+        with meter:
+            yield
+        r = meter.result or {}
+        self.store.save_metric(self.run_id, "pruned", f"{name}_energy_kwh", r.get("energy_kwh"),
+                               {"meter": r.get("meter"), "seconds": r.get("seconds"),
+                                "nvml_joules": r.get("nvml_joules")})
+
     def gpus(self, device: str) -> int:
         """GPUs this run spreads its model over (``--gpus N``; only on CUDA)."""
         if not device.startswith("cuda"):
@@ -274,7 +290,7 @@ class _Pipeline:
         """Prune (saved into the run folder's ``model/`` as pruning left it), recover with LoRA (the adapter
         in ``lora/adapter``); the model."""
         cfg, sink = self.cfg, self.sink
-        with self.stage("prune"):
+        with self.stage("prune"), self.stage_energy("prune"):
             from backend.stages.prune import PruneConfig, prune_model
             pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
                                ignore_last=cfg.ignore_last, round_to=cfg.round_to,
@@ -307,7 +323,7 @@ class _Pipeline:
     def recover(self, model, tokenizer, device: str):
         """The LoRA stage: train the adapter (saved in lora/adapter), return the merged model."""
         cfg, sink = self.cfg, self.sink
-        with self.stage("lora"):
+        with self.stage("lora"), self.stage_energy("lora"):
             from backend.stages.finetune import LoraSpec, finetune_lora
             spec = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                             steps=cfg.lora_steps, epochs=cfg.lora_epochs, lr=cfg.lora_lr,

@@ -29,6 +29,16 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
     Every refusal is a ``SettingError`` naming the setting: the model that cannot be resolved, the
     data file with a bad line.
     """
+    model_id = check_run(store, cfg)
+    kind = "baseline" if cfg.no_prune else "experiment"
+    return store.runs.create(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+
+
+def check_run(store: Store, cfg: RunConfig) -> int:
+    """Everything ``prepare_run`` checks, without recording the run: validate ``cfg``, resolve its
+    model (registering it; ``cfg.model`` becomes its canonical ref), make its paths absolute, check
+    its data files and target size. The model's id; ``SettingError`` naming the setting otherwise.
+    A study checks every cell this way before it records any."""
     cfg.validate()
     from backend.stages.models import register_model
     try:
@@ -59,25 +69,30 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
                 raise SettingError("data_dir", str(exc)) from None
     if not cfg.no_prune and (cfg.target_params or cfg.target_ratio is not None):
         _check_target(cfg)
-    kind = "baseline" if cfg.no_prune else "experiment"
-    return store.runs.create(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+    return model_id
 
 
 def _check_target(cfg: RunConfig) -> None:
     """A target size the model cannot reach is refused at queue time (the planner reads config.json),
     not after the baseline has been evaluated. A model whose config is not local is checked at prune."""
     from backend.stages.pruning.plan import read_spec, resolve_target
-    from backend.stages.pruning.spec import PruneConfig
     try:
         spec, _ = read_spec(cfg.model)
     except GreentuiError:
         return
-    pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
-                       ignore_last=cfg.ignore_last, round_to=cfg.round_to, count_rule=cfg.count_rule)
+    pcfg = prune_config_of(cfg)
     try:
         resolve_target(spec, pcfg, cfg.target_params or None, cfg.target_ratio)
     except GreentuiError as exc:
         raise SettingError("target_ratio" if cfg.target_ratio is not None else "target_params", str(exc)) from None
+
+
+def prune_config_of(cfg: RunConfig):
+    """The planner's view of a run's pruning settings (``PruneConfig``)."""
+    from backend.stages.pruning.spec import PruneConfig
+    return PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
+                       ignore_last=cfg.ignore_last, round_to=cfg.round_to, count_rule=cfg.count_rule,
+                       calib_seq_len=cfg.calib_seq_len)
 
 
 @dataclass(frozen=True)
