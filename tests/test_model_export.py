@@ -17,6 +17,7 @@ import torch
 from backend.errors import GreentuiError
 from backend.stages.model_export import decilm
 from backend.stages.model_export.formats import choose_format, decilm_problem, pad_target, plain_problem
+from backend.workspace import PACKAGE_DATA
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.timeout(300)
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 TEXT_IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 61, 300, 12]])
 W = {"heads": 12, "kv_heads": 4, "head_dim": 16, "intermediate": 384}
 NARROW = {"heads": 8, "kv_heads": 4, "head_dim": 16, "intermediate": 272}
+PACKAGE_CONFIGS = PACKAGE_DATA / "model_configs"  # the study's models' config.json files (no weights)
 
 
 def logits(model):
@@ -238,3 +240,51 @@ def test_the_model_card_shows_outside_names_as_text():
     assert title == "# evil\\|name \\[x\\](e) \\<b\\>\\\\x1b\\[31m, structurally pruned (taylor 2/7)"
     assert "\x1b" not in card and "base_model" not in card  # a path is no HF id: kept out of the YAML
     assert "| zero padding costs | +2 parameters (1.250×), FLOPs/token 1.250× against the pruned model" in card
+
+
+# ------------------------------------------------------------------------------ plans say what will load
+def _plan_export(model: str, **options):
+    from backend.stages.pruning.loadability import for_model
+    from backend.stages.pruning.plan import plan, read_spec
+    from backend.stages.pruning.spec import PruneConfig
+
+    spec, where = read_spec(str(PACKAGE_CONFIGS / model))
+    cfg = PruneConfig(**options)
+    p = plan(spec, cfg)
+    return p, for_model(where, spec, cfg, p)
+
+
+def test_plan_says_which_formats_load_without_custom_code_and_the_uniform_ratios_nearby():
+    p, section = _plan_export("Qwen2.5-7B", ratio=2 / 7)  # the study's recipe: ignore 4/4
+    f = section["formats"]
+    assert f["plain"]["ok"] is False and "layers 0-3, 24-27: 28/4 heads" in f["plain"]["why"]
+    assert f["padded"]["ok"] and f["padded"]["params"] == 7_615_616_512  # every layer back at 28/4, MLP 18944
+    assert f["padded"]["params_added"] == f["padded"]["params"] - p["params_after"]
+    assert f["decilm"]["ok"] is False and "qwen2 is not of the Llama family" in f["decilm"]["why"]
+    # k/7 of the query heads per kv group, every layer pruned: 24/4, 20/4, 16/4 heads, stock-loadable
+    assert [(u["ratio_text"], u["heads"], u["kv_heads"]) for u in section["uniform"]] == \
+        [("1/7", 24, 4), ("2/7", 20, 4), ("3/7", 16, 4)]
+    assert [(a["round_to"], a["intermediate"], a["params_delta"]) for a in section["alignment"]] == \
+        [(64, [13504], -5_160_960), (128, [13440], -18_923_520)]
+
+    _, llama = _plan_export("Llama-3.1-8B", ratio=2 / 7)
+    assert [u["heads"] for u in llama["uniform"]] == [16, 8]  # 24 heads: 4096 is not a multiple of 24
+    assert llama["formats"]["decilm"]["ok"] and llama["formats"]["decilm"]["params_ratio"] > 1
+    _, uniform = _plan_export("Llama-3.1-8B", ratio=2 / 7, ignore_first=0, ignore_last=0)
+    assert uniform["formats"]["plain"]["ok"] and uniform["uniform"] == []
+    _, llm_pruner = _plan_export("Llama-3.1-8B", ratio=2 / 7, count_rule="llm-pruner")
+    assert llm_pruner["alignment"] == []  # the rule does not round
+
+
+def test_plan_command_and_the_form_panel_show_it(cli):
+    out = cli("plan", str(PACKAGE_CONFIGS / "Qwen2.5-7B"), "--json", check=True).stdout
+    assert json.loads(out)["export"]["formats"]["plain"]["ok"] is False
+    text = cli("plan", str(PACKAGE_CONFIGS / "Qwen2.5-7B"), check=True).stdout
+    assert "exports (greentui export-model)" in text and "ratio 1/7: 24/4 heads" in text
+    from backend.stages.pruning.plan import brief
+    from backend.stages.pruning.spec import PruneConfig
+
+    lines = brief(str(PACKAGE_CONFIGS / "Qwen2.5-7B"), PruneConfig())
+    assert any(line.startswith("exports as remote-code (trust_remote_code); without custom code: padded, +20.8%")
+               for line in lines), lines
+    assert any("uniform (stock) with every layer pruned at ratio 1/7 (24/4 heads)" in line for line in lines)

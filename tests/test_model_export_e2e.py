@@ -69,6 +69,11 @@ def test_every_format_loads_in_a_fresh_interpreter(arch, demo_model_dir, tmp_pat
     assert report["verification"]["pipeline_generated"] is True
     assert report["verification"]["class"] == "PrunedForCausalLM"
 
+    # bf16 weights, the rotary buffers kept in float32 as transformers keeps them: still bit-identical
+    report = export_model(ExportRequest(source=pruned, out=tmp_path / "remote-bf16", dtype="bf16"))
+    assert report["dtype"] == "bfloat16" and report["verification"]["dtype"] == "bfloat16"
+    _assert_loaded_alone(report, exact=True)
+
     report = export_model(ExportRequest(source=pruned, out=tmp_path / "padded", format="padded"))
     _assert_loaded_alone(report, exact=False)
     planned = _planned(src, 1, 1)

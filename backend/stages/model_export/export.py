@@ -174,7 +174,7 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> dict[s
     elif req.copy_adapter is not None:
         lora = {"merged": False, "adapter": f"{ADAPTER_DIR}/ (peft; apply with PeftModel.from_pretrained)"}
     dtype = getattr(torch, TORCH_DTYPES[req.dtype]) if req.dtype else next(model.parameters()).dtype
-    model = model.to(dtype=dtype)
+    _cast_parameters(model, dtype)
     _load_generation_config(model, Path(req.source))
 
     say("computing the reference logits", 0.35)
@@ -216,6 +216,16 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> dict[s
         raise
     say("done", 1.0)
     return report
+
+
+def _cast_parameters(model, dtype) -> None:
+    """Weights to ``dtype``; buffers keep theirs. ``model.to(dtype)`` would also round the rotary
+    embedding's ``inv_freq``, which transformers keeps in float32 when it loads a bf16/fp16 model, and
+    the exported model would then not compute what greentui's reference computed."""
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    model.config.dtype = dtype
 
 
 def _load_generation_config(model, source: Path) -> None:
