@@ -83,6 +83,8 @@ def test_every_format_loads_in_a_fresh_interpreter(arch, demo_model_dir, tmp_pat
     report = export_model(ExportRequest(source=uniform, out=tmp_path / "plain", format="auto"))
     assert report["format"] == ("plain" if _planned(src, 0, 0)["plain"]["ok"] else "remote-code")
     _assert_loaded_alone(report, exact=True)
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["head_dim"] == 16 and "auto_map" not in config and "layer_widths" not in config
 
     if arch in DECILM_ARCHS:
         if arch == "mistral":  # the demo Mistral attends within 1024 tokens; DeciLM has no window

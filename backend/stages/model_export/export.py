@@ -256,6 +256,10 @@ def _write(model, tokenizer, d: Decision, tmp: Path, say: Progress) -> list[str]
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     config_file = tmp / "config.json"
+    if d.format in ("plain", "padded"):  # the stock config states every width, head_dim included
+        config = json.loads(config_file.read_text())
+        config.setdefault("head_dim", d.widths[0]["head_dim"])
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if d.format == "remote-code":
         config = _remote_code_config(json.loads(config_file.read_text()), d.widths, d.model_type)
         config_file.write_text(json.dumps(config, indent=2) + "\n")
