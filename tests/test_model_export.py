@@ -195,6 +195,10 @@ def test_refusals_name_the_bad_thing_and_write_nothing(cli, workspace, pruned_di
     assert "no greentui workspace" in refused("99", "--out", str(out))
     no_lora = _run_with_model(workspace, src, no_lora=True)
     assert "no run 99" in refused("#99", "--out", str(out))
+    inside = workspace / f"run-{no_lora:05d}" / "export"
+    proc = cli("export-model", str(no_lora), "--out", str(inside))
+    assert proc.returncode == 2 and "--out: " in proc.stderr and "inside a run folder" in proc.stderr
+    assert not inside.exists()
     assert f"--merge-lora: run {no_lora} has no LoRA adapter (it ran with --no-lora)" in refused(
         str(no_lora), "--out", str(out), "--merge-lora")
     busy = tmp_path / "busy"

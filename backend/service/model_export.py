@@ -186,6 +186,8 @@ def build_request(workspace: Path | None, store: Store | None, run_or_dir: str, 
 
     if not str(opts.out or "").strip():
         raise GreentuiError("--out: give the folder to write the exported model to")
+    if workspace is not None:
+        _check_not_in_a_run_folder(Path(opts.out), Path(workspace))
     source = resolve_source(workspace, store, run_or_dir)
     adapter = Path(opts.adapter).expanduser().resolve() if opts.adapter else None
     if adapter is not None and not opts.merge_lora:
@@ -215,6 +217,15 @@ def build_request(workspace: Path | None, store: Store | None, run_or_dir: str, 
                         card=card)
     decide(req)
     return req
+
+
+def _check_not_in_a_run_folder(out: Path, workspace: Path) -> None:
+    """A run folder holds that run's record (doctor and the ingester read it): no export goes there."""
+    target, ws = out.expanduser().resolve(), workspace.resolve()
+    if target == ws or (target.is_relative_to(ws) and re.fullmatch(r"run-\d+", target.relative_to(ws).parts[0])):
+        raise GreentuiError(f"--out: {out} is {'the workspace' if target == ws else 'inside a run folder'} of "
+                            f"{ws}, which holds the runs' records; write the export elsewhere (default: "
+                            f"{ws / 'exports'})")
 
 
 def _name(source: ExportSource) -> str:
@@ -256,8 +267,12 @@ def export_in_subprocess(workspace: Path, run_or_dir: str, opts: ExportOptions,
     """Run the export in its own process, feeding ``progress`` from its JSON lines; return its report
     or raise GreentuiError with its one-line error."""
     say = progress or (lambda msg, frac: None)
+    import tempfile
+
+    # stderr into a file, not a pipe: a child writing much to it while this reads stdout would block both
+    errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
     proc = subprocess.Popen(export_command(workspace, run_or_dir, opts), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(CODE_ROOT))
+                            stdout=subprocess.PIPE, stderr=errors, text=True, cwd=str(CODE_ROOT))
     report, error = None, None
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -272,10 +287,14 @@ def export_in_subprocess(workspace: Path, run_or_dir: str, opts: ExportOptions,
         elif "error" in msg:
             error = str(msg["error"])
     try:
-        stderr = proc.communicate(timeout=timeout)[1]
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise GreentuiError(f"the export took longer than {timeout:.0f} s and was stopped") from None
+    finally:
+        errors.seek(0)
+        stderr = errors.read()
+        errors.close()
     if report is not None and proc.returncode == 0:
         return report
     if error is None:

@@ -76,11 +76,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _workspace(args: argparse.Namespace):
-    """The workspace and its store when the source is a run id; a directory needs neither."""
+    """The workspace and its store when the source is a run id; a directory needs no store."""
     from backend.service.model_export import _is_run_id
 
-    if not _is_run_id(args.source):
-        return None, None
+    if not _is_run_id(args.source):  # the workspace, if there is one, only guards its run folders
+        from backend.errors import GreentuiError
+        from backend.workspace import resolve_workspace
+        try:
+            return resolve_workspace(getattr(args, "runs_dir", None), create=False), None
+        except GreentuiError:
+            return None, None
     from backend.cli.commands.common import workspace_and_store
 
     return workspace_and_store(args, create=False)
