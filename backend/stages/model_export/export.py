@@ -367,8 +367,10 @@ def verify(folder: Path, d: Decision, text: str, ids: list[int], reference, *, p
         request = Path(work) / "request.json"
         request.write_text(json.dumps({"text": text, "ids": ids, "reference": str(ref_file),
                                        "trust_remote_code": d.trust_remote_code, "pipeline": pipeline}))
+        # the check's copy of the folder's module goes to a scratch cache, not the user's ~/.cache
         env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), TRANSFORMERS_VERBOSITY="error",
-                   TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+                   TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   HF_MODULES_CACHE=str(Path(work) / "modules"))
         try:
             proc = subprocess.run([sys.executable, str(_HERE / "check_load.py"), str(folder), str(request)],
                                   capture_output=True, text=True, timeout=timeout, env=env, cwd=work,
