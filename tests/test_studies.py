@@ -133,12 +133,24 @@ def test_dry_run_shows_cells_and_planned_sizes_and_queues_nothing(cli, workspace
 
 
 def test_the_greenpruning_preset_plans_offline_beside_the_papers_sizes(cli, workspace):
+    """The study's seven models (the registry's one list), planned from their shipped config.json
+    files with no hub and no weights, each beside the size the paper prints."""
+    from backend.results.fmt import params
+    from backend.schema.study_models import STUDY_MODELS
+    from backend.service.studies import load_study, plan_study
     proc = cli("study", "run", "--preset", "greenpruning", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    row = next(line for line in lines if "meta-llama/Llama-3.1-8B" in line and "pruned" in line)
-    assert "8.03B" in row and "6.42B" in row and "6.4B" in row
     assert "14 of 14 cells would be queued (7 shared vanilla baselines)" in proc.stdout
+    plan = plan_study(None, load_study(preset="greenpruning"))
+    pruned = {cp.cell.model: cp for cp in plan.cells if not cp.cell.baseline}
+    assert list(pruned) == [m.hf_id for m in STUDY_MODELS]
+    for m in STUDY_MODELS:
+        cp = pruned[m.hf_id]
+        assert cp.params_before == m.params and cp.plan_note == "shipped config"
+        assert cp.cell.config.prune_ratio == 2 / 7 and (cp.cell.config.ignore_first, cp.cell.config.ignore_last) == (4, 4)
+        row = next(line for line in proc.stdout.splitlines() if m.hf_id in line and "pruned" in line)
+        assert params(cp.params_after) in row and f"{m.paper_pruned_params / 1e9:.1f}B" in row
+    assert params(pruned["meta-llama/Llama-3.1-8B"].params_after) == "6.42B"
 
 
 # ------------------------------------------------------------------------------ the answer
