@@ -54,7 +54,7 @@ def study_tables(ans: StudyAnswer, references: dict[str, list[StudyRow]] | None 
     """Table 1 and Table 2 (per model: the paper's rows when imported, vanilla, each cell)."""
     out = []
     for metric, title, digits in (("acc", "Table 1 — accuracy per task", 3), ("wh", "Table 2 — energy per task (Wh)", 4)):
-        header = ["Model", "Cell", "Run", *[task_label(t) for t in ans.tasks], "Avg", "Ratio [95 % CI]"]
+        header = ["Model", "Cell", "Run", *[task_label(t) for t in ans.tasks], "Avg", "Ratio (95 % CI)"]
         rows = []
         for m in ans.models:
             for ref in (references or {}).get(m.model_ref, []):

@@ -118,11 +118,13 @@ def rates(store) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in samples.items() if v}
 
 
-def estimate_seconds(cfg: RunConfig, params: int, r: dict[str, float]) -> tuple[float, list[str]]:
+def estimate_seconds(cfg: RunConfig, params: int, r: dict[str, float], *,
+                     baseline_reused: bool = False) -> tuple[float, list[str]]:
     """(seconds, what could not be estimated) for a run of ``cfg`` on a model of ``params`` parameters,
-    from the ``rates`` of this machine's past runs (the form's line and a study's dry run)."""
+    from the ``rates`` of this machine's past runs (the form's line and a study's dry run, whose cells
+    reuse their model's shared baseline: ``baseline_reused``)."""
     items = _items(cfg)
-    passes = 1 if cfg.no_prune else 2  # vanilla + pruned (a reused baseline makes it less)
+    passes = 1 if cfg.no_prune or baseline_reused else 2  # vanilla + pruned, unless the vanilla is reused
     seconds = r.get("fixed", 0.0) * params * len(cfg.stages("baseline" if cfg.no_prune else "experiment"))
     parts = []
     if "eval" in r and items:

@@ -217,7 +217,8 @@ def plan_study(store: Store | None, spec: StudySpec) -> StudyPlan:
                     cp.params_after = plan(mspec, pcfg)["params_after"]
                 except GreentuiError as exc:
                     raise StudyError(_where_pruning(spec), str(exc), cell) from None
-            cp.seconds = form_advice.estimate_seconds(cell.config, cp.params_before, rates)[0] if rates else None
+            cp.seconds = form_advice.estimate_seconds(cell.config, cp.params_before, rates,
+                                                      baseline_reused=not cell.baseline)[0] if rates else None
         plans.append(cp)
     note = ("" if rates else "no past runs on this machine to estimate from" if not finished else
             f"none of the {finished} finished runs recorded stage times to estimate from")
