@@ -287,3 +287,19 @@ def test_a_report_never_writes_into_a_run_folder_or_a_folder_of_other_files(cli,
     proc = cli("study", "report", "grid", "--out", str(busy))
     assert proc.returncode == 2 and "holds other files (no report.md); pass --force" in proc.stderr
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+
+def test_the_report_sets_an_imported_papers_rows_beside_the_reproduction(cli, workspace, store, known, tmp_path):
+    table = tmp_path / "paper.csv"
+    table.write_text("model,variant,BoolQ,PIQA\nSix-Layers,vanilla,61.0,71.0\nSix-Layers,pruned,58.0,69.0\n")
+    proc = cli("import", "--table", str(table), "--metric", "acc", "--source", "Paper T1")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "report"
+    assert cli("study", "report", "grid", "--out", str(out)).returncode == 0
+    import csv
+    rows = list(csv.DictReader((out / "tables" / "table1-accuracy.csv").open()))
+    paper = [r for r in rows if r["Cell"].startswith("paper:")]
+    assert [(r["Cell"], r["BoolQ"], r["PIQA"]) for r in paper] == [("paper: vanilla", "0.610", "0.710"),
+                                                                   ("paper: pruned", "0.580", "0.690")]
+    assert paper[1]["Ratio (95 % CI)"].startswith("0.962")
+    assert rows.index(paper[0]) < next(i for i, r in enumerate(rows) if r["Cell"] == "vanilla")
