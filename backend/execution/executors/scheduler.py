@@ -296,7 +296,7 @@ class SchedulerDispatcher(Dispatcher):
             return  # just submitted and not yet listed (a slow controller): look again
         state = info.state if info else "GONE"
         reason = info.reason if info else None
-        node = (info.node if info else None) or job["node"]
+        node = info.node if info else job["node"]  # a waiting job is on no node (a requeued one has left its own)
         restarts = max(info.restarts if info else 0, job["restarts"] or 0)
         requeued = (info is not None and info.restarts > (job["restarts"] or 0)) or \
             (outcome.status == "queued" and run["status"] == "running")
@@ -337,7 +337,7 @@ class SchedulerDispatcher(Dispatcher):
         cause = self.requeue_cause(job)
         where = f" on {job['node']}" if job.get("node") else ""
         waits = f"; it waits ({reason})" if reason and reason != "None" else ""
-        store.events.add(run_id, "log", {"line": f"{label} {job['job_id']}{where} was requeued by {self.name}"
+        store.events.add(run_id, "log", {"line": f"{label} {job['job_id']}{where} was requeued"
                                                  + (f" after a {cause}" if cause else "")
                                                  + f" (restart {restarts}){waits}; finished tasks are kept "
                                                  "and the pipeline resumes where it stopped"})

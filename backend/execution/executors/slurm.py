@@ -344,21 +344,22 @@ class SlurmDispatcher(SchedulerDispatcher):
         return scancel(job["job_id"])
 
     def requeue_cause(self, job: dict[str, Any]) -> str | None:
-        """slurmstepd's last word in the job's stderr: ``*** JOB 8 ON vm CANCELLED AT … DUE TO NODE
-        FAILURE … ***`` → "node failure"."""
+        """slurmstepd's last word in the job's stderr: ``*** STEP 19.0 ON vm CANCELLED AT … DUE TO NODE
+        FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***`` (or ``JOB 19``) → "node failure"."""
+        import re
         err = self.executor.log_files(self.workspace, int(job["run_id"]), job).get("err")
         if err is None:
             return None
         try:
             with err.open("rb") as fh:
-                fh.seek(max(0, fh.seek(0, 2) - 4096))
+                fh.seek(max(0, fh.seek(0, 2) - 8192))
                 tail = fh.read().decode(errors="replace")
         except OSError:
             return None
-        for line in reversed(tail.splitlines()):
-            if "DUE TO" in line and f"JOB {job['job_id']}" in line:
-                return line.split("DUE TO", 1)[1].strip(" *").split(",")[0].strip().lower() or None
-        return None
+        pattern = re.compile(rf"\*\*\* (?:JOB|STEP) {re.escape(str(job['job_id']))}(?:\.\S+)? ON \S+ CANCELLED AT \S+ "
+                             r"DUE TO ([^,*]+)")
+        causes = pattern.findall(tail)
+        return causes[-1].strip().lower() if causes else None
 
 
 def time_limit_minutes(text: str) -> int:

@@ -42,8 +42,7 @@ def run_job(workspace: str, run_id: int, snapshot: dict[str, Any]) -> str:
     recorder = FileRecorder(folder, snapshot)
     restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     if restarts or recorder.earlier.any:
-        recorder.note(f"Slurm restarted this job (restart {restarts or '?'}): resuming in the same run folder; "
-                      "finished tasks are kept")
+        recorder.note("Slurm restarted this job: resuming in the same run folder; finished tasks are kept")
 
     def stop(signum: int, frame: Any) -> None:
         if not stopped:
