@@ -16,77 +16,29 @@ from typing import Iterable
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import RunConfig
-from backend.schema.settings import SettingError
 from backend.store import Store
 from backend.workspace import CODE_ROOT, PACKAGE_DATA
 
-PATH_SETTINGS = ("data_dir", "calib_file", "lora_data")
-
 
 def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = None) -> int:
-    """Validate ``cfg``, resolve its model (registering it), make its paths absolute, record the run.
+    """Check ``cfg`` before anything is recorded (``preflight.check_run``: settings, the model's files,
+    data files, executor), then register its model and record the run; the run's id.
 
-    Every refusal is a ``SettingError`` naming the setting: the model that cannot be resolved, the
-    data file with a bad line.
+    Every refusal is a ``SettingError`` naming the setting, and leaves the store as it was.
     """
-    cfg.validate()
-    from backend.stages.models import register_model
-    try:
-        known = store.models.get(cfg.model)
-        model_id = known["id"] if known else register_model(store, cfg.model, cfg.trust_remote_code)
-    except SettingError:
-        raise
-    except GreentuiError as exc:
-        raise SettingError("model", str(exc)) from None
-    cfg.model = store.models.get(model_id)["ref"]
-    from backend.stages.models import check_prunable, effective_trust
-    if not cfg.no_prune:
-        try:
-            check_prunable(store.models.get(model_id)["arch"], cfg.model)
-        except GreentuiError as exc:
-            raise SettingError("model", str(exc)) from None
-    cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
-    for name in PATH_SETTINGS:
-        value = getattr(cfg, name)
-        if value and Path(value).expanduser().exists():
-            setattr(cfg, name, str(Path(value).expanduser().resolve()))
-    if cfg.data_dir:
-        from backend.schema.tasks import task_spec, validate_task_file
-        for task in cfg.tasks:  # fail before anything is queued: the message names file and line
-            try:
-                validate_task_file(Path(cfg.data_dir) / task_spec(task).file_name, task)
-            except GreentuiError as exc:
-                raise SettingError("data_dir", str(exc)) from None
-    if not cfg.no_prune and (cfg.target_params or cfg.target_ratio is not None):
-        _check_target(cfg)
-    kind = "baseline" if cfg.no_prune else "experiment"
-    return store.runs.create(model_id, kind, cfg.to_dict(), status=status, pid=pid)
-
-
-def _check_target(cfg: RunConfig) -> None:
-    """A target size the model cannot reach is refused at queue time (the planner reads config.json),
-    not after the baseline has been evaluated. A model whose config is not local is checked at prune."""
-    from backend.stages.pruning.plan import read_spec, resolve_target
-    from backend.stages.pruning.spec import PruneConfig
-    try:
-        spec, _ = read_spec(cfg.model)
-    except GreentuiError:
-        return
-    pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
-                       ignore_last=cfg.ignore_last, round_to=cfg.round_to, count_rule=cfg.count_rule)
-    try:
-        resolve_target(spec, pcfg, cfg.target_params or None, cfg.target_ratio)
-    except GreentuiError as exc:
-        raise SettingError("target_ratio" if cfg.target_ratio is not None else "target_params", str(exc)) from None
+    from backend.service.preflight import check_run, record_run
+    return record_run(store, check_run(store, cfg), status, pid)
 
 
 @dataclass(frozen=True)
 class Queued:
-    """What queueing did: the run, the runner that will take it (None: none started), a paused queue."""
+    """What queueing did: the run, the runner that will take it (None: none started), a paused queue,
+    and the notes of its checks (e.g. the study's ignore 4/4 clamped on a shallow model)."""
 
     run_id: int
     runner_pid: int | None
     paused: bool
+    notes: tuple[str, ...] = ()
 
 
 def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> int | None:
@@ -116,17 +68,11 @@ def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = Tr
     """Record ``cfg`` as a queued run and (``start``) make sure a runner drains the queue: the local
     runner, or for ``executor=slurm`` the runner that submits and follows Slurm jobs."""
     from backend.execution.supervisor import recover_stale_runs, start_runner
-    cfg = apply_workspace_defaults(cfg, workspace)
-    if cfg.executor == "slurm":
-        from backend.execution.executors.slurm import partition_problem, slurm_available
-        why = slurm_available()
-        if why:
-            raise SettingError("executor", f"slurm: {why}")
-        why = cfg.partition and partition_problem(cfg.partition)
-        if why:
-            raise SettingError("partition", why)
+    from backend.service.preflight import check_run, record_run
+    checked = check_run(store, apply_workspace_defaults(cfg, workspace))  # nothing is written before this
+    cfg = checked.cfg
     recover_stale_runs(store)
-    run_id = prepare_run(store, cfg, status="queued")
+    run_id = record_run(store, checked, status="queued")
     paused = store.queue.paused()
     pid = None
     if start and not paused:
@@ -135,7 +81,7 @@ def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = Tr
             pid = ensure_slurm_runner(workspace, store)
         else:
             pid = start_runner(workspace, device)
-    return Queued(run_id, pid, paused)
+    return Queued(run_id, pid, paused, tuple(checked.notes))
 
 
 def resume_queue(workspace: Path, store: Store, *, start: bool = True, device: str = "auto") -> list[str]:
