@@ -147,13 +147,13 @@ def _lora(cfg: RunConfig, path: Path | None) -> None:
     from backend.stages.finetune import check_data
     from backend.stages.lora.data import cutoff_problem
     try:
-        check_data(cfg.lora_data)
+        records = check_data(cfg.lora_data)
     except GreentuiError as exc:
         raise SettingError("lora_data", str(exc)) from None
     tokenizer = path / "tokenizer.json" if path is not None else None
     if tokenizer is not None and tokenizer.is_file():
         try:
-            problem = cutoff_problem(cfg.lora_data, tokenizer, cfg.lora_cutoff_len)
+            problem = cutoff_problem(cfg.lora_data, tokenizer, cfg.lora_cutoff_len, records)
         except Exception:  # noqa: BLE001 - a tokenizer.json the tokenizers library cannot read: load will say
             problem = None
         if problem:

@@ -50,11 +50,13 @@ def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> 
 
 
 def apply_workspace_defaults(cfg: RunConfig, workspace: Path) -> RunConfig:
-    """Fill the Slurm settings the user left out from the workspace's ``greentui.toml``."""
+    """Fill the Slurm settings the user left out from the workspace's ``greentui.toml``. The whole file
+    is checked for every run queued (the runner reads it when it starts: a file it cannot read must
+    refuse the run here, not leave it queued behind a runner that died)."""
+    from backend.schema.wsconfig import load_workspace_config
+    d = load_workspace_config(workspace).get("slurm", {})
     if cfg.executor != "slurm":
         return cfg
-    from backend.schema.wsconfig import slurm_defaults
-    d = slurm_defaults(workspace)
     cfg.partition = cfg.partition or d.get("partition")
     cfg.gpus = cfg.gpus if cfg.gpus is not None else d.get("gpus")
     cfg.time_limit = cfg.time_limit or d.get("time_limit")

@@ -105,19 +105,21 @@ class LoraSpec:
         return self
 
 
-def check_data(data: str | None) -> None:
+def check_data(data: str | None) -> list[dict] | None:
     """The LoRA data source, checked without a model: a local record file parsed (each record's
-    fields), a hub dataset only when the hub is reachable. One-line ``GreentuiError`` naming the file."""
+    fields; returned), a hub dataset only when the hub is reachable. One-line ``GreentuiError`` naming
+    the file."""
     kind, where = resolve_source(data)
     if kind == "file" and Path(where).suffix.lower() in RECORD_SUFFIXES:
-        read_records(Path(where))
-    elif kind == "hub":
+        return read_records(Path(where))
+    if kind == "hub":
         from backend.workspace import hub_reachable
 
         if not hub_reachable():
             raise GreentuiError(f"LoRA: dataset {where!r} is on the Hugging Face hub, which is not reachable; "
                                 "pass a local .jsonl/.json/.txt file (omit the data option for the shipped "
                                 "instruction set)")
+    return None
 
 
 def target_modules_for(model, requested: list[str] | None = None) -> list[str]:

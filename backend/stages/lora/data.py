@@ -15,6 +15,7 @@ token ends every answer.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,19 @@ def _check_record(rec: Any, where: str) -> dict:
 
 
 def read_records(path: Path) -> list[dict]:
-    """Records of a local .jsonl/.json file, each checked; errors name the file and line."""
+    """Records of a local .jsonl/.json file, each checked; errors name the file and line. The shipped
+    set is read once per process (every queued run checks it; it never changes)."""
+    if path == DEFAULT_INSTRUCTIONS:
+        return list(_shipped_records())
+    return _read_records(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_records() -> tuple[dict, ...]:
+    return tuple(_read_records(DEFAULT_INSTRUCTIONS))
+
+
+def _read_records(path: Path) -> list[dict]:
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -170,7 +183,8 @@ def chunk_text(text: str, tokenizer, cutoff_len: int) -> list[dict]:
     return [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) >= min(8, cutoff_len)]
 
 
-def cutoff_problem(data: str | Path | None, tokenizer_json: Path, cutoff_len: int) -> str | None:
+def cutoff_problem(data: str | Path | None, tokenizer_json: Path, cutoff_len: int,
+                   records: list[dict] | None = None) -> str | None:
     """Why no training example would survive ``cutoff_len`` tokens, or None when one does (or when it
     cannot be told without the data: a hub dataset, a text file).
 
@@ -181,7 +195,7 @@ def cutoff_problem(data: str | Path | None, tokenizer_json: Path, cutoff_len: in
     kind, where = resolve_source(data)
     if kind != "file" or Path(where).suffix.lower() not in RECORD_SUFFIXES:
         return None
-    records = read_records(Path(where))
+    records = read_records(Path(where)) if records is None else records
     if any("text" in r for r in records):
         return None  # text is cut into chunks of the cutoff length: any 8 tokens make one
     from tokenizers import Tokenizer
