@@ -10,6 +10,7 @@ missed. In-process CLI (``cli``), a real store, the real demo model's files; not
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import shutil
@@ -104,7 +105,11 @@ def probes() -> list[tuple[str, str]]:
 
 
 def state(ws: Path) -> tuple[str, list[str]]:
-    """The store's bytes (a hash) and the workspace's entries: what a refusal must leave as it was."""
+    """The store's bytes (a hash) and the workspace's entries: what a refusal must leave as it was.
+
+    An in-process command leaves its store to the garbage collector; collecting first closes it, which
+    folds SQLite's write-ahead log into the database file, so the bytes compared are all of the store."""
+    gc.collect()
     return hashlib.sha256(db_path(ws).read_bytes()).hexdigest(), sorted(p.name for p in ws.iterdir())
 
 
@@ -130,11 +135,12 @@ def test_every_bad_setting_is_refused_at_queue_time_and_the_store_is_untouched(c
         named = flag_of(name) if s.flag else "model"
         ours, argparse_ = f"greentui: error: {named}: ", f"greentui queue: error: argument {named}: "
         # argparse's parser errors come after its usage lines; ours are one line
+        after = state(workspace)
         if proc.returncode != 2 or not (line.startswith(ours) and len(lines) == 1 or line.startswith(argparse_)):
             wrong.append(f"{name}={value}: exit {proc.returncode}, {proc.stderr.strip()[-300:] or proc.stdout}")
-        elif state(workspace) != before:
-            wrong.append(f"{name}={value}: refused, but the workspace changed")
-            before = state(workspace)
+        elif after != before:
+            wrong.append(f"{name}={value}: refused, but the workspace changed ({before} -> {after})")
+        before = after
     assert not wrong, "\n".join(wrong)
 
 

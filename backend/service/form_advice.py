@@ -35,9 +35,14 @@ def preset_config(name: str, model: str = "") -> RunConfig:
 
 
 def last_config(store) -> RunConfig | None:
-    """The config of the newest run the user queued (imports and reference rows are not configs)."""
-    row = store.conn.execute("SELECT config FROM runs WHERE kind IN ('experiment', 'baseline') "
-                             "ORDER BY id DESC LIMIT 1").fetchone()
+    """The config of the newest run the user queued: an experiment, or a baseline queued on its own —
+    never the vanilla baseline the pipeline recorded for an experiment (its id is above that
+    experiment's), which would start the form vanilla-only after the demo (#22 3.3). Imports and
+    reference rows are not configs."""
+    row = store.conn.execute(
+        "SELECT config FROM runs b WHERE kind IN ('experiment', 'baseline') AND NOT (kind = 'baseline' AND "
+        "EXISTS (SELECT 1 FROM runs e WHERE e.parent_run_id = b.id AND e.id < b.id)) "
+        "ORDER BY id DESC LIMIT 1").fetchone()
     if not row:
         return None
     try:

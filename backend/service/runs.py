@@ -218,12 +218,15 @@ def demo_config(model_ref: str, **overrides) -> RunConfig:
     Every layer is prunable (ignore 0/0): the 6-layer demo model's middle layers alone carry too little
     for Taylor 2/7 to move WikiText-2 perplexity (+2 %), all six lose ~9 %. LoRA: 20 steps of 4
     instructions at 1e-3 (higher than the study's 3e-4; a ~1 M model and 20 steps need it) recover part
-    of that in seconds.
+    of that in seconds. Evaluation: 10 items of each task from the shipped sample.
+
+    Everything else is the run schema's default — the perplexity tokens above all: a run queued from
+    the form after the demo (which starts from this config) and one queued with ``greentui queue
+    --limit 10`` share one vanilla baseline instead of two that disagree (#22 3.2).
     """
-    from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
-    base = dict(model=model_ref, tasks=list(STUDY_TASKS), data_dir=str(bundled_data_dir()), limit=10,
-                lora_steps=20, lora_batch_size=4, lora_cutoff_len=256, lora_lr=1e-3, ppl_limit=2048,
-                ignore_first=0, ignore_last=0)
+    from backend.schema.tasks import bundled_data_dir
+    base = dict(model=model_ref, data_dir=str(bundled_data_dir()), limit=10, lora_steps=20, lora_batch_size=4,
+                lora_lr=1e-3, ignore_first=0, ignore_last=0)
     base.update(overrides)
     return RunConfig(**base)
 
