@@ -27,7 +27,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from backend.errors import GreentuiError
-from backend.execution.supervisor import recover_stale_runs, runner_pid
+from backend.service.execution import recover_stale_runs, runner_pid
 from backend.store import ChangeToken, Store, check_integrity_in_background
 from backend.workspace import PACKAGE_DATA, db_path
 
@@ -310,14 +310,16 @@ class GreentuiApp(App):
         (replaced by the Help screen, which Esc closes) are left out.
         """
         for cmd in super().get_system_commands(screen):
-            if cmd.title in ("Theme", "Screenshot"):
+            if cmd.title == "Theme":
                 yield cmd
+        yield SystemCommand("Screenshot", "Save an SVG picture of the screen in the workspace",
+                            lambda: self.set_timer(0.1, self.save_screenshot_in_workspace))
         yield SystemCommand("Quit", "Close greentui; queued and running runs go on in the runner [ctrl+q]",
                             lambda: self.call_later(self.run_action, "quit"))
-        yield SystemCommand("Export tables (Markdown)", "Table 1 (accuracy) and Table 2 (Wh) of every run "
-                            "to greentui-tables.md in the workspace, like greentui export", self.export_tables)
-        yield SystemCommand("Export tables (LaTeX)", "The same tables to greentui-tables.tex in the workspace",
-                            lambda: self.export_tables("latex"))
+        for fmt, (name, what) in EXPORT_FORMATS.items():
+            yield SystemCommand(f"Export tables ({name})", f"{what} of every run to "
+                                f"{export_file_name(fmt)} in the workspace, like greentui export --format {fmt}",
+                                lambda fmt=fmt: self.export_tables(fmt))
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
@@ -336,13 +338,38 @@ class GreentuiApp(App):
     def export_tables(self, fmt: str = "md") -> None:
         """Write the study tables of every run in the workspace (``greentui export``'s content)."""
         from backend.results.report import render
-        path = self.workspace / f"greentui-tables.{'tex' if fmt == 'latex' else fmt}"
+        path = self.workspace / export_file_name(fmt)
         try:
-            path.write_text(render(self.store, fmt))
+            path.write_text(render(self.store, fmt) + "\n")
         except (GreentuiError, OSError) as exc:
-            self.notify(f"export failed: {exc}", severity="error")
+            self.notify(f"export failed: {exc}", severity="error", markup=False)
             return
-        self.notify(f"wrote {path}")
+        self.notify(f"wrote {path}", markup=False)
+
+    def save_screenshot_in_workspace(self) -> None:
+        """An SVG of the screen, saved in the workspace and named in a notification.
+
+        Why not Textual's own Screenshot command: it saves to the user's Downloads folder, which a
+        headless box (an SSH session on a GPU server) often does not have, and the save failed there.
+        """
+        try:
+            path = self.save_screenshot(path=str(self.workspace))
+        except OSError as exc:
+            self.notify(f"screenshot failed: {exc.strerror or exc}", severity="error", markup=False)
+            return
+        self.notify(f"screenshot saved to {path}", title="Screenshot", markup=False)
+
+
+#: the palette's exports: format → (its name, what it holds); the files are those of ``greentui export``
+EXPORT_FORMATS = {"md": ("Markdown", "Table 1 (accuracy), Table 2 (Wh) and the energy tables"),
+                  "latex": ("LaTeX", "The same tables as LaTeX"),
+                  "csv": ("CSV", "One line per run, variant and task with stderr, meters and configs"),
+                  "json": ("JSON", "Every table, run, result and check")}
+
+
+def export_file_name(fmt: str) -> str:
+    return f"greentui-tables.{'tex' if fmt == 'latex' else fmt}"
+
 
 def run_workbench(workspace: Path, *, device: str = "auto", demo: bool = False) -> None:
     """Open the workbench on ``workspace`` (the console script's ``greentui``, ``tui`` and ``demo``)."""

@@ -378,11 +378,12 @@ async def test_a_failing_plan_worker_is_a_notification_and_the_form_stays_usable
         assert panel.lines == ["no plan: the planner failed (see the notification)"]
         assert "not available" in str(form.query_one("#form-advice", Static).render())
         form.action_queue()
-        for _ in range(200):  # the queue worker ends with the form (it dismisses it): wait for the run
-            if app.store.runs.count():
+        for _ in range(200):  # the queue worker ends with the form (it dismisses it): wait for both
+            if app.store.runs.count() and app.screen is not form:
                 break
             await pilot.pause(0.02)
-        assert app.store.runs.count() == 1
+        await pilot.pause()
+        assert app.store.runs.count() == 1 and app.screen is not form
 
 
 async def test_a_fold_opened_before_it_is_mounted_composes_its_contents(tmp_path: Path) -> None:

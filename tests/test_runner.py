@@ -297,9 +297,9 @@ def test_a_foreground_run_that_ignores_the_flag_gets_sigterm_then_sigkill(worksp
 def test_placement_over_gpu_and_cpu_slots(workspace):
     """Which slots a run takes (GPUs named as NVML would; the locks are real flocks). No GPU runs."""
     from backend.execution.devices import Device, cpu_devices
-    from backend.execution.executors.local import LocalExecutor
+    from backend.execution.executors.local import LocalDispatcher
     gpus = [Device("cuda", i, f"gpu-GPU-test{i}", f"GPU-test{i}") for i in range(2)]
-    ex = LocalExecutor(workspace, gpus + cpu_devices(1), runner_id=1, runner_device="auto")
+    ex = LocalDispatcher(workspace, gpus + cpu_devices(1), runner_id=1, runner_device="auto")
 
     def run(**cfg):
         return {"id": 1, "config": {"model": "m", **cfg}}

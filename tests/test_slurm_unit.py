@@ -98,7 +98,7 @@ def _slurm_run(tmp_path: Path) -> tuple[Store, int, Path, FileRecorder]:
     model = store.models.upsert("/models/tiny", name="tiny")
     cfg = RunConfig(model="/models/tiny", executor="slurm", tasks=["boolq", "piqa"])
     run_id = store.runs.create(model, "experiment", cfg.to_dict())
-    store.jobs.claim_submission(lambda rid: f"greentui-test-run{rid}")
+    store.jobs.claim_submissions("slurm", lambda rid: f"greentui-test-run{rid}")
     store.jobs.update(run_id, job_id="99", state="RUNNING")
     folder = tmp_path / f"run-{run_id:05d}"
     rec = FileRecorder(folder, {"run": store.runs.get(run_id), "model": store.models.get(model), "baselines": {}})
@@ -175,17 +175,18 @@ def test_local_runners_never_claim_slurm_runs(tmp_path):
     slurm = store.runs.create(model, "experiment", RunConfig(model="m", executor="slurm").to_dict())
     local = store.runs.create(model, "experiment", RunConfig(model="m").to_dict())
     from backend.execution.devices import cpu_devices
-    from backend.execution.executors import SlurmExecutor
-    from backend.execution.executors.local import LocalExecutor
-    here = LocalExecutor(tmp_path, cpu_devices(1), runner_id=1)
+    from backend.execution.executors import executor
+    from backend.execution.executors.local import LocalDispatcher
+    from backend.execution.executors.slurm import SlurmDispatcher
+    here = LocalDispatcher(tmp_path, cpu_devices(1), runner_id=1)
     queued = store.queue.candidates()
     assert [r["id"] for r in queued if here.wants(r)] == [local]
-    assert [r["id"] for r in queued if SlurmExecutor(tmp_path, None).wants(r)] == [slurm]
+    assert [r["id"] for r in queued if SlurmDispatcher(executor("slurm"), tmp_path).wants(r)] == [slurm]
     assert store.queue.claim(local, runner_id=1, executor="local", device="cpu")
     store.runs.finish(local, "done")
-    job = store.jobs.claim_submission(lambda rid: f"n{rid}")
-    assert job["run_id"] == slurm and store.jobs.claim_submission(lambda rid: "x") is None  # reserved once
-    with pytest.raises(GreentuiError, match="has a Slurm job; cancel it before deleting"):
+    [job] = store.jobs.claim_submissions("slurm", lambda rid: f"n{rid}")
+    assert job["run_id"] == slurm and store.jobs.claim_submissions("slurm", lambda rid: "x") == []  # reserved once
+    with pytest.raises(GreentuiError, match="has an open slurm job; cancel it before deleting"):
         store.runs.delete([slurm])  # queued, but its job exists: deleting would orphan it
     store.runs.mark_started(slurm)
     assert store.runs.running() == []  # a Slurm run is never judged by a local pid

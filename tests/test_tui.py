@@ -385,7 +385,7 @@ async def test_queue_shows_executor_device_and_slurm_job(seeded) -> None:
                  executor="local", slot="cuda:0,1", device="cuda", started_at=time.time())
     slurm = s.runs.create(ids["model"], "experiment",
                          RunConfig(model="org/tiny-llama", executor="slurm").to_dict(), status="queued")
-    assert s.jobs.claim_submission(lambda rid: f"greentui-{rid}")["run_id"] == slurm
+    assert [j["run_id"] for j in s.jobs.claim_submissions("slurm", lambda rid: f"greentui-{rid}")] == [slurm]
     s.jobs.update(slurm, job_id="4242", state="RUNNING", node="node7")
     s.runs.mark_started(slurm)
     s.close()

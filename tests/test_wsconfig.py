@@ -37,7 +37,7 @@ def runs(workspace) -> list[tuple[int, str, str | None]]:
     (b"cpu_slots = 2\n", "unknown key cpu_slots"),
     (b"[runner]\ncpu_slots = 1000000\n", f"runner.cpu_slots = 1000000: must be 1 to {MAX_CPU_SLOTS}"),
     (b"[runner]\ncpu_slots = true\n", "runner.cpu_slots must be a whole number"),
-    (b'[slurm.args]\naccount = ["a", "b"]\n', "slurm.args.account must be a text or number"),
+    (b'[slurm.args]\naccount = ["a", "b"]\n', "slurm.args.account must be a string or a number"),
     (b"[slurm\n", "greentui.toml: "),
 ])
 def test_a_bad_file_is_one_line_from_queue_and_the_runner_and_nothing_is_queued(cli, workspace, content, needle):

@@ -27,7 +27,16 @@ class RunCancelled(BaseException):
 
     A ``BaseException`` like ``KeyboardInterrupt``: library code that catches ``Exception`` around
     a callback (lm-eval's progress hook, our own UI callbacks) must not swallow a cancel.
+
+    ``status`` is what the run becomes: ``cancelled`` when someone cancelled it, ``interrupted`` when
+    the machine stopped it (a scheduler's SIGTERM: time limit, a node going down, preemption), which
+    is never reported as "cancelled by the user" and leaves its baseline to the executor (the job
+    may be requeued and resume).
     """
+
+    def __init__(self, reason: str = "cancelled by the user", status: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
 
 
 def process_start_time(pid: int | None = None) -> float | None:

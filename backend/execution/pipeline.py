@@ -88,8 +88,8 @@ def execute_run(target: Store | RunRecorder, workspace: Path, run_id: int, sink:
         with (folder / "libraries.log").open("a") as chatter, contextlib.redirect_stderr(chatter):
             _Pipeline(store, workspace, run, cfg, folder, sink, watch).execute()
         status, error = "done", None
-    except RunCancelled:
-        status, error = "cancelled", "cancelled by the user"
+    except RunCancelled as exc:
+        status, error = exc.status, exc.reason
         if watch.requested_at and sink is not None:
             sink.log(f"stopped {time.time() - watch.requested_at:.1f} s after the cancel request; "
                      "finished tasks are kept")
@@ -103,7 +103,7 @@ def execute_run(target: Store | RunRecorder, workspace: Path, run_id: int, sink:
             _best_effort(sampler.stop)
     if sink is not None:
         sink.checkpoint = None  # closing the run must not be interrupted by its own cancel flag
-    _close_run(store, workspace, run_id, status, error, sink)
+    _close_run(store, workspace, run_id, status, error, sink, final=status != "interrupted")
     return status
 
 
@@ -125,21 +125,33 @@ def _describe_failure(exc: BaseException) -> str:
 
 
 def _close_run(store: RunRecorder, workspace: Path, run_id: int, status: str, error: str | None,
-               sink: EventSink | None) -> None:
+               sink: EventSink | None, final: bool = True) -> None:
     """Record the run's end; never leave it ``running``.
 
     The status row comes first (it is what matters); the events after it are best effort. When the
     write fails because the disk is full, the space reserved at the start is released and the write
-    is tried again: the error path must not need space it may not have.
+    is tried again: the error path must not need space it may not have. ``final=False`` (the machine
+    stopped the run: a scheduler may requeue it) records a log line instead of the run's end, which
+    its executor records once it knows.
     """
     if not _best_effort(lambda: store.finish_run(run_id, status, error)):
         if not isinstance(store, FileRecorder):
             release_space(workspace)
         store.finish_run(run_id, status, error)
-    if sink is not None:
+    if sink is not None and not final:
+        _best_effort(lambda: sink.log(f"{error}; finished tasks are kept"))
+    elif sink is not None:
         if error:
             _best_effort(lambda: sink.emit("error", message=error))
         _best_effort(lambda: sink.emit("done", status=status))
+
+
+def discard_partial_model(folder: Path) -> None:
+    """An earlier attempt killed while saving left part of ``model/``: remove it, so that the model is
+    saved whole (``save_model`` writes only into an empty folder)."""
+    import shutil
+    if folder.is_dir() and any(folder.iterdir()):
+        shutil.rmtree(folder)
 
 
 def _start_power_sampler(on_sample):
@@ -249,6 +261,18 @@ class _Pipeline:
 
         if cfg.no_prune:
             return
+        if self.saved_model_ready():  # a job the scheduler restarted: its earlier attempt pruned and saved it
+            del model
+            model, tokenizer = self.load_saved_model(device)
+        else:
+            model, tokenizer = self.prune_and_recover(model, tokenizer, device, params_before)
+        with self.stage("evaluate"):
+            self.evaluate(model, tokenizer, "pruned", self.run_id, device)
+            self.efficiency(model, tokenizer, "pruned", device)
+
+    def prune_and_recover(self, model, tokenizer, device: str, params_before: int):
+        """Prune, recover with LoRA, and save the result into the run folder (``model/``); the model."""
+        cfg, sink = self.cfg, self.sink
         with self.stage("prune"):
             from backend.stages.prune import PruneConfig, prune_model
             pcfg = PruneConfig.of(cfg, device=device)
@@ -274,11 +298,33 @@ class _Pipeline:
                 if lora_report.get("eval_loss_after") is not None:
                     self.store.save_metric(self.run_id, "pruned", "lora_eval_loss", lora_report["eval_loss_after"])
         from backend.stages.model_io import save_model
+        discard_partial_model(self.folder / "model")
         save_model(model, tokenizer, self.folder / "model",
                    report={"run_id": self.run_id, "config": cfg.to_dict()})
-        with self.stage("evaluate"):
-            self.evaluate(model, tokenizer, "pruned", self.run_id, device)
-            self.efficiency(model, tokenizer, "pruned", device)
+        return model, tokenizer
+
+    def saved_model_ready(self) -> bool:
+        """True when an earlier attempt of this run saved its pruned, recovered model whole (the report
+        is the last file ``save_model`` writes)."""
+        from backend.stages.model_io import REPORT
+        return (self.folder / "model" / REPORT).is_file()
+
+    def load_saved_model(self, device: str):
+        """The earlier attempt's pruned and recovered model, loaded instead of pruning again: the tasks it
+        evaluated and the ones left are then measured on the same weights."""
+        from backend.stages.model_io import load_model
+        saved = self.folder / "model"
+        with self.stage("prune"):
+            self.sink.log("an earlier attempt of this run pruned the model (and recovered it with LoRA): "
+                          "loading it from model/ instead of pruning again")
+            model, tokenizer = load_model(saved, device=device, gpus=self.gpus(device),
+                                          trust_remote_code=self.cfg.trust_remote_code)
+            self.watch.attach(model)
+            self.store.update_run(self.run_id, params_after=sum(p.numel() for p in model.parameters()))
+        if not self.cfg.no_lora:
+            with self.stage("lora"):
+                self.sink.log("LoRA recovery: done by the earlier attempt (merged into model/)")
+        return model, tokenizer
 
     def baseline(self, model, tokenizer, model_ref: str, device: str) -> None:
         cfg = self.cfg
@@ -290,9 +336,10 @@ class _Pipeline:
         cached = self.store.find_baseline(key, cfg.tasks)
         if cached:
             self.store.update_run(self.run_id, parent_run_id=cached["id"])
-            self.sink.log(f"reusing the vanilla baseline of run {cached['id']} (same model, tasks, limit, "
+            which = cached.get("label") or f"run {cached['id']}"
+            self.sink.log(f"reusing the vanilla baseline of {which} (same model, tasks, limit, "
                           "few-shot, data and device)")
-            self.sink.emit("progress", stage="baseline", fraction=1.0, message=f"reused run {cached['id']}")
+            self.sink.emit("progress", stage="baseline", fraction=1.0, message=f"reused {which}")
             return
         base_cfg = RunConfig.from_dict(dict(cfg.to_dict(), no_prune=True))
         base_id = self.store.create_run(self.run["model_id"] or self.store.get_run(self.run_id)["model_id"],
@@ -310,6 +357,8 @@ class _Pipeline:
         try:
             self.evaluate(model, tokenizer, "vanilla", base_id, device)
         except BaseException as exc:
+            if isinstance(exc, RunCancelled) and exc.status == "interrupted":
+                raise  # stopped by the machine: the executor closes the baseline, or the job resumes it
             status = "cancelled" if isinstance(exc, RunCancelled) else "failed"
             self.store.finish_run(base_id, status, f"{type(exc).__name__}: {exc}")
             raise
@@ -334,6 +383,7 @@ class _Pipeline:
 
     def evaluate(self, model, tokenizer, variant: str, target_run: int, device: str) -> None:
         """Evaluate every task (one transaction each), then WikiText-2 perplexity."""
+        from backend.schema.tasks import resolve_tasks
         from backend.stages.evaluate import evaluate_model
 
         cfg, sink = self.cfg, self.sink
@@ -341,11 +391,18 @@ class _Pipeline:
         # A Slurm job's baseline has no id yet (placeholder < 0): its lm-eval files stay in this run's folder.
         out_dir = run_dir(self.workspace, target_run) if target_run > 0 else self.folder / "baseline"
         batch = cfg.batch_size if cfg.batch_size == "auto" else int(cfg.batch_size)
-        results = evaluate_model(model, tokenizer, cfg.tasks, data_dir=cfg.data_dir, limit=cfg.limit,
-                                 num_fewshot=cfg.num_fewshot, batch_size=batch, device=device,
-                                 out_dir=out_dir, measure_energy=cfg.measure_energy, country=cfg.country,
-                                 progress=sink.progress_for(stage), seed=cfg.seed,
-                                 repeats=cfg.repeats, cooldown=cfg.cooldown, session=self.session)
+        # a job the scheduler restarted resumes in its run folder: the tasks it finished stay as they are
+        kept = self.store.finished_tasks(target_run, variant)
+        tasks = [t for t in resolve_tasks(cfg.tasks) if t not in kept]
+        if kept:
+            sink.log(f"{variant}: {', '.join(sorted(kept))} finished before the restart: kept, not evaluated again")
+        if not tasks:
+            sink.emit("progress", stage=stage, fraction=1.0, message="every task finished before the restart")
+        results = [] if not tasks else evaluate_model(
+            model, tokenizer, tasks, data_dir=cfg.data_dir, limit=cfg.limit, num_fewshot=cfg.num_fewshot,
+            batch_size=batch, device=device, out_dir=out_dir, measure_energy=cfg.measure_energy,
+            country=cfg.country, progress=sink.progress_for(stage), seed=cfg.seed, repeats=cfg.repeats,
+            cooldown=cfg.cooldown, session=self.session)
         for row in results:
             prov = dict(self.provenance, **(row.get("provenance") or {}))
             row = dict(row, provenance=prov)
@@ -353,7 +410,7 @@ class _Pipeline:
             wh = None if row.get("energy_kwh") is None else row["energy_kwh"] * 1000
             sink.emit("result", variant=variant, task=row["task"], acc=row.get("acc"),
                       acc_norm=row.get("acc_norm"), wh=wh, meter=row.get("meter"), run=target_run)
-        if cfg.ppl_limit:
+        if cfg.ppl_limit and not self.store.has_metric(target_run, variant, "ppl_wikitext2"):
             self.perplexity(model, tokenizer, variant, target_run, stage)
 
     def perplexity(self, model, tokenizer, variant: str, target_run: int, stage: str,

@@ -15,6 +15,11 @@ to a temporary name and renamed, so a reader never sees half a record):
 - ``power.jsonl``    live power samples
 - ``results/*.json`` one document per finished task
 - ``status.json``    the run's final status and error, written last
+
+A job that its scheduler requeues (a node failed) restarts in the same folder. Every file is
+append-only or written whole, so what the first attempt recorded stays valid; its
+:class:`FileRecorder` reads the folder back at the start (:class:`EarlierAttempt`), and the pipeline
+skips what is already there: finished tasks, measured perplexities, the baseline it created.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class RunRecorder(Protocol):
                   t: float | None = None) -> int: ...
     def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None: ...
     def register_model(self, ref: str, trust_remote_code: bool) -> int: ...
+    def finished_tasks(self, run_id: int, variant: str) -> set[str]: ...
+    def has_metric(self, run_id: int, variant: str, name: str) -> bool: ...
 
 
 class StoreRecorder:
@@ -102,6 +109,12 @@ class StoreRecorder:
         from backend.stages.models import register_model
         return register_model(self.store, ref, trust_remote_code)
 
+    def finished_tasks(self, run_id: int, variant: str) -> set[str]:
+        return {r["task"] for r in self.store.results.task_results(run_id, variant)}
+
+    def has_metric(self, run_id: int, variant: str, name: str) -> bool:
+        return any(m["variant"] == variant and m["name"] == name for m in self.store.results.metrics(run_id))
+
     def cancel_flag(self, run_ids: Iterable[int]) -> float | None:
         return self.store.queue.cancel_flag(run_ids)
 
@@ -137,6 +150,60 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def seal_torn_lines(folder: Path) -> None:
+    """End the last line of each JSONL file a killed attempt left half-written, so that this attempt's
+    first record starts a line of its own (the torn one is skipped by every reader)."""
+    for name in (EVENTS, UPDATES, POWER):
+        path = folder / name
+        try:
+            with path.open("rb+") as fh:
+                if fh.seek(0, 2) == 0:
+                    continue
+                fh.seek(-1, 2)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+        except FileNotFoundError:
+            continue
+
+
+class EarlierAttempt:
+    """What earlier attempts of this job left in its run folder (a job the scheduler restarted).
+
+    Read once when the :class:`FileRecorder` starts: the baseline run it created (and whether it
+    finished it), the task results on disk, the metrics recorded. A torn last line is skipped.
+    """
+
+    def __init__(self, folder: Path):
+        self.baseline_created = False
+        self.baseline_status: str | None = None
+        self.metrics: set[tuple[int, str, str]] = set()
+        self.results: set[tuple[str, str, str]] = set()   # (own|baseline, variant, task)
+        try:
+            lines = (folder / UPDATES).read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("op") == "create_baseline":
+                self.baseline_created = True
+            elif rec.get("op") == "finish" and rec.get("run") == BASELINE_PLACEHOLDER:
+                self.baseline_status = rec.get("status")
+            elif rec.get("op") == "metric":
+                self.metrics.add((int(rec.get("run", 0)), str(rec.get("variant")), str(rec.get("name"))))
+        for path in (folder / RESULTS).glob("*.json") if (folder / RESULTS).is_dir() else []:
+            who, _, rest = path.stem.partition("-")
+            variant, _, task = rest.partition("-")
+            if who in ("own", "baseline") and variant and task:
+                self.results.add((who, variant, task))
+
+    @property
+    def any(self) -> bool:
+        return self.baseline_created or bool(self.results) or bool(self.metrics)
+
+
 class FileRecorder:
     """A :class:`RunRecorder` that writes only into one run folder (for a job on a compute node).
 
@@ -153,6 +220,8 @@ class FileRecorder:
         self.baselines: dict[str, dict[str, Any]] = dict(snapshot.get("baselines") or {})
         self.path = self.folder  # the store's ``path`` attribute; nothing opens it as a database
         self._lock = threading.RLock()  # reentrant: a signal handler may log while the main thread appends
+        seal_torn_lines(self.folder)
+        self.earlier = EarlierAttempt(self.folder)
         self._baseline_created = False
 
     # ---------------------------------------------------------------- plumbing
@@ -191,10 +260,27 @@ class FileRecorder:
         return dict(m) if str(ref_or_id) in (str(m.get("id")), m.get("ref"), m.get("name")) else None
 
     def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
+        """A finished baseline the run may reuse: one the store had at submission, or the one an earlier
+        attempt of this job evaluated whole (closed as done here if that attempt was stopped first)."""
+        wanted = set(tasks)
         found = self.baselines.get(baseline_key)
-        if found and set(tasks) <= set(found.get("tasks") or []):
+        if found and wanted <= set(found.get("tasks") or []):
             return dict(found)
+        if self.earlier.baseline_created and wanted <= self.finished_tasks(BASELINE_PLACEHOLDER, "vanilla"):
+            self._baseline_created = True
+            if self.earlier.baseline_status != "done":
+                self.finish_run(BASELINE_PLACEHOLDER, "done")
+            return {"id": BASELINE_PLACEHOLDER, "tasks": sorted(wanted),
+                    "label": "this job's earlier attempt (before the restart)"}
         return None
+
+    def finished_tasks(self, run_id: int, variant: str) -> set[str]:
+        """Tasks whose result document is in the folder (written whole by an earlier attempt)."""
+        who = "baseline" if run_id == BASELINE_PLACEHOLDER else "own"
+        return {task for w, v, task in self.earlier.results if w == who and v == variant}
+
+    def has_metric(self, run_id: int, variant: str, name: str) -> bool:
+        return (int(run_id), variant, name) in self.earlier.metrics
 
     # ---------------------------------------------------------------- writes (to files)
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -204,10 +290,13 @@ class FileRecorder:
             self._update("update", run_id, fields=fields)
 
     def create_run(self, model_id: int | None, kind: str, config: dict[str, Any], **kw: Any) -> int:
-        """Only the baseline run of this job can be created; it gets the placeholder id."""
+        """Only the baseline run of this job can be created; it gets the placeholder id. A restarted
+        job gets the baseline its earlier attempt created again (the row exists; it resumes it)."""
         if kind != "baseline" or self._baseline_created:
             raise ValueError("a Slurm job creates at most one run: its vanilla baseline")
         self._baseline_created = True
+        if self.earlier.baseline_created:
+            return BASELINE_PLACEHOLDER
         self._update("create_baseline", BASELINE_PLACEHOLDER, model_id=model_id, config=config,
                      label=kw.get("label"), device=kw.get("device"), baseline_key=kw.get("baseline_key"))
         return BASELINE_PLACEHOLDER

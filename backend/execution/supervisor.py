@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.errors import GreentuiError
 from backend.execution.control import same_process
 from backend.store import Store, open_store
 from backend.workspace import CODE_ROOT
@@ -51,8 +50,9 @@ def live_runners(store: Store) -> list[dict[str, Any]]:
     return alive
 
 
-def runner_pid(workspace: Path, device: str | None = None, store: Store | None = None) -> int | None:
-    """PID of a live runner of this workspace (for ``device`` when given), or None."""
+def runner_pid(workspace: Path, device: str | None = None, store: Store | None = None, *,
+               executor: str | None = None) -> int | None:
+    """PID of a live runner of this workspace (for ``device``, running ``executor``, when given), or None."""
     own = store is None
     store = store or open_store(workspace)
     try:
@@ -61,7 +61,7 @@ def runner_pid(workspace: Path, device: str | None = None, store: Store | None =
         if own:
             store.close()
     for r in runners:
-        if device in (None, r.get("requested")):
+        if device in (None, r.get("requested")) and (executor is None or executor in r.get("executors", [])):
             return int(r["pid"])
     return None
 
@@ -81,15 +81,15 @@ def run_alive(run: dict[str, Any], runners: dict[int, dict[str, Any]]) -> bool:
 
 
 def recover_stale_runs(store: Store) -> list[int]:
-    """Mark running local rows whose process is gone as interrupted (this pauses the queue).
+    """Mark running rows whose process is gone as interrupted (this pauses the queue).
 
-    Rows of other executors (``slurm``) are left to their executor: a Slurm job outlives the runner
-    that submitted it, and the next runner re-attaches it by job id.
+    Runs a scheduler's job follows are left to their executor (``store.runs.running`` leaves them
+    out): a job outlives the runner that submitted it, and the next runner re-attaches it by job id.
     """
     runners = {r["id"]: r for r in store.runners.active()}
     stale = []
     for run in store.runs.running():
-        if not run_alive(run, runners):  # running_runs() lists local runs only
+        if not run_alive(run, runners):
             stale.append(run["id"])
     if stale:
         store.runs.mark_interrupted(stale, "the run's process disappeared (runner killed or machine restarted)")
@@ -101,7 +101,7 @@ def start_runner(workspace: Path, device: str = "auto", cpu_slots: int | None = 
 
     Two runners started at once are harmless: device locks keep them off each other's slots.
     """
-    pid = runner_pid(workspace, device)
+    pid = runner_pid(workspace, device, executor="local")
     if pid:
         return pid
     log = (workspace / "runner.log").open("ab")
@@ -137,35 +137,18 @@ def wait_for_runner_exit(workspace: Path, device: str | None = None, timeout: fl
 
 
 def cancel_run(store: Store, run_id: int) -> str:
-    """Cancel a queued run at once; raise the cancel flag of a running one (any executor).
-
-    The run's own process (or, for a Slurm run, the runner) acts on the flag; signals are only the
-    runner's fallback after a grace period, and only to the verified process. A run whose process is
-    already gone is marked interrupted instead.
-    """
+    """Cancel a queued run at once, or ask a running one to stop, the way its executor does it
+    (``Executor.cancel``: the run's flag for a process here, the scheduler for a job)."""
+    from backend.execution.executors.registry import executor_of
     run = store.runs.require(run_id)
-    if run["config"].get("executor") == "slurm":  # the job runs elsewhere: scancel through submitit
-        from backend.execution.executors.slurm import request_cancel
-        return request_cancel(store, store.path.parent, run_id)
-    if run["status"] == "running":
-        runners = {r["id"]: r for r in store.runners.active()}
-        if not run_alive(run, runners):
-            recover_stale_runs(store)
-            return store.runs.require(run_id)["status"]
-    outcome = store.queue.request_cancel(run_id)
-    if outcome is None:
-        now_status = store.runs.require(run_id)["status"]
-        raise GreentuiError(f"run {run_id} is {now_status}; only queued or running runs can be cancelled")
-    if outcome == "cancelling":
-        store.events.add(run_id, "log", {"line": "cancel requested: the run stops at its next safe point"})
-    return outcome
+    return executor_of(run).cancel(store, run)
 
 
 def wait_for_cancel(store: Store, run_id: int, *, grace: float = 20.0, kill_grace: float = 10.0,
                     timeout: float = 120.0, poll: float = 0.2) -> str:
     """Wait for a cancelled run to stop; escalate for a run no runner supervises (``greentui run``).
 
-    A runner escalates for its own runs (``LocalExecutor.on_cancel``). A foreground run has no
+    A runner escalates for its own runs (``LocalDispatcher.on_cancel``). A foreground run has no
     runner, so ``greentui cancel --wait`` does it: SIGTERM after ``grace`` seconds, SIGKILL after
     ``kill_grace`` more — each only to the process whose pid *and* start time were recorded — and
     closes the row as cancelled once that process is gone. Returns the run's final status (or

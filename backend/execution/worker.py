@@ -3,8 +3,8 @@
 Started detached (own session) by the TUI or ``greentui queue``, or in the foreground by
 ``greentui worker``. It registers itself in the store and beats a heartbeat (``supervisor``), then
 loops every ``TICK_S``: follow launched runs, escalate ignored cancels, and claim queued runs in
-queue order for every executor that has room (``backend.execution.executors``: one run per device locally,
-jobs on a Slurm cluster). It exits when nothing it launched is running and nothing queued is for it
+queue order for every dispatcher that has room (``backend.execution.executors``: one run per device
+locally, a scheduler's jobs for the others). It exits when nothing it launched is running and nothing queued is for it
 (or the queue is paused). The runner never executes a run in its own process: each local run has a
 process of its own (its devices, its ``CUDA_VISIBLE_DEVICES``), so one run's failure or cancel can
 never stop the runner or touch another run.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from backend.errors import GreentuiError
 from backend.execution.control import process_start_time
-from backend.execution.executors import FACTORIES, Executor, RunnerContext
+from backend.execution.executors import Dispatcher, RunnerContext, executor
 from backend.execution.supervisor import HEARTBEAT_S, recover_stale_runs
 from backend.store import Store, open_store
 
@@ -44,9 +44,9 @@ def workspace_cpu_slots(store: Store) -> int:
 
 
 class Runner:
-    """One runner process: its registration, its executors and its loop."""
+    """One runner process: its registration, its executors' dispatchers and its loop."""
 
-    def __init__(self, workspace: Path, store: Store, executors: list[Executor], runner_id: int):
+    def __init__(self, workspace: Path, store: Store, executors: list[Dispatcher], runner_id: int):
         self.workspace, self.store, self.executors, self.runner_id = workspace, store, executors, runner_id
         self.launched = 0
         self.stopping = False
@@ -130,16 +130,14 @@ def _slot_label(offer) -> str | None:
     return getattr(offer, "label", None)
 
 
-def build_executors(ctx: RunnerContext, names: list[str]) -> list[Executor]:
-    """Instantiate the executors named; one whose factory says "not here" (None) is left out."""
-    out: list[Executor] = []
+def build_executors(ctx: RunnerContext, names: list[str]) -> list[Dispatcher]:
+    """The dispatchers of the executors named; one that cannot work here (None: another runner follows
+    its jobs) is left out. An unknown or unavailable name is a one-line error."""
+    out: list[Dispatcher] = []
     for name in names:
-        factory = FACTORIES.get(name)
-        if factory is None:
-            raise GreentuiError(f"unknown executor {name!r}; available: {', '.join(FACTORIES)}")
-        ex = factory(ctx)
-        if ex is not None:
-            out.append(ex)
+        dispatcher = executor(name).dispatcher(ctx)
+        if dispatcher is not None:
+            out.append(dispatcher)
     return out
 
 
@@ -173,15 +171,16 @@ def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_sl
     try:
         recover_stale_runs(store)
         while True:
+            names = executors or ["local"]
             runner_id = store.runners.register(socket.gethostname(), os.getpid(), process_start_time(),
-                                              requested=device, devices=[], executors=[])
-            exs: list[Executor] = []
+                                              requested=device, devices=[], executors=names)
+            exs: list[Dispatcher] = []
             try:
                 ctx = RunnerContext(workspace=workspace, runner_id=runner_id, requested_device=device,
                                     cpu_slots=slots)
-                exs = build_executors(ctx, executors or ["local"])
+                exs = build_executors(ctx, names)
                 if not exs:
-                    return launched  # e.g. another Slurm runner follows this workspace
+                    return launched  # e.g. another runner follows this workspace's Slurm jobs
                 store.runners.describe(runner_id, devices=[d for e in exs for d in e.devices()],
                                       executors=[e.name for e in exs])
                 runner = Runner(workspace, store, exs, runner_id)

@@ -117,11 +117,11 @@ def parse_table(path: str | Path, metric: str, source: str | None = None) -> Par
         raise GreentuiError(f"cannot read {p}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise GreentuiError(f"{p.name} is not UTF-8 text ({exc.reason})") from exc
-    try:
-        dialect = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t")
+    try:  # the delimiter only: quoting is RFC 4180's ("" inside quotes is one "), whatever the sniffer guesses
+        delimiter = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t").delimiter
     except csv.Error:
-        dialect = csv.excel
-    reader = list(csv.reader(text.splitlines(), dialect))
+        delimiter = ","
+    reader = list(csv.reader(text.splitlines(), delimiter=delimiter, doublequote=True, quotechar='"'))
     if not reader or not any(c.strip() for c in reader[0]):
         raise GreentuiError(f"{p.name}: row 1: the table is empty (expected a header row: model, variant, tasks…)")
     header = [h.strip() for h in reader[0]]

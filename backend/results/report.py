@@ -8,13 +8,13 @@ never as zero. Pure Python (the TUI's Compare screen uses it too).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import Any
 
+from backend.results.fmt import method_label, ratio_label
+from backend.results.tables import Table, csv_text, latex_table, markdown_table
 from backend.schema.tasks import STUDY_TASKS, TASK_LABELS
 from backend.store import Store
 
@@ -34,6 +34,9 @@ class Row:
     avg: float | None = None
     ratio: float | None = None
     kind: str = "experiment"        # "reference" rows are a paper's printed figures, not measurements
+    method: str = ""                # "vanilla", the importance ("taylor"), or "pruned" when the file does not say
+    prune_ratio: str = "—"          # as the study writes it ("2/7"); "—" for vanilla rows
+    baseline_run_id: int | None = None  # the run of the vanilla row this row's ratio is against
 
 
 def _avg(values: dict[str, float | None], tasks: list[str]) -> float | None:
@@ -49,6 +52,18 @@ def _ratio(pruned: dict[str, float | None], vanilla: dict[str, float | None]) ->
     return mean(pruned[t] for t in common) / v if v else None
 
 
+def _method(run: dict[str, Any], variant: str) -> tuple[str, str]:
+    """The row's method and pruning ratio cells: what tells two pruned rows of one model apart."""
+    if variant == "vanilla":
+        return "vanilla", "—"
+    cfg = run.get("config") or {}
+    if run.get("kind") != "experiment":
+        return "pruned", "—"        # an imported file or a paper's table: pruned, but not said how
+    label = {"kind": "experiment", "no_prune": cfg.get("no_prune"), "method": cfg.get("importance"),
+             "prune_ratio": cfg.get("prune_ratio")}
+    return method_label(label), ratio_label(label)
+
+
 def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> Row:
     results = {r["task"]: r for r in store.results.task_results(run["id"], variant)}
     if metric == "acc":
@@ -60,32 +75,43 @@ def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> R
         stderr = {}
     meters = {t: results[t]["meter"] for t in results}
     name = run.get("model_name") or run.get("model_ref") or "?"
+    method, prune_ratio = _method(run, variant)
     return Row(model=name, run_id=run["id"], variant=variant, values=values, stderr=stderr, meters=meters,
-               kind=run.get("kind") or "experiment")
+               kind=run.get("kind") or "experiment", method=method, prune_ratio=prune_ratio)
 
 
 def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, Any]:
-    """{"tasks": [...], "accuracy": [Row...], "energy": [Row...]} for the given or all finished runs."""
+    """{"tasks": [...], "accuracy": [Row...], "energy": [Row...]} for the given or all finished runs.
+
+    Experiments that share a baseline are grouped under its vanilla row, which is written once
+    (it used to be repeated above every experiment); each pruned row's ``ratio`` is against the
+    vanilla row of its group (``baseline_run_id``). A group stands where its first run would.
+    """
     if run_ids:
         runs = [store.runs.require(i) for i in run_ids]
     else:
         runs = [store.runs.get(r["id"]) for r in store.runs.list(limit=100_000, descending=False)
                 if r["status"] == "done" and r["kind"] in ("experiment", "import", "reference")]
     tables: dict[str, Any] = {"accuracy": [], "energy": []}
+    for metric, key in (("acc", "accuracy"), ("wh", "energy")):
+        groups: dict[tuple[str, int], list[Row]] = {}
+        for run in runs:
+            if run["kind"] in ("experiment", "baseline") and (run["parent_run_id"] or run["kind"] == "baseline"):
+                base_id = run["parent_run_id"] if run["kind"] == "experiment" else run["id"]
+                group = groups.get(("baseline", base_id))
+                if group is None:
+                    base = run if base_id == run["id"] else store.runs.require(base_id)
+                    group = groups[("baseline", base_id)] = [_rows_for(store, base, "vanilla", metric)]
+                if run["kind"] == "experiment":
+                    group.append(_rows_for(store, run, "pruned", metric))
+            elif run["kind"] == "experiment":
+                groups[("run", run["id"])] = [_rows_for(store, run, "pruned", metric)]
+            else:
+                rows = [_rows_for(store, run, variant, metric) for variant in ("vanilla", "pruned")]
+                groups[("run", run["id"])] = [r for r in rows if r.values]
+        tables[key] = [row for group in groups.values() for row in group]
     seen: set[str] = set()
     for run in runs:
-        for metric, key in (("acc", "accuracy"), ("wh", "energy")):
-            pair: list[Row] = []
-            if run["kind"] == "experiment":
-                if run["parent_run_id"]:
-                    pair.append(_rows_for(store, store.runs.require(run["parent_run_id"]), "vanilla", metric))
-                pair.append(_rows_for(store, run, "pruned", metric))
-            else:
-                for variant in ("vanilla", "pruned"):
-                    row = _rows_for(store, run, variant, metric)
-                    if row.values:
-                        pair.append(row)
-            tables[key].extend(pair)
         for r in store.results.task_results(run["id"]):
             seen.add(r["task"])
         if run["parent_run_id"]:
@@ -94,13 +120,14 @@ def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, An
     for key in ("accuracy", "energy"):
         for row in tables[key]:
             row.avg = _avg(row.values, tasks)
-        # pair each pruned row with the vanilla row just before it (its baseline)
+        # each pruned row against the vanilla row just before it: its group's baseline
         last_vanilla: Row | None = None
         for row in tables[key]:
             if row.variant == "vanilla":
                 last_vanilla = row
             elif last_vanilla is not None:
                 row.ratio = _ratio(row.values, last_vanilla.values)
+                row.baseline_run_id = last_vanilla.run_id
     tables["tasks"] = tasks
     return tables
 
@@ -111,52 +138,48 @@ def _fmt(x: float | None, digits: int) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def _model_cell(r: Row) -> str:
+def model_cell(r: Any) -> str:
+    """The model as a table shows it; a paper's figures are marked as such."""
     return f"{r.model} (reference)" if r.kind == "reference" else r.model
 
 
-def _table_lines(rows: list[Row], tasks: list[str], digits: int, sep: str = " | ") -> list[list[str]]:
-    out = []
-    for r in rows:
-        out.append([_model_cell(r), str(r.run_id), r.variant, *[_fmt(r.values.get(t), digits) for t in tasks],
-                    _fmt(r.avg, digits), _fmt(r.ratio, 3)])
-    return out
+#: the columns every study table starts with: which model, which run, how it was pruned
+ROW_HEADER = ["Model", "Run", "Method", "Prune ratio"]
+ROW_ALIGN = "lrlr"
+
+
+def row_cells(r: Any) -> list[str]:
+    """The leading cells of a row (``ROW_HEADER``): rows of one model are told apart by run and method."""
+    return [model_cell(r), str(r.run_id), r.method, r.prune_ratio]
+
+
+def ratio_cell(r: Row) -> str:
+    """Pruned Avg / vanilla Avg, or "—" for a vanilla row or a missing figure."""
+    return _fmt(r.ratio, 3)
+
+
+def study_table(tables: dict[str, Any], key: str) -> Table:
+    """Table 1 (``key="accuracy"``) or Table 2 (``"energy"``) as plain text cells."""
+    tasks = tables["tasks"]
+    title, digits = {"accuracy": ("Table 1 — accuracy (acc)", 3),
+                     "energy": ("Table 2 — energy per task (Wh)", 4)}[key]
+    rows = [[*row_cells(r), *[_fmt(r.values.get(t), digits) for t in tasks], _fmt(r.avg, digits), ratio_cell(r)]
+            for r in tables[key]]
+    table = Table(title=title, header=[*ROW_HEADER, *[SHORT.get(t, t) for t in tasks], "Avg", "Ratio"],
+                  rows=rows, align=ROW_ALIGN + "r" * (len(tasks) + 2))
+    if key == "energy":
+        meters = sorted({m for r in tables[key] for m in r.meters.values() if m})
+        table.notes_after = ["Meters: " + (", ".join(meters) if meters else "none recorded") +
+                             ". '—' = not measured (never zero)."]
+    return table
 
 
 def to_markdown(tables: dict[str, Any]) -> str:
-    tasks = tables["tasks"]
-    head = ["Model", "Run", "Variant", *[SHORT.get(t, t) for t in tasks], "Avg", "Ratio"]
-    parts = []
-    for key, title, digits in (("accuracy", "Table 1 — accuracy (acc)", 3),
-                               ("energy", "Table 2 — energy per task (Wh)", 4)):
-        parts.append(f"### {title}\n")
-        parts.append("| " + " | ".join(head) + " |")
-        parts.append("|" + "|".join("---" for _ in head) + "|")
-        for line in _table_lines(tables[key], tasks, digits):
-            parts.append("| " + " | ".join(line) + " |")
-        meters = sorted({m for r in tables[key] for m in r.meters.values() if m})
-        if key == "energy":
-            parts.append("\nMeters: " + (", ".join(meters) if meters else "none recorded") +
-                         ". '—' = not measured (never zero).")
-        parts.append("")
-    return "\n".join(parts)
+    return "\n".join(markdown_table(study_table(tables, key)) for key in ("accuracy", "energy"))
 
 
 def to_latex(tables: dict[str, Any]) -> str:
-    tasks = tables["tasks"]
-    cols = "ll" + "r" * (len(tasks) + 2)
-    parts = []
-    for key, caption, digits in (("accuracy", "Accuracy per task", 3), ("energy", "Energy per task (Wh)", 4)):
-        parts += [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", rf"\begin{{tabular}}{{{cols}}}",
-                  r"\toprule",
-                  " & ".join(["Model", "Variant", *[SHORT.get(t, t) for t in tasks], "Avg", "Ratio"]) + r" \\",
-                  r"\midrule"]
-        for r in tables[key]:
-            cells = [_model_cell(r).replace("_", r"\_"), r.variant, *[_fmt(r.values.get(t), digits) for t in tasks],
-                     _fmt(r.avg, digits), _fmt(r.ratio, 3)]
-            parts.append(" & ".join(cells) + r" \\")
-        parts += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(parts)
+    return "\n".join(latex_table(study_table(tables, key)) for key in ("accuracy", "energy"))
 
 
 def to_json(store: Store, tables: dict[str, Any]) -> str:
@@ -177,25 +200,23 @@ def to_csv(store: Store, tables: dict[str, Any], sec: dict[str, Any] | None = No
     ``backend.results.report_energy`` and the run's config; then Table 3's lines (``record`` = efficiency)."""
     from backend.results import report_energy as re_
 
-    buf = io.StringIO()
     cols = ["model", "run_id", "variant", "task", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-            "n_samples", "seconds", "tokens", "energy_wh", "energy_cpu_kwh", "energy_gpu_kwh",
-            "energy_ram_kwh", "nvml_joules", "meter", "cpu_mode", "device", *re_.CSV_EXTRA, "record",
+            "n_samples", "seconds", "tokens", "energy_wh", "energy_cpu_kwh", "energy_gpu_kwh", "energy_ram_kwh",
+            "nvml_joules", "meter", "cpu_mode", "device", "method", "prune_ratio", *re_.CSV_EXTRA, "record",
             "batch_size", "seq_len", "vanilla_tokens_per_s", "pruned_tokens_per_s", "speed_ratio",
             "vanilla_j_per_token", "pruned_j_per_token", "energy_ratio", "param_ratio", "flop_ratio", "config"]
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    w.writeheader()
+    records: list[dict[str, Any]] = []
     for row in tables["accuracy"]:
         run = store.runs.require(row.run_id)
         for r in store.results.task_results(row.run_id, row.variant):
             extra = re_.csv_extra(sec, row.run_id, row.variant, r["task"]) if sec else {}
-            w.writerow({**{k: r.get(k) for k in cols if k in r}, "record": "task", "model": row.model,
-                        "run_id": row.run_id,
-                        "energy_wh": None if r["energy_kwh"] is None else r["energy_kwh"] * 1000,
-                        **extra, "config": json.dumps(run["config"], sort_keys=True)})
-    for line in re_.csv_efficiency_lines(sec) if sec else []:
-        w.writerow(line)
-    return buf.getvalue()
+            records.append({**r, "record": "task", "model": row.model, "run_id": row.run_id,
+                            "method": row.method,
+                            "prune_ratio": None if row.prune_ratio == "—" else run["config"].get("prune_ratio"),
+                            "energy_wh": None if r["energy_kwh"] is None else r["energy_kwh"] * 1000,
+                            **extra, "config": json.dumps(run["config"], sort_keys=True)})
+    records += re_.csv_efficiency_lines(sec) if sec else []
+    return csv_text(cols, records)
 
 
 def comparison_markdown(store: Store, run_ids: list[int]) -> str:

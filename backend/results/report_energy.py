@@ -14,6 +14,7 @@ from typing import Any
 
 from backend.measure.trust import Badge, TaskEnergy, averages, energy_noise, quality_badge, task_energy
 from backend.results.reference_tables import checks_of
+from backend.results.tables import Table, latex_comment, latex_table, markdown_lines, markdown_table
 from backend.store import Store
 
 
@@ -27,6 +28,8 @@ class EnergyRow:
     kind: str
     per_task: dict[str, TaskEnergy]
     avg: dict[str, float | None]
+    method: str = ""
+    prune_ratio: str = "—"
 
 
 def energy_sections(store: Store, tables: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +38,8 @@ def energy_sections(store: Store, tables: dict[str, Any]) -> dict[str, Any]:
     for r in tables["energy"]:
         run = store.runs.require(r.run_id)
         per = task_energy(store, r.run_id, r.variant)
-        rows.append(EnergyRow(r.model, r.run_id, r.variant, run["kind"], per, averages(per)))
+        rows.append(EnergyRow(r.model, r.run_id, r.variant, run["kind"], per, averages(per), r.method,
+                              r.prune_ratio))
     noise = []
     last_vanilla: EnergyRow | None = None
     for er in rows:
@@ -99,109 +103,84 @@ def _wh_cell(te: TaskEnergy | None) -> str:
     return f"{te.wh:.4f}"
 
 
-def _label(er: EnergyRow) -> str:
-    return f"{er.model} (reference)" if er.kind == "reference" else er.model
+# ------------------------------------------------------------------------- Markdown and LaTeX
+# Both formats print the same Table objects through ``backend.results.tables`` (one escape function
+# per format); only the prose around them differs.
+
+def _tables(sec: dict[str, Any], tasks: list[str], short: dict[str, str]) -> list[Table]:
+    from backend.results.report import ROW_ALIGN, ROW_HEADER, row_cells
+
+    header = [*ROW_HEADER, *[short.get(t, t) for t in tasks], "Avg"]
+    align = ROW_ALIGN + "r" * (len(tasks) + 1)
+    specs = [
+        ("Table 2a — energy per task, mean ± 95 % CI over repeats (Wh)",
+         "Mean of the measured passes ± the t-distribution 95 % half-width (n ≥ 2); a bare value is one pass.",
+         _wh_cell, "wh"),
+        ("Table 2b — energy above idle per task (Wh)",
+         "Total minus idle power × duration (idle sampled before the run, same meter family); the total is Table 2.",
+         lambda te: _f(te.above_idle_wh if te else None), "above_idle_wh"),
+        ("Table 2c — energy per token (J/token)",
+         "Total energy / input tokens processed (lm-eval forwards, no padding).",
+         lambda te: _f(te.j_per_token if te else None), "j_per_token"),
+        ("Table 2d — energy per correct answer (J)", "Total energy / (acc × items).",
+         lambda te: _f(te.j_per_correct if te else None), "j_per_correct"),
+    ]
+    out = [Table(title=title, note=note, header=header, align=align,
+                 rows=[[*row_cells(er), *[cell(er.per_task.get(t)) for t in tasks], _f(er.avg.get(key))]
+                       for er in sec["rows"]])
+           for title, note, cell, key in specs]
+    if sec["efficiency"]:
+        out.append(Table(
+            title="Table 3 — efficiency: forward throughput and J/token by batch size",
+            note="Same shipped text for both variants; ratios are pruned / vanilla.",
+            header=["Run", "Batch", "Seq", "tok/s vanilla", "tok/s pruned", "speed ×", "J/tok vanilla",
+                    "J/tok pruned", "energy ×", "params ×", "FLOPs ×"],
+            align="r" * 11,
+            rows=[[str(rid), str(ln["batch_size"]), str(ln["seq_len"]), _f(ln["vanilla_tokens_per_s"], ".0f"),
+                   _f(ln["pruned_tokens_per_s"], ".0f"), _f(ln["speed_ratio"], ".3f"),
+                   _f(ln["vanilla_j_per_token"]), _f(ln["pruned_j_per_token"]), _f(ln["energy_ratio"], ".3f"),
+                   _f(ln["param_ratio"], ".3f"), _f(ln["flop_ratio"], ".3f")]
+                  for rid, lines in sec["efficiency"].items() for ln in lines]))
+    return out
 
 
-# ------------------------------------------------------------------------------------ markdown
+def _noise_lines(sec: dict[str, Any], short: dict[str, str]) -> list[str]:
+    out = []
+    for n in sec["noise"]:
+        band = "—" if n["band_wh"] is None else f"±{n['band_wh']:.5f}"
+        out.append(f"run {n['run_id']} vs {n['vs_run']} {short.get(n['task'], n['task'])}: "
+                   f"ΔWh {n['delta_wh']:+.5f} {band} — {n['verdict']}")
+    return out
+
+
+def _badge_lines(sec: dict[str, Any]) -> list[str]:
+    return [f"run {rid}: {b.label()}" for rid, b in sec["badges"].items()]
+
+
+def _check_lines(sec: dict[str, Any], flag: str) -> list[str]:
+    return [f"reference run {rid}: {'' if c.ok else flag}{c.message()}"
+            for rid, cs in sec["checks"].items() for c in cs]
+
 
 def markdown(sec: dict[str, Any], tasks: list[str], short: dict[str, str]) -> str:
-    head = ["Model", "Run", "Variant", *[short.get(t, t) for t in tasks], "Avg"]
-    out: list[str] = []
-
-    def table(title: str, note: str, cell, avg_key: str) -> None:
-        out.extend([f"### {title}\n", note + "\n", "| " + " | ".join(head) + " |",
-                    "|" + "|".join("---" for _ in head) + "|"])
-        for er in sec["rows"]:
-            cells = [cell(er.per_task.get(t)) for t in tasks]
-            out.append("| " + " | ".join([_label(er), str(er.run_id), er.variant, *cells,
-                                           _f(er.avg.get(avg_key))]) + " |")
-        out.append("")
-
-    table("Table 2a — energy per task, mean ± 95 % CI over repeats (Wh)",
-          "Mean of the measured passes ± the t-distribution 95 % half-width (n ≥ 2); a bare value is one pass.",
-          _wh_cell, "wh")
-    table("Table 2b — energy above idle per task (Wh)",
-          "Total minus idle power × duration (idle sampled before the run, same meter family); "
-          "the total is Table 2.", lambda te: _f(te.above_idle_wh if te else None), "above_idle_wh")
-    table("Table 2c — energy per token (J/token)",
-          "Total energy / input tokens processed (lm-eval forwards, no padding).",
-          lambda te: _f(te.j_per_token if te else None), "j_per_token")
-    table("Table 2d — energy per correct answer (J)",
-          "Total energy / (acc × items).", lambda te: _f(te.j_per_correct if te else None), "j_per_correct")
+    tables = _tables(sec, tasks, short)
+    out = [markdown_table(t) for t in tables[:4]]
     if sec["noise"]:
-        out.append("Energy differences pruned − vanilla (|Δ| ≤ 2·√(se_p² + se_v²) ≈ 95 % is within noise):\n")
-        for n in sec["noise"]:
-            band = "—" if n["band_wh"] is None else f"±{n['band_wh']:.5f}"
-            out.append(f"- run {n['run_id']} vs {n['vs_run']} {short.get(n['task'], n['task'])}: "
-                       f"ΔWh {n['delta_wh']:+.5f} {band} — {n['verdict']}")
-        out.append("")
-    if sec["efficiency"]:
-        out.append("### Table 3 — efficiency: forward throughput and J/token by batch size\n")
-        out.append("Same shipped text for both variants; ratios are pruned / vanilla.\n")
-        h = ["Run", "Batch", "Seq", "tok/s vanilla", "tok/s pruned", "speed ×", "J/tok vanilla",
-             "J/tok pruned", "energy ×", "params ×", "FLOPs ×"]
-        out.extend(["| " + " | ".join(h) + " |", "|" + "|".join("---" for _ in h) + "|"])
-        for rid, lines in sec["efficiency"].items():
-            for ln in lines:
-                out.append("| " + " | ".join([
-                    str(rid), str(ln["batch_size"]), str(ln["seq_len"]), _f(ln["vanilla_tokens_per_s"], ".0f"),
-                    _f(ln["pruned_tokens_per_s"], ".0f"), _f(ln["speed_ratio"], ".3f"),
-                    _f(ln["vanilla_j_per_token"]), _f(ln["pruned_j_per_token"]), _f(ln["energy_ratio"], ".3f"),
-                    _f(ln["param_ratio"], ".3f"), _f(ln["flop_ratio"], ".3f")]) + " |")
-        out.append("")
+        out.append(markdown_lines("Energy differences pruned − vanilla (|Δ| ≤ 2·√(se_p² + se_v²) ≈ 95 % is "
+                                  "within noise):", _noise_lines(sec, short)))
+    out += [markdown_table(t) for t in tables[4:]]
     if sec["badges"]:
-        out.append("Measurement quality:\n")
-        for rid, b in sec["badges"].items():
-            out.append(f"- run {rid}: {b.label()}")
-        out.append("")
+        out.append(markdown_lines("Measurement quality:", _badge_lines(sec)))
     if sec["checks"]:
-        out.append("Published reference tables (printed Avg/Ratio recomputed from the cells):\n")
-        for rid, cs in sec["checks"].items():
-            for c in cs:
-                out.append(f"- reference run {rid}: {'' if c.ok else '⚠ '}{c.message()}")
-        out.append("")
+        out.append(markdown_lines("Published reference tables (printed Avg/Ratio recomputed from the cells):",
+                                  _check_lines(sec, "⚠ ")))
     return "\n".join(out)
 
 
-# -------------------------------------------------------------------------------------- LaTeX
-
 def latex(sec: dict[str, Any], tasks: list[str], short: dict[str, str]) -> str:
-    def esc(s: str) -> str:
-        return s.replace("_", r"\_").replace("%", r"\%")
-
-    parts: list[str] = []
-    cols = "ll" + "r" * (len(tasks) + 1)
-    for caption, key, cell in (
-            ("Energy per task, mean $\\pm$ 95\\% CI (Wh)", "wh", _wh_cell),
-            ("Energy above idle per task (Wh)", "above_idle_wh", lambda te: _f(te.above_idle_wh if te else None)),
-            ("Energy per token (J/token)", "j_per_token", lambda te: _f(te.j_per_token if te else None)),
-            ("Energy per correct answer (J)", "j_per_correct", lambda te: _f(te.j_per_correct if te else None))):
-        parts += [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", rf"\begin{{tabular}}{{{cols}}}",
-                  r"\toprule", " & ".join(["Model", "Variant", *[short.get(t, t) for t in tasks], "Avg"]) + r" \\",
-                  r"\midrule"]
-        for er in sec["rows"]:
-            cells = [cell(er.per_task.get(t)).replace("±", r"$\pm$") for t in tasks]
-            parts.append(" & ".join([esc(_label(er)), er.variant, *cells, _f(er.avg.get(key))]) + r" \\")
-        parts += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    if sec["efficiency"]:
-        parts += [r"\begin{table}[t]", r"\centering", r"\caption{Efficiency by batch size (pruned / vanilla)}",
-                  r"\begin{tabular}{rrrrrrrrrr}", r"\toprule",
-                  r"Run & Batch & tok/s van. & tok/s pr. & speed $\times$ & J/tok van. & J/tok pr. & "
-                  r"energy $\times$ & params $\times$ & FLOPs $\times$ \\", r"\midrule"]
-        for rid, lines in sec["efficiency"].items():
-            for ln in lines:
-                parts.append(" & ".join([str(rid), str(ln["batch_size"]), _f(ln["vanilla_tokens_per_s"], ".0f"),
-                                         _f(ln["pruned_tokens_per_s"], ".0f"), _f(ln["speed_ratio"], ".3f"),
-                                         _f(ln["vanilla_j_per_token"]), _f(ln["pruned_j_per_token"]),
-                                         _f(ln["energy_ratio"], ".3f"), _f(ln["param_ratio"], ".3f"),
-                                         _f(ln["flop_ratio"], ".3f")]) + r" \\")
-        parts += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    for rid, b in sec["badges"].items():
-        parts.append(f"% quality run {rid}: {b.label()}")
-    for rid, cs in sec["checks"].items():
-        for c in cs:
-            parts.append(f"% reference run {rid}: {'FLAG ' if not c.ok else ''}{c.message()}")
+    parts = [latex_table(t) for t in _tables(sec, tasks, short)]
+    parts += [latex_comment(f"quality {line}") for line in _badge_lines(sec)]
+    parts += [latex_comment(line) for line in _check_lines(sec, "FLAG ")]
     return "\n".join(parts) + "\n"
 
 

@@ -15,9 +15,14 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: The pipeline's stages in execution order (``backend.execution.pipeline`` emits them; the UI draws them);
 #: ``RunConfig.stages()`` says which of them one run goes through (perplexity is part of evaluate).
 STAGES: tuple[str, ...] = ("load", "baseline", "prune", "lora", "evaluate")
-#: The executors a run may ask for (``RunConfig.executor``); each is implemented and registered in
-#: ``backend.execution.executors``.
-EXECUTORS: tuple[str, ...] = ("local", "slurm")
+#: The executors a run may ask for (``RunConfig.executor``): the built-in ones; registering one
+#: (``backend.execution.executors.registry``) adds its name, and :func:`executor_names` adds the names
+#: of installed plugins (entry points of ``EXECUTOR_ENTRY_POINTS``) without importing them.
+EXECUTORS: list[str] = ["local", "slurm"]
+#: Run settings that one executor alone reads (another executor refuses them); registration adds a plugin's.
+EXECUTOR_SETTINGS: dict[str, tuple[str, ...]] = {"slurm": ("partition", "time_limit", "slurm_arg")}
+EXECUTOR_ENTRY_POINTS = "greentui.executors"
+_plugins_listed = False
 #: Counting rules: how many heads and channels a pruning ratio removes (``stages/pruning/counting.py``).
 RULES: tuple[str, ...] = ("torch-pruning", "llm-pruner", "param-share")
 #: The study used torch-pruning's MetaPruner with Taylor importance; its counting is what gives the
@@ -25,3 +30,16 @@ RULES: tuple[str, ...] = ("torch-pruning", "llm-pruner", "param-share")
 DEFAULT_RULE = "torch-pruning"
 #: The rule greentui counted with before the choice existed: runs recorded without a rule used it.
 LEGACY_RULE = "param-share"
+
+
+def executor_names() -> list[str]:
+    """Every executor name a run may ask for: the registered ones and the installed plugins' (their
+    entry points are read once, by name only: nothing is imported)."""
+    global _plugins_listed
+    if not _plugins_listed:
+        _plugins_listed = True
+        from importlib.metadata import entry_points
+        for ep in entry_points(group=EXECUTOR_ENTRY_POINTS):
+            if ep.name not in EXECUTORS:
+                EXECUTORS.append(ep.name)
+    return EXECUTORS

@@ -48,7 +48,17 @@ from pathlib import Path
 from typing import Any
 
 from backend.errors import GreentuiError
-from backend.schema.catalog import DEFAULT_RULE, DEVICES, EXECUTORS, LEGACY_RULE, METHODS, RULES, STAGES
+from backend.schema.catalog import (
+    DEFAULT_RULE,
+    DEVICES,
+    EXECUTOR_SETTINGS,
+    EXECUTORS,
+    LEGACY_RULE,
+    METHODS,
+    RULES,
+    STAGES,
+    executor_names,
+)
 from backend.schema.settings import (
     Setting,
     SettingError,
@@ -260,10 +270,17 @@ RESERVED_SLURM_ARGS = ("output", "error", "job-name", "job_name", "signal", "ope
 
 
 def _executor(value: Any, cfg: "RunConfig") -> str | None:
-    if value not in EXECUTORS:
-        return f"unknown executor {value!r}; one of {', '.join(EXECUTORS)}"
-    if value == "local" and (cfg.partition or cfg.time_limit or cfg.slurm_arg):
-        return "Slurm options (partition, time limit, --slurm-arg) need --executor slurm"
+    names = executor_names()
+    if value not in names:
+        return f"unknown executor {value!r}; one of {', '.join(names)}"
+    # settings that only another executor reads (the catalog's EXECUTOR_SETTINGS) are refused by name
+    mine = EXECUTOR_SETTINGS.get(value, ())
+    stray = {name: owner for owner, names_ in EXECUTOR_SETTINGS.items() if owner != value
+             for name in names_ if name not in mine and getattr(cfg, name, None)}
+    if stray:
+        from backend.schema.settings import flag_of
+        owners = " or ".join(sorted(set(stray.values())))
+        return f"{', '.join(flag_of(n) for n in stray)} need --executor {owners}"
     return None
 
 

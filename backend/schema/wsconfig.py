@@ -85,11 +85,11 @@ def run_setting(name: str) -> Key:
     from backend.schema.runconfig import SETTING, RunConfig
 
     s = SETTING[name]
-    accepts = {"int": _whole, "str": _text}[s.type]
+    accepts = {"int": _whole, "str": _text}[s.type]  # a run setting of another type needs its case here
 
     def check(value: Any) -> str | None:
         return s.check(value, RunConfig(model="(workspace)", executor="slurm")) if s.check else None
-    return Key("whole number" if s.type == "int" else "text", accepts, check, s.help)
+    return Key("whole number" if s.type == "int" else "string", accepts, check, s.help)
 
 
 def _cpu_slots(value: int) -> str | None:
@@ -105,12 +105,13 @@ def _tables() -> dict[str, Table]:
             "partition": run_setting("partition"),
             "gpus": run_setting("gpus"),
             "time_limit": run_setting("time_limit"),
-            "args": Table({}, "any sbatch option as KEY = VALUE", values=Key("text or number", _scalar)),
+            "args": Table({}, "any sbatch option as KEY = VALUE",
+                          values=Key("string or a number (sbatch --KEY=VALUE)", _scalar)),
         }, "defaults of runs queued with --executor slurm"),
         "runner": Table({"cpu_slots": Key("whole number", _whole, _cpu_slots, "CPU runs at once")},
                         "the runners this workspace starts"),
         "keys": Table({}, "the workbench's keys by binding id (the UI checks the ids and key names)",
-                      values=Key("text such as \"ctrl+q,q\"", _text)),
+                      values=Key("string such as \"ctrl+q,q\"", _text)),
     }
 
 
@@ -172,10 +173,16 @@ def _check_table(data: Any, table: Table, prefix: str, where: Path | str) -> Non
             _check_table(value, spec, full + ".", where)
             continue
         if not spec.accepts(value):
-            raise GreentuiError(f"{where}: {full} must be {_article(spec.kind)} (got {_shown(value)})")
+            raise GreentuiError(f"{where}: {full} must be {_article(spec.kind)}, not {_type_name(value)} "
+                                f"({_shown(value)})")
         reason = spec.check(value) if spec.check else None
         if reason:
             raise GreentuiError(f"{where}: {full} = {_shown(value)}: {reason}")
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "a whole number", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), _article(type(value).__name__))
 
 
 def _article(kind: str) -> str:

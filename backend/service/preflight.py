@@ -58,7 +58,7 @@ def check_run(store: Store, cfg: RunConfig) -> Checked:
         if not cfg.no_lora:
             _lora(cfg, path)
     _evaluation_data(cfg)
-    _executor(cfg)
+    _executor(cfg, store.path.parent)
     return Checked(cfg, known, info, notes)
 
 
@@ -173,21 +173,8 @@ def _evaluation_data(cfg: RunConfig) -> None:
             raise SettingError("data_dir", str(exc)) from None
 
 
-def _executor(cfg: RunConfig) -> None:
-    """The executor can take the run: a local run's device is on this machine; Slurm answers and
-    knows the partition."""
-    if cfg.executor == "slurm":
-        from backend.execution.executors.slurm import partition_problem, slurm_available
-        why = slurm_available()
-        if why:
-            raise SettingError("executor", f"slurm: {why}")
-        why = cfg.partition and partition_problem(cfg.partition)
-        if why:
-            raise SettingError("partition", why)
-        return
-    if cfg.device not in ("auto", "cpu"):  # auto always finds a device; asking for a GPU needs one here
-        from backend.execution.devices import resolve_devices
-        try:
-            resolve_devices(cfg.device)
-        except GreentuiError as exc:
-            raise SettingError("device", str(exc)) from None
+def _executor(cfg: RunConfig, workspace: Path) -> None:
+    """The executor can take the run (asked of the executor: Slurm answers and knows the partition; a
+    local run's device is on this machine)."""
+    from backend.service.runs import check_executor
+    check_executor(cfg, workspace)

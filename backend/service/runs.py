@@ -42,62 +42,82 @@ class Queued:
 
 
 def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> int | None:
-    """Start the detached runner when runs wait, the queue is not paused and none is alive."""
-    from backend.execution.supervisor import start_runner
-    if store.queue.paused() or not store.runs.count(statuses=["queued"]):
-        return None
-    return start_runner(workspace, device)
+    """Start the detached local runner when local runs wait, the queue is not paused and none is alive."""
+    from backend.execution.executors import executor
+    return executor("local").start_runner(workspace, store, device=device)
 
 
 def apply_workspace_defaults(cfg: RunConfig, workspace: Path) -> RunConfig:
-    """Fill the Slurm settings the user left out from the workspace's ``greentui.toml``. The whole file
-    is checked for every run queued (the runner reads it when it starts: a file it cannot read must
-    refuse the run here, not leave it queued behind a runner that died)."""
+    """Fill what the user left out from the workspace's ``greentui.toml``, as the run's executor
+    reads it (Slurm: ``[slurm]``'s partition, GPUs, time limit and sbatch options). The whole file is
+    checked for every run queued, whatever its executor: the runner reads it when it starts, and a file
+    it cannot read must refuse the run here, not leave it queued behind a runner that died."""
+    from backend.execution.executors import executor
     from backend.schema.wsconfig import load_workspace_config
-    d = load_workspace_config(workspace).get("slurm", {})
-    if cfg.executor != "slurm":
-        return cfg
-    cfg.partition = cfg.partition or d.get("partition")
-    cfg.gpus = cfg.gpus if cfg.gpus is not None else d.get("gpus")
-    cfg.time_limit = cfg.time_limit or d.get("time_limit")
-    given = {a.split("=", 1)[0] for a in cfg.slurm_arg}
-    cfg.slurm_arg = [*(f"{k}={v}" for k, v in (d.get("args") or {}).items() if k not in given), *cfg.slurm_arg]
-    return cfg.validate()
+    load_workspace_config(workspace)
+    return executor(cfg.executor).apply_defaults(cfg, workspace).validate()
+
+
+def check_executor(cfg: RunConfig, workspace: Path) -> None:
+    """The executor's queue-time checks (is it available here; does Slurm know the partition; is a
+    local run's device on this machine): a ``SettingError`` naming the setting, before anything is
+    recorded."""
+    from backend.execution.executors import executor
+    executor(cfg.executor).check(cfg, workspace)
 
 
 def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = True,
               device: str = "auto") -> Queued:
-    """Record ``cfg`` as a queued run and (``start``) make sure a runner drains the queue: the local
-    runner, or for ``executor=slurm`` the runner that submits and follows Slurm jobs."""
-    from backend.execution.supervisor import recover_stale_runs, start_runner
+    """Record ``cfg`` as a queued run and (``start``) make sure its executor's runner drains the queue:
+    the local runner, or the runner that submits and follows a scheduler's jobs. Every check the inputs
+    can answer is made first (``preflight.check_run``): a refusal records nothing."""
+    from backend.execution.executors import executor
+    from backend.execution.supervisor import recover_stale_runs
     from backend.service.preflight import check_run, record_run
-    checked = check_run(store, apply_workspace_defaults(cfg, workspace))  # nothing is written before this
+    checked = check_run(store, apply_workspace_defaults(cfg, workspace))
     cfg = checked.cfg
     recover_stale_runs(store)
     run_id = record_run(store, checked, status="queued")
     paused = store.queue.paused()
     pid = None
     if start and not paused:
-        if cfg.executor == "slurm":
-            from backend.execution.executors.slurm import ensure_slurm_runner
-            pid = ensure_slurm_runner(workspace, store)
-        else:
-            pid = start_runner(workspace, device)
+        pid = executor(cfg.executor).start_runner(workspace, store, device=device)
     return Queued(run_id, pid, paused, tuple(checked.notes))
 
 
 def resume_queue(workspace: Path, store: Store, *, start: bool = True, device: str = "auto") -> list[str]:
     """Resume a paused queue and (``start``) its runners; one line per runner started or alive."""
-    from backend.execution.supervisor import start_runner
     store.queue.set_paused(False)
     if not start:
         return []
-    lines = [f"runner pid {start_runner(workspace, device)}"]
-    from backend.execution.executors.slurm import ensure_slurm_runner
-    slurm_pid = ensure_slurm_runner(workspace, store)
-    if slurm_pid:
-        lines.append(f"Slurm runner pid {slurm_pid}")
+    from backend.execution.executors import executor
+    lines = [f"runner pid {start_local_runner(workspace, device)}"]
+    for name, pid in _start_other_runners(workspace, store, device).items():
+        lines.append(f"{executor(name).job_label or name} runner pid {pid}")
     return lines
+
+
+def start_local_runner(workspace: Path, device: str = "auto") -> int:
+    """The local runner, whether runs wait or not (``greentui resume``); its pid."""
+    from backend.execution.supervisor import start_runner
+    return start_runner(workspace, device)
+
+
+def _start_other_runners(workspace: Path, store: Store, device: str) -> dict[str, int]:
+    """Every non-local executor with work gets its runner (started, or the live one); name → pid."""
+    from backend.execution.executors import executor
+    out: dict[str, int] = {}
+    for name in store.jobs.executors_with_work(store.queue.paused()):
+        if name == "local":
+            continue
+        try:
+            chosen = executor(name)
+        except GreentuiError:  # runs of an executor no longer installed: nothing here can follow them
+            continue
+        pid = chosen.start_runner(workspace, store, device=device)
+        if pid:
+            out[name] = pid
+    return out
 
 
 def cancel(store: Store, run_id: int) -> str:
@@ -142,14 +162,11 @@ def parse_run_id(text: str) -> int:
 
 
 def start_runners(workspace: Path, store: Store, device: str = "auto") -> int | None:
-    """Follow open Slurm jobs (even while paused: pausing stops submissions only) and start the local
-    runner when runs wait and the queue is not paused; the local runner's pid, or None."""
-    from backend.execution.executors.slurm import ensure_slurm_runner
-    from backend.execution.supervisor import start_runner
-    ensure_slurm_runner(workspace, store)
-    if store.queue.paused() or not store.runs.count(statuses=["queued"]):
-        return None
-    return start_runner(workspace, device)
+    """Follow open scheduler jobs (even while paused: pausing stops submissions only), submit what
+    waits, and start the local runner when local runs wait and the queue is not paused; the local
+    runner's pid, or None."""
+    _start_other_runners(workspace, store, device)
+    return start_runner_if_due(workspace, store, device)
 
 
 # ---------------------------------------------------------------------------------- the demo

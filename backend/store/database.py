@@ -44,7 +44,7 @@ class ChangeToken(NamedTuple):
     models: int
     paused: str | None
     queue: str | None
-    jobs: float | None = None   # the last change of a Slurm job's state (slurm_jobs.updated_at)
+    jobs: float | None = None   # the last change of a scheduler job's state (jobs.updated_at)
 
     @property
     def tables(self) -> tuple[Any, ...]:
@@ -189,7 +189,7 @@ class Store:
             "(SELECT group_concat(id || status || COALESCE(position, '') || COALESCE(cancel_requested, '')) "
             " FROM (SELECT id, status, position, cancel_requested FROM runs "
             "  WHERE status IN ('queued', 'running') ORDER BY position, id)), "
-            "(SELECT MAX(updated_at) FROM slurm_jobs)").fetchone())
+            "(SELECT MAX(updated_at) FROM jobs)").fetchone())
 
 
     # ---------------------------------------------------------------- bulk, for tests and benches

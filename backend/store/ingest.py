@@ -34,7 +34,7 @@ class IngestRepository(Repository):
 
         Compare-and-set on the offset: when it is no longer ``old_offset`` (another ingester got
         there first) nothing is written and False is returned. ``baseline`` creates the baseline run
-        a Slurm job evaluated (kind, config, …) and maps it in ``slurm_jobs.baseline_run_id``.
+        a remote job evaluated (kind, config, …) and maps it in ``jobs.baseline_run_id``.
         """
         with self.transaction() as c:
             row = c.execute("SELECT offset FROM ingest_offsets WHERE run_id = ? AND file = ?",
@@ -42,7 +42,7 @@ class IngestRepository(Repository):
             if (int(row[0]) if row else 0) != old_offset:
                 return False
             if baseline is not None:
-                have = c.execute("SELECT baseline_run_id FROM slurm_jobs WHERE run_id = ?", (run_id,)).fetchone()
+                have = c.execute("SELECT baseline_run_id FROM jobs WHERE run_id = ?", (run_id,)).fetchone()
                 if not have or have[0] is None:
                     pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
                     cur = c.execute(
@@ -52,7 +52,7 @@ class IngestRepository(Repository):
                          json.dumps(baseline.get("config") or {}, sort_keys=True, default=str),
                          baseline.get("device"), pos, baseline.get("t") or now(), baseline.get("t") or now(),
                          baseline.get("baseline_key")))
-                    c.execute("UPDATE slurm_jobs SET baseline_run_id = ? WHERE run_id = ?", (cur.lastrowid, run_id))
+                    c.execute("UPDATE jobs SET baseline_run_id = ? WHERE run_id = ?", (cur.lastrowid, run_id))
             for e in events:
                 c.execute("INSERT INTO events (run_id, t, kind, payload) VALUES (?, ?, ?, ?)",
                           (e["run_id"], e["t"], e["kind"], json.dumps(e.get("payload") or {}, default=str)))

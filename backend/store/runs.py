@@ -13,7 +13,6 @@ from typing import Any
 from backend.errors import GreentuiError
 from backend.store.base import Repository
 from backend.store.tables import (
-    LOCAL_ONLY,
     RUN_STATES,
     _fits,
     now,
@@ -79,12 +78,12 @@ class RunRepository(Repository):
             busy = c.execute(f"SELECT id FROM runs WHERE status = 'running' AND id IN ({marks})", ids).fetchall()
             if busy:
                 raise GreentuiError(f"run {busy[0][0]} is running; cancel it before deleting")
-            jobs = c.execute(f"SELECT run_id FROM slurm_jobs WHERE finished = 0 AND run_id IN ({marks})",
+            jobs = c.execute(f"SELECT run_id, executor FROM jobs WHERE finished = 0 AND run_id IN ({marks})",
                              ids).fetchall()
             if jobs:
-                raise GreentuiError(f"run {jobs[0][0]} has a Slurm job; cancel it before deleting")
+                raise GreentuiError(f"run {jobs[0][0]} has an open {jobs[0][1]} job; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
-            for table in ("task_results", "run_metrics", "events", "power_samples", "slurm_jobs",
+            for table in ("task_results", "run_metrics", "events", "power_samples", "jobs",
                           "ingest_offsets", "energy_repeats", "efficiency_results"):
                 c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
             return c.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
@@ -130,8 +129,8 @@ class RunRepository(Repository):
             SELECT r.id, r.model_id, r.parent_run_id, r.kind, r.label, r.status, r.stage, r.device,
                    r.created_at, r.started_at, r.finished_at, r.params_before, r.params_after, r.error,
                    r.position, r.pid, r.executor, r.slot, r.cancel_requested, r.runner_id,
-                   sj.job_id AS job_id, sj.state AS job_state, sj.node AS node,
-                   sj.cancel_requested AS job_cancel_requested,
+                   j.job_id AS job_id, j.state AS job_state, j.reason AS job_reason, j.node AS node,
+                   j.cancel_requested AS job_cancel_requested, j.restarts AS job_restarts,
                    json_extract(r.config, '$.executor') AS asked_executor,
                    m.ref AS model_ref,
                    COALESCE(m.name, json_extract(r.config, '$.reference.model')) AS model_name,
@@ -153,7 +152,7 @@ class RunRepository(Repository):
             LEFT JOIN agg base ON base.variant = 'vanilla' AND base.run_id =  -- one key: an index lookup
                  (CASE WHEN r.kind != 'reference' THEN r.parent_run_id
                   WHEN own.variant = 'pruned' THEN r.id END)
-            LEFT JOIN slurm_jobs sj ON sj.run_id = r.id
+            LEFT JOIN jobs j ON j.run_id = r.id
             {tail}"""
         return self._rows(sql, bindings)
 
@@ -183,9 +182,11 @@ class RunRepository(Repository):
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def running(self) -> list[dict[str, Any]]:
-        """Running runs executed by a local process (a Slurm run is followed by its job, not a pid)."""
-        return self._rows("SELECT id, pid, pid_start, device, runner_id, executor, slot FROM runs "
-                          f"WHERE status = 'running' AND {LOCAL_ONLY}")
+        """Running runs executed by a process of this machine, judged by its pid and its runner: every
+        running run but those a scheduler's job follows (a ``jobs`` row, or the baseline a job made)."""
+        return self._rows("SELECT id, pid, pid_start, device, runner_id, executor, slot FROM runs r "
+                          "WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id "
+                          "OR j.baseline_run_id = r.id)")
 
     def mark_interrupted(self, run_ids: Iterable[int], reason: str) -> int:
         """Runs whose process vanished become interrupted; their task rows are whole tasks (each was
@@ -219,7 +220,13 @@ class RunRepository(Repository):
              run.get("parent_run_id") or -1))
         return [r["id"] for r in rows]
 
+    def requeued(self, run_id: int, stage: str) -> None:
+        """A running run whose job a scheduler put back in its queue (a node failed) is queued again;
+        its results so far stay, and the job resumes it in the same run folder."""
+        self.conn.execute("UPDATE runs SET status = 'queued', stage = ? WHERE id = ? AND status = 'running'",
+                          (stage, run_id))
+
     def mark_started(self, run_id: int) -> None:
-        """A queued run whose job started elsewhere (a Slurm node) is now running."""
+        """A queued run whose job started elsewhere (a scheduler's node) is now running."""
         self.conn.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
                           (now(), run_id))

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 RUN_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
-# Runs a local runner executes (and judges by pid); Slurm runs are followed by backend.execution.executors.slurm.
-LOCAL_ONLY = "COALESCE(json_extract(config, '$.executor'), 'local') = 'local'"
-# Run columns a Slurm job may set through the ingester (what the pipeline updates on a run).
+#: The executor a run asked for (its config's ``executor``; runs recorded before there was a choice: local).
+RUN_EXECUTOR = "COALESCE(json_extract(config, '$.executor'), 'local')"
+# Run columns a remote job may set through the ingester (what the pipeline updates on a run).
 RUN_UPDATE_FIELDS = ("model_id", "parent_run_id", "stage", "device", "params_before", "params_after",
                      "baseline_key")
 VARIANTS = ("vanilla", "pruned")
@@ -131,7 +131,7 @@ def _migration_control_plane(db: sqlite_utils.Database) -> None:
       a pid alone is reused by the kernel, the pair is not.
     * ``runs.runner_id`` / ``executor`` / ``slot``: the runner that claimed the run, how it executes it
       (``local`` or ``slurm``; NULL on old rows = local) and the device slot(s) it holds.
-      (A Slurm run's job id, state and node live in ``slurm_jobs``, which the Queue screen joins.)
+      (A scheduler's job id, state and node live in ``jobs``, which the Queue screen joins.)
     * ``runners``: one row per runner process (host, pid + start time, devices, heartbeat). Alive =
       a fresh heartbeat and a matching pid/start time — never decided by taking a lock.
     """
@@ -147,7 +147,32 @@ def _migration_control_plane(db: sqlite_utils.Database) -> None:
     c.execute("CREATE INDEX idx_runs_runner ON runs (runner_id)")
 
 
+def _migration_jobs(db: sqlite_utils.Database) -> None:
+    """Issue #19: one ``jobs`` table for every executor that hands runs to a scheduler (Slurm today).
+
+    ``slurm_jobs`` rows move into it with every field, and ``executor = 'slurm'``. New columns:
+    ``submission`` (the id of the submission that carried the run: a job array's id, else the job's
+    own), ``restarts`` (how often the scheduler requeued the job, as the executor last saw it),
+    ``cancel_sent`` (when the scheduler accepted the cancel: a recorded cancel that did not reach it
+    yet is retried) and ``detail`` (JSON the executor keeps for itself).
+    """
+    c = db.conn
+    c.execute("""CREATE TABLE jobs (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id), executor TEXT NOT NULL, job_id TEXT, job_name TEXT,
+        submission TEXT, state TEXT, reason TEXT, node TEXT, submitted_at REAL, updated_at REAL,
+        finished INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_sent REAL,
+        restarts INTEGER NOT NULL DEFAULT 0, baseline_run_id INTEGER, detail TEXT)""")
+    c.execute("CREATE INDEX idx_jobs_open ON jobs (executor, finished)")
+    c.execute("""INSERT INTO jobs (run_id, executor, job_id, job_name, submission, state, reason, node, submitted_at,
+                                   updated_at, finished, cancel_requested, cancel_sent, baseline_run_id)
+                 SELECT run_id, 'slurm', job_id, job_name, job_id, state, reason, node, submitted_at, updated_at,
+                        COALESCE(finished, 0), COALESCE(cancel_requested, 0),
+                        CASE WHEN cancel_requested THEN updated_at END, baseline_run_id
+                 FROM slurm_jobs""")
+    c.execute("DROP TABLE slurm_jobs")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
                                                               _migration_repeats_efficiency,
-                                                              _migration_control_plane]
+                                                              _migration_control_plane, _migration_jobs]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,8 +1,9 @@
 """Queue: queued and running runs in execution order; cancel, reorder, pause and resume.
 
-Every row says where it runs: the executor (``local`` or ``slurm``), the device slot or the node,
-and for a Slurm run its job id and the scheduler's state. Cancel raises the run's cancel flag in
-the store whatever the executor (the run's process, or the runner for a Slurm job, acts on it).
+Every row says where it runs: the executor, the device slot or the node, and the columns the
+executors add (``backend.service.execution.queue_columns``: a scheduler's job id and state, with its
+reason while it waits and its restarts). Cancel goes through the service layer, which asks the run's
+executor (the run's own flag for a local process, the scheduler for a job).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
-from backend.execution.supervisor import live_runners
 from backend.results.fmt import method_label, method_with_ratio, model_label, ratio_label, status_cell, when
+from backend.service.execution import live_runners, queue_columns
 from backend.service.runs import cancel as cancel_run
 from greentui.widgets.confirm import ConfirmScreen
 from greentui.widgets.keys import KeyFooter
@@ -25,11 +26,11 @@ from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
 
 class QueueScreen(NarrowColumns, LiveTableScreen):
     reload_on_every_change = True  # small table; its stage column moves with every stage event
-    WIDE_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"), ("method", "method"),
+    #: the executors' own columns (job id, job state) go between "device/node" and "queued at"
+    BASE_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"), ("method", "method"),
                     ("ratio", "ratio"), ("status", "status"), ("stage", "stage"), ("executor", "executor"),
-                    ("where", "device/node"), ("job", "job id"), ("job_state", "job state"),
-                    ("created", "queued at")]
-    #: at 80 columns: the method carries the ratio, "where" the executor, device or node and Slurm job
+                    ("where", "device/node")]
+    #: at 80 columns: the method carries the ratio, "where" the executor, device or node and job id
     NARROW_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("method", "method"),
                       ("status", "status"), ("stage", "stage"), ("where", "where")]
     NARROW_WIDTHS = {"model": 14, "where": 20}
@@ -41,6 +42,12 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
         Binding("x", "cancel", "Cancel run", tooltip="Cancel a queued run, or stop the running one"),
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause or resume the queue"),
     ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.executor_columns = queue_columns()
+        self.WIDE_COLUMNS = [*self.BASE_COLUMNS, *((c.key, c.label) for c in self.executor_columns),
+                             ("created", "queued at")]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -88,8 +95,8 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             return plain_cells(position, r["id"], ellipsis(model_label(r)), method_with_ratio(r), status,
                                r["stage"] or "—", ellipsis(where))
         return plain_cells(position, r["id"], model_label(r), r["kind"], method_label(r), ratio_label(r), status,
-                           r["stage"] or "—", executor_label(r), where_label(r), r.get("job_id") or "—",
-                           r.get("job_state") or "—", when(r["created_at"]))
+                           r["stage"] or "—", executor_label(r), where_label(r),
+                           *(c.cell(r) for c in self.executor_columns), when(r["created_at"]))
 
     def cursor_run(self) -> int | None:
         return cursor_id(self.query_one(DataTable))
@@ -147,7 +154,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
 
 
 def executor_label(row: dict) -> str:
-    """``local`` or ``slurm`` once claimed; what the run asked for while queued."""
+    """The executor that took the run once claimed; what the run asked for while queued."""
     return row.get("executor") or row.get("asked_executor") or "local"
 
 

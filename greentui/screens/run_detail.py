@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +21,7 @@ from backend.errors import GreentuiError
 from backend.results.fmt import model_label, num, status_cell, when
 from backend.results.report import SHORT
 from backend.schema.runconfig import RunConfig
+from backend.service.execution import JobView, job_view
 from backend.service.runs import cancel as cancel_run
 from backend.service.runs import requeue
 from greentui.signals import StoreChange
@@ -61,7 +63,7 @@ class RunDetailScreen(WatchingScreen):
         self.messages: dict[str, str] = {}
         self.results_dirty = True
         self.run: dict[str, Any] | None = None
-        self.job: dict[str, Any] | None = None
+        self.job: JobView | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -83,7 +85,7 @@ class RunDetailScreen(WatchingScreen):
                     yield PowerPanel(id="power")
                     yield Label("log", classes="section")
                     yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
-                    yield Label("Slurm job stdout/stderr", id="job-label", classes="section")
+                    yield Label("job stdout/stderr", id="job-label", classes="section")
                     yield JobLog(id="job-log")
         yield KeyFooter()
 
@@ -123,12 +125,12 @@ class RunDetailScreen(WatchingScreen):
         self.call_after_refresh(self.tick)
 
     def show_job(self, on: bool) -> None:
-        """The Slurm pane exists for every run and shows only for a run sent to Slurm."""
+        """The job pane exists for every run and shows only for a run a scheduler's job executes."""
         self.query_one("#job-label").display = on
         self.query_one("#job-log").display = on
 
     # ------------------------------------------------------------------ live updates
-    TICK_S = 0.5  # events, power and the Slurm log are tailed at this pace while the screen shows
+    TICK_S = 0.5  # events, power and the job's log are tailed at this pace while the screen shows
 
     def on_show(self) -> None:
         if getattr(self, "_ticker", None) is None:
@@ -182,17 +184,17 @@ class RunDetailScreen(WatchingScreen):
             self.draw_results()
 
     def tail_job(self, store) -> None:
-        """A Slurm run: its job id/state for the title, and the new lines of its stdout/stderr."""
-        job = store.jobs.get(self.run_id)
-        self.job = job
-        if not job or not job.get("job_id"):
+        """A run a scheduler's job executes: the job for the title, and the new lines of its log files
+        (which files: its executor says, through the service layer)."""
+        view = job_view(self.app.workspace, store, self.run)
+        self.job = view
+        if view is None:
             return
-        from backend.execution.executors.slurm import job_logs
         pane = self.query_one("#job-log", JobLog)
         if not pane.display:
+            self.query_one("#job-label", Label).update(Text(view.label))
             self.show_job(True)
-        out, err = job_logs(self.app.workspace, self.run_id, job["job_id"])
-        pane.follow({"out": out, "err": err})
+        pane.follow(view.files)
         pane.poll()
 
     def apply_event(self, kind: str, p: dict[str, Any], log: RichLog) -> None:
@@ -255,12 +257,8 @@ class RunDetailScreen(WatchingScreen):
         if run.get("params_before") and run.get("params_after"):
             title += (f" · params {run['params_before']:,} → {run['params_after']:,} "
                       f"({run['params_after'] / run['params_before']:.3f})")
-        job = self.job
-        if job and job.get("job_id"):
-            reason = f" ({job['reason']})" if job.get("reason") not in (None, "", "None") else ""
-            title += f" · Slurm job {job['job_id']} {job.get('state') or ''}{reason}"
-            if job.get("node"):
-                title += f" on {job['node']}"
+        if self.job is not None and self.job.summary:
+            title += f" · {escape(self.job.summary)}"
         title += f" · queued {when(run.get('created_at'))}"
         if run.get("finished_at"):
             title += f" · finished {when(run['finished_at'])}"

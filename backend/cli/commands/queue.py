@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if queued.paused:
         print(f"queued run {queued.run_id}; the queue is paused (greentui resume to start it)")
     elif queued.runner_pid:
-        where = " for Slurm" if cfg.executor == "slurm" else ""
+        where = "" if cfg.executor == "local" else f" for {cfg.executor}"
         print(f"queued run {queued.run_id}{where}; runner pid {queued.runner_pid}")
     print(queued.run_id)
     return 0

@@ -20,9 +20,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--save", action="store_true",
                    help="store --cpu-slots as the workspace setting (read by runners the TUI and queue start)")
     p.add_argument("--once", action="store_true", help="execute at most one run")
-    p.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="slurm: submit the queued Slurm runs and follow their jobs until all have ended "
-                        "(one Slurm runner per workspace)")
+    p.add_argument("--executor", default="local", metavar="NAME",
+                   help="the executor whose runs this runner drains: local (default), or one that hands runs to a "
+                        "scheduler, e.g. slurm: it submits the queued runs and follows their jobs until all have "
+                        "ended (one such runner per workspace)")
     p.set_defaults(func=run)
 
 
@@ -40,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
         with open_store(ws) as store:
             store.settings.set(CPU_SLOTS_SETTING, str(args.cpu_slots))
         print(f"workspace setting: cpu_slots = {args.cpu_slots}")
-    if args.executor == "slurm":
-        n = run_worker(ws, "slurm", executors=["slurm"])
-        print(f"worker: followed Slurm runs; submitted {n} this time")
-        return 0
-    n = run_worker(ws, args.device, once=args.once, cpu_slots=args.cpu_slots, executors=["local"])
-    print(f"worker: executed {n} run(s)")
+    from backend.execution.executors import executor
+    chosen = executor(args.executor)  # an unknown name: one line naming the known ones
+    n = run_worker(ws, args.device, once=args.once, cpu_slots=args.cpu_slots, executors=[chosen.name])
+    if chosen.job_label:
+        print(f"worker: followed the {chosen.name} runs; submitted {n} this time")
+    else:
+        print(f"worker: executed {n} run(s)")
     return 0

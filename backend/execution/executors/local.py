@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.errors import GreentuiError
 from backend.execution.control import process_start_time
 from backend.execution.devices import Device, Held, acquire, cpu_devices, resolve_devices
-from backend.execution.executors import Executor, RunnerContext
+from backend.execution.executors.base import Dispatcher, Executor, RunnerContext
+from backend.schema.runconfig import RunConfig
 from backend.store import Store
 from backend.workspace import CODE_ROOT
 
@@ -50,6 +52,59 @@ class _Child:
 
 
 class LocalExecutor(Executor):
+    """Runs on this machine's devices, one process per run, started by the local runner."""
+
+    name = "local"
+    help = "this machine's runner: every GPU a slot, else the CPU"
+    states = {"claimed": "running (its own process)", "exited": "the status the run recorded",
+              "exited without recording one": "failed", "killed by a signal": "interrupted (the queue pauses)"}
+
+    def check(self, cfg: RunConfig, workspace: Path) -> None:
+        """A run asking for a GPU needs one on this machine (``auto`` always finds a device): refused
+        when queued, not left waiting for a device that never comes."""
+        if cfg.device in ("auto", "cpu"):
+            return
+        from backend.schema.settings import SettingError
+        try:
+            resolve_devices(cfg.device)
+        except GreentuiError as exc:
+            raise SettingError("device", str(exc)) from None
+
+    def has_work(self, store: Store) -> bool:
+        return not store.queue.paused() and store.jobs.has_unsubmitted(self.name)
+
+    def start_runner(self, workspace: Path, store: Store, *, device: str = "auto") -> int | None:
+        """The detached local runner (``greentui worker --device D``) unless a live one serves ``device``."""
+        from backend.execution.supervisor import start_runner
+        if not self.has_work(store):
+            return None
+        return start_runner(workspace, device)
+
+    def dispatcher(self, ctx: RunnerContext) -> LocalDispatcher:
+        return LocalDispatcher.create(ctx)
+
+    def cancel(self, store: Store, run: dict[str, Any]) -> str:
+        """A queued run is cancelled at once; a running one gets its flag raised (its process stops at
+        its next safe point); one whose process is already gone is marked interrupted instead."""
+        from backend.execution.supervisor import recover_stale_runs, run_alive
+        run_id = int(run["id"])
+        if run["status"] == "running":
+            runners = {r["id"]: r for r in store.runners.active()}
+            if not run_alive(run, runners):
+                recover_stale_runs(store)
+                return store.runs.require(run_id)["status"]
+        outcome = store.queue.request_cancel(run_id)
+        if outcome is None:
+            now_status = store.runs.require(run_id)["status"]
+            raise GreentuiError(f"run {run_id} is {now_status}; only queued or running runs can be cancelled")
+        if outcome == "cancelling":
+            store.events.add(run_id, "log", {"line": "cancel requested: the run stops at its next safe point"})
+        return outcome
+
+
+class LocalDispatcher(Dispatcher):
+    """The local runner's slots: claims queued local runs onto free devices and follows their processes."""
+
     name = "local"
 
     def __init__(self, workspace: Path, devices: list[Device], runner_id: int, cpu_slots: int = 1,
@@ -62,7 +117,7 @@ class LocalExecutor(Executor):
         self.children: dict[int, _Child] = {}
 
     @classmethod
-    def create(cls, ctx: RunnerContext) -> "LocalExecutor":
+    def create(cls, ctx: RunnerContext) -> LocalDispatcher:
         devices = resolve_devices(ctx.requested_device, ctx.cpu_slots)
         if ctx.requested_device == "auto" and devices and devices[0].kind == "cuda":
             # a runner of the whole machine also serves runs that ask for the CPU by name
@@ -121,7 +176,6 @@ class LocalExecutor(Executor):
     # ------------------------------------------------------------------ launch and follow
     def launch(self, store: Store, run: dict[str, Any], offer: Held) -> None:
         run_id = int(run["id"])
-        run.get("config") or {}
         gpu = offer.devices[0].kind == "cuda"
         device = "cuda" if gpu else "cpu"
         env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -1,41 +1,49 @@
 """The Slurm executor: one submitit job per run, followed from the login node.
 
-Why this shape:
+Why this shape (the life cycle every scheduler executor shares is in ``scheduler.py``):
 
-- **submitit submits and cancels** (it writes the sbatch script, pickles the call, runs ``scancel``);
-  greentui has no scheduler of its own.
-- **States come from ``squeue``/``scontrol``, then ``sacct``, then the run folder.** Without
-  Slurm accounting (common on small clusters) submitit's ``job.state`` stays ``UNKNOWN``; ``squeue
-  -t all`` knows a job until ``MinJobAge`` (300 s by default) after its end, and the job's own
+- **submitit submits** (it writes the sbatch script and pickles the call); greentui has no
+  scheduler of its own. ``scancel`` is called directly, so that its answer is checked: a cancel that
+  did not reach the controller is said in one line and retried, never reported as done.
+- **States come from ``squeue``, then ``sacct``, then the run folder.** Without Slurm accounting
+  (common on small clusters) submitit's ``job.state`` stays ``UNKNOWN``; ``squeue -t all`` knows a
+  job until ``MinJobAge`` (300 s by default) after its end, with its restart count, and the job's own
   ``status.json`` says how the pipeline ended.
 - **SQLite never leaves the login node.** The job writes only files into its run folder
-  (:mod:`backend.execution.sinks`); this runner ingests them (:mod:`backend.execution.ingest`) on every poll.
-- **Re-attach, never resubmit.** The run → job id mapping is in the store (``slurm_jobs``) and is
-  reserved *before* ``sbatch`` runs; a runner that died in between finds the job by its unique name.
-  A restarted runner simply follows the open rows again; ingest offsets make copying idempotent.
+  (:mod:`backend.execution.sinks`); the runner ingests them (:mod:`backend.execution.ingest`).
+- **A requeue is a requeue.** A node that fails (or is set down) under a running job makes Slurm
+  requeue it (``JobRequeue=1``): the run becomes ``queued`` with Slurm's reason, the history says so,
+  and the restarted job resumes in the same run folder, skipping the tasks it finished.
 
 Run status mapping (Slurm state → run status, with the reason kept in the run's ``error``):
-PENDING & co → queued (stage ``submitted``); RUNNING & co → running; COMPLETED → the status the job
-wrote (done / failed); FAILED, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE → failed; CANCELLED → cancelled;
-TIMEOUT, NODE_FAIL, PREEMPTED → interrupted.
+PENDING & co → queued (stage ``submitted``, or ``requeued`` after a restart); RUNNING & co → running;
+COMPLETED → the status the job wrote (done / failed); FAILED, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE →
+failed; CANCELLED → cancelled (by the user, or "outside greentui"); TIMEOUT, NODE_FAIL, PREEMPTED →
+interrupted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
+import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.errors import GreentuiError
+from backend.execution.executors.base import Executor, RunnerContext, job_column_cells
+from backend.execution.executors.scheduler import JobState, Outcome, SchedulerDispatcher, job_name, job_snapshot
+from backend.schema.catalog import EXECUTOR_SETTINGS
 from backend.store import Store
-from backend.workspace import CODE_ROOT, run_dir
+from backend.workspace import run_dir
+
+if TYPE_CHECKING:
+    from backend.schema.runconfig import RunConfig
+
+__all__ = ["Outcome", "SlurmDispatcher", "SlurmExecutor", "job_logs", "job_name", "map_state", "query_states",
+           "slurm_available"]
 
 POLL_S = 2.0
 SLURM_CMD_TIMEOUT_S = 30
@@ -49,15 +57,6 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ state mapping
-
-@dataclass
-class Outcome:
-    """What a run should become: its status, and the reason (None while the job is not over)."""
-
-    status: str
-    error: str | None = None
-    final: bool = False
-
 
 def map_state(state: str | None, reason: str | None = None, *, job_status: dict[str, Any] | None = None,
               cancel_requested: bool = False, job_id: str | None = None) -> Outcome:
@@ -96,8 +95,16 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=SLURM_CMD_TIMEOUT_S)
 
 
-def query_states(job_ids: Iterable[str]) -> dict[str, tuple[str, str, str]] | None:
-    """job id → (state, reason, node) for the jobs Slurm still knows; None when Slurm did not answer.
+def _last_line(text: str | bytes | None, default: str = "?") -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else default
+
+
+def query_states(job_ids: Iterable[str]) -> dict[str, JobState] | None:
+    """job id → its state, reason, node and restart count, for the jobs Slurm still knows; None when
+    Slurm did not answer.
 
     ``squeue -t all`` first (it keeps finished jobs for MinJobAge); ids it no longer knows are asked
     of ``sacct`` when accounting is enabled. A job absent from both is simply not in the result.
@@ -105,17 +112,19 @@ def query_states(job_ids: Iterable[str]) -> dict[str, tuple[str, str, str]] | No
     ids = sorted({str(i) for i in job_ids if i})
     if not ids:
         return {}
-    out: dict[str, tuple[str, str, str]] = {}
+    out: dict[str, JobState] = {}
     try:
-        proc = _run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r|%N"])
+        proc = _run(["squeue", "-h", "-t", "all", "-j", ",".join(ids),
+                     "-O", "JobID:|,State:|,Reason:|,NodeList:|,RestartCnt:"])
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
         return None  # the controller did not answer: decide nothing this round
     for line in proc.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 4 and parts[0] in ids:
-            out[parts[0]] = (parts[1], parts[2], parts[3])
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) >= 5 and parts[0] in ids:
+            restarts = int(parts[4]) if parts[4].isdigit() else 0
+            out[parts[0]] = JobState(parts[1], parts[2] or None, parts[3] or None, restarts)
     missing = [i for i in ids if i not in out]
     if missing:
         try:
@@ -126,7 +135,7 @@ def query_states(job_ids: Iterable[str]) -> dict[str, tuple[str, str, str]] | No
             for line in acct.stdout.splitlines():
                 parts = line.strip().split("|")
                 if len(parts) == 4 and parts[0] in missing:
-                    out[parts[0]] = (parts[1], parts[2], parts[3])
+                    out[parts[0]] = JobState(parts[1], parts[2] or None, parts[3] or None)
     return out
 
 
@@ -141,7 +150,10 @@ def find_job_by_name(name: str) -> str | None:
 
 
 def slurm_available() -> str | None:
-    """None when Slurm answers here, else why not (one line)."""
+    """None when Slurm can take jobs from here, else why not (one line): ``sbatch`` on PATH (the
+    submission) and a controller that answers ``sinfo``."""
+    if shutil.which("sbatch") is None:
+        return "Slurm cannot take jobs from here (no sbatch on PATH)"
     try:
         proc = _run(["sinfo", "-h", "-o", "%P"])
     except FileNotFoundError:
@@ -165,13 +177,7 @@ def partition_problem(partition: str) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------ submission
-
-def job_name(workspace: Path, run_id: int) -> str:
-    """Unique per workspace and run, so a lost submission can be found again by name."""
-    tag = hashlib.sha1(str(Path(workspace).resolve()).encode()).hexdigest()[:8]
-    return f"greentui-{tag}-run{run_id}"
-
+# ------------------------------------------------------------------------------ files
 
 def slurm_folder(workspace: Path, run_id: int) -> Path:
     """submitit's folder for the job (sbatch script, pickles, stdout/stderr): inside the run folder."""
@@ -179,28 +185,154 @@ def slurm_folder(workspace: Path, run_id: int) -> Path:
 
 
 def job_logs(workspace: Path, run_id: int, job_id: str) -> tuple[Path, Path]:
-    """The job's stdout and stderr files (submitit's naming: ``<id>_0_log.out/.err``)."""
+    """The job's stdout and stderr files (submitit's naming: ``<id>_0_log.out/.err``; a requeued job
+    appends to them)."""
     folder = slurm_folder(workspace, run_id)
     return folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"
 
 
-def _snapshot(store: Store, run: dict[str, Any]) -> dict[str, Any]:
-    """What the job needs from the store, taken on the login node: run, model, reusable baselines."""
-    from backend.schema.runconfig import RunConfig
-    cfg = RunConfig.from_dict(run["config"])
-    model = store.models.get(run["model_id"])
-    if model is None:
-        raise GreentuiError(f"run {run['id']} has no model in the store")
-    baselines: dict[str, dict[str, Any]] = {}
-    if not cfg.no_prune:
-        for device in ("cpu", "cuda"):
-            key = cfg.baseline_key(model["ref"], device)
-            found = store.results.find_baseline(key, cfg.tasks)
-            if found:
-                tasks = [r["task"] for r in store.results.task_results(found["id"], "vanilla")]
-                baselines[key] = {"id": found["id"], "tasks": tasks}
-    keep = ("id", "model_id", "parent_run_id", "kind", "label", "config", "status", "baseline_key")
-    return {"run": {k: run.get(k) for k in keep}, "model": dict(model), "baselines": baselines}
+def workspace_defaults(workspace: Path) -> dict[str, Any]:
+    """The ``[slurm]`` table of ``greentui.toml`` (partition, gpus, time_limit, args), checked by the
+    file's one schema (``backend.schema.wsconfig.TABLES``: the keys are the run settings with their
+    rules; ``slurm.args.account must be a string or a number``)."""
+    from backend.schema.wsconfig import slurm_defaults
+    return slurm_defaults(workspace)
+
+
+# ------------------------------------------------------------------------------ the executor
+
+def scancel(job_id: str) -> str | None:
+    """``scancel JOB``: SIGTERM to the job, SIGKILL after Slurm's KillWait. None when Slurm accepted it,
+    else why not, in one line (the controller did not answer)."""
+    try:
+        proc = _run(["scancel", str(job_id)])
+    except FileNotFoundError:
+        return "scancel is not on PATH"
+    except subprocess.TimeoutExpired:
+        return f"the Slurm controller did not answer scancel within {SLURM_CMD_TIMEOUT_S} s"
+    if proc.returncode != 0:
+        return _last_line(proc.stderr or proc.stdout, f"scancel exited with {proc.returncode}")
+    return None
+
+
+class SlurmExecutor(Executor):
+    """Runs as Slurm jobs, one per run, submitted and followed by this workspace's Slurm runner."""
+
+    name = "slurm"
+    help = "one Slurm job per run (submitit), followed from the login node"
+    job_label = "Slurm job"
+    settings = EXECUTOR_SETTINGS["slurm"]
+    queue_columns = job_column_cells()
+    states = {"PENDING": "queued", "REQUEUED": "queued (requeued: a node failed or the job was preempted)",
+              "RUNNING": "running", "COMPLETED": "done, or failed as the job recorded",
+              "FAILED": "failed", "OUT_OF_MEMORY": "failed", "CANCELLED": "cancelled",
+              "TIMEOUT": "interrupted", "NODE_FAIL": "interrupted", "PREEMPTED": "interrupted"}
+
+    def unavailable(self) -> str | None:
+        return slurm_available()
+
+    def apply_defaults(self, cfg: RunConfig, workspace: Path) -> RunConfig:
+        d = workspace_defaults(workspace)
+        cfg.partition = cfg.partition or d.get("partition")
+        cfg.gpus = cfg.gpus if cfg.gpus is not None else d.get("gpus")
+        cfg.time_limit = cfg.time_limit or d.get("time_limit")
+        given = {a.split("=", 1)[0] for a in cfg.slurm_arg}
+        cfg.slurm_arg = [*(f"{k}={v}" for k, v in (d.get("args") or {}).items() if k not in given), *cfg.slurm_arg]
+        return cfg
+
+    def check(self, cfg: RunConfig, workspace: Path) -> None:
+        from backend.schema.settings import SettingError
+        why = self.unavailable()
+        if why:
+            raise SettingError("executor", f"slurm: {why}")
+        why = cfg.partition and partition_problem(cfg.partition)
+        if why:
+            raise SettingError("partition", why)
+
+    def dispatcher(self, ctx: RunnerContext) -> SlurmDispatcher | None:
+        return SlurmDispatcher.create(self, ctx)
+
+    def cancel(self, store: Store, run: dict[str, Any]) -> str:
+        """``greentui cancel`` of a Slurm run: ``scancel`` now (this is the login node), the runner
+        records the end. Leaves ``cancel.request`` in the run folder, which the job reads at its safe
+        points. When the controller does not answer, the cancel stays recorded (the runner retries it)
+        and this says so in one line, as an error, until a call finds it delivered."""
+        run_id = int(run["id"])
+        job = store.jobs.get(run_id)
+        if run["status"] == "cancelled" and job is not None and job["cancel_requested"]:
+            return "cancelled"  # asked before, and it has landed: say so, as a success
+        if run["status"] not in ("queued", "running"):
+            raise GreentuiError(f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
+        if job is None:  # not submitted yet: an ordinary queued run
+            store.queue.cancel_queued(run_id)
+            return "cancelled"
+        workspace = store.path.parent
+        store.jobs.update(run_id, cancel_requested=1)
+        folder = run_dir(workspace, run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cancel.request").write_text(f"{time.time()}\n")
+        why = None
+        if job["job_id"]:
+            why = scancel(job["job_id"])
+            if why is None:
+                store.jobs.update(run_id, cancel_sent=time.time())
+                store.events.add(run_id, "log", {"line": f"cancel requested (scancel of Slurm job {job['job_id']})"})
+        self.start_runner(workspace, store)
+        if why is not None:
+            raise GreentuiError(f"run {run_id}: the cancel of Slurm job {job['job_id']} did not reach Slurm ({why}); "
+                                "it stays recorded and the Slurm runner retries it — cancel again to check")
+        return "cancelling"
+
+    def log_files(self, workspace: Path, run_id: int, job: dict[str, Any] | None) -> dict[str, Path]:
+        """The job's stdout/stderr: where its submission recorded them (``detail``: a job array's tasks
+        share one folder), else submitit's files in the run folder."""
+        if not job or not job.get("job_id"):
+            return {}
+        detail = job.get("detail") or {}
+        if detail.get("stdout") and detail.get("stderr"):
+            return {"out": Path(detail["stdout"]), "err": Path(detail["stderr"])}
+        out, err = job_logs(workspace, run_id, job["job_id"])
+        return {"out": out, "err": err}
+
+
+class SlurmDispatcher(SchedulerDispatcher):
+    """The Slurm side of the scheduler life cycle: sbatch through submitit, squeue, scancel."""
+
+    poll_s = POLL_S
+
+    def submit(self, store: Store, runs: list[dict[str, Any]], names: dict[int, str]) -> dict[int, str]:
+        return {int(run["id"]): submit(store, self.workspace, run, names[int(run["id"])]) for run in runs}
+
+    def find_job(self, name: str) -> str | None:
+        return find_job_by_name(name)
+
+    def query(self, job_ids: list[str]) -> dict[str, JobState] | None:
+        return query_states(job_ids)
+
+    def outcome(self, state: JobState | None, job_status: dict[str, Any] | None, *, cancel_requested: bool,
+                job_id: str) -> Outcome:
+        return map_state(state.state if state else None, state.reason if state else None, job_status=job_status,
+                         cancel_requested=cancel_requested, job_id=job_id)
+
+    def send_cancel(self, job: dict[str, Any]) -> str | None:
+        return scancel(job["job_id"])
+
+    def requeue_cause(self, job: dict[str, Any]) -> str | None:
+        """slurmstepd's last word in the job's stderr: ``*** JOB 8 ON vm CANCELLED AT … DUE TO NODE
+        FAILURE … ***`` → "node failure"."""
+        err = self.executor.log_files(self.workspace, int(job["run_id"]), job).get("err")
+        if err is None:
+            return None
+        try:
+            with err.open("rb") as fh:
+                fh.seek(max(0, fh.seek(0, 2) - 4096))
+                tail = fh.read().decode(errors="replace")
+        except OSError:
+            return None
+        for line in reversed(tail.splitlines()):
+            if "DUE TO" in line and f"JOB {job['job_id']}" in line:
+                return line.split("DUE TO", 1)[1].strip(" *").split(",")[0].strip().lower() or None
+        return None
 
 
 def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str:
@@ -230,170 +362,11 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
     if extra:
         params["additional_parameters"] = extra
     executor.update_parameters(**params)
-    snap = _snapshot(store, run)
+    snap = job_snapshot(store, run)
     try:
         job = executor.submit(run_job, str(workspace), int(run["id"]), snap)
     except subprocess.CalledProcessError as exc:
-        text = (exc.stderr or exc.output or b"")
-        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-        raise GreentuiError(f"sbatch refused the job: {(text.strip().splitlines() or [str(exc)])[-1]}") from exc
+        raise GreentuiError(f"sbatch refused the job: {_last_line(exc.stderr or exc.output, str(exc))}") from exc
     except Exception as exc:  # submitit wraps sbatch failures in several types
-        raise GreentuiError(f"sbatch refused the job: {str(exc).strip().splitlines()[-1] if str(exc) else exc}") \
-            from exc
+        raise GreentuiError(f"sbatch refused the job: {_last_line(str(exc), type(exc).__name__)}") from exc
     return str(job.job_id)
-
-
-def scancel(job_id: str, workspace: Path, run_id: int) -> None:
-    """Cancel through submitit (``scancel``): SIGTERM to the job, SIGKILL after Slurm's KillWait."""
-    import submitit
-    logging.getLogger("submitit").setLevel(logging.ERROR)
-    submitit.SlurmJob(folder=slurm_folder(workspace, run_id), job_id=str(job_id)).cancel(check=False)
-
-
-def request_cancel(store: Store, workspace: Path, run_id: int) -> str:
-    """``greentui cancel`` of a Slurm run: scancel now (this is the login node), the runner records it.
-
-    Also leaves ``cancel.request`` in the run folder, which the job reads at its safe points.
-    """
-    run = store.runs.require(run_id)
-    job = store.jobs.get(run_id)
-    if run["status"] not in ("queued", "running"):
-        raise GreentuiError(f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
-    if job is None:  # not submitted yet: an ordinary queued run
-        store.queue.cancel_queued(run_id)
-        return "cancelled"
-    store.jobs.update(run_id, cancel_requested=1)
-    folder = run_dir(workspace, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cancel.request").write_text(f"{time.time()}\n")
-    if job["job_id"]:
-        scancel(job["job_id"], workspace, run_id)
-        store.events.add(run_id, "log", {"line": f"cancel requested (scancel of Slurm job {job['job_id']})"})
-    ensure_slurm_runner(workspace, store)
-    return "cancelling"
-
-
-# ------------------------------------------------------------------------------ the runner
-
-def lock_path(workspace: Path) -> Path:
-    return Path(workspace) / ".runner-slurm.lock"
-
-
-class SlurmRunner:
-    """Submits queued Slurm runs, follows their jobs, ingests their folders; see the module docstring.
-
-    The runner loop (``backend.execution.worker``, through ``executors.SlurmExecutor``) calls :meth:`step`
-    every ``POLL_S`` seconds; one Slurm runner per workspace holds :func:`lock_path`.
-    """
-
-    def __init__(self, workspace: Path, store: Store):
-        self.workspace, self.store = Path(workspace), store
-        self._ingesters: dict[int, Any] = {}
-
-    def _ingest(self, run_id: int) -> None:
-        from backend.execution.ingest import Ingester
-        ing = self._ingesters.get(run_id)
-        if ing is None:
-            ing = self._ingesters[run_id] = Ingester(self.store, run_id, run_dir(self.workspace, run_id))
-        ing.ingest()
-
-    def step(self) -> bool:
-        """One round; True while anything is left to follow or submit."""
-        while (job := self.store.jobs.claim_submission(lambda rid: job_name(self.workspace, rid))) is not None:
-            self._submit(job)
-        jobs = self.store.jobs.open()
-        for job in jobs:
-            if not job["job_id"]:  # reserved by a runner that died before it recorded the job id
-                self._submit(job)
-        jobs = self.store.jobs.open()
-        states = query_states(j["job_id"] for j in jobs if j["job_id"])
-        if states is None:
-            log.warning("Slurm did not answer squeue; trying again")
-            return True
-        for job in jobs:
-            if job["job_id"]:
-                self._follow(job, states.get(job["job_id"]))
-        return bool(self.store.jobs.open())
-
-    def _submit(self, job: dict[str, Any]) -> None:
-        run_id = job["run_id"]
-        run = self.store.runs.require(run_id)
-        if run["status"] != "queued":  # cancelled (or deleted) between reservation and submission
-            self.store.jobs.update(run_id, finished=1, state="NOT_SUBMITTED")
-            return
-        found = find_job_by_name(job["job_name"])
-        try:
-            job_id = found or submit(self.store, self.workspace, run, job["job_name"])
-        except GreentuiError as exc:
-            self.store.jobs.update(run_id, finished=1, state="NOT_SUBMITTED", reason=str(exc))
-            self.store.events.add(run_id, "error", {"message": str(exc)})
-            self.store.runs.finish(run_id, "failed", str(exc))
-            return
-        self.store.jobs.update(run_id, job_id=job_id, state="PENDING", submitted_at=time.time())
-        self.store.runs.update(run_id, stage="submitted")
-        what = "found again" if found else "submitted"
-        self.store.events.add(run_id, "log", {"line": f"{what} Slurm job {job_id} ({job['job_name']})"})
-
-    def _follow(self, job: dict[str, Any], info: tuple[str, str, str] | None) -> None:
-        from backend.execution.ingest import read_status
-        run_id, job_id = job["run_id"], job["job_id"]
-        self._ingest(run_id)
-        run = self.store.runs.require(run_id)
-        if run["status"] == "cancelled" and not job["cancel_requested"]:
-            # cancelled as a queued run (Queue screen / an older greentui): stop the job too
-            self.store.jobs.update(run_id, cancel_requested=1)
-            scancel(job_id, self.workspace, run_id)
-        state, reason, node = info if info else (None, None, job["node"])
-        folder = run_dir(self.workspace, run_id)
-        status = read_status(folder)
-        outcome = map_state(state, reason, job_status=status, cancel_requested=bool(job["cancel_requested"]),
-                            job_id=job_id)
-        if info is None and status is None and time.time() - (job["submitted_at"] or 0) < 60:
-            return  # just submitted and not yet visible (a slow controller): look again
-        changed = (state, reason, node) != (job["state"], job["reason"], job["node"])
-        if changed:
-            self.store.jobs.update(run_id, state=state or "GONE", reason=reason, node=node)
-        if not outcome.final:
-            if outcome.status == "running" and run["status"] == "queued":
-                self.store.runs.mark_started(run_id)
-                self.store.events.add(run_id, "log", {"line": f"Slurm job {job_id} running on {node}"})
-            elif outcome.status == "queued" and changed and reason and reason != "None":
-                self.store.runs.update(run_id, stage=f"submitted ({reason})")
-            return
-        self._ingest(run_id)  # whatever the job wrote before it ended
-        self.store.runs.finish(run_id, outcome.status, outcome.error)
-        base = self.store.jobs.get(run_id)["baseline_run_id"]
-        if base:
-            self.store.runs.finish(base, outcome.status if outcome.status != "done" else "failed",
-                                  outcome.error or "the Slurm job ended before its baseline did")
-        if outcome.status != "done" and outcome.error:
-            self.store.events.add(run_id, "error", {"message": outcome.error})
-        if status is None:
-            self.store.events.add(run_id, "done", {"status": outcome.status})
-        self.store.events.add(run_id, "log", {"line": f"Slurm job {job_id}: {state or 'gone'} → {outcome.status}"})
-        self.store.jobs.update(run_id, finished=1)
-
-
-def slurm_runner_pid(workspace: Path) -> int | None:
-    """The live Slurm runner's pid, from the runner registry (heartbeat + pid/start time)."""
-    from backend.execution.supervisor import runner_pid
-    return runner_pid(Path(workspace), "slurm")
-
-
-def ensure_slurm_runner(workspace: Path, store: Store) -> int | None:
-    """Start a detached Slurm runner when Slurm runs are waiting and none is alive; its pid or None."""
-    if not (store.jobs.open() or (not store.queue.paused() and store.jobs.has_unsubmitted())):
-        return None
-    pid = slurm_runner_pid(workspace)
-    if pid:
-        return pid
-    log_file = (Path(workspace) / "runner-slurm.log").open("ab")
-    cmd = [sys.executable, "-m", "backend", "--runs-dir", str(workspace), "worker", "--executor", "slurm"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                            start_new_session=True, close_fds=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                            cwd=str(CODE_ROOT))
-    log_file.close()
-    from backend.execution.supervisor import reap_in_background
-    reap_in_background(proc)
-    return proc.pid

@@ -4,15 +4,23 @@ submitit pickles :func:`run_job` by reference and calls it on the node. The node
 workspace's SQLite database (a network filesystem breaks its WAL locking); everything goes through a
 :class:`backend.execution.sinks.FileRecorder` and the login node's ingester copies it into the store.
 
-Signals: Slurm sends SIGTERM on ``scancel``, at the end of the time limit and on preemption (then
-SIGKILL after KillWait); submitit asks for SIGUSR2 shortly before the limit. submitit's own handlers
-ignore SIGTERM and turn SIGUSR2 into an error inside whatever runs. Here SIGTERM stops the pipeline
-at once (``RunCancelled``: every finished task is already on disk) and SIGUSR2 is only logged, so
-the job runs to its limit and Slurm's own state (TIMEOUT) says why it ended.
+Signals: Slurm sends SIGTERM on ``scancel``, at the end of the time limit, on preemption and when
+the node is set down (then SIGKILL after KillWait); submitit asks for SIGUSR2 shortly before the
+limit. submitit's own handlers ignore SIGTERM and turn SIGUSR2 into an error inside whatever runs.
+Here SIGTERM stops the pipeline at once (``RunCancelled``: every finished task is already on disk):
+as a cancel when the user asked for one (``cancel.request`` in the run folder), else as an
+interruption, which leaves the run's end (and its baseline) to the login node, since Slurm may
+requeue the job. SIGUSR2 is only logged, so the job runs to its limit and Slurm's own state
+(TIMEOUT) says why it ended.
+
+A requeued job runs again in the same run folder (``SLURM_RESTART_COUNT`` > 0): the status of the
+attempt that was stopped is removed, and the pipeline resumes from what the folder holds (finished
+tasks, the baseline, the saved pruned model).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -23,17 +31,24 @@ STOP_REASON = "stopped by Slurm (SIGTERM: scancel, time limit or preemption)"
 def run_job(workspace: str, run_id: int, snapshot: dict[str, Any]) -> str:
     """Execute run ``run_id`` of ``workspace`` on this node; return its final status."""
     from backend.execution.pipeline import RunCancelled, execute_run, quiet_libraries
-    from backend.execution.sinks import STATUS, FileRecorder, write_json_atomic
+    from backend.execution.sinks import STATUS, FileRecorder
     from backend.workspace import run_dir
 
     stopped: list[str] = []
     folder = run_dir(Path(workspace), run_id)
+    (folder / STATUS).unlink(missing_ok=True)  # an earlier attempt's end: this attempt writes its own
     recorder = FileRecorder(folder, snapshot)
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    if restarts or recorder.earlier.any:
+        recorder.note(f"Slurm restarted this job (restart {restarts or '?'}): resuming in the same run folder; "
+                      "finished tasks are kept")
 
     def stop(signum: int, frame: Any) -> None:
         if not stopped:
             stopped.append(STOP_REASON)
-            raise RunCancelled(STOP_REASON)
+            if recorder.cancel_requested(run_id):
+                raise RunCancelled()
+            raise RunCancelled(STOP_REASON, status="interrupted")
 
     def warn(signum: int, frame: Any) -> None:
         recorder.note("Slurm: the time limit is near (SIGUSR2); finished tasks are saved as they end")
@@ -41,8 +56,4 @@ def run_job(workspace: str, run_id: int, snapshot: dict[str, Any]) -> str:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGUSR2, warn)
     quiet_libraries()
-    status = execute_run(recorder, Path(workspace), run_id)
-    if stopped and status == "cancelled" and not recorder.cancel_requested(run_id):
-        status = "interrupted"
-        write_json_atomic(folder / STATUS, {"status": status, "error": stopped[0]})
-    return status
+    return execute_run(recorder, Path(workspace), run_id)
