@@ -245,16 +245,6 @@ def test_a_local_device_that_is_not_here_is_refused_at_queue_time(cli, workspace
     assert proc.stderr.strip() == "greentui: error: --device: device 'cuda': no CUDA device is visible on this machine"
 
 
-def test_a_known_local_model_that_is_gone_is_refused(cli, workspace, tmp_path):
-    gone = _copy_demo(tmp_path, "gone")
-    cli("models", "add", str(gone), check=True)
-    shutil.rmtree(gone)
-    before = state(workspace)
-    proc = cli("queue", str(gone), "--no-start")
-    assert proc.returncode == 2 and "model: " in proc.stderr and "no such model directory" in proc.stderr
-    assert state(workspace) == before
-
-
 def test_the_layers_clamp_is_said_by_queue_and_plan_alike(cli, workspace):
     """#22 3.4 on the CLI: the study's 4/4 on the 6-layer demo model is clamped and said so, by queue and
     by plan, in the same words; an explicit 3/3 is refused by both in the same words."""

@@ -312,7 +312,7 @@ def _slurm_args(value: Any, cfg: "RunConfig") -> str | None:
 
 
 def _ppl_tokens(value: Any, cfg: "RunConfig") -> str | None:
-    if value is not None and value < 2:
+    if value not in (None, 0) and value < 2:  # 0 (or empty) skips perplexity
         return "perplexity tokens must be 2 or more (0 skips perplexity)"
     return None
 

@@ -17,7 +17,8 @@ run. Example::
     [keys]                # the workbench's keys, by binding id (? lists them)
     quit = "ctrl+q,q"
 
-The file's schema is declared once, in ``TABLES``: a key that is a run setting (``slurm.partition``,
+The file's schema is declared once, in ``_builtin_tables`` (plus a table for each executor a plugin
+adds, named after it, whose keys that executor checks): a key that is a run setting (``slurm.partition``,
 ``slurm.gpus``, ``slurm.time_limit``) is the run schema's setting, checked by its own rule; the others
 say their type and bound here. ``load_workspace_config`` checks the whole file when it is read, so a
 bad one is refused in one line naming the file and the key (invalid UTF-8, a syntax error, nesting
@@ -100,6 +101,16 @@ def _cpu_slots(value: int) -> str | None:
 
 
 def _tables() -> dict[str, Table]:
+    tables = _builtin_tables()
+    from backend.schema.catalog import executor_names
+    for name in executor_names():  # an executor from a plugin reads (and checks) a table of its own name
+        if name != "local" and name not in tables:
+            tables[name] = Table({}, f"the {name} executor's defaults (it checks them)",
+                                 values=Key("value", lambda v: True))
+    return tables
+
+
+def _builtin_tables() -> dict[str, Table]:
     return {
         "slurm": Table({
             "partition": run_setting("partition"),

@@ -43,6 +43,7 @@ def check_run(store: Store, cfg: RunConfig) -> Checked:
     """Check ``cfg`` against its model's files, its data files and its executor; raise ``SettingError``
     naming the setting to blame. Writes nothing (see the module docstring)."""
     cfg.validate()
+    _executor(cfg, store.path.parent)  # first: a cluster that cannot take the run makes the rest moot
     known, info = _model(store, cfg)
     cfg.model = known["ref"] if known else info.ref
     for name in PATH_SETTINGS:
@@ -58,7 +59,6 @@ def check_run(store: Store, cfg: RunConfig) -> Checked:
         if not cfg.no_lora:
             _lora(cfg, path)
     _evaluation_data(cfg)
-    _executor(cfg, store.path.parent)
     return Checked(cfg, known, info, notes)
 
 
@@ -76,15 +76,15 @@ def record_run(store: Store, checked: Checked, status: str, pid: int | None = No
 
 # ---------------------------------------------------------------------------------- the model
 def _model(store: Store, cfg: RunConfig) -> tuple[dict[str, Any] | None, Any | None]:
-    """(the store's row when the model is known, its description from its files). A known model by HF
-    id that cannot be described here (offline, not cached) is checked when it is loaded; a known local
-    directory must still be there, and an unknown model must resolve."""
+    """(the store's row when the model is known, its description from its files). An unknown model
+    must resolve; a known one that cannot be described here (an HF id offline, a folder on a node's
+    disk) is checked when it is loaded, as it always was."""
     from backend.stages.models import describe
     known = store.models.get(cfg.model)
     try:
         return known, describe(known["ref"] if known else cfg.model, cfg.trust_remote_code)
     except GreentuiError as exc:
-        if known is not None and not Path(known["ref"]).is_absolute():
+        if known is not None:
             return known, None
         raise SettingError("model", str(exc)) from None
 
