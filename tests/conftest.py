@@ -67,15 +67,16 @@ def workspace(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory):
-    """Factory: build (once per session) and return the directory of a tiny demo model of ``arch``."""
-    built: dict[tuple[str, int], Path] = {}
+    """Factory: build (once per session) and return the directory of a tiny demo model of ``arch``
+    (``attention="mha"``: the multi-head variant of its shape, kv heads == query heads)."""
+    built: dict[tuple[str, int, str], Path] = {}
 
-    def make(arch: str = "llama", seed: int = 0) -> Path:
-        key = (arch, seed)
+    def make(arch: str = "llama", seed: int = 0, attention: str = "gqa") -> Path:
+        key = (arch, seed, attention)
         if key not in built:
             from backend.stages.demo import build_demo_model
-            out = tmp_path_factory.mktemp(f"demo-{arch}-{seed}")
-            build_demo_model(out, arch=arch, size="tiny", seed=seed, overwrite=True)
+            out = tmp_path_factory.mktemp(f"demo-{arch}-{seed}-{attention}")
+            build_demo_model(out, arch=arch, size="tiny", seed=seed, overwrite=True, attention=attention)
             built[key] = out
         return built[key]
 

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from backend.errors import GreentuiError
+from backend.schema.catalog import ARCHITECTURES
+from backend.stages.demo import ATTENTION_LAYOUTS
 from backend.stages.model_io import MANIFEST, REPORT, is_uniform, layer_widths, load_model
 from backend.stages.prune import PruneConfig, prune_model, prune_to_dir
 from backend.stages.pruning.plan import plan, read_spec
@@ -21,7 +23,7 @@ torch.set_num_threads(1)
 pytestmark = pytest.mark.timeout(120)
 
 
-ARCHS = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"]
+ARCHS = list(ARCHITECTURES)  # the package's own lists: a new architecture or layout joins the matrix
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 61, 300, 12, 77, 8]])
 FAST = dict(calib_samples=4, calib_seq_len=32)
 
@@ -50,12 +52,17 @@ def check_layer_attributes(model):
 
 
 # --------------------------------------------------------------------------- the main matrix
-@pytest.mark.parametrize("arch, ratio", [
-    case if case in (("llama", 2 / 7), ("phi3", 0.25)) else pytest.param(*case, marks=pytest.mark.slow)
-    for case in [(a, r) for a in ARCHS for r in (0.25, 2 / 7)]
-], ids=[f"{a}-{'0.25' if r == 0.25 else '2-7'}" for a in ARCHS for r in (0.25, 2 / 7)])
-def test_taylor_prunes_runs_and_reloads(demo_model_dir, tmp_path, arch, ratio):
-    src = demo_model_dir(arch)
+# every architecture x every attention layout (grouped-query, multi-head) x two ratios; the fast tier
+# keeps Llama (GQA), Phi-3 (fused projections) and a multi-head Mistral (issue #22: torch-pruning's rule)
+MATRIX = [(a, att, r) for a in ARCHS for att in ATTENTION_LAYOUTS for r in (0.25, 2 / 7)]
+FAST_MATRIX = {("llama", "gqa", 2 / 7), ("phi3", "gqa", 0.25), ("mistral", "mha", 0.25)}
+
+
+@pytest.mark.parametrize("arch, attention, ratio", [
+    case if case in FAST_MATRIX else pytest.param(*case, marks=pytest.mark.slow) for case in MATRIX
+], ids=[f"{a}-{att}-{'0.25' if r == 0.25 else '2-7'}" for a, att, r in MATRIX])
+def test_taylor_prunes_runs_and_reloads(demo_model_dir, tmp_path, arch, attention, ratio):
+    src = demo_model_dir(arch, attention=attention)
     report = prune_to_dir(str(src), tmp_path / "out", PruneConfig(method="taylor", ratio=ratio, **FAST))
     # the study default ignore 4/4 is clamped on 6 layers, with a warning
     assert (report["ignore_first"], report["ignore_last"]) == (2, 2)
@@ -71,6 +78,10 @@ def test_taylor_prunes_runs_and_reloads(demo_model_dir, tmp_path, arch, ratio):
     for e in report["layers"]:
         assert e["heads_after"] < e["heads_before"]  # heads really pruned, on every shape
         assert e["intermediate_after"] % 8 == 0 and e["intermediate_after"] < e["intermediate_before"]
+        if attention == "mha":  # kv heads go with their query heads
+            assert e["kv_heads_before"] == e["heads_before"] and e["kv_heads_removed"] == e["heads_removed"]
+        else:  # the torch-pruning rule keeps every kv group
+            assert e["kv_heads_removed"] == []
     out = tmp_path / "out"
     saved = json.loads((out / REPORT).read_text())
     assert saved["params_after"] == report["params_after"]
@@ -132,12 +143,13 @@ def test_uniform_width_pruning_loads_with_plain_transformers(demo_model_dir, tmp
 
 
 # --------------------------------------------------------------------------- correctness of the cut
+@pytest.mark.parametrize("attention", tiered(ATTENTION_LAYOUTS, fast=("gqa",)))
 @pytest.mark.parametrize("arch", ARCHS)
-def test_pruned_model_equals_original_with_removed_units_zeroed(demo_model_dir, arch):
+def test_pruned_model_equals_original_with_removed_units_zeroed(demo_model_dir, arch, attention):
     """Removing heads/channels must be exactly the same as zeroing their output weights: this
     catches any slicing mistake (fused qkv/gate_up order, kv-group mapping, biases)."""
-    original, tok = load_model(demo_model_dir(arch))
-    pruned, _ = load_model(demo_model_dir(arch))
+    original, tok = load_model(demo_model_dir(arch, attention=attention))
+    pruned, _ = load_model(demo_model_dir(arch, attention=attention))
     report = prune_model(pruned, tok, PruneConfig(method="l1", ratio=2 / 7, ignore_first=1, ignore_last=1))
     with torch.no_grad():
         for e in report["layers"]:

@@ -8,13 +8,15 @@ them. Weights are random, so accuracies sit near chance: the point is the machin
 
 The head layouts are chosen to exercise the known pruning traps: Qwen2 and Gemma-2 have exactly two
 query heads per kv head (torch-pruning #527), Qwen3 has per-head q_norm/k_norm, Phi-3 fuses qkv and
-gate_up, Llama has 12 heads over 4 kv heads (heads are pruned per kv group, so ratios round).
+gate_up, Llama has 12 heads over 4 kv heads (heads are pruned per kv group, so ratios round). Every
+architecture also comes in a multi-head layout (``attention="mha"``: kv heads == query heads, as in
+Llama-2, Vicuna and Phi-3-mini), where a pruned query head takes its k and v heads with it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backend.errors import GreentuiError
@@ -49,16 +51,21 @@ TINY_SHAPES: dict[str, Shape] = {
     "gemma2": Shape(hidden=128, layers=6, heads=8, kv_heads=4, head_dim=16, intermediate=352, vocab=512),
 }
 SMALL_SHAPE = Shape(hidden=768, layers=16, heads=12, kv_heads=4, head_dim=64, intermediate=2304, vocab=8192)
+#: Attention layouts of the demo shapes: grouped-query (the shapes above) or multi-head (kv heads ==
+#: query heads). Tests build their shape matrix from ARCHITECTURES x ATTENTION_LAYOUTS, so a family
+#: of shapes cannot be left out.
+ATTENTION_LAYOUTS: tuple[str, ...] = ("gqa", "mha")
 
 
-def shape_for(arch: str, size: str) -> Shape:
+def shape_for(arch: str, size: str, attention: str = "gqa") -> Shape:
     if arch not in ARCHITECTURES:
         raise GreentuiError(f"unknown demo architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if size not in SIZES:
         raise GreentuiError(f"unknown demo size {size!r}; choose tiny or small")
-    if size == "tiny":
-        return TINY_SHAPES[arch]
-    return SMALL_SHAPE
+    if attention not in ATTENTION_LAYOUTS:
+        raise GreentuiError(f"unknown attention layout {attention!r}; choose one of {', '.join(ATTENTION_LAYOUTS)}")
+    shape = TINY_SHAPES[arch] if size == "tiny" else SMALL_SHAPE
+    return replace(shape, kv_heads=shape.heads) if attention == "mha" else shape
 
 
 def training_text() -> Path:
@@ -129,9 +136,9 @@ def build_config(arch: str, shape: Shape, tokenizer):
 
 
 def build_demo_model(out_dir: str | Path, arch: str = "llama", size: str = "tiny", seed: int = 0,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, attention: str = "gqa") -> Path:
     """Write a demo tokenizer + randomly initialised model to ``out_dir``; deterministic for ``seed``."""
-    shape = shape_for(arch, size)
+    shape = shape_for(arch, size, attention)
     out = Path(out_dir).expanduser()
     try:
         if out.exists() and not out.is_dir():
@@ -152,7 +159,7 @@ def build_demo_model(out_dir: str | Path, arch: str = "llama", size: str = "tiny
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    marker = {"arch": arch, "size": size, "seed": seed,
+    marker = {"arch": arch, "size": size, "seed": seed, "attention": attention,
               "params": sum(p.numel() for p in model.parameters()),
               "note": "randomly initialised demo model built by greentui; accuracies are near chance"}
     (out / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")

@@ -203,9 +203,9 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
                  "intermediate_before": s.intermediate}
         plan, keep_channels = None, None
         if cfg.prune_heads and chosen is not None:
-            drop = set(chosen[i].removed_heads)
+            drop, drop_kv = set(chosen[i].removed_heads), set(chosen[i].removed_kv_heads)
             plan = heads.HeadPlan(heads=s.heads, kv_heads=s.kv_heads, keep_q=[h for h in range(s.heads) if h not in drop],
-                                  keep_kv=list(range(s.kv_heads)))
+                                  keep_kv=[h for h in range(s.kv_heads) if h not in drop_kv])
         elif cfg.prune_heads:
             plan = heads.plan_heads(attn, s.heads, s.kv_heads, c.kv_heads, c.q_per_kv, cfg.method, gen)
         tp_ratio = 0.0
@@ -295,11 +295,12 @@ def _library_choice(model, batches, cfg: PruneConfig, targets, shapes, counts, r
         for i in targets:
             s, c = shapes[i], counts[i]
             got_h = s.heads - len(chosen[i].removed_heads) if cfg.prune_heads else c.heads
+            got_kv = s.kv_heads - len(chosen[i].removed_kv_heads) if cfg.prune_heads else c.kv_heads
             got_c = s.intermediate - len(chosen[i].removed_channels)
-            if (got_h, got_c) != (c.heads, c.intermediate if cfg.prune_mlp else got_c):
+            if (got_h, got_kv, got_c) != (c.heads, c.kv_heads, c.intermediate if cfg.prune_mlp else got_c):
                 raise tp_graph.TpGraphUnavailable(
-                    f"its graph keeps {got_h} heads and {got_c} channels in layer {i}, not the rule's "
-                    f"{c.heads} and {c.intermediate}")
+                    f"its graph keeps {got_h}/{got_kv} heads and {got_c} channels in layer {i}, not the rule's "
+                    f"{c.heads}/{c.kv_heads} and {c.intermediate}")
     except tp_graph.TpGraphUnavailable as exc:
         report["notes"].append(f"torch-pruning's whole-model graph not used ({exc}); greentui chose the heads "
                                "and channels in torch-pruning's counts")

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description="Predict per-layer widths, parameters, FLOPs/token and bytes of the pruned "
                                    "model, and how it loads, from config.json alone. The figures equal what "
                                    "`greentui prune` produces with the same options.")
-    p.add_argument("model", help="model directory (config.json is enough) or HF id in the local cache")
+    p.add_argument("model", help="model directory (config.json is enough), HF id in the local cache, or the HF "
+                                 "id of one of the study's seven models (their config.json ships with greentui)")
     add_pruning_options(p)
     from backend.cli.commands.run_options import add_settings
     add_settings(p, ("calib_seq_len",))  # FLOPs/token are counted at the calibration length, as prune reports them
@@ -45,7 +46,9 @@ def config_from_args(args: argparse.Namespace, **options):
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
+    from pathlib import Path
 
+    from backend.schema.study_models import MODEL_CONFIGS, study_model
     from backend.stages.pruning.plan import plan, read_spec, resolve_target
 
     cfg = config_from_args(args)
@@ -55,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, ratio=target["ratio"])
     result = plan(spec, cfg)
     result["model"] = where
+    shipped = Path(where).parent == MODEL_CONFIGS.resolve()
+    study = study_model(Path(where).name) if shipped else study_model(args.model)
+    if study is not None:  # one of the study's models: what the paper reports beside the prediction
+        result["study"] = {"paper_name": study.paper_name, "hf_id": study.hf_id, "paper_pruned": study.paper_pruned,
+                           "paper_pruned_params": study.paper_pruned_params,
+                           "recipe": "Taylor 2/7, first and last 4 layers kept"}
     if target:
         result["target"] = target
     if args.json:
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_plan(p: dict) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from backend.cli.commands.common import console
     from backend.results.fmt import params as fmt_params
@@ -93,6 +103,10 @@ def print_plan(p: dict) -> None:
                   f"{tg['nearest_below']:,} / {tg['nearest_above']:,}")
     if "layers_dropped" in p:
         t.add_row("layers dropped", f"{p['layers_dropped']} (which ones: block influence at prune time)")
+    if "study" in p:
+        st = p["study"]
+        t.add_row("the study", f"{st['paper_name']} pruned to {st['paper_pruned']} ({st['recipe']})")
+    t.add_row("config", Text(p["model"], overflow="fold"))  # a path: data, never markup; wrapped, not cut
     con.print(t)
     for w in p.get("warnings", []):
         con.print(f"[yellow]warning:[/] {w}")

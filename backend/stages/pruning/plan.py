@@ -24,6 +24,7 @@ from typing import Any
 
 from backend.errors import GreentuiError
 from backend.schema.settings import parse_params
+from backend.schema.study_models import study_model
 from backend.stages.pruning.counting import LayerShape, layer_counts
 from backend.stages.pruning.spec import SUPPORTED_ARCHITECTURES, PruneConfig
 
@@ -112,8 +113,9 @@ def spec_from_config(cfg: dict[str, Any], manifest: dict[str, Any] | None = None
 
 
 def model_dir(model_ref: str) -> Path:
-    """The local directory holding ``config.json`` for a model directory or a cached HF id. Never
-    touches the network (``models.resolve`` would probe the hub for an uncached id)."""
+    """The local directory holding ``config.json`` for a model directory or a cached HF id (for the
+    study's seven models, the config shipped with greentui when the id is not cached). Never touches
+    the network (``models.resolve`` would probe the hub for an uncached id)."""
     from backend.stages.models import HF_ID, cached_snapshot
 
     ref = str(model_ref).strip()
@@ -127,6 +129,9 @@ def model_dir(model_ref: str) -> Path:
     if HF_ID.match(ref) and not ref.startswith((".", "/", "~")):
         snap = cached_snapshot(ref)
         if snap is None:
+            shipped = study_model(ref)
+            if shipped is not None and shipped.hf_id.casefold() == ref.casefold():
+                return shipped.config_path  # one of the study's models: its config.json ships with greentui
             raise GreentuiError(f"{ref!r} is not in the local HF cache; the planner reads only local config.json "
                                 "files (pass a directory holding one)")
         return snap

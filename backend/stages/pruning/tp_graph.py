@@ -30,7 +30,7 @@ import sys
 import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.errors import GreentuiError
 from backend.stages.pruning.guard import time_limit
@@ -46,6 +46,9 @@ class TpGraphUnavailable(Exception):
 class LayerChoice:
     removed_heads: list[int]
     removed_channels: list[int]
+    #: kv heads removed with their query heads: multi-head attention only (k_proj and v_proj are in the
+    #: heads' group there); under GQA the library never removes a kv head
+    removed_kv_heads: list[int] = field(default_factory=list)
 
 
 @contextmanager
@@ -90,6 +93,7 @@ def select(model, method: str, ratio: float, round_to: int | None, targets: list
         heads, kv = a.q_proj.out_features // a.head_dim, a.k_proj.out_features // a.head_dim
         num_heads.update({a.q_proj: heads, a.k_proj: kv, a.v_proj: kv})
         owner[a.o_proj] = ("attn", i)
+        owner[a.k_proj] = ("kv", i)
         owner[layer.mlp.down_proj] = ("mlp", i)
     ignored = [model.get_output_embeddings(), model.get_input_embeddings(), model.model.norm]
     ignored += [layers[i] for i in range(len(layers)) if i not in set(targets)]
@@ -115,15 +119,19 @@ def select(model, method: str, ratio: float, round_to: int | None, targets: list
             touched = False
             for dep, idxs in group:
                 role = owner.get(dep.target.module)
-                if role is None or dep.handler != tp.prune_linear_in_channels:
+                wanted = {"attn": tp.prune_linear_in_channels, "mlp": tp.prune_linear_in_channels,
+                          "kv": tp.prune_linear_out_channels}
+                if role is None or dep.handler != wanted[role[0]]:
                     continue
                 kind, i = role
                 touched = True
                 if i not in chosen:
                     raise TpGraphUnavailable(f"its graph would prune layer {i}, which is ignored")
+                d = layers[i].self_attn.head_dim
                 if kind == "attn":
-                    d = layers[i].self_attn.head_dim
                     chosen[i].removed_heads = sorted({int(x) // d for x in idxs})
+                elif kind == "kv":  # multi-head attention: k (and v) go with their query heads
+                    chosen[i].removed_kv_heads = sorted({int(x) // d for x in idxs})
                 else:
                     chosen[i].removed_channels = sorted(int(x) for x in idxs)
             if not touched:
