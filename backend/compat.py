@@ -46,3 +46,96 @@ def checked(distribution: str, lowest: tuple[int, ...], below: tuple[int, ...]) 
                     distribution, ".".join(map(str, have)) or "(absent)", ".".join(map(str, lowest)),
                     ".".join(map(str, below)))
     return ok
+
+
+# ------------------------------------------------------------------------------------------ Textual
+# Checked with Textual 8.x (pyproject: textual>=8.0,<9). Each shim below reaches one private name and
+# degrades to Textual's public behaviour when the name is gone or the version is outside the range.
+
+TEXTUAL_CHECKED = ((8, 0), (9, 0))
+
+
+def _textual_ok(what: str, present: bool) -> bool:
+    if present and checked("textual", *TEXTUAL_CHECKED):
+        return True
+    if not present:
+        log.warning("textual %s: %s is gone; greentui falls back to Textual's default",
+                    ".".join(map(str, version_of("textual"))) or "(absent)", what)
+    return False
+
+
+def route_uncaught_errors(app: object, handler) -> bool:
+    """Show ``handler(error)`` every exception no handler caught in ``app`` before Textual's own
+    handling (``App._handle_exception``, private): the workbench ends on a store error with the CLI's
+    one line instead of a traceback. ``handler`` returns True when it dealt with the error; otherwise
+    Textual's handling (its traceback) follows. Returns False (nothing installed) when Textual moved on;
+    an error then shows as Textual's traceback, the app otherwise unchanged."""
+    original = getattr(app, "_handle_exception", None)
+    if not _textual_ok("App._handle_exception", callable(original)):
+        return False
+
+    def _handle_exception(error: Exception) -> None:
+        if not handler(error):
+            original(error)
+
+    app._handle_exception = _handle_exception  # type: ignore[attr-defined]  # the instance's, not the class's
+    return True
+
+
+def start_at_app_css_generation(screen: object, app: object) -> bool:
+    """Give a new ``screen`` the app's stylesheet generation (``_css_update_count``, private).
+
+    Why: Textual re-parses every stylesheet (~40 ms, bench P2) when a mode's first screen carries an
+    older generation than the app's; a screen built at the current one skips that, and a later theme
+    change still restyles it. Without the attribute this costs only those 40 ms."""
+    count = getattr(app, "_css_update_count", None)
+    if not _textual_ok("App._css_update_count", isinstance(count, int) and hasattr(screen, "_css_update_count")):
+        return False
+    screen._css_update_count = count  # type: ignore[attr-defined]
+    return True
+
+
+def footer_parts():
+    """Textual's footer pieces ``(FooterKey, FooterLabel, KeyGroup)`` from ``textual.widgets._footer``
+    (private: the footer widget is public, its parts are not), or ``None`` when they moved, in which
+    case ``KeyFooter`` shows Textual's own footer (every key, in Textual's order)."""
+    try:
+        from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
+    except ImportError:
+        _textual_ok("textual.widgets._footer", False)
+        return None
+    if not _textual_ok("textual.widgets._footer", True):
+        return None
+    return FooterKey, FooterLabel, KeyGroup
+
+
+# ------------------------------------------------------------------------------------------ plotext
+# Checked with plotext 5.3 (pyproject: plotext>=5.3,<6).
+
+PLOTEXT_CHECKED = ((5, 3), (6, 0))
+
+
+def _ordered_no_duplicates(data) -> list:
+    """``plotext._utility.no_duplicates`` keeping the first of each item, in order (plotext's goes
+    through a ``set``: which of two crowded tick labels survived, and in what order, depended on the
+    interpreter's hash seed, so axis labels moved by a column from one start of the app to the next)."""
+    return list(dict.fromkeys(data))
+
+
+@lru_cache(maxsize=None)
+def stable_plotext_ticks() -> bool:
+    """Replace plotext's ``_utility.no_duplicates`` (private; its modules call it as
+    ``_utility.no_duplicates`` at run time, so one assignment covers every figure) with the ordered one.
+    Without it (plotext moved on) charts still draw; crowded tick labels may then differ between runs."""
+    try:
+        import plotext._utility as utility
+    except ImportError:
+        log.warning("plotext._utility is gone; tick labels keep plotext's own (unordered) de-duplication")
+        return False
+    if not callable(getattr(utility, "no_duplicates", None)):
+        log.warning("plotext._utility.no_duplicates is gone; tick labels keep plotext's own de-duplication")
+        return False
+    if not checked("plotext", *PLOTEXT_CHECKED):
+        return False
+    utility.no_duplicates = _ordered_no_duplicates
+    return True

@@ -61,6 +61,32 @@ def run_dir(workspace: Path, run_id: int) -> Path:
     return workspace / f"run-{run_id:05d}"
 
 
+def ensure_real_folder(folder: Path) -> Path:
+    """Create ``folder`` (a run folder) or accept it when it is a real directory; refuse a symlink.
+
+    Why: a link planted where a run's folder will be (``run-00007 -> /somewhere``) made the run write
+    its config, events, pruned model and lm-eval output into the link's target. greentui writes only
+    into a directory, never through a link (checked on the folder itself, after creating it too).
+    """
+    if folder.is_symlink():
+        raise GreentuiError(f"the run folder {folder} is a symbolic link (to {os.readlink(folder)}); greentui "
+                            "writes only into a folder it created — remove the link")
+    try:
+        folder.mkdir(exist_ok=True)
+    except FileExistsError:
+        raise GreentuiError(f"the run folder {folder} exists and is not a folder; move it aside") from None
+    except OSError as exc:
+        raise GreentuiError(f"cannot create the run folder {folder}: {exc.strerror or exc}") from exc
+    if folder.is_symlink() or not folder.is_dir():
+        raise GreentuiError(f"the run folder {folder} is not a real folder; move it aside")
+    return folder
+
+
+def ensure_run_dir(workspace: Path, run_id: int) -> Path:
+    """The run's folder, created or checked by ``ensure_real_folder``."""
+    return ensure_real_folder(run_dir(workspace, run_id))
+
+
 @lru_cache(maxsize=1)
 def hub_reachable(timeout: float = 1.5) -> bool:
     """True when huggingface.co resolves and accepts a TCP connection within ``timeout`` seconds.

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from .common import REPO, header_lines, machine_info, table_lines
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO", "FORM")  # DEMO: `d` to finished demo run (bench/demo_time.py);
-# FORM: `n` on Runs to a usable New-run form (bench/form_open.py)
+FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO", "FORM", "IMPORT")  # DEMO: `d` to finished demo run
+# (bench/demo_time.py); FORM: `n` on Runs to a usable New-run form (bench/form_open.py); IMPORT: a
+# 100k-row published table's import against 10 × a 10k-row one (bench/import_table.py)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_size = args.eval_size or ("tiny" if quick else "small")
     limit = args.limit or (1 if quick else 5)
     reps = {"P1": 2 if quick else 5, "P2": 2 if quick else 9, "P3": 1 if quick else 4, "P5": 1 if quick else 2,
-            "FORM": 2 if quick else 9}
+            "FORM": 2 if quick else 9, "IMPORT": 1 if quick else 2}
     if args.repeats:
         reps = {k: args.repeats for k in reps}
 
@@ -121,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import form_open
             log("FORM New-run form open …")
             rows += form_open.run(work, repeats=reps["FORM"], n_runs=200 if quick else form_open.N_RUNS, log=log)
+        if "IMPORT" in only:
+            from . import import_table
+            log("IMPORT published table …")
+            rows += import_table.run(work, rows=10_000 if quick else 100_000, repeats=reps["IMPORT"], log=log)
         if "P5" in only:
             from . import p5_memory
             log("P5 pruning memory …")

@@ -26,11 +26,16 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+from backend.compat import route_uncaught_errors
 from backend.errors import GreentuiError
+from backend.schema.catalog import DEMO_DURATION
+from backend.schema.wsconfig import workspace_keymap
 from backend.service.execution import recover_stale_runs, runner_pid
 from backend.store import ChangeToken, Store, check_integrity_in_background
+from backend.text import safe_text
 from backend.workspace import PACKAGE_DATA, db_path
 
+from .keymap import binding, check_keymap
 from .screens.runs import RunsScreen
 from .signals import StoreChange
 
@@ -55,17 +60,16 @@ class GreentuiApp(App):
     MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen}
     DEFAULT_MODE = "runs"
     _SCREENS = Binding.Group("Runs/Queue/Models", compact=True)
+    # the app's keys (greentui/keymap.py holds every key of the app, with its id for the user's keymap)
     BINDINGS = [
-        Binding("question_mark,f1", "help", "Help", tooltip="Every key of this screen and the app"),
-        Binding("1", "go('runs')", "Runs", tooltip="All runs with their averages and ratios", group=_SCREENS),
-        Binding("2", "go('queue')", "Queue", tooltip="Queued and running runs", group=_SCREENS),
-        Binding("3", "go('models')", "Models", tooltip="Models in the workspace and HF cache", group=_SCREENS),
-        Binding("ctrl+q", "quit", "Quit", priority=True,
-                tooltip="Close greentui; queued and running runs go on in the runner"),
-        Binding("n", "new_run", "New run", tooltip="Queue a run with the study's defaults"),
-        Binding("d", "demo", "Demo", tooltip="Queue a demo run of the tiny trained demo model (~1 min on a CPU)"),
+        binding("help"),
+        binding("runs", group=_SCREENS), binding("queue", group=_SCREENS), binding("models", group=_SCREENS),
+        binding("quit"),  # not a priority key: q types into a text field, Ctrl+Q quits from there too
+        binding("new_run"),
+        binding("demo"),
     ]
     POLL_INTERVAL = 0.5
+    NOTIFICATION_TIMEOUT = 4  # s: a toast says what happened and goes (errors set their own, longer)
     DEMO_BUILD_TIMEOUT_S = 600.0  # the random-model fallback's build subprocess (no shipped model)
     # = backend.service.runs.SHIPPED_DEMO_MODEL; spelled here so the first frame need not import backend.service.runs
     # (run schema, task registry): P2, the start with 10,000 runs, is measured against a bare app
@@ -93,6 +97,11 @@ class GreentuiApp(App):
         self.recovered: list[int] = []  # runs found dead at start (store_ready)
         self._first_frame_callbacks: list[Callable[[], object]] | None = []  # None once it is shown
         self.demo_busy = False
+        route_uncaught_errors(self, self.uncaught_error)
+        # the user's keymap (greentui.toml [keys]): checked here, so a bad one is the CLI's one line
+        keymap = workspace_keymap(self.workspace)
+        if keymap:
+            self.set_keymap(check_keymap(keymap, self.workspace / "greentui.toml"))
 
     # ------------------------------------------------------------------ lifecycle
     def store_ready(self) -> bool:
@@ -116,19 +125,20 @@ class GreentuiApp(App):
             self.fatal_error = error
         self.exit(return_code=2)
 
-    def _handle_exception(self, error: Exception) -> None:
+    def uncaught_error(self, error: BaseException) -> bool:
         """A store error that no handler caught (disk full, damaged page) ends the app as one line,
-        like the CLI's, not as a traceback; anything else is a bug and keeps Textual's traceback."""
+        like the CLI's, not as a traceback; anything else is a bug and keeps Textual's traceback.
+        (Textual's hook for it is private: ``backend.compat.route_uncaught_errors``.)"""
         if isinstance(error, GreentuiError):
             self.fail(error)
-            return
-        super()._handle_exception(error)
+            return True
+        return False
 
     def on_mount(self) -> None:
         if not self.store_ready():
             self.fail(self.fatal_error)
             return
-        self.sub_title = str(self.workspace)
+        self.sub_title = safe_text(self.workspace)
         if self.recovered:
             ids = ", ".join(map(str, self.recovered))
             self.notify(f"run(s) {ids} were interrupted (the runner died); the queue is paused — "
@@ -178,6 +188,17 @@ class GreentuiApp(App):
             change = StoreChange(token, self._token)
             self._token = token
             self.store_changed.publish(change)
+
+    NOTIFY_LIMIT = 600  # characters of a toast: a long name in an error must not fill the screen
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every toast is plain text: its message often quotes outside text (a model path, an error with
+        ``[/]`` in it), which must never be read as markup (``[@click=app.quit]`` would be a link that
+        runs an action) nor reach the terminal with its control characters. ``markup`` is ignored."""
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        super().notify(safe_text(message, self.NOTIFY_LIMIT), title=safe_text(title, 80), severity=severity,
+                       markup=False, **kwargs)
 
     # ------------------------------------------------------------------ workers
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -279,8 +300,7 @@ class GreentuiApp(App):
 
     def _start_demo(self) -> None:
         self.demo_busy = True
-        self.notify("building the tiny demo model and queueing a demo run (a few minutes on CPU)…",
-                    timeout=8)
+        self.notify(f"queueing a demo run of the tiny trained demo model ({DEMO_DURATION})…", timeout=6)
         self._demo_worker()
 
     @work(thread=True, exclusive=True, group="demo", name="building the demo", exit_on_error=False)
@@ -337,10 +357,11 @@ class GreentuiApp(App):
 
     def export_tables(self, fmt: str = "md") -> None:
         """Write the study tables of every run in the workspace (``greentui export``'s content)."""
+        from backend.results.export_file import write_export
         from backend.results.report import render
         path = self.workspace / export_file_name(fmt)
         try:
-            path.write_text(render(self.store, fmt) + "\n")
+            write_export(path, render(self.store, fmt) + "\n")
         except (GreentuiError, OSError) as exc:
             self.notify(f"export failed: {exc}", severity="error", markup=False)
             return

@@ -18,7 +18,11 @@ import csv
 import difflib
 import io
 import json
+import os
 import re
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,8 @@ from backend.workspace import db_path
 from .conftest import pause_until
 from .snapshot import UPDATE
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 TASKS = ("arc_challenge", "boolq", "piqa")
 OSC52 = "\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07"
@@ -106,8 +111,9 @@ def _compare(name: str, text: str) -> None:
         return
     expected = golden.read_bytes().decode()
     if text != expected:
-        diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(), f"{name} (golden)",
-                                              f"{name} (now)", lineterm="", n=1))
+        diff = list(difflib.unified_diff(expected.splitlines(), text.splitlines(), f"{name} (golden)",
+                                         f"{name} (now)", lineterm="", n=1))
+        diff = "\n".join(line[:300] for line in diff[:40])
         pytest.fail(f"{name} differs from its golden file (scripts/update-snapshots regenerates it):\n{diff}")
 
 
@@ -162,13 +168,13 @@ def test_the_palette_writes_the_cli_s_files(export_ws, tmp_path, cli):
 def test_markdown_escape_keeps_the_row_and_the_text(text):
     """A GFM table row of escaped text splits into exactly its cells, and unescaping gives the text
     back (control characters as their visible escapes)."""
-    from backend.results.tables import visible_controls
+    from backend.text import safe_text
     cell = escape_markdown(text)
     row = f"| {cell} | 2 |"
     assert "\n" not in row
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
     assert len(cells) == 2
-    assert re.sub(r"\\(.)", r"\1", cells[0].strip()) == visible_controls(text)
+    assert re.sub(r"\\(.)", r"\1", cells[0].strip()) == safe_text(text)
 
 
 def test_latex_escape_every_special():
@@ -180,7 +186,7 @@ def test_latex_escape_every_special():
 
 
 @pytest.mark.parametrize("value, written", [
-    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
+    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\\tx"),
     ("\r=1", "'\\r=1"), ("-0.5", "-0.5"), ("+3", "+3"), ("1e-3", "1e-3"), (-0.25, -0.25), (None, None),
     ('Foo "q" 7B', 'Foo "q" 7B'), ("a\nb", "a\nb"), ("x\x1by", "x\\x1by")])
 def test_csv_cell_neutralises_formulas_keeps_numbers(value, written):
@@ -215,3 +221,136 @@ async def test_palette_exports_every_format_and_screenshots_into_the_workspace(e
         assert svg.read_text().startswith("<svg")
         await pause_until(pilot, lambda: any(str(svg) in str(n.message) for n in app._notifications),
                           what="the notification naming the file")
+
+
+# ------------------------------------------------------------------------------ export --out (#22 2.9)
+
+def _intact(ws: Path) -> None:
+    with Store(db_path(ws)) as s:
+        assert s.runs.count() == 8 and s.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("where", ["greentui.db", "greentui.db-wal", "greentui.db-shm", "link-to-store",
+                                   "hardlink-to-store", "run-00002/tables.csv", "other.sqlite"])
+def test_export_never_writes_over_a_store_or_into_a_run_folder(export_ws, cli, where):
+    """The store, its WAL and shared memory (by name, through a symlink or a hard link), any SQLite
+    database and any file in a run folder are refused in one line, --force or not; the store is intact."""
+    (export_ws / "run-00002").mkdir()
+    (export_ws / "link-to-store").symlink_to(export_ws / "greentui.db")
+    os.link(export_ws / "greentui.db", export_ws / "hardlink-to-store")
+    with Store(db_path(export_ws)) as s:     # an open store, as in use: its -wal and -shm exist
+        sqlite3.connect(export_ws / "other.sqlite").execute("CREATE TABLE t (x)").connection.close()
+        for force in ([], ["--force"]):
+            proc = cli("export", "--format", "csv", "--out", str(export_ws / where), *force)
+            assert proc.returncode == 2, where
+            assert len(proc.stderr.strip().splitlines()) == 1 and where.split("/")[0] in proc.stderr
+        assert not (export_ws / "run-00002" / "tables.csv").exists()
+        assert s.runs.count() == 8
+    _intact(export_ws)
+
+
+def test_export_out_onto_an_existing_file_asks_for_force(export_ws, tmp_path, cli):
+    out = tmp_path / "tables.md"
+    out.write_text("my notes\n")
+    proc = cli("export", "--out", str(out))
+    assert proc.returncode == 2 and "--force" in proc.stderr and out.read_text() == "my notes\n"
+    assert cli("export", "--out", str(out), "--force").returncode == 0
+    assert out.read_text() == cli("export", check=True).stdout
+    _intact(export_ws)
+
+
+# --------------------------------------------------------------------- ls at 80 columns (#22 3.6)
+
+def in_a_terminal(args: list[str], workspace: Path, columns: int, rows: int = 24) -> str:
+    """``greentui ARGS`` in a real pseudo-terminal of ``columns`` × ``rows`` (what a user's terminal
+    is to rich: it measures the window), its output with the colours taken out."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "--runs-dir", str(workspace), *args], cwd=str(ROOT),
+                            stdin=child_fd, stdout=child_fd, stderr=child_fd, env=dict(env, TERM="xterm"))
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:           # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(main_fd)
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_ls_in_80_columns_never_cuts_a_number_and_marks_partial_averages(workspace):
+    """At 80 columns the table drops and merges columns; every average and ratio is printed whole;
+    a running run's average over part of its tasks carries "*" and the note says what it means."""
+    long_name = "organisation-with-a-long-name/Meta-Llama-3.1-8B-Instruct-pruned-" + "x" * 40
+    with Store(db_path(workspace)) as s:
+        mid = s.models.upsert(long_name, name=long_name)
+        cfg = {"model": long_name, "tasks": list(TASKS), "importance": "taylor", "prune_ratio": 2 / 7}
+        base = s.runs.create(mid, "baseline", dict(cfg, no_prune=True), status="done")
+        s.results.save_task_results(base, _results("vanilla", 0.2345, 0.0012345))
+        done = s.runs.create(mid, "experiment", cfg, status="done", parent_run_id=base)
+        s.results.save_task_results(done, _results("pruned", 0.2111, 0.0009876))
+        running = s.runs.create(mid, "experiment", cfg, status="running", parent_run_id=base, pid=os.getpid())
+        s.results.save_task_results(running, _results("pruned", 0.2222, 0.0011)[:1])
+        rows = {r["id"]: r for r in s.runs.list()}
+    out = in_a_terminal(["ls"], workspace, columns=80)
+    lines = out.splitlines()
+    assert all(len(ln) <= 80 for ln in lines), out
+    for rid in (base, done, running):
+        r = rows[rid]
+        line = next(ln for ln in lines if re.match(rf"│\s+{rid} │", ln))
+        for value, digits in ((r["avg_acc"], 3), (r["avg_wh"], 4), (r["acc_ratio"], 3), (r["wh_ratio"], 3)):
+            if value is not None:
+                assert f"{value:.{digits}f}" in line, (rid, value, line)
+        assert ("*" in line) == (rid == running)
+    assert "* average over part of the tasks" in out
+    assert "…" not in "".join(ln.split("│")[3] for ln in lines if ln.startswith("│"))  # numbers whole
+
+
+# ---------------------------------------------------------------- a reader that goes away (#22 3.10)
+
+@pytest.mark.parametrize("args", [["export", "--format", "csv"], ["export", "--format", "json"], ["ls"]])
+def test_a_closed_pipe_ends_quietly(workspace, args):
+    """``greentui export … | head``: the reader is gone before greentui writes (closed at once here:
+    a reader that closes after its first line races with one large write, and the kernel may let
+    that write through); greentui ends with SIGPIPE's status and not a word on stderr (it printed a
+    BrokenPipeError traceback)."""
+    with Store(db_path(workspace)) as s:
+        mid = s.models.upsert("org/m", name="org/m")
+        s.insert_rows("runs", [{"model_id": mid, "kind": "import", "config": "{}", "status": "done",
+                                "created_at": T0} for _ in range(200)])
+        s.insert_rows("task_results", [{"run_id": i, "variant": "vanilla", "task": t, "acc": 0.5,
+                                        "energy_kwh": 0.001, "created_at": T0}
+                                       for i in range(1, 201) for t in TASKS])
+    proc = subprocess.Popen([sys.executable, "-m", "backend", *args], cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()                       # what `head` does once it has its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_an_export_file_gets_the_usual_permissions(export_ws, tmp_path, cli):
+    """Written through a temporary file and a rename, yet readable like any file the umask allows
+    (a temporary file is private, 0600) — and a replaced file keeps its own mode."""
+    out = tmp_path / "t.md"
+    old = os.umask(0o022)
+    try:
+        cli("export", "--out", str(out), check=True)
+        assert out.stat().st_mode & 0o777 == 0o644
+        out.chmod(0o640)
+        cli("export", "--out", str(out), "--force", check=True)
+        assert out.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".t.md.*"))

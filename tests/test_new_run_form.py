@@ -335,7 +335,7 @@ async def test_clone_fills_every_field_including_the_folded_ones(tmp_path: Path)
 
 async def test_a_refused_value_in_a_closed_fold_opens_it_and_takes_the_focus(tmp_path: Path) -> None:
     """A cloned run with Slurm options but the local executor: the executor fold's title says 1 to fix;
-    Enter refuses with the field's label, opens the fold and focuses the field, its reason under it."""
+    Ctrl+S refuses with the field's label, opens the fold and focuses the field, its reason under it."""
     bad = RunConfig(model="org/a", partition="gpu")  # partition needs executor slurm
     app = GreentuiApp(workspace_with(tmp_path, bad), manage_runner=False)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -345,7 +345,7 @@ async def test_a_refused_value_in_a_closed_fold_opens_it_and_takes_the_focus(tmp
         fold = form.folds["executor"]
         assert not fold.built and "1 to fix" in str(fold.title)
         assert "executor" in str(form.query_one("#form-summary", Static).render())
-        await pilot.press("enter")
+        await pilot.press("ctrl+s")
         await pilot.pause()
         await pilot.pause()
         assert fold.built and not fold.collapsed

@@ -98,3 +98,149 @@ def test_reference_runs_merge_and_show_everywhere(tmp_path, workspace, capsys):
     assert main(["show", str(llama["id"]), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["run"]["kind"] == "reference" and shown["reference_checks"]
+
+
+# ----------------------------------------------------------------- sources, names, percent (#22 2.3, 3.10)
+
+ONE = "model,variant,ARCC,PIQA\nGemma-2B,vanilla,{v1},{v2}\nGemma-2B,pruned,{p1},{p2}\n"
+
+
+def _ref_runs(workspace):
+    with open_store(workspace) as s:
+        return [s.runs.require(r["id"]) for r in s.runs.list(descending=False)]
+
+
+def _acc(workspace, run_id, variant="pruned"):
+    with open_store(workspace) as s:
+        return {r["task"]: r["acc"] for r in s.results.task_results(run_id, variant)}
+
+
+def test_a_second_paper_never_replaces_the_first(tmp_path, workspace, capsys):
+    """Two accuracy tables of one model from two sources: both kept, told apart by source; the same
+    table again (same source) updates its own runs, adds none."""
+    a = _write(tmp_path, "a.csv", ONE.format(v1=0.5, v2=0.7, p1=0.4, p2=0.6))
+    b = _write(tmp_path, "b.csv", ONE.format(v1=0.52, v2=0.71, p1=0.30, p2=0.50))
+    assert main(["import", "--table", str(a), "--metric", "acc", "--source", "Paper A"]) == 0
+    assert main(["import", "--table", str(b), "--metric", "acc", "--source", "Paper B"]) == 0
+    runs = _ref_runs(workspace)
+    assert len(runs) == 2
+    by_source = {r["config"]["reference"]["sources"]["acc"]: r["id"] for r in runs}
+    assert _acc(workspace, by_source["Paper A"]) == {"arc_challenge": 0.4, "piqa": 0.6}
+    assert _acc(workspace, by_source["Paper B"]) == {"arc_challenge": 0.3, "piqa": 0.5}
+    a2 = _write(tmp_path, "a2.csv", ONE.format(v1=0.5, v2=0.7, p1=0.41, p2=0.6))   # an erratum
+    assert main(["import", "--table", str(a2), "--metric", "acc", "--source", "Paper A"]) == 0
+    assert len(_ref_runs(workspace)) == 2
+    assert _acc(workspace, by_source["Paper A"])["arc_challenge"] == 0.41
+    capsys.readouterr()
+
+
+def test_names_match_in_any_case_and_rename_joins_spellings(tmp_path, workspace, capsys):
+    """"Gemma-2B" (accuracy) and "Gemma-2b" (energy) are one model; --rename OLD=NEW joins a third
+    spelling; a --rename naming no model of the table is a one-line error and writes nothing."""
+    acc = _write(tmp_path, "acc.csv", ONE.format(v1=0.5, v2=0.7, p1=0.4, p2=0.6))
+    wh = _write(tmp_path, "wh.csv", ONE.replace("Gemma-2B", "Gemma-2b").format(v1=2.0, v2=3.0, p1=1.5, p2=2.5))
+    assert main(["import", "--table", str(acc), "--metric", "acc", "--source", "T1"]) == 0
+    assert main(["import", "--table", str(wh), "--metric", "wh", "--source", "T2"]) == 0
+    (run,) = _ref_runs(workspace)
+    assert set(run["config"]["reference"]["sources"]) == {"acc", "wh"}
+    other = _write(tmp_path, "other.csv", ONE.replace("Gemma-2B", "Gemma 2B").format(v1=2.0, v2=3.0, p1=1.5, p2=2.5))
+    assert main(["import", "--table", str(other), "--metric", "wh", "--source", "T2",
+                 "--rename", "gemma 2b=Gemma-2B"]) == 0
+    assert len(_ref_runs(workspace)) == 1                           # the same run, its T2 figures replaced
+    capsys.readouterr()
+    assert main(["import", "--table", str(other), "--metric", "wh", "--source", "T3",
+                 "--rename", "Gemma 7B=Gemma-7B"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'gemma 7b'" in err and "other.csv" in err
+    assert main(["import", "--table", str(other), "--metric", "wh", "--rename", "no-equals"]) == 2
+    assert "OLD=NEW" in capsys.readouterr().err
+    assert len(_ref_runs(workspace)) == 1
+
+
+def test_percent_means_percent_and_doubled_quotes_parse(tmp_path):
+    """Cells printed with % are percentages whatever their size (0.9% is 0.009, not 90 %); RFC 4180
+    doubled quotes inside a quoted cell are one quote."""
+    t = parse_table(_write(tmp_path, "p.csv", 'model,variant,ARCC,PIQA,Avg\n"Foo ""q"" 7B",vanilla,0.9%,0.5%,0.7%\n'),
+                    "acc")
+    assert t.percent and t.rows[0].model == 'Foo "q" 7B'
+    assert t.rows[0].cells == {"arc_challenge": pytest.approx(0.009), "piqa": pytest.approx(0.005)}
+    assert t.checks[0].ok
+    with pytest.raises(GreentuiError, match=r"row 2, column 'ARCC': a percentage in an energy"):
+        parse_table(_write(tmp_path, "w.csv", "model,variant,ARCC\nA,vanilla,5%\n"), "wh")
+
+
+# ---------------------------------------------------------------------- size, time, batches (#22 2.2, 2.11)
+
+def test_an_endless_or_huge_file_is_one_line(tmp_path, workspace, capsys, monkeypatch):
+    """/dev/zero is refused in one line, not read until MemoryError; so is a file past the bound."""
+    assert main(["import", "--table", "/dev/zero", "--metric", "acc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "zero" in err and "Traceback" not in err
+    import backend.results.reference_tables as rt
+    monkeypatch.setattr(rt, "MAX_TABLE_BYTES", 100)
+    big = _write(tmp_path, "big.csv", ACC)
+    assert main(["import", "--table", str(big), "--metric", "acc"]) == 2
+    assert "larger than" in capsys.readouterr().err
+    with open_store(workspace) as s:
+        assert s.runs.count() == 0
+
+
+def _many(n: int) -> str:
+    lines = ["model,variant,ARCC,PIQA"]
+    for i in range(n):
+        lines += [f"M{i},vanilla,0.5,0.7", f"M{i},pruned,0.4,0.6"]
+    return "\n".join(lines) + "\n"
+
+
+def test_import_writes_in_short_batches_that_let_others_in(tmp_path, workspace, capsys):
+    """Between two batches the write lock is free: ``pause`` (a writer) and ``ls`` (a reader) work
+    during the import, and so does a writer that will not wait at all (busy timeout 0)."""
+    import sqlite3
+
+    from backend.results.reference_tables import import_table
+    from backend.workspace import db_path
+
+    path = _write(tmp_path, "many.csv", _many(50))
+    calls: list[tuple[int, int]] = []
+
+    def between(done: int, total: int) -> None:
+        calls.append((done, total))
+        other = sqlite3.connect(db_path(workspace), timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")          # raises "database is locked" if a batch were open
+        other.execute("COMMIT")
+        other.close()
+        if len(calls) == 2:
+            assert main(["pause"]) == 0
+            assert main(["ls", "--limit", "3"]) == 0
+
+    with open_store(workspace) as s:
+        s.results.REFERENCE_BATCH = 20
+        ids = import_table(s, path, "acc", "many", progress=between)
+        assert s.queue.paused()
+    assert len(ids) == 50 and calls == [(20, 50), (40, 50), (50, 50)]
+    assert "queue paused" in capsys.readouterr().out
+
+
+def test_a_failed_batch_leaves_the_store_as_it_was(tmp_path, workspace):
+    """A write that fails in the third batch (here: the disk "fills") undoes the batches before it,
+    including figures merged into runs that were there before."""
+    from backend.results.reference_tables import import_table
+
+    first = _write(tmp_path, "first.csv", _many(5))
+    with open_store(workspace) as s:
+        import_table(s, first, "acc", "same")
+        before = {r["id"]: s.results.task_results(r["id"]) for r in s.runs.list()}
+        s.results.REFERENCE_BATCH = 3
+        second = _write(tmp_path, "second.csv", _many(12).replace("0.4,0.6", "0.3,0.2"))
+        done: list[int] = []
+
+        def fill_disk(n: int, total: int) -> None:
+            done.append(n)
+            if len(done) == 2:
+                s.conn.execute("PRAGMA max_page_count = 1")   # every later write: "database or disk is full"
+
+        with pytest.raises(GreentuiError, match="full"):
+            import_table(s, second, "acc", "same", progress=fill_disk)
+    with open_store(workspace) as s:
+        after = {r["id"]: s.results.task_results(r["id"]) for r in s.runs.list()}
+    assert after == before

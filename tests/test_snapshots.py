@@ -204,7 +204,7 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
     shots = _Shots(app, size)
     async with app.run_test(size=SIZES[size]) as pilot:
         await shots.take(pilot, "runs")
-        await pilot.press("x")  # delete the highlighted run: asks first
+        await pilot.press("delete")  # delete the highlighted run: asks first
         await shots.take(pilot, "confirm-delete")
         await pilot.press("n")
         await pilot.press("2")

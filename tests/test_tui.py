@@ -192,6 +192,8 @@ async def test_runs_multiselect_requeue_and_delete_with_confirmation(seeded) -> 
         table = screen.query_one(DataTable)
         table.move_cursor(row=table.get_row_index(str(ids["exp"])))
         await pilot.press("space")
+        await pilot.pause()
+        assert table.cursor_row == table.get_row_index(str(ids["exp"]))  # Space selects; it does not move
         table.move_cursor(row=table.get_row_index(str(ids["failed"])))
         await pilot.press("space")
         await pilot.pause()
@@ -207,16 +209,17 @@ async def test_runs_multiselect_requeue_and_delete_with_confirmation(seeded) -> 
         assert {json.dumps(app.store.runs.get(r["id"])["config"], sort_keys=True) for r in newest} == \
             {json.dumps(app.store.runs.get(ids["exp"])["config"], sort_keys=True)}
         assert screen.selected == set()
-        # delete asks first: n keeps, y deletes
+        # delete (Delete, or D) asks first, its buttons saying what they do: n keeps, y deletes
         table.move_cursor(row=table.get_row_index(str(ids["failed"])))
         await pilot.press("space")
-        await pilot.press("x")
+        await pilot.press("delete")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+        assert [str(b.label) for b in app.screen.query(Button)] == ["Keep them (n)", "Delete (y)"]
         await pilot.press("n")
         await pilot.pause()
         assert app.store.runs.get(ids["failed"]) is not None
-        await pilot.press("x")
+        await pilot.press("D")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -285,7 +288,7 @@ async def test_footer_is_not_rebuilt_when_the_focus_moves(seeded) -> None:
         await pilot.pause()
         footer = app.screen.query_one(KeyFooter)
         keys = list(footer.query(FooterKey))
-        assert {k.action for k in keys} >= {"help", "quit", "app.new_run", "compare"}
+        assert {k.action for k in keys} >= {"help", "quit", "new_run", "compare"}
         app.screen.refresh_bindings()  # what every focus move does
         await pilot.pause()
         assert list(footer.query(FooterKey)) == keys
@@ -361,11 +364,11 @@ async def test_queue_reorder_cancel_pause(seeded) -> None:
         assert table_keys(table)[1] == str(ids["q2"])
         # pause / resume
         assert not app.store.queue.paused()
-        await pilot.press("p")
+        await pilot.press("P")  # P: p is Pareto wherever it works
         await pilot.pause()
         assert app.store.queue.paused()
         assert "PAUSED" in str(screen.query_one("#queue-state", Static).render())
-        await pilot.press("p")
+        await pilot.press("P")
         await pilot.pause()
         assert not app.store.queue.paused()
         # cancel a queued run
@@ -700,7 +703,7 @@ async def test_new_run_refuses_unknown_model_inline(seeded, tmp_path: Path) -> N
         screen.query_one("#f-model", Input).value = str(tmp_path / "no-such-model")
         await pilot.pause()
         n = app.store.runs.count()
-        await pilot.press("enter")
+        await pilot.press("ctrl+s")
         await pilot.pause(0.3)
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -709,7 +712,9 @@ async def test_new_run_refuses_unknown_model_inline(seeded, tmp_path: Path) -> N
         assert isinstance(app.screen, NewRunScreen)
 
 
-async def test_new_run_queues_on_enter_and_opens_detail(seeded) -> None:
+async def test_new_run_enter_moves_on_and_ctrl_s_queues_and_opens_detail(seeded) -> None:
+    """Enter in a field moves to the next field and never queues (one unintended run was queued that
+    way); Ctrl+S queues."""
     ws, _ = seeded
     app = app_for(ws)
     async with app.run_test(size=SIZE) as pilot:
@@ -719,7 +724,13 @@ async def test_new_run_queues_on_enter_and_opens_detail(seeded) -> None:
         screen.query_one("#f-tasks", SelectionList).deselect("hellaswag")
         await pilot.pause()
         n = app.store.runs.count()
+        screen.query_one("#f-model", Input).focus()
+        await pilot.pause()
         await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.store.runs.count() == n and isinstance(app.screen, NewRunScreen)
+        assert app.focused is not screen.query_one("#f-model", Input)  # the next field has the focus
+        await pilot.press("ctrl+s")
         await pilot.pause(0.3)
         await app.workers.wait_for_complete()
         await pilot.pause()

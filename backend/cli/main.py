@@ -16,6 +16,7 @@ import importlib
 import sys
 
 from backend.errors import GreentuiError
+from backend.text import safe_text
 
 COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
                    "export", "import_", "cancel", "rm", "doctor")
@@ -93,13 +94,36 @@ def main(argv: list[str] | None = None) -> int:
         args.runs_dir = None
     func = getattr(args, "func", None) or open_workbench  # bare `greentui`: the workbench
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is answered below, not by a traceback
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except GreentuiError as exc:
-        print(f"greentui: error: {exc}", file=sys.stderr)
+        print(f"greentui: error: {safe_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("greentui: interrupted", file=sys.stderr)
         return 130
+
+
+#: the exit status of a process that SIGPIPE ended (128 + 13), what `yes | head` reports
+EXIT_BROKEN_PIPE = 141
+
+
+def _reader_went_away() -> int:
+    """``greentui export … | head``: the reader closed the pipe. End quietly, as a process that
+    SIGPIPE ended would: no traceback, no "Exception ignored" when Python flushes stdout at exit
+    (stdout now points at /dev/null; the Python docs' recipe, "Note on SIGPIPE")."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's capture): nothing will be flushed to a pipe
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

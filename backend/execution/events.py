@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backend.errors import GreentuiError
 from backend.execution.sinks import RunRecorder, as_recorder
 from backend.store import Store
+from backend.workspace import ensure_real_folder
 
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -26,8 +28,13 @@ class EventSink:
     def __init__(self, store: Store | RunRecorder, run_id: int, run_folder: Path, min_interval: float = 0.25):
         self.store = as_recorder(store)
         self.run_id = run_id
-        self.path = run_folder / "events.jsonl"
-        run_folder.mkdir(parents=True, exist_ok=True)
+        #: the JSONL mirror of the events; None when the run folder is refused (a symlink): the
+        #: events still reach the store, and the pipeline fails the run with the reason
+        self.path: Path | None = run_folder / "events.jsonl"
+        try:
+            ensure_real_folder(run_folder)
+        except GreentuiError:
+            self.path = None
         self.listeners: list[Listener] = []
         self.min_interval = min_interval
         self._last_progress = 0.0
@@ -45,8 +52,9 @@ class EventSink:
                 return
             self._last_progress = t
         self.store.add_event(self.run_id, kind, payload, t=t)
-        with self.path.open("a") as fh:
-            fh.write(json.dumps({"t": t, "kind": kind, **payload}, default=str) + "\n")
+        if self.path is not None:
+            with self.path.open("a") as fh:
+                fh.write(json.dumps({"t": t, "kind": kind, **payload}, default=str) + "\n")
         for fn in self.listeners:
             fn(kind, payload)
 

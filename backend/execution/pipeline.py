@@ -25,7 +25,7 @@ from backend.execution.sinks import FileRecorder, RunRecorder, as_recorder, powe
 from backend.measure.machine import device_name, library_versions
 from backend.schema.runconfig import RunConfig
 from backend.store import Store
-from backend.workspace import configure_hf_environment, release_space, reserve_space, run_dir
+from backend.workspace import configure_hf_environment, ensure_run_dir, release_space, reserve_space, run_dir
 
 __all__ = ["RunCancelled", "execute_run", "quiet_libraries", "resolve_device"]
 
@@ -73,7 +73,7 @@ def execute_run(target: Store | RunRecorder, workspace: Path, run_id: int, sink:
     try:
         if not isinstance(store, FileRecorder):  # a Slurm job writes only into its run folder
             reserve_space(workspace)  # what the error path below may need on a full disk
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_run_dir(workspace, run_id)  # a real folder, never a planted symlink
         sink = sink or EventSink(store, run_id, folder)
         sink.checkpoint = watch.check
         cfg = RunConfig.from_dict(run["config"])

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backend.store import Store
+from backend.workspace import ensure_real_folder
 
 # The baseline run a Slurm job evaluates does not exist in the store when the job starts: the job
 # refers to it by this placeholder id, and the ingester creates the row and maps the id.
@@ -212,8 +213,7 @@ class FileRecorder:
     """
 
     def __init__(self, folder: Path, snapshot: dict[str, Any]):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = ensure_real_folder(Path(folder))
         self.run: dict[str, Any] = dict(snapshot["run"])
         self.run_id = int(self.run["id"])
         self.model: dict[str, Any] = dict(snapshot["model"])

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -98,18 +100,45 @@ class Runner:
     def loop(self, once: bool = False) -> int:
         for ex in self.executors:
             ex.attach(self.store)
+        waits = 0
         while True:
-            self.heartbeat()
-            self.follow()
-            busy = any(ex.busy() for ex in self.executors)
-            wanted = False
-            if not self.stopping and not (once and self.launched):
-                n, wanted = self.fill(limit=1 if once else None)
-                self.launched += n
-                busy = busy or n > 0
-            if not busy and (not wanted or self.stopping or (once and self.launched)):
-                return self.launched
+            try:
+                if self.tick(once):
+                    return self.launched
+                waits = 0
+            except sqlite3.OperationalError as exc:
+                if not store_busy(exc):
+                    raise
+                waits += 1
+                self.wait_out_busy_store(exc, waits)
+                continue
             time.sleep(TICK_S)
+
+    def tick(self, once: bool) -> bool:
+        """One round: heartbeat, follow, fill. True when the runner is done."""
+        self.heartbeat()
+        self.follow()
+        busy = any(ex.busy() for ex in self.executors)
+        wanted = False
+        if not self.stopping and not (once and self.launched):
+            n, wanted = self.fill(limit=1 if once else None)
+            self.launched += n
+            busy = busy or n > 0
+        return not busy and (not wanted or self.stopping or (once and self.launched))
+
+    def wait_out_busy_store(self, exc: sqlite3.OperationalError, waits: int) -> None:
+        """Another process held the store's write lock past the busy timeout (a long import, a
+        stuck writer). The runner waits and retries — its launched runs go on in their own
+        processes — instead of dying and taking every in-flight run with it. Backs off to 5 s."""
+        if waits == 1:
+            print(f"greentui runner: the store is busy ({exc}); retrying", file=sys.stderr, flush=True)
+        time.sleep(min(TICK_S * 2 ** min(waits, 4), 5.0))
+
+
+def store_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLite's "database is locked/busy": another connection holds the lock; worth a retry."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
     def stop(self) -> None:
         """SIGTERM: launch nothing more, ask the local runs to cancel, wait for them to end."""

@@ -10,9 +10,16 @@ from typing import Any
 from rich.text import Text
 
 from backend.schema.settings import ratio_text
+from backend.text import NAME_LIMIT, safe_name, safe_text
 
 STATUS_STYLE = {"queued": "yellow", "running": "bold cyan", "done": "green", "failed": "bold red",
                 "cancelled": "grey50", "interrupted": "bold magenta"}
+
+
+def plain(value: Any, limit: int | None = None, style: str = "") -> Text:
+    """Outside text (a name, an error, a log line) as a Rich ``Text``: shown as written, never read as
+    markup, control characters escaped and cut at ``limit`` (``backend.text.safe_text``)."""
+    return value if isinstance(value, Text) else Text(safe_text(value, limit), style=style)
 
 
 def num(x: Any, digits: int = 3) -> str:
@@ -35,12 +42,19 @@ def when(t: float | None) -> str:
     return "—" if not t else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
-def model_label(row: dict[str, Any]) -> str:
+def short_when(t: float | None) -> str:
+    """A timestamp as month-day and minute (``01-31 14:05``), for tables short of room."""
+    return "—" if not t else time.strftime("%m-%d %H:%M", time.localtime(t))
+
+
+def model_label(row: dict[str, Any], limit: int = NAME_LIMIT) -> str:
+    """The model's name as tables show it (a local path by its folder's name): outside text made
+    safe (control characters escaped, cut at ``limit``); show it as plain text, never markup."""
     name = row.get("model_name") or row.get("model_ref") or "?"
     ref = str(row.get("model_ref") or "")
     if name == ref and "/" in ref and Path(ref).is_absolute():
-        return Path(ref).name
-    return name
+        name = Path(ref).name
+    return safe_name(name, limit)
 
 
 def method_label(row: dict[str, Any]) -> str:
@@ -55,6 +69,16 @@ def ratio_label(row: dict[str, Any]) -> str:
         return "—"
     r = row.get("prune_ratio")
     return "—" if r is None else ratio_text(r)
+
+
+def partial_mark(row: dict[str, Any]) -> str:
+    """"*" when a run's averages cover fewer tasks than it was asked for (running, cancelled, failed):
+    the TUI's Runs table and ``greentui ls`` mark such averages and say so under the table."""
+    done, planned = row.get("tasks_done"), row.get("tasks_planned")
+    return "*" if done and planned and done < planned else ""
+
+
+PARTIAL_NOTE = "* average over part of the tasks"
 
 
 def method_with_ratio(row: dict[str, Any]) -> str:

@@ -6,24 +6,31 @@ ARCE / ARC-e, BoolQ, Hella / HellaSwag, PIQA, OBQA / OpenBookQA, Wino / WinoGran
 the printed ``Avg`` and ``Ratio``. Rows become **reference runs** (``kind = "reference"``, never
 mixed up with measured ones, meter ``published``): a pruned row pairs with the nearest vanilla row
 above it, and an accuracy table and an energy table of the same models merge into the same reference
-runs (matched by model name and the pruned row's position among that model's rows).
+runs (matched by model name, in any case, and the pruned row's position among that model's rows).
 
 greentui recomputes Avg (mean of the row's cells) and Ratio (pruned Avg / vanilla Avg over the
 tasks both rows hold) from the cells and flags a printed Avg or Ratio that disagrees beyond the
 printed rounding: half a unit of the printed value's last digit, plus what the cells' own rounding
-can move the recomputed value. Accuracy printed in percent (any cell > 1) is stored as a fraction.
+can move the recomputed value. Accuracy printed in percent is stored as a fraction: a cell printed
+with ``%`` makes the table percent (``0.9%`` is 0.009), and unmarked cells above 1 can only be percent.
 
-The whole file is parsed and checked before anything is written; the runs are written in one
-transaction. A bad table gets a one-line error naming the row (1 = the header) and the column.
+Model names match in any case, and ``--rename OLD=NEW`` maps other spellings. A second table of the
+same metric from another source becomes runs of its own (``ResultRepository.save_reference_runs``).
+
+The whole file (at most ``MAX_TABLE_BYTES``) is parsed and checked in one linear pass before anything
+is written; the runs are then written in short batches. A bad table gets a one-line error naming the
+row (1 = the header) and the column.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
+from statistics import fmean as mean  # float sums: exact Fractions made a 100k-row table slow
 from typing import Any
 
 from backend.errors import GreentuiError
@@ -106,22 +113,66 @@ def _number(text: str, line: int, column: str, path: Path) -> float:
     return value
 
 
-def parse_table(path: str | Path, metric: str, source: str | None = None) -> ParsedTable:
-    """Read and check a published table; raises GreentuiError naming the row and column."""
+#: a published table is a few kB; this bound keeps `--table /dev/zero` (or a wrong, huge file) from
+#: filling memory before a word is said, and still reads a 100,000-row table (~7 MB)
+MAX_TABLE_BYTES = 64 * 2**20
+
+
+def read_table_text(p: Path) -> str:
+    """The file's text, read at most ``MAX_TABLE_BYTES`` (+1 to know it is more), as UTF-8."""
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(MAX_TABLE_BYTES + 1)
+    except OSError as exc:
+        raise GreentuiError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_TABLE_BYTES:
+        raise GreentuiError(f"{p} is larger than {MAX_TABLE_BYTES // 2**20} MiB; a published table is a "
+                            "CSV of a few kB (model, variant, one column per task)")
+    if b"\x00" in data:
+        raise GreentuiError(f"{p.name} holds NUL bytes: it is not a CSV text table")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GreentuiError(f"{p.name} is not UTF-8 text ({exc.reason})") from exc
+
+
+def _records(text: str, p: Path) -> list[list[str]]:
+    """The CSV records, RFC 4180 (a quoted cell may hold the delimiter, a line break or a doubled quote)."""
+    first = text.split("\n", 1)[0]
+    try:  # the delimiter only: quoting is RFC 4180's whatever the sniffer guesses (it turned "" off)
+        delimiter = csv.Sniffer().sniff(first if first.strip() else ",", delimiters=",;\t").delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, doublequote=True, quotechar='"')
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise GreentuiError(f"{p.name}: row {reader.line_num}: not a CSV table ({exc})") from None
+
+
+def parse_renames(pairs: list[str] | None) -> dict[str, str]:
+    """``--rename OLD=NEW`` values → {old name casefolded: new name}; a malformed one names itself."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise GreentuiError(f"--rename {pair!r}: expected OLD=NEW (a model name of the table and its new name)")
+        out[old.strip().casefold()] = new.strip()
+    return out
+
+
+def parse_table(path: str | Path, metric: str, source: str | None = None,
+                renames: dict[str, str] | None = None) -> ParsedTable:
+    """Read and check a published table; raises GreentuiError naming the row and column.
+
+    ``renames`` maps a model name of the table (any case) to the name to store: the same model
+    printed differently by two papers (``Llama 3.1 8B`` / ``Llama-3.1-8B``) becomes one.
+    One pass over the rows: time linear in the file's size.
+    """
     p = Path(path)
     if metric not in METRICS:
         raise GreentuiError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise GreentuiError(f"cannot read {p}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise GreentuiError(f"{p.name} is not UTF-8 text ({exc.reason})") from exc
-    try:  # the delimiter only: quoting is RFC 4180's ("" inside quotes is one "), whatever the sniffer guesses
-        delimiter = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t").delimiter
-    except csv.Error:
-        delimiter = ","
-    reader = list(csv.reader(text.splitlines(), delimiter=delimiter, doublequote=True, quotechar='"'))
+    reader = _records(read_table_text(p), p)
     if not reader or not any(c.strip() for c in reader[0]):
         raise GreentuiError(f"{p.name}: row 1: the table is empty (expected a header row: model, variant, tasks…)")
     header = [h.strip() for h in reader[0]]
@@ -149,7 +200,12 @@ def parse_table(path: str | Path, metric: str, source: str | None = None) -> Par
     if not col_task:
         raise GreentuiError(f"{p.name}: row 1: no task column (ARCC, ARCE, BoolQ, Hella, PIQA, OBQA, Wino)")
     i_model, i_variant = lower.index("model"), lower.index("variant")
+    value_cols = [*col_task, *(c for c in (avg_col,) if c is not None)]
+    renames = dict(renames or {})
+    renamed: set[str] = set()
     rows: list[TableRow] = []
+    marked_percent: tuple[int, int] | None = None      # (row, column) of the first cell printed with %
+    last_vanilla: int | None = None
     for n, cells in enumerate(reader[1:], start=2):
         if not any(c.strip() for c in cells):
             continue
@@ -157,10 +213,15 @@ def parse_table(path: str | Path, metric: str, source: str | None = None) -> Par
         model = cells[i_model].strip()
         if not model:
             raise GreentuiError(f"{p.name}: row {n}, column {header[i_model]!r}: empty model name")
+        if model.casefold() in renames:
+            renamed.add(model.casefold())
+            model = renames[model.casefold()]
         variant = cells[i_variant].strip().lower()
         if variant not in ("vanilla", "pruned"):
             raise GreentuiError(f"{p.name}: row {n}, column {header[i_variant]!r}: {cells[i_variant].strip()!r} "
                                 "is neither vanilla nor pruned")
+        if marked_percent is None:
+            marked_percent = next(((n, i) for i in value_cols if cells[i].strip().endswith("%")), None)
         values: dict[str, float] = {}
         digits: dict[str, int] = {}
         for i, task in col_task.items():
@@ -178,15 +239,25 @@ def parse_table(path: str | Path, metric: str, source: str | None = None) -> Par
             row.printed_ratio = _number(cells[ratio_col], n, header[ratio_col], p)
             row.ratio_digits = _decimals(cells[ratio_col])
         if variant == "pruned":
-            above = [k for k in range(len(rows) - 1, -1, -1) if rows[k].variant == "vanilla"]
-            if not above:
+            if last_vanilla is None:
                 raise GreentuiError(f"{p.name}: row {n}, column {header[i_variant]!r}: a pruned row with no "
                                     "vanilla row above it to pair with")
-            row.pair_of = above[0]
+            row.pair_of = last_vanilla
+        else:
+            last_vanilla = len(rows)
         rows.append(row)
     if not rows:
         raise GreentuiError(f"{p.name}: row 2: no data rows under the header")
-    percent = metric == "acc" and any(v > 1.0 for r in rows for v in r.cells.values())
+    for old in renames:
+        if old not in renamed:
+            raise GreentuiError(f"--rename: no model {old!r} in {p.name} (names match in any case)")
+    if marked_percent is not None and metric == "wh":
+        n, i = marked_percent
+        raise GreentuiError(f"{p.name}: row {n}, column {header[i]!r}: a percentage in an energy (Wh) table")
+    # percent means percent: a cell printed with % makes the table's figures percentages (0.9% is
+    # 0.009); unmarked, accuracy above 1 can only be a percentage
+    percent = metric == "acc" and (marked_percent is not None
+                                   or any(v > 1.0 for r in rows for v in r.cells.values()))
     if percent:
         for r in rows:
             r.cells = {t: v / 100 for t, v in r.cells.items()}
@@ -235,24 +306,38 @@ def check_printed(table: ParsedTable) -> list[Check]:
 
 def reference_runs(table: ParsedTable) -> list[dict[str, Any]]:
     """The reference runs a table describes: one per pruned row (with its vanilla row), plus one per
-    vanilla row that no pruned row pairs with. ``key`` matches the same run in another table."""
+    vanilla row that no pruned row pairs with. ``key`` matches the same run in another table: the
+    model name in any case ("Gemma-2B" and "Gemma-2b" are one model) and the run's place among that
+    model's runs."""
     runs: list[dict[str, Any]] = []
     paired = {r.pair_of for r in table.rows if r.pair_of is not None}
+    checks_by_line: dict[int, list[Check]] = {}
+    for c in table.checks:
+        checks_by_line.setdefault(c.line, []).append(c)
     seen: dict[str, int] = {}
     for i, r in enumerate(table.rows):
         if r.variant == "vanilla" and i in paired:
             continue
-        seen[r.model] = seen.get(r.model, 0) + 1
-        key = f"{r.model}#{seen[r.model]}"
+        folded = r.model.casefold()
+        seen[folded] = seen.get(folded, 0) + 1
+        key = f"{folded}#{seen[folded]}"
         rows = {"pruned": r, "vanilla": table.rows[r.pair_of]} if r.variant == "pruned" else {"vanilla": r}
-        checks = [c for c in table.checks if c.line in {x.line for x in rows.values()}]
+        checks = [c for x in rows.values() for c in checks_by_line.get(x.line, [])]
+        checks.sort(key=lambda c: c.line)
         runs.append({"key": key, "model": r.model, "rows": rows, "checks": checks})
     return runs
 
 
-def import_table(store: Store, path: str | Path, metric: str, source: str | None = None) -> list[int]:
-    """Parse, check and store a published table; returns the reference run ids (new or merged)."""
-    table = parse_table(path, metric, source)
+def import_table(store: Store, path: str | Path, metric: str, source: str | None = None,
+                 renames: dict[str, str] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[int]:
+    """Parse, check and store a published table; returns the reference run ids (new or merged).
+
+    Everything is checked before the first write; the runs are then written in short batches
+    (``store.results.save_reference_runs``) so that the runner, ``pause`` and the UI never wait
+    long for the store. ``progress(done, total)`` is called after each batch.
+    """
+    table = parse_table(path, metric, source, renames)
     payload = []
     for run in reference_runs(table):
         results = {variant: {t: ({"acc": v} if metric == "acc" else {"energy_kwh": v / 1000})
@@ -264,7 +349,7 @@ def import_table(store: Store, path: str | Path, metric: str, source: str | None
             "lines": {variant: row.line for variant, row in run["rows"].items()},
             "checks": [c.__dict__ for c in run["checks"]],
         })
-    return store.results.save_reference_runs(payload)
+    return store.results.save_reference_runs(payload, progress=progress)
 
 
 def flags_of(run: dict[str, Any]) -> list[str]:

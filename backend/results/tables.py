@@ -20,9 +20,10 @@ headers, cells, notes — is plain text, and the writer escapes all of it for it
   spreadsheet reads those as numbers, never as formulas, and a negative Wh difference must stay
   summable.
 
-In every format a control character (C0, DEL, C1: ESC, OSC 52's BEL…) is written as its Python escape
-(``\\x1b``), so an export printed to a terminal never sends it a control sequence; CSV keeps a line
-break or tab *inside* a quoted cell (RFC 4180 allows it, and it is data), never at a cell's start.
+In every format a control character (C0, DEL, C1: ESC, OSC 52's BEL…) and a bidirectional override
+is written as its escape (``\\x1b``, ``backend.text.safe_text``: the project's one such function), so
+an export printed to a terminal never sends it a control sequence; CSV keeps a line break *inside* a
+quoted cell (RFC 4180 allows it, and it is data).
 JSON needs no help: ``json.dumps`` escapes control characters and quotes itself.
 
 Markdown tables are laid out by ``tabulate`` (aligned columns, readable in a terminal), CSV by the
@@ -38,17 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: C0 controls, DEL and C1 controls: what a terminal may take as a command
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-#: the same, less a line break and a tab, which RFC 4180 allows inside a quoted CSV cell
-_CONTROL_IN_CSV = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def visible_controls(text: str, pattern: re.Pattern[str] = _CONTROL) -> str:
-    """Control characters as their Python escapes (``\\x1b``, ``\\n``): shown, never obeyed."""
-    return pattern.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
-
+from backend.text import safe_text
 
 # ------------------------------------------------------------------------------------ Markdown
 
@@ -57,7 +48,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~$])")
 
 def escape_markdown(text: Any) -> str:
     """Plain text as Markdown (GFM) that shows the same characters, in a table cell or a line."""
-    return _MD_SPECIAL.sub(r"\\\1", visible_controls(str(text)))
+    return _MD_SPECIAL.sub(r"\\\1", safe_text(text))
 
 
 # --------------------------------------------------------------------------------------- LaTeX
@@ -77,7 +68,7 @@ _LATEX_SPECIAL = re.compile("|".join(re.escape(k) for k in _LATEX))
 
 def escape_latex(text: Any) -> str:
     """Plain text as LaTeX that typesets the same characters (in a cell, a caption or a comment)."""
-    return _LATEX_SPECIAL.sub(lambda m: _LATEX[m.group()], visible_controls(str(text)))
+    return _LATEX_SPECIAL.sub(lambda m: _LATEX[m.group()], safe_text(text))
 
 
 # ----------------------------------------------------------------------------------------- CSV
@@ -90,7 +81,7 @@ def csv_cell(value: Any) -> Any:
     """One CSV cell, safe to open in a spreadsheet; the ``csv`` module adds RFC 4180's quotes.
 
     ``None`` is an empty cell; numbers and booleans are written as they are; text gets its control
-    characters shown (line breaks and tabs inside it kept) and a leading ``'`` when a spreadsheet
+    characters shown (line breaks inside it kept) and a leading ``'`` when a spreadsheet
     would take it for a formula (OWASP, "CSV Injection"), unless it is a plain number.
     """
     if value is None or isinstance(value, (bool, int, float)):
@@ -98,7 +89,7 @@ def csv_cell(value: Any) -> Any:
     text = str(value)
     if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
         text = "'" + text
-    return visible_controls(text, _CONTROL_IN_CSV)
+    return safe_text(text, keep_newlines=True)
 
 
 def csv_text(columns: Sequence[str], records: Iterable[Mapping[str, Any]]) -> str:

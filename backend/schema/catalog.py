@@ -30,6 +30,11 @@ RULES: tuple[str, ...] = ("torch-pruning", "llm-pruner", "param-share")
 DEFAULT_RULE = "torch-pruning"
 #: The rule greentui counted with before the choice existed: runs recorded without a rule used it.
 LEGACY_RULE = "param-share"
+#: How long the demo run takes, in the one phrase the README, the Demo key's tooltip, the empty Runs
+#: screen, the demo's toast and ``greentui demo --help`` quote. Measured with bench/demo_time.py
+#: (bench/RESULTS.md): 22.8 s and 29.4 s wall on a quiet 2-core machine; 404 s and 422 s on the same
+#: machine shared at load 8-12.
+DEMO_DURATION = "about 30 s on an idle 2-core CPU, several minutes on a busy machine"
 
 
 def executor_names() -> list[str]:

@@ -166,7 +166,7 @@ def check_config(data: dict[str, Any], where: Path | str = CONFIG_NAME) -> None:
 def _check_table(data: Any, table: Table, prefix: str, where: Path | str) -> None:
     name = prefix.rstrip(".")
     if not isinstance(data, dict):
-        raise GreentuiError(f"{where}: {name} must be a table ([{name}])")
+        raise GreentuiError(f"{where}: [{name}] must be a table, not {_type_name(data)} ({_shown(data)})")
     for key, value in data.items():
         full = prefix + key
         spec = table.keys.get(key)
@@ -213,6 +213,12 @@ def slurm_defaults(workspace: Path) -> dict[str, Any]:
 def runner_defaults(workspace: Path) -> dict[str, Any]:
     """The ``[runner]`` table (cpu_slots), checked; {} when there is none."""
     return load_workspace_config(workspace).get("runner", {})
+
+
+def workspace_keymap(workspace: Path) -> dict[str, Any]:
+    """The ``[keys]`` table (binding id → keys, e.g. ``quit = "ctrl+q,q"``), every value a string; {} when
+    there is none. The UI checks the ids and key names (``greentui.keymap``)."""
+    return load_workspace_config(workspace).get("keys", {})
 
 
 def check_cpu_slots(value: int, flag: str = "--cpu-slots") -> int:

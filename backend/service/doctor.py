@@ -1,11 +1,18 @@
 """``greentui doctor``: check a workspace and repair what can be repaired without losing anything.
 
-Checks, in order: the store's integrity (``PRAGMA integrity_check``), runs left ``running`` by a
-process that is gone, and run folders with no run row (or run rows whose folder is gone). With
-``repair=True``: a damaged store is copied aside and rebuilt with ``VACUUM INTO`` (the copy is kept;
-the rebuilt file replaces it only when it passes the integrity check itself), stale running rows
-become ``interrupted`` (what the runner would do at its next start), orphaned run folders are moved
-into ``orphaned/`` inside the workspace (never deleted). Nothing else is touched.
+Checks, in order: whether the workspace can be written at all, the store's integrity (``PRAGMA
+integrity_check``), runs left ``running`` by a process that is gone, run folders with no run row,
+and finished runs whose folder is gone. With ``repair=True``: a damaged store is copied aside and
+rebuilt with ``VACUUM INTO`` (the copy is kept; the rebuilt file replaces it only when it passes the
+integrity check itself), stale running rows become ``interrupted`` (what the runner would do at its
+next start), orphaned run folders are moved into ``orphaned/`` inside the workspace (never deleted,
+never nested: a name already there gets a suffix). Nothing else is touched.
+
+Every finding has a level: ``ok``, ``fixed`` (repaired now), ``WARN`` (something lost that nothing can
+bring back — a finished run's deleted folder: its results in the store are intact) and ``PROBLEM``;
+doctor exits non-zero exactly when it prints a PROBLEM. A read-only workspace is said to be one (not
+"damaged"): its store is checked read-only, and ``--repair`` refuses in one line before touching it.
+All SQL goes through the store (``backend.store``); this module only moves files.
 """
 
 from __future__ import annotations
@@ -13,13 +20,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.store import Store, StoreError
-from backend.workspace import db_path
+from backend.errors import GreentuiError
+from backend.store import Store, StoreError, integrity_problems, vacuum_into
+from backend.workspace import db_path, run_dir
 
 RUN_FOLDER = re.compile(r"^run-(\d{5,})$")
 
@@ -32,6 +39,15 @@ class Finding:
     ok: bool
     detail: str
     action: str = ""
+    warning: bool = False           # lost for good, nothing to repair: reported, not failed
+
+    @property
+    def mark(self) -> str:
+        if self.ok:
+            return "ok"
+        if self.action.startswith("repaired"):
+            return "fixed"
+        return "WARN" if self.warning else "PROBLEM"
 
 
 @dataclass
@@ -40,7 +56,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(f.ok or f.action.startswith("repaired") for f in self.findings)
+        """False exactly when a finding prints as PROBLEM (the exit code follows what is printed)."""
+        return all(f.mark != "PROBLEM" for f in self.findings)
 
     def add(self, *args, **kwargs) -> Finding:
         f = Finding(*args, **kwargs)
@@ -48,14 +65,14 @@ class Report:
         return f
 
 
-def _integrity(path: Path) -> list[str]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return [r[0] for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
-    except sqlite3.DatabaseError as exc:
-        return [str(exc)]
-    finally:
-        conn.close()
+def writable(workspace: Path) -> str | None:
+    """None when greentui can write the workspace and its store; else why not (a read-only mount,
+    folder or file)."""
+    path = db_path(workspace)
+    for target in (workspace, path):
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"{target} is read-only"
+    return None
 
 
 def _rebuild(path: Path) -> tuple[bool, str]:
@@ -68,16 +85,12 @@ def _rebuild(path: Path) -> tuple[bool, str]:
         if side.exists():
             shutil.copy2(side, backup.with_name(backup.name + suffix))
     fresh = path.with_name(f"{path.name}.rebuilt-{stamp}")
-    conn = sqlite3.connect(str(path))
-    try:
-        conn.execute("VACUUM INTO ?", (str(fresh),))
-    except sqlite3.DatabaseError as exc:
+    why = vacuum_into(path, fresh)
+    if why is not None:
         fresh.unlink(missing_ok=True)
-        return False, (f"could not rebuild it ({exc}); the damaged file is kept as {backup.name}: recover "
+        return False, (f"could not rebuild it ({why}); the damaged file is kept as {backup.name}: recover "
                        f"rows with `sqlite3 {path} .recover | sqlite3 new.db` and move new.db to {path.name}")
-    finally:
-        conn.close()
-    if _integrity(fresh) != ["ok"]:
+    if integrity_problems(fresh) != ["ok"]:
         fresh.unlink(missing_ok=True)
         return False, f"the rebuilt copy is damaged too; the original is kept as {backup.name}"
     os.replace(fresh, path)
@@ -86,22 +99,47 @@ def _rebuild(path: Path) -> tuple[bool, str]:
     return True, f"repaired: rebuilt with VACUUM INTO; the damaged file is kept as {backup.name}"
 
 
+def _free_name(dest: Path, name: str) -> Path:
+    """``dest/name``, or ``dest/name.2``, ``.3``… when taken: an orphan never lands inside another."""
+    target, n = dest / name, 1
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = dest / f"{name}.{n}"
+    return target
+
+
 def diagnose(workspace: Path, repair: bool = False) -> Report:
-    """Run every check on ``workspace`` (an existing one); repair where safe when asked."""
+    """Run every check on ``workspace`` (an existing one); repair where safe when asked.
+
+    Raises GreentuiError (one line) for ``repair`` on a workspace that cannot be written.
+    """
     from backend.execution.supervisor import run_alive
 
     report = Report()
     path = db_path(workspace)
+    read_only = writable(workspace)
+    if read_only is not None:
+        if repair:
+            raise GreentuiError(f"doctor --repair: {read_only}; nothing can be repaired there — make the "
+                                "workspace writable (or copy it somewhere writable) and run it again")
+        report.add("workspace", False, f"{read_only}: greentui cannot record anything in this workspace",
+                   "make it writable; the checks that need the store's own tools were skipped")
+        problems = integrity_problems(path, immutable=True)
+        if problems == ["ok"]:
+            report.add("integrity", True, f"{path.name}: integrity check ok (read-only)")
+        else:
+            report.add("integrity", False, f"{path.name} is damaged: {_short(problems)}",
+                       "make the workspace writable, then `greentui doctor --repair`")
+        return report
     try:  # refuses a foreign database before anything else looks at it
         Store(path, check=False).close()
     except StoreError:
         pass  # damaged: the integrity check below says how
-    problems = _integrity(path)
+    problems = integrity_problems(path)
     if problems == ["ok"]:
         report.add("integrity", True, f"{path.name}: integrity check ok")
     else:
-        detail = " ".join(" ".join(problems).split())[:300]
-        f = report.add("integrity", False, f"{path.name} is damaged: {detail}",
+        f = report.add("integrity", False, f"{path.name} is damaged: {_short(problems)}",
                        "run `greentui doctor --repair` to rebuild it (a copy is kept)")
         if repair:
             done, f.action = _rebuild(path)
@@ -120,7 +158,13 @@ def diagnose(workspace: Path, repair: bool = False) -> Report:
                 f.action = "repaired: marked interrupted (the queue is paused; greentui resume goes on)"
         else:
             report.add("stale runs", True, "no run is left running without a process")
-        known = {int(r[0]) for r in store.conn.execute("SELECT id FROM runs").fetchall()}
+        known = store.runs.ids()
+        finished = store.runs.finished_with_folders()
+    _check_folders(workspace, known, finished, report, repair)
+    return report
+
+
+def _check_folders(workspace: Path, known: set[int], finished: list[int], report: Report, repair: bool) -> None:
     folders = {int(m.group(1)): p for p in sorted(workspace.iterdir())
                if p.is_dir() and (m := RUN_FOLDER.match(p.name))}
     orphans = sorted(set(folders) - known)
@@ -131,9 +175,23 @@ def diagnose(workspace: Path, repair: bool = False) -> Report:
         if repair:
             dest = workspace / "orphaned"
             dest.mkdir(exist_ok=True)
+            moved = []
             for i in orphans:
-                shutil.move(str(folders[i]), str(dest / folders[i].name))
-            f.action = f"repaired: moved into {dest}"
+                target = _free_name(dest, folders[i].name)
+                os.rename(folders[i], target)
+                moved.append(target.name)
+            f.action = f"repaired: moved into {dest} ({', '.join(moved[:10])})"
     else:
         report.add("run folders", True, "every run folder belongs to a run")
-    return report
+    gone = [i for i in finished if not run_dir(workspace, i).is_dir()]
+    if gone:
+        shown = ", ".join(map(str, gone[:10])) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+        report.add("deleted folders", False, f"finished run(s) {shown} have no run folder any more (config, "
+                   "events, logs and lm-eval files are gone); their results in the store are intact",
+                   "nothing to repair; `greentui rm` removes a run you no longer want", warning=True)
+    else:
+        report.add("deleted folders", True, "every finished run has its folder")
+
+
+def _short(problems: list[str]) -> str:
+    return " ".join(" ".join(problems).split())[:300]

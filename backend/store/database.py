@@ -138,12 +138,21 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        """Bring the schema up to date. A store that is up to date is only read here: opening one
+        (``ls``, the TUI) never waits for the write lock, which a long writer (an import) may hold."""
+        try:
+            current = self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        except sqlite3.OperationalError:
+            current = 0  # a new, empty file: no schema_version table yet
+        if current == SCHEMA_VERSION:
+            return
         with self.transaction() as c:
             c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)")
             row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
@@ -357,6 +366,38 @@ def check_integrity_in_background(path: str | Path) -> Callable[[], None]:
             raise verdict[0]
 
     return wait
+
+
+def integrity_problems(path: Path, *, immutable: bool = False) -> list[str]:
+    """``PRAGMA integrity_check`` of the file, opened read-only: ``["ok"]`` or what is wrong.
+
+    ``immutable`` reads a store on a read-only file system, where SQLite cannot create the ``-shm``
+    that a read of a WAL store otherwise needs (safe there: nothing can write to it).
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    try:
+        return [r[0] for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        conn.close()
+
+
+def vacuum_into(path: Path, fresh: Path) -> str | None:
+    """Copy what SQLite can still read of ``path`` into a new file ``fresh`` (``VACUUM INTO``);
+    None on success, else SQLite's reason."""
+    conn = sqlite3.connect(str(path))
+    try:
+        conn.execute("VACUUM INTO ?", (str(fresh),))
+        return None
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    finally:
+        conn.close()
 
 
 def open_store(workspace: Path) -> Store:

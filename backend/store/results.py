@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from backend.store.base import Repository
@@ -52,54 +52,109 @@ class ResultRepository(Repository):
                 ids.append(run_id)
         return ids
 
-    def save_reference_runs(self, items: list[dict[str, Any]]) -> list[int]:
-        """Store published-table rows as reference runs (``backend.results.reference_tables``), all in one
-        transaction: a table is stored whole or not at all. An item whose ``key`` (model and pair
-        position) matches an existing reference run merges into it — an accuracy table and an
-        energy table of the same models become the same runs; a figure already there is replaced."""
+    #: reference runs written per transaction: each holds the write lock for milliseconds, so the
+    #: runner's heartbeat, ``pause`` and the UI's writes never wait behind a long import
+    REFERENCE_BATCH = 200
+
+    def save_reference_runs(self, items: list[dict[str, Any]], *, batch: int | None = None,
+                            progress: Callable[[int, int], None] | None = None) -> list[int]:
+        """Store published-table rows as reference runs (``backend.results.reference_tables``).
+
+        Where an item goes: an existing reference run with the same ``key`` (model name in any case,
+        and pair position) that holds this metric *from the same source* is replaced (importing a
+        table again updates it); else the first such run that lacks this metric takes it (an
+        accuracy table and an energy table of the same models become the same runs); else a new
+        run — a second paper's accuracy table never replaces the first paper's rows.
+
+        Written in batches of ``REFERENCE_BATCH`` items, one short transaction each, in time linear
+        in the items (every existing key is read once). If a batch fails (a full disk), what the
+        earlier batches wrote is undone before the error goes on: the store is as it was. A process
+        killed between batches leaves the batches it wrote; importing the same table with the same
+        source again replaces them.
+        """
+        size = batch or self.REFERENCE_BATCH
+        existing: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for rid, cfg_text in self.conn.execute("SELECT id, config FROM runs WHERE kind = 'reference' ORDER BY id"):
+            cfg = json.loads(cfg_text or "{}")
+            key = str((cfg.get("reference") or {}).get("key") or "")
+            existing.setdefault(key.casefold(), []).append((rid, cfg))
         ids: list[int] = []
-        with self.transaction() as c:
-            for it in items:
-                found = None
-                for rid, cfg_text in c.execute("SELECT id, config FROM runs WHERE kind = 'reference' "
-                                               "AND json_extract(config, '$.reference.key') = ? ORDER BY id",
-                                               (it["key"],)).fetchall():
-                    found = (rid, json.loads(cfg_text))
-                metric = it["metric"]
-                if found is None:
-                    cfg = {"reference": {"key": it["key"], "model": it["model"], "sources": {}, "files": {},
-                                         "lines": {}, "checks": {}, "percent": {}}, "no_prune": False}
-                    t = now()
-                    pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
-                    rid = int(c.execute(
-                        "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, "
-                        "started_at, finished_at) VALUES (NULL, 'reference', ?, '{}', 'done', ?, ?, ?, ?)",
-                        (f"{it['model']} — {it['source']}", pos, t, t, t)).lastrowid)
-                else:
-                    rid, cfg = found
-                ref = cfg["reference"]
-                ref["sources"][metric] = it["source"]
-                ref["files"][metric] = it["file"]
-                ref["lines"][metric] = it["lines"]
-                ref["checks"][metric] = it["checks"]
-                ref["percent"][metric] = it["percent"]
-                c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(cfg, sort_keys=True), rid))
-                for variant, tasks in it["results"].items():
-                    for task, fields in tasks.items():
-                        old = c.execute("SELECT * FROM task_results WHERE run_id = ? AND variant = ? AND task = ?",
-                                        (rid, variant, task))
-                        cols = [d[0] for d in old.description]
-                        prev = old.fetchone()
-                        row: dict[str, Any] = dict(zip(cols, prev)) if prev else {}
-                        row.update(fields)
-                        if "energy_kwh" in fields:
-                            row["meter"] = f"published ({it['source']})"
-                        prov = json.loads(row["provenance"]) if isinstance(row.get("provenance"), str) else {}
-                        prov.setdefault("reference", {})[metric] = {"source": it["source"], "file": it["file"]}
-                        row["provenance"] = prov
-                        self._insert_task_result(c, rid, dict(row, variant=variant, task=task))
-                ids.append(rid)
+        undo = _ReferenceUndo()
+        pos = self.conn.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]
+        try:
+            for start in range(0, len(items), size):
+                with self.transaction() as c:
+                    # runs queued since the last batch: only ids above ours (a rowid range, not a scan)
+                    pos = max(pos, c.execute("SELECT COALESCE(MAX(position), 0) FROM runs WHERE id > ?",
+                                             (ids[-1] if ids else 0,)).fetchone()[0])
+                    for it in items[start:start + size]:
+                        pos += 1
+                        ids.append(self._save_reference_run(c, it, existing, pos, undo))
+                if progress is not None:
+                    progress(min(start + size, len(items)), len(items))
+        except BaseException:
+            if undo:
+                with self.transaction() as c:
+                    undo.apply(c)
+            raise
         return ids
+
+    def _save_reference_run(self, c: sqlite3.Connection, it: dict[str, Any],
+                            existing: dict[str, list[tuple[int, dict[str, Any]]]], pos: int,
+                            undo: _ReferenceUndo) -> int:
+        metric, source = it["metric"], it["source"]
+        candidates = existing.setdefault(it["key"].casefold(), [])
+        sources = [(rid, cfg, cfg["reference"]["sources"].get(metric)) for rid, cfg in candidates]
+        found = (next(((rid, cfg) for rid, cfg, s in sources if s == source), None)
+                 or next(((rid, cfg) for rid, cfg, s in sources if s is None), None))
+        if found is None:
+            cfg = {"reference": {"key": it["key"], "model": it["model"], "sources": {}, "files": {},
+                                 "lines": {}, "checks": {}, "percent": {}}, "no_prune": False}
+            t = now()
+            rid = int(c.execute(
+                "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, "
+                "started_at, finished_at) VALUES (NULL, 'reference', ?, '{}', 'done', ?, ?, ?, ?)",
+                (f"{it['model']} — {source}", pos, t, t, t)).lastrowid)
+            candidates.append((rid, cfg))
+            undo.created.append(rid)
+            new = True
+        else:
+            rid, cfg = found
+            new = False
+            undo.remember_config(rid, cfg)
+        ref = cfg["reference"]
+        ref["sources"][metric] = source
+        ref["files"][metric] = it["file"]
+        ref["lines"][metric] = it["lines"]
+        ref["checks"][metric] = it["checks"]
+        ref["percent"][metric] = it["percent"]
+        c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(cfg, sort_keys=True), rid))
+        meter = f"published ({source})" if metric == "wh" else None
+        if new:  # nothing to merge with: one prepared statement for all its figures
+            prov = json.dumps({"reference": {metric: {"source": source, "file": it["file"]}}}, sort_keys=True)
+            t = now()
+            c.executemany(
+                "INSERT INTO task_results (run_id, variant, task, acc, energy_kwh, meter, provenance, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(rid, variant, task, fields.get("acc"), fields.get("energy_kwh"), meter, prov, t)
+                 for variant, tasks in it["results"].items() for task, fields in tasks.items()])
+            return rid
+        for variant, tasks in it["results"].items():
+            for task, fields in tasks.items():
+                old = c.execute("SELECT * FROM task_results WHERE run_id = ? AND variant = ? AND task = ?",
+                                (rid, variant, task))
+                cols = [d[0] for d in old.description]
+                prev = old.fetchone()
+                row: dict[str, Any] = dict(zip(cols, prev)) if prev else {}
+                undo.remember_result(rid, variant, task, dict(row) if row else None)
+                row.update(fields)
+                if meter:
+                    row["meter"] = meter
+                prov = json.loads(row["provenance"]) if isinstance(row.get("provenance"), str) else {}
+                prov.setdefault("reference", {})[metric] = {"source": source, "file": it["file"]}
+                row["provenance"] = prov
+                self._insert_task_result(c, rid, dict(row, variant=variant, task=task))
+        return rid
 
     def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
         """The newest finished baseline with this key that holds every requested task."""
@@ -200,3 +255,37 @@ class ResultRepository(Repository):
     def metrics(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT variant, name, value, detail FROM run_metrics WHERE run_id = ? ORDER BY id",
                           (run_id,))
+
+
+class _ReferenceUndo:
+    """What a reference import changed, to put back if a later batch fails: the runs it created,
+    and the configs and task rows it replaced in runs that were there before."""
+
+    def __init__(self) -> None:
+        self.created: list[int] = []
+        self.configs: dict[int, str] = {}
+        self.results: dict[tuple[int, str, str], dict[str, Any] | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.configs or self.results)
+
+    def remember_config(self, run_id: int, cfg: dict[str, Any]) -> None:
+        if run_id not in self.configs and run_id not in self.created:
+            self.configs[run_id] = json.dumps(cfg, sort_keys=True)
+
+    def remember_result(self, run_id: int, variant: str, task: str, row: dict[str, Any] | None) -> None:
+        if run_id not in self.created:
+            self.results.setdefault((run_id, variant, task), row)
+
+    def apply(self, c: sqlite3.Connection) -> None:
+        for rid in self.created:
+            c.execute("DELETE FROM task_results WHERE run_id = ?", (rid,))
+            c.execute("DELETE FROM runs WHERE id = ?", (rid,))
+        for rid, cfg in self.configs.items():
+            c.execute("UPDATE runs SET config = ? WHERE id = ?", (cfg, rid))
+        for (rid, variant, task), row in self.results.items():
+            c.execute("DELETE FROM task_results WHERE run_id = ? AND variant = ? AND task = ?", (rid, variant, task))
+            if row is not None:
+                cols = list(row)
+                c.execute(f"INSERT INTO task_results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                          tuple(row.values()))

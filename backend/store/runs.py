@@ -18,6 +18,11 @@ from backend.store.tables import (
     now,
 )
 
+#: the method a run's row shows (``backend.results.fmt.method_label``): "vanilla" for a baseline or a
+#: run that does not prune, else the importance it prunes by
+SHOWN_METHOD = ("(CASE WHEN r.kind = 'baseline' OR json_extract(r.config, '$.no_prune') IN (1, 'true') "
+                "THEN 'vanilla' ELSE COALESCE(json_extract(r.config, '$.importance'), '') END)")
+
 
 class RunRepository(Repository):
     """Runs: one row per run, its status, stage, config and the summaries tables show."""
@@ -46,6 +51,17 @@ class RunRepository(Repository):
         if row:
             row["config"] = json.loads(row["config"] or "{}")
         return row
+
+    def dependents(self, run_ids: Iterable[int], statuses: Iterable[str] = ("queued", "running")) -> list[dict[str, Any]]:
+        """Runs in ``statuses`` whose baseline (``parent_run_id``) is one of ``run_ids``: what deleting those
+        baselines would take from under them. ``[{"id", "parent_run_id", "status"}]``, by id."""
+        ids = [int(i) for i in run_ids if _fits(int(i))]
+        states = list(statuses)
+        if not ids or not states:
+            return []
+        return self._rows(f"SELECT id, parent_run_id, status FROM runs WHERE parent_run_id IN "
+                          f"({','.join('?' * len(ids))}) AND status IN ({','.join('?' * len(states))}) "
+                          "ORDER BY id", (*ids, *states))
 
     def require(self, run_id: int) -> dict[str, Any]:
         row = self.get(run_id)
@@ -168,10 +184,13 @@ class RunRepository(Repository):
         clauses: list[str] = []
         params: list[Any] = []
         if text:
+            # what a row shows, not its whole config: "taylor" found the vanilla baseline too, whose
+            # config carries the default importance it never used
             like = f"%{text}%"
-            clauses.append("(m.ref LIKE ? OR r.status LIKE ? OR r.kind LIKE ? OR r.label LIKE ? "
-                           "OR r.config LIKE ? OR CAST(r.id AS TEXT) = ?)")
-            params += [like, like, like, like, like, text]
+            clauses.append("(m.ref LIKE ? OR COALESCE(m.name, json_extract(r.config, '$.reference.model')) LIKE ? "
+                           "OR r.status LIKE ? OR r.kind LIKE ? OR r.label LIKE ? "
+                           f"OR {SHOWN_METHOD} LIKE ? OR CAST(r.id AS TEXT) = ?)")
+            params += [like, like, like, like, like, like, text]
         if statuses:
             st = list(statuses)
             clauses.append(f"r.status IN ({','.join('?' * len(st))})")
@@ -230,3 +249,17 @@ class RunRepository(Repository):
         """A queued run whose job started elsewhere (a scheduler's node) is now running."""
         self.conn.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
                           (now(), run_id))
+
+    def ids(self) -> set[int]:
+        """Every run's id (``greentui doctor`` matches run folders against them)."""
+        return {int(r[0]) for r in self.conn.execute("SELECT id FROM runs")}
+
+    def finished_with_folders(self) -> list[int]:
+        """Finished runs that ran in this workspace and so have a run folder: experiments and
+        baselines that started and ended ``done``. A baseline that a remote job evaluated keeps its
+        files in the experiment's folder (``jobs.baseline_run_id``), and imported or published runs
+        never had one."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM runs WHERE status = 'done' AND kind IN ('experiment', 'baseline') "
+            "AND started_at IS NOT NULL AND id NOT IN "
+            "(SELECT baseline_run_id FROM jobs WHERE baseline_run_id IS NOT NULL) ORDER BY id")]

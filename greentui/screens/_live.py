@@ -16,6 +16,7 @@ from typing import Any
 from textual.screen import Screen
 from textual.worker import Worker
 
+from backend.compat import start_at_app_css_generation
 from greentui.signals import StoreChange
 
 
@@ -25,12 +26,11 @@ class AppScreen(Screen):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # A new screen is styled from the app's current stylesheet when it mounts, yet Textual re-parses
-        # every stylesheet (its parse cache cleared, then parsed twice more) when a mode's first screen
-        # carries an older CSS generation than the app's: ~40 ms of the first frame and of the first
-        # `2`/`3` (P2). So a screen starts at the current generation; a later theme change still
-        # refreshes it. (A private attribute: should Textual rename it, this only costs the 40 ms.)
+        # every stylesheet when a mode's first screen carries an older CSS generation than the app's:
+        # ~40 ms of the first frame and of the first `2`/`3` (P2). So a screen starts at the current
+        # generation (a private attribute: backend.compat, which costs only the 40 ms if it moves).
         with suppress(Exception):  # no running app (a screen built outside one)
-            self._css_update_count = self.app._css_update_count
+            start_at_app_css_generation(self, self.app)
         self._take_breakpoint_classes()
 
     def _take_breakpoint_classes(self) -> None:

@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
+
+from backend.text import safe_text
 
 PPL = "ppl_wikitext2"
 PPL_BEFORE_LORA = "ppl_wikitext2_before_lora"
@@ -38,23 +40,28 @@ def perplexities(store, run: dict[str, Any]) -> dict[str, float]:
     return {k: out[k] for k in ("vanilla", "pruned", "pruned+LoRA") if k in out}
 
 
-def perplexity_line(store, run: dict[str, Any]) -> str:
-    """One markup line, or "" when the run has no perplexity yet."""
+def perplexity_line(store, run: dict[str, Any]) -> Text:
+    """One line, or an empty ``Text`` when the run has no perplexity yet."""
     ppl = perplexities(store, run)
     if not ppl:
-        return ""
-    parts = " · ".join(f"{name} [b]{value:.1f}[/b]" for name, value in ppl.items())
-    return f"WikiText-2 ppl (lower = better): {parts}"
+        return Text()
+    line = Text("WikiText-2 ppl (lower = better): ")
+    for i, (name, value) in enumerate(ppl.items()):
+        line.append(" · " if i else "").append(f"{name} ").append(f"{value:.1f}", "bold")
+    return line
 
 
-def chance_note(run: dict[str, Any]) -> str:
-    """The demo's caveat, for runs of the shipped demo model; "" otherwise."""
+def chance_note(run: dict[str, Any]) -> Text:
+    """The demo's caveat, for runs of the shipped demo model; an empty ``Text`` otherwise. (The note is
+    read from a file in the model's folder: outside text, shown as written.)"""
     ref = run.get("model_ref") or (run.get("config") or {}).get("model")
     marker = Path(str(ref)) / "greentui_demo.json" if ref else None
-    if marker is None or not marker.is_file():
-        return ""
-    try:
+    if marker is None:
+        return Text()
+    try:  # (an imported run's "ref" is any name: too long for a path, say)
+        if not marker.is_file():
+            return Text()
         note = json.loads(marker.read_text()).get("note") or ""
-    except (OSError, ValueError):
-        return ""
-    return f"[dim]{escape(note)}[/dim]" if note else ""
+    except (OSError, ValueError, AttributeError):
+        return Text()
+    return Text(safe_text(note, 400), "dim")

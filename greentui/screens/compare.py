@@ -16,16 +16,17 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane, Tabs
 
 from backend.measure.trust import Badge, quality_badge
-from backend.results.fmt import method_label, ratio_label
+from backend.results.fmt import method_label, plain, ratio_label
 from backend.results.report import SHORT, Row, study_tables
+from backend.text import safe_name, safe_text
+from greentui.keymap import binding
 from greentui.signals import StoreChange
 from greentui.widgets.bars import GroupedBars, ScatterPareto, pareto_front
 from greentui.widgets.compare_energy import CompareEnergy
@@ -64,7 +65,16 @@ def noise_verdicts(acc_rows: list[Row], tasks: list[str]) -> list[tuple[int, str
     return out
 
 
+class RatioTable(DataTable):
+    """The ratio table: a row cursor, and ← → scroll its columns (a row cursor would not move)."""
+
+    BINDINGS = [Binding("left", "scroll_left", "Scroll left", show=False),
+                Binding("right", "scroll_right", "Scroll right", show=False)]
+
+
 _TABS = Binding.Group("Tabs", compact=True)
+#: quality badges in the full header (the Energy tab lists every run's)
+BADGES = 8
 
 
 class CompareScreen(WatchingScreen):
@@ -75,22 +85,10 @@ class CompareScreen(WatchingScreen):
     so the charts get the rows. ``i`` toggles it at any width; Esc first closes it where it was opened.
     """
 
-    BINDINGS = [
-        Binding("escape", "back", "Back", tooltip="Close the details (when opened with i), else back"),
-        Binding("i", "details", "Details", tooltip="Show or hide the full header: each run's measurement "
-                "quality (meter, shortest window, idle, repeats CV, temperature drift, device sharing), "
-                "merged baselines, perplexity and notes (folded into two lines below 100 columns)"),
-        Binding("r", "tab('radar')", "Radar", tooltip="Radar of accuracy and Wh per task", group=_TABS),
-        Binding("b", "tab('bars')", "Bars", tooltip="Grouped bars per task with ±stderr", group=_TABS),
-        Binding("t", "tab('table')", "Table", tooltip="Ratio table and which differences are noise",
-                group=_TABS),
-        Binding("p", "tab('pareto')", "Pareto", tooltip="Average accuracy vs average Wh of the model's runs",
-                group=_TABS),
-        Binding("e", "tab('energy')", "Energy", tooltip="Energy per task, paper vs yours, J/token",
-                group=_TABS),
-        Binding("w", "swap_chart", "Acc/Wh", tooltip="Narrow terminals show one radar/bar chart at a time: "
-                "switch between accuracy and energy"),
-    ]
+    BINDINGS = [binding("back"), binding("details"),
+                *(binding(i, group=_TABS) for i in ("tab_radar", "tab_bars", "tab_table")),
+                binding("pareto", "tab('pareto')", group=_TABS), binding("tab_energy", group=_TABS),
+                binding("swap_chart")]
 
     def __init__(self, run_ids: list[int], tab: str = "radar") -> None:
         super().__init__()
@@ -107,16 +105,18 @@ class CompareScreen(WatchingScreen):
         with TabbedContent(initial=self.initial_tab, id="compare-tabs"):
             with TabPane("Radar", id="radar"):
                 with Horizontal(classes="charts"):
-                    yield RadarChart("accuracy (per task, normalised)", [], {}, id="radar-acc")
-                    yield RadarChart("energy Wh (per task, normalised)", [], {}, id="radar-wh",
-                                     classes="second")
+                    # each axis is scaled to its highest value: the best accuracy, but the most Wh
+                    yield RadarChart("accuracy (per task, normalised)", [], {}, id="radar-acc",
+                                     scale_note="(per task: outer ring = highest acc, the best)")
+                    yield RadarChart("energy Wh (per task, normalised)", [], {}, id="radar-wh", classes="second",
+                                     scale_note="(per task: outer ring = most Wh, the worst)")
             with TabPane("Bars", id="bars"):
                 with Vertical(classes="charts"):
                     yield GroupedBars("accuracy per task (±stderr)", id="bars-acc", y_label="acc")
                     yield GroupedBars("energy per task (Wh)", id="bars-wh", y_label="Wh", classes="second")
             with TabPane("Table", id="table"):
                 with Vertical():
-                    yield DataTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
+                    yield RatioTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
                     yield Static("", id="noise")
             with TabPane("Pareto", id="pareto"):
                 with Vertical():
@@ -127,7 +127,11 @@ class CompareScreen(WatchingScreen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        # the tab strip takes no focus: r b t p e switch tabs, and the arrows scroll what a tab shows
+        # (the ratio table, the energy text) instead of switching tabs under the reader
+        self.query_one(Tabs).can_focus = False
         self.rebuild()
+        self.call_after_refresh(self._focus_tab, self.initial_tab)
 
     def store_change(self, change: StoreChange) -> None:
         if change.tables_changed and self.is_mounted:  # new results, not progress
@@ -143,9 +147,9 @@ class CompareScreen(WatchingScreen):
         store = self.app.store
         ids = [i for i in self.run_ids if store.runs.get(i)]
         if not ids:
-            gone = "[b red]none of these runs exist any more[/]"
+            gone = Text("none of these runs exist any more", "b red")
             self.query_one("#compare-title", Static).update(gone)
-            self.query_one(CompareSummary).show(Text.from_markup(gone), [])
+            self.query_one(CompareSummary).show(gone, [])
             return
         tables = study_tables(store, ids)
         tasks: list[str] = tables["tasks"]
@@ -167,21 +171,35 @@ class CompareScreen(WatchingScreen):
         self.query_one(CompareEnergy).refresh_from(store, tables)
         runs = ", ".join(f"#{i}" for i in ids)
         what = "vs its vanilla baseline" if single and len(ids) == 1 else "side by side"
-        meters = sorted({m for r in wh for m in r.meters.values() if m})
+        meters = sorted({safe_name(m, 40) for r in wh for m in r.meters.values() if m})  # outside text
         refs = sorted({r.run_id for r in acc if r.kind == "reference"})
         notes = []
         for keep in sorted(set(merged.values())):
             dups = ", ".join(f"#{d}" for d, k in merged.items() if k == keep)
             notes.append(f"baseline {dups} = #{keep} (same items, same accuracies): charted once as #{keep}")
-        # every measured run's badge feeds the folded line; the full header lists the first two (the
-        # Energy tab lists them all)
-        badges = {i: quality_badge(store, i) for i in ids[:8] if i not in refs}
-        self.query_one("#compare-title", Static).update(
-            f"[b]Compare[/b] runs {runs} {what} · {len(tasks)} task(s) · meters: {', '.join(meters) or '—'}"
-            + (f" · [b]reference[/b] (published) run(s) {', '.join(f'#{i}' for i in refs)}" if refs else "")
-            + "".join(f"\n[dim]quality #{i}:[/] {escape(b.label())}" for i, b in list(badges.items())[:2])
-            + "".join(f"\n[dim]{n}[/]" for n in notes)
-            + ("" if acc else "\n[dim]no task results yet: they appear here as tasks finish[/]"))
+        # every measured run's badge (up to BADGES) feeds the folded line and the full header (i); the
+        # Energy tab lists them all
+        badges = {i: quality_badge(store, i) for i in ids[:BADGES] if i not in refs}
+        # Text, never markup: the meters' names come from outside (an imported file)
+        title = Text.assemble(("Compare", "bold"), f" runs {runs} {what} · {len(tasks)} task(s) · meters: "
+                              f"{', '.join(meters) or '—'}")
+        if refs:
+            title.append(" · ").append("reference", "bold").append(
+                f" (published) run(s) {', '.join(f'#{i}' for i in refs)}")
+        by_label: dict[str, list[int]] = {}
+        for i, b in badges.items():  # every one (the full header is where they are read), none dropped;
+            by_label.setdefault(b.label(), []).append(i)  # runs measured alike share one line
+        for label, runs_alike in by_label.items():
+            title.append("\n").append("quality " + ", ".join(f"#{i}" for i in runs_alike) + ":", "dim")
+            title.append(" " + safe_text(label))
+        measured = [i for i in ids if i not in refs]
+        if len(measured) > len(badges):
+            title.append(f"\nquality of {len(measured) - len(badges)} more run(s): the Energy tab (e)", "dim")
+        for n in notes:
+            title.append("\n" + n, "dim")
+        if not acc:
+            title.append("\nno task results yet: they appear here as tasks finish", "dim")
+        self.query_one("#compare-title", Static).update(title)
         self.fill_perplexity(ids)
         # the folded header (below 100 columns): the same facts, the most important first
         meter = ", ".join(meters) or "no meter"
@@ -201,23 +219,36 @@ class CompareScreen(WatchingScreen):
         self.query_one(CompareSummary).show(titles, folded, hint="i")
 
     def fill_table(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> None:
-        """The study's table (tasks, Avg, Ratio); below 100 columns Avg and Ratio come right after the
-        variant and the model goes last, so the figures that matter are on screen without scrolling."""
+        """The study's table (tasks, Avg, Ratio). Where it does not fit the screen's width (at 80 and
+        at 120 columns with seven tasks) Avg and Ratio come right after the variant and the model goes
+        last, so the figures that matter are on screen without scrolling."""
         self._table_rows = (acc, wh, tasks)
-        self._table_narrow = narrow = self.has_class("-narrow")
         table = self.query_one("#ratio-table", DataTable)
-        table.clear(columns=True)
         columns = [("metric", "metric"), ("model", "model"), ("run", "run"), ("variant", "variant")]
         columns += [(SHORT.get(t, t), t) for t in tasks] + [("Avg", "avg"), ("Ratio", "ratio")]
+        rows = list(self._table_cells(acc, wh, tasks))
+        need = sum(2 + max([Text(label).cell_len] + [Text.from_markup(c[key]).cell_len if isinstance(c[key], str)
+                                                     else c[key].cell_len for _, c in rows])
+                   for label, key in columns) + 2  # cell padding, the scrollbar
+        self._table_width = width = self.app.size.width
+        self._table_narrow = narrow = need > width
+        table.clear(columns=True)
         if narrow:
             first, rest = ["metric", "run", "variant", "avg", "ratio"], ["model"]
             columns.sort(key=lambda c: (first.index(c[1]) if c[1] in first else len(first),
                                         c[1] in rest))
         for label, key in columns:
             table.add_column(label, key=key)
+        table.fixed_columns = 5 if narrow else 0  # metric, run, variant, Avg, Ratio stay as ← → scroll
+        for row_key, cells in rows:
+            table.add_row(*(cells[key] for _, key in columns), key=row_key)
+
+    def _table_cells(self, acc: list[Row], wh: list[Row], tasks: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(row key, cells by column key) of the ratio table: accuracy rows, then Wh rows."""
         for metric, rows, digits in (("acc", acc, 3), ("Wh", wh, 4)):
             for r in rows:
-                cells: dict[str, Any] = {"metric": metric, "model": r.model + (" (ref)" if r.kind == "reference" else ""),
+                cells: dict[str, Any] = {"metric": metric,
+                                         "model": plain(safe_name(r.model) + (" (ref)" if r.kind == "reference" else "")),
                                          "run": str(r.run_id), "variant": r.variant}
                 for t in tasks:
                     v, se = r.values.get(t), r.stderr.get(t)
@@ -229,16 +260,16 @@ class CompareScreen(WatchingScreen):
                         cells[t] = f"{v:.{digits}f}"
                 cells["avg"] = "—" if r.avg is None else f"{r.avg:.{digits}f}"
                 cells["ratio"] = Text("—", style="dim") if r.ratio is None else Text(f"{r.ratio:.3f}", style="bold")
-                table.add_row(*(cells[key] for _, key in columns), key=f"{metric}-{r.run_id}-{r.variant}")
+                yield f"{metric}-{r.run_id}-{r.variant}", cells
 
     def on_resize(self) -> None:
         # this handler runs before Screen's own, which sets the width classes: look after it
         self.call_after_refresh(self._follow_width)
 
     def _follow_width(self) -> None:
-        """Crossing 100 columns reorders the table's columns (see ``fill_table``)."""
+        """A new width may reorder the table's columns (see ``fill_table``)."""
         rows = getattr(self, "_table_rows", None)
-        if rows is not None and self.is_mounted and self.has_class("-narrow") != self._table_narrow:
+        if rows is not None and self.is_mounted and self.app.size.width != self._table_width:
             self.fill_table(*rows)
 
     def fill_noise(self, acc: list[Row], tasks: list[str]) -> None:
@@ -259,21 +290,24 @@ class CompareScreen(WatchingScreen):
         if run is None or run.get("model_id") is None:
             return
         rows = store.runs.list(model_id=run["model_id"], statuses=["done"], limit=2000)
-        points = [(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", ""), r["avg_wh"], r["avg_acc"])
-                  for r in rows if r["avg_wh"] is not None and r["avg_acc"] is not None]
+        # a dot's label is its run's id, which fits beside it at 80x24; the note below says what each is
+        done = [r for r in rows if r["avg_wh"] is not None and r["avg_acc"] is not None]
+        points = [(f"#{r['id']}", r["avg_wh"], r["avg_acc"]) for r in done]
+        key = " · ".join(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", "")
+                         for r in sorted(done, key=lambda r: r["id"])[:24])
         noise = average_noise(acc)
         chart = self.query_one("#pareto-chart", ScatterPareto)
         chart.noise = noise
-        chart.update_data(
-            points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {run.get('model_name') or run.get('model_ref')}")
+        model = safe_name(run.get("model_name") or run.get("model_ref"), 60)
+        chart.update_data(points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {model}")
         front = pareto_front(points)
         band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
                 "them are within noise." if noise else "")
         self.query_one("#pareto-note", Static).update(
-            ("Upper left is better. ◆ Pareto front ("
-             + (f"{len(front)} runs, green line)." if len(front) > 1 else "1 run: it beats the others on both axes).")
-             + band)
-            if points else "[dim]no finished runs of this model with energy figures yet[/]")
+            Text(key + ("" if len(done) <= 24 else f" · … {len(done) - 24} more") + "\nUpper left is better. "
+                 "◆ Pareto front (" + (f"{len(front)} runs, green line)." if len(front) > 1 else
+                                       "1 run: it beats the others on both axes).") + band)
+            if points else Text("no finished runs of this model with energy figures yet", "dim"))
 
     def runs_of(self, ids: list[int]) -> Iterator[tuple[int, dict]]:
         """(id, run) for each of ``ids`` still in the store (one may be deleted while compared)."""
@@ -299,16 +333,17 @@ class CompareScreen(WatchingScreen):
     def fill_perplexity(self, ids: list[int]) -> None:
         """WikiText-2 perplexity per run (vanilla, pruned before LoRA, after LoRA) and the demo's caveat."""
         store = self.app.store
-        lines, notes = [], set()
+        lines: list[Text] = []
+        notes: list[Text] = []
         for i, run in self.runs_of(ids):
             line = perplexity_line(store, run)
             if line:
-                lines.append(line if len(ids) == 1 else f"#{i} {line}")
+                lines.append(line if len(ids) == 1 else Text(f"#{i} ").append_text(line))
             note = chance_note(run)
-            if note:
-                notes.add(note)
+            if note and note.plain not in {n.plain for n in notes}:
+                notes.append(note)
         box = self.query_one("#compare-ppl", Static)
-        box.update("\n".join(lines + sorted(notes)))
+        box.update(Text("\n").join(lines + notes))
         box.display = bool(lines or notes)
 
     # ------------------------------------------------------------------ actions
@@ -328,6 +363,16 @@ class CompareScreen(WatchingScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        self._focus_tab(tab)
+
+    def _focus_tab(self, tab: str) -> None:
+        """Focus what the arrows should move in ``tab``: the ratio table, the energy text."""
+        target = {"table": "#ratio-table", "energy": "#energy-scroll"}.get(tab)
+        if target is None:
+            self.set_focus(None)
+            return
+        for widget in self.query(target):
+            widget.focus()
 
     def action_swap_chart(self) -> None:
         """Below 100 columns one radar (and one bar chart) at a time: swap accuracy and energy."""

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Input, Label, Static
 
 from backend.errors import GreentuiError
-from backend.results.fmt import params, size
+from backend.results.fmt import params, plain, size
 from backend.service.runs import demo_model_built, demo_model_dir
+from backend.text import safe_name, safe_text
+from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
+from greentui.widgets.path_suggester import PathSuggester
 
 from ._live import LiveTableScreen
 from ._table import cursor_key, plain_cells
@@ -28,11 +31,8 @@ DEMO_KEY = "demo:"
 
 
 class ModelsScreen(LiveTableScreen):
-    BINDINGS = [
-        Binding("a", "add", "Add model", tooltip="Add a model by HF id or local path"),
-        Binding("n", "new_run_with", "New run", tooltip="Queue a run of the highlighted model"),
-        Binding("escape", "cancel_add", "Cancel", show=False),
-    ]
+    BINDINGS = [binding("add_model"), binding("new_run", "new_run_with"),
+                binding("back", "cancel_add", description="Close", show=False)]
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,8 +46,11 @@ class ModelsScreen(LiveTableScreen):
             with Vertical(id="model-side"):
                 yield Static("", id="model-details")
         with Vertical(id="add-box"):
-            yield Input(placeholder="HF id (org/name) or local model directory; Enter adds, Esc cancels",
-                        id="add-model")
+            # → takes the greyed completion (a folder, or a model the workspace knows); the typed text
+            # stays when the field takes the focus again (Textual selects it all, so a key replaced it)
+            yield Input(placeholder="HF id (org/name) or local model directory; → completes, Enter adds, "
+                        "Esc closes", id="add-model", select_on_focus=False,
+                        suggester=PathSuggester(m["ref"] for m in self.app.store.models.list()))
             yield Label("", id="add-error", classes="error")
         yield KeyFooter()
 
@@ -109,8 +112,9 @@ class ModelsScreen(LiveTableScreen):
         m = self.entries.get(key, {})
         if m.get("source") == "cache" and key not in self.described:
             self.describe_cached(key)
-        lines = [f"[b]{m.get('name') or m.get('ref')}[/b]", f"ref: {m.get('ref')}",
-                 f"source: {m.get('source') or '—'}"]
+        # Text, never markup: a name or a folder may hold brackets ("[@click=…]") or escapes
+        name = Text(safe_name(m.get("name") or m.get("ref")), "bold")
+        lines = [f"ref: {m.get('ref')}", f"source: {m.get('source') or '—'}"]
         if m.get("info") and "params" not in m:
             lines.append(str(m["info"]))
         lines += [
@@ -126,7 +130,7 @@ class ModelsScreen(LiveTableScreen):
         ]
         if m.get("runs") is not None:
             lines.append(f"runs: {m['runs']}")
-        box.update("\n".join(lines))
+        box.update(name.append("".join("\n" + safe_text(line, 400) for line in lines)))
 
     @work(thread=True, exclusive=True, group="cache-scan", name="scanning the HF cache", exit_on_error=False)
     def scan_cache(self) -> None:
@@ -187,7 +191,7 @@ class ModelsScreen(LiveTableScreen):
         self.app.call_from_thread(self._added, model)
 
     def _add_failed(self, reason: str) -> None:
-        self.query_one("#add-error", Label).update(reason)
+        self.query_one("#add-error", Label).update(plain(reason, 400))  # it quotes the typed path
 
     def on_worker_state_changed(self, event) -> None:
         """An add that failed unexpectedly (the app notifies) must not leave "checking…" behind."""

@@ -28,18 +28,17 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.events import ScreenResume
-from textual.markup import escape
-from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, SelectionList, Static
 from textual.worker import get_current_worker
 
 from backend.errors import GreentuiError
+from backend.results.fmt import plain
 from backend.schema.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema.settings import Setting, SettingError
 from backend.service.form_advice import (
@@ -52,9 +51,12 @@ from backend.service.form_advice import (
     preset_config,
 )
 from backend.service.form_advice import rates as past_rates
+from backend.text import safe_text
+from greentui.keymap import binding
 from greentui.widgets.fold import Fold
 from greentui.widgets.keys import KeyFooter
 from greentui.widgets.onoff import OnOffCheckbox
+from greentui.widgets.path_suggester import PathSuggester
 from greentui.widgets.plan_panel import PlanPanel, plan_lines
 
 from ._live import AppScreen
@@ -82,7 +84,7 @@ def field_widget(s: Setting, value: Any, known_models: list[str], classes: str |
                       tooltip=s.help)
     if s.widget == "tasks":
         return SelectionList[str](*[(c, c, c in value) for c in s.choices], id=wid, classes=classes)
-    suggester = SuggestFromList(known_models, case_sensitive=False) if s.widget == "model" else None
+    suggester = PathSuggester(known_models) if s.widget == "model" else None  # a folder or a known model
     return Input(s.to_text(value), placeholder=s.help, id=wid, classes=classes, tooltip=s.help, suggester=suggester)
 
 
@@ -128,11 +130,10 @@ def value_text(s: Setting, value: Any) -> str:
 class NewRunScreen(AppScreen):
     """The New-run form; Escape goes back without queueing."""
 
-    BINDINGS = [
-        Binding("ctrl+s", "queue", "Queue", priority=True, tooltip="Queue the run (Enter in a field too)"),
-        Binding("escape", "back", "Back"),
-        Binding("ctrl+r", "reset", "Study defaults", tooltip="Reset every field to the study's defaults"),
-    ]
+    BINDINGS = [binding("queue_run", priority=True), binding("back"), binding("reset_form")]
+    #: what ``?`` adds to the bindings: Enter is a text field's own key here
+    HELP_NOTES = [("in a text field", "⏎", "Next field",
+                   "Enter moves to the next field and never queues: Ctrl+S queues the run")]
     # The first field takes the focus as the screen is composed. (Textual's default would focus the
     # scrolling form first and the model field after it: two restyles of every widget in the form.)
     AUTO_FOCUS = "#f-model"
@@ -198,7 +199,8 @@ class NewRunScreen(AppScreen):
         self.held = self.initial.to_dict()
         with VerticalScroll(id="form"):
             yield Static("[b]New run[/b] — the study recipe is GreenPruning's "
-                         "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter queues.", id="form-title")
+                         "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter: next field · "
+                         "Ctrl+S: queue.", id="form-title")
             with Horizontal(classes="field"):
                 yield Label("start from", classes="field-label")
                 yield Select(choices, value=chosen, allow_blank=False, id="preset", classes="field-input",
@@ -220,7 +222,7 @@ class NewRunScreen(AppScreen):
                     self.folds[group] = fold
                     yield fold
             with Horizontal(id="form-buttons"):
-                yield Button("Queue (Enter)", id="queue", variant="primary")
+                yield Button("Queue (Ctrl+S)", id="queue", variant="primary")
                 yield Button("Back (Esc)", id="back")
             yield Static("", id="form-summary")
         yield KeyFooter()
@@ -234,13 +236,13 @@ class NewRunScreen(AppScreen):
             out.append(Horizontal(Label("" if s.widget == "checkbox" else s.label, classes="field-label"), widget,
                                   classes="field"))
             reason = self.shown.get(s.name, "")
-            error = Label(reason, id=f"err-{s.name}", classes="error field-error")
+            error = Label(plain(reason, 400), id=f"err-{s.name}", classes="error field-error")
             error.display = bool(reason)
             self.error_labels[s.name] = error
             out.append(error)
         return out
 
-    def fold_title(self, group: str, cfg: RunConfig, problems: dict[str, str]) -> str:
+    def fold_title(self, group: str, cfg: RunConfig, problems: dict[str, str]) -> Text:
         """``more pruning settings``, or the group's name (and note) when all of it is folded; then the
         values that differ from the study's and how many fields need fixing, so a folded clone shows."""
         settings = [s for s in GROUP_SETTINGS[group] if not s.essential]
@@ -251,13 +253,14 @@ class NewRunScreen(AppScreen):
             title = group
             detail = GROUP_NOTES.get(group) or ", ".join(s.label for s in settings)
         changed = [value_text(s, getattr(cfg, s.name)) for s in settings if getattr(cfg, s.name) != s.default]
-        text = f"{title} [dim]— {escape(detail)}[/]"
+        # Text, never markup: a typed value ("[/" in a path) is shown as typed
+        text = Text.assemble(title, (f" — {detail}", "dim"))
         if changed:
             more = f" +{len(changed) - 3}" if len(changed) > 3 else ""
-            text += f" · set: {escape(', '.join(changed[:3]))}{more}"
+            text.append(f" · set: {safe_text(', '.join(changed[:3]), 200)}{more}")
         bad = sum(1 for s in settings if s.name in problems)
         if bad:
-            text += f" · [b red]{bad} to fix[/]"
+            text.append(" · ").append(f"{bad} to fix", "b red")
         return text
 
     def on_mount(self) -> None:
@@ -352,7 +355,7 @@ class NewRunScreen(AppScreen):
                 self.fold_titles[group] = fold.title = title
         summary = cfg.summary() if not problems else f"{len(problems)} field(s) to fix: " + ", ".join(
             SETTING[name].label for name in problems)
-        self.query_one("#form-summary", Static).update(summary)
+        self.query_one("#form-summary", Static).update(plain(summary, 400))
         self.query_one("#queue", Button).disabled = bool(problems) or self.busy
         params = size[1] if size else (self.app.store.models.get(cfg.model or "") or {}).get("params")
         self.request_advice(cfg, params)
@@ -366,7 +369,7 @@ class NewRunScreen(AppScreen):
         self.shown[name] = reason
         label = self.error_labels.get(name)
         if label is not None:
-            label.update(reason)
+            label.update(plain(reason, 400))  # a reason may quote the typed value: text, not markup
             label.display = bool(reason)
 
     def changed(self) -> None:
@@ -394,7 +397,8 @@ class NewRunScreen(AppScreen):
 
     # ------------------------------------------------------------------ advice (a thread worker)
     def show_advice(self) -> None:
-        text = "\n".join([f"[b yellow]warning:[/] {w}" for w in self.warnings] + [self.estimate_line])
+        text = Text("\n").join([Text.assemble(("warning:", "b yellow"), " ", safe_text(w, 400)) for w in self.warnings]
+                                + [plain(self.estimate_line, 400)])
         if text != self._advice_text:
             self._advice_text = text
             self.query_one("#form-advice", Static).update(text)
@@ -441,8 +445,10 @@ class NewRunScreen(AppScreen):
 
     # ------------------------------------------------------------------ actions
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a field moves on, as in any form; queueing is its own key (Ctrl+S) or the button, so
+        Enter pressed to confirm a value never queues a run nobody meant."""
         event.stop()
-        self.action_queue()
+        self.focus_next()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "queue":
@@ -512,7 +518,8 @@ class NewRunScreen(AppScreen):
             self._show_error(field, reason)  # a field in a fold not built yet gets it when revealed
             self.query_one("#queue", Button).disabled = False
         else:
-            self.query_one("#form-summary", Static).update(f"[b red]not queued:[/] {reason}")
+            self.query_one("#form-summary", Static).update(Text.assemble(("not queued:", "b red"), " ",
+                                                                         safe_text(reason, 400)))
             self.query_one("#queue", Button).disabled = False
         if field in SETTING:
             self.reveal(field)

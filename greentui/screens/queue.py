@@ -10,18 +10,27 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from backend.errors import GreentuiError
-from backend.results.fmt import method_label, method_with_ratio, model_label, ratio_label, status_cell, when
-from backend.service.execution import live_runners, queue_columns
-from backend.service.runs import cancel as cancel_run
-from greentui.widgets.confirm import ConfirmScreen
+from backend.results.fmt import (
+    method_label,
+    method_with_ratio,
+    model_label,
+    ratio_label,
+    short_when,
+    status_cell,
+    when,
+)
+from backend.service.execution import queue_columns
+from backend.service.queue_state import QueueState, queue_state
+from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
 
+from ._cancel import cancel_runs
 from ._live import LiveTableScreen
 from ._table import NarrowColumns, cursor_id, ellipsis, plain_cells
+from .runs import SHORT_KIND
 
 
 class QueueScreen(NarrowColumns, LiveTableScreen):
@@ -33,15 +42,16 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
     #: at 80 columns: the method carries the ratio, "where" the executor, device or node and job id
     NARROW_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("method", "method"),
                       ("status", "status"), ("stage", "stage"), ("where", "where")]
-    NARROW_WIDTHS = {"model": 14, "where": 20}
+    #: 100-139 columns (120 among them): kind and a short date stay, the executor joins "where"
+    MEDIUM_COLUMNS = [("pos", "#"), ("id", "id"), ("model", "model"), ("kind", "kind"), ("method", "method"),
+                      ("status", "status"), ("stage", "stage"), ("where", "where"), ("created", "queued at")]
+    NARROW_BELOW = 140  # the wide set needs ~135 columns
+    NARROW_WIDTHS = {"model": 14, "where": 20, "method": 15, "stage": 18}
+    state: QueueState | None = None
 
-    BINDINGS = [
-        Binding("enter", "open", "Detail", show=False),
-        Binding("K,shift+up", "move(-1)", "Move up", tooltip="Run this one earlier"),
-        Binding("J,shift+down", "move(1)", "Move down", tooltip="Run this one later"),
-        Binding("x", "cancel", "Cancel run", tooltip="Cancel a queued run, or stop the running one"),
-        Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause or resume the queue"),
-    ]
+    # in the footer's order: what fits at 80 columns comes first
+    BINDINGS = [binding(i) for i in ("open", "cancel_run", "pause_queue", "move_up", "move_down")]
+    HELP_NOTES = [("in the table", "⏎", "Detail", "Enter opens the highlighted run's detail")]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -53,7 +63,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
         yield Header()
         yield Static("", id="queue-state")
         yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
-        yield Static("The runner is a detached process: closing greentui (or an SSH drop) does not stop it.",
+        yield Static("Runs go on in the runner when greentui closes or the SSH connection drops.",
                      id="queue-hint")
         yield KeyFooter()
 
@@ -69,8 +79,14 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             return
         table = tables.first()
         keep = self.cursor_run()
-        rows = self.store.queue.queued()
-        rows.sort(key=lambda r: (r["status"] != "running", r["position"] or 0, r["id"]))
+        self.state = state = queue_state(self.store)
+        # the runs that hold a device first, each followed by the baseline it evaluates in its own
+        # process; then the queue in order, each queued run saying what it waits for
+        rows: list[dict] = []
+        for r in state.running:
+            rows.append(r)
+            rows += [b for b in self.store.queue.queued() if state.inside.get(b["id"]) == r["id"]]
+        rows += state.queued
         table.clear()
         for i, r in enumerate(rows, 1):
             asked = r.get("cancel_requested") or r.get("job_cancel_requested")
@@ -79,23 +95,34 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             table.add_row(*self.cells(i, r, status), key=str(r["id"]))
         if keep is not None and str(keep) in {str(r["id"]) for r in rows}:
             table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
-        paused = self.store.queue.paused()
-        runners = live_runners(self.store)
-        state = "[b yellow]PAUSED[/] (p resumes)" if paused else "[b green]active[/]"
+        head = (Text.assemble("queue ", ("PAUSED", "b yellow"), " (P resumes)") if state.paused
+                else Text.assemble("queue ", ("active", "b green")))
         runner = ("; ".join(f"runner pid {x['pid']} on {', '.join(x['devices']) or x['requested']}"
-                            for x in runners) if runners else "no runner alive")
-        queued = sum(r["status"] == "queued" for r in rows)
-        self.query_one("#queue-state", Static).update(
-            f"queue {state} · {runner} · {queued} queued · {len(rows) - queued} running")
+                            for x in state.runners) if state.runners else "no runner alive")
+        head.append(f" · {runner} · {len(state.queued)} queued · {state.running_text()}")
+        self.query_one("#queue-state", Static).update(head)
+
+    def stage_text(self, r: dict) -> str:
+        """What the run is doing: its stage; for a baseline evaluated inside another run, that run; for
+        a queued run, what it waits for."""
+        if r["id"] in self.state.inside:
+            return f"{r['stage'] or 'baseline'} (inside run {self.state.inside[r['id']]})"
+        if r["status"] == "queued":
+            return self.state.wait_reason(r, short=True)
+        return r["stage"] or "—"
 
     def cells(self, position: int, r: dict, status: Text) -> list[Text]:
-        if self.narrow:
+        if self.tier != "wide":
             job = f" job {r['job_id']}" if r.get("job_id") else ""
             where = executor_label(r) + ("" if where_label(r) == "—" else f" {where_label(r)}") + job
+            if self.tier == "medium":
+                return plain_cells(position, r["id"], ellipsis(model_label(r)), SHORT_KIND.get(r["kind"], r["kind"]),
+                                   ellipsis(method_with_ratio(r)), status, ellipsis(self.stage_text(r)),
+                                   ellipsis(where), short_when(r["created_at"]))
             return plain_cells(position, r["id"], ellipsis(model_label(r)), method_with_ratio(r), status,
-                               r["stage"] or "—", ellipsis(where))
+                               ellipsis(self.stage_text(r)), ellipsis(where))
         return plain_cells(position, r["id"], model_label(r), r["kind"], method_label(r), ratio_label(r), status,
-                           r["stage"] or "—", executor_label(r), where_label(r),
+                           self.stage_text(r), executor_label(r), where_label(r),
                            *(c.cell(r) for c in self.executor_columns), when(r["created_at"]))
 
     def cursor_run(self) -> int | None:
@@ -120,27 +147,10 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
             return
         self.reload()
 
-    def action_cancel(self) -> None:
+    def action_cancel_run(self) -> None:
         run = self.cursor_run()
-        if run is None:
-            return
-        row = self.store.runs.get(run)
-
-        def go(yes: bool | None = True) -> None:
-            if not yes:
-                return
-            try:
-                what = cancel_run(self.store, run)
-            except GreentuiError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"run {run}: {what}")
-            self.reload()
-
-        if row and row["status"] == "running":
-            self.app.push_screen(ConfirmScreen(f"Stop running run {run}? Finished tasks are kept.", yes="Stop"), go)
-        else:
-            go()
+        if run is not None:
+            cancel_runs(self, [run], done=self.reload)
 
     def action_toggle_pause(self) -> None:
         paused = not self.store.queue.paused()

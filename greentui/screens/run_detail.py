@@ -7,33 +7,35 @@ screen can be closed and reopened (or the whole UI restarted after an SSH drop) 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Header, Label, ProgressBar, Static
 
 from backend.errors import GreentuiError
-from backend.results.fmt import model_label, num, status_cell, when
+from backend.results.fmt import model_label, num, plain, status_cell, when
 from backend.results.report import SHORT
 from backend.schema.runconfig import RunConfig
 from backend.service.execution import JobView, job_view
-from backend.service.runs import cancel as cancel_run
+from backend.service.queue_state import queue_state
 from backend.service.runs import requeue
+from backend.text import safe_text
+from greentui.keymap import binding
 from greentui.signals import StoreChange
-from greentui.widgets.confirm import ConfirmScreen
 from greentui.widgets.energy_panel import EnergyPanel
 from greentui.widgets.job_log import JobLog
 from greentui.widgets.keys import KeyFooter
 from greentui.widgets.power import PowerPanel
+from greentui.widgets.reflow_log import ReflowLog
 
+from ._cancel import cancel_runs
 from ._live import WatchingScreen
 from ._ppl import chance_note, perplexity_line
-from ._table import NarrowColumns, ellipsis, plain_cells
+from ._table import plain_cells
 
 LOG_LINES = 1000
 FINAL = ("done", "failed", "cancelled", "interrupted")
@@ -45,13 +47,7 @@ def stages_for(run: dict[str, Any]) -> list[str]:
 
 
 class RunDetailScreen(WatchingScreen):
-    BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("c", "compare", "Compare", tooltip="This run against its vanilla baseline"),
-        Binding("x", "cancel_run", "Cancel run", tooltip="Cancel (queued) or stop (running) this run"),
-        Binding("R", "requeue", "Re-queue", tooltip="Queue this run again with the same config"),
-        Binding("f", "clone", "Clone", tooltip="Open New run filled with this run's config"),
-    ]
+    BINDINGS = [binding(i) for i in ("back", "compare", "cancel_run", "requeue", "clone")]
 
     def __init__(self, run_id: int) -> None:
         super().__init__()
@@ -61,6 +57,7 @@ class RunDetailScreen(WatchingScreen):
         self.stage_names: list[str] = []
         self.fractions: dict[str, float] = {}
         self.messages: dict[str, str] = {}
+        self.started: dict[str, float] = {}  # stage -> when it started (its stage_start event)
         self.results_dirty = True
         self.run: dict[str, Any] | None = None
         self.job: JobView | None = None
@@ -76,7 +73,7 @@ class RunDetailScreen(WatchingScreen):
                     yield Static("", id="run-ppl")
                     yield Static("", id="run-note")
                     yield Static("", id="run-error")
-                    yield Label("per-task results", classes="section")
+                    yield Label("per-task results", classes="section", id="results-label")
                     yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
                     yield Label("energy (repeats, above idle, J/token, quality)", classes="section")
                     yield EnergyPanel(id="energy-panel")
@@ -84,7 +81,7 @@ class RunDetailScreen(WatchingScreen):
                     yield Label("live power", classes="section", id="power-label")
                     yield PowerPanel(id="power")
                     yield Label("log", classes="section")
-                    yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
+                    yield ReflowLog(id="log", max_lines=LOG_LINES)
                     yield Label("job stdout/stderr", id="job-label", classes="section")
                     yield JobLog(id="job-log")
         yield KeyFooter()
@@ -99,20 +96,13 @@ class RunDetailScreen(WatchingScreen):
         if not self.is_attached:
             return
         try:
-            table = self.query_one("#results-table", DataTable)
+            self.query_one("#results-table", DataTable)
         except NoMatches:
             self.call_after_refresh(self._setup)
             return
-        # Wh and meter right after accuracy: they must fit at 80 columns, where the meter's long name
-        # ("codecarbon:cpu_load-estimate") is cut with "…" so the columns after it show too
-        narrow = self.app.size.width < NarrowColumns.NARROW_BELOW
-        for key, label in (("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"),
-                           ("wh", "Wh"), ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"),
-                           ("s", "seconds")):
-            table.add_column(Text(label), key=key, width=16 if narrow and key == "meter" else None)
         self.run = self.app.store.runs.get(self.run_id)
         if self.run is None:
-            self.query_one("#run-title", Static).update(f"[b red]no run {self.run_id} in this workspace[/]")
+            self.query_one("#run-title", Static).update(Text(f"no run {self.run_id} in this workspace", "b red"))
             return
         self.stage_names = stages_for(self.run)
         stages = self.query_one("#stages", Vertical)
@@ -163,9 +153,11 @@ class RunDetailScreen(WatchingScreen):
             return
         self.run = run
         events = store.events.list(self.run_id, after_id=self.last_event)
-        log = self.query_one("#log", RichLog)
+        log = self.query_one("#log", ReflowLog)
         for ev in events:
             self.last_event = ev["id"]
+            if ev["kind"] == "stage_start" and ev["payload"].get("stage") and ev.get("t"):
+                self.started[ev["payload"]["stage"]] = float(ev["t"])
             self.apply_event(ev["kind"], ev["payload"], log)
         samples = store.events.power_samples(self.run_id, after_id=self.last_power)
         if samples:
@@ -197,13 +189,13 @@ class RunDetailScreen(WatchingScreen):
         pane.follow(view.files)
         pane.poll()
 
-    def apply_event(self, kind: str, p: dict[str, Any], log: RichLog) -> None:
+    def apply_event(self, kind: str, p: dict[str, Any], log: ReflowLog) -> None:
         stage = p.get("stage")
         if kind == "stage_start" and stage:
             self.fractions.setdefault(stage, 0.0)
             for name in self.stage_names[: self.stage_names.index(stage)] if stage in self.stage_names else []:
                 self.fractions[name] = 1.0
-            log.write(f"── {stage} ──")
+            log.add_line(f"── {safe_text(stage)} ──")
         elif kind == "progress" and stage:
             self.fractions[stage] = max(self.fractions.get(stage, 0.0), float(p.get("fraction") or 0.0))
             if p.get("message"):
@@ -211,22 +203,31 @@ class RunDetailScreen(WatchingScreen):
         elif kind == "stage_end" and stage:
             self.fractions[stage] = 1.0
             self.messages[stage] = f"done in {p.get('seconds', 0):.1f} s"
+        # log lines, messages and errors are outside text (a library's output, a path): written as
+        # plain text with control characters escaped (the log pane never reads markup)
         elif kind == "log":
-            log.write(str(p.get("line", "")))
+            log.add_line(safe_text(p.get("line", "")))
         elif kind == "loss":
-            log.write("loss " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in p.items()))
+            log.add_line(safe_text("loss " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in p.items())))
         elif kind == "result":
             wh = p.get("wh")
-            log.write(f"result {p.get('variant')} {p.get('task')}: acc {num(p.get('acc'))}, "
-                      f"{num(wh, 4)} Wh ({p.get('meter') or 'no meter'})")
+            log.add_line(safe_text(f"result {p.get('variant')} {p.get('task')}: acc {num(p.get('acc'))}, "
+                                f"{num(wh, 4)} Wh ({p.get('meter') or 'no meter'})"))
             self.results_dirty = True
         elif kind == "error":
-            log.write(f"ERROR: {p.get('message')}")
+            log.add_line(safe_text(f"ERROR: {p.get('message')}"))
         elif kind == "done":
-            log.write(f"── run {p.get('status')} ──")
+            log.add_line(safe_text(f"── run {p.get('status')} ──"))
 
     def draw_stages(self) -> None:
+        """One bar per stage. The running stage never sits still: until its first progress report its
+        bar pulses and its line counts the seconds (loading PyTorch or the model, the baseline's
+        first task, reports nothing for 10-20 s); a queued run's first line says what it waits for."""
+        run = self.run or {}
+        status = run.get("status")
+        # running, but the run's process has not reported its first stage yet: it is importing PyTorch
+        starting = status == "running" and not run.get("stage") and not self.fractions
         for name in self.stage_names:
             try:
                 bar = self.query_one(f"#stage-{name}", ProgressBar)
@@ -234,22 +235,46 @@ class RunDetailScreen(WatchingScreen):
             except Exception:
                 continue
             frac = self.fractions.get(name)
-            bar.update(progress=frac or 0.0)
-            current = self.run and self.run.get("stage") == name and self.run["status"] == "running"
+            current = status == "running" and (run.get("stage") == name or (starting and name == self.stage_names[0]))
+            pulsing = current and not frac
+            if pulsing:
+                if bar.total is not None:
+                    bar.update(total=None)  # Textual's indeterminate bar: it moves while nothing is known
+            else:
+                if bar.total is None:
+                    bar.update(total=1.0)
+                bar.update(progress=frac or 0.0)
             text = self.messages.get(name, "")
-            if frac is None:
-                text = "skipped" if self.run and self.run.get("status") in FINAL else "waiting"
-                if name == "load" and self.run and self.run.get("status") == "queued":
-                    text = "queued: the runner starts (imports PyTorch)…"
-            msg.update(("▶ " if current else "") + text)
+            if frac is None and not current:
+                text = "skipped" if status in FINAL else "waiting"
+                if name == self.stage_names[0] and status == "queued":
+                    text = self.wait_reason()
+            if current:
+                since = self.started.get(name) or (run.get("started_at") if starting else None)
+                if starting:
+                    text = "starting the run's process (importing PyTorch)"
+                if since:
+                    text = (text + " · " if text else "") + f"{max(0, time.time() - since):.0f} s"
+            msg.update(plain(("▶ " if current else "") + text, 200))
+
+    def wait_reason(self) -> str:
+        """Why this queued run has not started (the queue is paused, another run holds the device…)."""
+        try:
+            return queue_state(self.app.store).reason_for(self.run_id) or "queued"
+        except GreentuiError:
+            return "queued"
 
     def draw_title(self) -> None:
+        """Two lines or so: the run (model, kind, recipe) and its state. Built as ``Text``: the model's
+        name and the job's reason are outside text, shown as written (never markup), control
+        characters escaped, the name cut so a 10,000-character one leaves the stages on the screen."""
         run = self.run or {}
         cfg = RunConfig.from_dict(run.get("config") or {})
-        parts = [f"[b]run {self.run_id}[/b]", model_label(run), run.get("kind") or "",
-                 cfg.summary(), f"tasks {len(cfg.tasks)}", f"limit {cfg.limit or 'all'}"]
-        status = status_cell(run.get("status")).markup
-        title = " · ".join(p for p in parts if p) + f"\nstatus {status}"
+        parts = [model_label(run), safe_text(run.get("kind") or ""), safe_text(cfg.summary()),
+                 f"tasks {len(cfg.tasks)}", f"limit {cfg.limit or 'all'}"]
+        head = Text.assemble((f"run {self.run_id}", "bold"), *(f" · {p}" for p in parts if p), "\nstatus ",
+                             status_cell(run.get("status")))
+        title = ""
         if run.get("stage") and run.get("status") == "running":
             title += f" · stage {run['stage']}"
         if run.get("parent_run_id"):
@@ -258,11 +283,11 @@ class RunDetailScreen(WatchingScreen):
             title += (f" · params {run['params_before']:,} → {run['params_after']:,} "
                       f"({run['params_after'] / run['params_before']:.3f})")
         if self.job is not None and self.job.summary:
-            title += f" · {escape(self.job.summary)}"
+            title += f" · {self.job.summary}"
         title += f" · queued {when(run.get('created_at'))}"
         if run.get("finished_at"):
             title += f" · finished {when(run['finished_at'])}"
-        self.query_one("#run-title", Static).update(title)
+        self.query_one("#run-title", Static).update(head.append(safe_text(title)))
         finished = run.get("status") in FINAL
         self.query_one("#power-label", Label).update("power (recorded)" if finished else "live power")
         self.query_one(PowerPanel).finished = finished
@@ -272,7 +297,8 @@ class RunDetailScreen(WatchingScreen):
             box.display = bool(text)
         err = self.query_one("#run-error", Static)
         if run.get("error") and run.get("status") in ("failed", "interrupted", "cancelled"):
-            err.update(f"[b red]{run['status']}:[/] {run['error']}")
+            err.update(Text.assemble((f"{run['status']}:", "b red"), " ",
+                                     safe_text(run["error"], 4000, keep_newlines=True)))
             err.display = True
         else:
             err.display = False
@@ -284,12 +310,28 @@ class RunDetailScreen(WatchingScreen):
         if self.run and self.run.get("parent_run_id"):
             rows += store.results.task_results(self.run["parent_run_id"], "vanilla")
         rows += store.results.task_results(self.run_id)
-        table.clear()
+        # One meter for every task (the usual case) is said once, above the table, in full; the column
+        # is there only when the meters differ. (A meter's name is long, "codecarbon:cpu_load-estimate":
+        # as a column it was cut at 80 and 120 columns and pushed acc_norm, items and seconds off.)
+        meters = {r["meter"] for r in rows}
+        one_meter = len(meters) <= 1
+        label = "per-task results"
+        if one_meter and rows:
+            label += f" · meter: {next(iter(meters)) or 'none (no energy figure)'}"
+        self.query_one("#results-label", Label).update(plain(label, 200))
+        columns = [("variant", "variant"), ("task", "task"), ("acc", "acc"), ("se", "±se"), ("wh", "Wh"),
+                   ("meter", "meter"), ("acc_norm", "acc_norm"), ("n", "items"), ("s", "seconds")]
+        if one_meter:
+            columns.remove(("meter", "meter"))
+        table.clear(columns=True)
+        for key, title in columns:
+            table.add_column(Text(title), key=key)
         for r in rows:
             wh = None if r["energy_kwh"] is None else r["energy_kwh"] * 1000
-            table.add_row(*plain_cells(r["variant"], SHORT.get(r["task"], r["task"]), num(r["acc"]),
-                                       num(r["acc_stderr"]), num(wh, 4), ellipsis(r["meter"] or "—"),
-                                       num(r["acc_norm"]), r["n_samples"] or "—", num(r["seconds"], 1)))
+            cells = {"variant": r["variant"], "task": SHORT.get(r["task"], r["task"]), "acc": num(r["acc"]),
+                     "se": num(r["acc_stderr"]), "wh": num(wh, 4), "meter": r["meter"] or "—",
+                     "acc_norm": num(r["acc_norm"]), "n": r["n_samples"] or "—", "s": num(r["seconds"], 1)}
+            table.add_row(*plain_cells(*(cells[key] for key, _ in columns)))
         if self.run is not None:
             self.query_one("#energy-panel", EnergyPanel).refresh_from(store, self.run)
 
@@ -313,13 +355,4 @@ class RunDetailScreen(WatchingScreen):
         self.notify(f"queued run {new} with the same config")
 
     def action_cancel_run(self) -> None:
-        def go(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                what = cancel_run(self.app.store, self.run_id)
-            except GreentuiError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"run {self.run_id}: {what}")
-        self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Finished tasks are kept.", yes="Cancel run"), go)
+        cancel_runs(self, [self.run_id])

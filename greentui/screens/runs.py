@@ -8,22 +8,27 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from backend.errors import GreentuiError
 from backend.results.fmt import (
+    PARTIAL_NOTE,
     method_label,
     method_with_ratio,
     model_label,
     num,
+    partial_mark,
     ratio_cell,
     ratio_label,
+    short_when,
     status_cell,
     when,
 )
+from backend.schema.catalog import DEMO_DURATION
+from backend.text import safe_text
+from greentui.keymap import binding
 from greentui.widgets.keys import KeyFooter
 
 from ._live import LiveTableScreen
@@ -35,12 +40,6 @@ PAGE = 100
 #: renders every visible cell through Rich on its first paint (~0.3 ms a cell, 11 columns), which was
 #: the largest part of the UI's start (issue #12, P2). Later reloads draw the whole page at once.
 FIRST_PAINT_ROWS = 12
-
-
-def partial_mark(r: dict) -> str:
-    """"*" when a run's averages cover fewer tasks than it was asked for (cancelled, failed, running)."""
-    done, planned = r.get("tasks_done"), r.get("tasks_planned")
-    return "*" if done and planned and done < planned else ""
 
 
 # (key, header, sort key for Store.list_runs or None)
@@ -59,37 +58,35 @@ NARROW_RUN_COLUMNS: list[tuple[str, str, str | None]] = [
     ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
     ("acc_ratio", "acc×", "acc_ratio"), ("wh_ratio", "Wh×", "wh_ratio"),
 ]
+#: From 100 to 127 columns (120 among them) the wide set does not fit: kind, the method with its ratio
+#: and a short date stay beside the figures (the narrow set left ~45 columns blank there).
+MEDIUM_RUN_COLUMNS: list[tuple[str, str, str | None]] = [
+    ("id", "id", "id"), ("model", "model", "model"), ("kind", "kind", None), ("method", "method", "method"),
+    ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
+    ("acc_ratio", "acc×", "acc_ratio"), ("wh_ratio", "Wh×", "wh_ratio"), ("created", "date", "created"),
+]
+#: kind in a word that fits the medium set
+SHORT_KIND = {"baseline": "base", "experiment": "exp", "reference": "ref"}
 SORT_KEYS = [c[2] for c in COLUMNS if c[2]]
 EMPTY_TEXT = ("[b]No runs in this workspace yet.[/b]\n\n"
               "Press [b reverse] d [/] to queue a demo run: a tiny trained model, pruned, LoRA-recovered "
-              "and evaluated on the bundled real items in about a minute on a CPU (it fills every screen),\n"
+              f"and evaluated on the bundled real items ({DEMO_DURATION}; it fills every screen),\n"
               "or [b reverse] n [/] to queue a run of your own model. [b reverse] ? [/] lists every key.")
 
 
 class RunsScreen(NarrowColumns, LiveTableScreen):
     """All runs; filter, sort, multi-select, compare, re-queue, delete."""
 
-    BINDINGS = [
-        Binding("n", "app.new_run", "New run", tooltip="Queue a run of your own model"),
-        Binding("d", "app.demo", "Demo", tooltip="Queue a demo run of the tiny trained demo model (~1 min on a CPU)"),
-        Binding("enter", "open", "Detail", show=False, tooltip="Open the run's detail"),
-        Binding("c", "compare", "Compare", tooltip="Compare the selected runs (or the run vs its baseline)"),
-        Binding("delete,x", "delete", "Delete", tooltip="Delete the selected runs and their folders (asks first)"),
-        Binding("space", "toggle_select", "Select", tooltip="Select or unselect the run"),
-        Binding("s", "sort", "Sort", tooltip="Sort by the next column (the header shows ▼/▲)"),
-        Binding("S", "reverse", "Reverse", tooltip="Reverse the sort order"),
-        Binding("slash", "filter", "Filter", tooltip="Filter runs by model, status, method, id…"),
-        Binding("p", "pareto", "Pareto", tooltip="Accuracy vs Wh across runs of this model"),
-        Binding("R", "requeue", "Re-queue", tooltip="Queue the selected runs again, same config"),
-        Binding("f", "clone", "Clone", tooltip="Open New run filled with this run's config (clone into form)"),
-        Binding("right_square_bracket", "page(1)", "Next page", show=False),
-        Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
-        Binding("escape", "clear", "Clear", show=False, tooltip="Clear the selection and the filter"),
-    ]
+    # every key from the app's one key map (greentui/keymap.py): same key, same meaning on every screen
+    BINDINGS = [binding(i) for i in ("open", "compare", "cancel_run", "delete", "select", "sort", "reverse",
+                                     "filter", "pareto", "requeue", "clone", "next_page", "prev_page", "clear")]
+    #: what ``?`` says Enter does in the table (Textual calls the table's own Enter "Select")
+    HELP_NOTES = [("in the table", "⏎", "Detail", "Enter opens the highlighted run's detail")]
 
     WIDE_COLUMNS = COLUMNS
     NARROW_COLUMNS = NARROW_RUN_COLUMNS
-    NARROW_WIDTHS = {"model": 14}
+    MEDIUM_COLUMNS = MEDIUM_RUN_COLUMNS
+    NARROW_WIDTHS = {"model": 14, "method": 15}
     NARROW_BELOW = 128  # the wide set needs up to ~125 columns (long statuses and methods) and a scrollbar
     LABEL_PAD = " "  # room for the sort arrow
 
@@ -160,11 +157,17 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
     def cells(self, r: dict) -> list[Text]:
         partial = partial_mark(r)
         mark = "●" if r["id"] in self.selected else " "
-        if self.narrow:
+        if self.tier == "narrow":
             return plain_cells(
                 f"{mark}{r['id']}", ellipsis(model_label(r)), method_with_ratio(r),
                 status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
                 ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]))
+        if self.tier == "medium":
+            return plain_cells(
+                f"{mark}{r['id']}", ellipsis(model_label(r)), SHORT_KIND.get(r["kind"], r["kind"]),
+                ellipsis(method_with_ratio(r)), status_cell(r["status"]), num(r["avg_acc"]) + partial,
+                num(r["avg_wh"], 4) + partial, ratio_cell(r["acc_ratio"]), ratio_cell(r["wh_ratio"]),
+                short_when(r["created_at"]))
         return plain_cells(
             f"{mark}{r['id']}", model_label(r), r["kind"], method_label(r), ratio_label(r), status_cell(r["status"]),
             num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
@@ -187,14 +190,15 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         parts = [f"runs {first}–{last} of {self.total}",
                  f"sorted by {header} {'▼' if self.descending else '▲'} (s: next column)"]
         if any(partial_mark(r) for r in self.rows.values()):
-            parts.append("* average over part of the tasks")
+            parts.append(PARTIAL_NOTE)
         if self.filter_text:
-            parts.append(f"filter “{self.filter_text}”")
+            parts.append(f"filter “{safe_text(self.filter_text, 40)}”")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         if self.total > PAGE:
             parts.append("[ ] pages")
-        self.query_one("#runs-status", Static).update(" · ".join(parts))
+        # Text, never markup: the filter is what the user typed ("[/" crashed the markup parser)
+        self.query_one("#runs-status", Static).update(Text(" · ".join(parts)))
 
     def cursor_run(self) -> int | None:
         return cursor_id(self.query_one(DataTable))
@@ -278,9 +282,7 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         self.selected ^= {run}
         table = self.query_one(DataTable)
         table.update_cell(str(run), "id", Text(f"{'●' if run in self.selected else ' '}{run}"))
-        self.update_status()
-        if table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)
+        self.update_status()  # the cursor stays on the run: Space selects, ↓ moves (two keys, two meanings)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
@@ -325,6 +327,11 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
             self.app.ensure_runner()
             self.reload()
 
+    def action_cancel_run(self) -> None:
+        """``x``: cancel the selected (or highlighted) queued/running runs, as on Queue and Run detail."""
+        from ._cancel import cancel_runs
+        cancel_runs(self, self.targets(), done=self.reload)
+
     def action_delete(self) -> None:
         ids = self.targets()
         if not ids:
@@ -332,6 +339,12 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         shown = ", ".join(map(str, ids[:10])) + ("…" if len(ids) > 10 else "")
         msg = (f"Delete {len(ids)} run(s) ({shown}) with their results, events, power samples and run "
                "folders (pruned weights, logs)? This cannot be undone.")
+        # a baseline that a queued or running experiment measures itself against: say so first
+        waiting = [d for d in self.store.runs.dependents(ids) if d["id"] not in ids]
+        if waiting:
+            deps = ", ".join(f"run {d['id']} ({d['status']}) uses baseline {d['parent_run_id']}" for d in waiting[:4])
+            msg = (f"Warning: {deps}{' …' if len(waiting) > 4 else ''}; deleting the baseline leaves it without "
+                   "its vanilla figures (ratios, perplexity).\n\n" + msg)
 
         def done(yes: bool | None) -> None:
             if not yes:
@@ -350,4 +363,4 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
             self.reload()
 
         from greentui.widgets.confirm import ConfirmScreen  # imports the chart widgets' package: not at start-up
-        self.app.push_screen(ConfirmScreen(msg), done)
+        self.app.push_screen(ConfirmScreen(msg, yes="Delete", no="Keep them"), done)

@@ -14,20 +14,13 @@ import threading
 from typing import Callable
 
 import plotext as plt
-import plotext._utility as _plotext_utility
 from rich.text import Text
 
+from backend.compat import stable_plotext_ticks
 
-def _ordered_no_duplicates(data) -> list:
-    """plotext's ``no_duplicates`` goes through a ``set``, so which of two crowded (tick, label)
-    pairs survives, and in what order, depends on the interpreter's hash seed: axis labels moved by
-    a column from one start of the app to the next. Keep the first of each, in order, instead."""
-    return list(dict.fromkeys(data))
-
-
-# plotext's modules call it as ``_utility.no_duplicates`` at run time, so this one assignment covers
-# every figure the app draws (all of them go through this module).
-_plotext_utility.no_duplicates = _ordered_no_duplicates
+# tick labels that do not move between starts of the app (a private plotext function, replaced in
+# backend.compat with a version check); every figure the app draws goes through this module
+stable_plotext_ticks()
 
 PLOTEXT_LOCK = threading.RLock()
 

@@ -199,8 +199,9 @@ def build_scatter_pareto(
         y_min, y_max = min(y_min, best - 2 * noise), max(y_max, best + 1.2 * noise)
     y_lo, y_hi = _padded(y_min, y_max, 0.1, 0.1)
     plot_w, plot_h = max(1, width - 12), max(1, height - 5)
-    dx = (x_hi - x_lo) / plot_w * 2  # ~2 cells, so labels don't hide the marker
-    label_ys = _dodge_labels(pts, x_lo, x_hi, y_lo, y_hi, plot_w, plot_h)
+    lines = [[(p[1], p[2]) for p in front]] if len(front) > 1 else []
+    rules = [best - noise, best + noise] if noise else []
+    places = _dodge_labels(pts, x_lo, x_hi, y_lo, y_hi, plot_w, plot_h, lines=lines, rules=rules)
 
     def draw() -> None:
         if noise:
@@ -212,8 +213,8 @@ def build_scatter_pareto(
         if rest:
             plt.scatter([p[1] for p in rest], [p[2] for p in rest], color="cyan", marker="●")
         plt.scatter([p[1] for p in front], [p[2] for p in front], color="green", marker="◆")
-        for (lab, x, _), y in zip(pts, label_ys):
-            plt.text(lab, x + dx, y, alignment="left")
+        for (lab, _, _), (x, y) in zip(pts, places):
+            plt.text(lab, x, y, alignment="left")
         plt.xlim(x_lo, x_hi)
         plt.ylim(y_lo, y_hi)
         if title:
@@ -225,9 +226,12 @@ def build_scatter_pareto(
 
 
 def _dodge_labels(pts: Sequence[tuple[str, float, float]], x_lo: float, x_hi: float, y_lo: float,
-                  y_hi: float, plot_w: int, plot_h: int) -> list[float]:
-    """A y for each label: its point's, or a row above/below when it would overlap a placed label
-    or sit on another point's marker (terminal rows are coarse: two close runs share one)."""
+                  y_hi: float, plot_w: int, plot_h: int, *, lines: Sequence[Sequence[tuple[float, float]]] = (),
+                  rules: Sequence[float] = ()) -> list[tuple[float, float]]:
+    """Where each label goes (x of its first cell, y): beside its own marker, right of it or else left,
+    on its row, else a row above or below; never over another label, a marker, a ``lines`` polyline
+    (the Pareto front) or a ``rules`` row (the noise band), which would overwrite it or be hidden by
+    it. Terminal rows are coarse: two close runs share one."""
     def col(x: float) -> int:
         return int(round((x - x_lo) / (x_hi - x_lo) * (plot_w - 1)))
 
@@ -235,23 +239,33 @@ def _dodge_labels(pts: Sequence[tuple[str, float, float]], x_lo: float, x_hi: fl
         return int(round((y - y_lo) / (y_hi - y_lo) * (plot_h - 1)))
 
     taken: dict[int, list[tuple[int, int]]] = {}
+
+    def take(r: int, a: int, b: int) -> None:
+        taken.setdefault(r, []).append((a, b))
+
     for _, x, y in pts:  # markers are taken cells too
-        taken.setdefault(row(y), []).append((col(x), col(x)))
-    out: list[float] = []
+        take(row(y), col(x), col(x))
+    for line in lines:  # every cell a segment of the line passes through
+        for (xa, ya), (xb, yb) in zip(line, line[1:]):
+            ca, ra, cb, rb = col(xa), row(ya), col(xb), row(yb)
+            steps = max(abs(cb - ca), abs(rb - ra), 1)
+            for k in range(steps + 1):
+                c, r = round(ca + (cb - ca) * k / steps), round(ra + (rb - ra) * k / steps)
+                take(r, c, c)
+    for y in rules:
+        take(row(y), 0, plot_w)
+
+    def free(r: int, a: int, b: int) -> bool:
+        return 0 <= r < plot_h and a >= 0 and b < plot_w and all(b < s or a > e for s, e in taken.get(r, []))
+
+    out: list[tuple[float, float]] = []
     for lab, x, y in pts:
-        start = col(x) + 2
-        span = (start, start + len(lab))
-        r0 = row(y)
-        chosen = r0
-        for delta in (0, 1, -1, 2, -2, 3, -3):
-            r = r0 + delta
-            if not 0 <= r < plot_h:
-                continue
-            if all(span[1] < a or span[0] > b for a, b in taken.get(r, [])):
-                chosen = r
-                break
-        taken.setdefault(chosen, []).append(span)
-        out.append(y if chosen == r0 else y_lo + chosen / max(1, plot_h - 1) * (y_hi - y_lo))
+        c0, r0, n = col(x), row(y), len(lab)
+        spots = [(r0 + dr, start) for dr in (0, 1, -1, 2, -2) for start in (c0 + 2, c0 - 1 - n)]
+        r, start = next(((r, s) for r, s in spots if free(r, s, s + n - 1)), (r0, c0 + 2))
+        take(r, start, start + n - 1)
+        out.append((x_lo + start / max(1, plot_w - 1) * (x_hi - x_lo),
+                    y if r == r0 else y_lo + r / max(1, plot_h - 1) * (y_hi - y_lo)))
     return out
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
 from backend.results.report import SHORT, Row
 from backend.results.report_energy import energy_sections
+from backend.text import safe_name, safe_text
 
 from .efficiency import EfficiencyChart
 
@@ -57,13 +58,14 @@ class CompareEnergy(Vertical):
 
     def refresh_from(self, store: Any, tables: dict[str, Any]) -> None:
         sec = energy_sections(store, tables)
-        lines: list[str] = []
+        # Text lines, never markup: models, meters and reference checks come from outside (imports)
+        lines: list[Text | str] = []
         for rid, badge in sec["badges"].items():
-            lines.append(f"[b]quality #{rid}[/b] {escape(badge.label())}")
+            lines.append(Text.assemble((f"quality #{rid}", "bold"), " ", safe_text(badge.label())))
         pvy = paper_vs_yours(tables["accuracy"], tables["energy"])
         if pvy:
             lines.append("[b]paper vs yours[/b] (ratios pruned / vanilla)")
-            lines += ["  " + escape(x) for x in pvy]
+            lines += [Text("  " + safe_text(x)) for x in pvy]
         if sec["rows"]:
             lines.append("[b]per (run, variant), mean over tasks[/b]: Wh total · above idle · J/token · J/correct")
             shown: set[tuple[int, str]] = set()
@@ -73,9 +75,9 @@ class CompareEnergy(Vertical):
                 shown.add((er.run_id, er.variant))
                 mark = " (reference)" if er.kind == "reference" else ""
                 a = er.avg
-                lines.append(f"  #{er.run_id} {escape(er.model)}{mark} {er.variant}: {_f(a['wh'])} · "
-                             f"{_f(a['above_idle_wh'])} · {_f(a['j_per_token'])} · {_f(a['j_per_correct'])}"
-                             + ("" if a.get("max_cv") is None else f" · CV ≤{a['max_cv'] * 100:.1f} %"))
+                lines.append(Text(f"  #{er.run_id} {safe_name(er.model)}{mark} {er.variant}: {_f(a['wh'])} · "
+                                  f"{_f(a['above_idle_wh'])} · {_f(a['j_per_token'])} · {_f(a['j_per_correct'])}"
+                                  + ("" if a.get("max_cv") is None else f" · CV ≤{a['max_cv'] * 100:.1f} %")))
         if sec["noise"]:
             lines.append("[b]Which energy differences are noise?[/b] (|Δ| ≤ 2·√(se_p² + se_v²) ≈ 95 %)")
             for n in sec["noise"]:
@@ -87,8 +89,9 @@ class CompareEnergy(Vertical):
         for rid, checks in sec["checks"].items():
             for c in checks:
                 if not c.ok:
-                    lines.append(f"[yellow]⚠ reference #{rid}: {escape(c.message())}[/]")
-        self.query_one("#energy-text", Static).update("\n".join(lines) or "[dim]no energy figures yet[/]")
+                    lines.append(Text(f"⚠ reference #{rid}: {safe_text(c.message())}", "yellow"))
+        text = Text("\n").join(line if isinstance(line, Text) else Text.from_markup(line) for line in lines)
+        self.query_one("#energy-text", Static).update(text if lines else Text("no energy figures yet", "dim"))
         chart = self.query_one(EfficiencyChart)
         if sec["efficiency"]:
             rid, table3 = next(iter(sec["efficiency"].items()))

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from backend.results.run_energy import energy_lines, run_energy_doc
+from backend.text import safe_text
 
 
 class EnergyPanel(Static):
@@ -33,5 +34,5 @@ class EnergyPanel(Static):
         text = Text()
         for i, line in enumerate(lines):
             style = "bold" if line.startswith("quality:") else ("yellow" if line.startswith("FLAG") else "")
-            text.append(line + ("\n" if i < len(lines) - 1 else ""), style=style)
+            text.append(safe_text(line) + ("\n" if i < len(lines) - 1 else ""), style=style)  # meters: outside text
         self.update(text)

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from rich.text import Text
 from textual import events
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widget import AwaitMount, Widget
 from textual.widgets import Static
+
+from greentui.keymap import binding
 
 
 class FoldTitle(Static, can_focus=True):
     """The fold's one-line (wrapping) title: ``▶ title`` closed, ``▼ title`` open; Enter or a click toggles."""
 
-    BINDINGS = [Binding("enter", "toggle", "Open/close the group", show=False)]
+    BINDINGS = [binding("toggle_fold")]
 
     DEFAULT_CSS = """
     FoldTitle { width: 1fr; height: auto; padding: 0 1 0 0; pointer: pointer; }
@@ -53,11 +55,11 @@ class Fold(Vertical):
     Fold.-collapsed > .fold-body { display: none; }
     """
 
-    def __init__(self, build: Callable[[], Iterable[Widget]], *, title: str, id: str | None = None,
+    def __init__(self, build: Callable[[], Iterable[Widget]], *, title: str | Text, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(id=id, classes=" ".join(filter(None, (classes, "-collapsed"))))
         self._builder = build
-        self._title = title
+        self._title = title if isinstance(title, Text) else Text.from_markup(title)
         self.collapsed = True
         self.built = False
         self.title_widget = FoldTitle(self._label())
@@ -65,17 +67,19 @@ class Fold(Vertical):
         self._composed = False
 
     @property
-    def title(self) -> str:
+    def title(self) -> Text:
         return self._title
 
     @title.setter
-    def title(self, text: str) -> None:
+    def title(self, text: str | Text) -> None:
+        """A ``Text`` title is shown as it is (outside values in it stay text); a ``str`` is markup."""
+        text = text if isinstance(text, Text) else Text.from_markup(text)
         if text != self._title:
             self._title = text
             self.title_widget.update(self._label())
 
-    def _label(self) -> str:
-        return ("▶ " if self.collapsed else "▼ ") + self._title
+    def _label(self) -> Text:
+        return Text("▶ " if self.collapsed else "▼ ").append_text(self._title)
 
     def compose(self):
         self._composed = True

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import RichLog
+from backend.text import safe_text
+
+from .reflow_log import ReflowLog
 
 MAX_READ = 256_000  # bytes per file and poll: a chatty job cannot stall the UI
 
@@ -36,11 +38,11 @@ class FileTail:
         return data[: end + 1].decode(errors="replace").splitlines()
 
 
-class JobLog(RichLog):
+class JobLog(ReflowLog):
     """Tails several files into one pane, each line prefixed with its file's tag (``out``/``err``)."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(max_lines=1000, wrap=True, markup=False, highlight=False, **kwargs)
+        super().__init__(max_lines=1000, **kwargs)
         self.tails: dict[str, FileTail] = {}
 
     def follow(self, files: dict[str, Path]) -> None:
@@ -52,6 +54,6 @@ class JobLog(RichLog):
         n = 0
         for tag, tail in self.tails.items():
             for line in tail.new_lines():
-                self.write(f"{tag}│ {line}")
+                self.add_line(f"{tag}│ {safe_text(line)}")  # a job's output: escapes shown, never obeyed
                 n += 1
         return n

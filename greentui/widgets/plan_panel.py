@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import Static
 
 from backend.schema.runconfig import RunConfig
+from backend.text import safe_text
 
 TITLE = "[b]plan[/b] [dim](computed from config.json, not measured)[/dim]"
 
@@ -54,4 +56,5 @@ class PlanPanel(Static):
         if lines == self.lines:
             return
         self.lines = list(lines)
-        self.update(TITLE + "\n" + "\n".join(self.lines))
+        # the lines quote the model's path and config.json: text, never markup
+        self.update(Text.from_markup(TITLE).append("".join("\n" + safe_text(line, 400) for line in self.lines)))

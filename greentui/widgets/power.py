@@ -21,6 +21,8 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline
 
+from backend.results.fmt import plain
+
 #: Display name and whether the source is an estimate.
 SOURCES: dict[str, tuple[str, bool]] = {
     "nvml": ("NVML", False),
@@ -206,7 +208,7 @@ class PowerPanel(Widget):
             wh = self.query_one("#power-wh", Label)
         except Exception:  # children not composed yet; on_mount will sync again
             return
-        src.update(self.source_text())
+        src.update(plain(self.source_text(), 120))  # the meter's name is recorded text: never markup
         estimate = self.source is not None and describe_source(self.source)[1]
         src.set_class(estimate, "estimate")
         watts.update(self.watts_text())

@@ -178,6 +178,7 @@ def draw_radar(
     normalise_values: bool = True,
     colors: Sequence[str] = PALETTE,
     cell_aspect: float = DEFAULT_CELL_ASPECT,
+    scale_note: str | None = None,
 ) -> Text:
     """Render a complete radar (title, chart, labels, legend) into exactly ``width`` x ``height``.
 
@@ -204,7 +205,8 @@ def draw_radar(
     styles = {name: colors[k % len(colors)] for k, name in enumerate(names)}
     missing = [[name for name in names if data[name][i] is None] for i in range(n)]
     hidden = hidden_under(data)
-    legend_lines = legend_rows(names, styles, hidden, width, any(missing), normalise_values)
+    legend_lines = legend_rows(names, styles, hidden, width, any(missing),
+                               (scale_note or SCALE_NOTE) if normalise_values else False)
     if height - 3 - len(legend_lines) < 4:  # keep a plot: the legend gets what is left
         legend_lines = legend_lines[: max(1, height - 7)]
 
@@ -282,9 +284,15 @@ def hidden_under(data: Mapping[str, Sequence[Value]]) -> dict[str, str]:
     return out
 
 
+#: what the normalised scale means: each axis's outer ring is the highest value on it, which is the best
+#: for accuracy and the *worst* for energy (a chart says which: ``scale_note``)
+SCALE_NOTE = "(per task: outer ring = the highest)"
+
+
 def legend_rows(names: Sequence[str], styles: Mapping[str, str], hidden: Mapping[str, str], width: int,
-                any_missing: bool, normalised: bool) -> list[Text]:
-    """Legend entries wrapped into lines of at most ``width`` cells (an entry is never split)."""
+                any_missing: bool, normalised: bool | str) -> list[Text]:
+    """Legend entries wrapped into lines of at most ``width`` cells (an entry is never split);
+    ``normalised`` is the scale's note (``True``: :data:`SCALE_NOTE`), ``False`` for none."""
     entries: list[Text] = []
     for name in names:
         entry = Text()
@@ -296,7 +304,7 @@ def legend_rows(names: Sequence[str], styles: Mapping[str, str], hidden: Mapping
     if any_missing:
         entries.append(Text(f"{MISSING_MARK} missing", "dim"))
     if normalised:
-        entries.append(Text("(per task, best = 1)", "dim"))
+        entries.append(Text(normalised if isinstance(normalised, str) else SCALE_NOTE, "dim"))
     return wrap_entries(entries, width)
 
 
@@ -362,6 +370,7 @@ class RadarChart(Widget):
         *,
         colors: Sequence[str] = PALETTE,
         cell_aspect: float = DEFAULT_CELL_ASPECT,
+        scale_note: str | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -371,6 +380,7 @@ class RadarChart(Widget):
         self.normalise = normalise
         self.series_colors = tuple(colors)
         self.cell_aspect = cell_aspect
+        self.scale_note = scale_note
         self.axes: list[str] = []
         self.series: dict[str, list[float | None]] = {}
         self._set(axes, series)
@@ -399,6 +409,7 @@ class RadarChart(Widget):
             normalise_values=self.normalise,
             colors=self.series_colors,
             cell_aspect=self.cell_aspect,
+            scale_note=self.scale_note,
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from backend.cli.commands.common import workspace_and_store
+from backend.text import safe_text
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     _, store = workspace_and_store(args, create=False)
     run_id = parse_run_id(args.run)
     outcome = cancel(store, run_id)
-    print(f"run {run_id}: {outcome}")
+    print(f"run {run_id}: {safe_text(outcome)}")
     if args.wait and outcome == "cancelling":
         from backend.execution.supervisor import wait_for_cancel
         print(f"run {run_id}: {wait_for_cancel(store, run_id)}")

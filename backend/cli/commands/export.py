@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from backend.cli.commands.common import parse_run_id, workspace_and_store
-from backend.errors import GreentuiError
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -16,22 +15,23 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "and configs.")
     p.add_argument("runs", nargs="*", help="run ids (default: every finished experiment and import)")
     p.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
-    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout (never over the store "
+                   "or into a run folder)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from backend.results.export_file import check_export_target, write_export
     from backend.results.report import render
-    _, store = workspace_and_store(args, create=False)
+    ws, store = workspace_and_store(args, create=False)
     ids = [parse_run_id(r) for r in args.runs] or None
+    target = check_export_target(Path(args.out), ws, force=args.force) if args.out else None
     for i in ids or []:
         store.runs.require(i)
     text = render(store, args.format, ids)
-    if args.out:
-        try:
-            Path(args.out).write_text(text)
-        except OSError as exc:
-            raise GreentuiError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+    if target is not None:
+        write_export(target, text + "\n")
         print(args.out)
     else:
         print(text)

@@ -7,10 +7,28 @@ reference runs (``backend.results.reference_tables``), its printed Avg and Ratio
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from backend.cli.commands.common import workspace_and_store
+from backend.cli.commands.common import console, workspace_and_store
 from backend.errors import GreentuiError
+from backend.text import NAME_LIMIT, safe_text
+
+
+@contextmanager
+def import_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for a long import (a terminal only; nothing when piped)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=console(stderr=True)) as bar:
+        task = bar.add_task("writing reference runs", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -26,7 +44,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="a published table: rows become reference runs (kind 'reference')")
     p.add_argument("--metric", choices=("acc", "wh"), default=None,
                    help="what the table's cells are: accuracy (fraction or %%) or energy in Wh")
-    p.add_argument("--source", default=None, help="where the table comes from (default: the file name)")
+    p.add_argument("--source", default=None, help="where the table comes from (default: the file name); a "
+                   "table from another source never replaces this one's rows")
+    p.add_argument("--rename", action="append", default=None, metavar="OLD=NEW",
+                   help="store the table's model OLD (any case) as NEW, to match another table's spelling "
+                        "(repeatable); names already match in any case")
     p.set_defaults(func=run)
 
 
@@ -36,20 +58,23 @@ def run(args: argparse.Namespace) -> int:
             raise GreentuiError("import: give either --table FILE.csv or lm-eval JSON files, not both")
         if args.metric is None:
             raise GreentuiError("import --table: --metric acc or --metric wh is required")
-        from backend.results.reference_tables import flags_of, import_table
+        from backend.results.reference_tables import flags_of, import_table, parse_renames
+        renames = parse_renames(args.rename)
         _, store = workspace_and_store(args)
-        ids = import_table(store, Path(args.table), args.metric, args.source)
+        with import_progress() as progress:
+            ids = import_table(store, Path(args.table), args.metric, args.source, renames, progress=progress)
         for i in ids:
             run_row = store.runs.require(i)
             flags = flags_of(run_row)
-            print(f"{i}\treference\t{run_row['model_name']}" + ("" if not flags else "\tFLAGGED"))
+            print(f"{i}\treference\t{safe_text(run_row['model_name'], NAME_LIMIT)}"
+                  + ("" if not flags else "\tFLAGGED"))
             for f in flags:
-                print(f"  flag: {f}")
+                print(f"  flag: {safe_text(f)}")
         return 0
     if not args.files:
         raise GreentuiError("import: give lm-eval results JSON files, or --table FILE.csv --metric acc|wh")
-    if args.metric is not None or args.source is not None:
-        raise GreentuiError("import: --metric and --source go with --table")
+    if args.metric is not None or args.source is not None or args.rename:
+        raise GreentuiError("import: --metric, --source and --rename go with --table")
     from backend.results.importer import import_files
     _, store = workspace_and_store(args)
     ids = import_files(store, [Path(f) for f in args.files], args.variant, args.baseline)

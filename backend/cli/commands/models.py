@@ -6,11 +6,12 @@ import argparse
 
 from rich.table import Table
 
-from backend.cli.commands.common import console, workspace_and_store
+from backend.cli.commands.common import console, plain, say, workspace_and_store
 from backend.errors import GreentuiError
 from backend.results.fmt import params as fmt_params
 from backend.results.fmt import size as fmt_bytes
 from backend.stages.models import register_model as add_model
+from backend.text import NAME_LIMIT, safe_text
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,21 +33,22 @@ def run(args: argparse.Namespace) -> int:
     con = console()
     if args.models_cmd == "add":
         model_id = add_model(store, args.ref, args.trust_remote_code)
-        con.print(f"model {model_id}: {store.models.get(model_id)['ref']}")
+        say(con, f"model {model_id}:", store.models.get(model_id)["ref"])
         return 0
     if args.models_cmd == "rm":
         m = store.models.get(args.model)
         if m is None:
-            raise GreentuiError(f"no model {args.model!r} in this workspace (see greentui models)")
+            raise GreentuiError(f"no model {safe_text(args.model, NAME_LIMIT)!r} in this workspace (see greentui models)")
         store.models.remove(m["id"])
-        con.print(f"removed model {m['id']} ({m['ref']})")
+        say(con, f"removed model {m['id']}", f"({m['ref']})")
         return 0
     t = Table(title="models")
     for c in ("id", "name", "source", "arch", "params", "layers", "heads", "kv", "hidden", "dtype", "size", "runs"):
         t.add_column(c)
     for m in store.models.list():
-        t.add_row(str(m["id"]), m["name"] or m["ref"], m["source"] or "?", m["arch"] or "?",
-                  fmt_params(m["params"]), str(m["layers"]), str(m["heads"]), str(m["kv_heads"]),
-                  str(m["hidden"]), m["dtype"] or "?", fmt_bytes(m["size_bytes"]), str(m["runs"]))
+        t.add_row(*plain(str(m["id"]), m["name"] or m["ref"], m["source"] or "?", m["arch"] or "?",
+                         fmt_params(m["params"]), str(m["layers"]), str(m["heads"]), str(m["kv_heads"]),
+                         str(m["hidden"]), m["dtype"] or "?", fmt_bytes(m["size_bytes"]), str(m["runs"]),
+                         limit=NAME_LIMIT))
     con.print(t)
     return 0

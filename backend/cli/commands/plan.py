@@ -77,7 +77,7 @@ def print_plan(p: dict) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from backend.cli.commands.common import console
+    from backend.cli.commands.common import console, say
     from backend.results.fmt import params as fmt_params
     from backend.results.fmt import size as fmt_bytes
 
@@ -109,7 +109,7 @@ def print_plan(p: dict) -> None:
     t.add_row("config", Text(p["model"], overflow="fold"))  # a path: data, never markup; wrapped, not cut
     con.print(t)
     for w in p.get("warnings", []):
-        con.print(f"[yellow]warning:[/] {w}")
+        say(con, "warning:", w, style="yellow")
     rows = _layer_runs(p)
     if rows and "layers_dropped" not in p:
         lt = Table(title="layers after pruning")

@@ -37,10 +37,13 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from backend.cli.commands.common import say
     from backend.cli.commands.plan import config_from_args
     from backend.stages.prune import prune_to_dir
+    from backend.text import safe_text
 
     err = Console(stderr=True)
     cfg = config_from_args(args, calib_dataset=args.calib_dataset, device=args.device)
@@ -49,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
                   TimeElapsedColumn(), console=err, transient=True) as bar:
         task = bar.add_task("starting", total=1.0)
         report = prune_to_dir(args.model, args.out, cfg,
-                              progress=lambda msg, frac: bar.update(task, description=msg, completed=frac))
+                              progress=lambda msg, frac: bar.update(task, description=escape(safe_text(msg, 60)),
+                                                                        completed=frac))
     for w in report.get("warnings", []):
-        err.print(f"[yellow]warning:[/] {w}")
+        say(err, "warning:", w, style="yellow")
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2, default=str))
     else:
@@ -62,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
 def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from backend.cli.commands.common import plain
 
     con = Console()
     b, a = report["params_before"], report["params_after"]
@@ -87,7 +93,7 @@ def print_report(report: dict) -> None:
                     + (f", {report['cuda_peak_mb']:.0f} MB CUDA" if "cuda_peak_mb" in report else ""))
     summary.add_row("torch-pruning", report["torch_pruning_version"])
     if report.get("out_dir"):
-        summary.add_row("saved to", report["out_dir"])
+        summary.add_row("saved to", *plain(report["out_dir"]))
     con.print(summary)
     if report.get("layers"):
         t = Table(title="pruned layers")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from backend.cli.commands.common import workspace_and_store
+from backend.text import safe_text
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -19,6 +20,6 @@ def run(args: argparse.Namespace) -> int:
     ws, store = workspace_and_store(args, create=False)
     n, kept = remove(ws, store, [parse_run_id(r) for r in args.runs])
     for folder in kept:
-        print(f"greentui: warning: could not remove {folder}", file=sys.stderr)
+        print(f"greentui: warning: could not remove {safe_text(folder)}", file=sys.stderr)
     print(f"deleted {n} run(s)")
     return 0

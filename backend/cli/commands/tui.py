@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from backend.schema.catalog import DEMO_DURATION
+
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tui", parents=parents, help="open the terminal workbench (the default)",
@@ -16,7 +18,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "drop) never costs a run.")
     p.add_argument("--device", default="auto", help="device the runner started by the UI claims runs for")
     d = sub.add_parser("demo", parents=parents, help="open the workbench and queue the demo run",
-                       description="Build the tiny demo model (random weights, offline), queue one run on the "
-                                   "bundled real task items and open the workbench on it.")
+                       description="Copy the shipped demo model (a ~1.3 M-parameter Llama trained on the "
+                                   "package's own text, offline), queue one demo run on the bundled real task "
+                                   f"items and open the workbench on it; the run takes {DEMO_DURATION}.")
     d.add_argument("--device", default="auto")
     d.set_defaults(demo=True)

@@ -37,7 +37,7 @@ from backend.execution.executors.base import Executor, RunnerContext, job_column
 from backend.execution.executors.scheduler import JobState, Outcome, SchedulerDispatcher, job_name, job_snapshot
 from backend.schema.catalog import EXECUTOR_SETTINGS
 from backend.store import Store
-from backend.workspace import run_dir
+from backend.workspace import ensure_run_dir, run_dir
 
 if TYPE_CHECKING:
     from backend.schema.runconfig import RunConfig
@@ -268,8 +268,7 @@ class SlurmExecutor(Executor):
             return "cancelled"
         workspace = store.path.parent
         store.jobs.update(run_id, cancel_requested=1)
-        folder = run_dir(workspace, run_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = ensure_run_dir(workspace, run_id)  # a real folder, never a planted symlink
         (folder / "cancel.request").write_text(f"{time.time()}\n")
         why = None
         if job["job_id"]:
@@ -345,7 +344,8 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
     logging.getLogger("submitit").setLevel(logging.ERROR)  # "Bypassing sacct error" on every poll
     cfg = RunConfig.from_dict(run["config"])
     folder = slurm_folder(workspace, run["id"])
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_run_dir(workspace, run["id"])  # a real folder, never a planted symlink
+    folder.mkdir(exist_ok=True)
     try:
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
     except RuntimeError as exc:
