@@ -22,9 +22,10 @@ from pathlib import Path
 
 from .common import REPO, header_lines, machine_info, table_lines
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO", "FORM", "IMPORT")  # DEMO: `d` to finished demo run
-# (bench/demo_time.py); FORM: `n` on Runs to a usable New-run form (bench/form_open.py); IMPORT: a
-# 100k-row published table's import against 10 × a 10k-row one (bench/import_table.py)
+FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO", "FORM", "IMPORT", "STUDY")  # DEMO: `d` to finished demo
+# run (bench/demo_time.py); FORM: `n` on Runs to a usable New-run form (bench/form_open.py); IMPORT: a
+# 100k-row published table's import against 10 × a 10k-row one (bench/import_table.py); STUDY: the demo
+# study preset to every cell done (bench/study_demo.py)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,7 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.only is None:
-        args.only = ",".join(f for f in FIGURES if not (args.quick and f == "DEMO"))
+        args.only = ",".join(f for f in FIGURES if not (args.quick and f in ("DEMO", "STUDY")))
     only = {f.strip().upper() for f in args.only.split(",") if f.strip()}
     unknown = only - set(FIGURES)
     if unknown:
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import demo_time
             log("Demo time (d to finished) …")
             rows += demo_time.run(work, log=log)
+        if "STUDY" in only:
+            from . import study_demo
+            log("STUDY demo study preset (study run --preset demo to every cell done) …")
+            rows += study_demo.run(work, log=log)
         if "FORM" in only:
             from . import form_open
             log("FORM New-run form open …")

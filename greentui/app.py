@@ -50,20 +50,26 @@ def _models_screen() -> Screen:
     return ModelsScreen()
 
 
+def _studies_screen() -> Screen:
+    from .screens.studies import StudiesScreen
+    return StudiesScreen()
+
+
 class GreentuiApp(App):
-    """Models, Runs, New run, Run detail, Compare and Queue over one workspace."""
+    """Models, Runs, New run, Run detail, Compare, Queue and Studies over one workspace."""
 
     CSS_PATH = "app.tcss"
     TITLE = "greentui"
     SUB_TITLE = "does pruning this LLM save energy?"
     # screens other than the first are imported when first shown (the first frame waits for nothing else)
-    MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen}
+    MODES = {"runs": RunsScreen, "queue": _queue_screen, "models": _models_screen, "studies": _studies_screen}
     DEFAULT_MODE = "runs"
-    _SCREENS = Binding.Group("Runs/Queue/Models", compact=True)
+    _SCREENS = Binding.Group("Runs/Queue/Models/Studies", compact=True)
     # the app's keys (greentui/keymap.py holds every key of the app, with its id for the user's keymap)
     BINDINGS = [
         binding("help"),
         binding("runs", group=_SCREENS), binding("queue", group=_SCREENS), binding("models", group=_SCREENS),
+        binding("studies", group=_SCREENS),
         binding("quit"),  # not a priority key: q types into a text field, Ctrl+Q quits from there too
         binding("new_run"),
         binding("demo"),
@@ -97,6 +103,7 @@ class GreentuiApp(App):
         self.recovered: list[int] = []  # runs found dead at start (store_ready)
         self._first_frame_callbacks: list[Callable[[], object]] | None = []  # None once it is shown
         self.demo_busy = False
+        self._quitting = False
         route_uncaught_errors(self, self.uncaught_error)
         # the user's keymap (greentui.toml [keys]): checked here, so a bad one is the CLI's one line
         keymap = workspace_keymap(self.workspace)
@@ -244,11 +251,22 @@ class GreentuiApp(App):
             return
         title = {"RunsScreen": "Runs", "QueueScreen": "Queue", "ModelsScreen": "Models",
                  "RunDetailScreen": "Run detail", "CompareScreen": "Compare",
-                 "NewRunScreen": "New run"}.get(type(self.screen).__name__, type(self.screen).__name__)
+                 "NewRunScreen": "New run", "StudiesScreen": "Studies", "StudyScreen": "Study",
+                 "NewStudyScreen": "New study"}.get(type(self.screen).__name__, type(self.screen).__name__)
         self.push_screen(HelpScreen(key_rows(self.screen), title))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Once quitting, the app's keys do nothing: a key typed while the app closes (n) would open a
+        screen that the shutdown then tears down half-built (a NoMatches traceback after the exit)."""
+        return not self._quitting
+
     async def action_quit(self) -> None:
-        """Quit; say what the runner is still doing (it is a separate process and goes on)."""
+        """Quit; say what the runner is still doing (it is a separate process and goes on). Once: keys
+        typed while the app closes (q, or Ctrl+Q and q together) must not print the message twice and
+        Textual's "1 of 2 errors shown" after it."""
+        if self._quitting:
+            return
+        self._quitting = True
         message = None
         try:
             running = self.store.runs.count(statuses=["running"])

@@ -45,6 +45,7 @@ _KEYS = [
     Key("runs", "1", "go('runs')", "Runs", "All runs with their averages and ratios"),
     Key("queue", "2", "go('queue')", "Queue", "Queued and running runs"),
     Key("models", "3", "go('models')", "Models", "Models in the workspace and HF cache"),
+    Key("studies", "4", "go('studies')", "Studies", "Studies: grids of runs, their progress and their answer"),
     Key("quit", "ctrl+q,q", "quit", "Quit", "Close greentui; queued and running runs go on in the runner "
         "(q types into a text field, Ctrl+Q works there too)"),
     Key("new_run", "n", "new_run", "New run", "Open the New-run form (on Models: with the highlighted model)"),
@@ -91,6 +92,15 @@ _KEYS = [
     Key("queue_run", "ctrl+s", "queue", "Queue", "Queue the run (Enter in a field only moves to the next "
         "field)"),
     Key("reset_form", "ctrl+r", "reset", "Study defaults", "Reset every field to the study's defaults"),
+    # Studies and one study
+    Key("new_study", "N", "new_study", "New study", "Write a study file (models × swept settings) and queue "
+        "its cells"),
+    Key("tab_grid", "g", "tab('grid')", "Grid", "Each cell's state, stage and result so far"),
+    Key("tab_answer", "o", "tab('answer')", "Answer", "The energy-optimal cell under the accuracy floor, what "
+        "pruning and LoRA cost, when it pays back, the crossover batch"),
+    Key("next_model", "m", "next_model", "Model", "Show the next model of the study in Radar and Bars"),
+    Key("write_report", "W", "report", "Report", "Write the study's report (Markdown, SVG/PNG figures, CSV and "
+        "LaTeX tables) into the workspace's studies folder"),
     # the help screen, a New-run group's title
     Key("close_help", "escape,question_mark,f1", "dismiss", "Close", "Close the help", show=False),
     Key("toggle_fold", "enter", "toggle", "Open/close the group", "Open or close a group of settings",

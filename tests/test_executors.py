@@ -84,7 +84,7 @@ def test_a_package_adds_an_executor_through_the_entry_point(echo_installed):
     assert "executor" in RunConfig(model="m", executor="k8s").problems()
     # Slurm's own settings are refused for another executor, naming the flags
     problem = RunConfig(model="m", executor="echo", partition="gpu").problems()["executor"]
-    assert problem == "--partition need --executor slurm"
+    assert problem == "--partition needs --executor slurm"
     with pytest.raises(GreentuiError, match="unknown executor 'k8s'; one of local, slurm, echo"):
         executor("k8s")
 
@@ -172,8 +172,9 @@ def test_a_requeued_slurm_job_is_shown_as_a_requeue(tmp_path):
     # what the stopped attempt left: slurmstepd's line in stderr, and its own status (interrupted)
     _, err = job_logs(ws, run_id, "77")
     err.parent.mkdir(parents=True)
-    err.write_text("slurmstepd-vm: error: *** JOB 77 ON vm CANCELLED AT 2026-01-01T00:00:00 DUE TO NODE "
-                   "FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***\n")
+    err.write_text("srun: error: Node failure on vm\nslurmstepd-vm: error: *** STEP 77.0 ON vm CANCELLED AT "
+                   "2026-01-01T00:00:00 DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***\n"
+                   "submitit WARNING (2026-01-01 00:00:00,000) - Bypassing signal SIGCONT\n")
     (err.parent.parent / "status.json").write_text(json.dumps({"status": "interrupted",
                                                                "error": "stopped by Slurm (SIGTERM)"}))
     d.follow(store.jobs.get(run_id), JobState("PENDING", "BeginTime", None, restarts=1))
@@ -181,7 +182,7 @@ def test_a_requeued_slurm_job_is_shown_as_a_requeue(tmp_path):
     assert (run["status"], run["stage"]) == ("queued", "requeued (BeginTime)")
     assert (job["state"], job["reason"], job["restarts"]) == ("PENDING", "BeginTime", 1)
     row = {r["id"]: r for r in store.queue.queued()}[run_id]
-    assert {c.key: c.cell(row) for c in queue_columns()}["job_state"] == "PENDING (BeginTime) ↻1"
+    assert {c.key: c.cell(row) for c in queue_columns()}["job_state"] == "PENDING ↻1"
     assert "requeued 1×" in job_view(ws, store, run).summary
     d.follow(store.jobs.get(run_id), JobState("PENDING", "BeginTime", None, restarts=1))  # nothing new
     d.follow(store.jobs.get(run_id), JobState("RUNNING", "None", "vm", restarts=1))
@@ -192,7 +193,7 @@ def test_a_requeued_slurm_job_is_shown_as_a_requeue(tmp_path):
     assert (run["status"], run["error"]) == ("done", None)
     lines = [e["payload"].get("line") or e["payload"].get("message") or "" for e in store.events.list(run_id)]
     requeue = [x for x in lines if "requeued" in x]
-    assert len(requeue) == 1 and "Slurm job 77 on vm was requeued by slurm after a node failure" in requeue[0]
+    assert len(requeue) == 1 and "Slurm job 77 on vm was requeued after a node failure" in requeue[0]
     assert "it waits (BeginTime)" in requeue[0]
     assert "Slurm job 77 running on vm (attempt 2)" in lines
     assert not any("cancelled by the user" in x for x in lines)
@@ -285,7 +286,7 @@ def test_a_restarted_jobs_recorder_knows_what_its_earlier_attempt_finished(tmp_p
 
     third = FileRecorder(tmp_path, snap)
     found = third.find_baseline("k", ["boolq", "arc_easy"])
-    assert found["id"] == BASELINE_PLACEHOLDER and "earlier attempt" in found["label"]
+    assert found["id"] == BASELINE_PLACEHOLDER and "before the restart" in found["label"]
     last = json.loads((tmp_path / "updates.jsonl").read_text().splitlines()[-1])
     assert (last["op"], last["run"], last["status"]) == ("finish", BASELINE_PLACEHOLDER, "done")
 
@@ -335,7 +336,7 @@ def test_a_job_stopped_by_its_scheduler_resumes_in_its_run_folder(tmp_path, demo
         ["own-pruned-boolq.json", "own-pruned-piqa.json"]
     events = [json.loads(x) for x in (folder / "events.jsonl").read_text().splitlines()]
     lines = [e.get("line", "") for e in events[len(first):] if e["kind"] == "log"]
-    assert any("reusing the vanilla baseline of this job's earlier attempt" in x for x in lines)
+    assert any("reusing the vanilla baseline of this job's attempt before the restart" in x for x in lines)
     assert any("loading it from model/ instead of pruning again" in x for x in lines)
     assert any(x.startswith("pruned: ") and "finished before the restart: kept" in x for x in lines)
     assert [e["kind"] for e in events].count("done") == 1

@@ -21,6 +21,7 @@ from greentui.screens.new_run import NewRunScreen
 from greentui.screens.queue import QueueScreen
 from greentui.screens.run_detail import RunDetailScreen
 from greentui.screens.runs import RunsScreen
+from greentui.screens.studies import StudiesScreen, StudyScreen
 from greentui.widgets.confirm import ConfirmScreen
 from greentui.widgets.fold import FoldTitle
 from greentui.widgets.keys import HelpScreen, key_rows
@@ -29,7 +30,7 @@ from .conftest import pause_until
 from .test_tui import seed
 
 OWNERS = [GreentuiApp, RunsScreen, QueueScreen, ModelsScreen, RunDetailScreen, CompareScreen, NewRunScreen,
-          ConfirmScreen, HelpScreen, FoldTitle]
+          ConfirmScreen, HelpScreen, FoldTitle, StudiesScreen, StudyScreen]
 
 
 def every_binding() -> list[tuple[type, Binding]]:
@@ -95,7 +96,7 @@ async def test_the_workspace_keymap_rebinds_by_id_everywhere(tmp_path: Path, siz
     async with app.run_test(size=size) as pilot:
         await pilot.press("2")
         table = await pause_until(pilot, lambda: app.screen.query(DataTable).first()
-                                  if isinstance(app.screen, QueueScreen) else None)
+                                  if isinstance(app.screen, QueueScreen) else None, timeout=30)
         table.move_cursor(row=table.get_row_index(str(ids["q1"])))
         await pilot.press("x")
         await pilot.pause()
@@ -125,10 +126,10 @@ async def test_x_cancels_on_runs_too_and_the_dialog_says_what_its_buttons_do(tmp
     app = GreentuiApp(tmp_path, manage_runner=False)
     async with app.run_test(size=size) as pilot:
         table = await pause_until(pilot, lambda: app.screen.query_one(DataTable).row_count and
-                                  app.screen.query_one(DataTable))
+                                  app.screen.query_one(DataTable), timeout=30)
         table.move_cursor(row=table.get_row_index(str(ids["q1"])))
         await pilot.press("x")
-        await pause_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pause_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30)
         assert [str(b.label) for b in app.screen.query(Button)] == ["Keep it running (n)", "Stop the run (y)"]
         await pilot.press("n")
         await pilot.pause()
@@ -142,8 +143,20 @@ async def test_x_cancels_on_runs_too_and_the_dialog_says_what_its_buttons_do(tmp
         assert isinstance(app.screen, RunsScreen)
         assert any("nothing to cancel" in n.message for n in app._notifications)
         await pilot.press("question_mark")
-        await pause_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pause_until(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=30)
         help_table = app.screen.query_one(DataTable)
         rows = [[str(c) for c in help_table.get_row_at(i)] for i in range(help_table.row_count)]
         assert ["⏎", "Detail"] == rows[[r[1] for r in rows].index("Detail")][:2]  # what Enter does
         assert all(help_table.region.right <= size[0] for _ in [0])
+
+
+async def test_keys_typed_while_the_app_closes_do_nothing(tmp_path: Path) -> None:
+    """In a terminal, keys typed right after q ("question_mark" typed by mistake) reached the closing app:
+    n opened New run half-built (a NoMatches traceback after the exit) and the goodbye printed twice."""
+    seed(tmp_path)
+    app = GreentuiApp(tmp_path, manage_runner=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.run_action("quit")
+        assert await app.run_action("new_run") is False and await app.run_action("quit") is False
+        assert len(app._exit_renderables) == 1

@@ -351,7 +351,7 @@ async def test_a_refused_value_in_a_closed_fold_opens_it_and_takes_the_focus(tmp
         assert fold.built and not fold.collapsed
         assert app.focused is form.query_one("#f-executor")
         label = form.query_one("#err-executor", Label)
-        assert label.display and "need --executor slurm" in str(label.render())
+        assert label.display and "--partition needs --executor slurm" in str(label.render())
         assert app.store.runs.count() == 1
 
 

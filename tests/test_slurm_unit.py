@@ -71,8 +71,10 @@ def test_executor_settings_are_validated_with_the_flag_named():
         assert field in cfg.problems(), field
     with pytest.raises(GreentuiError, match="--slurm-arg: Slurm option output is set by greentui"):
         RunConfig(model="m", executor="slurm", slurm_arg=["output=/tmp/x"]).validate()
-    with pytest.raises(GreentuiError, match="need --executor slurm"):
+    with pytest.raises(GreentuiError, match="--partition needs --executor slurm"):
         RunConfig(model="m", partition="gpu").validate()
+    with pytest.raises(GreentuiError, match="--partition, --time-limit need --executor slurm"):
+        RunConfig(model="m", partition="gpu", time_limit="01:00:00").validate()
 
 
 def test_workspace_defaults_from_greentui_toml(tmp_path):

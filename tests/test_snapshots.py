@@ -85,6 +85,17 @@ def build_fixed_store(ws: Path) -> dict[str, int]:
     s.runs.finish(failed, "failed", "CUDA out of memory while pruning layer 3")
     lost = s.runs.create(mid, "experiment", dict(cfg, importance="random"), status="queued")
     s.runs.finish(lost, "interrupted", "the runner died (pid 4242)")
+    # a study over the baseline and the first two experiments (the Studies and Study screens)
+    from backend.schema.study import parse
+    from backend.service.studies import _cell_record, all_cells
+    text = ('[study]\nname = "ratios"\nmodels = ["org/tiny-llama"]\n[grid]\nprune_ratio = ["2/7", "1/2"]\n'
+            '[run]\nlimit = 50\n')
+    study = s.studies.save("ratios", text)
+    cells = all_cells(parse(text))
+    s.studies.set_cells(study, [_cell_record(c) for c in cells])
+    for cell, run in zip(cells, (base, exp, exp2)):
+        s.studies.link(study, cell.key, run)
+    s.conn.execute("UPDATE studies SET created_at = ?, updated_at = ?", (T0, T0))
     # fixed clocks: what the screens show as dates and durations never depends on today
     c = s.conn
     c.execute("UPDATE models SET added_at = ?", (T0,))
@@ -241,6 +252,16 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
             await shots.take(pilot, f"compare-four-{tab}")
         await pilot.press("i")  # the full header: unfolded below 100 columns, folded above
         await shots.take(pilot, "compare-four-details")
+        await pilot.press("escape", "escape", "4")
+        await shots.take(pilot, "studies")
+        await pilot.press("enter")
+        await shots.take(pilot, "study-grid")
+        await pilot.press("o")
+        await shots.take(pilot, "study-answer")
+        await pilot.press("t")
+        await shots.take(pilot, "study-tables")
+        await pilot.press("escape", "N")
+        await shots.take(pilot, "new-study")
     problems += shots.problems
     assert not problems, "screens differ from tests/snapshots (scripts/update-snapshots regenerates " \
                          "them after an intended change):\n\n" + "\n\n".join(problems)

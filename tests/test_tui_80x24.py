@@ -99,7 +99,7 @@ async def test_keys_at_80x24(tmp_path: Path) -> None:
         footer = runs.query_one(KeyFooter)
         await pause_until(pilot, lambda: footer.query("FooterKey"), what="the footer's keys")
         shown = [k.action for k in footer.query("FooterKey")]
-        assert shown[:5] == ["help", "go('runs')", "go('queue')", "go('models')", "quit"]
+        assert shown[:6] == ["help", "go('runs')", "go('queue')", "go('models')", "go('studies')", "quit"]
         status = runs.query_one("#runs-status", Static)
         assert status.region.y < footer.region.y and status.region.height == 1   # visible, above the footer
         await pilot.press("s")
@@ -212,7 +212,7 @@ async def test_compare_details_default_follows_the_width(tmp_path: Path) -> None
         await pilot.press("question_mark")
         await pilot.pause()
         table = app.screen.query_one(DataTable)
-        assert ["i", "Details"] in [list(table.get_row_at(i)[:2]) for i in range(table.row_count)]
+        assert ["i", "Details"] in [[str(c) for c in table.get_row_at(i)[:2]] for i in range(table.row_count)]
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("escape")

@@ -86,7 +86,7 @@ async def test_queue_in_new_run_watch_detail_then_runs_and_compare(demo_model: P
             model.focus()
             await pilot.pause()
             assert form.validate() == {}
-            await pilot.press("enter")  # Enter queues
+            await pilot.press("ctrl+s")  # Ctrl+S queues (Enter in a field moves to the next field)
             for _ in range(100):
                 await pilot.pause(0.2)
                 if isinstance(app.screen, RunDetailScreen):

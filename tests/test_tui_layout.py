@@ -51,7 +51,7 @@ async def test_runs_keep_kind_ratio_and_date_where_they_fit(tmp_path: Path, size
     app = app_for(tmp_path)
     async with app.run_test(size=size) as pilot:
         table = await pause_until(pilot, lambda: app.screen.query_one(DataTable).row_count and
-                                  app.screen.query_one(DataTable))
+                                  app.screen.query_one(DataTable), timeout=30)
         keys = column_keys(table)
         row = [str(c) for c in table.get_row(str(ids["exp"]))]
         if size[0] >= 100:  # 120 columns: kind, method with its ratio and the date were hidden
@@ -96,7 +96,7 @@ async def test_queue_counts_runs_that_hold_a_device_and_says_why_runs_wait(tmp_p
     async with app.run_test(size=size) as pilot:
         await pilot.press("2")
         screen = await pause_until(pilot, lambda: isinstance(app.screen, QueueScreen) and app.screen.is_mounted
-                                   and app.screen)
+                                   and app.screen, timeout=30)
         await pilot.pause()
         state = str(screen.query_one("#queue-state", Static).render())
         assert f"1 running (baseline run {ids['base_inside']} inside run {ids['running']})" in state
@@ -109,13 +109,13 @@ async def test_queue_counts_runs_that_hold_a_device_and_says_why_runs_wait(tmp_p
         assert stage == "queue paused"
         app.open_run(ids["q1"])
         detail = await pause_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and
-                                   app.screen.query("#stage-msg-load") and app.screen)
+                                   app.screen.query("#stage-msg-load") and app.screen, timeout=30)
         await pilot.pause(0.3)
         assert "the queue is paused" in str(detail.query_one("#stage-msg-load", Label).render())
         app.pop_screen()
         app.open_run(ids["running"])
         detail = await pause_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and
-                                   app.screen.query("#stage-baseline") and app.screen)
+                                   app.screen.query("#stage-baseline") and app.screen, timeout=30)
         await pilot.pause(0.3)
         bar = detail.query_one("#stage-baseline", ProgressBar)
         assert bar.total is None  # Textual's pulsing bar: no progress reported yet, but not still
@@ -137,7 +137,7 @@ async def test_run_detail_says_its_meter_once_and_wraps_its_log(tmp_path: Path, 
         app.open_run(ids["exp"])
         detail = await pause_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and
                                    app.screen.query("#results-table") and
-                                   app.screen.query_one("#results-table", DataTable).row_count and app.screen)
+                                   app.screen.query_one("#results-table", DataTable).row_count and app.screen, timeout=30)
         await pilot.pause(0.3)
         label = str(detail.query_one("#results-label", Label).render())
         assert "meter: codecarbon:cpu_load-estimate" in label  # whole, once
@@ -161,7 +161,7 @@ async def test_compare_header_legend_table_and_arrows(tmp_path: Path, size) -> N
     async with app.run_test(size=size) as pilot:
         app.open_compare(runs)
         screen = await pause_until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.is_mounted
-                                   and app.screen)
+                                   and app.screen, timeout=30)
         await pilot.pause(0.3)
         if size[0] < 100:
             await pilot.press("i")  # the full header (folded at 80 columns)
@@ -222,7 +222,7 @@ async def test_help_wraps_its_details_and_says_what_enter_does(tmp_path: Path, s
         await pilot.pause()
         await pilot.press("question_mark")
         help_screen = await pause_until(pilot, lambda: isinstance(app.screen, HelpScreen) and
-                                        app.screen.query_one(DataTable).row_count and app.screen)
+                                        app.screen.query_one(DataTable).row_count and app.screen, timeout=30)
         table = help_screen.query_one(DataTable)
         await pilot.pause()
         rows = [[c.plain if isinstance(c, Text) else str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
@@ -247,10 +247,10 @@ async def test_deleting_a_baseline_that_a_running_run_uses_warns_first(tmp_path:
     app = app_for(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         table = await pause_until(pilot, lambda: app.screen.query_one(DataTable).row_count > 6 and
-                                  app.screen.query_one(DataTable))
+                                  app.screen.query_one(DataTable), timeout=30)
         table.move_cursor(row=table.get_row_index(str(ids["base"])))
         await pilot.press("delete")
-        dialog = await pause_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        dialog = await pause_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, timeout=30)
         assert dialog.message.startswith(f"Warning: run {ids['running']} (running) uses baseline {ids['base']}")
         await pilot.press("n")
         await pilot.pause()
@@ -273,12 +273,12 @@ async def test_models_add_completes_paths_and_keeps_the_typed_text(tmp_path: Pat
     app = app_for(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
-        await pause_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.is_mounted)
+        await pause_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.is_mounted, timeout=30)
         await pilot.press("a")
         box = app.screen.query_one("#add-model", Input)
         box.value = str(tmp_path / "my-mo")
         box.cursor_position = len(box.value)
-        await pause_until(pilot, lambda: box._suggestion, what="a path completion")
+        await pause_until(pilot, lambda: box._suggestion, what="a path completion", timeout=30)
         await pilot.press("right")  # takes the completion
         await pilot.pause()
         assert box.value == f"{tmp_path}/my-model-folder/"
@@ -304,3 +304,16 @@ def test_show_json_of_an_experiment_carries_its_baselines_perplexity(cli, worksp
     assert {"variant": "vanilla", "name": "ppl_wikitext2", "value": 72.6} in [
         {k: m[k] for k in ("variant", "name", "value")} for m in doc["baseline_metrics"]]
     assert "vanilla ppl_wikitext2: 72.6000" in cli("show", str(ids["exp"])).stdout
+
+
+async def test_runs_status_line_fits_80_columns_with_a_filter_and_a_selection(tmp_path: Path) -> None:
+    ids = seed(tmp_path)
+    app = app_for(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await pause_until(pilot, lambda: app.screen.query_one(DataTable).row_count and
+                                  app.screen.query_one(DataTable), timeout=30)
+        table.move_cursor(row=table.get_row_index(str(ids["exp"])))
+        await pilot.press("space", "slash", *"tiny-llama", "enter")
+        await pilot.pause()
+        status = str(app.screen.query_one("#runs-status", Static).render())
+        assert len(status) <= 78 and "1 selected" in status and "filter “tiny-llama”" in status

@@ -128,10 +128,12 @@ def test_a_fresh_ui_process_loads_neither_torch_nor_the_cli(tmp_path: Path) -> N
         "import sys\nfrom pathlib import Path\n"
         "from greentui.app import GreentuiApp\n"
         "import greentui.screens.new_run, greentui.screens.run_detail, greentui.screens.compare\n"
-        "import greentui.screens.models, greentui.screens.queue\n"
+        "import greentui.screens.models, greentui.screens.queue, greentui.screens.studies\n"
+        "import greentui.screens.new_study\n"
         f"GreentuiApp(Path({str(tmp_path)!r}), manage_runner=False)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'lm_eval', 'peft',"
-        " 'torch_pruning', 'codecarbon', 'datasets') or m.startswith(('backend.cli.commands', 'backend.cli'))))\n")
+        " 'torch_pruning', 'codecarbon', 'datasets', 'matplotlib') or m.startswith(('backend.cli.commands', "
+        "'backend.cli'))))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -19,7 +19,7 @@ from backend.errors import GreentuiError
 from backend.text import safe_text
 
 COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
-                   "export", "import_", "cancel", "rm", "doctor")
+                   "export", "import_", "cancel", "rm", "doctor", "study")
 
 
 #: subcommand name -> the module that registers it (module names not listed register their own name)

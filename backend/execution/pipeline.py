@@ -197,6 +197,22 @@ class _Pipeline:
                 return False
         return _Stage()
 
+    @contextlib.contextmanager
+    def stage_energy(self, name: str):
+        """Meter a whole stage (pruning, LoRA) and record its energy as the pruned variant's
+        ``<stage>_energy_kwh``: what a study's amortised accounting charges the pruned model before it
+        saves anything (issue #20). Nothing is recorded when the meters are off or the stage fails."""
+        if self.session is None:
+            yield
+            return
+        meter = self.session.task(f"greentui-stage-{name}")
+        with meter:
+            yield
+        r = meter.result or {}
+        self.store.save_metric(self.run_id, "pruned", f"{name}_energy_kwh", r.get("energy_kwh"),
+                               {"meter": r.get("meter"), "seconds": r.get("seconds"),
+                                "nvml_joules": r.get("nvml_joules")})
+
     def gpus(self, device: str) -> int:
         """GPUs this run spreads its model over (``--gpus N``; only on CUDA)."""
         if not device.startswith("cuda"):
@@ -273,7 +289,7 @@ class _Pipeline:
     def prune_and_recover(self, model, tokenizer, device: str, params_before: int):
         """Prune, recover with LoRA, and save the result into the run folder (``model/``); the model."""
         cfg, sink = self.cfg, self.sink
-        with self.stage("prune"):
+        with self.stage("prune"), self.stage_energy("prune"):
             from backend.stages.prune import PruneConfig, prune_model
             pcfg = PruneConfig.of(cfg, device=device)
             report = prune_model(model, tokenizer, pcfg, progress=sink.progress_for("prune"))
@@ -288,7 +304,7 @@ class _Pipeline:
                 self.perplexity(model, tokenizer, "pruned", self.run_id, "prune",
                                 metric="ppl_wikitext2_before_lora", label="pruned, before LoRA,")
         if not cfg.no_lora:
-            with self.stage("lora"):
+            with self.stage("lora"), self.stage_energy("lora"):
                 from backend.stages.finetune import LoraSpec, finetune_lora
                 spec = LoraSpec.of(cfg, merge=True)
                 model, lora_report = finetune_lora(

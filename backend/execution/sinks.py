@@ -271,7 +271,7 @@ class FileRecorder:
             if self.earlier.baseline_status != "done":
                 self.finish_run(BASELINE_PLACEHOLDER, "done")
             return {"id": BASELINE_PLACEHOLDER, "tasks": sorted(wanted),
-                    "label": "this job's earlier attempt (before the restart)"}
+                    "label": "this job's attempt before the restart"}
         return None
 
     def finished_tasks(self, run_id: int, variant: str) -> set[str]:

@@ -280,7 +280,8 @@ def _executor(value: Any, cfg: "RunConfig") -> str | None:
     if stray:
         from backend.schema.settings import flag_of
         owners = " or ".join(sorted(set(stray.values())))
-        return f"{', '.join(flag_of(n) for n in stray)} need --executor {owners}"
+        verb = "needs" if len(stray) == 1 else "need"
+        return f"{', '.join(flag_of(n) for n in stray)} {verb} --executor {owners}"
     return None
 
 

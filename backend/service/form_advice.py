@@ -143,14 +143,9 @@ def rates(store) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in samples.items() if v}
 
 
-def estimate(cfg: RunConfig, params: int | None, r: dict[str, float], runs: int) -> str:
-    """One line for the form: the run's expected time from ``rates`` of ``runs`` past runs, scaled by
-    the chosen model's parameter count (the form reads the rates once, then estimates per keystroke)."""
-    if not r:
-        return ("time estimate: no past runs to estimate from" if not runs else
-                f"time estimate: none of the {runs} finished runs recorded stage times to estimate from")
-    if not params:
-        return "time estimate: needs the model's size (its config.json is not readable here)"
+def estimate_seconds(cfg: RunConfig, params: int, r: dict[str, float]) -> tuple[float, list[str]]:
+    """(seconds, what could not be estimated) for a run of ``cfg`` on a model of ``params`` parameters,
+    from the ``rates`` of this machine's past runs (the form's line and a study's dry run)."""
     items = _items(cfg)
     passes = 1 if cfg.no_prune else 2  # vanilla + pruned (a reused baseline makes it less)
     seconds = r.get("fixed", 0.0) * params * len(cfg.stages("baseline" if cfg.no_prune else "experiment"))
@@ -164,7 +159,19 @@ def estimate(cfg: RunConfig, params: int | None, r: dict[str, float], runs: int)
             seconds += r["lora"] * params * cfg.lora_steps
         else:
             parts.append("LoRA not estimated")
-    text = f"time estimate: ~{_duration(seconds)} on this machine (from {runs} finished runs)"
+    return seconds, parts
+
+
+def estimate(cfg: RunConfig, params: int | None, r: dict[str, float], runs: int) -> str:
+    """One line for the form: the run's expected time from ``rates`` of ``runs`` past runs, scaled by
+    the chosen model's parameter count (the form reads the rates once, then estimates per keystroke)."""
+    if not r:
+        return ("time estimate: no past runs to estimate from" if not runs else
+                f"time estimate: none of the {runs} finished runs recorded stage times to estimate from")
+    if not params:
+        return "time estimate: needs the model's size (its config.json is not readable here)"
+    seconds, parts = estimate_seconds(cfg, params, r)
+    text = f"time estimate: ~{duration(seconds)} on this machine (from {runs} finished runs)"
     return text + (f"; {', '.join(parts)}" if parts else "")
 
 
@@ -173,7 +180,8 @@ def finished_runs(store) -> int:
                               "('experiment', 'baseline')").fetchone()[0]
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """90 s, 12 min, 3.4 h."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

@@ -39,11 +39,13 @@ class Checked:
     notes: list[str] = field(default_factory=list)
 
 
-def check_run(store: Store, cfg: RunConfig) -> Checked:
-    """Check ``cfg`` against its model's files, its data files and its executor; raise ``SettingError``
-    naming the setting to blame. Writes nothing (see the module docstring)."""
+def check_run(store: Store, cfg: RunConfig, *, executor: bool = True) -> Checked:
+    """Check ``cfg`` against its model's files, its data files and (``executor``) its executor; raise
+    ``SettingError`` naming the setting to blame. Writes nothing (see the module docstring). A study,
+    which asks each executor once per placement, passes ``executor=False``."""
     cfg.validate()
-    _executor(cfg, store.path.parent)  # first: a cluster that cannot take the run makes the rest moot
+    if executor:  # first: a cluster that cannot take the run makes the rest moot
+        _executor(cfg, store.path.parent)
     known, info = _model(store, cfg)
     cfg.model = known["ref"] if known else info.ref
     for name in PATH_SETTINGS:
@@ -64,14 +66,21 @@ def check_run(store: Store, cfg: RunConfig) -> Checked:
 
 def record_run(store: Store, checked: Checked, status: str, pid: int | None = None) -> int:
     """Register the model (when new), settle its trust and record the run; the run's id."""
+    cfg = checked.cfg
+    model_id = register_model_of(store, checked)
+    kind = "baseline" if cfg.no_prune else "experiment"
+    return store.runs.create(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+
+
+def register_model_of(store: Store, checked: Checked) -> int:
+    """The checked run's model in the store (added when new) with its trust settled; the model's id."""
     from backend.stages.models import effective_trust, record_model
 
     cfg = checked.cfg
     known = checked.known
     model_id = known["id"] if known is not None else record_model(store, checked.info, cfg.trust_remote_code)
     cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
-    kind = "baseline" if cfg.no_prune else "experiment"
-    return store.runs.create(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+    return model_id
 
 
 # ---------------------------------------------------------------------------------- the model

@@ -30,6 +30,21 @@ def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = Non
     return record_run(store, check_run(store, cfg), status, pid)
 
 
+def check_run(store: Store, cfg: RunConfig) -> int:
+    """Everything ``prepare_run`` checks (``preflight.check_run``), then the model registered: its id.
+    ``cfg`` is left as the run would be recorded (the model's canonical ref, absolute paths). A study
+    checks every cell with ``preflight.check_run`` first and registers after."""
+    from backend.service.preflight import check_run as check
+    from backend.service.preflight import register_model_of
+    return register_model_of(store, check(store, cfg))
+
+
+def prune_config_of(cfg: RunConfig):
+    """The pruning view of a run's config (``PruneConfig.of``: the one mapping, the run schema's rules)."""
+    from backend.stages.pruning.spec import PruneConfig
+    return PruneConfig.of(cfg)
+
+
 @dataclass(frozen=True)
 class Queued:
     """What queueing did: the run, the runner that will take it (None: none started), a paused queue,

@@ -102,6 +102,7 @@ class Store:
         from backend.store.runners import RunnerRepository
         from backend.store.runs import RunRepository
         from backend.store.settings import SettingsRepository
+        from backend.store.studies import StudyRepository
         self.settings = SettingsRepository(self)
         self.models = ModelRepository(self)
         self.runs = RunRepository(self)
@@ -111,6 +112,7 @@ class Store:
         self.events = EventRepository(self)
         self.jobs = JobRepository(self)
         self.ingest = IngestRepository(self)
+        self.studies = StudyRepository(self)
 
     # ---------------------------------------------------------------- plumbing
     @property

@@ -29,23 +29,39 @@ class JobRepository(Repository):
 
     def claim_submissions(self, executor: str, job_name_for: Callable[[int], str],
                           limit: int = 1) -> list[dict[str, Any]]:
-        """Reserve up to ``limit`` queued runs of ``executor`` that have no job yet, in queue order.
+        """Reserve the next submission of ``executor``: its first queued run without a job, and — when
+        ``limit`` > 1 and that run holds a study's cell — every queued, unsubmitted run of the same
+        study placed alike (partition, time limit, GPUs, sbatch options), in queue order, up to
+        ``limit``: one job array per study (issue #20). The runs of one submission share its job name,
+        and each keeps its index in the submission (``detail.array_index``).
 
         Each reservation is a row with ``job_id`` NULL, written before the scheduler is asked, so a
         runner that dies between the two finds the row on restart and looks the job up by name
         instead of submitting it again. Nothing is reserved while the queue is paused.
         """
+        unsubmitted = (f"r.status = 'queued' AND {RUN_EXECUTOR} = ? AND NOT EXISTS "
+                       "(SELECT 1 FROM jobs j WHERE j.run_id = r.id)")
         with self.transaction() as c:
             if c.execute("SELECT value FROM settings WHERE key = 'queue_paused'").fetchone() == ("1",):
                 return []
-            ids = [r[0] for r in c.execute(
-                f"SELECT r.id FROM runs r LEFT JOIN jobs j ON j.run_id = r.id "
-                f"WHERE r.status = 'queued' AND {RUN_EXECUTOR} = ? AND j.run_id IS NULL "
-                f"ORDER BY r.position, r.id LIMIT ?", (executor, int(limit))).fetchall()]
+            first = c.execute(f"SELECT r.id, r.config FROM runs r WHERE {unsubmitted} ORDER BY r.position, r.id "
+                              "LIMIT 1", (executor,)).fetchone()
+            if first is None:
+                return []
+            ids = [first[0]]
+            study = c.execute("SELECT study_id FROM study_cells WHERE run_id = ?", (first[0],)).fetchone()
+            if study is not None and limit > 1:
+                placement = _placement(first[1])
+                ids = [rid for rid, cfg in c.execute(
+                    f"SELECT r.id, r.config FROM runs r WHERE r.id IN (SELECT run_id FROM study_cells "
+                    f"WHERE study_id = ?) AND {unsubmitted} ORDER BY r.position, r.id",
+                    (study[0], executor)).fetchall() if _placement(cfg) == placement][:int(limit)]
             t = now()
-            for run_id in ids:
-                c.execute("INSERT INTO jobs (run_id, executor, job_name, state, updated_at) "
-                          "VALUES (?, ?, ?, 'SUBMITTING', ?)", (run_id, executor, job_name_for(run_id), t))
+            name = job_name_for(ids[0]) + ("-array" if len(ids) > 1 else "")
+            for i, run_id in enumerate(ids):
+                detail = json.dumps({"array_index": i}) if len(ids) > 1 else None
+                c.execute("INSERT INTO jobs (run_id, executor, job_name, state, updated_at, detail) "
+                          "VALUES (?, ?, ?, 'SUBMITTING', ?, ?)", (run_id, executor, name, t, detail))
         return [job for run_id in ids if (job := self.get(run_id)) is not None]
 
     def get(self, run_id: int) -> dict[str, Any] | None:
@@ -102,3 +118,12 @@ class JobRepository(Repository):
 def job_ids(jobs: Iterable[dict[str, Any]]) -> list[str]:
     """The scheduler ids of ``jobs`` that have one."""
     return [str(j["job_id"]) for j in jobs if j.get("job_id")]
+
+
+#: The run settings an array's tasks must share (one sbatch script carries them all).
+PLACEMENT_KEYS = ("partition", "time_limit", "gpus", "slurm_arg", "device")
+
+
+def _placement(config: str | None) -> tuple[str, ...]:
+    cfg = json.loads(config or "{}")
+    return tuple(json.dumps(cfg.get(k), sort_keys=True) for k in PLACEMENT_KEYS)

@@ -31,9 +31,12 @@ class QueueRepository(Repository):
         return self._store.runs.list(statuses=ACTIVE_STATES, order="position", descending=False, limit=10_000)
 
     def candidates(self, limit: int = 500) -> list[dict[str, Any]]:
-        """Queued runs in execution order, config parsed: what a runner may claim next."""
-        rows = self._rows("SELECT id, config, position, device FROM runs WHERE status = 'queued' "
-                          "ORDER BY position, id LIMIT ?", (limit,))
+        """Queued runs in execution order, config parsed: what a runner may claim next. A run queued
+        after another (``after_run_id``: a study's cell after the baseline it shares) waits while that
+        run is queued or running."""
+        rows = self._rows("SELECT id, config, position, device FROM runs r WHERE status = 'queued' "
+                          "AND NOT EXISTS (SELECT 1 FROM runs b WHERE b.id = r.after_run_id "
+                          "AND b.status IN ('queued', 'running')) ORDER BY position, id LIMIT ?", (limit,))
         for r in rows:
             r["config"] = json.loads(r["config"] or "{}")
         return rows

@@ -29,17 +29,22 @@ class RunRepository(Repository):
 
     def create(self, model_id: int | None, kind: str, config: dict[str, Any], *,
                    status: str = "queued", parent_run_id: int | None = None, label: str | None = None,
-                   baseline_key: str | None = None, device: str | None = None, pid: int | None = None) -> int:
+                   baseline_key: str | None = None, device: str | None = None, pid: int | None = None,
+                   after_run_id: int | None = None) -> int:
+        """A new run; ``after_run_id``: a runner claims it only once that run is neither queued nor running."""
         if status not in RUN_STATES:
             raise ValueError(status)
         with self.transaction() as c:
             pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
             t = now()
-            cur = c.execute(
-                "INSERT INTO runs (model_id, parent_run_id, kind, label, config, status, pid, device, "
-                "position, created_at, started_at, baseline_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (model_id, parent_run_id, kind, label, json.dumps(config, sort_keys=True, default=str),
-                 status, pid, device, pos, t, t if status == "running" else None, baseline_key))
+            row = {"model_id": model_id, "parent_run_id": parent_run_id, "kind": kind, "label": label,
+                   "config": json.dumps(config, sort_keys=True, default=str), "status": status, "pid": pid,
+                   "device": device, "position": pos, "created_at": t,
+                   "started_at": t if status == "running" else None, "baseline_key": baseline_key}
+            if after_run_id is not None:
+                row["after_run_id"] = after_run_id
+            cur = c.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            tuple(row.values()))
             return int(cur.lastrowid)
 
     def get(self, run_id: int) -> dict[str, Any] | None:
@@ -99,6 +104,8 @@ class RunRepository(Repository):
             if jobs:
                 raise GreentuiError(f"run {jobs[0][0]} has an open {jobs[0][1]} job; cancel it before deleting")
             c.execute(f"UPDATE runs SET parent_run_id = NULL WHERE parent_run_id IN ({marks})", ids)
+            c.execute(f"UPDATE runs SET after_run_id = NULL WHERE after_run_id IN ({marks})", ids)
+            c.execute(f"UPDATE study_cells SET run_id = NULL WHERE run_id IN ({marks})", ids)
             for table in ("task_results", "run_metrics", "events", "power_samples", "jobs",
                           "ingest_offsets", "energy_repeats", "efficiency_results"):
                 c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)

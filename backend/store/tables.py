@@ -172,7 +172,33 @@ def _migration_jobs(db: sqlite_utils.Database) -> None:
     c.execute("DROP TABLE slurm_jobs")
 
 
+def _migration_studies(db: sqlite_utils.Database) -> None:
+    """Studies (issue #20): a grid of runs under one name, and the order between runs it needs.
+
+    * ``studies``: one row per study — its name (the handle), the file's text as last run, the preset
+      it came from, the Slurm array throttle it was last run with, and when it was created and last run.
+    * ``study_cells``: one row per cell of the current file — its identity (``key``: a hash of what it
+      computes, placement left out), the model, the swept values, the full run config, whether it is
+      the vanilla baseline its model's cells share, and the run that holds (or will hold) its result.
+      A cell queued again points at the new run; the old one stays in ``runs`` as history.
+    * ``runs.after_run_id``: a queued run is not claimed while that run is still queued or running —
+      a study's cells wait for the vanilla baseline they share instead of each evaluating their own.
+    """
+    c = db.conn
+    c.execute("""CREATE TABLE studies (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, text TEXT NOT NULL, preset TEXT, source TEXT,
+        array_parallelism INTEGER, created_at REAL, updated_at REAL)""")
+    c.execute("""CREATE TABLE study_cells (
+        id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id), position INTEGER NOT NULL,
+        key TEXT NOT NULL, model TEXT NOT NULL, label TEXT, swept TEXT, config TEXT NOT NULL,
+        baseline INTEGER NOT NULL DEFAULT 0, run_id INTEGER REFERENCES runs(id))""")
+    c.execute("CREATE UNIQUE INDEX idx_study_cells_key ON study_cells (study_id, key)")
+    c.execute("CREATE INDEX idx_study_cells_run ON study_cells (run_id)")
+    c.execute("ALTER TABLE runs ADD COLUMN after_run_id INTEGER")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
                                                               _migration_repeats_efficiency,
-                                                              _migration_control_plane, _migration_jobs]
+                                                              _migration_control_plane, _migration_jobs,
+                                                              _migration_studies]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -137,6 +137,9 @@ class NewRunScreen(AppScreen):
     # The first field takes the focus as the screen is composed. (Textual's default would focus the
     # scrolling form first and the model field after it: two restyles of every widget in the form.)
     AUTO_FOCUS = "#f-model"
+    #: settings the form does not show (the New-study form lists its models apart)
+    OMITTED: tuple[str, ...] = ()
+    QUEUE_LABEL = "Queue (Ctrl+S)"
 
     def __init__(self, model: str | None = None, config: RunConfig | None = None,
                  source: str | None = None) -> None:
@@ -198,16 +201,10 @@ class NewRunScreen(AppScreen):
         self.preset = chosen
         self.held = self.initial.to_dict()
         with VerticalScroll(id="form"):
-            yield Static("[b]New run[/b] — the study recipe is GreenPruning's "
-                         "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter: next field · "
-                         "Ctrl+S: queue.", id="form-title")
-            with Horizontal(classes="field"):
-                yield Label("start from", classes="field-label")
-                yield Select(choices, value=chosen, allow_blank=False, id="preset", classes="field-input",
-                             tooltip="Fill every field but the model from this preset")
+            yield from self.form_head(choices, chosen)
             yield Static("", id="form-advice")
             for group in GROUPS:
-                first = [s for s in GROUP_SETTINGS[group] if s.essential]
+                first = [s for s in GROUP_SETTINGS[group] if s.essential and s.name not in self.OMITTED]
                 rest = [s for s in GROUP_SETTINGS[group] if not s.essential]
                 if first:
                     if group != "model":
@@ -222,10 +219,23 @@ class NewRunScreen(AppScreen):
                     self.folds[group] = fold
                     yield fold
             with Horizontal(id="form-buttons"):
-                yield Button("Queue (Ctrl+S)", id="queue", variant="primary")
+                yield Button(self.QUEUE_LABEL, id="queue", variant="primary")
                 yield Button("Back (Esc)", id="back")
             yield Static("", id="form-summary")
         yield KeyFooter()
+
+    def form_head(self, choices: list[tuple[str, str]], chosen: str) -> ComposeResult:
+        """The form's title and its "start from" preset (the New-study form adds its own fields here)."""
+        yield Static("[b]New run[/b] — the study recipe is GreenPruning's "
+                     "(Taylor 2/7, ignore 4/4, LoRA r8/α16, seven tasks). Enter: next field · "
+                     "Ctrl+S: queue.", id="form-title")
+        yield from self.preset_row(choices, chosen)
+
+    def preset_row(self, choices: list[tuple[str, str]], chosen: str) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label("start from", classes="field-label")
+            yield Select(choices, value=chosen, allow_blank=False, id="preset", classes="field-input",
+                         tooltip="Fill every field but the model from this preset")
 
     def rows(self, settings: Iterable[Setting]) -> list[Widget]:
         """A labelled row and an error line per setting, showing the held value (and a reason already due)."""
@@ -264,7 +274,7 @@ class NewRunScreen(AppScreen):
         return text
 
     def on_mount(self) -> None:
-        self.fields["model"].focus()
+        self.query_one(self.AUTO_FOCUS).focus()
         self.validate()
         self.call_after_refresh(self._start_advice)
 
@@ -278,7 +288,7 @@ class NewRunScreen(AppScreen):
 
     def apply_preset(self, name: str) -> None:
         """Every field but the model from the preset (``clone``: the cloned or last run's config)."""
-        model = self.fields["model"].value.strip()
+        model = self.fields["model"].value.strip() if "model" in self.fields else str(self.held.get("model") or "")
         cfg = self.cloned if name == "clone" and self.cloned is not None else preset_config(name, model)
         values = cfg.to_dict()
         for s in SETTINGS:

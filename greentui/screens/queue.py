@@ -106,7 +106,7 @@ class QueueScreen(NarrowColumns, LiveTableScreen):
         """What the run is doing: its stage; for a baseline evaluated inside another run, that run; for
         a queued run, what it waits for."""
         if r["id"] in self.state.inside:
-            return f"{r['stage'] or 'baseline'} (inside run {self.state.inside[r['id']]})"
+            return f"inside run {self.state.inside[r['id']]}"  # its experiment's process evaluates it
         if r["status"] == "queued":
             return self.state.wait_reason(r, short=True)
         return r["stage"] or "—"

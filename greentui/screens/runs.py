@@ -187,8 +187,8 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         first = self.page * PAGE + 1 if self.total else 0
         last = min(self.total, (self.page + 1) * PAGE)
         header = {c[2]: c[1] for c in COLUMNS if c[2]}.get(self.order, self.order)
-        parts = [f"runs {first}–{last} of {self.total}",
-                 f"sorted by {header} {'▼' if self.descending else '▲'} (s: next column)"]
+        sort = f"sorted by {header} {'▼' if self.descending else '▲'}"
+        parts = [f"runs {first}–{last} of {self.total}", sort + " (s: next column)"]
         if any(partial_mark(r) for r in self.rows.values()):
             parts.append(PARTIAL_NOTE)
         if self.filter_text:
@@ -197,8 +197,14 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
             parts.append(f"{len(self.selected)} selected")
         if self.total > PAGE:
             parts.append("[ ] pages")
+        # one line that fits: the key hints go first when it would not (80 columns, a filter, a selection)
+        room = (self.app.size.width or 80) - 2
+        if len(" · ".join(parts)) > room:
+            parts = [sort if p.startswith(sort) else p for p in parts if p != "[ ] pages"]
+        if len(" · ".join(parts)) > room:
+            parts = [("* part of the tasks" if p.startswith("*") else p) for p in parts]
         # Text, never markup: the filter is what the user typed ("[/" crashed the markup parser)
-        self.query_one("#runs-status", Static).update(Text(" · ".join(parts)))
+        self.query_one("#runs-status", Static).update(Text(" · ".join(parts), no_wrap=True, overflow="ellipsis"))
 
     def cursor_run(self) -> int | None:
         return cursor_id(self.query_one(DataTable))

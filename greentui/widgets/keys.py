@@ -30,7 +30,7 @@ from greentui.keymap import binding as key_binding
 # Textual's own screen keys (focus moves, copy): not the app's, left out of the help list
 TEXTUAL_INTERNALS = {"focus_next", "focus_previous", "copy_text", "maximize", "minimize"}
 # app actions shown first, in this order (see GreentuiApp.BINDINGS)
-ESSENTIAL = ("help", "go('runs')", "go('queue')", "go('models')", "quit", "new_run")
+ESSENTIAL = ("help", "go('runs')", "go('queue')", "go('models')", "go('studies')", "quit", "new_run")
 #: a table's cursor keys, one help row: what they do is plain
 CURSOR_MOVES = {"cursor_up", "cursor_down", "cursor_left", "cursor_right"}
 

@@ -229,13 +229,10 @@ class Executor:
 
 
 def job_column_cells() -> tuple[QueueColumn, ...]:
-    """The Queue columns of an executor whose runs are scheduler jobs: the job id and the job's state
-    (with the scheduler's reason while it waits, and how often it was requeued)."""
+    """The Queue columns of an executor whose runs are scheduler jobs: the job id and the job's state,
+    with ``↻N`` once the scheduler requeued it N times (the scheduler's reason is the run's stage)."""
     def state(row: dict[str, Any]) -> str:
         text = row.get("job_state") or "—"
-        reason = row.get("job_reason")
-        if reason and reason not in ("None", "(null)") and text not in ("—", "RUNNING", "COMPLETED"):
-            text += f" ({reason})"
         if row.get("job_restarts"):
             text += f" ↻{row['job_restarts']}"
         return text

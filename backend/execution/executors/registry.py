@@ -27,6 +27,7 @@ ENTRY_POINT_GROUP = catalog.EXECUTOR_ENTRY_POINTS
 _REGISTRY: dict[str, Executor] = {}
 _BROKEN: dict[str, str] = {}
 _loaded = False
+_builtins_loaded = False
 
 
 def register(executor: Executor | type[Executor] | Callable[[], Executor]) -> Executor:
@@ -46,19 +47,28 @@ def register(executor: Executor | type[Executor] | Callable[[], Executor]) -> Ex
     return made
 
 
-def _load() -> None:
-    """The built-in executors, then every installed plugin's (once per process)."""
-    global _loaded
-    if _loaded:
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
         return
-    _loaded = True
+    _builtins_loaded = True
     from backend.execution.executors.local import LocalExecutor
     from backend.execution.executors.slurm import SlurmExecutor
     register(LocalExecutor)
     register(SlurmExecutor)
+
+
+def _load() -> None:
+    """The built-in executors, then every installed plugin's (once per process). Reading the entry
+    points costs ~0.1 s (importlib.metadata): a lookup of a built-in name does not pay it."""
+    global _loaded
+    _load_builtins()
+    if _loaded:
+        return
+    _loaded = True
     from importlib.metadata import entry_points
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
+        if ep.name in _REGISTRY:  # a plugin never replaces a built-in (or an earlier) executor
             continue
         try:
             made = register(ep.load())
@@ -77,8 +87,11 @@ def executors() -> list[Executor]:
 
 def executor(name: str) -> Executor:
     """The executor called ``name``; a one-line error naming the known ones otherwise."""
-    _load()
+    _load_builtins()
     found = _REGISTRY.get(name)
+    if found is None:
+        _load()
+        found = _REGISTRY.get(name)
     if found is not None:
         return found
     if name in _BROKEN:

@@ -149,6 +149,11 @@ class SchedulerDispatcher(Dispatcher):
         """The id of a job submitted under ``name`` that the store never heard of, or None."""
         return None
 
+    def task_id(self, found: str, job: dict[str, Any]) -> str:
+        """The job id of reservation ``job`` when ``find_job`` found its submission (a job array's task,
+        for a submission that carried several runs)."""
+        return found
+
     def query(self, job_ids: list[str]) -> dict[str, JobState] | None:
         """States of the jobs the scheduler still knows; None when it did not answer (decide nothing)."""
         raise NotImplementedError
@@ -243,7 +248,7 @@ class SchedulerDispatcher(Dispatcher):
             names[run_id] = job["job_name"]
             existing = self.find_job(job["job_name"])
             if existing:
-                found[run_id] = existing
+                found[run_id] = self.task_id(existing, job)
             else:
                 todo.append(run)
         ids = dict(found)
@@ -291,7 +296,7 @@ class SchedulerDispatcher(Dispatcher):
             return  # just submitted and not yet listed (a slow controller): look again
         state = info.state if info else "GONE"
         reason = info.reason if info else None
-        node = (info.node if info else None) or job["node"]
+        node = info.node if info else job["node"]  # a waiting job is on no node (a requeued one has left its own)
         restarts = max(info.restarts if info else 0, job["restarts"] or 0)
         requeued = (info is not None and info.restarts > (job["restarts"] or 0)) or \
             (outcome.status == "queued" and run["status"] == "running")
@@ -332,7 +337,7 @@ class SchedulerDispatcher(Dispatcher):
         cause = self.requeue_cause(job)
         where = f" on {job['node']}" if job.get("node") else ""
         waits = f"; it waits ({reason})" if reason and reason != "None" else ""
-        store.events.add(run_id, "log", {"line": f"{label} {job['job_id']}{where} was requeued by {self.name}"
+        store.events.add(run_id, "log", {"line": f"{label} {job['job_id']}{where} was requeued"
                                                  + (f" after a {cause}" if cause else "")
                                                  + f" (restart {restarts}){waits}; finished tasks are kept "
                                                  "and the pipeline resumes where it stopped"})

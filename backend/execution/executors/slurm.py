@@ -114,8 +114,10 @@ def query_states(job_ids: Iterable[str]) -> dict[str, JobState] | None:
         return {}
     out: dict[str, JobState] = {}
     try:
-        proc = _run(["squeue", "-h", "-t", "all", "-j", ",".join(ids),
-                     "-O", "JobID:|,State:|,Reason:|,NodeList:|,RestartCnt:"])
+        # -r and JobArrayID: a job array's tasks one per line under their own ids (12_3; JobID says 12,
+        # and without -r pending tasks fold into 12_[3-4]); a plain job's JobArrayID is its JobID
+        proc = _run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids),
+                     "-O", "JobArrayID:|,State:|,Reason:|,NodeList:|,RestartCnt:"])
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
@@ -298,12 +300,22 @@ class SlurmDispatcher(SchedulerDispatcher):
     """The Slurm side of the scheduler life cycle: sbatch through submitit, squeue, scancel."""
 
     poll_s = POLL_S
+    #: a study's runs go as one job array (``store.jobs.claim_submissions`` groups them); Slurm's
+    #: default MaxArraySize is 1001
+    batch = 1000
 
     def submit(self, store: Store, runs: list[dict[str, Any]], names: dict[int, str]) -> dict[int, str]:
+        if len(runs) > 1:
+            return submit_array_of(store, self.workspace, runs, names[int(runs[0]["id"])])
         return {int(run["id"]): submit(store, self.workspace, run, names[int(run["id"])]) for run in runs}
 
     def find_job(self, name: str) -> str | None:
         return find_job_by_name(name)
+
+    def task_id(self, found: str, job: dict[str, Any]) -> str:
+        """An array's reservation found again by name: its task (``<array>_<index>``)."""
+        index = (job.get("detail") or {}).get("array_index")
+        return found if index is None else f"{found.split('_', 1)[0]}_{index}"
 
     def query(self, job_ids: list[str]) -> dict[str, JobState] | None:
         return query_states(job_ids)
@@ -317,21 +329,65 @@ class SlurmDispatcher(SchedulerDispatcher):
         return scancel(job["job_id"])
 
     def requeue_cause(self, job: dict[str, Any]) -> str | None:
-        """slurmstepd's last word in the job's stderr: ``*** JOB 8 ON vm CANCELLED AT … DUE TO NODE
-        FAILURE … ***`` → "node failure"."""
+        """slurmstepd's last word in the job's stderr: ``*** STEP 19.0 ON vm CANCELLED AT … DUE TO NODE
+        FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***`` (or ``JOB 19``) → "node failure"."""
+        import re
         err = self.executor.log_files(self.workspace, int(job["run_id"]), job).get("err")
         if err is None:
             return None
         try:
             with err.open("rb") as fh:
-                fh.seek(max(0, fh.seek(0, 2) - 4096))
+                fh.seek(max(0, fh.seek(0, 2) - 8192))
                 tail = fh.read().decode(errors="replace")
         except OSError:
             return None
-        for line in reversed(tail.splitlines()):
-            if "DUE TO" in line and f"JOB {job['job_id']}" in line:
-                return line.split("DUE TO", 1)[1].strip(" *").split(",")[0].strip().lower() or None
-        return None
+        pattern = re.compile(rf"\*\*\* (?:JOB|STEP) {re.escape(str(job['job_id']))}(?:\.\S+)? ON \S+ CANCELLED AT \S+ "
+                             r"DUE TO ([^,*]+)")
+        causes = pattern.findall(tail)
+        return causes[-1].strip().lower() if causes else None
+
+
+def time_limit_minutes(text: str) -> int:
+    """``D-HH:MM:SS`` or ``HH:MM:SS`` (the run schema's time limit) in whole minutes, rounded up."""
+    days, _, clock = text.rpartition("-")
+    h, m, sec = (int(x) for x in clock.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + (1 if sec else 0)
+
+
+def sbatch_parameters(cfg: Any, name: str) -> dict[str, Any]:
+    """submitit's sbatch parameters for a run's config (a single job, or every task of an array)."""
+    # SIGUSR2 30 s before the limit (Slurm may send it up to 60 s earlier still): logged by a single
+    # job; a study's array task is requeued by it (slurm_array)
+    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 30}
+    if cfg.partition:
+        params["partition"] = cfg.partition
+    # No limit asked for: none written (submitit would write 5 minutes), the partition's default applies.
+    params["time"] = cfg.time_limit or None
+    if cfg.gpus:
+        params["gpus_per_node"] = cfg.gpus
+    extra = dict(a.split("=", 1) for a in cfg.slurm_arg or [])
+    if extra:
+        params["additional_parameters"] = extra
+    return params
+
+
+def submit_array_of(store: Store, workspace: Path, runs: list[dict[str, Any]], name: str) -> dict[int, str]:
+    """Submit a study's runs as one job array (``slurm_array``); each run's task id. Raises GreentuiError."""
+    from backend.execution.executors.slurm_array import submit_array
+    from backend.schema.runconfig import RunConfig
+
+    logging.getLogger("submitit").setLevel(logging.ERROR)
+    params = sbatch_parameters(RunConfig.from_dict(runs[0]["config"]), name)
+    if params["time"]:  # submitit times a checkpointable task in minutes (when it was signalled: timeout or not)
+        params["time"] = time_limit_minutes(params["time"])
+    try:
+        return submit_array(store, workspace, runs, name, params)
+    except subprocess.CalledProcessError as exc:
+        raise GreentuiError(f"sbatch refused the job array: {_last_line(exc.stderr or exc.output, str(exc))}") from exc
+    except GreentuiError:
+        raise
+    except Exception as exc:  # submitit wraps sbatch failures in several types
+        raise GreentuiError(f"sbatch refused the job array: {_last_line(str(exc), type(exc).__name__)}") from exc
 
 
 def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str:
@@ -350,18 +406,7 @@ def submit(store: Store, workspace: Path, run: dict[str, Any], name: str) -> str
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
     except RuntimeError as exc:
         raise GreentuiError(f"cannot submit to Slurm: {exc}") from exc
-    # SIGUSR2 30 s before the limit (Slurm may send it up to 60 s earlier still): only logged by the job
-    params: dict[str, Any] = {"job_name": name, "cpus_per_task": 1, "signal_delay_s": 30}
-    if cfg.partition:
-        params["partition"] = cfg.partition
-    # No limit asked for: none written (submitit would write 5 minutes), the partition's default applies.
-    params["time"] = cfg.time_limit or None
-    if cfg.gpus:
-        params["gpus_per_node"] = cfg.gpus
-    extra = dict(a.split("=", 1) for a in cfg.slurm_arg or [])
-    if extra:
-        params["additional_parameters"] = extra
-    executor.update_parameters(**params)
+    executor.update_parameters(**sbatch_parameters(cfg, name))
     snap = job_snapshot(store, run)
     try:
         job = executor.submit(run_job, str(workspace), int(run["id"]), snap)
