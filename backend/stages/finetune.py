@@ -317,3 +317,18 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
         "merged_path": str(merged_dir) if merged_dir else None, "spec": asdict(spec),
     }
     return result, report
+
+
+def merge_adapter(model, adapter_dir: Path):
+    """``model`` with the peft LoRA adapter in ``adapter_dir`` merged into its weights (peft's
+    ``merge_and_unload``): what a run evaluated, rebuilt from its saved pruned model and adapter."""
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise GreentuiError(f"the LoRA adapter in {adapter_dir} does not fit this model: "
+                            f"{str(exc).strip().splitlines()[-1][:300]}") from None
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    return merged

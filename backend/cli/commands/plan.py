@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if target:
         cfg = dataclasses.replace(cfg, ratio=target["ratio"])
     result = plan(spec, cfg)
+    from backend.stages.pruning.loadability import for_model
+    result["export"] = for_model(where, spec, cfg, result)
     result["model"] = where
     shipped = Path(where).parent == MODEL_CONFIGS.resolve()
     study = study_model(Path(where).name) if shipped else study_model(args.model)
@@ -110,6 +112,7 @@ def print_plan(p: dict) -> None:
     con.print(t)
     for w in p.get("warnings", []):
         say(con, "warning:", w, style="yellow")
+    print_export(con, p)
     rows = _layer_runs(p)
     if rows and "layers_dropped" not in p:
         lt = Table(title="layers after pruning")
@@ -130,3 +133,37 @@ def _layer_runs(p: dict) -> list[tuple[str, dict]]:
             out.append((str(start) if i - 1 == start else f"{start}-{i - 1}", widths[start]))
             start = i
     return out
+
+
+def print_export(con, p: dict) -> None:
+    """What the result loads with: `greentui export-model` formats, uniform ratios nearby, alignment."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from backend.results.fmt import params as fmt_params
+
+    section = p.get("export")
+    if not section:
+        return
+    t = Table(title="exports (greentui export-model)", show_header=False)
+    f = section["formats"]
+    plain = f["plain"]
+    t.add_row("plain", Text(("yes: " if plain["ok"] else "no: ") + plain["why"]))
+    pad = f["padded"]
+    t.add_row("padded", Text(f"yes: +{fmt_params(pad['params_added'])} parameters ({pad['params_ratio']:.3f}×), "
+                             f"FLOPs/token {pad['flops_ratio']:.3f}× the pruned model's (exact counts)"
+                             if pad["ok"] else f"no: {pad['why']}"))
+    dl = f["decilm"]
+    t.add_row("decilm (vLLM)", Text(f"yes, not verified here (vLLM needs a GPU): +{fmt_params(dl['params_added'])} "
+                                    f"parameters ({dl['params_ratio']:.3f}×) of zero padding"
+                                    if dl["ok"] else f"no: {dl['why']}"))
+    t.add_row("remote-code", Text("always: per-layer widths, loads with trust_remote_code=True"))
+    if section["uniform"]:
+        t.add_row("uniform, every layer pruned", Text("; ".join(
+            f"ratio {u['ratio_text']}: {u['heads']}/{u['kv_heads']} heads, MLP {u['intermediate']}, "
+            f"{fmt_params(u['params_after'])}" for u in section["uniform"])
+            + " (--ignore-first 0 --ignore-last 0; loads as plain)"))
+    for a in section["alignment"]:
+        t.add_row(f"--round-to {a['round_to']}", Text(f"MLP {', '.join(map(str, a['intermediate']))}: "
+                                                      f"{a['params_delta']:+,} parameters"))
+    con.print(t)
