@@ -22,10 +22,11 @@ from pathlib import Path
 
 from .common import REPO, header_lines, machine_info, table_lines
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "DEMO", "FORM", "IMPORT", "STUDY")  # DEMO: `d` to finished demo
-# run (bench/demo_time.py); FORM: `n` on Runs to a usable New-run form (bench/form_open.py); IMPORT: a
+FIGURES = ("P1", "P1X", "P2", "P3", "P4", "P5", "DEMO", "FORM", "IMPORT", "STUDY")  # DEMO: `d` to finished
+# demo run (bench/demo_time.py); FORM: `n` on Runs to a usable New-run form (bench/form_open.py); IMPORT: a
 # 100k-row published table's import against 10 × a 10k-row one (bench/import_table.py); STUDY: the demo
-# study preset to every cell done (bench/study_demo.py)
+# study preset to every cell done (bench/study_demo.py); P1X: exported models (greentui export-model) loaded
+# as users load them, against greentui's loader (bench/p1_export.py)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -62,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size or ("tiny" if quick else "small")
     eval_size = args.eval_size or ("tiny" if quick else "small")
     limit = args.limit or (1 if quick else 5)
-    reps = {"P1": 2 if quick else 5, "P2": 2 if quick else 9, "P3": 1 if quick else 4, "P5": 1 if quick else 2,
-            "FORM": 2 if quick else 9, "IMPORT": 1 if quick else 2}
+    reps = {"P1": 2 if quick else 5, "P1X": 2 if quick else 5, "P2": 2 if quick else 9, "P3": 1 if quick else 4,
+            "P5": 1 if quick else 2, "FORM": 2 if quick else 9, "IMPORT": 1 if quick else 2}
     if args.repeats:
         reps = {k: args.repeats for k in reps}
 
@@ -147,8 +148,21 @@ def main(argv: list[str] | None = None) -> int:
             rows = p1_pruning.run(model(size), repeats=reps["P1"], quick=quick, log=log) + rows
             gc.collect()
 
+        if "P1X" in only:
+            from . import p1_export
+            log("P1x exported models …")
+            rows += p1_export.run(model(size), work, repeats=reps["P1X"], log=log)
+            gc.collect()
+
         order = {f: i for i, f in enumerate(FIGURES)}
-        rows.sort(key=lambda r: order.get(r.figure[:2], order.get(r.figure.upper(), len(order))))
+
+        def rank(r) -> int:  # "P1a1" -> P1, "P1x1a" -> P1X, "DEMO" -> DEMO
+            for key in (r.figure.upper(), r.figure[:3].upper(), r.figure[:2]):
+                if key in order:
+                    return order[key]
+            return len(order)
+
+        rows.sort(key=rank)
         seconds = time.perf_counter() - t_start
         mode = ("--quick" if quick else "full") + (f" --only {args.only}" if only != set(FIGURES) else "")
         text = "\n".join(header_lines(info, mode, seconds) + [""] + table_lines(rows)) + "\n"

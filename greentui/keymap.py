@@ -58,6 +58,8 @@ _KEYS = [
     Key("delete", "delete,D", "delete", "Delete", "Delete the selected runs with their folders (asks first)"),
     Key("requeue", "R", "requeue", "Re-queue", "Queue the run(s) again with the same config"),
     Key("clone", "f", "clone", "Clone", "Open New run filled with this run's config"),
+    Key("export_model", "E", "export_model", "Export model", "Write the run's pruned model for stock "
+        "transformers, pipelines, lm-eval or vLLM (greentui export-model)"),
     Key("pareto", "p", "pareto", "Pareto", "Average accuracy vs average Wh of the model's runs"),
     # Runs
     Key("select", "space", "toggle_select", "Select", "Select or unselect the highlighted run (the cursor "

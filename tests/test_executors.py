@@ -338,6 +338,7 @@ def test_a_job_stopped_by_its_scheduler_resumes_in_its_run_folder(tmp_path, demo
     lines = [e.get("line", "") for e in events[len(first):] if e["kind"] == "log"]
     assert any("reusing the vanilla baseline of this job's attempt before the restart" in x for x in lines)
     assert any("loading it from model/ instead of pruning again" in x for x in lines)
+    assert any("merging its adapter (lora/adapter)" in x for x in lines)  # not trained again
     assert any(x.startswith("pruned: ") and "finished before the restart: kept" in x for x in lines)
     assert [e["kind"] for e in events].count("done") == 1
 

@@ -16,6 +16,7 @@ from backend.workspace import db_path
 from greentui.app import GreentuiApp
 from greentui.keymap import KEYS, SHARED_KEYS, bad_key, check_keymap
 from greentui.screens.compare import CompareScreen
+from greentui.screens.export_model import ExportModelScreen
 from greentui.screens.models import ModelsScreen
 from greentui.screens.new_run import NewRunScreen
 from greentui.screens.queue import QueueScreen
@@ -30,7 +31,7 @@ from .conftest import pause_until
 from .test_tui import seed
 
 OWNERS = [GreentuiApp, RunsScreen, QueueScreen, ModelsScreen, RunDetailScreen, CompareScreen, NewRunScreen,
-          ConfirmScreen, HelpScreen, FoldTitle, StudiesScreen, StudyScreen]
+          ConfirmScreen, HelpScreen, FoldTitle, StudiesScreen, StudyScreen, ExportModelScreen]
 
 
 def every_binding() -> list[tuple[type, Binding]]:

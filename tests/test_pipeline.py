@@ -66,6 +66,9 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
         assert (lm["random_seed"], lm["numpy_seed"], lm["torch_seed"], lm["fewshot_seed"]) == (7, 7, 7, 7)
     lora = json.loads((workspace / f"run-{run_id:05d}" / "lora_report.json").read_text())
     assert lora["spec"]["seed"] == 7 and lora["steps"] == 2
+    saved = json.loads((workspace / f"run-{run_id:05d}" / "model" / "greentui_prune_report.json").read_text())
+    assert saved["lora_merged"] is False  # the model as pruning left it; export-model --merge-lora merges the adapter
+    assert (workspace / f"run-{run_id:05d}" / "lora" / "adapter" / "adapter_model.safetensors").exists()
 
     again = cli("run", model, "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "64",
                 "--importance", "l2", "--no-lora")

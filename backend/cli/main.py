@@ -19,11 +19,12 @@ from backend.errors import GreentuiError
 from backend.text import safe_text
 
 COMMAND_MODULES = ("tui", "ls", "show", "models", "demo_model", "prune", "plan", "run", "queue", "worker",
-                   "export", "import_", "cancel", "rm", "doctor", "study")
+                   "export", "export_model", "import_", "cancel", "rm", "doctor", "study")
 
 
 #: subcommand name -> the module that registers it (module names not listed register their own name)
 _COMMAND_OF = {"demo": "tui", "demo-model": "demo_model", "import": "import_", "resume": "queue",
+               "export-model": "export_model",
                "pause": "queue"}
 
 

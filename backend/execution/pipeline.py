@@ -287,16 +287,12 @@ class _Pipeline:
             self.efficiency(model, tokenizer, "pruned", device)
 
     def prune_and_recover(self, model, tokenizer, device: str, params_before: int):
-        """Prune, recover with LoRA, and save the result into the run folder (``model/``); the model."""
+        """Prune (saved into the run folder's ``model/`` as pruning left it), recover with LoRA (the adapter
+        in ``lora/adapter``); the model."""
         cfg, sink = self.cfg, self.sink
         with self.stage("prune"), self.stage_energy("prune"):
             from backend.stages.prune import PruneConfig, prune_model
-            pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
-                               ignore_last=cfg.ignore_last, round_to=cfg.round_to,
-                               calib_samples=cfg.calib_samples, calib_seq_len=cfg.calib_seq_len,
-                               calib_file=cfg.calib_file, device=device, seed=cfg.seed,
-                               count_rule=cfg.count_rule, target_params=cfg.target_params,
-                               target_ratio=cfg.target_ratio)
+            pcfg = PruneConfig.of(cfg, device=device)
             report = prune_model(model, tokenizer, pcfg, progress=sink.progress_for("prune"))
             for w in report.get("warnings", []):
                 sink.log(f"warning: {w}")
@@ -308,46 +304,65 @@ class _Pipeline:
             if cfg.ppl_limit and not cfg.no_lora:  # what LoRA has to recover, kept beside the final figure
                 self.perplexity(model, tokenizer, "pruned", self.run_id, "prune",
                                 metric="ppl_wikitext2_before_lora", label="pruned, before LoRA,")
-        if not cfg.no_lora:
-            with self.stage("lora"), self.stage_energy("lora"):
-                from backend.stages.finetune import LoraSpec, finetune_lora
-                spec = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                                steps=cfg.lora_steps, epochs=cfg.lora_epochs, lr=cfg.lora_lr,
-                                batch_size=cfg.lora_batch_size, cutoff_len=cfg.lora_cutoff_len,
-                                data=cfg.lora_data, seed=cfg.seed, merge=True)
-                model, lora_report = finetune_lora(
-                    model, tokenizer, spec, self.folder / "lora", device=device,
-                    progress=sink.progress_for("lora"), on_loss=lambda d: sink.emit("loss", **d))
-                (self.folder / "lora_report.json").write_text(json.dumps(lora_report, indent=2, default=str))
-                if lora_report.get("eval_loss_after") is not None:
-                    self.store.save_metric(self.run_id, "pruned", "lora_eval_loss", lora_report["eval_loss_after"])
+        # The pruned model as pruning left it; LoRA's adapter is saved apart (lora/adapter), so
+        # `greentui export-model --merge-lora` merges it with peft (or exports the model without it)
+        # and a restarted attempt merges it instead of training again.
         from backend.stages.model_io import save_model
         discard_partial_model(self.folder / "model")
         save_model(model, tokenizer, self.folder / "model",
-                   report={"run_id": self.run_id, "config": cfg.to_dict()})
+                   report={"run_id": self.run_id, "config": cfg.to_dict(), "lora_merged": False})
+        if not cfg.no_lora:
+            model = self.recover(model, tokenizer, device)
         return model, tokenizer
 
+    def recover(self, model, tokenizer, device: str):
+        """The LoRA stage: train the adapter (saved in lora/adapter), return the merged model."""
+        cfg, sink = self.cfg, self.sink
+        with self.stage("lora"), self.stage_energy("lora"):
+            from backend.stages.finetune import LoraSpec, finetune_lora
+            spec = LoraSpec.of(cfg, merge=True)
+            model, lora_report = finetune_lora(
+                model, tokenizer, spec, self.folder / "lora", device=device,
+                progress=sink.progress_for("lora"), on_loss=lambda d: sink.emit("loss", **d))
+            (self.folder / "lora_report.json").write_text(json.dumps(lora_report, indent=2, default=str))
+            if lora_report.get("eval_loss_after") is not None:
+                self.store.save_metric(self.run_id, "pruned", "lora_eval_loss", lora_report["eval_loss_after"])
+        return model
+
     def saved_model_ready(self) -> bool:
-        """True when an earlier attempt of this run saved its pruned, recovered model whole (the report
-        is the last file ``save_model`` writes)."""
+        """True when an earlier attempt of this run saved its pruned model whole (the report is the last
+        file ``save_model`` writes)."""
         from backend.stages.model_io import REPORT
         return (self.folder / "model" / REPORT).is_file()
 
     def load_saved_model(self, device: str):
-        """The earlier attempt's pruned and recovered model, loaded instead of pruning again: the tasks it
+        """The earlier attempt's pruned model, loaded instead of pruning again, then its LoRA adapter merged
+        (or, when that attempt stopped before the adapter was whole, LoRA trained again): the tasks it
         evaluated and the ones left are then measured on the same weights."""
-        from backend.stages.model_io import load_model
+        from backend.stages.model_io import REPORT, load_model
         saved = self.folder / "model"
         with self.stage("prune"):
-            self.sink.log("an earlier attempt of this run pruned the model (and recovered it with LoRA): "
-                          "loading it from model/ instead of pruning again")
+            self.sink.log("an earlier attempt of this run pruned the model: loading it from model/ instead of "
+                          "pruning again")
             model, tokenizer = load_model(saved, device=device, gpus=self.gpus(device),
                                           trust_remote_code=self.cfg.trust_remote_code)
             self.watch.attach(model)
             self.store.update_run(self.run_id, params_after=sum(p.numel() for p in model.parameters()))
-        if not self.cfg.no_lora:
+        if self.cfg.no_lora:
+            return model, tokenizer
+        # a folder saved before the adapter was kept apart holds the merged model
+        merged = json.loads((saved / REPORT).read_text()).get("lora_merged") is not False
+        adapter = self.folder / "lora" / "adapter"
+        if merged:
             with self.stage("lora"):
                 self.sink.log("LoRA recovery: done by the earlier attempt (merged into model/)")
+        elif (self.folder / "lora_report.json").is_file() and (adapter / "adapter_model.safetensors").is_file():
+            with self.stage("lora"):
+                from backend.stages.finetune import merge_adapter
+                self.sink.log("LoRA recovery: done by the earlier attempt; merging its adapter (lora/adapter)")
+                model = merge_adapter(model, adapter)  # the same module: the cancel hook stays
+        else:
+            model = self.recover(model, tokenizer, device)
         return model, tokenizer
 
     def baseline(self, model, tokenizer, model_ref: str, device: str) -> None:

@@ -30,6 +30,11 @@ RULES: tuple[str, ...] = ("torch-pruning", "llm-pruner", "param-share")
 DEFAULT_RULE = "torch-pruning"
 #: The rule greentui counted with before the choice existed: runs recorded without a rule used it.
 LEGACY_RULE = "param-share"
+#: ``greentui export-model --format``: how a pruned model leaves greentui (``backend.stages.model_export``).
+#: auto = plain when every layer has one width a stock config can state, else remote-code.
+EXPORT_FORMATS: tuple[str, ...] = ("auto", "plain", "remote-code", "padded", "decilm")
+#: ``greentui export-model --dtype``: the exported weights' precision (default: the source's own).
+EXPORT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp32")
 #: How long the demo run takes, in the one phrase the README, the Demo key's tooltip, the empty Runs
 #: screen, the demo's toast and ``greentui demo --help`` quote. Measured with bench/demo_time.py
 #: (bench/RESULTS.md): 22.8 s and 29.4 s wall on a quiet 2-core machine; 404 s and 422 s on the same

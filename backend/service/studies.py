@@ -5,8 +5,8 @@
 
 1. **Checks everything before it records anything.** The file is parsed and every cell's config is
    checked by the run schema (``backend.schema.study``); then each cell as ``queue`` would check it
-   (``runs.check_run``: model, data files, target size) — a refusal names the key and the cell, and
-   no run is recorded.
+   (``preflight.check_run``: the model's files, layers kept, data files, target size…) — a refusal
+   names the key and the cell, and nothing is recorded.
 2. **Shares one vanilla baseline per model.** Cells of one model whose vanilla evaluation would be
    the same (the baseline key: model, limit, few-shot, data, device, …) share one baseline run. It is
    queued first, and its cells wait for it (``runs.after_run_id``): on a runner with several slots the
@@ -259,7 +259,8 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
     """Record the study and queue its cells without a finished or pending run (see the module
     docstring); start the runner (locally) or submit one job array (Slurm)."""
     from backend.execution.supervisor import recover_stale_runs
-    from backend.service.runs import apply_workspace_defaults, check_run
+    from backend.service.preflight import check_run, register_model_of
+    from backend.service.runs import apply_workspace_defaults
     if array_parallelism is not None or spec.array_parallelism is not None:
         spec.array_parallelism = array_parallelism or spec.array_parallelism
 
@@ -268,14 +269,15 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
     for cell in cells:
         apply_workspace_defaults(cell.config, workspace)
     _check_executors(workspace, spec, cells)
-    # every check before anything is recorded: each cell as `queue` checks a run
-    model_ids: dict[str, int] = {}
+    # every check before anything is recorded (the models too): each cell as `queue` checks a run
+    checked = {}
     for cell in cells:
         try:
-            model_ids[cell.key] = check_run(store, cell.config)
+            checked[cell.key] = check_run(store, cell.config, executor=False)
         except SettingError as exc:
             raise StudyError(spec.where(exc.field) if exc.field != "model" else "study.models", exc.reason,
                              cell) from None
+    model_ids = {key: register_model_of(store, c) for key, c in checked.items()}
     recover_stale_runs(store)
     study_id = store.studies.save(spec.name, spec.text, preset=preset, source=source,
                                   array_parallelism=spec.array_parallelism)

@@ -47,7 +47,7 @@ def stages_for(run: dict[str, Any]) -> list[str]:
 
 
 class RunDetailScreen(WatchingScreen):
-    BINDINGS = [binding(i) for i in ("back", "compare", "cancel_run", "requeue", "clone")]
+    BINDINGS = [binding(i) for i in ("back", "compare", "cancel_run", "requeue", "clone", "export_model")]
 
     def __init__(self, run_id: int) -> None:
         super().__init__()
@@ -344,6 +344,16 @@ class RunDetailScreen(WatchingScreen):
 
     def action_clone(self) -> None:
         self.app.clone_run(self.run_id)
+
+    def action_export_model(self) -> None:
+        run = self.app.store.runs.get(self.run_id)
+        if run is None or run["kind"] != "experiment" or run["status"] in ("queued", "running"):
+            why = ("it has not finished" if run and run["status"] in ("queued", "running")
+                   else "it pruned nothing")
+            self.notify(f"run {self.run_id} has no pruned model to export ({why})", severity="warning")
+            return
+        from .export_model import ExportModelScreen
+        self.app.push_screen(ExportModelScreen(run))
 
     def action_requeue(self) -> None:
         try:

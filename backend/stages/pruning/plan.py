@@ -276,7 +276,7 @@ def brief(model_ref: str, cfg: PruneConfig, target_params: str | int | None = No
           target_ratio: float | None = None) -> list[str]:
     """A few lines of the plan for the New-run form (read-only panel). Raises GreentuiError with a
     one-line reason when there is nothing to plan (no local config, bad option)."""
-    spec, _ = read_spec(model_ref)
+    spec, where = read_spec(model_ref)
     target = resolve_target(spec, cfg, target_params, target_ratio)
     if target:
         cfg = dataclasses.replace(cfg, ratio=target["ratio"])
@@ -299,6 +299,8 @@ def brief(model_ref: str, cfg: PruneConfig, target_params: str | int | None = No
                                  for h, kv, c in kinds))
     lines.append("loads with plain from_pretrained" if p["loads_with"] == "from_pretrained"
                  else "loads with greentui's per-layer manifest")
+    from backend.stages.pruning import loadability
+    lines.extend(loadability.lines(loadability.for_model(where, spec, cfg, p)))
     lines.extend(f"warning: {w}" for w in p["warnings"])
     return lines
 
