@@ -173,13 +173,13 @@ def test_text_file_and_default_data(llama_dir, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(r=0), "rank r must be a positive integer"),
-    (dict(steps=0), "steps must be a positive integer"),
-    (dict(lr=0.0), "learning rate must be positive"),
-    (dict(steps=10, epochs=1.0), "either steps or epochs"),
-    (dict(epochs=-1.0), "epochs must be positive"),
+    (dict(r=0), "--lora-r: LoRA rank must be 1 or more"),  # the run schema's rules, naming the setting
+    (dict(steps=0), "--lora-steps: LoRA steps must be 1 or more"),
+    (dict(lr=0.0), "--lora-lr: learning rate must be positive"),
+    (dict(steps=10, epochs=1.0), "--lora-steps: give LoRA steps or epochs, not both"),
+    (dict(epochs=-1.0), "--lora-epochs: LoRA epochs must be positive"),
     (dict(batch_size=8, micro_batch_size=3), "not a multiple of micro_batch_size"),
-    (dict(dropout=1.0), "dropout"),
+    (dict(dropout=1.0), "--lora-dropout: LoRA dropout must be 0 or more and below 1"),
     (dict(data="/nonexistent/dir/data.jsonl"), "data.jsonl not found"),
 ])
 def test_bad_spec_values(kwargs, message):

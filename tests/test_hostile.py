@@ -400,7 +400,9 @@ def test_read_only_commands_on_an_empty_folder_create_no_store(cli, tmp_path):
 
 # ------------------------------------------------------------------------------------------ runs
 
-LLAMA_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 4}
+LLAMA_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 4,
+                "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
+                "vocab_size": 512}
 
 
 def test_trust_recorded_is_the_trust_used(cli, workspace, tmp_path):

@@ -139,13 +139,17 @@ async def test_clone_from_runs(tmp_path: Path) -> None:
 
 
 async def test_checks_against_the_models_layers_and_size(tmp_path: Path) -> None:
-    """ignore 4/4 on the 6-layer model is an error under its field (with the label); a big model with
-    limit all and 200 LoRA steps gets warnings, not errors."""
+    """The study's ignore 4/4 on the 6-layer model is clamped, with the note every caller shows; 3/3 leaves
+    nothing to prune and is an error under its field; a big model with limit all and 200 LoRA steps gets
+    warnings, not errors."""
     six = model(tmp_path)
     assert model_size(str(six))[0] == 6
     errors, warnings = model_checks(RunConfig(model=str(six)), model_size(str(six)))
-    assert "ignore_first" in errors and "of the model's 6" in errors["ignore_first"] and not warnings
-    assert model_checks(RunConfig(model=str(six), ignore_first=3, ignore_last=2), model_size(str(six)))[0] == {}
+    assert errors == {} and warnings == ["the model has 6 layers: the study's ignore first/last of 4 is clamped "
+                                         "to 2 so that layers are left to prune"]
+    errors, _ = model_checks(RunConfig(model=str(six), ignore_first=3, ignore_last=3), model_size(str(six)))
+    assert "of the model's 6 layers: nothing would be left to prune" in errors["ignore_first"]
+    assert model_checks(RunConfig(model=str(six), ignore_first=3, ignore_last=2), model_size(str(six))) == ({}, [])
     big = model(tmp_path, "big", hidden_size=4096, intermediate_size=11008, num_attention_heads=32,
                 num_key_value_heads=8, head_dim=128, num_hidden_layers=32, vocab_size=32000)
     errors, warnings = model_checks(RunConfig(model=str(big)), model_size(str(big)))
@@ -156,10 +160,14 @@ async def test_checks_against_the_models_layers_and_size(tmp_path: Path) -> None
         app.action_new_run(model=str(six))
         await pilot.pause()
         form = app.screen
-        problems = form.validate()
-        assert "ignore_first" in problems
+        assert form.validate() == {}
+        assert "clamped to 2" in str(form.query_one("#form-advice", Static).render())
+        form.query_one("#f-ignore_first", Input).value = "3"
+        form.query_one("#f-ignore_last", Input).value = "3"
+        await pilot.pause()
+        assert "ignore_first" in form.validate()
         label = form.query_one("#err-ignore_first", Label)
-        assert label.display and "no prunable layer" in str(label.render())
+        assert label.display and "nothing would be left to prune" in str(label.render())
         assert "ignore first" in str(form.query_one("#form-summary", Static).render())
         form.query_one("#f-model", Input).value = str(big)
         await pilot.pause()
@@ -272,7 +280,7 @@ async def test_the_plan_and_estimate_fill_in_after_the_form_is_usable(tmp_path: 
         panel = form.query_one(PlanPanel)
         assert panel.lines == [] and "computing…" in str(panel.render())
         assert "time estimate: computing…" in str(form.query_one("#form-advice", Static).render())
-        assert "no prunable layer" in str(form.query_one("#err-ignore_first", Label).render())
+        assert "clamped to 2" in str(form.query_one("#form-advice", Static).render())
         await pilot.press("2")  # typing goes into the focused field (the model) while the plan waits
         await pilot.pause()
         assert form.query_one("#f-model", Input).value.endswith("2")

@@ -27,10 +27,12 @@ from backend.execution.supervisor import (
 )
 from backend.schema.tasks import bundled_data_dir
 from backend.store import Store
+from backend.workspace import PACKAGE_DATA
 
 from .conftest import ROOT, wait_for
 
 DATA = str(bundled_data_dir())
+
 TINY = ["--no-prune", "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "0",
         "--no-energy", "--device", "cpu"]
 
@@ -73,7 +75,8 @@ def test_a_foreground_run_refuses_a_busy_device_and_records_nothing(cli, workspa
     held = acquire(workspace, resolve_devices("cpu"))
     held.note(run=99, pid=os.getpid())
     try:
-        proc = cli("run", "org/any-model", *TINY)  # refused before the model is even looked up
+        # the inputs are checked first (a wait for the device must not end in a refusal they could give)
+        proc = cli("run", str(PACKAGE_DATA / "demo-model"), *TINY)
     finally:
         held.release()
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -51,15 +51,42 @@ def test_every_default_round_trips_through_its_text():
 def test_one_ratio_parser_for_run_and_prune():
     run = subparser("run").parse_args(["m", "--prune-ratio", "2/7"])
     prune = subparser("prune").parse_args(["m", "--out", "x", "--ratio", "2/7", "--target-ratio", "1/2"])
-    assert run.prune_ratio == prune.ratio == pytest.approx(2 / 7) and prune.target_ratio == 0.5
+    assert run.prune_ratio == prune.prune_ratio == pytest.approx(2 / 7) and prune.target_ratio == 0.5
 
 
-def test_prune_defaults_are_the_schemas():
-    args = subparser("prune").parse_args(["m", "--out", "x"])
-    assert (args.method, args.ratio) == (SETTING["importance"].default, SETTING["prune_ratio"].default)
-    for name in ("round_to", "calib_samples", "calib_seq_len", "seed"):
-        assert getattr(args, name) == SETTING[name].default, name
-    assert args.ignore_first is None  # the study's 4, clamped on shallow models by backend.stages.prune
+@pytest.mark.parametrize("command", ["run", "queue", "prune", "plan"])
+def test_one_flag_name_per_setting_on_every_command(command):
+    """#19.1: a setting has the same flag (and the same aliases) on every command that takes it, so a
+    command line's pruning options can be copied from queue to plan; the old spellings still parse."""
+    p = subparser(command)
+    offered = {a.dest: set(a.option_strings) for a in p._actions if a.dest in SETTING and a.option_strings}
+    assert offered, command
+    for name, flags in offered.items():
+        s = SETTING[name]
+        assert flags == {s.flag, *s.aliases}, (command, name, flags)
+    if command in ("prune", "plan"):
+        assert {"importance", "prune_ratio", "count_rule", "ignore_first", "ignore_last", "round_to",
+                "target_params", "target_ratio", "calib_seq_len"} <= set(offered)
+        extra = ["--out", "x"] if command == "prune" else []
+        old = p.parse_args(["m", *extra, "--method", "l1", "--ratio", "0.25"])
+        new = p.parse_args(["m", *extra, "--importance", "l1", "--prune-ratio", "0.25"])
+        assert (old.importance, old.prune_ratio) == (new.importance, new.prune_ratio) == ("l1", 0.25)
+
+
+def test_prune_and_plan_build_their_pruning_view_from_the_run_schema():
+    """The pruning view is derived from the RunConfig the options describe: its defaults are the
+    schema's, and a refused value is refused by the schema's rule, naming the flag ``run`` uses."""
+    from backend.cli.commands.plan import config_from_args
+    from backend.stages.pruning.spec import RUN_FIELDS, PruneConfig
+    pcfg = config_from_args(subparser("prune").parse_args(["m", "--out", "x"]))
+    assert pcfg == PruneConfig.of(RunConfig(model="m"))
+    for field, name in RUN_FIELDS.items():
+        assert getattr(pcfg, field) == SETTING[name].default, name
+    with pytest.raises(SettingError, match="^--calib-seq-len: need 8 or more"):
+        config_from_args(subparser("plan").parse_args(["m", "--calib-seq-len", "4"]))
+    with pytest.raises(SettingError) as bad:
+        config_from_args(subparser("plan").parse_args(["m", "--ratio", "1.5"]))
+    assert bad.value.field == "prune_ratio" and str(bad.value).startswith("--prune-ratio: ratio must be")
 
 
 def test_config_from_args_flags_aliases_and_unset_by():

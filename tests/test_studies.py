@@ -133,12 +133,24 @@ def test_dry_run_shows_cells_and_planned_sizes_and_queues_nothing(cli, workspace
 
 
 def test_the_greenpruning_preset_plans_offline_beside_the_papers_sizes(cli, workspace):
+    """The study's seven models (the registry's one list), planned from their shipped config.json
+    files with no hub and no weights, each beside the size the paper prints."""
+    from backend.results.fmt import params
+    from backend.schema.study_models import STUDY_MODELS
+    from backend.service.studies import load_study, plan_study
     proc = cli("study", "run", "--preset", "greenpruning", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    row = next(line for line in lines if "meta-llama/Llama-3.1-8B" in line and "pruned" in line)
-    assert "8.03B" in row and "6.42B" in row and "6.4B" in row
     assert "14 of 14 cells would be queued (7 shared vanilla baselines)" in proc.stdout
+    plan = plan_study(None, load_study(preset="greenpruning"))
+    pruned = {cp.cell.model: cp for cp in plan.cells if not cp.cell.baseline}
+    assert list(pruned) == [m.hf_id for m in STUDY_MODELS]
+    for m in STUDY_MODELS:
+        cp = pruned[m.hf_id]
+        assert cp.params_before == m.params and cp.plan_note == "shipped config"
+        assert cp.cell.config.prune_ratio == 2 / 7 and (cp.cell.config.ignore_first, cp.cell.config.ignore_last) == (4, 4)
+        row = next(line for line in proc.stdout.splitlines() if m.hf_id in line and "pruned" in line)
+        assert params(cp.params_after) in row and f"{m.paper_pruned_params / 1e9:.1f}B" in row
+    assert params(pruned["meta-llama/Llama-3.1-8B"].params_after) == "6.42B"
 
 
 # ------------------------------------------------------------------------------ the answer
@@ -275,3 +287,19 @@ def test_a_report_never_writes_into_a_run_folder_or_a_folder_of_other_files(cli,
     proc = cli("study", "report", "grid", "--out", str(busy))
     assert proc.returncode == 2 and "holds other files (no report.md); pass --force" in proc.stderr
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+
+def test_the_report_sets_an_imported_papers_rows_beside_the_reproduction(cli, workspace, store, known, tmp_path):
+    table = tmp_path / "paper.csv"
+    table.write_text("model,variant,BoolQ,PIQA\nSix-Layers,vanilla,61.0,71.0\nSix-Layers,pruned,58.0,69.0\n")
+    proc = cli("import", "--table", str(table), "--metric", "acc", "--source", "Paper T1")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "report"
+    assert cli("study", "report", "grid", "--out", str(out)).returncode == 0
+    import csv
+    rows = list(csv.DictReader((out / "tables" / "table1-accuracy.csv").open()))
+    paper = [r for r in rows if r["Cell"].startswith("paper:")]
+    assert [(r["Cell"], r["BoolQ"], r["PIQA"]) for r in paper] == [("paper: vanilla", "0.610", "0.710"),
+                                                                   ("paper: pruned", "0.580", "0.690")]
+    assert paper[1]["Ratio (95 % CI)"].startswith("0.962")
+    assert rows.index(paper[0]) < next(i for i, r in enumerate(rows) if r["Cell"] == "vanilla")

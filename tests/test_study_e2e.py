@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,36 @@ def test_a_2x2_study_on_slurm_is_one_job_array(cli_subprocess, slurm_ws, demo_mo
     _check_answer(ws, "slurm2x2")
     again = cli("study", "run", path)
     assert again.returncode == 0 and "nothing to queue (5 done)" in again.stdout
+
+
+def test_an_array_task_signalled_before_its_limit_is_requeued_and_resumes(  # noqa: F811
+        cli_subprocess, slurm_ws, demo_model_dir, tmp_path):  # noqa: F811
+    """Slurm signals a task (SIGUSR2) before its time limit: submitit requeues it (``scontrol requeue``)
+    and the run resumes in its folder, keeping what it finished; here the signal is sent by hand at the
+    evaluation, as Slurm would send it ``signal_delay_s`` before the limit."""
+    cli, ws = cli_subprocess, slurm_ws
+    f = Path(study_file(tmp_path, str(demo_model_dir("llama")), "one",
+                        extra='executor = "slurm"\ntime_limit = "00:30:00"\n'))
+    f.write_text(f.read_text().replace('importance = ["taylor", "l1"]\nprune_ratio = ["1/7", "2/7"]\n',
+                                       'importance = ["taylor"]\n')
+                 .replace('tasks = ["boolq"]', 'tasks = ["boolq", "piqa", "arc_easy"]'))
+    assert cli("study", "run", str(f)).returncode == 0
+
+    def evaluating():
+        with Store(ws / "greentui.db") as s:
+            cell = next(c for c in _cells(ws, "one") if not c["baseline"])
+            job = s.jobs.get(cell["run_id"]) if cell["run_id"] else None
+            started = [e for e in s.events.list(cell["run_id"], kinds=["stage_start"])] if cell["run_id"] else []
+            if job and job["job_id"] and any(e["payload"]["stage"] == "evaluate" for e in started):
+                return cell["run_id"], job["job_id"]
+        return None
+    run_id, task = wait_for(evaluating, 900, "the cell's task to evaluate")
+    subprocess.run(["scancel", "--signal=USR2", task], check=True, capture_output=True)
+    wait_for(lambda: all(c["status"] in FINAL for c in _cells(ws, "one")), 1200, "the requeued task to end")
+    with Store(ws / "greentui.db") as s:
+        assert s.runs.get(run_id)["status"] == "done", s.runs.get(run_id)["error"]
+        lines = [e["payload"].get("line", "") for e in s.events.list(run_id, kinds=["log"])]
+        assert any("requeued to resume in this run folder" in line for line in lines), lines
+        assert s.jobs.get(run_id)["restarts"] >= 1
+        assert any("loading it from model/ instead of pruning again" in line for line in lines)
+        assert sorted(r["task"] for r in s.results.task_results(run_id, "pruned")) == ["arc_easy", "boolq", "piqa"]

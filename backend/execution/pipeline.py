@@ -292,12 +292,7 @@ class _Pipeline:
         cfg, sink = self.cfg, self.sink
         with self.stage("prune"), self.stage_energy("prune"):
             from backend.stages.prune import PruneConfig, prune_model
-            pcfg = PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
-                               ignore_last=cfg.ignore_last, round_to=cfg.round_to,
-                               calib_samples=cfg.calib_samples, calib_seq_len=cfg.calib_seq_len,
-                               calib_file=cfg.calib_file, device=device, seed=cfg.seed,
-                               count_rule=cfg.count_rule, target_params=cfg.target_params,
-                               target_ratio=cfg.target_ratio)
+            pcfg = PruneConfig.of(cfg, device=device)
             report = prune_model(model, tokenizer, pcfg, progress=sink.progress_for("prune"))
             for w in report.get("warnings", []):
                 sink.log(f"warning: {w}")
@@ -325,10 +320,7 @@ class _Pipeline:
         cfg, sink = self.cfg, self.sink
         with self.stage("lora"), self.stage_energy("lora"):
             from backend.stages.finetune import LoraSpec, finetune_lora
-            spec = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                            steps=cfg.lora_steps, epochs=cfg.lora_epochs, lr=cfg.lora_lr,
-                            batch_size=cfg.lora_batch_size, cutoff_len=cfg.lora_cutoff_len,
-                            data=cfg.lora_data, seed=cfg.seed, merge=True)
+            spec = LoraSpec.of(cfg, merge=True)
             model, lora_report = finetune_lora(
                 model, tokenizer, spec, self.folder / "lora", device=device,
                 progress=sink.progress_for("lora"), on_loss=lambda d: sink.emit("loss", **d))

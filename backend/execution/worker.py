@@ -37,12 +37,9 @@ def workspace_cpu_slots(store: Store) -> int:
     written by ``greentui worker --cpu-slots N --save``; else 1 (two CPU runs at once would each
     be charged for the other's energy).
     """
-    from backend.schema.wsconfig import CONFIG_NAME, load_workspace_config
-    table = load_workspace_config(store.path.parent).get("runner", {})
-    value = table.get("cpu_slots") if isinstance(table, dict) else None
+    from backend.schema.wsconfig import runner_defaults
+    value = runner_defaults(store.path.parent).get("cpu_slots")  # checked with the file's schema
     if value is not None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise GreentuiError(f"{store.path.parent / CONFIG_NAME}: runner.cpu_slots must be an integer >= 1")
         return value
     raw = store.settings.get(CPU_SLOTS_SETTING, "1") or "1"
     return max(1, int(raw)) if raw.isdigit() else 1
@@ -173,6 +170,17 @@ def build_executors(ctx: RunnerContext, names: list[str]) -> list[Dispatcher]:
     return out
 
 
+def fail_waiting_runs(store: Store, executors: list[str], reason: str) -> list[int]:
+    """Fail the queued runs these executors would take, with ``reason``: a runner that cannot start
+    must not leave them ``queued`` forever with nobody to tell why."""
+    failed = []
+    for run in store.queue.candidates():
+        if (run.get("config") or {}).get("executor", "local") in executors:
+            store.runs.finish(run["id"], "failed", reason)
+            failed.append(run["id"])
+    return failed
+
+
 def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_slots: int | None = None,
                executors: list[str] | None = None) -> int:
     """Drain the queue over every free slot; return the number of runs launched.
@@ -182,7 +190,12 @@ def run_worker(workspace: Path, device: str = "auto", once: bool = False, cpu_sl
     this one was exiting is either seen here or finds no runner and starts one.
     """
     store = open_store(workspace)
-    slots = cpu_slots or workspace_cpu_slots(store)
+    try:
+        slots = cpu_slots or workspace_cpu_slots(store)
+    except GreentuiError as exc:  # a greentui.toml made bad after the runs were queued: say so, end them
+        fail_waiting_runs(store, executors or ["local"], f"the runner could not start: {exc}")
+        store.close()
+        raise
     launched = 0
     try:
         recover_stale_runs(store)

@@ -54,7 +54,7 @@ def study_tables(ans: StudyAnswer, references: dict[str, list[StudyRow]] | None 
     """Table 1 and Table 2 (per model: the paper's rows when imported, vanilla, each cell)."""
     out = []
     for metric, title, digits in (("acc", "Table 1 — accuracy per task", 3), ("wh", "Table 2 — energy per task (Wh)", 4)):
-        header = ["Model", "Cell", "Run", *[task_label(t) for t in ans.tasks], "Avg", "Ratio [95 % CI]"]
+        header = ["Model", "Cell", "Run", *[task_label(t) for t in ans.tasks], "Avg", "Ratio (95 % CI)"]
         rows = []
         for m in ans.models:
             for ref in (references or {}).get(m.model_ref, []):
@@ -168,16 +168,22 @@ def _norm(name: str) -> str:
 
 
 def reference_rows(store: Store, ans: StudyAnswer) -> dict[str, list[StudyRow]]:
-    """The imported published tables' rows (``kind = reference``) of each study model, matched by
-    name (the HF id's last part, case and punctuation aside), vanilla and pruned with their ratios."""
+    """The imported published tables' rows (``kind = reference``) of each study model, vanilla and
+    pruned with their ratios. A row matches a model by name, case and punctuation aside: the paper's
+    name of one of the study's seven (``Mistral-7.2B`` is ``mistralai/Mistral-7B-v0.3``, from
+    ``schema.study_models``), or the last part of the model's HF id or folder (``import --table
+    --rename`` maps any other spelling)."""
     from backend.results.study import _pair, _row
+    from backend.schema.study_models import study_model
     wanted = {_norm(m.model_ref): m for m in ans.models}
     wanted.update({_norm(m.model): m for m in ans.models})
     out: dict[str, list[StudyRow]] = {}
     for r in store.runs.list(limit=100_000, descending=False):
         if r["kind"] != "reference":
             continue
-        m = wanted.get(_norm(r.get("model_name") or ""))
+        name = r.get("model_name") or ""
+        known = study_model(name)
+        m = wanted.get(_norm(known.hf_id if known else name))
         if m is None:
             continue
         run = store.runs.get(r["id"])

@@ -63,6 +63,7 @@ from backend.schema.settings import (
     Setting,
     SettingError,
     at_least,
+    in_range,
     one_of,
     parse_list,
     positive,
@@ -77,6 +78,41 @@ IMPORTANCES = METHODS  # the run setting is called "importance"; the values are 
 GROUPS = ("model", "pruning", "LoRA recovery", "evaluation", "energy", "machine", "executor")
 #: A line under a group's heading (CLI --help and the form), where the group needs one.
 GROUP_NOTES = {"executor": "where the run executes; Slurm defaults come from the workspace's greentui.toml"}
+
+
+#: The study leaves its first and last 4 decoder layers whole (LLM-Pruner's block range).
+STUDY_IGNORE = 4
+
+
+def layers_kept(ignore_first: int, ignore_last: int, num_layers: int) -> tuple[int, int, str | None]:
+    """THE rule for the layers kept whole, for a model of ``num_layers`` decoder layers: the pruner, the
+    planner (``greentui plan``, the New-run plan panel), the form's field check and ``run``/``queue``
+    all call this one function, so each says the same thing.
+
+    * The study's 4 (the default) on a model too shallow for it is clamped to ``min(4, (layers - 2) // 2)``,
+      so that at least two layers are pruned; the note returned says so, and every caller shows it.
+    * Any other value is honoured as given; one that leaves no layer to prune is refused
+      (``SettingError`` naming the setting), as is a model whose config.json has no decoder layer.
+
+    Returns (ignore_first, ignore_last, note or None).
+    """
+    if num_layers < 1:
+        raise SettingError("model", f"config.json says the model has {num_layers} decoder layers: there is "
+                                    "nothing to prune")
+    note = None
+    first, last = ignore_first, ignore_last
+    if STUDY_IGNORE in (first, last):
+        cap = max(0, min(STUDY_IGNORE, (num_layers - 2) // 2))
+        if cap < STUDY_IGNORE:
+            first = cap if first == STUDY_IGNORE else first
+            last = cap if last == STUDY_IGNORE else last
+            note = (f"the model has {num_layers} layers: the study's ignore first/last of {STUDY_IGNORE} is "
+                    f"clamped to {cap} so that layers are left to prune")
+    if first + last >= num_layers:
+        field = "ignore_first" if first >= last else "ignore_last"
+        raise SettingError(field, f"ignore first {first} + ignore last {last} leave none of the model's "
+                                  f"{num_layers} layers: nothing would be left to prune")
+    return first, last, note
 
 
 # ---------------------------------------------------------------------------------- rules
@@ -160,9 +196,34 @@ def _existing_dir(value: str | None, cfg: "RunConfig") -> str | None:
     return None
 
 
-def _existing_file(value: str | None, cfg: "RunConfig") -> str | None:
-    if value and not Path(value).expanduser().is_file():
+#: How much of a text file its check reads (enough to tell text from binary, not the whole corpus).
+TEXT_SAMPLE_BYTES = 64 * 1024
+
+
+def _text_file(value: str | None, cfg: "RunConfig") -> str | None:
+    """A file that exists, is a regular file (not /dev/zero or a FIFO), holds something, and is UTF-8
+    text: what the calibration reads, checked on its first 64 KiB before anything is queued."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
         return f"no such file: {value}"
+    if not path.is_file():
+        return f"{value} is not a regular file"
+    try:
+        with path.open("rb") as fh:
+            sample = fh.read(TEXT_SAMPLE_BYTES)
+    except OSError as exc:
+        return f"cannot read {value}: {exc.strerror or exc}"
+    import codecs
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(sample, final=len(sample) < TEXT_SAMPLE_BYTES)
+    except UnicodeDecodeError as exc:
+        return f"{value} is not UTF-8 text (byte {exc.start} is {sample[exc.start:exc.start + 1]!r})"
+    if "\x00" in text:
+        return f"{value} is not text (it holds NUL bytes)"
+    if not text.strip():
+        return f"{value} is empty" if not sample else f"{value} holds only white space"
     return None
 
 
@@ -251,6 +312,21 @@ def _slurm_args(value: Any, cfg: "RunConfig") -> str | None:
     return None
 
 
+def _ppl_tokens(value: Any, cfg: "RunConfig") -> str | None:
+    if value not in (None, 0) and value < 2:  # 0 (or empty) skips perplexity
+        return "perplexity tokens must be 2 or more (0 skips perplexity)"
+    return None
+
+
+COUNTRY = re.compile(r"^[A-Z]{3}$")
+
+
+def _country(value: Any, cfg: "RunConfig") -> str | None:
+    if not COUNTRY.match(str(value)):
+        return f"country must be an ISO 3166 alpha-3 code such as USA, FRA or DEU (got {value!r})"
+    return None
+
+
 def _ppl_limit(text: str) -> int | None:
     from backend.schema.settings import parse_int
     n = parse_int(text)
@@ -271,12 +347,14 @@ class RunConfig:
                               group="pruning", aliases=("--method",), widget="select", choices=METHODS,
                               check=one_of(METHODS, "method"), when=_pruning, essential=True)
     prune_ratio: float = setting(2 / 7, label="prune ratio", help="fraction of parameters to remove, e.g. 2/7 "
-                                 "or 0.25", group="pruning", type="ratio", check=_ratio, when=_pruning,
-                                 essential=True)
-    ignore_first: int = setting(4, label="ignore first", help="leading layers kept whole", group="pruning",
-                                check=at_least(0), when=_pruning, essential=True)
-    ignore_last: int = setting(4, label="ignore last", help="trailing layers kept whole", group="pruning",
-                               check=at_least(0), when=_pruning, essential=True)
+                                 "or 0.25", group="pruning", type="ratio", aliases=("--ratio",), check=_ratio,
+                                 when=_pruning, essential=True)
+    ignore_first: int = setting(STUDY_IGNORE, label="ignore first", help="leading layers kept whole (the "
+                                "study's 4 is clamped on shallow models)", group="pruning", check=at_least(0),
+                                when=_pruning, essential=True)
+    ignore_last: int = setting(STUDY_IGNORE, label="ignore last", help="trailing layers kept whole (the study's 4 "
+                               "is clamped on shallow models)", group="pruning", check=at_least(0), when=_pruning,
+                               essential=True)
     round_to: int = setting(8, label="round widths to", help="keep head/channel counts multiples of this",
                             group="pruning", check=at_least(1), when=_pruning)
     calib_samples: int = setting(10, label="calibration samples", help="Taylor importance batches",
@@ -284,7 +362,7 @@ class RunConfig:
     calib_seq_len: int = setting(64, label="calibration length", help="tokens per calibration sample",
                                  group="pruning", check=at_least(8, "need"), when=_pruning)
     calib_file: str | None = setting(None, label="calibration file", help="calibration text file; empty = the "
-                                     "shipped text", group="pruning", check=_existing_file, when=_pruning)
+                                     "shipped text", group="pruning", check=_text_file, when=_pruning)
     count_rule: str = setting(DEFAULT_RULE, label="count rule", help="how the ratio becomes head/channel counts: "
                               "torch-pruning (the study's library), llm-pruner (whole kv groups) or param-share",
                               group="pruning", widget="select", choices=RULES, check=one_of(RULES, "count rule"),
@@ -303,7 +381,8 @@ class RunConfig:
     lora_alpha: int = setting(16, label="LoRA α", help="LoRA scaling", group="LoRA recovery",
                               check=positive("LoRA alpha"), when=_lora)
     lora_dropout: float = setting(0.05, label="LoRA dropout", help="dropout on the LoRA path",
-                                  group="LoRA recovery", check=at_least(0), when=_lora)
+                                  group="LoRA recovery", check=in_range(0, 1, "LoRA dropout", high_open=True),
+                                  when=_lora)
     lora_steps: int | None = setting(200, label="LoRA steps", help="optimizer steps; empty when epochs are "
                                      "given", group="LoRA recovery", check=_lora_steps, when=_lora,
                                      unset_by="lora_epochs", essential=True)
@@ -332,13 +411,14 @@ class RunConfig:
                                    "empty = the bundled sample offline, else lm-eval's datasets", group="evaluation", check=_existing_dir)
     ppl_limit: int | None = setting(4096, label="perplexity tokens", help="WikiText-2 tokens for perplexity; "
                                     "0 skips", group="evaluation", parse=_ppl_limit,
-                                    check=at_least(0, "perplexity token limit must be"))
+                                    check=_ppl_tokens)
     # machine and provenance
     device: str = setting("auto", label="device", help="where the run executes (or cuda:N)", group="machine",
                           widget="select", choices=DEVICES, check=_device)
-    seed: int = setting(0, label="seed", help="random seed (calibration, LoRA, evaluation)", group="machine")
-    country: str = setting("USA", label="country", help="ISO code for CodeCarbon's carbon intensity",
-                           group="machine")
+    seed: int = setting(0, label="seed", help="random seed (calibration, LoRA, evaluation)", group="machine",
+                       check=in_range(0, 2**32 - 1, "seed"))
+    country: str = setting("USA", label="country", help="ISO 3166 alpha-3 code for CodeCarbon's carbon "
+                           "intensity", group="machine", check=_country)
     measure_energy: bool = setting(True, label="measure energy", help="the energy meters (CodeCarbon, NVML) around every task; the flag turns them off",
                                    group="machine", flag="--no-energy", widget="checkbox")
     trust_remote_code: bool = setting(False, label="trust remote code", help="allow this model's own Python "
@@ -436,5 +516,5 @@ SETTINGS: tuple[Setting, ...] = settings_of(RunConfig)
 SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
 register_flags(SETTINGS)
 
-__all__ = ["DEVICES", "EXECUTORS", "GROUP_NOTES", "GROUPS", "IMPORTANCES", "RunConfig", "SETTING", "SETTINGS", "STUDY_TASKS", "SettingError",
-           "parse_batches", "parse_tasks"]
+__all__ = ["DEVICES", "EXECUTORS", "GROUP_NOTES", "GROUPS", "IMPORTANCES", "RunConfig", "SETTING", "SETTINGS",
+           "STUDY_IGNORE", "STUDY_TASKS", "SettingError", "layers_kept", "parse_batches", "parse_tasks"]

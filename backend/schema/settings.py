@@ -162,12 +162,17 @@ class Setting:
 
     # ------------------------------------------------------------------ validation
     def problem(self, value: Any, cfg: Any) -> str | None:
-        """The reason ``value`` is refused in ``cfg``, or None."""
+        """The reason ``value`` is refused in ``cfg``, or None.
+
+        A number that is not finite (``nan``, ``inf``) is refused for every numeric setting that its own
+        check let through: comparisons with NaN are all false, so ``at_least(0)`` would let it through, and a
+        NaN stored in a run's JSON config makes SQLite's JSON functions fail on the whole table."""
         if self.when is not None and not self.when(cfg):
             return None
-        if self.check is None:
-            return None
-        return self.check(value, cfg)
+        reason = self.check(value, cfg) if self.check is not None else None
+        if not reason and self.type in ("float", "ratio") and isinstance(value, float) and not math.isfinite(value):
+            reason = f"must be a finite number (got {value})"
+        return reason
 
 
 def setting(default: Any, *, label: str, help: str, group: str, **kw: Any) -> Any:
@@ -283,6 +288,43 @@ def at_least(n: float, what: str = "must be") -> Check:
     return check
 
 
+def at_most(n: float, what: str = "must be") -> Check:
+    """A check: the value is None (when optional) or <= n."""
+    def check(value: Any, cfg: Any) -> str | None:
+        if value is not None and value > n:
+            return f"{what} {n:g} or less"
+        return None
+    return check
+
+
+def in_range(low: float, high: float, what: str, *, high_open: bool = False) -> Check:
+    """A check: ``low <= value <= high`` (``< high`` with ``high_open``); None passes (optional)."""
+    def check(value: Any, cfg: Any) -> str | None:
+        if value is None:
+            return None
+        if value < low or value > high or (high_open and value == high):
+            top = f"below {_num(high)}" if high_open else f"at most {_num(high)}"
+            return f"{what} must be {_num(low)} or more and {top} (got {_num(value)})"
+        return None
+    return check
+
+
+def _num(x: float) -> str:
+    """4294967295 as it is, 0.05 as 0.05 (``:g`` would write 4.29497e+09)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def all_of(*checks: Check) -> Check:
+    """A check that applies ``checks`` in order and reports the first reason."""
+    def check(value: Any, cfg: Any) -> str | None:
+        for c in checks:
+            reason = c(value, cfg)
+            if reason:
+                return reason
+        return None
+    return check
+
+
 def positive(what: str) -> Check:
     def check(value: Any, cfg: Any) -> str | None:
         if value is not None and not (isinstance(value, (int, float)) and value > 0 and not math.isnan(value)):
@@ -305,6 +347,7 @@ def fraction_strictly_between_0_and_1(value: Any, cfg: Any) -> str | None:
     return None
 
 
-__all__ = ["Setting", "SettingError", "WIDGETS", "add_argument", "argtype", "at_least", "flag_of", "one_of",
+__all__ = ["Setting", "SettingError", "WIDGETS", "add_argument", "all_of", "argtype", "at_least", "at_most",
+           "flag_of", "in_range", "one_of",
            "parse_float", "parse_int", "parse_list", "parse_ratio", "positive", "ratio_text", "register_flags",
            "setting", "settings_of", "values_from_args"]

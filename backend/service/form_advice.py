@@ -12,7 +12,8 @@ import json
 import statistics
 
 from backend.errors import GreentuiError
-from backend.schema.runconfig import RunConfig
+from backend.schema.runconfig import SETTING, RunConfig, layers_kept
+from backend.schema.settings import SettingError
 
 #: Preset name -> what it is, as the form's choice shows it.
 PRESETS = {"study": "study recipe", "quick": "quick (demo-sized)"}
@@ -34,9 +35,14 @@ def preset_config(name: str, model: str = "") -> RunConfig:
 
 
 def last_config(store) -> RunConfig | None:
-    """The config of the newest run the user queued (imports and reference rows are not configs)."""
-    row = store.conn.execute("SELECT config FROM runs WHERE kind IN ('experiment', 'baseline') "
-                             "ORDER BY id DESC LIMIT 1").fetchone()
+    """The config of the newest run the user queued: an experiment, or a baseline queued on its own —
+    never the vanilla baseline the pipeline recorded for an experiment (its id is above that
+    experiment's), which would start the form vanilla-only after the demo (#22 3.3). Imports and
+    reference rows are not configs."""
+    row = store.conn.execute(
+        "SELECT config FROM runs b WHERE kind IN ('experiment', 'baseline') AND NOT (kind = 'baseline' AND "
+        "EXISTS (SELECT 1 FROM runs e WHERE e.parent_run_id = b.id AND e.id < b.id)) "
+        "ORDER BY id DESC LIMIT 1").fetchone()
     if not row:
         return None
     try:
@@ -70,16 +76,35 @@ def model_checks(cfg: RunConfig, size: tuple[int, int] | None) -> tuple[dict[str
     if size is None:
         return errors, warnings
     layers, params = size
-    if not cfg.no_prune and cfg.ignore_first + cfg.ignore_last >= layers:
-        reason = (f"ignore first {cfg.ignore_first} + ignore last {cfg.ignore_last} leave no prunable layer "
-                  f"of the model's {layers}")
-        errors["ignore_first" if cfg.ignore_first else "ignore_last"] = reason
+    if not cfg.no_prune:  # the one rule for the layers kept (the plan panel and run/queue say the same)
+        try:
+            _, _, note = layers_kept(cfg.ignore_first, cfg.ignore_last, layers)
+        except SettingError as exc:
+            errors[exc.field] = exc.reason
+        else:
+            if note:
+                warnings.append(note)
     if params >= BIG_MODEL_PARAMS:
         if cfg.limit is None:
             warnings.append(f"limit is all items on a {params / 1e9:.1f} B model: evaluation can take hours")
         if not cfg.no_prune and not cfg.no_lora and (cfg.lora_steps or 0) >= MANY_LORA_STEPS:
             warnings.append(f"{cfg.lora_steps} LoRA steps on a {params / 1e9:.1f} B model: recovery can take hours")
     return errors, warnings
+
+
+def plan_brief(cfg: RunConfig) -> list[str]:
+    """The plan panel's lines for ``cfg``: what its pruning settings make of its model, from config.json
+    (the planner behind ``greentui plan``, on the pruning view of the config); never raises for a bad
+    value, it says why there is no plan in the words the field's check and the CLI use."""
+    from backend.stages.pruning.plan import brief
+    from backend.stages.pruning.spec import PruneConfig
+    try:
+        return brief(cfg.model, PruneConfig.of(cfg), cfg.target_params or None, cfg.target_ratio)
+    except SettingError as exc:
+        label = SETTING[exc.field].label if exc.field in SETTING else exc.field
+        return [f"no plan: {label}: {exc.reason}"]
+    except (GreentuiError, TypeError, ValueError) as exc:  # a half-typed value the form has not validated yet
+        return [f"no plan: {exc}"]
 
 
 def _items(cfg: RunConfig) -> int | None:
@@ -118,11 +143,13 @@ def rates(store) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in samples.items() if v}
 
 
-def estimate_seconds(cfg: RunConfig, params: int, r: dict[str, float]) -> tuple[float, list[str]]:
+def estimate_seconds(cfg: RunConfig, params: int, r: dict[str, float], *,
+                     baseline_reused: bool = False) -> tuple[float, list[str]]:
     """(seconds, what could not be estimated) for a run of ``cfg`` on a model of ``params`` parameters,
-    from the ``rates`` of this machine's past runs (the form's line and a study's dry run)."""
+    from the ``rates`` of this machine's past runs (the form's line and a study's dry run, whose cells
+    reuse their model's shared baseline: ``baseline_reused``)."""
     items = _items(cfg)
-    passes = 1 if cfg.no_prune else 2  # vanilla + pruned (a reused baseline makes it less)
+    passes = 1 if cfg.no_prune or baseline_reused else 2  # vanilla + pruned, unless the vanilla is reused
     seconds = r.get("fixed", 0.0) * params * len(cfg.stages("baseline" if cfg.no_prune else "experiment"))
     parts = []
     if "eval" in r and items:

@@ -16,92 +16,44 @@ from typing import Iterable
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import RunConfig
-from backend.schema.settings import SettingError
 from backend.store import Store
 from backend.workspace import CODE_ROOT, PACKAGE_DATA
 
-PATH_SETTINGS = ("data_dir", "calib_file", "lora_data")
-
 
 def prepare_run(store: Store, cfg: RunConfig, status: str, pid: int | None = None) -> int:
-    """Validate ``cfg``, resolve its model (registering it), make its paths absolute, record the run.
+    """Check ``cfg`` before anything is recorded (``preflight.check_run``: settings, the model's files,
+    data files, executor), then register its model and record the run; the run's id.
 
-    Every refusal is a ``SettingError`` naming the setting: the model that cannot be resolved, the
-    data file with a bad line.
+    Every refusal is a ``SettingError`` naming the setting, and leaves the store as it was.
     """
-    model_id = check_run(store, cfg)
-    kind = "baseline" if cfg.no_prune else "experiment"
-    return store.runs.create(model_id, kind, cfg.to_dict(), status=status, pid=pid)
+    from backend.service.preflight import check_run, record_run
+    return record_run(store, check_run(store, cfg), status, pid)
 
 
 def check_run(store: Store, cfg: RunConfig) -> int:
-    """Everything ``prepare_run`` checks, without recording the run: validate ``cfg``, resolve its
-    model (registering it; ``cfg.model`` becomes its canonical ref), make its paths absolute, check
-    its data files and target size. The model's id; ``SettingError`` naming the setting otherwise.
-    A study checks every cell this way before it records any."""
-    cfg.validate()
-    from backend.stages.models import register_model
-    try:
-        known = store.models.get(cfg.model)
-        model_id = known["id"] if known else register_model(store, cfg.model, cfg.trust_remote_code)
-    except SettingError:
-        raise
-    except GreentuiError as exc:
-        raise SettingError("model", str(exc)) from None
-    cfg.model = store.models.get(model_id)["ref"]
-    from backend.stages.models import check_prunable, effective_trust
-    if not cfg.no_prune:
-        try:
-            check_prunable(store.models.get(model_id)["arch"], cfg.model)
-        except GreentuiError as exc:
-            raise SettingError("model", str(exc)) from None
-    cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
-    for name in PATH_SETTINGS:
-        value = getattr(cfg, name)
-        if value and Path(value).expanduser().exists():
-            setattr(cfg, name, str(Path(value).expanduser().resolve()))
-    if cfg.data_dir:
-        from backend.schema.tasks import task_spec, validate_task_file
-        for task in cfg.tasks:  # fail before anything is queued: the message names file and line
-            try:
-                validate_task_file(Path(cfg.data_dir) / task_spec(task).file_name, task)
-            except GreentuiError as exc:
-                raise SettingError("data_dir", str(exc)) from None
-    if not cfg.no_prune and (cfg.target_params or cfg.target_ratio is not None):
-        _check_target(cfg)
-    return model_id
-
-
-def _check_target(cfg: RunConfig) -> None:
-    """A target size the model cannot reach is refused at queue time (the planner reads config.json),
-    not after the baseline has been evaluated. A model whose config is not local is checked at prune."""
-    from backend.stages.pruning.plan import read_spec, resolve_target
-    try:
-        spec, _ = read_spec(cfg.model)
-    except GreentuiError:
-        return
-    pcfg = prune_config_of(cfg)
-    try:
-        resolve_target(spec, pcfg, cfg.target_params or None, cfg.target_ratio)
-    except GreentuiError as exc:
-        raise SettingError("target_ratio" if cfg.target_ratio is not None else "target_params", str(exc)) from None
+    """Everything ``prepare_run`` checks (``preflight.check_run``), then the model registered: its id.
+    ``cfg`` is left as the run would be recorded (the model's canonical ref, absolute paths). A study
+    checks every cell with ``preflight.check_run`` first and registers after."""
+    from backend.service.preflight import check_run as check
+    from backend.service.preflight import register_model_of
+    return register_model_of(store, check(store, cfg))
 
 
 def prune_config_of(cfg: RunConfig):
-    """The planner's view of a run's pruning settings (``PruneConfig``)."""
+    """The pruning view of a run's config (``PruneConfig.of``: the one mapping, the run schema's rules)."""
     from backend.stages.pruning.spec import PruneConfig
-    return PruneConfig(method=cfg.importance, ratio=cfg.prune_ratio, ignore_first=cfg.ignore_first,
-                       ignore_last=cfg.ignore_last, round_to=cfg.round_to, count_rule=cfg.count_rule,
-                       calib_seq_len=cfg.calib_seq_len)
+    return PruneConfig.of(cfg)
 
 
 @dataclass(frozen=True)
 class Queued:
-    """What queueing did: the run, the runner that will take it (None: none started), a paused queue."""
+    """What queueing did: the run, the runner that will take it (None: none started), a paused queue,
+    and the notes of its checks (e.g. the study's ignore 4/4 clamped on a shallow model)."""
 
     run_id: int
     runner_pid: int | None
     paused: bool
+    notes: tuple[str, ...] = ()
 
 
 def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> int | None:
@@ -112,14 +64,19 @@ def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> 
 
 def apply_workspace_defaults(cfg: RunConfig, workspace: Path) -> RunConfig:
     """Fill what the user left out from the workspace's ``greentui.toml``, as the run's executor
-    reads it (Slurm: ``[slurm]``'s partition, GPUs, time limit and sbatch options)."""
+    reads it (Slurm: ``[slurm]``'s partition, GPUs, time limit and sbatch options). The whole file is
+    checked for every run queued, whatever its executor: the runner reads it when it starts, and a file
+    it cannot read must refuse the run here, not leave it queued behind a runner that died."""
     from backend.execution.executors import executor
+    from backend.schema.wsconfig import load_workspace_config
+    load_workspace_config(workspace)
     return executor(cfg.executor).apply_defaults(cfg, workspace).validate()
 
 
 def check_executor(cfg: RunConfig, workspace: Path) -> None:
-    """The executor's queue-time checks (is it available here; does Slurm know the partition):
-    a ``SettingError`` naming the setting, before anything is recorded."""
+    """The executor's queue-time checks (is it available here; does Slurm know the partition; is a
+    local run's device on this machine): a ``SettingError`` naming the setting, before anything is
+    recorded."""
     from backend.execution.executors import executor
     executor(cfg.executor).check(cfg, workspace)
 
@@ -127,18 +84,20 @@ def check_executor(cfg: RunConfig, workspace: Path) -> None:
 def queue_run(workspace: Path, store: Store, cfg: RunConfig, *, start: bool = True,
               device: str = "auto") -> Queued:
     """Record ``cfg`` as a queued run and (``start``) make sure its executor's runner drains the queue:
-    the local runner, or the runner that submits and follows a scheduler's jobs."""
+    the local runner, or the runner that submits and follows a scheduler's jobs. Every check the inputs
+    can answer is made first (``preflight.check_run``): a refusal records nothing."""
     from backend.execution.executors import executor
     from backend.execution.supervisor import recover_stale_runs
-    cfg = apply_workspace_defaults(cfg, workspace)
-    check_executor(cfg, workspace)
+    from backend.service.preflight import check_run, record_run
+    checked = check_run(store, apply_workspace_defaults(cfg, workspace))
+    cfg = checked.cfg
     recover_stale_runs(store)
-    run_id = prepare_run(store, cfg, status="queued")
+    run_id = record_run(store, checked, status="queued")
     paused = store.queue.paused()
     pid = None
     if start and not paused:
         pid = executor(cfg.executor).start_runner(workspace, store, device=device)
-    return Queued(run_id, pid, paused)
+    return Queued(run_id, pid, paused, tuple(checked.notes))
 
 
 def resume_queue(workspace: Path, store: Store, *, start: bool = True, device: str = "auto") -> list[str]:
@@ -291,12 +250,15 @@ def demo_config(model_ref: str, **overrides) -> RunConfig:
     Every layer is prunable (ignore 0/0): the 6-layer demo model's middle layers alone carry too little
     for Taylor 2/7 to move WikiText-2 perplexity (+2 %), all six lose ~9 %. LoRA: 20 steps of 4
     instructions at 1e-3 (higher than the study's 3e-4; a ~1 M model and 20 steps need it) recover part
-    of that in seconds.
+    of that in seconds. Evaluation: 10 items of each task from the shipped sample.
+
+    Everything else is the run schema's default — the perplexity tokens above all: a run queued from
+    the form after the demo (which starts from this config) and one queued with ``greentui queue
+    --limit 10`` share one vanilla baseline instead of two that disagree (#22 3.2).
     """
-    from backend.schema.tasks import STUDY_TASKS, bundled_data_dir
-    base = dict(model=model_ref, tasks=list(STUDY_TASKS), data_dir=str(bundled_data_dir()), limit=10,
-                lora_steps=20, lora_batch_size=4, lora_cutoff_len=256, lora_lr=1e-3, ppl_limit=2048,
-                ignore_first=0, ignore_last=0)
+    from backend.schema.tasks import bundled_data_dir
+    base = dict(model=model_ref, data_dir=str(bundled_data_dir()), limit=10, lora_steps=20, lora_batch_size=4,
+                lora_lr=1e-3, ignore_first=0, ignore_last=0)
     base.update(overrides)
     return RunConfig(**base)
 

@@ -5,8 +5,8 @@
 
 1. **Checks everything before it records anything.** The file is parsed and every cell's config is
    checked by the run schema (``backend.schema.study``); then each cell as ``queue`` would check it
-   (``runs.check_run``: model, data files, target size) — a refusal names the key and the cell, and
-   no run is recorded.
+   (``preflight.check_run``: the model's files, layers kept, data files, target size…) — a refusal
+   names the key and the cell, and nothing is recorded.
 2. **Shares one vanilla baseline per model.** Cells of one model whose vanilla evaluation would be
    the same (the baseline key: model, limit, few-shot, data, device, …) share one baseline run. It is
    queued first, and its cells wait for it (``runs.after_run_id``): on a runner with several slots the
@@ -64,7 +64,24 @@ def preset_text(name: str, workspace: Path | None = None) -> str:
                and v != defaults.get(k)}
         return dump("demo", [DEMO_MODEL], {"importance": ["taylor", "l1"], "prune_ratio": [1 / 7, 2 / 7]}, run,
                     description=PRESETS["demo"])
-    return (PRESET_DIR / f"{name}.toml").read_text()
+    return _registry_preset(name)
+
+
+def _registry_preset(name: str) -> str:
+    """A preset file of ``backend/data/studies`` with its models from the registry of the study's
+    models (``schema.study_models``: one list of the seven, as ``plan`` knows them)."""
+    import sys
+
+    from backend.schema.study import dump
+    from backend.schema.study_models import STUDY_MODELS
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    doc = tomllib.loads((PRESET_DIR / f"{name}.toml").read_text())
+    head = doc.get("study", {})
+    return dump(head["name"], [m.hf_id for m in STUDY_MODELS], doc.get("grid", {}), doc.get("run", {}),
+                description=head.get("description", ""))
 
 
 def load_study(path: str | None = None, *, preset: str | None = None, workspace: Path | None = None,
@@ -156,34 +173,19 @@ class StudyPlan:
         return sum(known) if known else None
 
 
-def shipped_config(model: str) -> Path | None:
-    """The config.json shipped for one of the study's models (planning offline, without the hub):
-    ``backend/data/model_configs/<name>`` for the HF id ``org/<name>``."""
-    name = str(model).rstrip("/").rsplit("/", 1)[-1]
-    folder = PACKAGE_DATA / "model_configs" / name
-    return folder if (folder / "config.json").exists() and "/" in str(model) else None
-
-
-#: The GreenPruning paper's pruned sizes (its Table of models), by HF id.
-PAPER_SIZES = {"meta-llama/Llama-3.1-8B": 6.4e9, "mistralai/Mistral-7B-v0.3": 5.8e9, "Qwen/Qwen2.5-7B": 6.1e9,
-               "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": 6.4e9, "google/gemma-2-2b": 2.0e9,
-               "lmsys/vicuna-7b-v1.5": 5.4e9, "01-ai/Yi-1.5-6B": 4.8e9}
-
-
 def _read_model_spec(model: str):
-    """(planner spec, note) from the model's own config.json, else the one shipped for it."""
+    """(planner spec, note) from the model's config.json: its own, or for one of the study's seven
+    models not on this machine the one shipped with greentui (``schema.study_models``)."""
+    from backend.schema.study_models import MODEL_CONFIGS
     from backend.service.runs import SHIPPED_DEMO_MODEL
     from backend.stages.pruning.plan import read_spec
     if model == DEMO_MODEL:  # a dry run copies nothing: the shipped demo model is the same model
         model = str(SHIPPED_DEMO_MODEL)
     try:
-        return read_spec(model)[0], ""
+        spec, where = read_spec(model)
     except GreentuiError as exc:
-        shipped = shipped_config(model)
-        if shipped is None:
-            return None, str(exc) if Path(model).exists() or "/" not in model else \
-                "not on this machine, and greentui ships no config.json for it"
-        return read_spec(str(shipped))[0], "shipped config"
+        return None, str(exc)
+    return spec, "shipped config" if Path(where).resolve().is_relative_to(MODEL_CONFIGS.resolve()) else ""
 
 
 def plan_study(store: Store | None, spec: StudySpec) -> StudyPlan:
@@ -215,7 +217,8 @@ def plan_study(store: Store | None, spec: StudySpec) -> StudyPlan:
                     cp.params_after = plan(mspec, pcfg)["params_after"]
                 except GreentuiError as exc:
                     raise StudyError(_where_pruning(spec), str(exc), cell) from None
-            cp.seconds = form_advice.estimate_seconds(cell.config, cp.params_before, rates)[0] if rates else None
+            cp.seconds = form_advice.estimate_seconds(cell.config, cp.params_before, rates,
+                                                      baseline_reused=not cell.baseline)[0] if rates else None
         plans.append(cp)
     note = ("" if rates else "no past runs on this machine to estimate from" if not finished else
             f"none of the {finished} finished runs recorded stage times to estimate from")
@@ -230,7 +233,14 @@ def _where_pruning(spec: StudySpec) -> str:
 
 
 def _reference_sizes(spec: StudySpec) -> dict[str, float]:
-    return {m: PAPER_SIZES[m] for m in spec.models if m in PAPER_SIZES}
+    """The paper's pruned size of each study model among ``spec``'s models (``schema.study_models``)."""
+    from backend.schema.study_models import study_model
+    out = {}
+    for m in spec.models:
+        known = study_model(m)
+        if known is not None:
+            out[m] = float(known.paper_pruned_params)
+    return out
 
 
 def _states(store: Store, name: str) -> dict[str, tuple[str, int | None]]:
@@ -259,7 +269,8 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
     """Record the study and queue its cells without a finished or pending run (see the module
     docstring); start the runner (locally) or submit one job array (Slurm)."""
     from backend.execution.supervisor import recover_stale_runs
-    from backend.service.runs import apply_workspace_defaults, check_run
+    from backend.service.preflight import check_run, register_model_of
+    from backend.service.runs import apply_workspace_defaults
     if array_parallelism is not None or spec.array_parallelism is not None:
         spec.array_parallelism = array_parallelism or spec.array_parallelism
 
@@ -268,14 +279,15 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
     for cell in cells:
         apply_workspace_defaults(cell.config, workspace)
     _check_executors(workspace, spec, cells)
-    # every check before anything is recorded: each cell as `queue` checks a run
-    model_ids: dict[str, int] = {}
+    # every check before anything is recorded (the models too): each cell as `queue` checks a run
+    checked = {}
     for cell in cells:
         try:
-            model_ids[cell.key] = check_run(store, cell.config)
+            checked[cell.key] = check_run(store, cell.config, executor=False)
         except SettingError as exc:
             raise StudyError(spec.where(exc.field) if exc.field != "model" else "study.models", exc.reason,
                              cell) from None
+    model_ids = {key: register_model_of(store, c) for key, c in checked.items()}
     recover_stale_runs(store)
     study_id = store.studies.save(spec.name, spec.text, preset=preset, source=source,
                                   array_parallelism=spec.array_parallelism)

@@ -27,8 +27,20 @@ KNOWN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj",
 DEFAULT_STEPS = 200
 
 
+#: LoraSpec field -> the RunConfig setting it is: the one place the LoRA view's names are mapped.
+RUN_FIELDS: dict[str, str] = {
+    "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "steps": "lora_steps", "epochs": "lora_epochs",
+    "lr": "lora_lr", "batch_size": "lora_batch_size", "cutoff_len": "lora_cutoff_len", "data": "lora_data",
+    "seed": "seed",
+}
+
+
 @dataclass
 class LoraSpec:
+    """The LoRA view of a run's config (``LoraSpec.of(cfg)``): every field that is a run setting is
+    derived from ``RunConfig`` and checked by the run schema's rules alone; the others (target modules,
+    micro-batches, held-out items, warmup, merging) are how this stage is driven, not run settings."""
+
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
@@ -49,6 +61,12 @@ class LoraSpec:
     merge: bool = True
     save_merged: bool = False                 # also save_pretrained the merged model to out_dir/merged
 
+    @classmethod
+    def of(cls, run, **options) -> "LoraSpec":
+        """The LoRA view of a run's config (``RunConfig``); ``options`` are the fields that are not run
+        settings (``merge``, ``eval_items``…)."""
+        return cls(**{name: getattr(run, setting) for name, setting in RUN_FIELDS.items()}, **options)
+
     def total_steps(self, n_train: int) -> int:
         if self.epochs is not None:
             return max(1, math.ceil(self.epochs * n_train / self.batch_size))
@@ -58,46 +76,50 @@ class LoraSpec:
         return self.micro_batch_size or self.batch_size
 
     def validate(self) -> "LoraSpec":
-        """Raise GreentuiError on a value that cannot work; parse local record files once."""
+        """The run schema's rules for the run settings (``SettingError`` naming the setting), then the
+        options that are not run settings, then the data source (local record files parsed once)."""
+        from backend.schema.runconfig import RunConfig
+        from backend.schema.settings import SettingError
+
         def bad(msg: str):
             raise GreentuiError(f"LoRA: {msg}")
 
-        if not isinstance(self.r, int) or self.r <= 0:
-            bad(f"rank r must be a positive integer, got {self.r!r}")
-        if not self.alpha > 0:
-            bad(f"alpha must be positive, got {self.alpha!r}")
-        if not 0 <= self.dropout < 1:
-            bad(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.steps is not None and self.epochs is not None:
-            bad("give either steps or epochs, not both")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps <= 0):
-            bad(f"steps must be a positive integer, got {self.steps!r}")
-        if self.epochs is not None and not self.epochs > 0:
-            bad(f"epochs must be positive, got {self.epochs!r}")
-        if not self.lr > 0:
-            bad(f"learning rate must be positive, got {self.lr!r}")
-        if self.batch_size <= 0 or self.micro() <= 0:
-            bad("batch_size and micro_batch_size must be positive")
+        settings = {setting: getattr(self, name) for name, setting in RUN_FIELDS.items()}
+        if self.steps is None and self.epochs is None:
+            settings["lora_steps"] = DEFAULT_STEPS
+        problems = RunConfig(model="(LoRA)", **settings).problems()
+        for name in settings:  # in the view's order: the first refused setting is named
+            if name in problems:
+                raise SettingError(name, problems[name])
+        if self.micro() <= 0:
+            bad("micro_batch_size must be positive")
         if self.batch_size % self.micro():
             bad(f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro()}")
-        if self.cutoff_len < 8:
-            bad(f"cutoff_len must be at least 8 tokens, got {self.cutoff_len}")
         if self.eval_items < 0 or (self.eval_every is not None and self.eval_every <= 0):
             bad("eval_items must be >= 0 and eval_every positive")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             bad("warmup_steps must be >= 0")
         if self.target_modules is not None and not self.target_modules:
             bad("target_modules is empty; omit it to target every projection present")
-        kind, where = resolve_source(self.data)
-        if kind == "file" and Path(where).suffix.lower() in RECORD_SUFFIXES:
-            read_records(Path(where))
-        elif kind == "hub":
-            from backend.workspace import hub_reachable
-
-            if not hub_reachable():
-                bad(f"dataset {where!r} is on the Hugging Face hub, which is not reachable; pass a local "
-                    ".jsonl/.json/.txt file (omit the data option for the shipped instruction set)")
+        check_data(self.data)
         return self
+
+
+def check_data(data: str | None) -> list[dict] | None:
+    """The LoRA data source, checked without a model: a local record file parsed (each record's
+    fields; returned), a hub dataset only when the hub is reachable. One-line ``GreentuiError`` naming
+    the file."""
+    kind, where = resolve_source(data)
+    if kind == "file" and Path(where).suffix.lower() in RECORD_SUFFIXES:
+        return read_records(Path(where))
+    if kind == "hub":
+        from backend.workspace import hub_reachable
+
+        if not hub_reachable():
+            raise GreentuiError(f"LoRA: dataset {where!r} is on the Hugging Face hub, which is not reachable; "
+                                "pass a local .jsonl/.json/.txt file (omit the data option for the shipped "
+                                "instruction set)")
+    return None
 
 
 def target_modules_for(model, requested: list[str] | None = None) -> list[str]:

@@ -235,5 +235,22 @@ def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool
     except GreentuiError:
         raise
     except (OSError, ValueError) as exc:
-        raise GreentuiError(f"cannot load model {path}: {str(exc).splitlines()[0]}") from exc
+        raise GreentuiError(f"cannot load model {path}: {_first_line(exc)}") from exc
+    except RuntimeError as exc:  # transformers' size-mismatch report ends in a RuntimeError; torch's OOM is one
+        raise GreentuiError(f"cannot load model {path}: {_mismatch(p) or _first_line(exc)}") from exc
     return model, tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _mismatch(path: Path) -> str | None:
+    """What the safetensors headers say is wrong with ``path`` against its config.json, if anything."""
+    from backend.stages.models import weights_problem
+
+    try:
+        return weights_problem(path, json.loads((path / "config.json").read_text())) if path.is_dir() else None
+    except (GreentuiError, OSError, ValueError):
+        return None

@@ -200,32 +200,107 @@ def check_causal_lm(cfg: dict[str, Any], where: str) -> None:
                             f"({', '.join(SUPPORTED_ARCHS)})")
 
 
-def safetensors_params(path: Path) -> tuple[int | None, str | None]:
-    """Count parameters from the safetensors headers (8-byte length + JSON), without torch."""
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        return None, None
-    total = 0
-    dtypes: dict[str, int] = {}
-    for f in files:
+MAX_HEADER_BYTES = 100 * 2**20
+
+
+def safetensors_headers(path: Path) -> dict[Path, dict[str, dict[str, Any]]]:
+    """Each ``*.safetensors`` file's header (tensor name -> dtype, shape), read without torch: an
+    8-byte little-endian length, then that much JSON. One-line error naming a file that is not one."""
+    out: dict[Path, dict[str, dict[str, Any]]] = {}
+    for f in sorted(path.glob("*.safetensors")):
         try:
             with f.open("rb") as fh:
                 (n,) = struct.unpack("<Q", fh.read(8))
-                if n > 100 * 2**20:
+                if n > MAX_HEADER_BYTES:
                     raise ValueError(f"header of {n} bytes")
                 header = json.loads(fh.read(n))
+            if not isinstance(header, dict):
+                raise ValueError(f"a JSON {type(header).__name__} header")
+            tensors = {}
             for name, meta in header.items():
                 if name == "__metadata__":
                     continue
-                count = 1
-                for d in meta["shape"]:
-                    count *= int(d)
-                total += count
-                dtypes[str(meta["dtype"])] = dtypes.get(str(meta["dtype"]), 0) + count
+                tensors[str(name)] = {"dtype": str(meta["dtype"]), "shape": [int(d) for d in meta["shape"]]}
         except (OSError, struct.error, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise GreentuiError(f"{f} is not a readable safetensors file ({exc})") from None
+        out[f] = tensors
+    return out
+
+
+def safetensors_params(path: Path) -> tuple[int | None, str | None]:
+    """Count parameters from the safetensors headers (8-byte length + JSON), without torch."""
+    headers = safetensors_headers(path)
+    if not headers:
+        return None, None
+    total = 0
+    dtypes: dict[str, int] = {}
+    for tensors in headers.values():
+        for meta in tensors.values():
+            count = 1
+            for d in meta["shape"]:
+                count *= d
+            total += count
+            dtypes[meta["dtype"]] = dtypes.get(meta["dtype"], 0) + count
     main = max(dtypes, key=dtypes.get) if dtypes else None
     return total, {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(main or "", main)
+
+
+_LAYER_TENSOR = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$")
+_TOP_TENSOR = re.compile(r"(?:^|\.)(embed_tokens|lm_head)\.weight$")
+
+
+def weights_problem(path: Path, config: dict[str, Any]) -> str | None:
+    """Where a model directory's safetensors headers disagree with its ``config.json`` (and greentui's
+    widths manifest, for a pruned model): the number of decoder layers, or the shape of a projection or
+    embedding. One line naming the file and the tensor, or None when they agree or when it cannot be
+    told without loading (no safetensors, an architecture the planner does not describe).
+
+    Why: transformers finds the mismatch only after reading every weight, and says so in a multi-line
+    report ending in a RuntimeError; this reads the headers (kilobytes) before anything is queued."""
+    from backend.stages.pruning.plan import MANIFEST, spec_from_config
+
+    manifest_file = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else None
+        spec = spec_from_config(config, manifest)
+    except (GreentuiError, OSError, ValueError, TypeError, AttributeError):
+        return None  # not a shape the planner knows: loading will tell
+    headers = safetensors_headers(path)
+    if not headers:
+        return None
+    h = spec.hidden
+    seen_layers: set[int] = set()
+    for f, tensors in headers.items():
+        for name, meta in tensors.items():
+            shape = meta["shape"]
+            top = _TOP_TENSOR.search(name)
+            if top:
+                want = [spec.vocab, h]
+                if shape != want:
+                    return (f"{f.name}: {name} has shape {shape}, config.json says {want} (vocab_size, "
+                            "hidden_size): the weights do not match config.json")
+                continue
+            m = _LAYER_TENSOR.search(name)
+            if not m:
+                continue
+            i, proj = int(m.group(1)), m.group(2)
+            seen_layers.add(i)
+            if i >= spec.num_layers:
+                return (f"{f.name}: {name} is decoder layer {i}, but config.json says the model has "
+                        f"{spec.num_layers} layers: the weights do not match config.json")
+            s = spec.layers[i]
+            q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+            want = {"q_proj": [q, h], "k_proj": [kv, h], "v_proj": [kv, h], "o_proj": [h, q],
+                    "qkv_proj": [q + 2 * kv, h], "gate_proj": [s.intermediate, h], "up_proj": [s.intermediate, h],
+                    "gate_up_proj": [2 * s.intermediate, h], "down_proj": [h, s.intermediate]}.get(proj)
+            if want is not None and shape != want:
+                return (f"{f.name}: {name} has shape {shape}, config.json says {want} (heads {s.heads}, kv heads "
+                        f"{s.kv_heads}, head dim {s.head_dim}, intermediate {s.intermediate}, hidden {h}): the "
+                        "weights do not match config.json")
+    if seen_layers and len(seen_layers) < spec.num_layers:
+        return (f"the weights hold {len(seen_layers)} decoder layers, config.json says {spec.num_layers}: the "
+                "weights do not match config.json")
+    return None
 
 
 def _dir_bytes(path: Path) -> int:
@@ -271,7 +346,11 @@ def load_model(path: str | Path, **kwargs: Any):
 
 def register_model(store, ref: str, trust_remote_code: bool = False) -> int:
     """Describe ``ref`` and upsert it into the store; shared by `models add`, `run`, `queue` and the TUI."""
-    info = describe(ref, trust_remote_code=trust_remote_code)
+    return record_model(store, describe(ref, trust_remote_code=trust_remote_code), trust_remote_code)
+
+
+def record_model(store, info: ModelInfo, trust_remote_code: bool = False) -> int:
+    """Upsert a described model into the store (``register_model`` without describing it again)."""
     rec = info.as_record()
     canonical = rec.pop("ref")
     rec["trust_remote_code"] = trust_remote_code

@@ -14,10 +14,10 @@ What ``ratio`` means depends on the counting rule (``count_rule``, ``pruning/cou
     ``layer-drop``: the fraction of decoder layers to remove (rounded, at least one).
 
 Ignored layers
-    ``ignore_first`` / ``ignore_last`` left as ``None`` or set to the study's 4 mean "the study
-    default": on shallow models it is clamped to ``min(4, (layers - 2) // 2)`` (at least two layers
-    are pruned; a warning says so). Any other value is honoured as given, and leaving no prunable
-    layer (``ignore_first + ignore_last >= layers``) is an error.
+    ``ignore_first`` / ``ignore_last`` follow the one rule of ``backend.schema.runconfig.layers_kept``
+    (the planner, the New-run form and ``run``/``queue`` apply it too): the study's 4 (the default, or
+    ``None``) is clamped to ``min(4, (layers - 2) // 2)`` on a model too shallow for it, with a note;
+    any other value is honoured as given, and one that leaves no prunable layer is refused.
 """
 
 from __future__ import annotations
@@ -376,6 +376,13 @@ def prune_to_dir(model_ref: str, out_dir, cfg: PruneConfig, progress: Progress |
     config = _read_config(model_ref)  # check what we can before loading any weights
     check_architecture(config)
     cfg.validate(config.num_hidden_layers)
+    local = Path(str(model_ref)).expanduser()
+    if local.is_dir():  # the safetensors headers against config.json, before reading any weight
+        from backend.stages.models import read_config, weights_problem
+
+        problem = weights_problem(local, read_config(local, str(model_ref)))
+        if problem:
+            raise GreentuiError(f"cannot prune {model_ref}: {problem}")
     if cfg.target_params is not None or cfg.target_ratio is not None:  # an unreachable target fails here
         from backend.stages.pruning.plan import resolve_target, spec_from_config
 

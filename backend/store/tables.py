@@ -183,18 +183,21 @@ def _migration_studies(db: sqlite_utils.Database) -> None:
       A cell queued again points at the new run; the old one stays in ``runs`` as history.
     * ``runs.after_run_id``: a queued run is not claimed while that run is still queued or running —
       a study's cells wait for the vanilla baseline they share instead of each evaluating their own.
+
+    Idempotent (a workspace made while the migrations were being ordered may hold part of it).
     """
     c = db.conn
-    c.execute("""CREATE TABLE studies (
+    c.execute("""CREATE TABLE IF NOT EXISTS studies (
         id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, text TEXT NOT NULL, preset TEXT, source TEXT,
         array_parallelism INTEGER, created_at REAL, updated_at REAL)""")
-    c.execute("""CREATE TABLE study_cells (
+    c.execute("""CREATE TABLE IF NOT EXISTS study_cells (
         id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id), position INTEGER NOT NULL,
         key TEXT NOT NULL, model TEXT NOT NULL, label TEXT, swept TEXT, config TEXT NOT NULL,
         baseline INTEGER NOT NULL DEFAULT 0, run_id INTEGER REFERENCES runs(id))""")
-    c.execute("CREATE UNIQUE INDEX idx_study_cells_key ON study_cells (study_id, key)")
-    c.execute("CREATE INDEX idx_study_cells_run ON study_cells (run_id)")
-    c.execute("ALTER TABLE runs ADD COLUMN after_run_id INTEGER")
+    c.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_study_cells_key ON study_cells (study_id, key)")
+    c.execute("CREATE INDEX IF NOT EXISTS idx_study_cells_run ON study_cells (run_id)")
+    if "after_run_id" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
+        c.execute("ALTER TABLE runs ADD COLUMN after_run_id INTEGER")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,

@@ -134,8 +134,8 @@ class ModelsScreen(LiveTableScreen):
 
     @work(thread=True, exclusive=True, group="cache-scan", name="scanning the HF cache", exit_on_error=False)
     def scan_cache(self) -> None:
-        from backend.stages.models import list_cached_models
-        cached = list_cached_models()
+        from backend.service.models import cached_models
+        cached = cached_models()
         self.app.call_from_thread(self._cache_scanned, cached)
 
     def _cache_scanned(self, cached: list[str]) -> None:
@@ -150,8 +150,8 @@ class ModelsScreen(LiveTableScreen):
 
     @work(thread=True, group="describe", name="describing a cached model", exit_on_error=False)
     def _describe(self, ref: str) -> None:
-        from backend.stages.models import describe
-        info = describe(ref).as_record()  # any failure: the app's notification, the placeholder stays
+        from backend.service.models import describe_model
+        info = describe_model(ref)  # any failure: the app's notification, the placeholder stays
         self.app.call_from_thread(self._described, ref, info)
 
     def _described(self, ref: str, info: dict[str, Any]) -> None:
@@ -179,11 +179,10 @@ class ModelsScreen(LiveTableScreen):
 
     @work(thread=True, exclusive=True, group="add-model", name="adding the model", exit_on_error=False)
     def add_model(self, ref: str) -> None:
-        from backend.stages.models import register_model
+        from backend.service.models import add_model
         store = self.app.open_store()
         try:
-            model_id = register_model(store, ref)
-            model = store.models.get(model_id)
+            model = add_model(store, ref)
         except GreentuiError as exc:
             self.app.call_from_thread(self._add_failed, str(exc))
             return

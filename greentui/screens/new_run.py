@@ -55,6 +55,7 @@ from backend.text import safe_text
 from greentui.keymap import binding
 from greentui.widgets.fold import Fold
 from greentui.widgets.keys import KeyFooter
+from greentui.widgets.onoff import OnOffCheckbox
 from greentui.widgets.path_suggester import PathSuggester
 from greentui.widgets.plan_panel import PlanPanel, plan_lines
 
@@ -75,9 +76,9 @@ def field_widget(s: Setting, value: Any, known_models: list[str], classes: str |
     """The widget that edits setting ``s`` (id ``f-<name>``), showing ``value``. (CSS classes go in here:
     a class added after construction restyles the widget once more.)"""
     wid = f"f-{s.name}"
-    if s.widget == "checkbox":
-        return Checkbox(s.label, (not value) if s.invert else bool(value), id=wid, classes=classes,
-                        tooltip=f"{s.flag}: {s.help}")
+    if s.widget == "checkbox":  # on/off in words, not only by colour
+        return OnOffCheckbox(s.label, (not value) if s.invert else bool(value), id=wid, classes=classes,
+                             tooltip=f"{s.flag}: {s.help}")
     if s.widget == "select":
         return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=wid, classes=classes,
                       tooltip=s.help)

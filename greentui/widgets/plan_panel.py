@@ -1,9 +1,11 @@
 """A read-only panel of the planner's figures for the New-run form, updated as the user types.
 
-``plan_lines`` calls ``backend.stages.pruning.plan.brief`` (standard library only: reads ``config.json``, never torch),
-so the form shows what the pruning settings will make of the chosen model before any GPU time is
-spent. The form runs it in a thread worker (see ``NewRunScreen.advise``) and the panel only shows the
-result: the planner's import and its figures never delay the form's first frame or a keystroke.
+``plan_lines`` builds the ``RunConfig`` the form describes and asks the service layer
+(``backend.service.form_advice.plan_brief``: the planner reads ``config.json``, never torch), so the form
+shows what the pruning settings will make of the chosen model before any GPU time is spent, with the
+same rules and words as ``greentui plan``. The form runs it in a thread worker (see
+``NewRunScreen.advise``) and the panel only shows the result: the planner's import and its figures never
+delay the form's first frame or a keystroke.
 """
 
 from __future__ import annotations
@@ -13,32 +15,25 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from backend.errors import GreentuiError
+from backend.schema.runconfig import RunConfig
 from backend.text import safe_text
 
 TITLE = "[b]plan[/b] [dim](computed from config.json, not measured)[/dim]"
 
 
 def plan_lines(values: dict[str, Any]) -> list[str]:
-    """The panel's text for the form's current values (RunConfig field names); never raises."""
-    from backend.stages.pruning.plan import brief
-    from backend.stages.pruning.spec import PruneConfig
+    """The panel's text for the form's current values (a ``RunConfig``'s fields); never raises."""
+    from backend.service.form_advice import plan_brief
 
-    model = str(values.get("model") or "").strip()
-    if not model:
+    if not str(values.get("model") or "").strip():
         return ["choose a model to see the plan"]
     if values.get("no_prune"):
         return ["no pruning: the model is evaluated as it is"]
     try:
-        cfg = PruneConfig(method=values.get("importance", "taylor"), ratio=values.get("prune_ratio", 2 / 7),
-                          ignore_first=values.get("ignore_first"), ignore_last=values.get("ignore_last"),
-                          round_to=values.get("round_to") or 8, calib_seq_len=values.get("calib_seq_len") or 64,
-                          count_rule=values.get("count_rule") or PruneConfig.count_rule)
-        return brief(model, cfg, values.get("target_params") or None, values.get("target_ratio") or None)
-    except GreentuiError as exc:
+        cfg = RunConfig.from_dict(values)
+    except TypeError as exc:  # not a config's fields
         return [f"no plan: {exc}"]
-    except (TypeError, ValueError) as exc:  # a half-typed value the form has not validated yet
-        return [f"no plan: {exc}"]
+    return plan_brief(cfg)
 
 
 class PlanPanel(Static):

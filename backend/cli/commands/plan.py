@@ -9,32 +9,15 @@ from __future__ import annotations
 import argparse
 
 
-def add_pruning_options(p: argparse.ArgumentParser, *, with_target: bool = True) -> None:
-    """The options ``prune`` and ``plan`` share: the run schema's settings (same parser, same default as
-    ``greentui run``) under the names these commands have always had (``--method``, ``--ratio``)."""
-    from backend.schema.runconfig import SETTING
-    from backend.schema.settings import add_argument
+def add_pruning_options(p: argparse.ArgumentParser) -> None:
+    """The options ``prune`` and ``plan`` share: the run schema's pruning settings under the flags
+    ``greentui run`` gives them (``--importance``/``--method``, ``--prune-ratio``/``--ratio``…), and the
+    two switches that are not run settings."""
+    from backend.cli.commands.run_options import PRUNING_SETTINGS, add_settings
 
-    add_argument(p, SETTING["importance"], flag="--method", dest="method", default=SETTING["importance"].default)
-    ratio = SETTING["prune_ratio"]
-    add_argument(p, ratio, flag="--ratio", dest="ratio", default=ratio.default,
-                 help="pruning ratio, e.g. 0.25 or 2/7 (default 2/7); what it counts is --count-rule's")
-    add_argument(p, SETTING["count_rule"], default=SETTING["count_rule"].default,
-                 help="how the ratio becomes head and channel counts: torch-pruning (1.6.1, the study's library; "
-                      "default), llm-pruner (whole kv groups) or param-share (share of the layer's parameters)")
-    for name in ("ignore_first", "ignore_last"):  # None: the study's value, clamped on shallow models
-        s = SETTING[name]
-        add_argument(p, s, default=None, help=f"{s.help} (default: the study's {s.default}, clamped on "
-                                              "shallow models)")
-    add_argument(p, SETTING["round_to"], default=SETTING["round_to"].default,
-                 help=f"keep MLP widths a multiple of K (default {SETTING['round_to'].default}; the llm-pruner "
-                      "rule does not round)")
+    add_settings(p, PRUNING_SETTINGS, group="pruning")
     p.add_argument("--no-heads", action="store_true", help="keep every attention head")
     p.add_argument("--no-mlp", action="store_true", help="keep every MLP channel")
-    if with_target:
-        g = p.add_mutually_exclusive_group()
-        add_argument(g, SETTING["target_params"], default=None)
-        add_argument(g, SETTING["target_ratio"], default=None)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -45,19 +28,19 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("model", help="model directory (config.json is enough), HF id in the local cache, or the HF "
                                  "id of one of the study's seven models (their config.json ships with greentui)")
     add_pruning_options(p)
-    p.add_argument("--calib-seq-len", type=int, default=64, help="context length FLOPs/token are counted at "
-                                                               "(prune reports them at its calibration length)")
+    from backend.cli.commands.run_options import add_settings
+    add_settings(p, ("calib_seq_len",))  # FLOPs/token are counted at the calibration length, as prune reports them
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, **options):
+    """The pruning view of the run config the options describe, checked by the run schema's rules
+    (``SettingError`` names a refused option)."""
+    from backend.cli.commands.run_options import config_from_args as run_config
     from backend.stages.pruning.spec import PruneConfig
 
-    return PruneConfig(method=args.method, ratio=args.ratio, ignore_first=args.ignore_first,
-                       ignore_last=args.ignore_last, round_to=args.round_to,
-                       calib_seq_len=getattr(args, "calib_seq_len", 64), count_rule=args.count_rule,
-                       prune_heads=not args.no_heads, prune_mlp=not args.no_mlp)
+    return PruneConfig.of(run_config(args), prune_heads=not args.no_heads, prune_mlp=not args.no_mlp, **options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,10 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from backend.schema.study_models import MODEL_CONFIGS, study_model
     from backend.stages.pruning.plan import plan, read_spec, resolve_target
 
-    spec, where = read_spec(args.model)
     cfg = config_from_args(args)
-    cfg.check_options()
-    target = resolve_target(spec, cfg, args.target_params, args.target_ratio)
+    spec, where = read_spec(args.model)
+    target = resolve_target(spec, cfg, cfg.target_params, cfg.target_ratio)
     if target:
         cfg = dataclasses.replace(cfg, ratio=target["ratio"])
     result = plan(spec, cfg)

@@ -11,6 +11,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     from backend.cli.commands.plan import add_pruning_options
+    from backend.cli.commands.run_options import add_settings
     from backend.schema.runconfig import SETTING
     from backend.schema.settings import add_argument
 
@@ -22,10 +23,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("model", help="HF id or local model directory (a pruned one too)")
     p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
     add_pruning_options(p)
-    for name in ("calib_samples", "calib_seq_len", "seed"):  # the run schema's, defaults included
-        add_argument(p, SETTING[name], default=SETTING[name].default)
+    add_settings(p, ("calib_samples", "calib_seq_len", "seed"), group="calibration")
     g = p.add_mutually_exclusive_group()
-    add_argument(g, SETTING["calib_file"], default=None)
+    add_argument(g, SETTING["calib_file"])
     g.add_argument("--calib-dataset", default=None, help="HF dataset id[:config] (needs the hub)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
@@ -41,18 +41,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from backend.cli.commands.common import say
-    from backend.stages.prune import PruneConfig, prune_to_dir
+    from backend.cli.commands.plan import config_from_args
+    from backend.stages.prune import prune_to_dir
     from backend.text import safe_text
 
     err = Console(stderr=True)
-    cfg = PruneConfig(method=args.method, ratio=args.ratio, ignore_first=args.ignore_first,
-                      ignore_last=args.ignore_last, round_to=args.round_to, calib_samples=args.calib_samples,
-                      calib_seq_len=args.calib_seq_len, calib_file=args.calib_file,
-                      calib_dataset=getattr(args, "calib_dataset", None), device=args.device, seed=args.seed,
-                      prune_heads=not getattr(args, "no_heads", False), prune_mlp=not getattr(args, "no_mlp", False),
-                      count_rule=getattr(args, "count_rule", PruneConfig.count_rule),
-                      target_params=getattr(args, "target_params", None),
-                      target_ratio=getattr(args, "target_ratio", None))
+    cfg = config_from_args(args, calib_dataset=args.calib_dataset, device=args.device)
     logging.getLogger("greentui.prune").addHandler(logging.NullHandler())
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=err, transient=True) as bar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from backend.cli.commands.common import workspace_and_store
 from backend.cli.commands.run_options import add_run_options, config_from_args
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     ws, store = workspace_and_store(args)
     queued = queue_run(ws, store, cfg, start=not args.no_start)
+    for note in queued.notes:
+        print(f"warning: {note}", file=sys.stderr)
     if queued.paused:
         print(f"queued run {queued.run_id}; the queue is paused (greentui resume to start it)")
     elif queued.runner_pid:

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from backend.cli.commands.common import workspace_and_store
 from backend.cli.commands.run_options import add_run_options, config_from_args
-from backend.service.runs import prepare_run
+from backend.service.preflight import check_run, record_run
 from backend.text import safe_text
 
 
@@ -70,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
                                        f"use greentui queue --executor {cfg.executor}")
     quiet_libraries()
     ws, store = workspace_and_store(args)
+    checked = check_run(store, cfg)  # every refusal the inputs can give, before the device or the store
+    cfg = checked.cfg
+    for note in checked.notes:
+        print(f"warning: {note}", file=sys.stderr)
     held, device = _take_device(ws, store, cfg, wait=getattr(args, "wait", False))
-    run_id = prepare_run(store, cfg, status="running", pid=os.getpid())
+    run_id = record_run(store, checked, status="running", pid=os.getpid())
     store.runs.update(run_id, device=None, pid_start=process_start_time(), executor="local", slot=held.label)
     held.note(run=run_id, pid=os.getpid())
     try:

@@ -1,13 +1,15 @@
-"""The options of ``greentui run`` and ``greentui queue``, generated from the run schema.
+"""The options of ``greentui run``, ``queue``, ``prune`` and ``plan``, generated from the run schema.
 
-Nothing about a setting is written here: ``backend.schema.runconfig.RunConfig`` declares each one once.
+Nothing about a setting is written here: ``backend.schema.runconfig.RunConfig`` declares each one once,
+so a setting has one flag name (and the same aliases, e.g. ``--ratio`` for ``--prune-ratio``) on every
+command that takes it, and every command checks it with the same rule.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from backend.schema.runconfig import GROUP_NOTES, GROUPS, SETTINGS, RunConfig
+from backend.schema.runconfig import GROUP_NOTES, GROUPS, SETTING, SETTINGS, RunConfig
 from backend.schema.settings import add_argument, values_from_args
 from backend.service.runs import apply_workspace_defaults  # noqa: F401  (the queue's workspace defaults live there)
 
@@ -18,6 +20,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
               for name in GROUPS}
     for s in SETTINGS:
         add_argument(groups[s.group], s)
+
+
+#: The pruning settings ``greentui prune`` and ``greentui plan`` take (``plan`` needs no calibration).
+PRUNING_SETTINGS = ("importance", "prune_ratio", "count_rule", "ignore_first", "ignore_last", "round_to",
+                    "target_params", "target_ratio")
+
+
+def add_settings(p: argparse.ArgumentParser, names: tuple[str, ...], group: str | None = None) -> None:
+    """Some run settings as options of a command that is not a run (``prune``, ``plan``): the same
+    flags, aliases, parsers, help and defaults as ``greentui run``, in an argument group."""
+    target = p.add_argument_group(group) if group else p
+    for name in names:
+        add_argument(target, SETTING[name])
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--device", default="auto",
                    help="auto (every visible GPU, else the CPU), cpu, cuda (every GPU) or cuda:N")
     p.add_argument("--cpu-slots", type=int, default=None,
-                   help="CPU runs at once (default: the workspace setting, 1); runs sharing the CPU carry "
-                        "a note in their energy quality")
+                   help="CPU runs at once, 1 to 64 (default: the workspace setting, 1); runs sharing the "
+                        "CPU carry a note in their energy quality")
     p.add_argument("--save", action="store_true",
                    help="store --cpu-slots as the workspace setting (read by runners the TUI and queue start)")
     p.add_argument("--once", action="store_true", help="execute at most one run")
@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from backend.execution.worker import CPU_SLOTS_SETTING, run_worker
     from backend.store import open_store
     ws = resolve_workspace(args.runs_dir)
-    if args.cpu_slots is not None and args.cpu_slots < 1:
-        raise GreentuiError(f"--cpu-slots must be at least 1 (got {args.cpu_slots})")
+    from backend.schema.wsconfig import check_cpu_slots
+    if args.cpu_slots is not None:
+        check_cpu_slots(args.cpu_slots)  # the rule of greentui.toml's [runner] cpu_slots
     if args.save:
         if args.cpu_slots is None:
             raise GreentuiError("--save needs --cpu-slots N")

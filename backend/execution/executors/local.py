@@ -32,6 +32,7 @@ from backend.errors import GreentuiError
 from backend.execution.control import process_start_time
 from backend.execution.devices import Device, Held, acquire, cpu_devices, resolve_devices
 from backend.execution.executors.base import Dispatcher, Executor, RunnerContext
+from backend.schema.runconfig import RunConfig
 from backend.store import Store
 from backend.workspace import CODE_ROOT
 
@@ -57,6 +58,17 @@ class LocalExecutor(Executor):
     help = "this machine's runner: every GPU a slot, else the CPU"
     states = {"claimed": "running (its own process)", "exited": "the status the run recorded",
               "exited without recording one": "failed", "killed by a signal": "interrupted (the queue pauses)"}
+
+    def check(self, cfg: RunConfig, workspace: Path) -> None:
+        """A run asking for a GPU needs one on this machine (``auto`` always finds a device): refused
+        when queued, not left waiting for a device that never comes."""
+        if cfg.device in ("auto", "cpu"):
+            return
+        from backend.schema.settings import SettingError
+        try:
+            resolve_devices(cfg.device)
+        except GreentuiError as exc:
+            raise SettingError("device", str(exc)) from None
 
     def has_work(self, store: Store) -> bool:
         return not store.queue.paused() and store.jobs.has_unsubmitted(self.name)

@@ -53,8 +53,6 @@ ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPEN
 FAILED = {"FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT"}
 INTERRUPTED = {"TIMEOUT": "the Slurm time limit was reached", "NODE_FAIL": "the Slurm node failed",
                "PREEMPTED": "the job was preempted by Slurm"}
-#: ``[slurm]`` in greentui.toml: its keys and their types (``args``: any sbatch option, a string or a number)
-CONFIG_KEYS: dict[str, type] = {"partition": str, "gpus": int, "time_limit": str, "args": dict}
 log = logging.getLogger(__name__)
 
 
@@ -196,24 +194,11 @@ def job_logs(workspace: Path, run_id: int, job_id: str) -> tuple[Path, Path]:
 
 
 def workspace_defaults(workspace: Path) -> dict[str, Any]:
-    """The ``[slurm]`` table of ``greentui.toml`` (partition, gpus, time_limit, args), every value's type
-    checked: a bad one is refused naming its key (``slurm.args.account must be a string or a number``)."""
-    from backend.schema.wsconfig import CONFIG_NAME, load_workspace_config
-    table = load_workspace_config(workspace).get("slurm", {})
-    where = Path(workspace) / CONFIG_NAME
-    if not isinstance(table, dict):
-        raise GreentuiError(f"{where}: [slurm] must be a table")
-    for key, value in table.items():
-        if key not in CONFIG_KEYS:
-            raise GreentuiError(f"{where}: unknown key slurm.{key} (known: {', '.join(CONFIG_KEYS)})")
-        if not isinstance(value, CONFIG_KEYS[key]) or isinstance(value, bool):
-            raise GreentuiError(f"{where}: slurm.{key} must be a {CONFIG_KEYS[key].__name__}")
-    for key, value in (table.get("args") or {}).items():
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            kind = "table" if isinstance(value, dict) else type(value).__name__
-            raise GreentuiError(f"{where}: slurm.args.{key} must be a string or a number (sbatch --{key}=VALUE), "
-                                f"not a {'list' if isinstance(value, list) else kind}")
-    return table
+    """The ``[slurm]`` table of ``greentui.toml`` (partition, gpus, time_limit, args), checked by the
+    file's one schema (``backend.schema.wsconfig.TABLES``: the keys are the run settings with their
+    rules; ``slurm.args.account must be a string or a number``)."""
+    from backend.schema.wsconfig import slurm_defaults
+    return slurm_defaults(workspace)
 
 
 # ------------------------------------------------------------------------------ the executor

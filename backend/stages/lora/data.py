@@ -15,6 +15,7 @@ token ends every answer.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,19 @@ def _check_record(rec: Any, where: str) -> dict:
 
 
 def read_records(path: Path) -> list[dict]:
-    """Records of a local .jsonl/.json file, each checked; errors name the file and line."""
+    """Records of a local .jsonl/.json file, each checked; errors name the file and line. The shipped
+    set is read once per process (every queued run checks it; it never changes)."""
+    if path == DEFAULT_INSTRUCTIONS:
+        return list(_shipped_records())
+    return _read_records(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_records() -> tuple[dict, ...]:
+    return tuple(_read_records(DEFAULT_INSTRUCTIONS))
+
+
+def _read_records(path: Path) -> list[dict]:
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -168,6 +181,40 @@ def chunk_text(text: str, tokenizer, cutoff_len: int) -> list[dict]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     chunks = [ids[i:i + cutoff_len] for i in range(0, len(ids), cutoff_len)]
     return [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) >= min(8, cutoff_len)]
+
+
+def cutoff_problem(data: str | Path | None, tokenizer_json: Path, cutoff_len: int,
+                   records: list[dict] | None = None) -> str | None:
+    """Why no training example would survive ``cutoff_len`` tokens, or None when one does (or when it
+    cannot be told without the data: a hub dataset, a text file).
+
+    Checked before a run is queued with the model's own ``tokenizer.json`` (the ``tokenizers``
+    library, no torch): an Alpaca example survives when its answer (and EOS) starts before the cutoff,
+    exactly the rule of :func:`tokenize_records`. The shortest prompts are tried first, so a usable
+    cutoff costs a few encodings, and only a hopeless one encodes every prompt."""
+    kind, where = resolve_source(data)
+    if kind != "file" or Path(where).suffix.lower() not in RECORD_SUFFIXES:
+        return None
+    records = read_records(Path(where)) if records is None else records
+    if any("text" in r for r in records):
+        return None  # text is cut into chunks of the cutoff length: any 8 tokens make one
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    records = sorted(records, key=lambda r: len(r["instruction"]) + len(r["input"]))
+    shortest = None
+    for start in range(0, len(records), 64):
+        batch = records[start:start + 64]
+        prompts = tokenizer.encode_batch([alpaca_prompt(r["instruction"], r["input"]) for r in batch],
+                                         add_special_tokens=True)
+        answers = tokenizer.encode_batch([r["output"] for r in batch], add_special_tokens=False)
+        for p, a in zip(prompts, answers):
+            n = len(p.ids)
+            shortest = n if shortest is None else min(shortest, n)
+            if max(1, n) < min(cutoff_len, n + len(a.ids) + 1):  # +1: the EOS that ends every answer
+                return None
+    return (f"no training example of {Path(where).name} fits in {cutoff_len} tokens: the shortest prompt "
+            f"alone is {shortest} tokens; raise the LoRA cutoff above it")
 
 
 def load_examples(data: str | Path | None, tokenizer, cutoff_len: int,

@@ -1,30 +1,47 @@
 """What a pruning is asked to do, shared by the pruner (``prune.py``, torch) and the planner
-(``pruning/plan.py``, standard library only): the options, the study's constants, what a ratio
-means under each counting rule, and the architecture check. Standard library only.
+(``pruning/plan.py``, standard library only): the pruning view of a run's config, the study's constants,
+what a ratio means under each counting rule, and the architecture check. Standard library only.
+
+``PruneConfig`` is not a second run config: every field that is a run setting is *derived* from
+``RunConfig`` (``PruneConfig.of(cfg)``; the names are the stage's own, mapped once in ``RUN_FIELDS``) and
+checked by the run schema's rules alone (``check_options`` builds the RunConfig back and asks it). Its
+other fields are how this stage is driven where no run is involved (``greentui prune``'s device and
+calibration dataset, ``--no-heads``/``--no-mlp``, the graph switch the tests use).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from backend.errors import GreentuiError
 from backend.schema.catalog import ARCHITECTURES as SUPPORTED_ARCHITECTURES  # the one list of each, in catalog
-from backend.schema.catalog import METHODS
-from backend.stages.pruning.counting import DEFAULT_RULE, RULES
+from backend.schema.catalog import METHODS  # noqa: F401 (re-exported)
+from backend.schema.runconfig import SETTING, STUDY_IGNORE, layers_kept  # noqa: F401 (STUDY_IGNORE re-exported)
+from backend.schema.settings import SettingError
+from backend.stages.pruning.counting import DEFAULT_RULE, RULES  # noqa: F401 (RULES re-exported)
+
+if TYPE_CHECKING:
+    from backend.schema.runconfig import RunConfig
 
 STUDY_RATIO = 2 / 7
-STUDY_IGNORE = 4
 
 Progress = Callable[[str, float], None]
+
+#: PruneConfig field -> the RunConfig setting it is: the one place the pruning view's names are mapped.
+RUN_FIELDS: dict[str, str] = {
+    "method": "importance", "ratio": "prune_ratio", "ignore_first": "ignore_first", "ignore_last": "ignore_last",
+    "round_to": "round_to", "calib_samples": "calib_samples", "calib_seq_len": "calib_seq_len",
+    "calib_file": "calib_file", "seed": "seed", "count_rule": "count_rule", "target_params": "target_params",
+    "target_ratio": "target_ratio",
+}
 
 
 @dataclass
 class PruneConfig:
     method: str = "taylor"
     ratio: float = STUDY_RATIO
-    ignore_first: int | None = None  # None: study default 4, clamped on shallow models
+    ignore_first: int | None = None  # None: the run schema's default (the study's 4, clamped on shallow models)
     ignore_last: int | None = None
     round_to: int = 8
     calib_samples: int = 10
@@ -40,19 +57,30 @@ class PruneConfig:
     target_params: str | int | None = None  # solve ``ratio`` for this whole-model size (e.g. "6.4B")
     target_ratio: float | None = None  # ... or for this share of the original whole model (e.g. 0.8)
 
+    @classmethod
+    def of(cls, run: "RunConfig", **options) -> "PruneConfig":
+        """The pruning view of a run's config; ``options`` are the fields that are not run settings
+        (``device``, ``prune_heads``, ``calib_dataset``…)."""
+        return cls(**{name: getattr(run, setting) for name, setting in RUN_FIELDS.items()}, **options)
+
+    def settings(self) -> dict[str, object]:
+        """The run settings this view holds, under the run schema's names (None: the schema's default)."""
+        out = {setting: getattr(self, name) for name, setting in RUN_FIELDS.items()}
+        for name in ("ignore_first", "ignore_last"):
+            if out[name] is None:
+                out[name] = SETTING[name].default
+        return out
+
     def check_options(self) -> None:
-        """Checks that need no model (run before loading one)."""
-        if self.method not in METHODS:
-            raise GreentuiError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.count_rule not in RULES:
-            raise GreentuiError(f"--count-rule: unknown counting rule {self.count_rule!r}; choose one of "
-                                f"{', '.join(RULES)}")
-        r = self.ratio
-        if not isinstance(r, (int, float)) or math.isnan(r) or not 0 < r < 1:
-            raise GreentuiError(f"pruning ratio must be a number strictly between 0 and 1, got {r!r}")
-        for name in ("round_to", "calib_samples", "calib_seq_len"):
-            if int(getattr(self, name)) < 1:
-                raise GreentuiError(f"{name.replace('_', '-')} must be at least 1")
+        """Checks that need no model (run before loading one): the run schema's rules for the run
+        settings (a ``SettingError`` naming the setting), then the options that are not run settings."""
+        from backend.schema.runconfig import RunConfig
+
+        settings = self.settings()
+        problems = RunConfig(model="(pruning)", **settings).problems()
+        for name in settings:  # in the view's order: the first refused setting is named
+            if name in problems:
+                raise SettingError(name, problems[name])
         if self.method != "layer-drop" and not (self.prune_heads or self.prune_mlp):
             raise GreentuiError("nothing to prune: both heads and MLP pruning are off")
         if self.device.startswith("cuda"):
@@ -65,25 +93,11 @@ class PruneConfig:
 
     def validate(self, num_layers: int) -> tuple[int, int, list[str]]:
         """Check the options against a model with ``num_layers`` layers; return the effective
-        (ignore_first, ignore_last, warnings)."""
+        (ignore_first, ignore_last, warnings) by the one rule of ``runconfig.layers_kept``."""
         self.check_options()
-        warnings: list[str] = []
-        first, last = self.ignore_first, self.ignore_last
-        for name, v in (("ignore-first", first), ("ignore-last", last)):
-            if v is not None and v < 0:
-                raise GreentuiError(f"--{name} must be >= 0, got {v}")
-        default_first, default_last = first in (None, STUDY_IGNORE), last in (None, STUDY_IGNORE)
-        if default_first or default_last:
-            cap = max(0, min(STUDY_IGNORE, (num_layers - 2) // 2))
-            if cap < STUDY_IGNORE:
-                warnings.append(f"model has {num_layers} layers: the study's ignore-first/last of "
-                                f"{STUDY_IGNORE} is clamped to {cap} so that layers are left to prune")
-            first = cap if default_first else first
-            last = cap if default_last else last
-        if first + last >= num_layers:
-            raise GreentuiError(f"ignore-first ({first}) + ignore-last ({last}) must be less than the "
-                                f"model's {num_layers} layers: nothing would be left to prune")
-        return first, last, warnings
+        settings = self.settings()
+        first, last, note = layers_kept(settings["ignore_first"], settings["ignore_last"], num_layers)
+        return first, last, [note] if note else []
 
 
 def check_architecture(config) -> str:
