@@ -302,7 +302,7 @@ def test_torch_pruning_graph_keeps_what_greentui_keeps(demo_model_dir, arch, att
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch, why", [("phi3", "fused qkv_proj"), ("qwen2", "keeps 8 heads"), ("qwen3", "keeps 8 heads")])
+@pytest.mark.parametrize("arch, why", [("phi3", "fused qkv_proj"), ("qwen2", "keeps 8/4 heads"), ("qwen3", "keeps 8/2 heads")])
 def test_torch_pruning_graph_falls_back_and_says_why(demo_model_dir, arch, why):
     report, _ = _selection(demo_model_dir, arch, True, method="l2")
     assert report["selection"] == "greentui"

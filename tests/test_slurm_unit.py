@@ -266,7 +266,7 @@ async def test_new_run_form_queues_a_slurm_run_with_workspace_defaults(tmp_path,
 
         async def queue() -> None:
             screen.query_one("#f-model", Input).focus()
-            await pilot.press("enter")
+            await pilot.press("ctrl+s")  # Enter only moves to the next field; ctrl+s queues
             await pilot.pause(0.3)
             await app.workers.wait_for_complete()
             await pilot.pause()
