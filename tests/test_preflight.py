@@ -118,14 +118,37 @@ def test_the_walk_covers_every_setting():
     assert len(probes()) > 80
 
 
+def sample(all_probes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The fast tier's share of the walk: each setting's first refused value (one probe per setting, not
+    every generic value of its type); the slow tier walks them all."""
+    seen: set[str] = set()
+    out = []
+    for name, text in all_probes:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, text))
+    return out
+
+
+@pytest.mark.slow
+def test_every_bad_value_of_every_setting_is_refused_at_queue_time(cli, workspace, tmp_path):
+    """The whole walk (~100 probes, ~40 s): every generic and every listed bad value."""
+    _walk(cli, workspace, tmp_path, probes())
+
+
 def test_every_bad_setting_is_refused_at_queue_time_and_the_store_is_untouched(cli, workspace, tmp_path):
+    """Each setting's first bad value (the full walk is in the slow tier)."""
+    _walk(cli, workspace, tmp_path, sample(probes()))
+
+
+def _walk(cli, workspace: Path, tmp_path: Path, walk: list[tuple[str, str]]) -> None:
     """One workspace for the whole walk (a store with a run in it); after each refusal its store is byte
     for byte what it was. Every failing probe is reported at once."""
     files = _files(tmp_path / "files")
     cli("queue", str(DEMO), "--no-start", check=True)
     before = state(workspace)
     wrong = []
-    for name, text in probes():
+    for name, text in walk:
         value = text.format(**files)
         s = next(s for s in SETTINGS if s.name == name)
         args = [value] if not s.flag else [str(DEMO), f"{s.flag}={value}"]
