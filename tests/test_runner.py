@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import signal
 import subprocess
 import sys
 import time
@@ -337,3 +338,24 @@ def test_a_foreground_run_with_wait_gets_the_device_when_it_is_freed(workspace):
     assert mine.label == "cpu" and 0.4 < time.time() - t0 < 5
     assert told == ["cpu by run 7"]  # said once who held it
     mine.release()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_runner_cleanly_and_cancels_its_run(cli_subprocess, workspace, demo_model_dir):
+    """SIGTERM (systemd, a logout, ``kill``) asks the runner to stop: it launches nothing more, cancels its
+    local run and exits 0. (Runner.stop had slipped out of the class; the handler raised AttributeError.)"""
+    cli = cli_subprocess
+    model = str(demo_model_dir("llama"))
+    args = ["--no-prune", "--tasks", "all", "--limit", "50", "--data-dir", DATA, "--ppl-limit", "0",
+            "--device", "cpu"]
+    run_id = _queue(cli, model, *args)
+    queued = _queue(cli, model, *TINY)
+    worker = _worker("--device", "cpu")
+    store = Store(workspace / "greentui.db")
+    wait_for(lambda: store.results.task_results(run_id), 300, "a first task result")
+    worker.send_signal(signal.SIGTERM)
+    out, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0 and "Traceback" not in out, out
+    run = store.runs.get(run_id)
+    assert run["status"] == "cancelled", run
+    assert store.runs.get(queued)["status"] == "queued"  # nothing more was launched

@@ -126,6 +126,13 @@ class Runner:
             busy = busy or n > 0
         return not busy and (not wanted or self.stopping or (once and self.launched))
 
+    def stop(self) -> None:
+        """SIGTERM: launch nothing more, ask the local runs to cancel, wait for them to end."""
+        if not self.stopping:
+            self.stopping = True
+            for ex in self.executors:
+                ex.shutdown(self.store)
+
     def wait_out_busy_store(self, exc: sqlite3.OperationalError, waits: int) -> None:
         """Another process held the store's write lock past the busy timeout (a long import, a
         stuck writer). The runner waits and retries — its launched runs go on in their own
@@ -139,13 +146,6 @@ def store_busy(exc: sqlite3.OperationalError) -> bool:
     """SQLite's "database is locked/busy": another connection holds the lock; worth a retry."""
     text = str(exc).lower()
     return "locked" in text or "busy" in text
-
-    def stop(self) -> None:
-        """SIGTERM: launch nothing more, ask the local runs to cancel, wait for them to end."""
-        if not self.stopping:
-            self.stopping = True
-            for ex in self.executors:
-                ex.shutdown(self.store)
 
 
 def _device_label(offer) -> str | None:

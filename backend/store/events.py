@@ -6,6 +6,7 @@ transactions; reach it as ``store.events``.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -26,9 +27,9 @@ class EventRepository(Repository):
         return int(cur.lastrowid)
 
     def list(self, run_id: int, after_id: int = 0, kinds: Iterable[str] | None = None,
-               limit: int = 5000) -> list[dict[str, Any]]:
+               limit: int = 5000) -> builtins.list[dict[str, Any]]:
         sql = "SELECT id, t, kind, payload FROM events WHERE run_id = ? AND id > ?"
-        params: list[Any] = [run_id, after_id]
+        params: builtins.list[Any] = [run_id, after_id]
         if kinds:
             k = list(kinds)
             sql += f" AND kind IN ({','.join('?' * len(k))})"
@@ -43,6 +44,6 @@ class EventRepository(Repository):
         self.conn.execute("INSERT INTO power_samples (run_id, t, watts, source, limit_w) VALUES (?, ?, ?, ?, ?)",
                           (run_id, t, watts, source, limit_w))
 
-    def power_samples(self, run_id: int, after_id: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+    def power_samples(self, run_id: int, after_id: int = 0, limit: int = 10_000) -> builtins.list[dict[str, Any]]:
         return self._rows("SELECT id, t, watts, source, limit_w FROM power_samples WHERE run_id = ? AND id > ? "
                           "ORDER BY id LIMIT ?", (run_id, after_id, limit))

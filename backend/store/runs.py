@@ -6,6 +6,7 @@ transactions; reach it as ``store.runs``.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -116,7 +117,7 @@ class RunRepository(Repository):
 
     def list(self, *, limit: int = 200, offset: int = 0, text: str | None = None,
                   statuses: Iterable[str] | None = None, model_id: int | None = None,
-                  order: str = "id", descending: bool = True) -> list[dict[str, Any]]:
+                  order: str = "id", descending: bool = True) -> builtins.list[dict[str, Any]]:
         """Run summaries for tables: own averages, the baseline's averages and their ratios.
 
         Paged (``limit``/``offset``) so that the UI shows its first screen at once with 10,000 runs.
@@ -188,8 +189,8 @@ class RunRepository(Repository):
     @staticmethod
     def _filter(text: str | None, statuses: Iterable[str] | None,
                     model_id: int | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
         if text:
             # what a row shows, not its whole config: "taylor" found the vanilla baseline too, whose
             # config carries the default importance it never used
@@ -207,7 +208,7 @@ class RunRepository(Repository):
             params.append(model_id)
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def running(self) -> list[dict[str, Any]]:
+    def running(self) -> builtins.list[dict[str, Any]]:
         """Running runs executed by a process of this machine, judged by its pid and its runner: every
         running run but those a scheduler's job follows (a ``jobs`` row, or the baseline a job made)."""
         return self._rows("SELECT id, pid, pid_start, device, runner_id, executor, slot FROM runs r "
@@ -230,7 +231,7 @@ class RunRepository(Repository):
                           "ON CONFLICT(key) DO UPDATE SET value = '1'")
             return n
 
-    def overlapping(self, run_id: int) -> list[int]:
+    def overlapping(self, run_id: int) -> builtins.list[int]:
         """Other runs on the same device whose running time overlapped this run's (its own baseline,
         which runs inside it, and the experiment that made it excepted): their load was in this
         run's energy figures."""
@@ -261,7 +262,7 @@ class RunRepository(Repository):
         """Every run's id (``greentui doctor`` matches run folders against them)."""
         return {int(r[0]) for r in self.conn.execute("SELECT id FROM runs")}
 
-    def finished_with_folders(self) -> list[int]:
+    def finished_with_folders(self) -> builtins.list[int]:
         """Finished runs that ran in this workspace and so have a run folder: experiments and
         baselines that started and ended ``done``. A baseline that a remote job evaluated keeps its
         files in the experiment's folder (``jobs.baseline_run_id``), and imported or published runs

@@ -7,6 +7,7 @@ transactions; reach it as ``store.studies``. The study's file is parsed and chec
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -72,7 +73,7 @@ class StudyRepository(Repository):
                 c.execute("INSERT INTO study_cells (position, model, label, swept, config, baseline, study_id, key) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, study_id, cell["key"]))
 
-    def cells(self, study_id: int) -> list[dict[str, Any]]:
+    def cells(self, study_id: int) -> builtins.list[dict[str, Any]]:
         """The study's cells in grid order, each with its run's state, stage, error and summary."""
         rows = self._rows(
             "SELECT c.*, r.status, r.stage, r.error, r.kind AS run_kind, r.parent_run_id, r.model_id, "
@@ -88,12 +89,12 @@ class StudyRepository(Repository):
         """The cell ``key`` is now held by ``run_id``."""
         self.conn.execute("UPDATE study_cells SET run_id = ? WHERE study_id = ? AND key = ?", (run_id, study_id, key))
 
-    def queue_cells(self, study_id: int, items: list[dict[str, Any]]) -> list[int]:
+    def queue_cells(self, study_id: int, items: builtins.list[dict[str, Any]]) -> builtins.list[int]:
         """Queue runs for cells in one transaction, each linked to its cell: a runner never sees part of
         a study's runs, nor a cell's run before it knows which baseline it waits for (a Slurm runner
         submits the whole set as one job array). ``items``: key, model_id, kind, config, label, and
         ``after`` — a run id, or ``"baseline:<key>"`` for a baseline cell queued in the same call."""
-        ids: list[int] = []
+        ids: builtins.list[int] = []
         by_key: dict[str, int] = {}
         with self.transaction() as c:
             pos = c.execute("SELECT COALESCE(MAX(position), 0) FROM runs").fetchone()[0]
@@ -114,7 +115,7 @@ class StudyRepository(Repository):
                 ids.append(run_id)
         return ids
 
-    def of_run(self, run_id: int) -> list[dict[str, Any]]:
+    def of_run(self, run_id: int) -> builtins.list[dict[str, Any]]:
         """The studies (name, cell label) a run holds a cell of."""
         return self._rows("SELECT s.name, s.array_parallelism, c.label, c.position FROM study_cells c "
                           "JOIN studies s ON s.id = c.study_id "
