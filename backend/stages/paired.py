@@ -84,6 +84,18 @@ def choose_design(requested: str, need_bytes: int, device_free: int | None, host
                           "measured sequentially")
 
 
+def copy_model(model):
+    """A deep copy of ``model`` that shares its hooks (the run's cancel check is a hook holding the store
+    connection: shared, not copied, so the copy obeys the cancel flag too)."""
+    memo: dict[int, Any] = {}
+    for m in model.modules():
+        for name, hooks in vars(m).items():
+            if name.endswith("hooks") and isinstance(hooks, dict):
+                for h in hooks.values():
+                    memo[id(h)] = h
+    return copy.deepcopy(model, memo)
+
+
 def keep_vanilla(model, requested: str, device: str, gpus: int = 1) -> tuple[Any, str, str]:
     """Before pruning: a copy of the vanilla model for the paired windows, the design, and why.
 
@@ -100,10 +112,10 @@ def keep_vanilla(model, requested: str, device: str, gpus: int = 1) -> tuple[Any
     if design == "blocked" and on_cuda:
         import torch
         with torch.no_grad():
-            vanilla = copy.deepcopy(model.to("cpu"))
+            vanilla = copy_model(model.to("cpu"))
         model.to(device)
         return vanilla.eval(), design, why
-    return copy.deepcopy(model).eval(), design, why
+    return copy_model(model).eval(), design, why
 
 
 # ---------------------------------------------------------------------------------- the windows
