@@ -152,7 +152,7 @@ def test_repeats_and_efficiency_through_the_cli(workspace, demo_model_dir, capsy
 
     model = str(demo_model_dir("llama"))
     assert main(["run", model, "--tasks", "piqa", "--limit", "2", "--data-dir", str(bundled_data_dir()),
-                 "--ppl-limit", "0", "--lora-steps", "1", "--repeats", "3",
+                 "--ppl-limit", "0", "--lora-steps", "1", "--repeats", "3", "--energy-design", "sequential",
                  "--efficiency-batches", "1,2", "--efficiency-seq-len", "16"]) == 0
     capsys.readouterr()
     with open_store(workspace) as s:
