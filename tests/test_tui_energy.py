@@ -44,6 +44,7 @@ def seed(ws: Path, tmp_path: Path) -> dict[str, int]:
                 "acc": acc, "acc_stderr": 0.05, "n_samples": 50, "seconds": 2.0, "tokens": 500,
                 "energy_kwh": kwh, "meter": "codecarbon:cpu_load-estimate+ram-estimate",
                 "repeats": _passes(kwh, 0.01)})
+    s.results.save_metric(exp, "run", "baseline_reuse", base, {"key": "0123abcd", "applies_to": "accuracy"})
     pts = [{"batch_size": b, "seq_len": 32, "forwards": 3, "tokens": 96 * b, "seconds": 1.0,
             "tokens_per_s": 96.0 * b, "joules": 1.0, "j_per_token": j / b, "meter": "codecarbon",
             "params": p, "flops_per_token": 2 * p} for b in (1, 8)
@@ -77,6 +78,8 @@ async def test_run_detail_energy_section(seeded) -> None:
         assert "95 % CI, CV" in text and "above idle" in text and "J/token" in text and "J/correct" in text
         assert "beyond noise" in text  # half the energy, 1 % spread
         assert "efficiency pruned batch 8" in text
+        title = str(app.screen.query_one("#run-title", Static).render())
+        assert f"baseline run {ids['base']} reused for accuracy (key 0123abcd)" in title  # issue #18
 
 
 async def test_compare_energy_tab_paper_vs_yours(seeded) -> None:
