@@ -60,6 +60,13 @@ def _method(run: dict[str, Any], variant: str) -> tuple[str, str]:
 
 def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> Row:
     results = {r["task"]: r for r in store.results.task_results(run["id"], variant)}
+    if not results and metric == "wh":  # a paired run's vanilla windows without a task row: their means
+        passes: dict[str, list[dict[str, Any]]] = {}
+        for p in store.results.energy_repeats(run["id"], variant):
+            passes.setdefault(p["task"], []).append(p)
+        results = {t: {"energy_kwh": mean(p["energy_kwh"] for p in ps if p["energy_kwh"] is not None)
+                       if any(p["energy_kwh"] is not None for p in ps) else None, "meter": ps[0]["meter"]}
+                   for t, ps in passes.items()}
     if metric == "acc":
         values = {t: results[t]["acc"] for t in results}
         stderr = {t: results[t]["acc_stderr"] for t in results}
@@ -90,7 +97,11 @@ def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, An
     for metric, key in (("acc", "accuracy"), ("wh", "energy")):
         groups: dict[tuple[str, int], list[Row]] = {}
         for run in runs:
-            if run["kind"] in ("experiment", "baseline") and (run["parent_run_id"] or run["kind"] == "baseline"):
+            if metric == "wh" and run["kind"] == "experiment" and store.results.energy_repeats(run["id"], "vanilla"):
+                # the paired protocol: its energy ratio is against its own vanilla windows, shown beside it
+                groups[("paired", run["id"])] = [_rows_for(store, run, "vanilla", metric),
+                                                 _rows_for(store, run, "pruned", metric)]
+            elif run["kind"] in ("experiment", "baseline") and (run["parent_run_id"] or run["kind"] == "baseline"):
                 base_id = run["parent_run_id"] if run["kind"] == "experiment" else run["id"]
                 group = groups.get(("baseline", base_id))
                 if group is None:
