@@ -66,6 +66,17 @@ MEDIUM_RUN_COLUMNS: list[tuple[str, str, str | None]] = [
     ("status", "status", "status"), ("avg_acc", "acc", "avg_acc"), ("avg_wh", "Wh", "avg_wh"),
     ("acc_ratio", "acc×", "acc_ratio"), ("wh_ratio", "Wh×", "wh_ratio"), ("created", "date", "created"),
 ]
+#: statuses in at most 9 cells for the narrow set ("interrupted" is the one longer word)
+SHORT_STATUS = {"interrupted": "interr."}
+
+
+def short_status(status: str | None) -> Text:
+    """The status cell of the narrow set: same colour, a word that fits 9 cells."""
+    cell = status_cell(status)
+    cell.plain = SHORT_STATUS.get(cell.plain, cell.plain)
+    return cell
+
+
 #: kind in a word that fits the medium set
 SHORT_KIND = {"baseline": "base", "experiment": "exp", "reference": "ref"}
 SORT_KEYS = [c[2] for c in COLUMNS if c[2]]
@@ -88,6 +99,8 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
     NARROW_COLUMNS = NARROW_RUN_COLUMNS
     MEDIUM_COLUMNS = MEDIUM_RUN_COLUMNS
     NARROW_WIDTHS = {"model": 14, "method": 15}
+    # at 80 columns the ratios carry their intervals (0.91±.03, 8 cells each): model and method give way
+    NARROWEST_WIDTHS = {"model": 11, "method": 13}
     NARROW_BELOW = 128  # the wide set needs up to ~125 columns (long statuses and methods) and a scrollbar
     LABEL_PAD = " "  # room for the sort arrow
 
@@ -161,8 +174,8 @@ class RunsScreen(NarrowColumns, LiveTableScreen):
         mark = "●" if r["id"] in self.selected else " "
         if self.tier == "narrow":
             return plain_cells(
-                f"{mark}{r['id']}", ellipsis(model_label(r)), method_with_ratio(r),
-                status_cell(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
+                f"{mark}{r['id']}", ellipsis(model_label(r)), ellipsis(method_with_ratio(r)),
+                short_status(r["status"]), num(r["avg_acc"]) + partial, num(r["avg_wh"], 4) + partial,
                 ratio_cell(r["acc_ratio_ci"], compact=True), ratio_cell(r["wh_ratio_ci"], compact=True))
         if self.tier == "medium":
             return plain_cells(
