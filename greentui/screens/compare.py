@@ -312,15 +312,13 @@ class CompareScreen(WatchingScreen):
         chart.front_labels = front
         model = safe_name(run.get("model_name") or run.get("model_ref"), 60)
         chart.update_data(points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {model}")
-        band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
-                "them are within noise." if noise else "")
-        no_energy_ci = sum(1 for e in errs.values() if not e[1])
-        whiskers = (" Whiskers: each run's 95 % intervals" +
-                    (f" ({no_energy_ci} run(s) n=1: no Wh interval)." if no_energy_ci else ".") if done else "")
+        band = f" Grey: best acc ±{noise:.3f} (2 se)." if noise else ""
+        whiskers = " Whiskers: 95 % CIs (none with n=1)." if any(not e[1] for e in errs.values()) else \
+            " Whiskers: 95 % CIs."
         self.query_one("#pareto-note", Static).update(
             Text(key + ("" if len(done) <= 24 else f" · … {len(done) - 24} more") + "\nUpper left is better. "
                  "◆ Pareto front (" + (f"{len(front)} runs, green line)" if len(front) > 1 else "1 run)") +
-                 ": no other run beats it beyond noise." + whiskers + band)
+                 ": not beaten beyond noise." + whiskers + band)
             if points else Text("no finished runs of this model with energy figures yet", "dim"))
 
     def runs_of(self, ids: list[int]) -> Iterator[tuple[int, dict]]:
