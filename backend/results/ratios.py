@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from statistics import mean
 from typing import Any
 
 from backend.measure.stats import t975
@@ -102,6 +101,13 @@ class Ratio:
         """What JSON and CSV exports carry: value, lo, hi, n, method, inconclusive, the text."""
         return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n, "method": self.method,
                 "note": self.note, "inconclusive": self.inconclusive, "text": self.text(), "compact": self.compact()}
+
+
+def mean(xs: Iterable[float]) -> float:
+    """The arithmetic mean in float arithmetic: ``statistics.mean`` works in fractions and cost the
+    Runs page ~30 ms for 100 rows (bench P2); these are measurements, not exact numbers."""
+    xs = list(xs)
+    return math.fsum(xs) / len(xs)
 
 
 def _up(x: float, digits: int) -> float:
@@ -241,16 +247,18 @@ class EnergyRatios:
 
 
 def energy_ratios(own: Iterable[dict[str, Any]], own_wh: dict[str, float | None],
-                  base_passes: dict[str, list[float]], variant: str = "pruned") -> EnergyRatios:
+                  base_passes: dict[str, list[float]], variant: str = "pruned",
+                  per_task: bool = True) -> EnergyRatios:
     """The run's energy ratios: paired when its own repeats hold vanilla windows, else unpaired
     against ``base_passes`` (the baseline run's Wh per task, one value per pass).
 
     ``own``: the run's ``energy_repeats`` rows (every variant); ``own_wh``: its task means (the
-    ``task_results`` Wh, used where a task has no repeat rows)."""
+    ``task_results`` Wh, used where a task has no repeat rows); ``per_task=False`` leaves the
+    per-task ratios out (the Runs list shows the average only)."""
     own = list(own)
     pairs = pairs_of(own, variant)
     if pairs:
-        per = {t: r for t, ps in pairs.items() if (r := paired_task_ratio(ps)) is not None}
+        per = {t: r for t, ps in pairs.items() if per_task and (r := paired_task_ratio(ps)) is not None}
         return EnergyRatios(paired_energy_ratio(pairs), per, "paired")
     passes: dict[str, list[float]] = {}
     for r in own:
@@ -259,7 +267,7 @@ def energy_ratios(own: Iterable[dict[str, Any]], own_wh: dict[str, float | None]
     for t, wh in own_wh.items():
         if t not in passes and wh is not None:
             passes[t] = [wh]
-    per = {t: r for t in passes if base_passes.get(t)
+    per = {t: r for t in passes if per_task and base_passes.get(t)
            and (r := energy_ratio({t: passes[t]}, {t: base_passes[t]})) is not None}
     return EnergyRatios(energy_ratio(passes, base_passes), per, "unpaired")
 
@@ -285,7 +293,7 @@ def run_ratios(store: Any, run_id: int, variant: str = "pruned",
     return batch_ratios(store, [(run_id, variant, baseline_id)])[(run_id, variant)]
 
 
-def batch_ratios(store: Any, wanted: Sequence[tuple[int, str, int | None]]
+def batch_ratios(store: Any, wanted: Sequence[tuple[int, str, int | None]], per_task: bool = True,
                  ) -> dict[tuple[int, str], tuple[Ratio | None, EnergyRatios]]:
     """(run, variant, baseline run or None = its parent) → (acc ratio, energy ratios), for a page of
     runs in two queries (task results and repeats of the runs and their baselines), so the Runs list
@@ -296,19 +304,23 @@ def batch_ratios(store: Any, wanted: Sequence[tuple[int, str, int | None]]
     rows = store.results.task_results_of(ids | {b for b in base_of.values() if b is not None})
     reps = store.results.energy_repeats_of(ids | {b for b in base_of.values() if b is not None})
     out: dict[tuple[int, str], tuple[Ratio | None, EnergyRatios]] = {}
+    bases: dict[int, tuple[dict[str, tuple[Any, Any]], dict[str, list[float]]]] = {}  # a shared baseline once
+
+    def vanilla_of(run: int) -> tuple[dict[str, tuple[Any, Any]], dict[str, list[float]]]:
+        if run not in bases:
+            van = [r for r in rows.get(run, []) if r["variant"] == "vanilla"]
+            bases[run] = ({r["task"]: (r["acc"], r["acc_stderr"]) for r in van}, passes_of(reps.get(run, []), van))
+        return bases[run]
+
     for (i, v), b in base_of.items():
+        if v == "vanilla":
+            out[(i, v)] = (None, EnergyRatios(None, {}, "unpaired"))
+            continue
         own = [r for r in rows.get(i, []) if r["variant"] == v]
-        own_reps = reps.get(i, [])
-        if b is not None:
-            base = [r for r in rows.get(b, []) if r["variant"] == "vanilla"]
-            base_reps = reps.get(b, [])
-        else:  # a run that holds its own vanilla (an import, a reference table, a paired run)
-            base = [r for r in rows.get(i, []) if r["variant"] == "vanilla"] if v != "vanilla" else []
-            base_reps = own_reps if v != "vanilla" else []
-        acc = acc_ratio({r["task"]: (r["acc"], r["acc_stderr"]) for r in own},
-                        {r["task"]: (r["acc"], r["acc_stderr"]) for r in base}) if v != "vanilla" else None
-        energy = energy_ratios(own_reps, {r["task"]: _wh(r) for r in own}, passes_of(base_reps, base), v) \
-            if v != "vanilla" else EnergyRatios(None, {}, "unpaired")
+        # no baseline run: one that holds its own vanilla (an import, a reference table)
+        base_acc, base_passes = vanilla_of(b if b is not None else i)
+        acc = acc_ratio({r["task"]: (r["acc"], r["acc_stderr"]) for r in own}, base_acc)
+        energy = energy_ratios(reps.get(i, []), {r["task"]: _wh(r) for r in own}, base_passes, v, per_task)
         out[(i, v)] = (acc, energy)
     return out
 
@@ -323,7 +335,7 @@ def attach(store: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     wanted = [(r["id"], "pruned", r.get("parent_run_id") if r.get("kind") != "reference" else None)
               for r in rows if r.get("kind") == "experiment" or r.get("acc_ratio") is not None
               or r.get("wh_ratio") is not None]
-    got = batch_ratios(store, wanted) if wanted else {}
+    got = batch_ratios(store, wanted, per_task=False) if wanted else {}
     for r in rows:
         acc, energy = got.get((r["id"], "pruned"), (None, EnergyRatios(None, {}, "")))
         r["acc_ratio_ci"], r["wh_ratio_ci"], r["energy_design"] = acc, energy.average, energy.design
