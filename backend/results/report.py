@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import Any
 
+from backend.measure.stats import spread
 from backend.results.fmt import method_label, ratio_label
 from backend.results.ratios import METHOD_ACC, METHOD_PAIRED, METHOD_UNPAIRED, Ratio, as_dict, batch_ratios
 from backend.results.tables import Table, csv_text, latex_table, markdown_table
@@ -39,6 +40,7 @@ class Row:
     prune_ratio: str = "—"          # as the study writes it ("2/7"); "—" for vanilla rows
     baseline_run_id: int | None = None  # the run of the vanilla row this row's ratio is against
     design: str = ""                # energy rows: "paired" (its own vanilla windows) or "unpaired"
+    ci95: dict[str, float | None] = field(default_factory=dict)  # Wh rows: 95 % half-width over the passes
 
 
 def _avg(values: dict[str, float | None], tasks: list[str]) -> float | None:
@@ -75,10 +77,16 @@ def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> R
                   for t in results}
         stderr = {}
     meters = {t: results[t]["meter"] for t in results}
+    ci95: dict[str, float | None] = {}
+    if metric == "wh":
+        passes: dict[str, list[float | None]] = {}
+        for p in store.results.energy_repeats(run["id"], variant):
+            passes.setdefault(p["task"], []).append(None if p["energy_kwh"] is None else p["energy_kwh"] * 1000)
+        ci95 = {t: (sp.ci95 if (sp := spread(v)) else None) for t, v in passes.items()}
     name = run.get("model_name") or run.get("model_ref") or "?"
     method, prune_ratio = _method(run, variant)
     return Row(model=name, run_id=run["id"], variant=variant, values=values, stderr=stderr, meters=meters,
-               kind=run.get("kind") or "experiment", method=method, prune_ratio=prune_ratio)
+               kind=run.get("kind") or "experiment", method=method, prune_ratio=prune_ratio, ci95=ci95)
 
 
 def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, Any]:

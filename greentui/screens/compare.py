@@ -114,7 +114,8 @@ class CompareScreen(WatchingScreen):
             with TabPane("Bars", id="bars"):
                 with Vertical(classes="charts"):
                     yield GroupedBars("accuracy per task (±stderr)", id="bars-acc", y_label="acc")
-                    yield GroupedBars("energy per task (Wh)", id="bars-wh", y_label="Wh", classes="second")
+                    yield GroupedBars("energy per task (Wh, ±95 % CI over repeats)", id="bars-wh", y_label="Wh",
+                                      classes="second", whiskers="±95 % CI over repeats (none with n=1)")
             with TabPane("Table", id="table"):
                 with Vertical():
                     yield RatioTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
@@ -167,7 +168,9 @@ class CompareScreen(WatchingScreen):
         self.query_one("#radar-acc", RadarChart).update_data(labels, acc_series)
         self.query_one("#radar-wh", RadarChart).update_data(labels, wh_series)
         self.query_one("#bars-acc", GroupedBars).update_data(labels, acc_series, acc_err)  # named as the radar
-        self.query_one("#bars-wh", GroupedBars).update_data(labels, wh_series)
+        wh_err = {series_name(r, single): [r.ci95.get(t) for t in tasks] for r in wh}
+        self.query_one("#bars-wh", GroupedBars).update_data(
+            labels, wh_series, wh_err if any(e for v in wh_err.values() for e in v) else None)
         self.fill_table(acc, wh, tasks)
         self.fill_noise(acc, tasks)
         self.fill_pareto(ids[0], acc)

@@ -63,6 +63,7 @@ def build_grouped_bars(
     *,
     y_label: str | None = None,
     colors: Sequence[str] = PLOTEXT_COLORS,
+    whiskers: str = "±1 stderr",
 ) -> Text:
     """A grouped bar chart (one group per task, one bar per series) as ``width`` x ``height`` Text.
 
@@ -126,7 +127,7 @@ def build_grouped_bars(
     for name, col in zip(names, cols):
         entries.append(Text.assemble(("██ ", col), name))
     if errs is not None:
-        entries.append(Text("whiskers (right of each bar) = ±1 stderr", "dim"))
+        entries.append(Text(f"whiskers (right of each bar) = {whiskers}", "dim"))
     if zeros:
         entries.append(Text("0 = measured zero", "dim"))
     missing = [f"{t} ({n})" for n in names for t, v in zip(tasks, series[n]) if v is None or v != v]
@@ -327,12 +328,14 @@ class GroupedBars(_PlotextStatic):
         stderr: Mapping[str, Sequence[Value]] | None = None,
         *,
         y_label: str | None = None,
+        whiskers: str = "±1 stderr",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__("", name=name, id=id, classes=classes)
         self.title = title
+        self.whiskers = whiskers  # what a whisker is: "±1 stderr" (accuracy), "±95 % CI over repeats" (Wh)
         self.tasks = list(tasks)
         self.series = {k: list(v) for k, v in (series or {}).items()}
         self.stderr = {k: list(v) for k, v in stderr.items()} if stderr else None
@@ -355,8 +358,8 @@ class GroupedBars(_PlotextStatic):
 
     def build(self, width: int, height: int) -> Text:
         return build_grouped_bars(
-            width, height, self.title, self.tasks, self.series, self.stderr, y_label=self.y_label
-        )
+            width, height, self.title, self.tasks, self.series, self.stderr, y_label=self.y_label,
+            whiskers=self.whiskers)
 
 
 class ScatterPareto(_PlotextStatic):
