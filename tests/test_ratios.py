@@ -118,6 +118,14 @@ def test_a_paired_run_is_judged_on_its_own_pairs_and_load_cancels(store: Store) 
     assert rows[unpaired]["wh_ratio_ci"] == energy_u.average and rows[unpaired]["energy_design"] == "unpaired"
     assert rows[base]["wh_ratio_ci"] is None and rows[base]["acc_ratio_ci"] is None
 
+    # `show`, `show --json` and Run detail: the same ratios, the design named
+    from backend.results.run_energy import energy_lines, run_energy_doc
+    doc = run_energy_doc(store, store.runs.require(paired))
+    assert doc["ratios"]["energy"]["design"] == "paired"
+    assert doc["ratios"]["energy"]["average"]["lo"] == energy_p.average.lo
+    line = next(ln for ln in energy_lines(doc) if ln.startswith("ratio pruned / vanilla"))
+    assert f"Wh × {energy_p.average.text()}" in line and "paired with its own vanilla windows" in line
+
 
 def test_one_pass_has_no_interval_and_says_so(store: Store) -> None:
     mid = _model(store)
