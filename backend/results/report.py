@@ -283,6 +283,7 @@ def ratio_records(tables: dict[str, Any]) -> list[dict[str, Any]]:
             if r.ratio is None:
                 continue
             out.append({"record": "ratio", "model": r.model, "run_id": r.run_id, "variant": r.variant,
+                        "kind": r.kind, "reference": r.kind == "reference",
                         "method": r.method, "ratio_metric": metric, "ratio": r.ratio.value, "ratio_lo": r.ratio.lo,
                         "ratio_hi": r.ratio.hi, "ratio_n": r.ratio.n, "ratio_method": r.ratio.method or r.ratio.note,
                         "ratio_design": r.design or None, "ratio_text": r.ratio.text(), "vs_run_id": r.baseline_run_id})
