@@ -128,7 +128,7 @@ def test_paired_meter_windows_orders_and_the_blocked_design(demo_model_dir, tmp_
                and w["energy_kwh"] > 0 and w["block"] is None for w in got.windows)
     ci = got.interval()
     assert ci.n == 3 and ci.low < ci.ratio < ci.high
-    # the pruned side does the same requests on half the layers: fewer tokens? no, the same tokens, less time
+    # both sides replay the very same requests (the same tokens); only the model differs
     assert {w["tokens"] for w in got.windows if w["variant"] == "vanilla"} == \
         {w["tokens"] for w in got.windows if w["variant"] == "pruned"}
 
