@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import GreentuiError
 from backend.measure.energy import EnergySession, Nvml, cooldown_gate
-from backend.measure.energy.codecarbon_meter import window_flags
+from backend.measure.energy.window import window_flags
 from backend.measure.stats import spread, t975, within_noise
 from backend.schema.tasks import bundled_data_dir
 
