@@ -19,6 +19,7 @@ from backend.measure.energy import PowerSource, TaskEnergyMeter, registry
 from backend.measure.energy.load import LoadWindow, machine_busy_seconds
 from backend.measure.energy.meter import Meter
 from backend.measure.trust import _meter_kind
+from backend.service.doctor import Report, check_meters
 from backend.service.meters import describe_source, meter_status
 
 HAS_COUNTER = any(why is None for m, why in registry.status() if m.name in ("nvml", "rapl"))
@@ -51,6 +52,13 @@ def test_the_registry_answers_for_every_meter():
     assert _meter_kind(["codecarbon:rapl+ram-estimate"]) == "counter (RAPL)"
     assert _meter_kind(["cpu-time-estimate+codecarbon:cpu_load-estimate+ram-estimate"]) == "estimate"
     assert _meter_kind(["nvml", "cpu-time-estimate"]) == "counter (NVML) and estimate"
+    report = Report()
+    check_meters(report)  # what `greentui doctor` prints about the meters
+    (finding,) = report.findings
+    assert finding.ok and "cpu-time (estimate)" in finding.detail
+    if not HAS_COUNTER:
+        assert "no energy counter: every energy figure is an estimate" in finding.detail
+        assert f"nvml: {status['nvml']}" in finding.detail
     with pytest.raises(GreentuiError, match="unknown meter 'watts'; one of nvml, "):
         registry.meter("watts")
 
@@ -116,9 +124,9 @@ def _cpu_estimate_j() -> tuple[float, dict]:
 
 @pytest.mark.slow
 def test_a_busy_neighbour_does_not_raise_the_cpu_estimate():
-    import psutil
-
     from statistics import median
+
+    import psutil
 
     _cpu_estimate_j()  # the CPU model is detected once, outside the measured windows
     quiet = [_cpu_estimate_j() for _ in range(3)]

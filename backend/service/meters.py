@@ -21,3 +21,8 @@ def describe_source(source: str | None) -> tuple[str, bool]:
 def meter_status() -> list[tuple[str, str, str, str | None]]:
     """(name, label, kind, None or why it cannot meter here) for every registered meter."""
     return [(m.name, m.label, m.kind, why) for m, why in registry.status()]
+
+
+def broken_meters() -> dict[str, str]:
+    """Meter plugins (``greentui.meters`` entry points) that failed to load, and why."""
+    return registry.broken()

@@ -22,8 +22,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane, Tabs
 
-from backend.measure.trust import Badge, quality_badge
 from backend.results.fmt import method_label, plain, ratio_label
+from backend.results.quality import Badge, quality_badge
 from backend.results.report import SHORT, Row, study_tables
 from backend.text import safe_name, safe_text
 from greentui.keymap import binding
