@@ -12,7 +12,8 @@ import torch_pruning as tp
 from backend.stages import prune
 from backend.stages.model_io import decoder_layers, load_model, set_attention
 from backend.stages.prune import PruneConfig, prune_model
-from backend.stages.pruning import calibration, counting, heads, importances, mlp, taylor, tp_graph
+from backend.stages.pruning import calibration, counting, heads, importances, taylor, tp_graph
+from backend.stages.pruning import mlp as mlp_pruning
 
 CFG = dict(ratio=0.3, ignore_first=1, ignore_last=1, calib_samples=3, calib_seq_len=32)
 
@@ -33,9 +34,10 @@ class _GradRows:
         return self.e(b, b.grad)
 
 
-def reference_choice(model_dir, cfg: PruneConfig, selection: str, library=None) -> dict:
+def reference_choice(model_dir, cfg: PruneConfig, selection: str, library=None, mlp: bool = True) -> dict:
     """The heads, kv heads and MLP channels of every pruned layer, chosen from whole ``.grad`` tensors
-    summed over the calibration samples (every scored projection's gradient alive at once)."""
+    summed over the calibration samples (every scored projection's gradient alive at once); without
+    ``mlp``, the heads and kv heads alone (greentui's head scorer)."""
     imp = importances.get(cfg.method)
     library = library or tp.importance.GroupTaylorImportance()
     model, tok = load_model(model_dir)
@@ -58,7 +60,11 @@ def reference_choice(model_dir, cfg: PruneConfig, selection: str, library=None) 
         c = counting.layer_counts(cfg.count_rule, s, cfg.ratio, cfg.round_to)
         plan = heads.plan_heads(layers[i].self_attn, s.heads, s.kv_heads, c.kv_heads, c.q_per_kv, imp,
                                 _GradRows(imp.elements))
-        channels = mlp.prune_mlp(layers[i].mlp, hidden, mlp.tp_ratio_for(s.intermediate, c.intermediate), library)
+        if not mlp:
+            out[i] = (plan.removed_q, plan.removed_kv)
+            continue
+        channels = mlp_pruning.prune_mlp(layers[i].mlp, hidden, mlp_pruning.tp_ratio_for(s.intermediate, c.intermediate),
+                                         library)
         out[i] = (plan.removed_q, plan.removed_kv, channels)
     return out
 

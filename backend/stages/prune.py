@@ -57,7 +57,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     import torch_pruning as tp
 
     from backend.stages.model_io import decoder_layers, layer_widths, set_attention
-    from backend.stages.pruning import calibration, flops, importances
+    from backend.stages.pruning import calibration, flops, importances, memory
 
     t0 = time.perf_counter()
     say = progress or (lambda msg, frac: None)
@@ -92,10 +92,11 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     }
     if target:
         report["target"] = target
-    if importances.get(cfg.method).removes == "layers":
-        _layer_drop(model, batches, cfg, targets, report, say)
-    else:
-        _width_prune(model, batches, cfg, targets, report, say)
+    with memory.large_tensors_mapped():  # P5: freed gradients and activations go back to the system
+        if importances.get(cfg.method).removes == "layers":
+            _layer_drop(model, batches, cfg, targets, report, say)
+        else:
+            _width_prune(model, batches, cfg, targets, report, say)
     model.zero_grad(set_to_none=True)
     set_attention(model, original_attention)  # evaluate pruned with the same kernel as vanilla
     model.eval()
@@ -161,7 +162,7 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     import torch
 
     from backend.stages.model_io import decoder_layers, layer_config
-    from backend.stages.pruning import counting, heads, importances, mlp, taylor
+    from backend.stages.pruning import counting, heads, importances, memory, mlp, taylor
     from backend.stages.pruning.scores import WeightScores, library_importance
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -188,6 +189,7 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     for n, i in enumerate(targets):
         say(f"pruning layer {i}", 0.5 + 0.45 * n / len(targets))
         layer, s, c = layers[i], shapes[i], counts[i]
+        original = [p.detach() for p in layer.parameters()]  # alive until its mapped pages are released
         attn = layer.self_attn
         fused = hasattr(attn, "qkv_proj")
         a_params, m_params = s.attention_params(), s.mlp_params()
@@ -218,6 +220,9 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
                  "intermediate": len(keep_channels) if keep_channels is not None else layer.mlp.down_proj.in_features}
         layers[i] = _rebuild_layer(layer, i, layer_config(model.config, width), plan, s.head_dim, fused,
                                    keep_channels, s.intermediate)
+        memory.release_mapped(original)  # the file pages of the weights the rebuilt layer replaces (P5)
+        del original, layer, attn
+        memory.trim_heap()
         entry.update({"heads_after": width["heads"], "kv_heads_after": width["kv_heads"],
                       "intermediate_after": width["intermediate"],
                       "heads_removed": plan.removed_q if plan else [],

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from backend.stages.pruning import calibration
+from backend.stages.pruning import calibration, memory
 from backend.stages.pruning.importances import Importance
 from backend.stages.pruning.scores import ReducedScores, reduce
 
@@ -89,5 +89,6 @@ def gradient_scores(model, batches, layers: list, importance: Importance, device
             raise RuntimeError(f"{len(missing)} scored parameters got no gradient from the calibration text")
         if c == 0:
             scores.loss = loss
+        memory.trim_heap()  # this pass's gradients and activations go back to the system
     scores.passes = len(chunks)
     return scores
