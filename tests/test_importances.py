@@ -53,6 +53,7 @@ def test_a_malformed_entry_is_refused_by_name():
     assert "nothing" not in catalog.METHODS and "odd" not in catalog.METHODS
 
 
+@pytest.mark.slow  # ~7 s on the shared 2-core box (prunes, then a whole-gradient reference)
 def test_a_plugin_importance_is_offered_and_prunes_by_its_name(taylor_sq_installed, cli, demo_model_dir, tmp_path):
     """``--method taylor-sq`` (a plugin's gradient importance) prunes; its heads are the ones its own
     score, ``(w·G)²`` summed per head over whole gradients, ranks lowest."""
