@@ -96,7 +96,7 @@ async def test_compare_energy_tab_paper_vs_yours(seeded) -> None:
         await pilot.press("e")
         await pilot.pause()
         text = str(screen.query_one("#energy-text", Static).render())
-        assert "paper vs yours" in text and "acc ratio 0.917 vs" in text
+        assert "paper vs yours" in text and "acc ratio 0.917 (no stderr) vs" in text  # a published table: no stderr, and it says so
         assert "beyond noise" in text and "(reference)" in text
         chart = screen.query_one(EfficiencyChart)
         assert [b for b, _ in chart.series["vanilla"]] == [1, 8]

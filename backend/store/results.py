@@ -224,6 +224,32 @@ class ResultRepository(Repository):
             r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         return rows
 
+    def parents(self, run_ids: Iterable[int]) -> dict[int, int]:
+        """Run → its baseline run (``parent_run_id``), for the runs that have one, in one query."""
+        ids = [int(i) for i in run_ids]
+        if not ids:
+            return {}
+        rows = self.conn.execute(f"SELECT id, parent_run_id FROM runs WHERE parent_run_id IS NOT NULL AND id IN "
+                                 f"({','.join('?' * len(ids))})", ids).fetchall()
+        return {int(a): int(b) for a, b in rows}
+
+    def task_results_of(self, run_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """Run → its task results (the columns ratios need), for a page of runs in one query."""
+        return self._of("SELECT run_id, variant, task, acc, acc_stderr, energy_kwh FROM task_results", run_ids)
+
+    def energy_repeats_of(self, run_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """Run → its measured passes (variant, task, repeat, energy), for a page of runs in one query."""
+        return self._of("SELECT run_id, variant, task, repeat, energy_kwh FROM energy_repeats", run_ids)
+
+    def _of(self, select: str, run_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        ids = sorted({int(i) for i in run_ids})
+        out: dict[int, list[dict[str, Any]]] = {}
+        if not ids:
+            return out
+        for r in self._rows(f"{select} WHERE run_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids):
+            out.setdefault(r["run_id"], []).append(r)
+        return out
+
     def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
         """The efficiency stage's points of one variant, in one transaction (replacing older ones)."""
         with self.transaction() as c:
