@@ -28,7 +28,8 @@ org/tiny-llama,pruned,55.0,66.0,60.5,0.917
 
 def _passes(base_kwh: float, spread: float) -> list[dict]:
     return [{"repeat": k, "seconds": 2.0, "tokens": 500, "energy_kwh": base_kwh * (1 + spread * (k - 2)),
-             "meter": "codecarbon:cpu_load-estimate+ram-estimate"} for k in (1, 2, 3)]
+             "meter": "codecarbon:cpu_load-estimate+ram-estimate",
+             "provenance": {"machine_load": {"other_cores": 0.4 * k, "cores": 2}}} for k in (1, 2, 3)]
 
 
 def seed(ws: Path, tmp_path: Path) -> dict[str, int]:
@@ -74,6 +75,7 @@ async def test_run_detail_energy_section(seeded) -> None:
         await pilot.pause()
         text = str(app.screen.query_one(EnergyPanel).render())
         assert "quality: meter estimate" in text and "repeats CV" in text
+        assert "other load ≤1.2 cores (mean 0.8) of 2" in " ".join(text.split())  # beside the windows
         assert "95 % CI, CV" in text and "above idle" in text and "J/token" in text and "J/correct" in text
         assert "beyond noise" in text  # half the energy, 1 % spread
         assert "efficiency pruned batch 8" in text

@@ -224,8 +224,9 @@ class _Pipeline:
         slots = int(os.environ.get("GREENTUI_CPU_SLOTS") or 1)
         if device != "cpu" or slots <= 1:
             return
-        note = (f"the CPU was shared by up to {slots} concurrent runs (--cpu-slots {slots}): CPU and RAM "
-                "energy and per-task time include the other runs' work")
+        note = (f"the CPU was shared by up to {slots} concurrent runs (--cpu-slots {slots}): per-task time, "
+                "and a counter's energy (RAPL sees the whole package), include the other runs' work; the "
+                "CPU-time estimate charges each run its own CPU time")
         self.provenance["energy_note"] = note
         self.provenance["cpu_slots"] = slots
         self.store.save_metric(self.run_id, "run", "cpu_slots", slots, {"energy_note": note})
