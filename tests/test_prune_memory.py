@@ -97,7 +97,7 @@ def pruned_choice(model_dir, cfg: PruneConfig, monkeypatch) -> tuple[dict, dict]
 
 
 @pytest.mark.parametrize("arch,attention,rule", [
-    ("llama", "gqa", "torch-pruning"),  # torch-pruning's graph chooses
+    pytest.param("llama", "gqa", "torch-pruning", marks=pytest.mark.slow),  # torch-pruning's graph chooses
     pytest.param("mistral", "mha", "torch-pruning", marks=pytest.mark.slow),  # multi-head: kv heads go too
     pytest.param("llama", "gqa", "llm-pruner", marks=pytest.mark.slow),  # greentui's head scorer + MLP pruner
     pytest.param("qwen2", "gqa", "torch-pruning", marks=pytest.mark.slow),  # q/k/v biases, greentui's path
