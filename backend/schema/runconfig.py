@@ -58,6 +58,7 @@ from backend.schema.catalog import (
     RULES,
     STAGES,
     executor_names,
+    method_names,
 )
 from backend.schema.settings import (
     Setting,
@@ -291,6 +292,11 @@ SLURM_ARG = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*=.+$")
 RESERVED_SLURM_ARGS = ("output", "error", "job-name", "job_name", "signal", "open-mode", "wrap", "array")
 
 
+def _importance(value: Any, cfg: "RunConfig") -> str | None:
+    names = method_names()  # the registry's, with installed plugins' (greentui.importances)
+    return None if value in names else f"unknown method {value!r}; one of {', '.join(names)}"
+
+
 def _executor(value: Any, cfg: "RunConfig") -> str | None:
     names = executor_names()
     if value not in names:
@@ -367,7 +373,7 @@ class RunConfig:
                              group="pruning", widget="checkbox", invert=True, essential=True)
     importance: str = setting("taylor", label="method", help="importance criterion, or layer-drop",
                               group="pruning", aliases=("--method",), widget="select", choices=METHODS,
-                              check=one_of(METHODS, "method"), when=_pruning, essential=True)
+                              check=_importance, when=_pruning, essential=True)
     prune_ratio: float = setting(2 / 7, label="prune ratio", help="fraction of parameters to remove, e.g. 2/7 "
                                  "or 0.25", group="pruning", type="ratio", aliases=("--ratio",), check=_ratio,
                                  when=_pruning, essential=True)
