@@ -14,6 +14,7 @@ the function that needs it.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
 
@@ -139,3 +140,58 @@ def stable_plotext_ticks() -> bool:
         return False
     utility.no_duplicates = _ordered_no_duplicates
     return True
+
+
+# ------------------------------------------------------------------------------------------ lm-eval
+# Checked with lm-eval 0.4.x (pyproject). ``simple_evaluate`` calls ``lm_eval.evaluator.add_env_info`` and
+# ``get_git_commit_hash`` (module globals, not API) on every call.
+
+LM_EVAL_CHECKED = ((0, 4), (0, 5))
+_LM_EVAL_ENV: dict[str, object] = {}
+_GIT_HASH: list[str | None] = []
+
+
+def _git_hash() -> str | None:
+    import subprocess
+    if not _GIT_HASH:
+        try:
+            out = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, timeout=5)
+            _GIT_HASH.append(out.stdout.strip() or None if out.returncode == 0 else None)
+        except (OSError, subprocess.SubprocessError):
+            _GIT_HASH.append(None)
+    return _GIT_HASH[0]
+
+
+@contextmanager
+def cheap_lm_eval_env_info():
+    """Within the block, lm-eval's per-call environment collection (torch's collect_env, pip: 0.5-2 s per
+    task, inside an energy window; ``git describe`` printing "fatal: not a git repository" outside a repo)
+    is done once per process and reused. Yields a function that pays it now (before any window).
+
+    When lm-eval moved the two names, nothing is replaced: each call then pays the collection again
+    (slower windows, the same results)."""
+    import lm_eval.evaluator as ev
+
+    orig_env, orig_git = getattr(ev, "add_env_info", None), getattr(ev, "get_git_commit_hash", None)
+    if not (callable(orig_env) and callable(orig_git)) or not checked("lm-eval", *LM_EVAL_CHECKED):
+        log.warning("lm_eval.evaluator.add_env_info/get_git_commit_hash moved: lm-eval collects its "
+                    "environment on every call")
+        yield lambda: None
+        return
+
+    def add_env_info(storage: dict[str, object]) -> None:
+        if not _LM_EVAL_ENV:
+            tmp: dict[str, object] = {}
+            orig_env(tmp)
+            _LM_EVAL_ENV.update(tmp)
+        storage.update(_LM_EVAL_ENV)
+
+    def warm() -> None:
+        add_env_info({})
+        _git_hash()
+
+    ev.add_env_info, ev.get_git_commit_hash = add_env_info, _git_hash
+    try:
+        yield warm
+    finally:
+        ev.add_env_info, ev.get_git_commit_hash = orig_env, orig_git

@@ -5,8 +5,9 @@ the same ``limit``, batch size, zero-shot and seeds everywhere. Three ways to ev
 per round, in an order that reverses every round (on, off, plain / plain, off, on / ...):
 
 - ``on``: ``backend.stages.evaluate.evaluate_model(..., measure_energy=True)`` — greentui as a run uses it:
-  one ``simple_evaluate`` per task, each in a window of one CodeCarbon tracker per evaluation (its
-  task API; process mode, 1 s sampling) plus the NVML counter where there is a GPU;
+  one ``simple_evaluate`` per task, each in a window of every available meter of the registry (the
+  CPU-time estimate and the machine-load record always, one CodeCarbon tracker per evaluation through
+  its task API — process mode, 1 s sampling —, the NVML and RAPL counters where they exist);
 - ``off``: the same call with ``measure_energy=False``;
 - ``plain``: what a user of lm-eval alone would run: ``HFLM(pretrained=model)`` and one
   ``lm_eval.simple_evaluate`` over the seven (local) tasks.
@@ -101,8 +102,9 @@ def run(model_dir: Path, work: Path, *, repeats: int, limit: int, bs: int = 8, w
     return [
         row_from_pairs("P3", f"meter overhead: evaluate meters on / off ({what})", times["on"], times["off"], "s",
                        a_label="meters on", b_label="meters off",
-                       notes=f"{(median(times['on']) - median(times['off'])) / 7:+.2f} s per task; CodeCarbon "
-                             f"per task window (one tracker, task API), process mode, {kwh * 3.6e6:.0f} J by {meter}; acc identical on {same}/7"),
+                       notes=f"{(median(times['on']) - median(times['off'])) / 7:+.2f} s per task; every "
+                             f"available meter of the registry per task window (CodeCarbon: one tracker, task API, "
+                             f"process mode), {kwh * 3.6e6:.0f} J by {meter}; acc identical on {same}/7"),
         row_from_pairs("P4", f"no tax: greentui evaluate / plain lm_eval.simple_evaluate ({what})",
                        times["off"], times["plain"], "s", a_label="greentui", b_label="lm-eval",
                        notes=f"{(median(times['off']) - median(times['plain'])) / 7:+.2f} s per task; meters off "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .common import REPO, header_lines, machine_info, table_lines
 
-FIGURES = ("P1", "P1X", "P2", "P3", "P4", "P5", "DEMO", "FORM", "IMPORT", "STUDY")  # DEMO: `d` to finished
+FIGURES = ("P1", "P1X", "P2", "P3", "P4", "P5", "P8", "DEMO", "FORM", "IMPORT", "STUDY")  # DEMO: `d` to finished
 # demo run (bench/demo_time.py); FORM: `n` on Runs to a usable New-run form (bench/form_open.py); IMPORT: a
 # 100k-row published table's import against 10 × a 10k-row one (bench/import_table.py); STUDY: the demo
 # study preset to every cell done (bench/study_demo.py); P1X: exported models (greentui export-model) loaded
@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             log("P3/P4 evaluation overheads …")
             got = p3_eval.run(model(eval_size), work, repeats=reps["P3"], limit=limit, warm_up=not quick, log=log)
             rows += [r for r in got if r.figure in only]
+            gc.collect()
+        if "P8" in only:
+            from . import p8_paired
+            log("P8 paired energy ratio CI …")
+            rows += p8_paired.run(model(eval_size), work, limit=limit, max_repeats=3 if quick else 10,
+                                  window_s=0.1 if quick else 1.0, log=log)
             gc.collect()
         if "P1" in only:
             from . import p1_pruning

@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import GreentuiError
 from backend.measure.energy import EnergySession, Nvml, cooldown_gate
-from backend.measure.energy.codecarbon_meter import window_flags
+from backend.measure.energy.window import window_flags
 from backend.measure.stats import spread, t975, within_noise
 from backend.schema.tasks import bundled_data_dir
 
@@ -120,7 +120,8 @@ def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
     b = s.runs.create(None, "experiment", {}, status="running", device="cpu")   # overlaps a on cpu
     s.results.save_metric(a, "run", "idle_power_w", 10.0, {"source": "codecarbon-estimate"})
     passes = [{"repeat": k, "seconds": 2.0 + k / 10, "tokens": 100, "energy_kwh": 1e-5 * (1 + k / 100),
-               "meter": "codecarbon:cpu_load-estimate+ram-estimate", "provenance": {"window_s": 2.0}}
+               "meter": "cpu-time-estimate+codecarbon:cpu_load-estimate+ram-estimate",
+               "provenance": {"window_s": 2.0, "machine_load": {"other_cores": 0.5 * k, "cores": 2}}}
               for k in (1, 2, 3)]
     row = {"acc": 0.5, "n_samples": 4, "seconds": 2.2, "tokens": 100, "energy_kwh": 1.02e-5,
            "meter": passes[0]["meter"], "repeats": passes}
@@ -136,6 +137,8 @@ def test_store_keeps_each_pass_and_the_badge_reads_them(tmp_path):
     assert badge.meter == "estimate" and badge.repeats == 3 and badge.shortest_window_s == pytest.approx(2.1)
     assert badge.idle_w == 10.0 and badge.temp_drift_c is None and badge.shared_device == [b]
     assert "shared with run #" in badge.label() and "n/a (no NVML)" in badge.label()
+    # the machine's other load beside the windows (recorded per window) is in the badge
+    assert badge.label().endswith("other load ≤1.5 cores (mean 1.0) of 2")
     s.results.save_task_result(a, "vanilla", "piqa", dict(row, repeats=passes[:2]))  # a rerun replaces the passes
     assert len(s.results.energy_repeats(a)) == 2
     s.runs.finish(a, "done")
@@ -152,7 +155,7 @@ def test_repeats_and_efficiency_through_the_cli(workspace, demo_model_dir, capsy
 
     model = str(demo_model_dir("llama"))
     assert main(["run", model, "--tasks", "piqa", "--limit", "2", "--data-dir", str(bundled_data_dir()),
-                 "--ppl-limit", "0", "--lora-steps", "1", "--repeats", "3",
+                 "--ppl-limit", "0", "--lora-steps", "1", "--repeats", "3", "--energy-design", "sequential",
                  "--efficiency-batches", "1,2", "--efficiency-seq-len", "16"]) == 0
     capsys.readouterr()
     with open_store(workspace) as s:

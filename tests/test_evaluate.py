@@ -130,8 +130,10 @@ def test_meter_failure_does_not_kill_the_evaluation(tiny, tmp_path, monkeypatch)
     monkeypatch.setattr(energy.EnergySession, "tracker", broken)
     model, tok = tiny
     (r,) = evaluate_model(model, tok, "piqa", limit=2, out_dir=tmp_path)
-    assert 0 <= r["acc"] <= 1 and r["energy_kwh"] is None
+    assert 0 <= r["acc"] <= 1
     assert "powercap exploded" in r["provenance"]["energy"]["missing"]["codecarbon"]
+    # the other meters still measure: the figure names them, never CodeCarbon
+    assert r["energy_kwh"] > 0 and "codecarbon" not in r["meter"]
 
 
 @pytest.mark.parametrize("kwargs, match", [

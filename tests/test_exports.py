@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.results.ratios import attach
 from backend.results.tables import csv_cell, csv_text, escape_latex, escape_markdown
 from backend.store import Store
 from backend.workspace import db_path
@@ -303,16 +304,19 @@ def test_ls_in_80_columns_never_cuts_a_number_and_marks_partial_averages(workspa
         s.results.save_task_results(done, _results("pruned", 0.2111, 0.0009876))
         running = s.runs.create(mid, "experiment", cfg, status="running", parent_run_id=base, pid=os.getpid())
         s.results.save_task_results(running, _results("pruned", 0.2222, 0.0011)[:1])
-        rows = {r["id"]: r for r in s.runs.list()}
+        rows = {r["id"]: r for r in attach(s, s.runs.list())}
     out = in_a_terminal(["ls"], workspace, columns=80)
     lines = out.splitlines()
     assert all(len(ln) <= 80 for ln in lines), out
     for rid in (base, done, running):
         r = rows[rid]
         line = next(ln for ln in lines if re.match(rf"│\s+{rid} │", ln))
-        for value, digits in ((r["avg_acc"], 3), (r["avg_wh"], 4), (r["acc_ratio"], 3), (r["wh_ratio"], 3)):
+        for value, digits in ((r["avg_acc"], 3), (r["avg_wh"], 4)):
             if value is not None:
                 assert f"{value:.{digits}f}" in line, (rid, value, line)
+        for ratio in (r["acc_ratio_ci"], r["wh_ratio_ci"]):  # with its interval, or why it has none
+            if ratio is not None:
+                assert ratio.cell() in line or ratio.compact() in line, (rid, ratio, line)
         assert ("*" in line) == (rid == running)
     assert "* average over part of the tasks" in out
     assert "…" not in "".join(ln.split("│")[3] for ln in lines if ln.startswith("│"))  # numbers whole

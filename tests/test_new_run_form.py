@@ -242,7 +242,7 @@ async def test_a_folded_group_is_built_when_opened_and_its_values_reach_the_queu
         await pilot.pause()
         assert energy.built and not energy.collapsed
         repeats = form.query_one("#f-repeats", Input)
-        assert repeats.value == "1" and repeats.region.height > 0  # built, with the held value, on screen
+        assert repeats.value == "auto" and repeats.region.height > 0  # built, with the held value, on screen
         repeats.value = "3"
         await form.open_fold("machine")
         form.query_one("#f-seed", Input).value = "7"

@@ -47,7 +47,8 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
     a second run with the same evaluation settings reuses the vanilla baseline."""
     model = str(demo_model_dir("llama"))
     proc = cli("run", model, "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "64",
-               "--lora-steps", "2", "--lora-batch-size", "2", "--calib-samples", "2", "--seed", "7")
+               "--lora-steps", "2", "--lora-batch-size", "2", "--calib-samples", "2", "--seed", "7",
+               "--repeats", "2", "--window-s", "0.05")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_id = int(proc.stdout.strip().splitlines()[-1])
     assert "Table 1" in proc.stdout
@@ -61,6 +62,14 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
         _assert_whole_rows(rows)
         assert {r["provenance"]["seed"] for r in rows} == {7}
         assert {m["name"] for m in s.results.metrics(run_id)} >= {"ppl_wikitext2"}
+        # the paired protocol (the default, issue #18): both variants' windows are this run's own rows,
+        # one pair per repeat index, measured A B B A, each after a warm-up
+        windows = sorted(s.results.energy_repeats(run_id), key=lambda w: w["position"])
+        assert [(w["variant"][0], w["repeat"]) for w in windows] == [("v", 1), ("p", 1), ("p", 2), ("v", 2)]
+        assert all(w["task"] == "boolq" and w["energy_kwh"] > 0 and w["warmup_s"] > 0 and w["passes"] >= 1
+                   for w in windows)
+        assert run["config"]["energy_design"] == "paired"
+        assert s.results.task_results(run_id, "pruned")[0]["provenance"]["energy_protocol"]["order"] == "ABBA"
     for rid in (base, run_id):  # what lm-eval itself says it was seeded with
         lm = json.loads((workspace / f"run-{rid:05d}" / "lm_eval" / "boolq.json").read_text())["config"]
         assert (lm["random_seed"], lm["numpy_seed"], lm["torch_seed"], lm["fewshot_seed"]) == (7, 7, 7, 7)
@@ -71,11 +80,13 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
     assert (workspace / f"run-{run_id:05d}" / "lora" / "adapter" / "adapter_model.safetensors").exists()
 
     again = cli("run", model, "--tasks", "boolq", "--limit", "2", "--data-dir", DATA, "--ppl-limit", "64",
-                "--importance", "l2", "--no-lora")
+                "--importance", "l2", "--no-lora", "--repeats", "1", "--window-s", "0.05", "--seed", "7")
     assert again.returncode == 0, again.stderr[-3000:]
     run2 = int(again.stdout.strip().splitlines()[-1])
     with _store(workspace) as s:
         assert s.runs.get(run2)["parent_run_id"] == base  # same evaluation settings: reused
+        reuse = next(m for m in s.results.metrics(run2) if m["name"] == "baseline_reuse")
+        assert reuse["value"] == base and '"applies_to": "accuracy"' in reuse["detail"]
         assert s.runs.count(statuses=["done"]) == 3
         assert len(s.results.task_results(base)) == 1  # nothing re-measured
     with _store(workspace) as s:
@@ -107,6 +118,14 @@ def test_run_quick_then_reuse_baseline_and_export(cli_subprocess, workspace, dem
         assert sorted(r["task"] for r in vanilla) == sorted(r["task"] for r in pruned) == ["boolq", "piqa"]
         _assert_whole_rows(vanilla + pruned)
         assert {m["name"] for m in s.results.metrics(run_id)} >= {"ppl_wikitext2"}
+        # the paired protocol (the default, issue #18): both variants' windows are this run's own rows,
+        # one pair per repeat index, measured A B B A, each after a warm-up
+        windows = sorted(s.results.energy_repeats(run_id), key=lambda w: w["position"])
+        assert [(w["variant"][0], w["repeat"]) for w in windows] == [("v", 1), ("p", 1), ("p", 2), ("v", 2)]
+        assert all(w["task"] == "boolq" and w["energy_kwh"] > 0 and w["warmup_s"] > 0 and w["passes"] >= 1
+                   for w in windows)
+        assert run["config"]["energy_design"] == "paired"
+        assert s.results.task_results(run_id, "pruned")[0]["provenance"]["energy_protocol"]["order"] == "ABBA"
     folder = workspace / f"run-{run_id:05d}"
     assert (folder / "events.jsonl").exists() and (folder / "model" / "config.json").exists()
     assert (folder / "lora" / "adapter" / "adapter_config.json").exists()

@@ -35,6 +35,14 @@ def _results(variant: str, scale_acc: float, scale_wh: float) -> list[dict]:
              "n_samples": 50, "seconds": 3.0 + i} for i, (t, a) in enumerate(ACC.items())]
 
 
+def _with_repeats(rows: list[dict], spread: tuple[float, ...]) -> list[dict]:
+    """Each task measured once per factor of ``spread`` (passes around its mean): intervals to show."""
+    for r in rows:
+        r["repeats"] = [{"repeat": k + 1, "seconds": r["seconds"], "energy_kwh": r["energy_kwh"] * f,
+                         "meter": r["meter"]} for k, f in enumerate(spread)]
+    return rows
+
+
 def build_fixed_store(ws: Path) -> dict[str, int]:
     """A model; a baseline and two experiments (done); two queued, one failed, one interrupted."""
     s = Store(db_path(ws))
@@ -42,9 +50,10 @@ def build_fixed_store(ws: Path) -> dict[str, int]:
                          heads=12, kv_heads=4, hidden=192, intermediate=384, size_bytes=5_000_000)
     cfg = RunConfig(model="org/tiny-llama", limit=50).to_dict()
     base = s.runs.create(mid, "baseline", dict(cfg, no_prune=True), status="done")
-    s.results.save_task_results(base, _results("vanilla", 1.0, 1.0))
+    s.results.save_task_results(base, _with_repeats(_results("vanilla", 1.0, 1.0), (0.98, 1.0, 1.02)))
     exp = s.runs.create(mid, "experiment", cfg, status="done", parent_run_id=base)
-    rows = _results("pruned", 0.9, 0.7)
+    # three passes a task on both sides: an unpaired interval (0.70 ±…)
+    rows = _with_repeats(_results("pruned", 0.9, 0.7), (1.01, 1.0, 0.99))
     rows[0]["acc"] = 0.10  # beyond noise on arc_challenge
     s.results.save_task_results(exp, rows)
     s.runs.update(exp, params_before=1_234_567, params_after=900_000, stage="evaluate", device="cpu")
@@ -71,9 +80,14 @@ def build_fixed_store(ws: Path) -> dict[str, int]:
     s.runs.update(exp2, params_before=1_234_567, params_after=700_000)
     # a second baseline with the same numbers (merged in Compare) and two more experiments: four to compare
     base3 = s.runs.create(mid, "baseline", dict(cfg, no_prune=True), status="done")
-    s.results.save_task_results(base3, _results("vanilla", 1.0, 1.05))
-    exp3 = s.runs.create(mid, "experiment", dict(cfg, importance="l1"), status="done", parent_run_id=base3)
-    s.results.save_task_results(exp3, _results("pruned", 0.95, 0.8))
+    # its energy agrees with the first baseline's within noise (3 passes each): Compare may merge the two
+    s.results.save_task_results(base3, _with_repeats(_results("vanilla", 1.0, 1.02), (0.95, 1.0, 1.05)))
+    exp3 = s.runs.create(mid, "experiment", dict(cfg, importance="l1", energy_design="paired"), status="done",
+                         parent_run_id=base3)
+    # the paired protocol: the run's own vanilla windows beside its pruned ones, pass k with pass k; their
+    # log-ratios scatter around 0 (0.9-1.1): an inconclusive ratio (≈1)
+    s.results.save_task_results(exp3, [*_with_repeats(_results("vanilla", 1.0, 0.8), (1.0, 1.0, 1.0)),
+                                       *_with_repeats(_results("pruned", 0.95, 0.8), (0.9, 1.1, 1.0))])
     exp4 = s.runs.create(mid, "experiment", dict(cfg, importance="layer-drop", prune_ratio=0.25), status="done",
                         parent_run_id=base)
     rows4 = _results("pruned", 0.7, 0.6)

@@ -49,7 +49,7 @@ async def test_the_studies_list_opens_a_study_with_its_grid_and_answer(workspace
         assert answer[2][8] == "2k tokens"
         await pilot.press("t")
         tables = _cell_texts(study.query_one("#study-tables", DataTable))
-        assert len(tables) == 10 and tables[1][-1].startswith("0.992 [") and tables[5][-1] == ""
+        assert len(tables) == 10 and tables[1][-1] == "≈1 (inconclusive: 0.992 ±0.031)" and tables[5][-1] == ""
         await pilot.press("escape")
         assert isinstance(app.screen, StudiesScreen)
 

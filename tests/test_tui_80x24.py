@@ -34,9 +34,16 @@ def test_identical_baselines_merge_but_different_ones_stay() -> None:
     v3 = Row("m", 3, "vanilla", {"a": 0.5, "b": 0.4})     # same items, same numbers: merged into #1
     p4 = Row("m", 4, "pruned", {"a": 0.3, "b": 0.3})
     v5 = Row("m", 5, "vanilla", {"a": 0.6, "b": 0.4})     # another limit: kept
-    acc, wh, merged = merge_identical_baselines([v1, p2, v3, p4, v5], [v1, p2, v3, p4, v5], ["a", "b"])
+    p4.baseline_run_id = 3
+    # energy that cannot be told apart from noise (or was measured once): two baselines stay two rows
+    acc, wh, merged = merge_identical_baselines([v1, p2, v3, p4, v5], [v1, p2, v3, p4, v5], ["a", "b"],
+                                                lambda kept, dropped: False)
+    assert merged == {} and [r.run_id for r in acc] == [1, 2, 3, 4, 5] and p4.baseline_run_id == 3
+    acc, wh, merged = merge_identical_baselines([v1, p2, v3, p4, v5], [v1, p2, v3, p4, v5], ["a", "b"],
+                                                lambda kept, dropped: (kept, dropped) == (1, 3))
     assert merged == {3: 1}
     assert [r.run_id for r in acc] == [1, 2, 4, 5] and [r.run_id for r in wh] == [1, 2, 4, 5]
+    assert p4.baseline_run_id == 1  # its ratio is recomputed against the baseline shown beside it
 
 
 def test_radar_legend_wraps_and_names_a_hidden_series() -> None:
@@ -159,6 +166,8 @@ async def test_compare_header_folds_to_two_lines_and_i_shows_the_details(tmp_pat
         await pause_until(pilot, lambda: _radar_drawn(app), what="Compare's radar")
         screen = app.screen
         head, details = screen.query_one("#compare-head"), screen.query_one("#compare-details")
+        # the radar may be drawn a frame before the header's last layout (Compare reads the intervals first)
+        await pause_until(pilot, lambda: head.region.height <= 2, what="the folded header")
         assert head.region.height <= 2 and not details.display
         assert screen.query_one("#compare-tabs").region.y <= 3            # app header + 2 lines
         assert screen.query_one("#radar-acc").region.height >= 17          # was 13
@@ -179,8 +188,9 @@ async def test_compare_header_folds_to_two_lines_and_i_shows_the_details(tmp_pat
         await pilot.pause()
         assert details.display and not screen.query_one(CompareSummary).display
         full = str(screen.query_one("#compare-title", Static).render())
-        assert "quality #2, #3, #5, #6: meter estimate · shortest window" in full  # measured alike: one line
-        assert "baseline #4 = #1 (same items, same accuracies)" in full
+        # measured alike (one pass a task): one line; #2 and #5 had three passes, their CVs differ
+        assert "quality #3, #6: meter estimate · shortest window" in full and "quality #2: meter" in full
+        assert "baseline #4 = #1 (same items, same accuracies, energy within noise)" in full
         await pilot.press("escape")                                        # Esc closes the details first
         await pilot.pause()
         assert isinstance(app.screen, CompareScreen) and not details.display

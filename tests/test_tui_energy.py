@@ -28,7 +28,8 @@ org/tiny-llama,pruned,55.0,66.0,60.5,0.917
 
 def _passes(base_kwh: float, spread: float) -> list[dict]:
     return [{"repeat": k, "seconds": 2.0, "tokens": 500, "energy_kwh": base_kwh * (1 + spread * (k - 2)),
-             "meter": "codecarbon:cpu_load-estimate+ram-estimate"} for k in (1, 2, 3)]
+             "meter": "codecarbon:cpu_load-estimate+ram-estimate",
+             "provenance": {"machine_load": {"other_cores": 0.4 * k, "cores": 2}}} for k in (1, 2, 3)]
 
 
 def seed(ws: Path, tmp_path: Path) -> dict[str, int]:
@@ -44,6 +45,7 @@ def seed(ws: Path, tmp_path: Path) -> dict[str, int]:
                 "acc": acc, "acc_stderr": 0.05, "n_samples": 50, "seconds": 2.0, "tokens": 500,
                 "energy_kwh": kwh, "meter": "codecarbon:cpu_load-estimate+ram-estimate",
                 "repeats": _passes(kwh, 0.01)})
+    s.results.save_metric(exp, "run", "baseline_reuse", base, {"key": "0123abcd", "applies_to": "accuracy"})
     pts = [{"batch_size": b, "seq_len": 32, "forwards": 3, "tokens": 96 * b, "seconds": 1.0,
             "tokens_per_s": 96.0 * b, "joules": 1.0, "j_per_token": j / b, "meter": "codecarbon",
             "params": p, "flops_per_token": 2 * p} for b in (1, 8)
@@ -74,9 +76,12 @@ async def test_run_detail_energy_section(seeded) -> None:
         await pilot.pause()
         text = str(app.screen.query_one(EnergyPanel).render())
         assert "quality: meter estimate" in text and "repeats CV" in text
+        assert "other load ≤1.2 cores (mean 0.8) of 2" in " ".join(text.split())  # beside the windows
         assert "95 % CI, CV" in text and "above idle" in text and "J/token" in text and "J/correct" in text
         assert "beyond noise" in text  # half the energy, 1 % spread
         assert "efficiency pruned batch 8" in text
+        title = str(app.screen.query_one("#run-title", Static).render())
+        assert f"baseline run {ids['base']} reused for accuracy (key 0123abcd)" in title  # issue #18
 
 
 async def test_compare_energy_tab_paper_vs_yours(seeded) -> None:
@@ -96,7 +101,7 @@ async def test_compare_energy_tab_paper_vs_yours(seeded) -> None:
         await pilot.press("e")
         await pilot.pause()
         text = str(screen.query_one("#energy-text", Static).render())
-        assert "paper vs yours" in text and "acc ratio 0.917 vs" in text
+        assert "paper vs yours" in text and "acc ratio 0.917 (no stderr) vs" in text  # a published table: no stderr, and it says so
         assert "beyond noise" in text and "(reference)" in text
         chart = screen.query_one(EfficiencyChart)
         assert [b for b, _ in chart.series["vanilla"]] == [1, 8]

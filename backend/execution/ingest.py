@@ -159,6 +159,11 @@ class Ingester:
             run = self._map(doc.get("run", self.run_id))
             if run is None:
                 continue  # its baseline row is not ingested yet: next pass
+            if "windows" in doc:  # a task's paired energy windows (FileRecorder.save_energy_windows)
+                win = {"run_id": run, "task": doc.get("task"), "windows": doc.get("windows") or []}
+                if self.store.ingest.apply(self.run_id, key, 0, 1, windows=[win]):
+                    n += 1
+                continue
             row = {k: v for k, v in doc.items() if k not in ("run", "t")}
             row["run_id"] = run
             if self.store.ingest.apply(self.run_id, key, 0, 1, results=[row]):

@@ -22,7 +22,7 @@ from backend.errors import GreentuiError
 from backend.execution.control import CancelWatch, RunCancelled, process_start_time
 from backend.execution.events import EventSink
 from backend.execution.sinks import FileRecorder, RunRecorder, as_recorder, power_callback
-from backend.measure.machine import device_name, library_versions
+from backend.measure.machine import device_name, fingerprint, library_versions
 from backend.schema.runconfig import RunConfig
 from backend.store import Store
 from backend.workspace import configure_hf_environment, ensure_run_dir, release_space, reserve_space, run_dir
@@ -174,6 +174,9 @@ class _Pipeline:
         self.run_id = run["id"]
         self.session: Any = None
         self.idle: dict[str, Any] | None = None
+        self.vanilla: Any = None          # the vanilla model kept for the paired windows (issue #18)
+        self.design = cfg.energy_design if cfg.paired_energy() else "sequential"
+        self.windows_spent = 0.0          # seconds of paired windows so far (the --repeats auto budget)
         self.stages = cfg.stages(run.get("kind") or "experiment")
 
     # ------------------------------------------------------------------ helpers
@@ -224,8 +227,9 @@ class _Pipeline:
         slots = int(os.environ.get("GREENTUI_CPU_SLOTS") or 1)
         if device != "cpu" or slots <= 1:
             return
-        note = (f"the CPU was shared by up to {slots} concurrent runs (--cpu-slots {slots}): CPU and RAM "
-                "energy and per-task time include the other runs' work")
+        note = (f"the CPU was shared by up to {slots} concurrent runs (--cpu-slots {slots}): per-task time, "
+                "and a counter's energy (RAPL sees the whole package), include the other runs' work; the "
+                "CPU-time estimate charges each run its own CPU time")
         self.provenance["energy_note"] = note
         self.provenance["cpu_slots"] = slots
         self.store.save_metric(self.run_id, "run", "cpu_slots", slots, {"energy_note": note})
@@ -269,6 +273,9 @@ class _Pipeline:
             sink.log(f"{params_before:,} parameters, {getattr(model.config, 'num_hidden_layers', '?')} decoder layers")
             self.provenance = {"device": device, "device_name": device_name(device), "seed": cfg.seed,
                                "versions": library_versions(), "model": model_row["ref"]}
+            from backend.schema.tasks import data_digest, resolve_tasks
+            self.fingerprint = dict(fingerprint(device), data=data_digest(cfg.data_dir, resolve_tasks(cfg.tasks)),
+                                    seed=cfg.seed, num_fewshot=cfg.num_fewshot, limit=cfg.limit)
             self.note_shared_cpu(device)
 
         with self.stage("baseline"):
@@ -277,6 +284,7 @@ class _Pipeline:
 
         if cfg.no_prune:
             return
+        self.keep_vanilla(model, device)
         if self.saved_model_ready():  # a job the scheduler restarted: its earlier attempt pruned and saved it
             del model
             model, tokenizer = self.load_saved_model(device)
@@ -284,7 +292,24 @@ class _Pipeline:
             model, tokenizer = self.prune_and_recover(model, tokenizer, device, params_before)
         with self.stage("evaluate"):
             self.evaluate(model, tokenizer, "pruned", self.run_id, device)
+            self.vanilla = None  # the paired windows are over: the copy's memory goes back
             self.efficiency(model, tokenizer, "pruned", device)
+
+    def keep_vanilla(self, model, device: str) -> None:
+        """Under the paired protocol, a copy of the vanilla model stays for the paired windows; which
+        design that allows (paired: both on the device; blocked: one at a time; sequential: no room) is
+        recorded in the run's config (``energy_design``) and its ``energy_design`` metric, with why."""
+        if self.design == "sequential":
+            return
+        from backend.stages.paired import keep_vanilla
+        self.vanilla, design, why = keep_vanilla(model, self.design, device, self.gpus(device))
+        self.store.save_metric(self.run_id, "run", "energy_design", None,
+                               {"design": design, "asked": self.cfg.energy_design, "why": why})
+        if design != self.cfg.energy_design:
+            self.run["config"] = dict(self.run["config"], energy_design=design)
+            self.store.update_run(self.run_id, config=self.run["config"])
+        self.design = design
+        self.sink.log(f"energy design: {design} ({why})")
 
     def prune_and_recover(self, model, tokenizer, device: str, params_before: int):
         """Prune (saved into the run folder's ``model/`` as pruning left it), recover with LoRA (the adapter
@@ -370,17 +395,27 @@ class _Pipeline:
         key = cfg.baseline_key(model_ref, device)
         if cfg.no_prune:  # this run *is* a baseline
             self.store.update_run(self.run_id, baseline_key=key)
+            self.store.save_metric(self.run_id, "run", "fingerprint", None, self.fingerprint)
             self.evaluate(model, tokenizer, "vanilla", self.run_id, device)
             return
-        cached = self.store.find_baseline(key, cfg.tasks)
+        why_not: list[str] = []
+        cached = self.store.find_baseline(key, cfg.tasks, fingerprint=self.fingerprint,
+                                          max_age_s=cfg.baseline_max_age_days * 86400, why_not=why_not)
+        reuse = {"key": key, "reused": cached["id"] if cached else None, "passed_over": why_not,
+                 "rule": "same model, tasks, limit, few-shot, seed, data digest, hardware and software "
+                         f"fingerprint, younger than {cfg.baseline_max_age_days:g} days",
+                 "applies_to": "accuracy" if self.design != "sequential" else "accuracy and energy"}
+        self.store.save_metric(self.run_id, "run", "baseline_reuse", cached["id"] if cached else None, reuse)
+        for line in why_not:
+            self.sink.log(f"not reusing the vanilla baseline of {line}")
         if cached:
             self.store.update_run(self.run_id, parent_run_id=cached["id"])
             which = cached.get("label") or f"run {cached['id']}"
-            self.sink.log(f"reusing the vanilla baseline of {which} (same model, tasks, limit, "
-                          "few-shot, data and device)")
+            self.sink.log(f"reusing the vanilla baseline of {which} for {reuse['applies_to']} (key {key}: "
+                          f"{reuse['rule']})")
             self.sink.emit("progress", stage="baseline", fraction=1.0, message=f"reused {which}")
             return
-        base_cfg = RunConfig.from_dict(dict(cfg.to_dict(), no_prune=True))
+        base_cfg = RunConfig.from_dict(dict(cfg.to_dict(), no_prune=True, repeats=cfg.vanilla_passes()))
         base_id = self.store.create_run(self.run["model_id"] or self.store.get_run(self.run_id)["model_id"],
                                         "baseline", base_cfg.to_dict(), status="running", pid=os.getpid(),
                                         device=device, baseline_key=key,
@@ -390,6 +425,7 @@ class _Pipeline:
                               executor=mine.get("executor"), slot=mine.get("slot"))
         self.watch.watch(base_id)  # cancelling the baseline's row stops this run too
         self.store.update_run(self.run_id, parent_run_id=base_id)
+        self.store.save_metric(base_id, "run", "fingerprint", None, self.fingerprint)
         if self.idle is not None:  # the baseline's energy above idle uses the same idle draw
             self.store.save_metric(base_id, "run", "idle_power_w", self.idle["watts"], self.idle)
         self.sink.log(f"evaluating the vanilla baseline as run {base_id}")
@@ -437,20 +473,71 @@ class _Pipeline:
             sink.log(f"{variant}: {', '.join(sorted(kept))} finished before the restart: kept, not evaluated again")
         if not tasks:
             sink.emit("progress", stage=stage, fraction=1.0, message="every task finished before the restart")
+        paired = self.paired_meter(model, tokenizer, device, batch) if variant == "pruned" else None
+        captured: dict[str, list[Any]] = {}
         results = [] if not tasks else evaluate_model(
             model, tokenizer, tasks, data_dir=cfg.data_dir, limit=cfg.limit, num_fewshot=cfg.num_fewshot,
             batch_size=batch, device=device, out_dir=out_dir, measure_energy=cfg.measure_energy,
-            country=cfg.country, progress=sink.progress_for(stage), seed=cfg.seed, repeats=cfg.repeats,
-            cooldown=cfg.cooldown, session=self.session)
+            country=cfg.country, progress=sink.progress_for(stage), seed=cfg.seed, repeats=cfg.vanilla_passes(),
+            cooldown=cfg.cooldown, session=self.session,
+            on_requests=(lambda task, reqs: captured.__setitem__(task, reqs)) if paired else None)
         for row in results:
             prov = dict(self.provenance, **(row.get("provenance") or {}))
             row = dict(row, provenance=prov)
-            self.store.save_task_result(target_run, variant, row["task"], row)
+            if paired is not None:  # saves the row with its paired windows
+                self.measure_pairs(paired, row, captured.pop(row["task"], []), len(tasks), stage)
+            else:
+                self.store.save_task_result(target_run, variant, row["task"], row)
             wh = None if row.get("energy_kwh") is None else row["energy_kwh"] * 1000
             sink.emit("result", variant=variant, task=row["task"], acc=row.get("acc"),
                       acc_norm=row.get("acc_norm"), wh=wh, meter=row.get("meter"), run=target_run)
         if cfg.ppl_limit and not self.store.has_metric(target_run, variant, "ppl_wikitext2"):
             self.perplexity(model, tokenizer, variant, target_run, stage)
+
+    def paired_meter(self, model, tokenizer, device: str, batch: int | str):
+        """The paired windows' meter for this run's evaluate stage, or None (sequential, no meters)."""
+        if self.vanilla is None or self.session is None:
+            return None
+        from backend.stages.evaluate import counting_lm, resolve_batch_size
+        from backend.stages.paired import PairedMeter
+        bs = resolve_batch_size(batch, device)
+        return PairedMeter(self.vanilla, model, lm_of=lambda m: counting_lm(m, tokenizer, bs, device),
+                           session=self.session, device=device, design=self.design, window_s=self.cfg.window_s,
+                           sample=self.cfg.energy_sample, checkpoint=lambda: self.watch.check(force=True))
+
+    def measure_pairs(self, meter, row: dict[str, Any], requests: list[Any], n_tasks: int, stage: str) -> None:
+        """A task's paired windows (A B B A …), then its pruned row with the paired mean as its energy and
+        every window (both variants) in the run's ``energy_repeats``."""
+        cfg = self.cfg
+        task = row["task"]
+        spent = time.monotonic()
+        progress = self.sink.progress_for(stage)
+        result = meter.measure_task(task, requests, repeats=cfg.fixed_repeats(), ci_target=cfg.ci_target,
+                                    max_repeats=cfg.max_repeats, budget_s=cfg.repeats_budget_s / max(n_tasks, 1),
+                                    progress=lambda msg, frac: progress(f"paired energy: {msg}", frac))
+        self.windows_spent += time.monotonic() - spent
+        mine = [w for w in result.windows if w["variant"] == "pruned"]
+        if mine:
+            for key in ("seconds", "energy_kwh", "energy_cpu_kwh", "energy_gpu_kwh", "energy_ram_kwh", "nvml_joules"):
+                vals = [w.get(key) for w in mine]
+                row[key] = None if any(v is None for v in vals) else sum(vals) / len(vals)
+        ci = result.interval()
+        sample = mine[0]["sample_n"] if mine else None
+        row["provenance"] = dict(row["provenance"], energy_protocol={
+            "design": self.design, "pairs": len(mine), "stopped": result.stopped,
+            "order": "".join("A" if w["variant"] == "vanilla" else "B" for w in result.windows),
+            "sample": sample, "requests": len(requests),
+            "scaled": bool(sample and sample < len(requests)),
+            "note": "energy = mean of the paired windows (warm, interleaved with vanilla); accuracy from one pass"})
+        row.pop("repeats", None)
+        self.store.save_task_result(self.run_id, "pruned", task, row)
+        self.store.save_energy_windows(self.run_id, task, result.windows)
+        if ci is not None:
+            self.store.save_metric(self.run_id, "pruned", f"paired_energy_ratio:{task}", ci.ratio,
+                                   {"low": ci.low, "high": ci.high, "n": ci.n, "method": "t-interval of the mean "
+                                    "log-ratio over pairs", "stopped": result.stopped, "design": self.design})
+            band = f" [{ci.low:.3f}, {ci.high:.3f}]" if ci.low is not None else " (n=1: no interval)"
+            self.sink.log(f"{task}: paired energy ratio {ci.ratio:.3f}{band}, {ci.n} pairs, {result.stopped}")
 
     def perplexity(self, model, tokenizer, variant: str, target_run: int, stage: str,
                    metric: str = "ppl_wikitext2", label: str | None = None) -> None:

@@ -52,7 +52,8 @@ class RunRecorder(Protocol):
     def update_run(self, run_id: int, **fields: Any) -> None: ...
     def create_run(self, model_id: int | None, kind: str, config: dict[str, Any], **kw: Any) -> int: ...
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None: ...
-    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None: ...
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str], **rules: Any) -> dict[str, Any] | None: ...
+    def save_energy_windows(self, run_id: int, task: str, windows: Iterable[dict[str, Any]]) -> None: ...
     def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None: ...
     def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
                     detail: dict[str, Any] | None = None) -> None: ...
@@ -89,8 +90,11 @@ class StoreRecorder:
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         self.store.runs.finish(run_id, status, error)
 
-    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
-        return self.store.results.find_baseline(baseline_key, tasks)
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str], **rules: Any) -> dict[str, Any] | None:
+        return self.store.results.find_baseline(baseline_key, tasks, **rules)
+
+    def save_energy_windows(self, run_id: int, task: str, windows: Iterable[dict[str, Any]]) -> None:
+        self.store.results.save_energy_windows(run_id, task, windows)
 
     def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None:
         self.store.results.save_task_result(run_id, variant, task, result)
@@ -259,9 +263,12 @@ class FileRecorder:
         m = self.model
         return dict(m) if str(ref_or_id) in (str(m.get("id")), m.get("ref"), m.get("name")) else None
 
-    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str], **rules: Any) -> dict[str, Any] | None:
         """A finished baseline the run may reuse: one the store had at submission, or the one an earlier
-        attempt of this job evaluated whole (closed as done here if that attempt was stopped first)."""
+        attempt of this job evaluated whole (closed as done here if that attempt was stopped first).
+
+        The fingerprint and age ``rules`` are applied on the login node, when the store is read at
+        submission (``scheduler.job_snapshot``)."""
         wanted = set(tasks)
         found = self.baselines.get(baseline_key)
         if found and wanted <= set(found.get("tasks") or []):
@@ -313,6 +320,11 @@ class FileRecorder:
         who = "baseline" if run_id == BASELINE_PLACEHOLDER else "own"
         write_json_atomic(self.folder / RESULTS / f"{who}-{variant}-{task}.json",
                           dict(result, run=run_id, variant=variant, task=task, t=time.time()))
+
+    def save_energy_windows(self, run_id: int, task: str, windows: Iterable[dict[str, Any]]) -> None:
+        """One document per task's windows, ingested like a task result (``ingest._results``)."""
+        write_json_atomic(self.folder / RESULTS / f"own-windows-{task}.json",
+                          {"run": run_id, "task": task, "windows": list(windows), "t": time.time()})
 
     def save_metric(self, run_id: int, variant: str, name: str, value: float | None,
                     detail: dict[str, Any] | None = None) -> None:

@@ -69,3 +69,38 @@ def within_noise(a: Spread | None, b: Spread | None) -> tuple[float, float, bool
     band = 2 * math.sqrt(a.se ** 2 + b.se ** 2)
     delta = a.mean - b.mean
     return delta, band, abs(delta) <= band
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """A paired energy ratio B/A: exp(mean log-ratio) with the t-interval of the mean log-ratio, mapped back.
+
+    Why the log: a ratio's noise is multiplicative, and the mean of log-ratios keeps A/B and B/A
+    symmetric (their intervals are each other's reciprocals)."""
+
+    n: int
+    ratio: float
+    low: float | None
+    high: float | None
+
+    @property
+    def half_width(self) -> float | None:
+        """The interval's relative half-width, (high − low) / 2 / ratio: 0.03 = ±3 %."""
+        if self.low is None or self.high is None:
+            return None
+        return (self.high - self.low) / 2 / self.ratio
+
+
+def paired_ratio_interval(pairs: list[tuple[float | None, float | None]]) -> RatioInterval | None:
+    """The 95 % interval of the ratio ``b / a`` over ``(a, b)`` pairs measured together (the stopping rule
+    of ``--repeats auto``). Pairs with a missing or non-positive side are left out; None when none is left;
+    no interval (``low``/``high`` None) with a single pair."""
+    logs = [math.log(b / a) for a, b in pairs
+            if a is not None and b is not None and a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)]
+    if not logs:
+        return None
+    m = mean(logs)
+    if len(logs) < 2:
+        return RatioInterval(n=1, ratio=math.exp(m), low=None, high=None)
+    half = t975(len(logs) - 1) * stdev(logs) / math.sqrt(len(logs))
+    return RatioInterval(n=len(logs), ratio=math.exp(m), low=math.exp(m - half), high=math.exp(m + half))

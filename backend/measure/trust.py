@@ -2,8 +2,10 @@
 
 Per task and variant: Wh as mean ± 95 % CI and CV over the ``--repeats`` passes, energy above idle
 (idle power × duration subtracted), J/token and J per correct answer (correct = acc × n). Per run: a
-quality badge — meter kind, shortest window, idle baseline, repeats CV, GPU temperature drift, and
-whether another run shared the device — so one glance says how far the numbers go. Pure Python over
+quality badge — meter kind (the energy-meter registry says what each recorded meter is), shortest
+window, idle baseline, repeats CV, GPU temperature drift, whether another run shared the device, and
+how much other work the machine ran during the windows (recorded per window since issue #18) — so
+one glance says how far the numbers go. Pure Python over
 the store (the TUI, ``show``, ``export`` all use it), so no two places compute a figure differently.
 
 Averages over tasks are means of the per-task figures, like the study's Avg columns.
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
+from backend.measure.energy import registry
 from backend.measure.stats import Spread, spread, within_noise
 from backend.store import Store
 
@@ -117,7 +120,7 @@ def energy_noise(pruned: dict[str, TaskEnergy], vanilla: dict[str, TaskEnergy]) 
 class Badge:
     """One run's measurement quality at a glance."""
 
-    meter: str                       # "counter (NVML)", "counter (RAPL)", "estimate", "none"
+    meter: str                       # "counter (NVML)", "counter (RAPL)", "estimate", "none", ...
     shortest_window_s: float | None
     idle_w: float | None
     idle_source: str | None
@@ -126,6 +129,16 @@ class Badge:
     temp_drift_c: float | None
     shared_device: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    other_load_cores: float | None = None   # the most other work beside a window (cores), if recorded
+    mean_other_load_cores: float | None = None
+    cores: int | None = None
+
+    def load_text(self) -> str | None:
+        """``other load ≤1.4 cores (mean 0.6) of 2``: what the machine did beside the run's windows."""
+        if self.other_load_cores is None:
+            return None
+        of = f" of {self.cores}" if self.cores else ""
+        return f"other load ≤{self.other_load_cores:.1f} cores (mean {self.mean_other_load_cores:.1f}){of}"
 
     def label(self) -> str:
         win = "—" if self.shortest_window_s is None else f"{self.shortest_window_s:.1f} s"
@@ -134,8 +147,9 @@ class Badge:
         drift = "n/a (no NVML)" if self.temp_drift_c is None else f"{self.temp_drift_c:+.0f} °C"
         shared = ("shared with run " + ", ".join(f"#{i}" for i in self.shared_device)
                   if self.shared_device else "alone on device")
+        load = self.load_text()
         return (f"meter {self.meter} · shortest window {win} · idle {idle} · repeats CV {cv} · "
-                f"temp drift {drift} · {shared}")
+                f"temp drift {drift} · {shared}" + (f" · {load}" if load else ""))
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -143,16 +157,35 @@ class Badge:
 
 
 def _meter_kind(meters: list[str | None]) -> str:
+    """One word for the run's meters, from what the registry says each recorded meter is: a counter
+    (with its label) only when every figure came from one."""
     ms = [m for m in meters if m]
     if not ms:
         return "none"
     if all(m.startswith("published") for m in ms):
         return "published (reference)"
-    if any(m.startswith("nvml") for m in ms):
-        return "counter (NVML)"
-    if all("rapl" in m for m in ms):
-        return "counter (RAPL)"
+    infos = [registry.describe(m) for m in ms]
+    counters = sorted({i.label for i in infos if not i.is_estimate})
+    if counters and len(counters) == 1 and all(not i.is_estimate for i in infos):
+        return f"counter ({counters[0]})"
+    if counters and all(not i.is_estimate for i in infos):
+        return f"counter ({', '.join(counters)})"
+    if counters:
+        return f"counter ({', '.join(counters)}) and estimate"
     return "estimate"
+
+
+def _machine_load(passes: list[dict[str, Any]]) -> tuple[float | None, float | None, int | None]:
+    """The most and the mean other load (cores) recorded beside the windows, and the core count."""
+    loads, cores = [], None
+    for p in passes:
+        load = (p["detail"].get("provenance") or {}).get("machine_load") or {}
+        if load.get("other_cores") is not None:
+            loads.append(float(load["other_cores"]))
+            cores = load.get("cores") or cores
+    if not loads:
+        return None, None, None
+    return max(loads), mean(loads), cores
 
 
 def quality_badge(store: Store, run_id: int) -> Badge:
@@ -180,12 +213,14 @@ def quality_badge(store: Store, run_id: int) -> Badge:
         if short and "short window" not in " ".join(notes):
             notes.append("short window: " + short)
     repeats = max((p["repeat"] for p in passes), default=1 if results else 0)
+    worst_load, mean_load, cores = _machine_load(passes)
     return Badge(meter=_meter_kind([r["meter"] for r in results]),
                  shortest_window_s=min(windows) if windows else None,
                  idle_w=idle_w, idle_source=idle.get("source"), repeats=repeats,
                  max_cv=max(cvs) if cvs else None,
                  temp_drift_c=max(drifts, key=abs) if drifts else None,
-                 shared_device=_overlapping_runs(store, run), notes=notes)
+                 shared_device=_overlapping_runs(store, run), notes=notes,
+                 other_load_cores=worst_load, mean_other_load_cores=mean_load, cores=cores)
 
 
 def _overlapping_runs(store: Store, run: dict[str, Any]) -> list[int]:

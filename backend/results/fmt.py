@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
+from backend.results.ratios import Ratio
 from backend.schema.settings import ratio_text
 from backend.text import NAME_LIMIT, safe_name, safe_text
 
@@ -26,11 +27,13 @@ def num(x: Any, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def ratio_cell(x: float | None) -> Text:
-    """×ratio coloured: energy or accuracy kept (≥1) green-ish, lost red-ish, neutral otherwise."""
-    if x is None:
+def ratio_cell(r: Ratio | None, compact: bool = False) -> Text:
+    """A pruned/vanilla ratio with its interval (``backend.results.ratios``): ``0.912 ±0.028``,
+    ``≈1 (inconclusive)``, ``0.912 (n=1)``; ``compact`` for narrow columns (``0.91±.03``, ``≈1``,
+    ``0.91 n=1``). Never a bare number: a ratio without its noise reads as an answer it is not."""
+    if r is None:
         return Text("—", style="dim")
-    return Text(f"{x:.3f}")
+    return Text(r.compact() if compact else r.cell(), style="dim" if r.inconclusive or not r.has_interval else "")
 
 
 def status_cell(status: str | None) -> Text:

@@ -95,6 +95,11 @@ def _f(x: float | None, fmt: str = ".4g") -> str:
     return "—" if x is None else format(x, fmt)
 
 
+def _one(x: float | None) -> str:
+    """A ratio of two single measurements: it says it has no interval."""
+    return "—" if x is None else f"{x:.3f} (n=1)"
+
+
 def _wh_cell(te: TaskEnergy | None) -> str:
     if te is None or te.wh is None:
         return "—"
@@ -132,13 +137,14 @@ def _tables(sec: dict[str, Any], tasks: list[str], short: dict[str, str]) -> lis
     if sec["efficiency"]:
         out.append(Table(
             title="Table 3 — efficiency: forward throughput and J/token by batch size",
-            note="Same shipped text for both variants; ratios are pruned / vanilla.",
+            note="Same shipped text for both variants; ratios are pruned / vanilla: speed and energy from one "
+                 "measurement per batch size (n=1: no interval), parameters and FLOPs counted (exact).",
             header=["Run", "Batch", "Seq", "tok/s vanilla", "tok/s pruned", "speed ×", "J/tok vanilla",
-                    "J/tok pruned", "energy ×", "params ×", "FLOPs ×"],
+                    "J/tok pruned", "energy ×", "params × (exact)", "FLOPs × (exact)"],
             align="r" * 11,
             rows=[[str(rid), str(ln["batch_size"]), str(ln["seq_len"]), _f(ln["vanilla_tokens_per_s"], ".0f"),
-                   _f(ln["pruned_tokens_per_s"], ".0f"), _f(ln["speed_ratio"], ".3f"),
-                   _f(ln["vanilla_j_per_token"]), _f(ln["pruned_j_per_token"]), _f(ln["energy_ratio"], ".3f"),
+                   _f(ln["pruned_tokens_per_s"], ".0f"), _one(ln["speed_ratio"]),
+                   _f(ln["vanilla_j_per_token"]), _f(ln["pruned_j_per_token"]), _one(ln["energy_ratio"]),
                    _f(ln["param_ratio"], ".3f"), _f(ln["flop_ratio"], ".3f")]
                   for rid, lines in sec["efficiency"].items() for ln in lines]))
     return out

@@ -11,8 +11,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.measure.trust import TaskEnergy, averages, energy_noise, quality_badge, task_energy
+from backend.measure.stats import within_noise
+from backend.measure.trust import Badge, TaskEnergy, averages, energy_noise, quality_badge, task_energy
+from backend.results.ratios import as_dict, run_ratios
 from backend.store import Store
+
+#: what the UI may use of the meters' trust rules, through the results layer (the UI never imports
+#: backend.measure: pyproject's import contract)
+__all__ = ["Badge", "baselines_agree", "energy_lines", "quality_badge", "run_energy_doc"]
+
+
+def baselines_agree(store: Store, a: int, b: int) -> bool:
+    """Whether two vanilla runs' energy agrees within noise on every task both measured
+    (``backend.measure.stats.within_noise``: each task needs ≥ 2 passes on both sides). Compare merges
+    two baselines only then: one with other energy is another measurement, shown as such."""
+    ea, eb = task_energy(store, a, "vanilla"), task_energy(store, b, "vanilla")
+    common = [t for t in ea if t in eb and ea[t].wh is not None and eb[t].wh is not None]
+    if not common:
+        return not any(x.wh is not None for x in (*ea.values(), *eb.values()))  # neither measured energy
+    for t in common:
+        verdict = within_noise(ea[t].wh_spread, eb[t].wh_spread)
+        if verdict is None or not verdict[2]:
+            return False
+    return True
 
 
 def _te(t: TaskEnergy) -> dict[str, Any]:
@@ -43,6 +64,10 @@ def run_energy_doc(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     vanilla = variants.get("baseline vanilla") or variants.get("vanilla")
     if "pruned" in variants and vanilla and run["kind"] != "reference":
         doc["energy_noise"] = energy_noise(variants["pruned"], vanilla)
+    if "pruned" in variants:
+        acc, energy = run_ratios(store, rid)
+        doc["ratios"] = {"vs_run": run.get("parent_run_id") or rid, "accuracy": as_dict(acc),
+                         "energy": energy.to_dict()}
     if run["kind"] == "reference":
         doc["reference_checks"] = [c.__dict__ for c in checks_of(run)]
         doc["quality"] = None
@@ -55,11 +80,26 @@ def _f(x: float | None, fmt: str = ".4g") -> str:
     return "—" if x is None else format(x, fmt)
 
 
+def _rt(r: dict[str, Any] | None) -> str:
+    return "—" if r is None else r["text"]
+
+
 def energy_lines(doc: dict[str, Any]) -> list[str]:
     """Plain text lines (no markup) for the CLI and the TUI."""
     out: list[str] = []
     if doc.get("quality"):
         out.append("quality: " + doc["quality"]["label"])
+    ratios = doc.get("ratios")
+    if ratios:
+        e = ratios["energy"]
+        how = {"paired": "paired with its own vanilla windows", "unpaired": "unpaired"}.get(e["design"], e["design"])
+        out.append(f"ratio pruned / vanilla (run {ratios['vs_run']}), 95 % interval: "
+                   f"acc × {_rt(ratios['accuracy'])} · Wh × {_rt(e['average'])} ({how})")
+        if e["per_task"]:
+            out.append("  Wh × per task: " + " · ".join(f"{t} {r['compact']}" for t, r in e["per_task"].items()))
+        methods = sorted({m for m in (ratios["accuracy"] or {}, e["average"] or {}) for m in [m.get("method")] if m})
+        if methods:
+            out.append("  intervals: " + "; ".join(methods))
     for name, block in doc["energy"].items():
         a = block["avg"]
         out.append(f"{name}: avg Wh {_f(a['wh'])} total · {_f(a['above_idle_wh'])} above idle · "

@@ -9,93 +9,24 @@ an efficiency stage ran, the **crossover** batch size from which the pruned mode
 the vanilla's. Across all cells: the **Pareto front** of accuracy vs Wh and vs J/token, where a cell
 is dominated only by one that is better beyond noise (the intervals) and not worse beyond it.
 
-Every ratio carries its interval or says it has none (``Ratio.text``). Pure Python over the store
+Every ratio carries its interval or says it has none (``Ratio.text``); the ratios and the Pareto rule
+are ``backend.results.ratios``' (one implementation for the study and every other screen). Pure Python over the store
 (the TUI imports it; figures are drawn by ``backend.results.study_figures``, which the UI never
 imports).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import Any
 
-from backend.measure.stats import t975
+from backend.results.ratios import Ratio, acc_noise, acc_ratio, energy_ratio, energy_ratios, pareto, scaled_noise
 from backend.schema.study import DEFAULT_FLOOR, parse
 from backend.schema.tasks import STUDY_TASKS
 from backend.store import Store
 
 J_PER_KWH = 3.6e6
-
-
-# ------------------------------------------------------------------------------------ intervals
-
-@dataclass(frozen=True)
-class Ratio:
-    """A ratio with its 95 % interval, or ``None`` bounds and the reason it has none."""
-
-    value: float
-    lo: float | None = None
-    hi: float | None = None
-    note: str = ""          # "n=1" when no interval exists; how it was computed otherwise
-
-    def text(self, digits: int = 3) -> str:
-        """``0.912 [0.884, 0.941]``, ``≈1 (inconclusive) 0.99 [0.95, 1.03]`` or ``0.912 (n=1)``."""
-        v = f"{self.value:.{digits}f}"
-        if self.lo is None or self.hi is None:
-            return f"{v} ({self.note or 'n=1'})"
-        return f"{v} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]" + (" ≈1" if self.lo <= 1 <= self.hi else "")
-
-    @property
-    def inconclusive(self) -> bool:
-        return self.lo is not None and self.hi is not None and self.lo <= 1 <= self.hi
-
-
-def acc_ratio(pruned: dict[str, tuple[float | None, float | None]],
-              vanilla: dict[str, tuple[float | None, float | None]]) -> Ratio | None:
-    """Σ pruned acc / Σ vanilla acc over the tasks both hold (the study's Ratio of the averages), with a
-    95 % interval from lm-eval's standard errors by the delta method on the log ratio (the two models'
-    errors taken as independent, which widens the interval when they are not)."""
-    common = [t for t in pruned if pruned[t][0] is not None and vanilla.get(t, (None, None))[0] is not None]
-    if not common:
-        return None
-    a = sum(pruned[t][0] for t in common)  # type: ignore[misc]
-    b = sum(vanilla[t][0] for t in common)  # type: ignore[misc]
-    if a <= 0 or b <= 0:
-        return None
-    ses = [pruned[t][1] for t in common] + [vanilla[t][1] for t in common]
-    if any(s is None for s in ses):
-        return Ratio(a / b, note="no stderr")
-    var = sum(pruned[t][1] ** 2 for t in common) / a ** 2 + sum(vanilla[t][1] ** 2 for t in common) / b ** 2  # type: ignore[operator]
-    half = 1.96 * math.sqrt(var)
-    return Ratio(a / b, a / b * math.exp(-half), a / b * math.exp(half), "stderr")
-
-
-def energy_ratio(pruned: dict[str, list[float]], vanilla: dict[str, list[float]]) -> Ratio | None:
-    """Σ mean pruned Wh / Σ mean vanilla Wh over the tasks both hold, each task's passes (``--repeats``)
-    as independent samples: the delta method on the log ratio, Student's t with the fewest passes of
-    any task minus one degrees of freedom. No interval with a single pass (``n=1``)."""
-    common = [t for t in pruned if pruned[t] and vanilla.get(t)]
-    if not common:
-        return None
-    a = sum(mean(pruned[t]) for t in common)
-    b = sum(mean(vanilla[t]) for t in common)
-    if a <= 0 or b <= 0:
-        return None
-    n = min(min(len(pruned[t]), len(vanilla[t])) for t in common)
-    if n < 2:
-        return Ratio(a / b, note="n=1")
-    var = sum(_var_of_mean(pruned[t]) for t in common) / a ** 2 + sum(_var_of_mean(vanilla[t]) for t in common) / b ** 2
-    half = t975(n - 1) * math.sqrt(var)
-    return Ratio(a / b, a / b * math.exp(-half), a / b * math.exp(half), f"n={n}")
-
-
-def _var_of_mean(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    m = mean(xs)
-    return sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)
 
 
 # ------------------------------------------------------------------------------------ rows
@@ -115,6 +46,7 @@ class StudyRow:
     acc_stderr: dict[str, float | None] = field(default_factory=dict)
     wh: dict[str, float | None] = field(default_factory=dict)
     wh_passes: dict[str, list[float]] = field(default_factory=dict)
+    repeats: list[dict[str, Any]] = field(default_factory=list)   # the run's own passes, every variant
     tokens: dict[str, int | None] = field(default_factory=dict)
     items: dict[str, int | None] = field(default_factory=dict)
     avg_acc: float | None = None
@@ -230,7 +162,7 @@ class StudyAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         def ratio(r: Ratio | None) -> dict[str, Any] | None:
-            return None if r is None else {"value": r.value, "lo": r.lo, "hi": r.hi, "note": r.note, "text": r.text()}
+            return None if r is None else r.to_dict()
 
         def row(r: StudyRow) -> dict[str, Any]:
             d = asdict(r)
@@ -239,6 +171,7 @@ class StudyAnswer:
             d["cost"] = None if r.cost is None else dict(asdict(r.cost), cost_wh=r.cost.cost_wh, text=r.cost.text())
             d["crossover"] = None if r.crossover is None else dict(asdict(r.crossover), text=r.crossover.text())
             d.pop("wh_passes", None)
+            d.pop("repeats", None)
             return d
 
         return {"study": self.name, "accuracy_floor": self.accuracy_floor, "tasks": self.tasks,
@@ -259,8 +192,9 @@ def _row(store: Store, run: dict[str, Any] | None, variant: str, *, model: str, 
     if run is None:
         return r
     passes: dict[str, list[float]] = {}
-    for p in store.results.energy_repeats(run["id"], variant):
-        if p["energy_kwh"] is not None:
+    r.repeats = store.results.energy_repeats(run["id"])
+    for p in r.repeats:
+        if p["energy_kwh"] is not None and p["variant"] == variant:
             passes.setdefault(p["task"], []).append(p["energy_kwh"] * 1000)
     for t in store.results.task_results(run["id"], variant):
         task = t["task"]
@@ -285,7 +219,8 @@ def _pair(row: StudyRow, vanilla: StudyRow) -> None:
     row.vs_run = vanilla.run_id
     row.acc_ratio = acc_ratio({t: (row.acc[t], row.acc_stderr.get(t)) for t in row.acc},
                               {t: (vanilla.acc[t], vanilla.acc_stderr.get(t)) for t in vanilla.acc})
-    row.wh_ratio = energy_ratio(row.wh_passes, vanilla.wh_passes)
+    # paired when the run measured its own vanilla windows, else against the vanilla row's passes
+    row.wh_ratio = energy_ratios(row.repeats, row.wh, vanilla.wh_passes).average
     common = [t for t in row.tokens if row.tokens[t] and vanilla.tokens.get(t) and row.wh.get(t) is not None
               and vanilla.wh.get(t) is not None]
     if common:
@@ -398,38 +333,18 @@ def _optimal(ans: ModelAnswer, floor_share: float) -> None:
 
 
 def _pareto(points: list[tuple[tuple[str, int | None], float, float, float, float]]) -> list[tuple[str, int | None]]:
-    """Points (id, acc, acc_noise, energy, energy_noise) not dominated beyond noise: B dominates A only
-    when B is not worse beyond noise on either axis and better beyond noise on at least one."""
-    front = []
-    for pid, acc, an, e, en in points:
-        dominated = False
-        for qid, acc2, an2, e2, en2 in points:
-            if qid == pid:
-                continue
-            acc_band = math.hypot(an, an2)
-            e_band = math.hypot(en, en2)
-            not_worse = acc2 >= acc - acc_band and e2 <= e + e_band
-            better = acc2 - acc > acc_band or e - e2 > e_band
-            if not_worse and better:
-                dominated = True
-                break
-        if not dominated:
-            front.append(pid)
-    return front
+    """The front beyond noise (``backend.results.ratios.pareto``)."""
+    return pareto(points)
 
 
 def _acc_noise(r: StudyRow) -> float:
     """2 standard errors of the row's average accuracy (lm-eval's stderr per task; 0 when missing)."""
-    ses = [s for t, s in r.acc_stderr.items() if s is not None and r.acc.get(t) is not None]
-    return 2 * math.sqrt(sum(s * s for s in ses)) / len(ses) if ses else 0.0
+    return acc_noise(s for t, s in r.acc_stderr.items() if r.acc.get(t) is not None)
 
 
 def _energy_noise(r: StudyRow, value: float | None) -> float:
     """Half the width of the row's energy interval (its Wh ratio's, scaled to the value); 0 when n=1."""
-    w = r.wh_ratio
-    if value is None or w is None or w.lo is None or w.hi is None:
-        return 0.0
-    return value * (w.hi - w.lo) / 2 / w.value
+    return scaled_noise(r.wh_ratio, value)
 
 
 def study_answer(store: Store, name: str, accuracy_floor: float | None = None) -> StudyAnswer:

@@ -70,9 +70,12 @@ def study_tables(ans: StudyAnswer, references: dict[str, list[StudyRow]] | None 
                              *[_f(vals.get(t), digits) for t in ans.tasks],
                              _f(r.avg_acc if metric == "acc" else r.avg_wh, digits),
                              "" if r.variant == "vanilla" else _ratio(r.acc_ratio if metric == "acc" else r.wh_ratio)])
-        note = ("Ratio = pruned Avg / vanilla Avg over the tasks both rows hold, with its 95 % interval "
-                + ("(lm-eval's standard errors, delta method)." if metric == "acc" else
-                   "(the repeats of each task; 'n=1' = one pass, no interval). ≈1: the interval holds 1."))
+        note = ("Ratio = pruned Avg / vanilla Avg over the tasks both rows hold, ± the larger half of its 95 % "
+                "interval " + ("(lm-eval's standard errors, delta method on the log ratio)." if metric == "acc" else
+                               "(paired: t on the mean log-ratio over the run's own vanilla/pruned pairs; "
+                               "unpaired: delta method on the log of the ratio of means over each task's "
+                               "repeats; 'n=1' = one pass, no interval).") +
+                " '≈1 (inconclusive)': the interval holds 1.")
         out.append(Table(title, header, rows, align="lll" + "r" * (len(ans.tasks) + 2), note=note))
     return out
 

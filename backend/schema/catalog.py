@@ -7,7 +7,12 @@ The study's tasks and their display labels live with the task registry (``backen
 from __future__ import annotations
 
 #: Pruning methods (``backend.stages.prune``): width pruning by importance, or ShortGPT-style layer drop.
-METHODS: tuple[str, ...] = ("taylor", "l1", "l2", "random", "layer-drop")
+#: The built-in ones; each is an entry of the importance registry (``backend.stages.pruning.importances``:
+#: what it removes, what it needs, its scorer), and registering one adds its name here; :func:`method_names`
+#: adds the names of installed plugins (entry points of ``IMPORTANCE_ENTRY_POINTS``) without importing them.
+METHODS: list[str] = ["taylor", "l1", "l2", "random", "layer-drop"]
+IMPORTANCE_ENTRY_POINTS = "greentui.importances"
+_importances_listed = False
 #: Model types greentui can build (demo), prune and evaluate end to end (see backend.stages.prune for the traps).
 ARCHITECTURES: tuple[str, ...] = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 #: Device choices offered for a run; ``cuda:N`` is accepted as well.
@@ -53,3 +58,16 @@ def executor_names() -> list[str]:
             if ep.name not in EXECUTORS:
                 EXECUTORS.append(ep.name)
     return EXECUTORS
+
+
+def method_names() -> list[str]:
+    """Every pruning method a run may ask for: the registered ones and the installed plugins' (their
+    entry points are read once, by name only: nothing is imported)."""
+    global _importances_listed
+    if not _importances_listed:
+        _importances_listed = True
+        from importlib.metadata import entry_points
+        for ep in entry_points(group=IMPORTANCE_ENTRY_POINTS):
+            if ep.name not in METHODS:
+                METHODS.append(ep.name)
+    return METHODS

@@ -58,6 +58,7 @@ from backend.schema.catalog import (
     RULES,
     STAGES,
     executor_names,
+    method_names,
 )
 from backend.schema.settings import (
     Setting,
@@ -243,9 +244,31 @@ def parse_batches(text: str) -> list[int]:
     return sorted(set(out))
 
 
+#: How vanilla and pruned energy are compared (issue #18). ``paired``: both measured in this run, per
+#: task, interleaved A B B A with a warm-up before each window; ``blocked``: the same pairs in
+#: alternating blocks (one model on the device at a time) with a drift probe at each block edge — what
+#: ``paired`` becomes when the two models do not fit together; ``sequential``: the study's design (each
+#: model measured once, in sequence: the vanilla energy is its baseline run's).
+ENERGY_DESIGNS = ("paired", "blocked", "sequential")
+AUTO = "auto"
+
+
+def parse_repeats(text: str) -> int | str:
+    """'auto' (repeat until the ratio's CI is narrow, or a cap) or a whole number."""
+    text = text.strip().lower()
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither 'auto' nor a whole number") from None
+
+
 def _repeats(value: Any, cfg: "RunConfig") -> str | None:
+    if value == AUTO:
+        return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        return "repeats must be a whole number of 1 or more"
+        return "repeats must be 'auto' or a whole number of 1 or more"
     if value > 100:
         return "repeats above 100 multiply the run's time; use at most 100"
     return None
@@ -267,6 +290,11 @@ TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
 SLURM_ARG = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*=.+$")
 # sbatch options greentui sets itself (logs, job name, signals): a --slurm-arg may not replace them.
 RESERVED_SLURM_ARGS = ("output", "error", "job-name", "job_name", "signal", "open-mode", "wrap", "array")
+
+
+def _importance(value: Any, cfg: "RunConfig") -> str | None:
+    names = method_names()  # the registry's, with installed plugins' (greentui.importances)
+    return None if value in names else f"unknown method {value!r}; one of {', '.join(names)}"
 
 
 def _executor(value: Any, cfg: "RunConfig") -> str | None:
@@ -345,7 +373,7 @@ class RunConfig:
                              group="pruning", widget="checkbox", invert=True, essential=True)
     importance: str = setting("taylor", label="method", help="importance criterion, or layer-drop",
                               group="pruning", aliases=("--method",), widget="select", choices=METHODS,
-                              check=one_of(METHODS, "method"), when=_pruning, essential=True)
+                              check=_importance, when=_pruning, essential=True)
     prune_ratio: float = setting(2 / 7, label="prune ratio", help="fraction of parameters to remove, e.g. 2/7 "
                                  "or 0.25", group="pruning", type="ratio", aliases=("--ratio",), check=_ratio,
                                  when=_pruning, essential=True)
@@ -424,8 +452,33 @@ class RunConfig:
     trust_remote_code: bool = setting(False, label="trust remote code", help="allow this model's own Python "
                                       "code (off by default; per model)", group="machine", widget="checkbox")
     # energy you can trust (issue #11)
-    repeats: int = setting(1, label="repeats", help="measure each task's time and energy N times (accuracy "
-                           "once); mean ± 95% CI, CV", group="energy", check=_repeats)
+    energy_design: str = setting("paired", label="energy design", help="paired: vanilla and pruned energy "
+                                 "measured in this run, interleaved A B B A, each window warmed up (blocked when "
+                                 "both models do not fit); blocked: alternating blocks with a drift probe; "
+                                 "sequential: the study's design (each model once, in sequence)", group="energy",
+                                 widget="select", choices=ENERGY_DESIGNS,
+                                 check=one_of(ENERGY_DESIGNS, "energy design"))
+    repeats: int | str = setting(AUTO, label="repeats", help="measured windows per task and model: 'auto' repeats "
+                                 "the paired windows until the energy ratio's 95% CI is within the CI target "
+                                 "(or a cap); N fixes N (accuracy once)", group="energy", type="str",
+                                 parse=parse_repeats, check=_repeats)
+    ci_target: float = setting(0.03, label="CI target", help="--repeats auto stops once the energy ratio's 95% "
+                               "CI half-width is within this fraction (0.03 = ±3%)", group="energy",
+                               check=in_range(0.001, 0.5, "CI target"))
+    max_repeats: int = setting(10, label="max repeats", help="--repeats auto: at most this many paired windows "
+                               "per task", group="energy", check=in_range(3, 100, "max repeats"))
+    repeats_budget_s: float = setting(600.0, label="repeats time budget (s)", help="--repeats auto: stop adding "
+                                      "paired windows once the run has spent this many seconds on them",
+                                      group="energy", check=in_range(1, 86400, "time budget"))
+    energy_sample: int | None = setting(None, label="energy sample", help="requests per measured window (the "
+                                        "same first N for both models; Wh scaled to the task); empty = all",
+                                        group="energy", check=at_least(1, "energy sample must be"))
+    window_s: float = setting(1.0, label="window seconds", help="shortest measured window: the window's "
+                              "requests are repeated until it lasts this long", group="energy",
+                              check=in_range(0.05, 600, "window seconds"))
+    baseline_max_age_days: float = setting(7.0, label="baseline max age (days)", help="reuse a vanilla "
+                                           "baseline only when it is younger than this (and comparable)",
+                                           group="energy", check=in_range(0, 3650, "baseline age"))
     efficiency_batches: list[int] = setting([], label="efficiency batches", help="efficiency stage: tokens/s "
                                             "and J/token of vanilla and pruned at these batch sizes, e.g. 1,8,32; "
                                             "empty = no stage", group="energy", parse=parse_batches,
@@ -491,14 +544,33 @@ class RunConfig:
             skip = {"lora"}
         return [s for s in STAGES if s not in skip]
 
+    # ------------------------------------------------------------------ energy protocol (issue #18)
+    def paired_energy(self) -> bool:
+        """Whether this run measures vanilla and pruned energy itself, in pairs (paired or blocked)."""
+        return not self.no_prune and self.measure_energy and self.energy_design != "sequential"
+
+    def fixed_repeats(self) -> int | None:
+        """N for ``--repeats N``; None for ``auto``."""
+        return None if self.repeats == AUTO else int(self.repeats)
+
+    def vanilla_passes(self) -> int:
+        """Measured passes of a sequential evaluation (the baseline's, or the pruned model's under the
+        sequential design): N for ``--repeats N``; ``auto`` is 1 there (its repeats are paired windows),
+        and a paired run's accuracy evaluation is one pass (its energy comes from the paired windows)."""
+        if self.paired_energy():
+            return 1
+        return self.fixed_repeats() or 1
+
     # ------------------------------------------------------------------ identity
     def baseline_key(self, model_ref: str, device: str) -> str:
         """Vanilla results are reusable across runs that agree on these (tasks are checked apart)."""
         ident = {"model": model_ref, "limit": self.limit, "num_fewshot": self.num_fewshot,
                  "data_dir": data_source(self.data_dir), "device": device.split(":")[0], "ppl_limit": self.ppl_limit,
                  "measure_energy": self.measure_energy}
-        if self.repeats != 1:  # a baseline reused for energy noise needs as many passes
-            ident["repeats"] = self.repeats
+        if self.seed != 0:  # few-shot sampling and lm-eval's seeds (0: keys recorded before #18 stay valid)
+            ident["seed"] = self.seed
+        if self.vanilla_passes() != 1:  # a baseline reused for energy noise needs as many passes
+            ident["repeats"] = self.vanilla_passes()
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:
@@ -516,5 +588,6 @@ SETTINGS: tuple[Setting, ...] = settings_of(RunConfig)
 SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
 register_flags(SETTINGS)
 
-__all__ = ["DEVICES", "EXECUTORS", "GROUP_NOTES", "GROUPS", "IMPORTANCES", "RunConfig", "SETTING", "SETTINGS",
-           "STUDY_IGNORE", "STUDY_TASKS", "SettingError", "layers_kept", "parse_batches", "parse_tasks"]
+__all__ = ["AUTO", "DEVICES", "ENERGY_DESIGNS", "EXECUTORS", "GROUP_NOTES", "GROUPS", "IMPORTANCES", "RunConfig", "SETTING", "SETTINGS",
+           "STUDY_IGNORE", "STUDY_TASKS", "SettingError", "layers_kept", "parse_batches", "parse_repeats",
+           "parse_tasks"]

@@ -101,6 +101,26 @@ def data_source(data_dir: str | Path | None) -> str:
     return "bundled" if path == bundled_data_dir().resolve() else str(path)
 
 
+def data_digest(data_dir: str | Path | None, tasks: list[str] | tuple[str, ...]) -> str:
+    """A digest of the items a run evaluates: SHA-256 over each task's local file (name and bytes), or
+    the source's name for lm-eval's hub datasets. Two baselines with the same path but edited files
+    differ here, so neither is reused for the other."""
+    import hashlib
+    source = data_source(data_dir)
+    if source == "hub":
+        return "hub:" + ",".join(sorted(tasks))
+    folder = bundled_data_dir() if source == "bundled" else Path(source)
+    h = hashlib.sha256()
+    for name in sorted(tasks):
+        path = folder / TASKS[name].file_name if name in TASKS else folder / f"{name}.jsonl"
+        h.update(path.name.encode() + b"\0")
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            h.update(b"<missing>")
+    return h.hexdigest()[:16]
+
+
 def task_spec(name: str) -> TaskSpec:
     base = name[len(LOCAL_PREFIX):] if name.startswith(LOCAL_PREFIX) else name
     try:

@@ -161,7 +161,27 @@ def diagnose(workspace: Path, repair: bool = False) -> Report:
         known = store.runs.ids()
         finished = store.runs.finished_with_folders()
     _check_folders(workspace, known, finished, report, repair)
+    check_meters(report)
     return report
+
+
+def check_meters(report: Report) -> None:
+    """Which energy meters can measure here (the registry's answer, plugins included), and why the
+    others cannot: without a counter every energy figure is an estimate, and doctor says so. A meter
+    plugin that fails to load is a warning (its figures would be missing), never a problem."""
+    from backend.service.meters import broken_meters, meter_status
+
+    status = meter_status()
+    usable = [f"{name} ({kind})" for name, _label, kind, why in status if why is None]
+    others = "; ".join(f"{name}: {why}" for name, _label, _kind, why in status if why is not None)
+    counters = [name for name, _label, kind, why in status if why is None and kind == "counter"]
+    detail = (f"meters here: {', '.join(usable) or 'none'}"
+              + ("" if counters else " — no energy counter: every energy figure is an estimate")
+              + (f"; not here: {others}" if others else ""))
+    report.add("energy meters", True, detail)
+    for name, why in broken_meters().items():
+        report.add("energy meters", False, f"meter plugin {name!r} did not load: {why}",
+                   "reinstall or remove that package", warning=True)
 
 
 def _check_folders(workspace: Path, known: set[int], finished: list[int], report: Report, repair: bool) -> None:

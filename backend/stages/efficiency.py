@@ -10,8 +10,9 @@ Each point: ``batch`` sequences of ``seq_len`` tokens cut from the text, forward
 uses), one warm-up forward outside the window, then forwards repeated until the window lasts at least
 ``min_window_s`` — the window is *widened* to be long enough for the meter (NVML's counter updates
 about every 100 ms) — inside one meter window with CUDA synchronised at both edges. Energy comes
-from the run's :class:`backend.measure.energy.EnergySession` (the NVML counter on a GPU, CodeCarbon's
-estimate on a CPU; the meter is named on every point). Without meters only tokens/s is recorded.
+from the run's :class:`backend.measure.energy.EnergySession`: the registry's best single figure of
+the window (a counter before an estimate: the NVML counter on a GPU, RAPL, else the CPU-time
+estimate; the meter is named on every point). Without meters only tokens/s is recorded.
 """
 
 from __future__ import annotations
@@ -70,22 +71,18 @@ def measure_efficiency(model, tokenizer, batches: list[int], *, seq_len: int = 1
                 seconds = time.perf_counter() - t0
         tokens = forwards * batch * seq_len
         energy = meter.result if meter is not None else None
-        joules = None
-        if energy is not None:
-            if energy.get("nvml_joules") is not None:
-                joules = energy["nvml_joules"]
-            elif energy.get("energy_kwh") is not None:
-                joules = energy["energy_kwh"] * 3.6e6
+        best = meter.best() if meter is not None else None  # the registry's best single figure
+        joules = best.joules if best is not None else None
         out.append({
             "batch_size": batch, "seq_len": seq_len, "forwards": forwards, "tokens": tokens,
             "seconds": seconds, "tokens_per_s": tokens / seconds if seconds > 0 else None,
             "joules": joules, "j_per_token": joules / tokens if joules is not None and tokens else None,
-            "meter": ("nvml" if energy and energy.get("nvml_joules") is not None else
-                      energy.get("meter") if energy else None),
+            "meter": best.tag if best is not None else None,
             "params": params, "flops_per_token": flops, "device": device,
-            "is_estimate": bool(energy and energy.get("nvml_joules") is None and energy.get("is_estimate")),
+            "is_estimate": best is not None and best.kind != "counter",
             "window": {k: v for k, v in (energy or {}).get("provenance", {}).items()
-                       if k in ("window_s", "short_window", "cuda_synchronized", "gpu_state", "missing")},
+                       if k in ("window_s", "short_window", "cuda_synchronized", "gpu_state", "missing",
+                                "machine_load")},
             "text": "shipped WikiText-2 test text (backend/data/text/wikitext2_test.raw)",
         })
     if progress is not None:

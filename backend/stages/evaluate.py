@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from backend.compat import cheap_lm_eval_env_info
 from backend.errors import GreentuiError
 from backend.measure.machine import device_name as machine_device_name
 from backend.measure.machine import library_versions
@@ -83,29 +83,32 @@ def _is_gpu(device: str) -> bool:
 
 # ----------------------------------------------------------------------------- lm-eval plumbing
 
-class _RequestCounter:
-    """Counts tokens and forward rows of an HFLM instance and reports progress within a task."""
+class _CountingHooks:
+    """What greentui adds to lm-eval's ``HFLM`` (mixed into a subclass: lm-eval's extension point, issue #19
+    item 7): tokens and forward rows counted, progress within a task, and the task's loglikelihood
+    requests kept (``last_requests``) so that the paired energy windows replay the very same requests on
+    both models (``backend.stages.paired``)."""
 
-    def __init__(self, lm) -> None:
-        self.lm = lm
+    def _greentui_init(self) -> None:
         self.tokens = 0
         self.requests = 0
         self.forwards = 0          # forwards lm-eval plans (one per context group)
         self.rows_done = 0         # rows seen by _model_call (auto batch-size probes excluded)
         self.padded_tokens = 0
         self.on_fraction: Callable[[float], None] | None = None
-        self._orig_ll = lm._loglikelihood_tokens
-        self._orig_call = lm._model_call
+        self.last_requests: list[Any] = []
         self._in_ll = False
-        lm._loglikelihood_tokens = self._loglikelihood_tokens
-        lm._model_call = self._model_call
 
     def reset(self) -> None:
         self.tokens = self.requests = self.forwards = self.rows_done = self.padded_tokens = 0
 
+    def loglikelihood(self, requests, *args, **kwargs):
+        self.last_requests = list(requests)
+        return super().loglikelihood(requests, *args, **kwargs)  # type: ignore[misc]
+
     def _loglikelihood_tokens(self, requests, *args, **kwargs):
-        max_len = self.lm.max_length
-        grouped = getattr(self.lm, "backend", "causal") == "causal" and getattr(self.lm, "logits_cache", True)
+        max_len = self.max_length  # type: ignore[attr-defined]
+        grouped = getattr(self, "backend", "causal") == "causal" and getattr(self, "logits_cache", True)
         seen: set[tuple[int, ...]] = set()
         forwards = 0
         for _, ctx, cont in requests:
@@ -120,12 +123,12 @@ class _RequestCounter:
         self.forwards += forwards
         self._in_ll = True
         try:
-            return self._orig_ll(requests, *args, **kwargs)
+            return super()._loglikelihood_tokens(requests, *args, **kwargs)  # type: ignore[misc]
         finally:
             self._in_ll = False
 
     def _model_call(self, inps, *args, **kwargs):
-        out = self._orig_call(inps, *args, **kwargs)
+        out = super()._model_call(inps, *args, **kwargs)  # type: ignore[misc]
         if self._in_ll and self.forwards:
             self.rows_done += int(inps.shape[0])
             self.padded_tokens += int(inps.numel())
@@ -134,42 +137,25 @@ class _RequestCounter:
         return out
 
 
-_ENV_INFO: dict[str, Any] | None = None
-_GIT_HASH: list[str | None] = []
+_LM_CLASS: list[type] = []
 
 
-@contextmanager
-def _cheap_env_info():
-    """lm-eval collects environment info (torch's collect_env, pip) on *every* simple_evaluate:
-    0.5-2 s per task, inside the energy measurement, and ``git describe`` prints "fatal: not a git
-    repository" outside a repo. Collect both once per process and reuse them."""
-    import lm_eval.evaluator as ev
+def counting_lm(model, tokenizer, batch_size: int | str, device: str):
+    """An ``HFLM`` subclass instance wrapping the in-memory ``model`` that counts its work (see
+    :class:`_CountingHooks`). The class is made on first use: importing lm-eval costs seconds."""
+    if not _LM_CLASS:
+        from lm_eval.models.huggingface import HFLM
 
-    orig_env, orig_git = ev.add_env_info, ev.get_git_commit_hash
+        class GreentuiHFLM(_CountingHooks, HFLM):
+            """lm-eval's HFLM with greentui's counting, progress and request capture."""
 
-    def add_env_info(storage: dict[str, Any]) -> None:
-        global _ENV_INFO
-        if _ENV_INFO is None:
-            tmp: dict[str, Any] = {}
-            orig_env(tmp)
-            _ENV_INFO = tmp
-        storage.update(_ENV_INFO)
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._greentui_init()
+                super().__init__(*args, **kwargs)
 
-    def git_hash() -> str | None:
-        if not _GIT_HASH:
-            try:
-                out = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True,
-                                     timeout=5)
-                _GIT_HASH.append(out.stdout.strip() or None if out.returncode == 0 else None)
-            except (OSError, subprocess.SubprocessError):
-                _GIT_HASH.append(None)
-        return _GIT_HASH[0]
-
-    ev.add_env_info, ev.get_git_commit_hash = add_env_info, git_hash
-    try:
-        yield
-    finally:
-        ev.add_env_info, ev.get_git_commit_hash = orig_env, orig_git
+        _LM_CLASS.append(GreentuiHFLM)
+    return _LM_CLASS[0](pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device,
+                        max_batch_size=64)
 
 
 def _metric(values: dict[str, Any], key: str) -> float | None:
@@ -194,7 +180,8 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
                    device: str = "cpu", out_dir: str | Path, measure_energy: bool = True,
                    country: str = "USA", progress: Progress | None = None, seed: int = DEFAULT_SEED,
                    tracking_mode: str = "process", measure_power_secs: float = 1.0, repeats: int = 1,
-                   cooldown: bool = False, session: Any = None) -> Iterator[dict[str, Any]]:
+                   cooldown: bool = False, session: Any = None,
+                   on_requests: Callable[[str, list[Any]], None] | None = None) -> Iterator[dict[str, Any]]:
     """Evaluate ``model`` task by task; return an iterator yielding one dict per finished task.
 
     Each dict has "task" (lm-eval's built-in name) and every key of
@@ -208,7 +195,8 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
     row's seconds and energy are the means; ``row["repeats"]`` holds each pass. ``cooldown`` waits
     between windows for the GPU to return within 2 °C of its pre-run temperature (at most 60 s).
     ``session``: a :class:`backend.measure.energy.EnergySession` to share (one tracker per run); made here
-    when not given.
+    when not given. ``on_requests(task, requests)``: called with each task's loglikelihood requests (lm-eval
+    ``Instance`` objects) before its row is yielded — what the paired energy windows replay.
     """
     repeats = check_repeats(repeats)
     from backend.workspace import configure_hf_environment, hub_reachable
@@ -251,7 +239,7 @@ def evaluate_model(model, tokenizer, tasks, *, data_dir: str | Path | None = Non
                 data_dir=data_dir, limit=limit, num_fewshot=num_fewshot, bs=bs, device=device,
                 json_dir=json_dir, measure_energy=measure_energy, country=country, progress=progress,
                 seed=seed, tracking_mode=tracking_mode, measure_power_secs=measure_power_secs,
-                repeats=repeats, cooldown=cooldown, session=session)
+                repeats=repeats, cooldown=cooldown, session=session, on_requests=on_requests)
 
 
 ENERGY_FIELDS = ("energy_cpu_kwh", "energy_gpu_kwh", "energy_ram_kwh", "energy_kwh", "nvml_joules")
@@ -266,7 +254,7 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, limit, num_fewshot, bs,
          device, json_dir, measure_energy, country, progress, seed, tracking_mode,
-         measure_power_secs, repeats, cooldown, session) -> Iterator[dict[str, Any]]:
+         measure_power_secs, repeats, cooldown, session, on_requests) -> Iterator[dict[str, Any]]:
     def report(message: str, fraction: float) -> None:
         if progress is not None:
             try:
@@ -276,15 +264,14 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
 
     report(f"loading lm-eval ({len(names)} task{'s' if len(names) > 1 else ''})", 0.0)
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
 
     current = _model_device(model)
     if device and current is not None and current.split(":")[0] != str(device).split(":")[0]:
         model.to(device)  # the caller's model object moves: lm-eval ignores `device` for objects
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device=device, max_batch_size=64)
-    counter = _RequestCounter(lm)
+    lm = counting_lm(model, tokenizer, bs, device)
+    counter = lm
     task_manager = TaskManager(include_path=include_path, include_defaults=False)
     versions = library_versions()
     device_name = machine_device_name(device)
@@ -294,10 +281,8 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
                                 measure_power_secs=measure_power_secs)
     if session is not None:
         session.prepare()  # hardware detection once, before any window
-    with _cheap_env_info():  # pay lm-eval's environment collection once, outside any measurement
-        import lm_eval.evaluator as ev
-        ev.add_env_info({})
-        ev.get_git_commit_hash()
+    with cheap_lm_eval_env_info() as warm:  # pay lm-eval's environment collection once, outside any window
+        warm()
 
     for i, name in enumerate(names):
         n_tasks = len(names)
@@ -321,7 +306,7 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
             gate = session.cooldown() if (cooldown and session is not None) else None
             meter = session.task(f"greentui-{name}-{rep + 1}") if (measure_energy and session) else None
             counter.reset()
-            with _cheap_env_info(), (meter if meter is not None else _nullcontext()):
+            with cheap_lm_eval_env_info(), (meter if meter is not None else _nullcontext()):
                 t0 = time.perf_counter()
                 out = lm_eval.simple_evaluate(
                     model=lm, tasks=[lm_names[name]], task_manager=task_manager, num_fewshot=num_fewshot,
@@ -343,6 +328,8 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
             if rep == 0:
                 res = out
                 first_energy = energy_pass
+                if on_requests is not None:
+                    on_requests(name, list(lm.last_requests))
             else:
                 same = out["results"][lm_names[name]].get("acc,none") == res["results"][lm_names[name]].get("acc,none")
                 one["acc_identical"] = bool(same)
@@ -416,4 +403,4 @@ def _nullcontext():
     yield None
 
 
-__all__ = ["evaluate_model", "check_limit", "resolve_batch_size", "LOCAL_PREFIX"]
+__all__ = ["counting_lm", "evaluate_model", "check_limit", "resolve_batch_size", "LOCAL_PREFIX"]

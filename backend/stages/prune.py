@@ -57,7 +57,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     import torch_pruning as tp
 
     from backend.stages.model_io import decoder_layers, layer_widths, set_attention
-    from backend.stages.pruning import calibration, flops
+    from backend.stages.pruning import calibration, flops, importances, memory
 
     t0 = time.perf_counter()
     say = progress or (lambda msg, frac: None)
@@ -92,10 +92,11 @@ def prune_model(model, tokenizer, cfg: PruneConfig, progress: Progress | None = 
     }
     if target:
         report["target"] = target
-    if cfg.method == "layer-drop":
-        _layer_drop(model, batches, cfg, targets, report, say)
-    else:
-        _width_prune(model, batches, cfg, targets, report, say)
+    with memory.large_tensors_mapped():  # P5: freed gradients and activations go back to the system
+        if importances.get(cfg.method).removes == "layers":
+            _layer_drop(model, batches, cfg, targets, report, say)
+        else:
+            _width_prune(model, batches, cfg, targets, report, say)
     model.zero_grad(set_to_none=True)
     set_attention(model, original_attention)  # evaluate pruned with the same kernel as vanilla
     model.eval()
@@ -161,7 +162,8 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     import torch
 
     from backend.stages.model_io import decoder_layers, layer_config
-    from backend.stages.pruning import calibration, counting, heads, mlp
+    from backend.stages.pruning import counting, heads, importances, memory, mlp, taylor
+    from backend.stages.pruning.scores import WeightScores, library_importance
 
     gen = torch.Generator().manual_seed(cfg.seed)
     layers = decoder_layers(model)
@@ -172,30 +174,22 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
     for w in dict.fromkeys(w for c in counts.values() for w in c.warnings):
         report["warnings"].append(w)
 
-    def gradients(part: list[int]) -> None:
-        # Gradients only on the projections that are scored (a list held no longer than the call:
-        # a replaced layer must free its weights and gradients at once).
-        loss = calibration.accumulate_gradients(
-            model, batches, cfg.device, lambda f: say("calibrating (gradients)", 0.05 + 0.4 * f),
-            params=calibration.scored_parameters([layers[i] for i in part]))
-        report["calibration"]["loss"] = round(loss, 4)
-
-    chosen = None
-    if cfg.method == "taylor" and _library_wanted(cfg) and len(targets) > 1:
-        chosen = _choose_in_halves(model, batches, cfg, targets, shapes, counts, report, say, gradients)
-        if chosen is None:  # greentui's own choice reads every pruned layer's gradients as it goes
-            gradients(targets)
+    importance = importances.get(cfg.method)
+    if importance.needs_gradients:  # reduced per head and channel as they arrive; no .grad is kept (P5)
+        scores = taylor.gradient_scores(model, batches, [layers[i] for i in targets], importance, cfg.device,
+                                        lambda f: say("calibrating (gradients)", 0.05 + 0.4 * f))
+        report["calibration"]["loss"] = round(scores.loss, 4)
+        report["calibration"]["passes"] = scores.passes
     else:
-        if cfg.method == "taylor":
-            gradients(targets)
-        chosen = _library_choice(model, batches, cfg, targets, shapes, counts, report, say)
-    if chosen is not None:  # heads and channels are chosen: no gradient is read after this (P5)
-        model.zero_grad(set_to_none=True)
+        scores = WeightScores(importance)
+    chosen = _library_choice(model, batches, cfg, importance, scores, targets, shapes, counts, report, say)
+    if chosen is not None:
         gc.collect()  # torch-pruning's graph holds the modules in reference cycles
     per_layer, before, after = [], 0, 0
     for n, i in enumerate(targets):
         say(f"pruning layer {i}", 0.5 + 0.45 * n / len(targets))
         layer, s, c = layers[i], shapes[i], counts[i]
+        original = [p.detach() for p in layer.parameters()]  # alive until its mapped pages are released
         attn = layer.self_attn
         fused = hasattr(attn, "qkv_proj")
         a_params, m_params = s.attention_params(), s.mlp_params()
@@ -207,7 +201,7 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
             plan = heads.HeadPlan(heads=s.heads, kv_heads=s.kv_heads, keep_q=[h for h in range(s.heads) if h not in drop],
                                   keep_kv=[h for h in range(s.kv_heads) if h not in drop_kv])
         elif cfg.prune_heads:
-            plan = heads.plan_heads(attn, s.heads, s.kv_heads, c.kv_heads, c.q_per_kv, cfg.method, gen)
+            plan = heads.plan_heads(attn, s.heads, s.kv_heads, c.kv_heads, c.q_per_kv, importance, scores, gen)
         tp_ratio = 0.0
         if cfg.prune_mlp and c.intermediate < s.intermediate:
             tp_ratio = mlp.tp_ratio_for(s.intermediate, c.intermediate)
@@ -216,7 +210,8 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
                 drop = set(chosen[i].removed_channels)
                 keep_channels = [j for j in range(s.intermediate) if j not in drop]
             else:
-                entry["mlp_channels_removed"] = mlp.prune_mlp(layer.mlp, hidden, tp_ratio, cfg.method)
+                entry["mlp_channels_removed"] = mlp.prune_mlp(layer.mlp, hidden, tp_ratio,
+                                                              library_importance(importance, scores))
         elif cfg.prune_mlp:
             entry["mlp_channels_removed"] = []
         entry["tp_mlp_pruning_ratio"] = round(tp_ratio, 6)
@@ -225,6 +220,9 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
                  "intermediate": len(keep_channels) if keep_channels is not None else layer.mlp.down_proj.in_features}
         layers[i] = _rebuild_layer(layer, i, layer_config(model.config, width), plan, s.head_dim, fused,
                                    keep_channels, s.intermediate)
+        memory.release_mapped(original)  # the file pages of the weights the rebuilt layer replaces (P5)
+        del original, layer, attn
+        memory.trim_heap()
         entry.update({"heads_after": width["heads"], "kv_heads_after": width["kv_heads"],
                       "intermediate_after": width["intermediate"],
                       "heads_removed": plan.removed_q if plan else [],
@@ -251,47 +249,21 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
                                "torch-pruning prunes the MLP channels")
 
 
-def _library_wanted(cfg: PruneConfig) -> bool:
-    return cfg.count_rule == "torch-pruning" and cfg.use_tp_graph
-
-
-def _choose_in_halves(model, batches, cfg: PruneConfig, targets, shapes, counts, report: dict, say: Progress,
-                      gradients) -> dict | None:
-    """torch-pruning's choice with the gradients of half the pruned layers at a time (P5: half the
-    gradient memory, for a second calibration pass and graph build). The model is not touched between
-    the halves, and torch-pruning chooses each layer's heads and channels from that layer's own
-    gradients and weights (local pruning; the hidden size is never pruned), so the choice is the one
-    a single pass makes (tests/test_prune_memory.py). None when the graph is not usable."""
-    half = (len(targets) + 1) // 2
-    chosen: dict = {}
-    graph_s = 0.0
-    for part in (targets[:half], targets[half:]):
-        gradients(part)
-        got = _library_choice(model, batches, cfg, part, shapes, counts, report, say)
-        graph_s += report.get("tp_graph_s") or 0.0
-        model.zero_grad(set_to_none=True)
-        gc.collect()
-        if got is None:
-            return None
-        chosen.update(got)
-    report["notes"] = list(dict.fromkeys(report["notes"]))
-    report["tp_graph_s"] = round(graph_s, 3)
-    report["calibration"]["passes"] = 2
-    return chosen
-
-
-def _library_choice(model, batches, cfg: PruneConfig, targets, shapes, counts, report: dict, say: Progress):
+def _library_choice(model, batches, cfg: PruneConfig, importance, scores, targets, shapes, counts, report: dict,
+                    say: Progress):
     """Under the torch-pruning rule: torch-pruning's own whole-model graph picks the heads and channels
     (``pruning/tp_graph.py``) if it builds and keeps the rule's counts; else None (greentui's path)."""
     report["selection"] = "greentui"
     if cfg.count_rule != "torch-pruning" or not cfg.use_tp_graph:
         return None
     from backend.stages.pruning import tp_graph
+    from backend.stages.pruning.scores import library_importance
 
     say("torch-pruning dependency graph", 0.5)
     t0 = time.perf_counter()
     try:
-        chosen = tp_graph.select(model, cfg.method, cfg.ratio, cfg.round_to, targets, batches[:1, :8])
+        chosen = tp_graph.select(model, library_importance(importance, scores), cfg.ratio, cfg.round_to, targets,
+                                 batches[:1, :8])
         for i in targets:
             s, c = shapes[i], counts[i]
             got_h = s.heads - len(chosen[i].removed_heads) if cfg.prune_heads else c.heads

@@ -29,7 +29,8 @@ class IngestRepository(Repository):
                      events: Iterable[dict[str, Any]] = (), power: Iterable[dict[str, Any]] = (),
                      results: Iterable[dict[str, Any]] = (), run_updates: Iterable[dict[str, Any]] = (),
                      metrics: Iterable[dict[str, Any]] = (), finishes: Iterable[dict[str, Any]] = (),
-                     efficiency: Iterable[dict[str, Any]] = (), baseline: dict[str, Any] | None = None) -> bool:
+                     efficiency: Iterable[dict[str, Any]] = (), windows: Iterable[dict[str, Any]] = (),
+                     baseline: dict[str, Any] | None = None) -> bool:
         """Copy one slice of a run-folder file into the store and advance its offset, atomically.
 
         Compare-and-set on the offset: when it is no longer ``old_offset`` (another ingester got
@@ -64,6 +65,8 @@ class IngestRepository(Repository):
             for u in run_updates:
                 fields = {k: v for k, v in u["fields"].items() if k in RUN_UPDATE_FIELDS}
                 if fields:
+                    if isinstance(fields.get("config"), dict):  # the energy design the job settled on (#18)
+                        fields["config"] = json.dumps(fields["config"], sort_keys=True, default=str)
                     sets = ", ".join(f"{k} = ?" for k in fields)
                     c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), u["run_id"]))
             for m in metrics:
@@ -72,6 +75,8 @@ class IngestRepository(Repository):
                                                      json.dumps(m["detail"], default=str) if m.get("detail") else None))
             for e in efficiency:
                 self._store.results._replace_efficiency(c, e["run_id"], e["variant"], e["rows"])
+            for w in windows:
+                self._store.results._replace_windows(c, w["run_id"], w["task"], w["windows"])
             for f in finishes:
                 c.execute("UPDATE runs SET status = ?, error = COALESCE(?, error), finished_at = ?, pid = NULL "
                           "WHERE id = ? AND status IN ('queued', 'running')",

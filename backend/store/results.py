@@ -18,6 +18,7 @@ from backend.store.tables import (
     REPEAT_FIELDS,
     TASK_RESULT_FIELDS,
     VARIANTS,
+    WINDOW_FIELDS,
     now,
 )
 
@@ -156,15 +157,40 @@ class ResultRepository(Repository):
                 self._insert_task_result(c, rid, dict(row, variant=variant, task=task))
         return rid
 
-    def find_baseline(self, baseline_key: str, tasks: Iterable[str]) -> dict[str, Any] | None:
-        """The newest finished baseline with this key that holds every requested task."""
+    def find_baseline(self, baseline_key: str, tasks: Iterable[str], *, fingerprint: dict[str, Any] | None = None,
+                      max_age_s: float | None = None, why_not: list[str] | None = None) -> dict[str, Any] | None:
+        """The newest finished baseline with this key that holds every requested task.
+
+        With ``fingerprint`` (issue #18) a baseline is reused only when the fingerprint recorded with it
+        (the ``fingerprint`` run metric: hardware and software, ``backend.measure.machine.fingerprint``,
+        and the data digest) is the same; with ``max_age_s`` only when it finished that recently. Each
+        baseline passed over for either reason is named in ``why_not``."""
         want = sorted(set(tasks))
-        for row in self._rows("SELECT id FROM runs WHERE baseline_key = ? AND kind = 'baseline' "
+        for row in self._rows("SELECT id, finished_at FROM runs WHERE baseline_key = ? AND kind = 'baseline' "
                               "AND status = 'done' ORDER BY id DESC", (baseline_key,)):
             have = {r["task"] for r in self.task_results(row["id"], variant="vanilla")}
-            if set(want) <= have:
-                return self._store.runs.get(row["id"])
+            if not set(want) <= have:
+                continue
+            if max_age_s is not None and (row["finished_at"] or 0) < now() - max_age_s:
+                if why_not is not None:
+                    why_not.append(f"run {row['id']}: older than {max_age_s / 86400:g} days")
+                continue
+            if fingerprint is not None:
+                theirs = self.fingerprint(row["id"])
+                differ = sorted(k for k in set(fingerprint) | set(theirs or {})
+                                if (theirs or {}).get(k) != fingerprint.get(k)) if theirs else ["no fingerprint"]
+                if differ:
+                    if why_not is not None:
+                        why_not.append(f"run {row['id']}: {', '.join(differ)} differ")
+                    continue
+            return self._store.runs.get(row["id"])
         return None
+
+    def fingerprint(self, run_id: int) -> dict[str, Any] | None:
+        """The machine, software and data fingerprint recorded with a run (None before issue #18)."""
+        row = self.conn.execute("SELECT detail FROM run_metrics WHERE run_id = ? AND variant = 'run' "
+                                "AND name = 'fingerprint'", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def save_task_result(self, run_id: int, variant: str, task: str, result: dict[str, Any]) -> None:
         self.save_task_results(run_id, [dict(result, variant=variant, task=task)])
@@ -201,6 +227,24 @@ class ResultRepository(Repository):
                           (run_id, r["variant"], r["task"], *(p.get(k) for k in REPEAT_FIELDS),
                            json.dumps(detail, sort_keys=True, default=str) if detail else None))
 
+    def save_energy_windows(self, run_id: int, task: str, windows: Iterable[dict[str, Any]]) -> None:
+        """A task's paired windows (both variants) in one transaction, replacing earlier ones of the task."""
+        with self.transaction() as c:
+            self._replace_windows(c, run_id, task, list(windows))
+
+    @staticmethod
+    def _replace_windows(c: sqlite3.Connection, run_id: int, task: str, windows: list[dict[str, Any]]) -> None:
+        c.execute("DELETE FROM energy_repeats WHERE run_id = ? AND task = ?", (run_id, task))
+        cols = REPEAT_FIELDS + WINDOW_FIELDS
+        for w in windows:
+            if w["variant"] not in VARIANTS:
+                raise ValueError(f"variant {w['variant']!r}")
+            detail = {k: v for k, v in w.items() if k not in cols and k not in ("variant", "task")}
+            c.execute(f"INSERT INTO energy_repeats (run_id, variant, task, {', '.join(cols)}, detail) "
+                      f"VALUES (?, ?, ?, {', '.join('?' * len(cols))}, ?)",
+                      (run_id, w["variant"], task, *(w.get(k) for k in cols),
+                       json.dumps(detail, sort_keys=True, default=str) if detail else None))
+
     def _run_rows(self, table: str, run_id: int, variant: str | None) -> list[dict[str, Any]]:
         """A run's rows of a per-task table (optionally one variant), in insertion order."""
         sql = f"SELECT * FROM {table} WHERE run_id = ?"
@@ -223,6 +267,32 @@ class ResultRepository(Repository):
         for r in rows:
             r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         return rows
+
+    def parents(self, run_ids: Iterable[int]) -> dict[int, int]:
+        """Run → its baseline run (``parent_run_id``), for the runs that have one, in one query."""
+        ids = [int(i) for i in run_ids]
+        if not ids:
+            return {}
+        rows = self.conn.execute(f"SELECT id, parent_run_id FROM runs WHERE parent_run_id IS NOT NULL AND id IN "
+                                 f"({','.join('?' * len(ids))})", ids).fetchall()
+        return {int(a): int(b) for a, b in rows}
+
+    def task_results_of(self, run_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """Run → its task results (the columns ratios need), for a page of runs in one query."""
+        return self._of("SELECT run_id, variant, task, acc, acc_stderr, energy_kwh FROM task_results", run_ids)
+
+    def energy_repeats_of(self, run_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """Run → its measured passes (variant, task, repeat, energy), for a page of runs in one query."""
+        return self._of("SELECT run_id, variant, task, repeat, energy_kwh FROM energy_repeats", run_ids)
+
+    def _of(self, select: str, run_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        ids = sorted({int(i) for i in run_ids})
+        out: dict[int, list[dict[str, Any]]] = {}
+        if not ids:
+            return out
+        for r in self._rows(f"{select} WHERE run_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids):
+            out.setdefault(r["run_id"], []).append(r)
+        return out
 
     def save_efficiency(self, run_id: int, variant: str, rows: Iterable[dict[str, Any]]) -> None:
         """The efficiency stage's points of one variant, in one transaction (replacing older ones)."""

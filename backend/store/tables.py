@@ -16,7 +16,7 @@ ACTIVE_STATES = ("queued", "running")
 RUN_EXECUTOR = "COALESCE(json_extract(config, '$.executor'), 'local')"
 # Run columns a remote job may set through the ingester (what the pipeline updates on a run).
 RUN_UPDATE_FIELDS = ("model_id", "parent_run_id", "stage", "device", "params_before", "params_after",
-                     "baseline_key")
+                     "baseline_key", "config")
 VARIANTS = ("vanilla", "pruned")
 TASK_RESULT_FIELDS = (
     "acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_samples", "seconds", "tokens",
@@ -26,6 +26,11 @@ TASK_RESULT_FIELDS = (
 
 REPEAT_FIELDS = ("repeat", "seconds", "tokens", "energy_kwh", "energy_cpu_kwh", "energy_gpu_kwh",
                  "energy_ram_kwh", "nvml_joules", "meter")
+#: Columns of a paired energy window (issue #18) beside REPEAT_FIELDS: its place in the run's order of
+#: windows, the uncounted warm-up before it, the requests measured per pass and the factor that scales
+#: them to the task, how often they were repeated to fill the window and how long it lasted, the block
+#: (blocked design) and the drift probe measured at that block's edge.
+WINDOW_FIELDS = ("position", "warmup_s", "sample_n", "scale", "passes", "window_s", "block", "probe_s", "probe_kwh")
 EFFICIENCY_FIELDS = ("batch_size", "seq_len", "forwards", "tokens", "seconds", "tokens_per_s", "joules",
                      "j_per_token", "meter")
 
@@ -200,8 +205,21 @@ def _migration_studies(db: sqlite_utils.Database) -> None:
         c.execute("ALTER TABLE runs ADD COLUMN after_run_id INTEGER")
 
 
+def _migration_paired_windows(db: sqlite_utils.Database) -> None:
+    """Issue #18: the paired protocol's windows are ``energy_repeats`` rows of the run itself (variant
+    ``vanilla`` and ``pruned``, same task, same ``repeat`` = one pair); these columns say how each was
+    measured (``WINDOW_FIELDS``). Rows recorded before keep NULL there: they were measured sequentially.
+    Idempotent."""
+    c = db.conn
+    have = {r[1] for r in c.execute("PRAGMA table_info(energy_repeats)")}
+    for col in WINDOW_FIELDS:
+        if col not in have:
+            typ = "INTEGER" if col in ("position", "sample_n", "passes", "block") else "REAL"
+            c.execute(f"ALTER TABLE energy_repeats ADD COLUMN {col} {typ}")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_slurm,
                                                               _migration_repeats_efficiency,
                                                               _migration_control_plane, _migration_jobs,
-                                                              _migration_studies]
+                                                              _migration_studies, _migration_paired_windows]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -55,6 +55,8 @@ class NarrowColumns:
     MEDIUM_COLUMNS: ClassVar[list[tuple[Any, ...]]] = []
     NARROW_COLUMNS: ClassVar[list[tuple[Any, ...]]] = []
     NARROW_WIDTHS: ClassVar[dict[str, int]] = {}
+    #: tighter caps for the narrow set alone (over ``NARROW_WIDTHS``): room for wider figures at 80 columns
+    NARROWEST_WIDTHS: ClassVar[dict[str, int]] = {}
     #: appended to every label (Runs keeps one cell free for its sort arrow)
     LABEL_PAD: ClassVar[str] = ""
     tier: str = "wide"
@@ -77,7 +79,8 @@ class NarrowColumns:
         self.tier = self.tier_for(width)
         table.clear(columns=True)
         for key, label, *_ in self.columns:  # labels as Text: no markup parsing
-            cap = self.NARROW_WIDTHS.get(key) if self.tier != "wide" else None
+            caps = {**self.NARROW_WIDTHS, **self.NARROWEST_WIDTHS} if self.tier == "narrow" else self.NARROW_WIDTHS
+            cap = caps.get(key) if self.tier != "wide" else None
             table.add_column(Text(label + self.LABEL_PAD), key=key, width=cap)
 
     def on_resize(self, event: events.Resize) -> None:

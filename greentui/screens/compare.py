@@ -13,7 +13,7 @@ differences the sample size can support.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.text import Text
@@ -22,13 +22,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane, Tabs
 
-from backend.measure.trust import Badge, quality_badge
 from backend.results.fmt import method_label, plain, ratio_label
-from backend.results.report import SHORT, Row, study_tables
+from backend.results.ratios import pareto, point_noise
+from backend.results.report import SHORT, Row, set_ratios, study_tables
+from backend.results.run_energy import Badge, baselines_agree, quality_badge
 from backend.text import safe_name, safe_text
 from greentui.keymap import binding
 from greentui.signals import StoreChange
-from greentui.widgets.bars import GroupedBars, ScatterPareto, pareto_front
+from greentui.widgets.bars import GroupedBars, ScatterPareto
 from greentui.widgets.compare_energy import CompareEnergy
 from greentui.widgets.compare_summary import CompareSummary
 from greentui.widgets.keys import KeyFooter
@@ -113,7 +114,8 @@ class CompareScreen(WatchingScreen):
             with TabPane("Bars", id="bars"):
                 with Vertical(classes="charts"):
                     yield GroupedBars("accuracy per task (±stderr)", id="bars-acc", y_label="acc")
-                    yield GroupedBars("energy per task (Wh)", id="bars-wh", y_label="Wh", classes="second")
+                    yield GroupedBars("energy per task (Wh, ±95 % CI over repeats)", id="bars-wh", y_label="Wh",
+                                      classes="second", whiskers="±95 % CI over repeats (none with n=1)")
             with TabPane("Table", id="table"):
                 with Vertical():
                     yield RatioTable(id="ratio-table", cursor_type="row", zebra_stripes=True)
@@ -155,7 +157,9 @@ class CompareScreen(WatchingScreen):
         tasks: list[str] = tables["tasks"]
         acc: list[Row] = _dedupe(tables["accuracy"])
         wh: list[Row] = _dedupe(tables["energy"])
-        acc, wh, merged = merge_identical_baselines(acc, wh, tasks)
+        acc, wh, merged = merge_identical_baselines(acc, wh, tasks, lambda a, b: baselines_agree(store, a, b))
+        if merged:  # a pruned row of a merged baseline: its ratios against the baseline now shown beside it
+            set_ratios(store, {"accuracy": acc, "energy": wh})
         single = len(acc) <= 2 and len({r.variant for r in acc}) == len(acc)
         labels = [SHORT.get(t, t) for t in tasks]
         acc_series = {series_name(r, single): [r.values.get(t) for t in tasks] for r in acc}
@@ -164,7 +168,9 @@ class CompareScreen(WatchingScreen):
         self.query_one("#radar-acc", RadarChart).update_data(labels, acc_series)
         self.query_one("#radar-wh", RadarChart).update_data(labels, wh_series)
         self.query_one("#bars-acc", GroupedBars).update_data(labels, acc_series, acc_err)  # named as the radar
-        self.query_one("#bars-wh", GroupedBars).update_data(labels, wh_series)
+        wh_err = {series_name(r, single): [r.ci95.get(t) for t in tasks] for r in wh}
+        self.query_one("#bars-wh", GroupedBars).update_data(
+            labels, wh_series, wh_err if any(e for v in wh_err.values() for e in v) else None)
         self.fill_table(acc, wh, tasks)
         self.fill_noise(acc, tasks)
         self.fill_pareto(ids[0], acc)
@@ -176,7 +182,8 @@ class CompareScreen(WatchingScreen):
         notes = []
         for keep in sorted(set(merged.values())):
             dups = ", ".join(f"#{d}" for d, k in merged.items() if k == keep)
-            notes.append(f"baseline {dups} = #{keep} (same items, same accuracies): charted once as #{keep}")
+            notes.append(f"baseline {dups} = #{keep} (same items, same accuracies, energy within noise): "
+                         f"charted once as #{keep}, every ratio against #{keep}")
         # every measured run's badge (up to BADGES) feeds the folded line and the full header (i); the
         # Energy tab lists them all
         badges = {i: quality_badge(store, i) for i in ids[:BADGES] if i not in refs}
@@ -259,7 +266,8 @@ class CompareScreen(WatchingScreen):
                     else:
                         cells[t] = f"{v:.{digits}f}"
                 cells["avg"] = "—" if r.avg is None else f"{r.avg:.{digits}f}"
-                cells["ratio"] = Text("—", style="dim") if r.ratio is None else Text(f"{r.ratio:.3f}", style="bold")
+                # the compact form (0.85±.05, ≈1 when the interval holds 1, 0.70 n=1 without one)
+                cells["ratio"] = Text("—", style="dim") if r.ratio is None else Text(r.ratio.compact(), style="bold")
                 yield f"{metric}-{r.run_id}-{r.variant}", cells
 
     def on_resize(self) -> None:
@@ -275,10 +283,12 @@ class CompareScreen(WatchingScreen):
     def fill_noise(self, acc: list[Row], tasks: list[str]) -> None:
         verdicts = noise_verdicts(acc, tasks)
         box = self.query_one("#noise", Static)
+        legend = ("[dim]Ratio: pruned / vanilla ± its 95 % interval; ≈1 = the interval holds 1 (inconclusive); "
+                  "n=1 = one pass, no interval[/]")
         if not verdicts:
-            box.update("[dim]stderr: no pruned/vanilla pair with standard errors yet[/]")
+            box.update(legend + "\n[dim]stderr: no pruned/vanilla pair with standard errors yet[/]")
             return
-        lines = ["[b]Which accuracy differences are noise?[/b] (|Δ| ≤ 2·√(se_p² + se_v²) ≈ 95 %)"]
+        lines = [legend, "[b]Which accuracy differences are noise?[/b] (|Δ| ≤ 2·√(se_p² + se_v²) ≈ 95 %)"]
         for run_id, t, delta, band, noise in verdicts:
             verdict = "[dim]within noise[/]" if noise else "[b]beyond noise[/]"
             lines.append(f"  run {run_id} {SHORT.get(t, t):<10} Δacc {delta:+.3f}  ±{band:.3f}  {verdict}")
@@ -295,18 +305,23 @@ class CompareScreen(WatchingScreen):
         points = [(f"#{r['id']}", r["avg_wh"], r["avg_acc"]) for r in done]
         key = " · ".join(f"#{r['id']} {method_label(r)} {ratio_label(r)}".replace(" —", "")
                          for r in sorted(done, key=lambda r: r["id"])[:24])
+        # each run's own 95 % half-widths: whiskers, and the noise its dominance is judged with
+        errs = point_noise(store, [r["id"] for r in done])
+        front = pareto([(f"#{r['id']}", r["avg_acc"], errs[r["id"]][0], r["avg_wh"], errs[r["id"]][1]) for r in done])
         noise = average_noise(acc)
         chart = self.query_one("#pareto-chart", ScatterPareto)
         chart.noise = noise
+        chart.errors = {f"#{i}": e for i, e in errs.items()}
+        chart.front_labels = front
         model = safe_name(run.get("model_name") or run.get("model_ref"), 60)
         chart.update_data(points, title=f"avg accuracy vs avg Wh — {len(points)} finished run(s) of {model}")
-        front = pareto_front(points)
-        band = (f" Grey lines: best accuracy ±{noise:.3f} (2 stderr of an average); runs between "
-                "them are within noise." if noise else "")
+        band = f" Grey: best acc ±{noise:.3f} (2 se)." if noise else ""
+        whiskers = " Whiskers: 95 % CIs (none with n=1)." if any(not e[1] for e in errs.values()) else \
+            " Whiskers: 95 % CIs."
         self.query_one("#pareto-note", Static).update(
             Text(key + ("" if len(done) <= 24 else f" · … {len(done) - 24} more") + "\nUpper left is better. "
-                 "◆ Pareto front (" + (f"{len(front)} runs, green line)." if len(front) > 1 else
-                                       "1 run: it beats the others on both axes).") + band)
+                 "◆ Pareto front (" + (f"{len(front)} runs, green line)" if len(front) > 1 else "1 run)") +
+                 ": not beaten beyond noise." + whiskers + band)
             if points else Text("no finished runs of this model with energy figures yet", "dim"))
 
     def runs_of(self, ids: list[int]) -> Iterator[tuple[int, dict]]:
@@ -416,13 +431,18 @@ def average_noise(acc: list[Row]) -> float | None:
     return None
 
 
-def merge_identical_baselines(acc: list[Row], wh: list[Row], tasks: list[str]
+def merge_identical_baselines(acc: list[Row], wh: list[Row], tasks: list[str],
+                              energy_agrees: Callable[[int, int], bool] = lambda a, b: False,
                               ) -> tuple[list[Row], list[Row], dict[int, int]]:
-    """Drop a vanilla row whose accuracies equal an earlier vanilla row of the same model.
+    """Drop a vanilla row whose accuracies equal an earlier vanilla row of the same model and whose
+    energy agrees with it within noise (``energy_agrees(kept, dropped)``).
 
     Two experiments on one model with the same items each got a baseline run; their accuracies are
     the same numbers, and charting both draws two "vanilla" series on top of each other. The first
-    one stays (energy too: it is that run's measurement); returns ``{dropped run: kept run}``.
+    one stays; the pruned rows of the dropped one are re-pointed at it (``baseline_run_id``) so that
+    the caller recomputes their ratios against the baseline on screen (issue #18: a ratio against a
+    vanilla row that is not shown is not readable). Baselines whose energy differs beyond noise, or
+    cannot be told apart (one pass each), stay two rows. Returns ``{dropped run: kept run}``.
     """
     kept: dict[tuple, int] = {}
     merged: dict[int, int] = {}
@@ -430,13 +450,17 @@ def merge_identical_baselines(acc: list[Row], wh: list[Row], tasks: list[str]
         if row.variant != "vanilla" or row.kind == "reference":
             continue
         key = (row.model, tuple(row.values.get(t) for t in tasks))
-        if key in kept and kept[key] != row.run_id:
+        if key in kept and kept[key] != row.run_id and energy_agrees(kept[key], row.run_id):
             merged[row.run_id] = kept[key]
         else:
             kept.setdefault(key, row.run_id)
 
     def keep(rows: list[Row]) -> list[Row]:
-        return [r for r in rows if not (r.variant == "vanilla" and r.run_id in merged)]
+        out = [r for r in rows if not (r.variant == "vanilla" and r.run_id in merged)]
+        for r in out:
+            if r.variant != "vanilla" and r.baseline_run_id in merged:
+                r.baseline_run_id = merged[r.baseline_run_id]
+        return out
     return keep(acc), keep(wh), merged
 
 

@@ -7,6 +7,7 @@ screen can be closed and reopened (or the whole UI restarted after an SSH drop) 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -278,7 +279,7 @@ class RunDetailScreen(WatchingScreen):
         if run.get("stage") and run.get("status") == "running":
             title += f" · stage {run['stage']}"
         if run.get("parent_run_id"):
-            title += f" · baseline run {run['parent_run_id']}"
+            title += f" · baseline run {run['parent_run_id']}{self.reuse_note()}"
         if run.get("params_before") and run.get("params_after"):
             title += (f" · params {run['params_before']:,} → {run['params_after']:,} "
                       f"({run['params_after'] / run['params_before']:.3f})")
@@ -302,6 +303,15 @@ class RunDetailScreen(WatchingScreen):
             err.display = True
         else:
             err.display = False
+
+    def reuse_note(self) -> str:
+        """' reused for accuracy (key …)' when this run reused an earlier baseline (issue #18: only one
+        with the same fingerprint, younger than the limit); its key is what made it comparable."""
+        for m in self.app.store.results.metrics(self.run_id):
+            if m["name"] == "baseline_reuse" and m["value"] is not None:
+                detail = json.loads(m["detail"] or "{}")
+                return f" reused for {detail.get('applies_to', 'accuracy')} (key {detail.get('key', '?')})"
+        return ""
 
     def draw_results(self) -> None:
         store = self.app.store

@@ -258,10 +258,16 @@ class StudyScreen(NarrowColumns, WatchingScreen):
             labels, wh, title=f"{model}: energy per task, normalised")
         self.query_one("#study-bars", GroupedBars).update_data(labels, acc, err,
                                                                title=f"{model}: accuracy per task (±stderr){more}")
-        points = [(f"{safe_name(mm.model, 12)} {'v' if r.variant == 'vanilla' else r.cell}", r.avg_wh, r.avg_acc)
-                  for mm in ans.models for r in (*mm.vanilla, *mm.cells)
-                  if r.avg_wh is not None and r.avg_acc is not None]
-        self.query_one("#study-pareto", ScatterPareto).update_data(
+        from backend.results.study import _acc_noise, _energy_noise
+        shown = [(mm, r, f"{safe_name(mm.model, 12)} {'v' if r.variant == 'vanilla' else r.cell}")
+                 for mm in ans.models for r in (*mm.vanilla, *mm.cells)
+                 if r.avg_wh is not None and r.avg_acc is not None]
+        points = [(label, r.avg_wh, r.avg_acc) for _, r, label in shown]
+        chart = self.query_one("#study-pareto", ScatterPareto)
+        # the front the answer judged (beyond noise) and each row's intervals as whiskers
+        chart.front_labels = [label for mm, r, label in shown if (mm.model, r.cell) in set(ans.pareto_wh)]
+        chart.errors = {label: (_acc_noise(r), _energy_noise(r, r.avg_wh)) for _, r, label in shown}
+        chart.update_data(
             points, title=f"avg accuracy vs avg Wh — {len(points)} finished row(s); v = vanilla, n = cell n")
         front = safe_text(", ".join(f"{mm} {'vanilla' if c is None else f'cell {c}'}" for mm, c in ans.pareto_wh))
         self.query_one("#study-pareto-note", Static).update(

@@ -63,6 +63,7 @@ def build_grouped_bars(
     *,
     y_label: str | None = None,
     colors: Sequence[str] = PLOTEXT_COLORS,
+    whiskers: str = "±1 stderr",
 ) -> Text:
     """A grouped bar chart (one group per task, one bar per series) as ``width`` x ``height`` Text.
 
@@ -126,7 +127,7 @@ def build_grouped_bars(
     for name, col in zip(names, cols):
         entries.append(Text.assemble(("██ ", col), name))
     if errs is not None:
-        entries.append(Text("whiskers (right of each bar) = ±1 stderr", "dim"))
+        entries.append(Text(f"whiskers (right of each bar) = {whiskers}", "dim"))
     if zeros:
         entries.append(Text("0 = measured zero", "dim"))
     missing = [f"{t} ({n})" for n in names for t, v in zip(tasks, series[n]) if v is None or v != v]
@@ -175,8 +176,14 @@ def build_scatter_pareto(
     x_label: str = "avg Wh per task",
     y_label: str = "avg accuracy",
     noise: float | None = None,
+    errors: Mapping[str, tuple[float, float]] | None = None,
+    front_labels: Sequence[str] | None = None,
 ) -> Text:
     """Scatter of ``(label, avg_wh, avg_acc)`` runs, labelled; the Pareto front as ◆ joined by a line.
+
+    ``errors``: label → (accuracy noise, Wh noise), each point's 95 % half-widths, drawn as grey
+    whiskers (the intervals). ``front_labels``: the front as the caller judged it (dominated only
+    beyond noise, ``backend.results.ratios.pareto``); without it, the strict front.
 
     ``noise`` (2 standard errors of an average accuracy) draws a band around the best accuracy and
     keeps the accuracy axis at least that wide, so a difference within noise never looks large.
@@ -188,8 +195,12 @@ def build_scatter_pareto(
         return message(f"{title}: no data" if title else "no data", width, height)
     if width < MIN_WIDTH or height < MIN_HEIGHT:
         return message("(too small)", width, height)
-    front = pareto_front(pts)
+    if front_labels is not None:
+        front = sorted((p for p in pts if p[0] in set(front_labels)), key=lambda p: (p[1], -p[2]))
+    else:
+        front = pareto_front(pts)
     on_front = {(p[0], p[1], p[2]) for p in front}
+    errors = errors or {}
     xs, ys = [p[1] for p in pts], [p[2] for p in pts]
     best = max(ys)
     # Room on the right for the labels, which start just right of their point.
@@ -207,6 +218,12 @@ def build_scatter_pareto(
         if noise:
             for y in (best - noise, best + noise):
                 plt.hline(y, color="gray")
+        for lab, x, y in pts:  # the intervals, under the markers
+            an, en = errors.get(lab, (0.0, 0.0))
+            if en:
+                plt.plot([x - en, x + en], [y, y], color="gray")
+            if an:
+                plt.plot([x, x], [y - an, y + an], color="gray")
         if len(front) > 1:
             plt.plot([p[1] for p in front], [p[2] for p in front], color="green", label="Pareto front")
         rest = [p for p in pts if p not in on_front]
@@ -311,12 +328,14 @@ class GroupedBars(_PlotextStatic):
         stderr: Mapping[str, Sequence[Value]] | None = None,
         *,
         y_label: str | None = None,
+        whiskers: str = "±1 stderr",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__("", name=name, id=id, classes=classes)
         self.title = title
+        self.whiskers = whiskers  # what a whisker is: "±1 stderr" (accuracy), "±95 % CI over repeats" (Wh)
         self.tasks = list(tasks)
         self.series = {k: list(v) for k, v in (series or {}).items()}
         self.stderr = {k: list(v) for k, v in stderr.items()} if stderr else None
@@ -339,8 +358,8 @@ class GroupedBars(_PlotextStatic):
 
     def build(self, width: int, height: int) -> Text:
         return build_grouped_bars(
-            width, height, self.title, self.tasks, self.series, self.stderr, y_label=self.y_label
-        )
+            width, height, self.title, self.tasks, self.series, self.stderr, y_label=self.y_label,
+            whiskers=self.whiskers)
 
 
 class ScatterPareto(_PlotextStatic):
@@ -367,6 +386,8 @@ class ScatterPareto(_PlotextStatic):
         self.title = title
         self.points = list(points)
         self.noise: float | None = None  # 2 stderr of an average accuracy: the band around the best
+        self.errors: dict[str, tuple[float, float]] = {}  # label -> (acc, Wh) half-widths: whiskers
+        self.front_labels: list[str] | None = None  # the front beyond noise, when the caller judged it
 
     def update_data(self, points: Sequence[tuple[str, float, float]], title: str | None = None) -> None:
         """Replace the ``(label, avg_wh, avg_acc)`` points and redraw (main thread)."""
@@ -376,7 +397,8 @@ class ScatterPareto(_PlotextStatic):
         self.redraw()
 
     def build(self, width: int, height: int) -> Text:
-        return build_scatter_pareto(width, height, self.title, self.points, noise=self.noise)
+        return build_scatter_pareto(width, height, self.title, self.points, noise=self.noise, errors=self.errors,
+                                    front_labels=self.front_labels)
 
 
 __all__ = [

@@ -13,6 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from backend.results.ratios import Ratio
+from backend.results.ratios import text as ratio_text
 from backend.results.report import SHORT, Row
 from backend.results.report_energy import energy_sections
 from backend.text import safe_name, safe_text
@@ -26,7 +28,7 @@ def _f(x: float | None, fmt: str = ".4g") -> str:
 
 def paper_vs_yours(acc: list[Row], wh: list[Row]) -> list[str]:
     """One line per (reference pruned row, measured pruned row): their accuracy and energy ratios."""
-    def ratios(rows: list[Row], reference: bool) -> list[tuple[Row, float | None]]:
+    def ratios(rows: list[Row], reference: bool) -> list[tuple[Row, Ratio | None]]:
         return [(r, r.ratio) for r in rows if r.variant == "pruned" and (r.kind == "reference") == reference]
 
     lines = []
@@ -34,10 +36,24 @@ def paper_vs_yours(acc: list[Row], wh: list[Row]) -> list[str]:
     for ref, ref_acc in ratios(acc, True):
         for own, own_acc in ratios(acc, False):
             lines.append(f"paper #{ref.run_id} {ref.model} vs yours #{own.run_id} {own.model}: "
-                         f"acc ratio {_f(ref_acc, '.3f')} vs {_f(own_acc, '.3f')} · "
-                         f"Wh ratio {_f(wh_ratio.get((ref.run_id, 'pruned')), '.3f')} vs "
-                         f"{_f(wh_ratio.get((own.run_id, 'pruned')), '.3f')}")
+                         f"acc ratio {ratio_text(ref_acc)} vs {ratio_text(own_acc)} · "
+                         f"Wh ratio {ratio_text(wh_ratio.get((ref.run_id, 'pruned')))} vs "
+                         f"{ratio_text(wh_ratio.get((own.run_id, 'pruned')))}")
     return lines
+
+
+def ratio_lines(acc: list[Row], wh: list[Row]) -> list[str]:
+    """Each measured pruned row's ratios against the vanilla row shown beside it, with the design."""
+    wh_by = {(r.run_id, r.variant): r for r in wh}
+    out = []
+    for r in acc:
+        w = wh_by.get((r.run_id, r.variant))
+        if r.variant != "pruned" or r.kind == "reference" or (r.ratio is None and (w is None or w.ratio is None)):
+            continue
+        design = f" ({w.design})" if w is not None and w.design and w.ratio is not None else ""
+        out.append(f"#{r.run_id} vs #{r.baseline_run_id}: acc × {ratio_text(r.ratio)} · "
+                   f"Wh × {ratio_text(w.ratio if w else None)}{design}")
+    return out
 
 
 class CompareEnergy(Vertical):
@@ -62,6 +78,10 @@ class CompareEnergy(Vertical):
         lines: list[Text | str] = []
         for rid, badge in sec["badges"].items():
             lines.append(Text.assemble((f"quality #{rid}", "bold"), " ", safe_text(badge.label())))
+        own = ratio_lines(tables["accuracy"], tables["energy"])
+        if own:
+            lines.append("[b]ratios pruned / vanilla[/b] (± 95 % interval; ≈1 = inconclusive; n=1 = none)")
+            lines += [Text("  " + x) for x in own]
         pvy = paper_vs_yours(tables["accuracy"], tables["energy"])
         if pvy:
             lines.append("[b]paper vs yours[/b] (ratios pruned / vanilla)")

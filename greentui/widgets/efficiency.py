@@ -56,8 +56,8 @@ def build_efficiency_chart(width: int, height: int, title: str, series: Mapping[
         caption.append(f"{name}  ")
     for r in ratios:
         if r.get("energy_ratio") is not None:
-            caption.append(f"b{r['batch_size']}: J/tok ×{r['energy_ratio']:.2f}", "bold")
-            extra = [f"{k} ×{r[key]:.2f}" for k, key in (("params", "param_ratio"), ("FLOPs", "flop_ratio"))
+            caption.append(f"b{r['batch_size']}: J/tok ×{r['energy_ratio']:.2f} n=1", "bold")
+            extra = [f"{k} ×{r[key]:.2f} exact" for k, key in (("params", "param_ratio"), ("FLOPs", "flop_ratio"))
                      if r.get(key) is not None]
             caption.append(f" ({', '.join(extra)})  " if extra else "  ", "dim")
     missing = [f"{n} b{b}" for n, pts in series.items() for b, y in pts if y is None]

@@ -1,10 +1,11 @@
 """Live power panel: instant watts against the device limit, a sparkline, and running Wh.
 
 The backend's sampler emits ``power`` events about once a second with the meter that produced
-them: ``nvml`` (GPU board power, measured), ``rapl`` (CPU package counters, measured) or
-``codecarbon-estimate`` (a TDP-based model, *not* a measurement).  The design rule is that an
-estimate is never shown as a measurement, so the panel labels the source on every redraw, and
-any unknown source is treated as an estimate too.
+them: ``nvml`` (GPU board power, measured), ``rapl`` (CPU package counters, measured), ``cpu-time``
+(a model charged by the run's own CPU time, *not* a measurement) or a plugin meter's name. What a
+name means is the meter registry's answer (``backend.service.meters.describe_source``), so a new
+meter needs nothing here. The design rule is that an estimate is never shown as a measurement, so
+the panel labels the source on every redraw, and any unknown source is treated as an estimate too.
 
 The integration lives in :class:`PowerTrace`, a plain class, so the maths is testable without
 Textual.
@@ -22,21 +23,9 @@ from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline
 
 from backend.results.fmt import plain
-
-#: Display name and whether the source is an estimate.
-SOURCES: dict[str, tuple[str, bool]] = {
-    "nvml": ("NVML", False),
-    "rapl": ("RAPL", False),
-    "codecarbon-estimate": ("CodeCarbon", True),
-}
+from backend.service.meters import describe_source
 
 WINDOW = 120  # samples in the sparkline: ~2 minutes at the sampler's 1 Hz
-
-
-def describe_source(source: str) -> tuple[str, bool]:
-    """``(label, is_estimate)`` for a meter name; unknown meters count as estimates."""
-    name, estimate = SOURCES.get(source, (source or "unknown meter", True))
-    return (f"{name} (estimate)" if estimate else f"{name} (measured)"), estimate
 
 
 @dataclass
@@ -221,4 +210,4 @@ class PowerPanel(Widget):
         wh.update(self.wh_text())
 
 
-__all__ = ["PowerPanel", "PowerTrace", "SOURCES", "describe_source"]
+__all__ = ["PowerPanel", "PowerTrace", "describe_source"]

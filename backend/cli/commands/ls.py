@@ -21,6 +21,8 @@ from backend.cli.commands.common import console, workspace_and_store
 from backend.results.fmt import PARTIAL_NOTE, method_label, method_with_ratio, model_label, partial_mark, ratio_label
 from backend.results.fmt import num as fmt_float
 from backend.results.fmt import when as fmt_time
+from backend.results.ratios import Ratio, attach, compact
+from backend.results.ratios import cell as ratio_text
 from backend.text import NAME_LIMIT, safe_text
 
 #: the model column keeps at least this many characters before a column set is given up
@@ -50,6 +52,11 @@ def _what(r: dict[str, Any]) -> str:
     return r["kind"] if r["kind"] in ("reference", "import") else method_with_ratio(r)
 
 
+def ratio_cell(r: Ratio | None) -> str:
+    """``0.912 ±0.028``, ``≈1 (inconclusive)`` or ``0.912 (n=1)``: never a bare ratio."""
+    return ratio_text(r)
+
+
 def _avg(key: str, digits: int) -> Callable[[dict[str, Any]], str]:
     return lambda r: fmt_float(r[key], digits) + (partial_mark(r) if r[key] is not None else "")
 
@@ -59,9 +66,12 @@ MODEL = Column("model", lambda r: model_label(r))
 WIDE = [ID, MODEL, Column("kind", lambda r: r["kind"]), Column("method", method_label),
         Column("ratio", ratio_label, number=True), Column("status", lambda r: r["status"]),
         Column("avg acc", _avg("avg_acc", 3), number=True), Column("avg Wh", _avg("avg_wh", 4), number=True),
-        Column("acc ×", lambda r: fmt_float(r["acc_ratio"]), number=True),
-        Column("Wh ×", lambda r: fmt_float(r["wh_ratio"]), number=True),
+        Column("acc ×", lambda r: ratio_cell(r["acc_ratio_ci"]), number=True),
+        Column("Wh ×", lambda r: ratio_cell(r["wh_ratio_ci"]), number=True),
         Column("created", lambda r: fmt_time(r["created_at"]))]
+#: the ratios in their compact form (0.91±.03, ≈1, 0.91 n=1) for the narrowest terminals
+COMPACT = [Column("acc×", lambda r: compact(r["acc_ratio_ci"]), number=True),
+           Column("Wh×", lambda r: compact(r["wh_ratio_ci"]), number=True)]
 #: the narrow sets, widest first: what answers "what did pruning cost and save" stays to the last
 NARROW = [
     [ID, MODEL, Column("method", _what), Column("status", lambda r: r["status"]),
@@ -70,6 +80,8 @@ NARROW = [
      Column("Wh", _avg("avg_wh", 4), number=True), *WIDE[8:10]],
     [ID, MODEL, Column("acc", _avg("avg_acc", 3), number=True), Column("Wh", _avg("avg_wh", 4), number=True),
      *WIDE[8:10]],
+    [ID, MODEL, Column("acc", _avg("avg_acc", 3), number=True), Column("Wh", _avg("avg_wh", 4), number=True),
+     *COMPACT],
 ]
 
 
@@ -96,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from backend.execution.supervisor import recover_stale_runs
     _, store = workspace_and_store(args, create=False)
     recover_stale_runs(store)
-    rows = store.runs.list(limit=args.limit, text=args.filter, statuses=args.status)
+    rows = attach(store, store.runs.list(limit=args.limit, text=args.filter, statuses=args.status))
     con = console()
     columns, cells = choose_columns(rows, con.width)
     table = Table(title=f"runs ({store.runs.count(text=args.filter, statuses=args.status)} in all)")

@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
               f"finished {fmt_time(r['finished_at'])}  device {r['device'] or '—'}")
     if r["params_before"]:
         ratio = (r["params_after"] or 0) / r["params_before"]
-        con.print(f"parameters {fmt_params(r['params_before'])} → {fmt_params(r['params_after'])} ({ratio:.3f})")
+        # counted, not measured: the one ratio with no interval to show, and it says so
+        con.print(f"parameters {fmt_params(r['params_before'])} → {fmt_params(r['params_after'])} "
+                  f"(×{ratio:.3f}, counted: exact)")
     if r["parent_run_id"]:
         con.print(f"baseline: run {r['parent_run_id']}")
     if r["error"]:

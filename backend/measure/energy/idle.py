@@ -23,5 +23,5 @@ def idle_power(seconds: float = 2.0, interval: float = 0.2) -> dict[str, Any]:
             limit = lim if lim is not None else limit
     watts = sum(readings) / len(readings) if readings else None
     return {"watts": watts, "source": src.kind, "samples": len(readings), "seconds": seconds,
-            "limit_w": limit, "is_estimate": src.kind == "codecarbon-estimate",
+            "limit_w": limit, "is_estimate": src.is_estimate,
             "missing": src.reasons or None}

@@ -1,7 +1,8 @@
 """Live power: one reading of instant power from the best source, and a ~1 Hz sampler thread.
 
-Source order: NVML (GPU board power), else RAPL (CPU package counters), else the CPU estimate. The
-sampler feeds the TUI's power chart; its failures are counted, never raised into a run.
+Source order is the registry's (``live_rank``): NVML (GPU board power), else RAPL (CPU package
+counters), else the CPU-time estimate — or a plugin meter's. The sampler feeds the TUI's power chart;
+its failures are counted, never raised into a run.
 """
 
 from __future__ import annotations
@@ -10,54 +11,41 @@ import threading
 import time
 from collections.abc import Callable
 
-from backend.measure.energy.estimate import CpuEstimate
-from backend.measure.energy.nvml import shared_nvml
-from backend.measure.energy.rapl import Rapl
+from backend.measure.energy import registry
+from backend.measure.energy.meter import LivePower
 
 
 class PowerSource:
-    """One reading of instant power: NVML, else RAPL, else CodeCarbon-style estimate."""
+    """One reading of instant power from the first available live meter (or ``prefer``).
+
+    ``kind`` is the meter's name (``nvml``, ``rapl``, ``cpu-time``); ``reasons`` says why the better
+    ones were passed over; ``is_estimate`` follows the meter's kind.
+    """
 
     def __init__(self, prefer: str | None = None) -> None:
-        self.kind = "codecarbon-estimate"
-        self.limit_w: float | None = None
-        self._nvml = None
-        self._rapl = None
-        self._est = None
-        self._last_rapl: tuple[float, list[int]] | None = None
         self.reasons: dict[str, str] = {}
-        if prefer in (None, "nvml"):
-            nv = shared_nvml()
-            if nv.available:
-                self._nvml, self.kind = nv, "nvml"
-                return
-            self.reasons["nvml"] = nv.reason or "unavailable"
-        if prefer in (None, "rapl"):
-            rapl = Rapl()
-            if rapl.available:
-                self._rapl, self.kind = rapl, "rapl"
-                return
-            self.reasons["rapl"] = rapl.reason or "unavailable"
-        self._est = CpuEstimate()
+        self.kind = ""
+        self.is_estimate = True
+        self._live: LivePower | None = None
+        for meter in registry.live_meters(prefer):
+            why = meter.unavailable()
+            if why is not None:
+                self.reasons[meter.name] = why
+                continue
+            self._live, self.kind, self.is_estimate = meter.live(), meter.name, meter.kind != "counter"
+            return
+        raise RuntimeError("no live power source: " + "; ".join(f"{k}: {v}" for k, v in self.reasons.items()))
 
     def read(self) -> tuple[float | None, float | None]:
-        """(watts, limit_w); the first RAPL/estimate read primes the counters."""
-        if self._nvml is not None:
-            return self._nvml.power()
-        if self._rapl is not None:
-            now = time.monotonic()
-            vals = self._rapl.read_uj()
-            prev, self._last_rapl = self._last_rapl, (now, vals)
-            if prev is None:
-                return None, None
-            return self._rapl.delta_j(prev[1], vals) / max(now - prev[0], 1e-6), None
-        return self._est.watts(), None
+        """(watts, limit_w); the first read of a counter or CPU-time source primes it (None)."""
+        assert self._live is not None
+        return self._live.read()
 
 
 class PowerSampler:
     """A daemon thread calling ``on_sample(t, watts, source, limit_w)`` about every ``interval`` s.
 
-    ``t`` is wall-clock time (time.time()). Source is "nvml", "rapl" or "codecarbon-estimate"; the
+    ``t`` is wall-clock time (time.time()). Source is the meter's name ("nvml", "rapl", "cpu-time", a plugin's); the
     callback's exceptions are swallowed (and counted) so the UI feed can never break a run.
     """
 

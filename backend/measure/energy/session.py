@@ -6,8 +6,9 @@ and multiplies with repeats. A session builds the tracker once, detects the hard
 any window), and meters each task — and each repeat — with ``start_task``/``stop_task``, which
 costs milliseconds. It also holds the GPU's pre-run temperature for the ``--cooldown`` gate.
 
-The NVML counter, the CUDA synchronisation at window edges and the GPU state snapshots are done by
-:class:`~.codecarbon_meter.TaskEnergyMeter`, the same with or without a session.
+The meters of each window (the registry's: NVML, RAPL, the CPU-time estimate, CodeCarbon, plugins),
+the CUDA synchronisation at window edges and the machine's load are driven by
+:class:`~.window.TaskEnergyMeter`, the same with or without a session.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from backend.measure.energy.codecarbon_meter import TaskEnergyMeter
 from backend.measure.energy.common import TRACKING_MODES, check_country, null_dir, quiet_codecarbon
 from backend.measure.energy.nvml import shared_nvml
+from backend.measure.energy.window import TaskEnergyMeter
 
 COOLDOWN_TOLERANCE_C = 2.0
 COOLDOWN_MAX_S = 60.0
@@ -45,7 +46,14 @@ class EnergySession:
         self.pre_run_temperature_c: float | None = None
 
     def prepare(self) -> "EnergySession":
-        """Build the tracker and detect the hardware now; note the GPU's resting temperature."""
+        """Build the tracker, load the meters (plugins too) and detect the hardware now; note the GPU's
+        resting temperature."""
+        from backend.measure.energy import registry
+        for meter in registry.window_meters():
+            try:
+                meter.prepare()
+            except Exception:  # noqa: BLE001 - a meter that cannot prepare says so in its window
+                pass
         try:
             tracker = self.tracker()
             # the first task also loads the emissions engine and country data (~0.2 s): pay it here

@@ -3,8 +3,8 @@
 Why not torch-pruning: its dependency graph never finishes when there are exactly two query heads
 per kv head (upstream #527: Qwen2 8/4, Gemma-2, Llama 16/8), Qwen3's q_norm/k_norm make it skip
 heads silently, and it only removes query heads inside each kv group. Here heads are scored with
-the same per-element importance torch-pruning uses (Taylor |w * dL/dw|, L1 |w|, L2 w^2, or random)
-summed over the head's rows of q (k, v) and columns of o_proj, and the layer keeps:
+the registered importance's per-element score (``pruning/importances.py``: Taylor |w * dL/dw|, L1 |w|,
+L2 w^2, random, or a plugin's), summed over the head's rows of q (k, v) and columns of o_proj, and the layer keeps:
 
 * ``kv_keep`` kv heads (highest kv-group score = k/v rows + all query heads of the group), and
 * ``q_keep`` query heads inside each kept group (highest head score), the same count in every group
@@ -36,37 +36,25 @@ class HeadPlan:
         return [h for h in range(self.kv_heads) if h not in set(self.keep_kv)]
 
 
-def _element_scores(param, method: str):
-    w = param.detach().float()
-    if method == "taylor":
-        if param.grad is None:
-            raise RuntimeError("taylor importance needs gradients; run calibration first")
-        return (w * param.grad.detach().float()).abs()
-    if method == "l1":
-        return w.abs()
-    if method == "l2":
-        return w.pow(2)
-    raise ValueError(method)
-
-
-def head_scores(attn, heads: int, kv_heads: int, method: str, generator=None):
-    """(score per query head, score per kv group) as 1-D float tensors."""
+def head_scores(attn, heads: int, kv_heads: int, importance, scores, generator=None):
+    """(score per query head, score per kv group) as 1-D float tensors: ``importance`` (a registry
+    entry) draws them, or ``scores`` (``pruning/scores.py``) gives its row and column sums."""
     import torch
 
     d = attn.head_dim
-    if method == "random":
+    if importance.drawn:
         return torch.rand(heads, generator=generator), torch.rand(kv_heads, generator=generator)
     if hasattr(attn, "qkv_proj"):
-        rows = _element_scores(attn.qkv_proj.weight, method).sum(1)
+        rows = scores.rows(attn.qkv_proj.weight)
         if attn.qkv_proj.bias is not None:
-            rows = rows + _element_scores(attn.qkv_proj.bias, method)
+            rows = rows + scores.elements(attn.qkv_proj.bias)
         q_rows, k_rows, v_rows = rows[:heads * d], rows[heads * d:(heads + kv_heads) * d], rows[(heads + kv_heads) * d:]
     else:
         def per_row(lin):
-            r = _element_scores(lin.weight, method).sum(1)
-            return r + _element_scores(lin.bias, method) if lin.bias is not None else r
+            r = scores.rows(lin.weight)
+            return r + scores.elements(lin.bias) if lin.bias is not None else r
         q_rows, k_rows, v_rows = per_row(attn.q_proj), per_row(attn.k_proj), per_row(attn.v_proj)
-    o_cols = _element_scores(attn.o_proj.weight, method).sum(0)
+    o_cols = scores.cols(attn.o_proj.weight)
     q = q_rows.view(heads, d).sum(1) + o_cols.view(heads, d).sum(1)
     kv = k_rows.view(kv_heads, d).sum(1) + v_rows.view(kv_heads, d).sum(1)
     group = q.view(kv_heads, heads // kv_heads).sum(1) + kv
@@ -78,10 +66,11 @@ def has_qkv_bias(attn) -> bool:
     return proj.bias is not None
 
 
-def plan_heads(attn, heads: int, kv_heads: int, kv_keep: int, q_keep: int, method: str, generator=None) -> HeadPlan:
+def plan_heads(attn, heads: int, kv_heads: int, kv_keep: int, q_keep: int, importance, scores,
+               generator=None) -> HeadPlan:
     import torch
 
-    q_score, g_score = head_scores(attn, heads, kv_heads, method, generator)
+    q_score, g_score = head_scores(attn, heads, kv_heads, importance, scores, generator)
     per = heads // kv_heads
     keep_kv = sorted(torch.topk(g_score, kv_keep).indices.tolist())
     keep_q = []

@@ -17,6 +17,7 @@ from typing import Any
 from backend.errors import GreentuiError
 from backend.stages.model_export import decilm
 from backend.stages.model_export.formats import decilm_problem, pad_target, plain_problem
+from backend.stages.pruning import importances
 from backend.stages.pruning.counting import LayerShape
 from backend.stages.pruning.spec import PruneConfig
 
@@ -62,7 +63,7 @@ def loadability(spec, cfg: PruneConfig, p: dict[str, Any], config: dict[str, Any
         formats["decilm"].update(_cost(spec, p, targets))
     formats["remote-code"] = {"ok": True, "why": "any widths; loads with trust_remote_code=True"}
     out = {"formats": formats, "uniform": [], "alignment": []}
-    if cfg.method == "layer-drop":
+    if importances.get(cfg.method).removes == "layers":
         return out
     if not formats["plain"]["ok"]:
         out["uniform"] = uniform_ratios(spec, cfg, p)

@@ -12,28 +12,15 @@ from backend.stages.pruning.guard import time_limit
 GRAPH_TIMEOUT_S = 120.0
 
 
-def importance(method: str):
-    import torch_pruning as tp
-
-    if method == "taylor":
-        return tp.importance.GroupTaylorImportance()
-    if method == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1)
-    if method == "l2":
-        return tp.importance.GroupMagnitudeImportance(p=2)
-    if method == "random":
-        return tp.importance.RandomImportance()
-    raise ValueError(method)
-
-
 def tp_ratio_for(intermediate: int, keep: int) -> float:
     """The torch-pruning ``pruning_ratio`` that keeps exactly ``keep`` channels
     (it keeps ``int(intermediate * (1 - ratio))``)."""
     return 1 - (keep + 0.5) / intermediate
 
 
-def prune_mlp(mlp, hidden: int, ratio: float, method: str) -> list[int]:
-    """Prune ``mlp`` in place with torch-pruning's ``pruning_ratio=ratio`` on its channel group
+def prune_mlp(mlp, hidden: int, ratio: float, importance) -> list[int]:
+    """Prune ``mlp`` in place with torch-pruning's ``pruning_ratio=ratio`` on its channel group, ranked by
+    ``importance`` (a torch-pruning importance: ``scores.library_importance``)
     (the count comes from ``pruning/counting.py``, turned into a ratio by ``tp_ratio_for``); return the removed
     intermediate-channel indices (original numbering)."""
     import torch
@@ -46,7 +33,7 @@ def prune_mlp(mlp, hidden: int, ratio: float, method: str) -> list[int]:
     example = torch.zeros(1, 2, hidden, dtype=p.dtype, device=p.device)
     with time_limit(GRAPH_TIMEOUT_S, "torch-pruning dependency graph of the MLP"):
         pruner = tp.pruner.MetaPruner(
-            mlp, example_inputs=example, importance=importance(method), pruning_ratio=ratio,
+            mlp, example_inputs=example, importance=importance, pruning_ratio=ratio,
             ignored_layers=[mlp.down_proj], round_to=None,
             out_channel_groups={mlp.gate_up_proj: 2} if fused else {},
         )

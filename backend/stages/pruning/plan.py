@@ -25,6 +25,7 @@ from typing import Any
 from backend.errors import GreentuiError
 from backend.schema.settings import parse_params
 from backend.schema.study_models import study_model
+from backend.stages.pruning import importances
 from backend.stages.pruning.counting import LayerShape, layer_counts
 from backend.stages.pruning.spec import SUPPORTED_ARCHITECTURES, PruneConfig
 
@@ -160,7 +161,7 @@ def plan(spec: ModelSpec, cfg: PruneConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"model_type": spec.model_type, "method": cfg.method, "count_rule": cfg.count_rule,
                            "ratio": cfg.ratio, "ignore_first": first, "ignore_last": last,
                            "pruned_layers": targets, "dtype": spec.dtype}
-    if cfg.method == "layer-drop":
+    if importances.get(cfg.method).removes == "layers":
         n = max(1, int(cfg.ratio * spec.num_layers + 0.5))
         if n > len(targets):
             warnings.append(f"asked to drop {n} layers but only {len(targets)} are prunable; dropping {len(targets)}")
@@ -221,9 +222,10 @@ def solve_ratio(spec: ModelSpec, cfg: PruneConfig, target_params: int) -> dict[s
     first, last, _ = cfg.validate(spec.num_layers)
     shapes = Counter(spec.layers[first:spec.num_layers - last])
     fixed = before - sum(n * spec.layer_params(s) for s, n in shapes.items())
+    layers = importances.get(cfg.method).removes == "layers"
 
     def size(r: float) -> int:  # plan()'s params_after, without building the whole plan
-        if cfg.method == "layer-drop":
+        if layers:
             return plan(spec, dataclasses.replace(cfg, ratio=r))["params_after"]
         total = fixed
         for s, n in shapes.items():

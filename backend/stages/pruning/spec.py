@@ -19,6 +19,7 @@ from backend.schema.catalog import ARCHITECTURES as SUPPORTED_ARCHITECTURES  # t
 from backend.schema.catalog import METHODS  # noqa: F401 (re-exported)
 from backend.schema.runconfig import SETTING, STUDY_IGNORE, layers_kept  # noqa: F401 (STUDY_IGNORE re-exported)
 from backend.schema.settings import SettingError
+from backend.stages.pruning import importances
 from backend.stages.pruning.counting import DEFAULT_RULE, RULES  # noqa: F401 (RULES re-exported)
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class PruneConfig:
         for name in settings:  # in the view's order: the first refused setting is named
             if name in problems:
                 raise SettingError(name, problems[name])
-        if self.method != "layer-drop" and not (self.prune_heads or self.prune_mlp):
+        if importances.get(self.method).removes == "width" and not (self.prune_heads or self.prune_mlp):
             raise GreentuiError("nothing to prune: both heads and MLP pruning are off")
         if self.device.startswith("cuda"):
             import torch

@@ -70,15 +70,16 @@ def rotary_as_identity(model):
         module.apply_rotary_pos_emb = original
 
 
-def select(model, method: str, ratio: float, round_to: int | None, targets: list[int], example_ids,
+def select(model, importance, ratio: float, round_to: int | None, targets: list[int], example_ids,
            timeout_s: float = GRAPH_TIMEOUT_S) -> dict[int, LayerChoice]:
     """Run torch-pruning's graph on the whole model and return, per pruned layer, the query heads and
-    MLP channels it removes (original numbering). Nothing is modified."""
+    MLP channels it removes (original numbering), ranked by ``importance`` (a torch-pruning importance:
+    ``scores.library_importance``; for Taylor it reads the gradient hooks' sums, not ``.grad``). Nothing
+    is modified."""
     import torch
     import torch_pruning as tp
 
     from backend.stages.model_io import decoder_layers
-    from backend.stages.pruning.mlp import importance
 
     if threading.current_thread() is not threading.main_thread():
         raise TpGraphUnavailable("not on the main thread, where its build cannot be time-limited (SIGALRM)")
@@ -106,7 +107,7 @@ def select(model, method: str, ratio: float, round_to: int | None, targets: list
             # which the ignored layers make unprunable, so its warning about them does not apply
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
             pruner = tp.pruner.BasePruner(
-                model, example_inputs=example_ids.to(device), importance=importance(method),
+                model, example_inputs=example_ids.to(device), importance=importance,
                 global_pruning=False, pruning_ratio=ratio, head_pruning_ratio=ratio,
                 ignored_layers=ignored, num_heads=num_heads, prune_num_heads=True, prune_head_dims=False,
                 round_to=round_to, forward_fn=lambda m, x: m(input_ids=x, use_cache=False).logits,
