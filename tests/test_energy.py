@@ -22,6 +22,7 @@ def _burn(seconds: float) -> int:
     return x
 
 
+@pytest.mark.slow  # a real CodeCarbon window; the fast tier meters windows through test_meters
 def test_task_meter_on_this_machine(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     with TaskEnergyMeter(country="FRA", measure_power_secs=0.5) as meter:

@@ -75,6 +75,7 @@ def pruned_llama(model_dir):
     return model, tok
 
 
+@pytest.mark.slow  # the fast tier trains, merges and reloads a pruned model (test_pruned_nonuniform_...)
 def test_loss_falls_adapter_reloads_and_merge_is_exact(llama_dir, tmp_path):
     from peft import PeftModel
 
@@ -241,6 +242,7 @@ def _adapter_weights(folder):
     return load_file(str(folder / "adapter" / "adapter_model.safetensors"))
 
 
+@pytest.mark.slow
 def test_seed_fixes_data_order_init_and_dropout(llama_dir, tmp_path):
     """The run's seed reaches LoRA: same seed, same adapter bit for bit; another seed, another one."""
     def train(seed: int, name: str):

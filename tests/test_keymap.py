@@ -27,7 +27,7 @@ from greentui.widgets.confirm import ConfirmScreen
 from greentui.widgets.fold import FoldTitle
 from greentui.widgets.keys import HelpScreen, key_rows
 
-from .conftest import pause_until
+from .conftest import pause_until, tiered
 from .test_tui import seed
 
 OWNERS = [GreentuiApp, RunsScreen, QueueScreen, ModelsScreen, RunDetailScreen, CompareScreen, NewRunScreen,
@@ -87,7 +87,7 @@ def test_a_bad_keymap_is_one_line_before_the_workbench_opens(cli, workspace, tab
     assert "greentui.toml" in proc.stderr
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize("size", tiered([(80, 24), (120, 40)], fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_the_workspace_keymap_rebinds_by_id_everywhere(tmp_path: Path, size) -> None:
     """``cancel_run = "ctrl+x"`` moves x's cancel to Ctrl+X on Queue (and every screen that cancels), the
     footer and ? show it, and x does nothing any more; q quits, except where it types."""
@@ -114,7 +114,7 @@ async def test_the_workspace_keymap_rebinds_by_id_everywhere(tmp_path: Path, siz
         assert not app.is_running
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize("size", tiered([(80, 24), (120, 40)], fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_x_cancels_on_runs_too_and_the_dialog_says_what_its_buttons_do(tmp_path: Path, size) -> None:
     import os
 

@@ -20,7 +20,7 @@ from greentui.app import GreentuiApp
 from greentui.screens.new_run import NewRunScreen
 from greentui.widgets.plan_panel import PlanPanel
 
-from .conftest import pause_until
+from .conftest import pause_until, tiered
 
 DEMO = str(PACKAGE_DATA / "demo-model")
 SIZES = [(80, 24), (120, 40)]
@@ -37,7 +37,7 @@ async def open_form(app, pilot, **kw) -> NewRunScreen:
     return app.screen
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_the_forms_starting_config_is_the_clis_defaults(tmp_path, size):
     """#22 3.2: in a workspace without runs the form starts from exactly the config ``greentui queue M``
     records (perplexity tokens, data dir and every other setting), folds included."""
@@ -79,7 +79,7 @@ def demo_workspace(tmp_path) -> str:
     return ws
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_new_run_after_the_demo_starts_from_the_experiment_with_on_off_in_words(tmp_path, size):
     """#22 3.3: the last run the user queued is the demo's experiment, not the baseline the pipeline made
     for it; its prune and LoRA boxes read "on", and a box toggled off reads "off", in text."""
@@ -101,7 +101,7 @@ async def test_new_run_after_the_demo_starts_from_the_experiment_with_on_off_in_
         assert str(form.query_one("#f-measure_energy", Checkbox).label) == "measure energy: on"
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_layers_kept_is_one_rule_said_alike_by_field_plan_panel_and_cli(tmp_path, size, cli):
     """#22 3.4: the study's 4/4 on the 6-layer model is clamped with one note, shown by the form's advice,
     the plan panel and ``queue``; an explicit 3/3 is refused with one reason, under the field, in the plan

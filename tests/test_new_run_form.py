@@ -250,7 +250,12 @@ async def test_a_folded_group_is_built_when_opened_and_its_values_reach_the_queu
         assert "set: repeats 3" in str(energy.title) and not form.folds["executor"].built
         assert form.validate() == {}
         form.action_queue()
-        await app.workers.wait_for_complete()
+        # the worker's own success dismisses the form, which may cancel that finishing worker: wait for
+        # what the user sees (the queued run), not for the worker's state
+        for _ in range(100):
+            if app.store.runs.count():
+                break
+            await pilot.pause(0.05)
         await pilot.pause()
         (run,) = app.store.runs.list(limit=5)
         cfg = app.store.runs.get(run["id"])["config"]

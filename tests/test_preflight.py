@@ -126,13 +126,15 @@ def test_the_walk_covers_every_setting():
 
 
 def sample(all_probes: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The fast tier's share of the walk: each setting's first refused value (one probe per setting, not
-    every generic value of its type); the slow tier walks them all."""
+    """The fast tier's share of the walk: the first refused value of each kind of setting (int, float,
+    ratio, str, list, ...) and each probe that names a file (the checks that stat or read); the slow
+    tier walks every value of every setting."""
+    kind = {s.name: s.type for s in SETTINGS}
     seen: set[str] = set()
     out = []
     for name, text in all_probes:
-        if name not in seen:
-            seen.add(name)
+        if "{" in text or kind[name] not in seen:
+            seen.add(kind[name])
             out.append((name, text))
     return out
 

@@ -308,6 +308,7 @@ def test_time_limit_turns_a_hang_into_an_error():
     assert time.perf_counter() - t < 5
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_torch_pruning_whole_model_graph_on_2_per_kv_is_guarded(demo_model_dir):
     """The upstream trap itself: MetaPruner over a whole Qwen2 (8 heads / 4 kv) either finishes (fixed

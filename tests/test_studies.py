@@ -236,6 +236,7 @@ def test_study_show_json_and_markdown(cli, store, known):
 
 # ------------------------------------------------------------------------------ the report
 
+@pytest.mark.slow  # matplotlib figures: ~1.5 s
 def test_study_report_writes_markdown_svg_png_csv_and_latex(cli, workspace, store, known, tmp_path):
     import csv
     import xml.etree.ElementTree as ET

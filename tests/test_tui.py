@@ -636,6 +636,7 @@ async def test_new_run_defaults_are_the_study(seeded) -> None:
         assert screen.query_one("#queue", Button).disabled
 
 
+@pytest.mark.slow  # fast-tier budget: the screen's other tests and its snapshot cover the common path
 async def test_new_run_refuses_bad_ratio_and_empty_tasks_inline(seeded) -> None:
     ws, _ = seeded
     app = app_for(ws)
@@ -786,6 +787,7 @@ print(json.dumps({"seen": seen, "heavy": heavy}))
 """
 
 
+@pytest.mark.slow  # fast-tier budget: the screen's other tests and its snapshot cover the common path
 def test_ui_process_never_imports_torch(seeded) -> None:
     """A fresh interpreter (nothing imported yet) opens every screen: no heavy library gets imported.
 
@@ -819,6 +821,7 @@ async def test_demo_key_asks_first_when_runs_exist(seeded) -> None:
         assert called == [True]
 
 
+@pytest.mark.slow  # fast-tier budget: the screen's other tests and its snapshot cover the common path
 async def test_compare_right_after_run_detail_before_it_mounts(seeded) -> None:
     """Opening Compare before Run detail has mounted must not crash: the detail's deferred refreshes
     (tick, results) skip a screen that is not mounted or already covered/gone."""

@@ -84,6 +84,7 @@ async def test_run_detail_energy_section(seeded) -> None:
         assert f"baseline run {ids['base']} reused for accuracy (key 0123abcd)" in title  # issue #18
 
 
+@pytest.mark.slow  # fast-tier budget: the screen's other tests and its snapshot cover the common path
 async def test_compare_energy_tab_paper_vs_yours(seeded) -> None:
     ws, ids = seeded
     app = GreentuiApp(ws, manage_runner=False)

@@ -28,7 +28,7 @@ from greentui.widgets.keys import HelpScreen, KeyFooter
 from greentui.widgets.radar import RadarChart
 from greentui.widgets.reflow_log import ReflowLog
 
-from .conftest import pause_until
+from .conftest import pause_until, tiered
 from .test_snapshots import build_fixed_store
 from .test_tui import seed
 
@@ -45,7 +45,7 @@ def column_keys(table: DataTable) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ Runs, Queue
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_runs_keep_kind_ratio_and_date_where_they_fit(tmp_path: Path, size) -> None:
     ids = seed(tmp_path)
     app = app_for(tmp_path)
@@ -81,7 +81,7 @@ def queue_store(ws: Path) -> dict[str, int]:
     return dict(ids, running=running, base_inside=base)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_queue_counts_runs_that_hold_a_device_and_says_why_runs_wait(tmp_path: Path, size) -> None:
     """Not "2 running" on a one-slot CPU when a baseline is evaluated inside its experiment; a queued run
     says what it waits for (not "the runner starts"); the running stage moves and counts seconds."""
@@ -125,7 +125,7 @@ async def test_queue_counts_runs_that_hold_a_device_and_says_why_runs_wait(tmp_p
 
 # ------------------------------------------------------------------------------------------ Run detail
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_run_detail_says_its_meter_once_and_wraps_its_log(tmp_path: Path, size) -> None:
     ids = build_fixed_store(tmp_path)
     s = Store(db_path(tmp_path))
@@ -153,7 +153,7 @@ async def test_run_detail_says_its_meter_once_and_wraps_its_log(tmp_path: Path, 
 
 # ------------------------------------------------------------------------------------------ Compare
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_compare_header_legend_table_and_arrows(tmp_path: Path, size) -> None:
     ids = build_fixed_store(tmp_path)
     app = app_for(tmp_path)
@@ -212,7 +212,7 @@ def test_pareto_labels_sit_by_their_dots_off_the_front_line_and_the_noise_band()
 
 # ------------------------------------------------------------------------------------------ Help, footer
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
 async def test_help_wraps_its_details_and_says_what_enter_does(tmp_path: Path, size) -> None:
     from tests.snapshot import screen_text
 
