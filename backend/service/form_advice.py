@@ -8,7 +8,6 @@ keystroke, and the UI never imports torch. Why a module of its own: the form and
 
 from __future__ import annotations
 
-import json
 import statistics
 
 from backend.errors import GreentuiError
@@ -39,14 +38,14 @@ def last_config(store) -> RunConfig | None:
     never the vanilla baseline the pipeline recorded for an experiment (its id is above that
     experiment's), which would start the form vanilla-only after the demo (#22 3.3). Imports and
     reference rows are not configs."""
-    row = store.conn.execute(
-        "SELECT config FROM runs b WHERE kind IN ('experiment', 'baseline') AND NOT (kind = 'baseline' AND "
-        "EXISTS (SELECT 1 FROM runs e WHERE e.parent_run_id = b.id AND e.id < b.id)) "
-        "ORDER BY id DESC LIMIT 1").fetchone()
-    if not row:
+    try:
+        raw = store.runs.last_queued_config()
+    except ValueError:  # a config that is not JSON
+        return None
+    if raw is None:
         return None
     try:
-        return RunConfig.from_dict(json.loads(row[0] or "{}"))
+        return RunConfig.from_dict(raw)
     except (TypeError, ValueError):  # a config written by an older version that no longer parses
         return None
 
@@ -119,18 +118,15 @@ def rates(store) -> dict[str, float]:
     """Seconds per (item * parameter) of evaluation, per (LoRA step * parameter), and per parameter for
     the other stages, as medians over this machine's finished runs' ``stage_end`` events."""
     samples: dict[str, list[float]] = {"eval": [], "lora": [], "fixed": []}
-    runs = store.conn.execute("SELECT id, config, params_before FROM runs WHERE status = 'done' "
-                              "AND kind IN ('experiment', 'baseline') AND params_before > 0 "
-                              "ORDER BY id DESC LIMIT 50").fetchall()
-    for run_id, config, params in runs:
+    for run in store.runs.recent_finished(50):
+        params = run["params_before"]
         try:
-            cfg = RunConfig.from_dict(json.loads(config or "{}"))
+            cfg = RunConfig.from_dict(run["config"])
         except (TypeError, ValueError):
             continue
         items = _items(cfg)
-        for (payload,) in store.conn.execute("SELECT payload FROM events WHERE run_id = ? AND kind = 'stage_end'",
-                                             (run_id,)):
-            p = json.loads(payload or "{}")
+        for event in store.events.list(run["id"], kinds=["stage_end"]):
+            p = event["payload"]
             stage, seconds = p.get("stage"), float(p.get("seconds") or 0.0)
             if stage in ("baseline", "evaluate"):
                 if items and cfg.tasks and seconds > 0.05:  # a reused baseline takes ~0 s: not a rate
@@ -178,8 +174,7 @@ def estimate(cfg: RunConfig, params: int | None, r: dict[str, float], runs: int)
 
 
 def finished_runs(store) -> int:
-    return store.conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'done' AND kind IN "
-                              "('experiment', 'baseline')").fetchone()[0]
+    return store.runs.finished_count()
 
 
 def duration(seconds: float) -> str:

@@ -208,6 +208,31 @@ class RunRepository(Repository):
             params.append(model_id)
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
+    def last_queued_config(self) -> dict[str, Any] | None:
+        """The raw config of the newest run the user queued: an experiment, or a baseline queued on its
+        own — never the vanilla baseline the pipeline recorded for an experiment (its id is above that
+        experiment's). None when there is none."""
+        rows = self._rows(
+            "SELECT config FROM runs b WHERE kind IN ('experiment', 'baseline') AND NOT (kind = 'baseline' AND "
+            "EXISTS (SELECT 1 FROM runs e WHERE e.parent_run_id = b.id AND e.id < b.id)) "
+            "ORDER BY id DESC LIMIT 1")
+        return json.loads(rows[0]["config"] or "{}") if rows else None
+
+    def finished_count(self) -> int:
+        """How many experiments and baselines finished (``done``): the time estimate's sample size."""
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'done' AND kind IN "
+                                 "('experiment', 'baseline')").fetchone()[0]
+
+    def recent_finished(self, limit: int = 50) -> builtins.list[dict[str, Any]]:
+        """The newest finished experiments and baselines with a parameter count: id, raw config (parsed
+        JSON), params_before — what the form's time estimate learns its rates from."""
+        rows = self._rows("SELECT id, config, params_before FROM runs WHERE status = 'done' "
+                          "AND kind IN ('experiment', 'baseline') AND params_before > 0 "
+                          "ORDER BY id DESC LIMIT ?", [limit])
+        for r in rows:
+            r["config"] = json.loads(r["config"] or "{}")
+        return rows
+
     def running(self) -> builtins.list[dict[str, Any]]:
         """Running runs executed by a process of this machine, judged by its pid and its runner: every
         running run but those a scheduler's job follows (a ``jobs`` row, or the baseline a job made)."""
