@@ -6,6 +6,8 @@ The study's tasks and their display labels live with the task registry (``backen
 
 from __future__ import annotations
 
+from backend.plugins import entry_point_names
+
 #: Pruning methods (``backend.stages.prune``): width pruning by importance, or ShortGPT-style layer drop.
 #: The built-in ones; each is an entry of the importance registry (``backend.stages.pruning.importances``:
 #: what it removes, what it needs, its scorer), and registering one adds its name here; :func:`method_names`
@@ -53,10 +55,7 @@ def executor_names() -> list[str]:
     global _plugins_listed
     if not _plugins_listed:
         _plugins_listed = True
-        from importlib.metadata import entry_points
-        for ep in entry_points(group=EXECUTOR_ENTRY_POINTS):
-            if ep.name not in EXECUTORS:
-                EXECUTORS.append(ep.name)
+        EXECUTORS.extend(n for n in entry_point_names(EXECUTOR_ENTRY_POINTS) if n not in EXECUTORS)
     return EXECUTORS
 
 
@@ -66,8 +65,5 @@ def method_names() -> list[str]:
     global _importances_listed
     if not _importances_listed:
         _importances_listed = True
-        from importlib.metadata import entry_points
-        for ep in entry_points(group=IMPORTANCE_ENTRY_POINTS):
-            if ep.name not in METHODS:
-                METHODS.append(ep.name)
+        METHODS.extend(n for n in entry_point_names(IMPORTANCE_ENTRY_POINTS) if n not in METHODS)
     return METHODS

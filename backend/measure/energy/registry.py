@@ -26,6 +26,7 @@ from typing import Any
 
 from backend.errors import GreentuiError
 from backend.measure.energy.meter import COUNTER, KINDS, Meter, MeterInfo, Reading
+from backend.plugins import load_entry_points
 
 ENTRY_POINT_GROUP = "greentui.meters"
 
@@ -73,17 +74,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from importlib.metadata import entry_points
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:  # a plugin never replaces a built-in (or an earlier) meter
-            continue
-        try:
-            made = register(ep.load())
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
-            _BROKEN[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
-            continue
-        if made.name != ep.name:
-            _BROKEN[ep.name] = f"{ep.value} registers {made.name!r}, not {ep.name!r}"
+    _BROKEN.update(load_entry_points(ENTRY_POINT_GROUP, _REGISTRY, register))
 
 
 def meters() -> list[Meter]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from backend.errors import GreentuiError
+from backend.plugins import load_entry_points
 from backend.schema import catalog
 
 #: A per-element score of a weight (or bias) tensor, given its calibration gradient (None when the
@@ -123,19 +124,19 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from importlib.metadata import entry_points
+    broken = load_entry_points(catalog.IMPORTANCE_ENTRY_POINTS, _REGISTRY, _register_plugin)
+    if broken:
+        name, why = next(iter(broken.items()))
+        raise GreentuiError(f"importance plugin {name!r} does not load: {why}")
 
-    for ep in entry_points(group=catalog.IMPORTANCE_ENTRY_POINTS):
-        if ep.name in _REGISTRY:
-            continue
-        try:
-            obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin is named, never a traceback
-            raise GreentuiError(f"importance plugin {ep.name!r} ({ep.value}) does not load: {exc}") from exc
-        entry = obj() if callable(obj) and not isinstance(obj, Importance) else obj
-        if not isinstance(entry, Importance) or entry.name != ep.name:
-            raise GreentuiError(f"importance plugin {ep.name!r} ({ep.value}) is not an Importance named {ep.name!r}")
-        register(entry)
+
+def _register_plugin(obj: object) -> Importance:
+    """A plugin exports an Importance, or a callable that makes one."""
+    entry = obj() if callable(obj) and not isinstance(obj, Importance) else obj
+    if not isinstance(entry, Importance):
+        raise TypeError(f"it exports {type(entry).__name__}, not an Importance")
+    register(entry)
+    return entry
 
 
 def get(name: str) -> Importance:
