@@ -147,6 +147,18 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def require_plugin(name: str) -> None:
+    """Fail (never skip) when the test plugin ``tests/plugins/NAME`` is not installed: scripts/bootstrap
+    installs every one, so a missing plugin is a broken set-up, not a reason to pass quietly."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution(name)
+    except PackageNotFoundError:
+        pytest.fail(f"tests/plugins/{name} is not installed (scripts/bootstrap installs it: "
+                    f"pip install -e tests/plugins/{name})")
+
+
 def tiered(values, fast) -> list:
     """Parametrize values with all but ``fast`` in the slow tier.
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,12 @@ from backend.service import runs as service
 from backend.service.execution import job_view, queue_columns
 from backend.store import Store
 
+from .conftest import require_plugin
+
 
 @pytest.fixture(scope="module")
 def echo_installed():
-    try:
-        distribution("greentui-echo-executor")
-    except PackageNotFoundError:
-        pytest.fail("tests/plugins/greentui-echo-executor is not installed (scripts/bootstrap installs it: "
-                    "pip install -e tests/plugins/greentui-echo-executor)")
+    require_plugin("greentui-echo-executor")
 
 
 def _store(ws: Path) -> Store:

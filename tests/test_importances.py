@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,14 @@ import pytest
 from backend.schema import catalog
 from backend.stages.pruning import importances
 
+from .conftest import require_plugin
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def taylor_sq_installed():
-    try:
-        distribution("greentui-taylor-sq-importance")
-    except PackageNotFoundError:
-        pytest.fail("tests/plugins/greentui-taylor-sq-importance is not installed (scripts/bootstrap installs it: "
-                    "pip install -e tests/plugins/greentui-taylor-sq-importance)")
+    require_plugin("greentui-taylor-sq-importance")
 
 
 def test_every_method_is_an_entry_and_no_consumer_compares_method_names():

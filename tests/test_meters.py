@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, distribution
 
 import pytest
 
@@ -22,16 +21,14 @@ from backend.measure.trust import _meter_kind
 from backend.service.doctor import Report, check_meters
 from backend.service.meters import describe_source, meter_status
 
+from .conftest import require_plugin
+
 HAS_COUNTER = any(why is None for m, why in registry.status() if m.name in ("nvml", "rapl"))
 
 
 @pytest.fixture(scope="module")
 def wallfile_installed():
-    try:
-        distribution("greentui-wallfile-meter")
-    except PackageNotFoundError:
-        pytest.fail("tests/plugins/greentui-wallfile-meter is not installed (scripts/bootstrap installs it: "
-                    "pip install -e tests/plugins/greentui-wallfile-meter)")
+    require_plugin("greentui-wallfile-meter")
 
 
 def test_the_registry_answers_for_every_meter():
