@@ -93,8 +93,14 @@ def _assert_ingested_once(ws: Path, run_id: int) -> None:
             in_file = [e for e in _lines(folder / "events.jsonl") if e["kind"] == kind]
             assert len([e for e in stored if e["kind"] == kind]) == len(in_file), kind
         assert len(s.events.power_samples(run_id)) == len(_lines(folder / "power.jsonl"))
-        assert len(list((folder / "results").glob("*.json"))) == \
+        files = sorted((folder / "results").glob("*.json"))
+        windows = [f for f in files if f.name.startswith("own-windows-")]  # the paired energy windows (#18)
+        assert len(files) - len(windows) == \
             len(s.results.task_results(run_id)) + len(s.results.task_results(s.runs.get(run_id)["parent_run_id"]))
+        stored = s.results.energy_repeats(run_id)
+        for f in windows:
+            doc = json.loads(f.read_text())
+            assert len([w for w in stored if w["task"] == doc["task"]]) == len(doc["windows"]), f.name
 
 
 def test_two_slurm_runs_finish_with_all_results_in_the_store(cli_subprocess, slurm_ws, demo_model_dir):
