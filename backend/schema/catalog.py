@@ -44,9 +44,10 @@ EXPORT_FORMATS: tuple[str, ...] = ("auto", "plain", "remote-code", "padded", "de
 EXPORT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp32")
 #: How long the demo run takes, in the one phrase the README, the Demo key's tooltip, the empty Runs
 #: screen, the demo's toast and ``greentui demo --help`` quote. Measured with bench/demo_time.py
-#: (bench/RESULTS.md): 22.8 s and 29.4 s wall on a quiet 2-core machine; 404 s and 422 s on the same
-#: machine shared at load 8-12.
-DEMO_DURATION = "about 30 s on an idle 2-core CPU, several minutes on a busy machine"
+#: (bench/RESULTS.md): 22.8 s and 29.4 s wall on a quiet 2-core machine before the paired energy
+#: protocol; with it 79.9 s wall and 94 s CPU at load 3.5-4 on 2 cores (~47 s idle, estimated from the
+#: CPU time, not yet measured on an idle machine).
+DEMO_DURATION = "about 50 s on an idle 2-core CPU, several minutes on a busy machine"
 
 
 def executor_names() -> list[str]:
