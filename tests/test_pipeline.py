@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.results.ratios import METHOD_PAIRED
 from backend.results.report import study_tables
 from backend.schema.runconfig import STUDY_TASKS
 from backend.schema.tasks import bundled_data_dir
@@ -28,6 +29,26 @@ from .conftest import ROOT, wait_for
 DATA = str(bundled_data_dir())
 QUICK = ["--tasks", "boolq,piqa", "--limit", "4", "--data-dir", DATA, "--ppl-limit", "128",
          "--lora-steps", "2", "--lora-batch-size", "2", "--calib-samples", "2"]
+
+
+def _assert_paired_windows(s: Store, run: dict, tasks: list[str], pairs: int | None = None) -> None:
+    """The paired protocol (the default, issue #18): both variants' windows are the run's own rows, one
+    pair per repeat index, measured A B B A (v p, p v, v p, ...) task by task, each after a warm-up;
+    ``pairs`` fixed by --repeats N, else (auto) at least 3."""
+    windows = sorted(s.results.energy_repeats(run["id"]), key=lambda w: w["position"])
+    assert sorted({w["task"] for w in windows}) == sorted(tasks)
+    for task in tasks:
+        mine = [(w["variant"][0], w["repeat"]) for w in windows if w["task"] == task]
+        n = len(mine) // 2
+        assert n == pairs if pairs is not None else n >= 3, mine
+        abba = [x for k in range(1, n + 1) for x in ((("v", k), ("p", k)) if k % 2 else (("p", k), ("v", k)))]
+        assert mine == abba
+    assert all(w["energy_kwh"] > 0 and w["warmup_s"] > 0 and w["passes"] >= 1 for w in windows)
+    assert run["config"]["energy_design"] == "paired"
+    for row in s.results.task_results(run["id"], "pruned"):  # the order measured, A = vanilla, B = pruned
+        mine = [w["variant"] for w in windows if w["task"] == row["task"]]
+        assert row["provenance"]["energy_protocol"]["order"] == "".join("A" if v == "vanilla" else "B" for v in mine)
+        assert row["provenance"]["energy_protocol"]["order"].startswith("ABBA")
 
 
 def _store(ws: Path) -> Store:
@@ -64,12 +85,7 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
         assert {m["name"] for m in s.results.metrics(run_id)} >= {"ppl_wikitext2"}
         # the paired protocol (the default, issue #18): both variants' windows are this run's own rows,
         # one pair per repeat index, measured A B B A, each after a warm-up
-        windows = sorted(s.results.energy_repeats(run_id), key=lambda w: w["position"])
-        assert [(w["variant"][0], w["repeat"]) for w in windows] == [("v", 1), ("p", 1), ("p", 2), ("v", 2)]
-        assert all(w["task"] == "boolq" and w["energy_kwh"] > 0 and w["warmup_s"] > 0 and w["passes"] >= 1
-                   for w in windows)
-        assert run["config"]["energy_design"] == "paired"
-        assert s.results.task_results(run_id, "pruned")[0]["provenance"]["energy_protocol"]["order"] == "ABBA"
+        _assert_paired_windows(s, run, ["boolq"], pairs=2)
     for rid in (base, run_id):  # what lm-eval itself says it was seeded with
         lm = json.loads((workspace / f"run-{rid:05d}" / "lm_eval" / "boolq.json").read_text())["config"]
         assert (lm["random_seed"], lm["numpy_seed"], lm["torch_seed"], lm["fewshot_seed"]) == (7, 7, 7, 7)
@@ -120,12 +136,7 @@ def test_run_quick_then_reuse_baseline_and_export(cli_subprocess, workspace, dem
         assert {m["name"] for m in s.results.metrics(run_id)} >= {"ppl_wikitext2"}
         # the paired protocol (the default, issue #18): both variants' windows are this run's own rows,
         # one pair per repeat index, measured A B B A, each after a warm-up
-        windows = sorted(s.results.energy_repeats(run_id), key=lambda w: w["position"])
-        assert [(w["variant"][0], w["repeat"]) for w in windows] == [("v", 1), ("p", 1), ("p", 2), ("v", 2)]
-        assert all(w["task"] == "boolq" and w["energy_kwh"] > 0 and w["warmup_s"] > 0 and w["passes"] >= 1
-                   for w in windows)
-        assert run["config"]["energy_design"] == "paired"
-        assert s.results.task_results(run_id, "pruned")[0]["provenance"]["energy_protocol"]["order"] == "ABBA"
+        _assert_paired_windows(s, run, ["boolq", "piqa"])  # --repeats auto: 3 to 10 pairs per task
     folder = workspace / f"run-{run_id:05d}"
     assert (folder / "events.jsonl").exists() and (folder / "model" / "config.json").exists()
     assert (folder / "lora" / "adapter" / "adapter_config.json").exists()
@@ -143,7 +154,8 @@ def test_run_quick_then_reuse_baseline_and_export(cli_subprocess, workspace, dem
         acc_v, acc_p = tables["accuracy"]
         expect_avg = sum(acc_p.values.values()) / 2
         assert acc_p.avg == pytest.approx(expect_avg)
-        assert acc_p.ratio == pytest.approx(acc_p.avg / acc_v.avg if acc_v.avg else None)
+        ratio = acc_p.ratio.value if acc_p.ratio else None  # the Ratio carries its interval too
+        assert ratio == pytest.approx(acc_p.avg / acc_v.avg if acc_v.avg else None)
     assert re.search(rf"\|\s+{acc_p.avg:.3f} \|", md)
     data = json.loads(cli("export", "--format", "json", check=True).stdout)
     assert data["accuracy"][0]["stderr"] and data["runs"][0]["results"][0]["meter"]
@@ -171,7 +183,10 @@ def test_study_run_seven_tasks(cli_subprocess, workspace, demo_model_dir):
     for key in ("accuracy", "energy"):
         v, p = tables[key]
         assert v.avg == pytest.approx(sum(v.values.values()) / 7)
-        assert p.ratio == pytest.approx(p.avg / v.avg)
+        if key == "accuracy":
+            assert p.ratio.value == pytest.approx(p.avg / v.avg)  # with its interval (backend/results/ratios.py)
+        else:  # paired (the default): the pairs' mean log-ratio, a geometric mean, near the averages' quotient
+            assert p.ratio.method == METHOD_PAIRED and p.ratio.value == pytest.approx(p.avg / v.avg, rel=0.02)
 
 
 def test_bad_input_is_refused_and_store_untouched(cli, workspace, demo_model_dir, tmp_path):
