@@ -144,8 +144,18 @@ def test_a_busy_neighbour_does_not_raise_the_cpu_estimate():
     # the neighbour (our own child, live) really competed during the windows: a meter that followed
     # machine load, or counted live children as CodeCarbon's process mode does, would charge it
     assert burned > 0.25 * busy_wall
+    # one price per CPU-second of this process, busy or quiet: nothing of the machine's load enters it
+    rate = median(j / load["own_cpu_s"] for j, load in quiet)
+    for j, load in busy:
+        assert j == pytest.approx(rate * load["own_cpu_s"], rel=0.02), (j, load)
+        # the work is one thread: the seconds charged cannot exceed the window's wall time, whereas
+        # the neighbour's seconds on top would (it burned a core for most of each window)
+        assert load["own_cpu_s"] <= 1.1 * load["wall_s"] + 0.02, load
+    # The same work may take more of its own CPU time beside a neighbour (SMT siblings and a shared
+    # cache on a VM host: CI measured 1.52x) - a real cost the estimate keeps - but nothing like the
+    # neighbour's share on top of it.
     quiet_j, busy_j = median(j for j, _ in quiet), median(j for j, _ in busy)
-    assert busy_j == pytest.approx(quiet_j, rel=0.25), ([j for j, _ in quiet], [j for j, _ in busy])
+    assert busy_j < quiet_j + 0.5 * rate * burned / len(busy), ([j for j, _ in quiet], [j for j, _ in busy])
     quiet_load, busy_load = quiet[0][1], busy[0][1]
     # and what the others did is recorded beside each window
     for load in (quiet_load, busy_load):
