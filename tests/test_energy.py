@@ -51,6 +51,7 @@ def test_task_meter_on_this_machine(tmp_path, monkeypatch, capfd):
     assert "codecarbon" not in capfd.readouterr().err
 
 
+@pytest.mark.slow  # fast-tier budget; the default meter path: the other tests in this file (fast)
 def test_machine_mode_is_selectable():
     with TaskEnergyMeter(tracking_mode="machine", measure_power_secs=0.5) as meter:
         _burn(0.2)

@@ -261,6 +261,7 @@ def test_seed_fixes_data_order_init_and_dropout(llama_dir, tmp_path):
     assert loss_a != loss_c and any(not torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow  # fast-tier budget; LoRA training itself: test_pruned_nonuniform_model_trains_merges_and_reloads (fast)
 def test_schedule_is_transformers_linear_warmup(llama_dir, tmp_path):
     """Warmup from 0 over 2 steps, then linear decay towards 0: step k trains at lr * lambda(k - 1)."""
     model, tok = load(llama_dir)

@@ -104,6 +104,7 @@ FIRST = RunConfig(model="org/a", ignore_first=2, ignore_last=1, lora_steps=12)
 SECOND = RunConfig(model="org/b", ignore_first=3, lora_steps=50)
 
 
+@pytest.mark.slow  # fast-tier budget; cloning: test_clone_fills_every_field_including_the_folded_ones (fast)
 async def test_clone_from_run_detail(tmp_path: Path) -> None:
     """`f` on Run detail opens New run with that run's recorded config (not the last run's)."""
     app = GreentuiApp(workspace_with(tmp_path, FIRST, SECOND), manage_runner=False)
@@ -360,6 +361,7 @@ async def test_a_refused_value_in_a_closed_fold_opens_it_and_takes_the_focus(tmp
         assert app.store.runs.count() == 1
 
 
+@pytest.mark.slow  # fast-tier budget; the plan worker's success path: test_the_plan_and_estimate_fill_in_after_the_form_is_usable (fast)
 async def test_a_failing_plan_worker_is_a_notification_and_the_form_stays_usable(tmp_path: Path,
                                                                                    monkeypatch) -> None:
     """Anything the advice worker raises reaches the app's one worker handler (a notification); the panel

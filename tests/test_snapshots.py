@@ -200,22 +200,18 @@ def _app(ws: Path) -> GreentuiApp:
     return GreentuiApp(ws, manage_runner=False)
 
 
-@pytest.mark.parametrize("size", tiered(list(SIZES), fast=("80x24",)))  # 160x48 in CI's slow tier
-async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
-    empty_ws, ws = tmp_path / "empty", tmp_path / "ws"
+async def _walk_empty_and_demo(tmp_path: Path, size: str) -> list[str]:
+    """The first screen of an empty workspace; the demo's Run detail and Compare."""
+    empty_ws = tmp_path / "empty"
     empty_ws.mkdir()
-    ws.mkdir()
-    ids = build_fixed_store(ws)
-
     app = _app(empty_ws)
     shots = _Shots(app, size)
     async with app.run_test(size=SIZES[size]) as pilot:
         await shots.take(pilot, "runs-empty")
-
+    problems = shots.problems
     demo_ws = tmp_path / "demo"
     demo_ws.mkdir()
     demo_run = build_finished_demo(demo_ws)
-    problems = shots.problems
     app = _app(demo_ws)
     shots = _Shots(app, size)
     async with app.run_test(size=SIZES[size]) as pilot:
@@ -223,8 +219,14 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
         await shots.take(pilot, "run-detail-demo")
         await pilot.press("c")
         await shots.take(pilot, "compare-demo")
-    problems += shots.problems
+    return problems + shots.problems
 
+
+async def _walk_lists_and_run_detail(tmp_path: Path, size: str) -> list[str]:
+    """Runs, the delete confirmation, Queue, Models, New run, Run detail (finished, help, failed)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ids = build_fixed_store(ws)
     app = _app(ws)
     shots = _Shots(app, size)
     async with app.run_test(size=SIZES[size]) as pilot:
@@ -247,7 +249,17 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
         await pilot.press("escape")
         app.open_run(ids["failed"])
         await shots.take(pilot, "run-detail-failed")
-        await pilot.press("escape")
+    return shots.problems
+
+
+async def _walk_compare(tmp_path: Path, size: str) -> list[str]:
+    """Compare of one run against its baseline, of two runs on every tab, of four runs."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ids = build_fixed_store(ws)
+    app = _app(ws)
+    shots = _Shots(app, size)
+    async with app.run_test(size=SIZES[size]) as pilot:
         app.open_compare([ids["exp"]])
         await shots.take(pilot, "compare-radar")
         await pilot.press("escape")
@@ -266,7 +278,18 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
             await shots.take(pilot, f"compare-four-{tab}")
         await pilot.press("i")  # the full header: unfolded below 100 columns, folded above
         await shots.take(pilot, "compare-four-details")
-        await pilot.press("escape", "escape", "4")
+    return shots.problems
+
+
+async def _walk_studies(tmp_path: Path, size: str) -> list[str]:
+    """Studies: the list, a study's grid, its answer and tables, the new-study form."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    build_fixed_store(ws)
+    app = _app(ws)
+    shots = _Shots(app, size)
+    async with app.run_test(size=SIZES[size]) as pilot:
+        await pilot.press("4")
         await shots.take(pilot, "studies")
         await pilot.press("enter")
         await shots.take(pilot, "study-grid")
@@ -276,7 +299,19 @@ async def test_every_screen_matches_its_golden(tmp_path, utc, size) -> None:
         await shots.take(pilot, "study-tables")
         await pilot.press("escape", "N")
         await shots.take(pilot, "new-study")
-    problems += shots.problems
+    return shots.problems
+
+
+# Four walks, not one: each is a few seconds, so pytest-xdist's workers share them instead of one
+# worker holding a 15 s test at the end of the fast tier.
+WALKS = {"empty-and-demo": _walk_empty_and_demo, "lists-and-run-detail": _walk_lists_and_run_detail,
+         "compare": _walk_compare, "studies": _walk_studies}
+
+
+@pytest.mark.parametrize("walk", list(WALKS))
+@pytest.mark.parametrize("size", tiered(list(SIZES), fast=("80x24",)))  # 160x48 in CI's slow tier
+async def test_every_screen_matches_its_golden(tmp_path, utc, size, walk) -> None:
+    problems = await WALKS[walk](tmp_path, size)
     assert not problems, "screens differ from tests/snapshots (scripts/update-snapshots regenerates " \
                          "them after an intended change):\n\n" + "\n\n".join(problems)
     if UPDATE:

@@ -290,6 +290,7 @@ def test_a_report_never_writes_into_a_run_folder_or_a_folder_of_other_files(cli,
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow  # fast-tier budget; the report itself: the other report tests in this file (fast)
 def test_the_report_sets_an_imported_papers_rows_beside_the_reproduction(cli, workspace, store, known, tmp_path):
     table = tmp_path / "paper.csv"
     table.write_text("model,variant,BoolQ,PIQA\nSix-Layers,vanilla,61.0,71.0\nSix-Layers,pruned,58.0,69.0\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from backend.schema.study import parse
@@ -28,6 +29,7 @@ def _cell_texts(table: DataTable) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+@pytest.mark.slow  # fast-tier budget; the same screens: the snapshot walk's studies part (fast)
 async def test_the_studies_list_opens_a_study_with_its_grid_and_answer(workspace, store, known):  # noqa: F811
     store.close()
     app = _app(workspace)

@@ -244,7 +244,8 @@ async def test_runs_picks_up_changes_from_another_process(seeded) -> None:
         other.runs.update(ids["q1"], status="running", pid=os.getpid())
         other.events.add(ids["q1"], "stage_start", {"stage": "load"})
         other.close()
-        await pilot.pause(1.2)
+        await pause_until(pilot, lambda: str(app.screen.query_one(DataTable).get_row(str(ids["q1"]))[5]) == "running",
+                          what="the change made elsewhere")  # the TUI polls the store twice a second
         row = app.screen.query_one(DataTable).get_row(str(ids["q1"]))
         assert str(row[5]) == "running"
 
@@ -475,8 +476,13 @@ async def test_run_detail_progress_log_power_results_error(seeded) -> None:
         other.events.add(ids["exp"], "log", {"line": "late line from the runner"})
         other.events.add_power_sample(ids["exp"], 1010.0, 50.0, "rapl", 65.0)
         other.close()
-        await pilot.pause(1.2)
-        log_text = "\n".join(str(line.text) for line in screen.query_one("#log", RichLog).lines)
+
+        def log_text() -> str:
+            return "\n".join(str(line.text) for line in screen.query_one("#log", RichLog).lines)
+
+        await pause_until(pilot, lambda: "late line from the runner" in log_text() and power.trace.last_w == 50.0,
+                          what="the runner's late line and power sample")
+        log_text = log_text()
         assert "late line from the runner" in log_text
         assert power.trace.last_w == 50.0
         await pilot.press("escape")
@@ -524,6 +530,7 @@ async def test_compare_run_vs_baseline_radar_bars_table_noise_pareto(seeded) -> 
         assert len(pareto.points) == 2  # the baseline and the experiment (the others are not done)
 
 
+@pytest.mark.slow  # fast-tier budget; Compare of several runs on every tab: the snapshot walk (fast)
 async def test_compare_several_runs_and_palette_lists_actions(seeded) -> None:
     ws, ids = seeded
     s = Store(db_path(ws))
@@ -582,10 +589,8 @@ async def test_models_list_details_and_add_inline_error(seeded, tmp_path: Path) 
         await pilot.press("a")
         screen.query_one("#add-model", Input).value = str(tmp_path / "nope")  # typing: 1 key = 1 re-render
         await pilot.press("enter")
-        await pilot.pause(0.5)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert "no such model directory" in str(screen.query_one("#add-error", Label).render())
+        await pause_until(pilot, lambda: "no such model directory" in str(screen.query_one("#add-error", Label).render()),
+                          what="the inline error")
         # add a real model directory (config.json is all describe() needs)
         mdir = tmp_path / "mymodel"
         mdir.mkdir()
@@ -595,11 +600,9 @@ async def test_models_list_details_and_add_inline_error(seeded, tmp_path: Path) 
         inp = screen.query_one("#add-model", Input)
         inp.value = str(mdir)
         await pilot.press("enter")
-        await pilot.pause(0.5)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await pause_until(pilot, lambda: str(mdir.resolve()) in table_keys(screen.query_one(DataTable)),
+                          what="the added model's row")
         assert app.store.models.get(str(mdir.resolve()))["arch"] == "qwen2"
-        assert str(mdir.resolve()) in table_keys(screen.query_one(DataTable))
 
 
 # ----------------------------------------------------------------------------------------- new run
@@ -669,6 +672,7 @@ async def test_new_run_refuses_bad_ratio_and_empty_tasks_inline(seeded) -> None:
         assert not err(screen, "tasks")
 
 
+@pytest.mark.slow  # fast-tier budget; the folded fields' values reaching a queued run: test_new_run_form (fast)
 async def test_new_run_lora_and_calibration_fields(seeded) -> None:
     """Every knob of the study's recipe is in the form, parsed and validated inline."""
     ws, _ = seeded
