@@ -47,7 +47,7 @@ EXPORT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp32")
 #: (bench/RESULTS.md): 22.8 s and 29.4 s wall on a quiet 2-core machine before the paired energy
 #: protocol; with it 79.9 s wall and 94 s CPU at load 3.5-4 on 2 cores (~47 s idle, estimated from the
 #: CPU time, not yet measured on an idle machine).
-DEMO_DURATION = "about 50 s on an idle 2-core CPU, several minutes on a busy machine"
+DEMO_DURATION = "about 35 s on an idle 2-core CPU, several minutes on a busy machine"
 
 
 def executor_names() -> list[str]:
