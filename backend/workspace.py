@@ -22,6 +22,15 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
+def workspace_path(runs_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the workspace is (``--runs-dir``, else $GREENTUI_HOME, else ./runs), without creating it:
+    what a command reads before it may record anything (the workspace's ``greentui.toml``)."""
+    raw = runs_dir or os.environ.get("GREENTUI_HOME") or "runs"
+    if "\x00" in str(raw):
+        raise GreentuiError("the runs dir contains a NUL character")
+    return Path(raw).expanduser().resolve()
+
+
 def resolve_workspace(runs_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
     """Return the workspace folder, creating it; fail clearly if it cannot be written.
 
@@ -29,10 +38,7 @@ def resolve_workspace(runs_dir: str | os.PathLike[str] | None = None, *, create:
     a workspace that does not exist yet (a typo in ``--runs-dir``) is reported, never created, and
     neither is its store.
     """
-    raw = runs_dir or os.environ.get("GREENTUI_HOME") or "runs"
-    if "\x00" in str(raw):
-        raise GreentuiError("the runs dir contains a NUL character")
-    path = Path(raw).expanduser().resolve()
+    path = workspace_path(runs_dir)
     if not create:
         if not path.is_dir():
             what = "is a file, not a folder" if path.exists() else "does not exist"

@@ -53,6 +53,20 @@ async def test_the_forms_starting_config_is_the_clis_defaults(tmp_path, size):
             assert form.query_one("#f-ppl_limit", Input).value == "4096"
 
 
+async def test_the_forms_study_recipe_takes_the_workspaces_energy_defaults(tmp_path):
+    """#18.2: the form starts where ``greentui queue M`` starts in this workspace, greentui.toml included."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "greentui.toml").write_text('[energy]\nrepeats = 4\nci_target = 0.02\n')
+    app = GreentuiApp(ws, manage_runner=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await open_form(app, pilot, model=DEMO)
+        cfg = form.read()[0]
+        assert (cfg.repeats, cfg.ci_target) == (4, 0.02)
+        assert cfg.to_dict() == config_from_args(build_parser().parse_args(["--runs-dir", str(ws), "queue", DEMO]),
+                                                 workspace_defaults=True).to_dict()
+
+
 def test_the_demo_measures_like_the_cli_so_their_baselines_are_one():
     """The demo's quick config changes only what makes it quick; a CLI run with the demo's limit has the
     same baseline key, so it reuses the demo's vanilla baseline instead of evaluating a second one whose

@@ -39,6 +39,11 @@ def runs(workspace) -> list[tuple[int, str, str | None]]:
     (b"[runner]\ncpu_slots = true\n", "runner.cpu_slots must be a whole number"),
     (b'[slurm.args]\naccount = ["a", "b"]\n', "slurm.args.account must be a string or a number"),
     (b"[slurm\n", "greentui.toml: "),
+    (b"[energy]\nci_target = 0.9\n", "energy.ci_target = 0.9: CI target must be"),
+    (b'[energy]\nrepeats = "often"\n', "energy.repeats = 'often': 'often' is neither 'auto' nor a whole number"),
+    (b'[energy]\nenergy_design = "random"\n', "energy.energy_design = 'random': "),
+    (b"[energy]\nrepeats = 2.5\n", "energy.repeats = 2.5: '2.5' is neither 'auto' nor a whole number"),
+    (b"[energy]\nrepeat = 3\n", "did you mean energy.repeats?"),
 ])
 def test_a_bad_file_is_one_line_from_queue_and_the_runner_and_nothing_is_queued(cli, workspace, content, needle):
     (workspace / "greentui.toml").write_bytes(content)
@@ -78,3 +83,39 @@ def test_cpu_slots_have_one_bound_in_the_file_and_on_the_flag(cli, workspace):
     one_line(cli("worker", "--cpu-slots", str(MAX_CPU_SLOTS + 1)), f"--cpu-slots {MAX_CPU_SLOTS + 1}: must be 1 to "
                                                                     f"{MAX_CPU_SLOTS}")
     one_line(cli("worker", "--cpu-slots", "0"), "must be 1 to")
+
+
+ENERGY = ('[energy]\nenergy_design = "sequential"\nrepeats = 5\nci_target = 0.02\nmax_repeats = 20\n'
+          'window_s = 2\nbaseline_max_age_days = 1.5\nefficiency_batches = [8, 1]\n')
+
+
+def test_the_energy_table_is_the_default_of_every_run_queued_and_a_flag_wins(cli, workspace):
+    """#18.2: ``[energy]`` holds the run schema's energy settings, read as their flags read them; a run
+    queued without flags takes them, a flag wins over the file, and the stored config says what was used."""
+    (workspace / "greentui.toml").write_text(ENERGY)
+    plain = int(cli("queue", DEMO, "--no-start", check=True).stdout.split()[-1])
+    flagged = int(cli("queue", DEMO, "--repeats", "auto", "--energy-design", "paired", "--no-start",
+                      check=True).stdout.split()[-1])
+    with Store(db_path(workspace)) as store:
+        a, b = store.runs.get(plain)["config"], store.runs.get(flagged)["config"]
+    assert (a["energy_design"], a["repeats"], a["ci_target"], a["max_repeats"], a["window_s"],
+            a["baseline_max_age_days"], a["efficiency_batches"]) == ("sequential", 5, 0.02, 20, 2.0, 1.5, [1, 8])
+    assert (b["energy_design"], b["repeats"], b["ci_target"], b["max_repeats"]) == ("paired", "auto", 0.02, 20)
+    # the schema's own defaults where the file says nothing
+    (workspace / "greentui.toml").write_text("[energy]\nci_target = 0.05\n")
+    c = int(cli("queue", DEMO, "--no-start", check=True).stdout.split()[-1])
+    with Store(db_path(workspace)) as store:
+        cfg = store.runs.get(c)["config"]
+    assert cfg["ci_target"] == 0.05 and cfg["repeats"] == RunConfig().repeats
+
+
+def test_the_energy_table_reaches_a_studys_cells_under_its_own_run_table(cli, workspace, tmp_path):
+    (workspace / "greentui.toml").write_text('[energy]\nci_target = 0.02\nmax_repeats = 20\n')
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nname = "e"\nmodels = ["{DEMO}"]\n[grid]\nprune_ratio = ["1/7", "2/7"]\n'
+                     '[run]\nmax_repeats = 4\nlimit = 2\n')
+    cli("study", "run", str(study), "--no-start", check=True)
+    with Store(db_path(workspace)) as store:
+        configs = [store.runs.get(r["id"])["config"] for r in store.runs.list(limit=10)]
+    assert len(configs) == 3  # the shared baseline and two cells
+    assert {(c["ci_target"], c["max_repeats"]) for c in configs} == {(0.02, 4)}  # the file's [run] wins

@@ -127,9 +127,11 @@ class StudySpec:
     array_parallelism: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # given on the command line (executor…)
     written: dict[str, str] = field(default_factory=dict)    # setting -> the key as the file spells it
+    #: the workspace's greentui.toml defaults ([energy]): under the file's [run], the grid and the flags
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def base_config(self, model: str) -> RunConfig:
-        return RunConfig(**{**self.run, **self.overrides, "model": model})
+        return RunConfig(**{**self.defaults, **self.run, **self.overrides, "model": model})
 
     def cells(self) -> list[Cell]:
         """The pruned cells: models × the cartesian product of the grid, in file order."""
@@ -138,7 +140,7 @@ class StudySpec:
         for model in self.models:
             for combo in itertools.product(*(self.grid[n] for n in names)):
                 swept = dict(zip(names, combo))
-                cfg = RunConfig(**{**self.run, **swept, **self.overrides, "model": model})
+                cfg = RunConfig(**{**self.defaults, **self.run, **swept, **self.overrides, "model": model})
                 out.append(Cell(len(out) + 1, model, swept, cfg))
         return out
 

@@ -14,6 +14,10 @@ run. Example::
     qos = "normal"
     [runner]
     cpu_slots = 2         # CPU runs at once (1 to 64)
+    [energy]              # the energy settings of runs queued here (a flag or the form wins)
+    repeats = "auto"
+    ci_target = 0.02
+    max_repeats = 20
     [keys]                # the workbench's keys, by binding id (? lists them)
     quit = "ctrl+q,q"
 
@@ -93,6 +97,46 @@ def run_setting(name: str) -> Key:
     return Key("whole number" if s.type == "int" else "string", accepts, check, s.help)
 
 
+def setting_key(name: str) -> Key:
+    """A key that is the run setting ``name``, of any type: the TOML value is read as the CLI reads the
+    flag's text (``repeats = 5`` or ``"auto"``, ``efficiency_batches = [1, 8]``) and checked by the
+    setting's own rule, so a value the file accepts is one ``--flag`` accepts."""
+    s = _setting(name)
+
+    def accepts(value: Any) -> bool:
+        if s.type == "list":
+            return isinstance(value, list) and all(_scalar(v) for v in value)
+        return _scalar(value) and (s.type in ("str", "float", "ratio") or not isinstance(value, float))
+
+    def check(value: Any) -> str | None:
+        try:
+            parsed = setting_value(name, value)
+        except ValueError as exc:
+            return str(exc)
+        from backend.schema.runconfig import RunConfig
+        return s.check(parsed, RunConfig(model="(workspace)")) if s.check else None
+    kind = {"int": "whole number", "float": "number", "ratio": "number", "list": "list"}.get(s.type, "string or number")
+    return Key(kind, accepts, check, s.help)
+
+
+def setting_value(name: str, value: Any) -> Any:
+    """The TOML ``value`` of run setting ``name`` as the setting's parser reads its text."""
+    s = _setting(name)
+    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return s.from_text(text)
+
+
+def _setting(name: str) -> Any:
+    from backend.schema.runconfig import SETTING
+    return SETTING[name]
+
+
+def energy_setting_names() -> tuple[str, ...]:
+    """The run schema's energy group: the keys of ``[energy]``."""
+    from backend.schema.runconfig import SETTINGS
+    return tuple(s.name for s in SETTINGS if s.group == "energy")
+
+
 def _cpu_slots(value: int) -> str | None:
     if not 1 <= value <= MAX_CPU_SLOTS:
         return (f"must be 1 to {MAX_CPU_SLOTS}: each slot runs a whole model on the same cores, so more slots "
@@ -123,6 +167,9 @@ def _builtin_tables() -> dict[str, Table]:
                         "the runners this workspace starts"),
         "keys": Table({}, "the workbench's keys by binding id (the UI checks the ids and key names)",
                       values=Key("string such as \"ctrl+q,q\"", _text)),
+        "energy": Table({name: setting_key(name) for name in energy_setting_names()},
+                        "defaults of the energy settings of runs queued into this workspace (CLI, form, "
+                        "studies); a flag, a form field or a study's [run] wins"),
     }
 
 
@@ -213,6 +260,13 @@ def slurm_defaults(workspace: Path) -> dict[str, Any]:
 def runner_defaults(workspace: Path) -> dict[str, Any]:
     """The ``[runner]`` table (cpu_slots), checked; {} when there is none."""
     return load_workspace_config(workspace).get("runner", {})
+
+
+def energy_defaults(workspace: Path) -> dict[str, Any]:
+    """The ``[energy]`` table as run settings (name → the value its flag would give), checked; {} when
+    there is none."""
+    return {name: setting_value(name, value)
+            for name, value in load_workspace_config(workspace).get("energy", {}).items()}
 
 
 def workspace_keymap(workspace: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ keystroke, and the UI never imports torch. Why a module of its own: the form and
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import SETTING, RunConfig, layers_kept
@@ -23,13 +24,16 @@ MANY_LORA_STEPS = 100
 BUNDLED_ITEMS = 50
 
 
-def preset_config(name: str, model: str = "") -> RunConfig:
-    """The study recipe (the schema's defaults) or the demo's quick settings, for ``model``."""
+def preset_config(name: str, model: str = "", workspace: Path | None = None) -> RunConfig:
+    """The study recipe (the schema's defaults, under the ``workspace``'s ``greentui.toml`` [energy]
+    table when given) or the demo's quick settings, for ``model``."""
     if name == "quick":
         from backend.service.runs import demo_config
         return demo_config(model)
     if name == "study":
-        return RunConfig(model=model)
+        from backend.service.runs import workspace_run_defaults
+        base = workspace_run_defaults(workspace) if workspace is not None else {}
+        return RunConfig(**{**base, "model": model})
     raise GreentuiError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import RunConfig
@@ -60,6 +60,15 @@ def start_runner_if_due(workspace: Path, store: Store, device: str = "auto") -> 
     """Start the detached local runner when local runs wait, the queue is not paused and none is alive."""
     from backend.execution.executors import executor
     return executor("local").start_runner(workspace, store, device=device)
+
+
+def workspace_run_defaults(workspace: Path) -> dict[str, Any]:
+    """The run settings the workspace's ``greentui.toml`` sets for every run queued into it (its
+    ``[energy]`` table: design, repeats, CI target, caps, window, baseline age), as the flags would give
+    them; {} without a file. Applied where a config is first built (the CLI's flags, the form's study
+    recipe, a study's cells), under whatever the user gave there."""
+    from backend.schema.wsconfig import energy_defaults
+    return energy_defaults(workspace)
 
 
 def apply_workspace_defaults(cfg: RunConfig, workspace: Path) -> RunConfig:

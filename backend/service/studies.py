@@ -270,7 +270,8 @@ def run_study(workspace: Path, store: Store, spec: StudySpec, *, preset: str | N
     docstring); start the runner (locally) or submit one job array (Slurm)."""
     from backend.execution.supervisor import recover_stale_runs
     from backend.service.preflight import check_run, register_model_of
-    from backend.service.runs import apply_workspace_defaults
+    from backend.service.runs import apply_workspace_defaults, workspace_run_defaults
+    spec.defaults = workspace_run_defaults(workspace)  # [energy] of greentui.toml, under the file's [run]
     if array_parallelism is not None or spec.array_parallelism is not None:
         spec.array_parallelism = array_parallelism or spec.array_parallelism
 

@@ -189,7 +189,16 @@ class NewRunScreen(AppScreen):
         if last is not None:
             self.cloned = last
             return last, [("last run's config", "clone"), *choices], "clone"
-        return RunConfig(), choices, "study"
+        return self.study_recipe(), choices, "study"
+
+    def study_recipe(self, model: str = "") -> RunConfig:
+        """The study preset under the workspace's ``greentui.toml`` [energy] defaults. A file that does not
+        read is said once and the schema's defaults are shown: queueing refuses it by name anyway."""
+        try:
+            return preset_config("study", model, self.app.workspace)
+        except GreentuiError as exc:
+            self.notify(f"greentui.toml: {exc}", severity="error", timeout=10, markup=False)
+            return preset_config("study", model)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -289,7 +298,10 @@ class NewRunScreen(AppScreen):
     def apply_preset(self, name: str) -> None:
         """Every field but the model from the preset (``clone``: the cloned or last run's config)."""
         model = self.fields["model"].value.strip() if "model" in self.fields else str(self.held.get("model") or "")
-        cfg = self.cloned if name == "clone" and self.cloned is not None else preset_config(name, model)
+        if name == "clone" and self.cloned is not None:
+            cfg = self.cloned
+        else:
+            cfg = self.study_recipe(model) if name == "study" else preset_config(name, model)
         values = cfg.to_dict()
         for s in SETTINGS:
             if s.name == "model":

@@ -48,7 +48,7 @@ class NewStudyScreen(NewRunScreen):
     def starting_point(self) -> tuple[RunConfig, list[tuple[str, str]], str]:
         """The study recipe (never the last run's config: a study states its own [run])."""
         from backend.service.form_advice import PRESETS
-        return RunConfig(), [(label, name) for name, label in PRESETS.items()], "study"
+        return self.study_recipe(), [(label, name) for name, label in PRESETS.items()], "study"
 
     # ------------------------------------------------------------------ layout
     def form_head(self, choices: list[tuple[str, str]], chosen: str) -> ComposeResult:

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     from backend.service.runs import queue_run
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, workspace_defaults=True)
     ws, store = workspace_and_store(args)
     queued = queue_run(ws, store, cfg, start=not args.no_start)
     for note in queued.notes:

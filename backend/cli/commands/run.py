@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from backend.execution.control import process_start_time
     from backend.execution.pipeline import quiet_libraries
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, workspace_defaults=True)
     if cfg.executor != "local":
         from backend.schema.settings import SettingError
         raise SettingError("executor", f"{cfg.executor}: greentui run executes here, in the foreground; "

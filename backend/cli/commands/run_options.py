@@ -35,6 +35,14 @@ def add_settings(p: argparse.ArgumentParser, names: tuple[str, ...], group: str 
         add_argument(target, SETTING[name])
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The validated config the command line describes (``SettingError`` names a refused option)."""
-    return RunConfig(**values_from_args(args, SETTINGS)).validate()
+def config_from_args(args: argparse.Namespace, *, workspace_defaults: bool = False) -> RunConfig:
+    """The validated config the command line describes (``SettingError`` names a refused option).
+
+    ``workspace_defaults``: a command that records a run (``run``, ``queue``) starts from the
+    workspace's ``greentui.toml`` ``[energy]`` table, read before anything is created; a flag wins."""
+    base: dict = {}
+    if workspace_defaults:
+        from backend.service.runs import workspace_run_defaults
+        from backend.workspace import workspace_path
+        base = workspace_run_defaults(workspace_path(getattr(args, "runs_dir", None)))
+    return RunConfig(**{**base, **values_from_args(args, SETTINGS)}).validate()
