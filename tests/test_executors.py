@@ -288,6 +288,45 @@ def test_a_restarted_jobs_recorder_knows_what_its_earlier_attempt_finished(tmp_p
     assert (last["op"], last["run"], last["status"]) == ("finish", BASELINE_PLACEHOLDER, "done")
 
 
+def test_a_job_applies_the_baseline_reuse_rule_on_its_own_node(tmp_path):
+    """#18.4 under Slurm: the login node cannot know the node's fingerprint, so the snapshot carries the
+    finished baseline's recorded fingerprint and finish time (``job_snapshot``, from a real store) and the
+    job applies the pipeline's rule to them: another node's, an old or an unfingerprinted baseline is
+    passed over, by name; the same machine's is reused."""
+    from backend.execution.executors.scheduler import job_snapshot
+    from backend.schema.runconfig import RunConfig
+    from backend.store.tables import now
+    store = Store(tmp_path / "greentui.db")
+    model_id = store.models.upsert("/m")
+    cfg = RunConfig(model="/m", tasks=["boolq"])
+    key = cfg.baseline_key("/m", "cpu")
+    base = store.runs.create(model_id, "baseline", dict(cfg.to_dict(), no_prune=True))
+    store.runs.update(base, baseline_key=key)
+    store.results.save_task_result(base, "vanilla", "boolq", _result("boolq"))
+    store.runs.finish(base, "done")
+    here = {"node": "n1", "cpu": "EPYC", "torch": "2.13", "data": "d"}
+    run_id = store.runs.create(model_id, "experiment", cfg.to_dict())
+
+    def job(fp: dict | None) -> tuple[dict | None, list[str]]:
+        if fp is not None:
+            store.results.save_metric(base, "run", "fingerprint", None, fp)
+        folder = tmp_path / f"job-{len(list(tmp_path.glob('job-*')))}"
+        recorder = FileRecorder(folder, job_snapshot(store, store.runs.get(run_id)))
+        why: list[str] = []
+        return recorder.find_baseline(key, ["boolq"], fingerprint=here, max_age_s=7 * 86400, why_not=why), why
+
+    found, why = job(None)
+    assert found is None and why == [f"run {base}: no fingerprint recorded"]
+    found, why = job(dict(here, node="n2"))
+    assert found is None and why == [f"run {base}: node differ"]
+    found, why = job(here)
+    assert found["id"] == base and why == []
+    store.runs.update(base, finished_at=now() - 8 * 86400)
+    found, why = job(None)
+    assert found is None and why == [f"run {base}: older than 7 days"]
+    store.close()
+
+
 @pytest.mark.slow
 def test_a_job_stopped_by_its_scheduler_resumes_in_its_run_folder(tmp_path, demo_model_dir):
     """A job stopped (SIGTERM from the scheduler) right after its first pruned task, then started again in

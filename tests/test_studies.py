@@ -12,7 +12,7 @@ import pytest
 from backend.errors import GreentuiError
 from backend.results.study import study_answer
 from backend.schema.study import StudyError, parse
-from backend.service.studies import run_study, study_grid
+from backend.service.studies import queue_fingerprint, run_study, study_grid
 from backend.store import Store
 
 TASKS = ["boolq", "piqa"]
@@ -89,9 +89,26 @@ def test_a_finished_baseline_in_the_store_is_reused_not_queued(workspace, store,
     store.runs.update(base, baseline_key=RunConfig.from_dict(cfg).baseline_key(store.runs.get(base)["model_ref"], "cpu"))
     store.results.save_task_results(base, [{"variant": "vanilla", "task": t, "acc": 0.5} for t in TASKS])
     store.runs.finish(base, "done")
+    base_cfg = RunConfig.from_dict(cfg)
+    # the fingerprint the pipeline records with a baseline (GPU facts and CUDA besides, which the queue
+    # cannot know): this machine, these libraries, this data
+    store.results.save_metric(base, "run", "fingerprint", None, dict(queue_fingerprint(base_cfg), cuda=None))
     other = run_study(workspace, store, parse(study_text(model, name="other", extra="seed = 0\n")), start=False)
     assert other.reused_baselines == [base] and len(other.queued) == 4
     assert all(store.runs.get(i)["after_run_id"] is None for i in other.queued)
+
+    # #18.4 at queue time too: a baseline older than baseline_max_age_days, or measured on another node
+    # or with other library versions, is not this study's baseline: a fresh one is queued
+    from backend.store.tables import now
+    store.runs.update(base, finished_at=now() - 8 * 86400)
+    aged = run_study(workspace, store, parse(study_text(model, name="aged", extra="seed = 0\n")), start=False)
+    assert aged.reused_baselines == [] and len(aged.queued) == 5
+    store.runs.update(base, finished_at=now())
+    for field, value in (("node", "another-node"), ("torch", "1.0.0"), ("data", "another-digest")):
+        store.results.save_metric(base, "run", "fingerprint", None, dict(queue_fingerprint(base_cfg), **{field: value}))
+        moved = run_study(workspace, store, parse(study_text(model, name=f"moved-{field}", extra="seed = 0\n")),
+                          start=False)
+        assert moved.reused_baselines == [], field
 
 
 def test_a_refused_cell_records_nothing(workspace, store, model):

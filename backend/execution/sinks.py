@@ -267,12 +267,19 @@ class FileRecorder:
         """A finished baseline the run may reuse: one the store had at submission, or the one an earlier
         attempt of this job evaluated whole (closed as done here if that attempt was stopped first).
 
-        The fingerprint and age ``rules`` are applied on the login node, when the store is read at
-        submission (``scheduler.job_snapshot``)."""
+        The fingerprint and age ``rules`` are applied here, on the job's node, whose fingerprint only the
+        job knows, to the fingerprint and finish time the login node put in the snapshot
+        (``scheduler.job_snapshot``); a baseline passed over is named in ``rules['why_not']``."""
+        from backend.store.results import baseline_refusal
         wanted = set(tasks)
         found = self.baselines.get(baseline_key)
         if found and wanted <= set(found.get("tasks") or []):
-            return dict(found)
+            reason = baseline_refusal(found.get("finished_at"), found.get("fingerprint"),
+                                      fingerprint=rules.get("fingerprint"), max_age_s=rules.get("max_age_s"))
+            if reason is None:
+                return dict(found)
+            if rules.get("why_not") is not None:
+                rules["why_not"].append(f"run {found['id']}: {reason}")
         if self.earlier.baseline_created and wanted <= self.finished_tasks(BASELINE_PLACEHOLDER, "vanilla"):
             self._baseline_created = True
             if self.earlier.baseline_status != "done":

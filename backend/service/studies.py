@@ -336,13 +336,35 @@ def _cell_record(cell: Cell) -> dict[str, Any]:
 
 
 def _finished_baseline(store: Store, cfg: RunConfig) -> int | None:
-    """A finished baseline in the store this study's baseline cell can be (the pipeline's reuse rule)."""
+    """A finished baseline in the store this study's baseline cell can be: the pipeline's reuse rule as
+    far as the queue can tell it. Always: the key (model, tasks, limit, few-shot, seed), every task, and
+    younger than ``baseline_max_age_days``. For a local cell also this machine's node, library versions
+    and the data's digest (``queue_fingerprint``); the GPU facts and the CUDA version need torch and
+    the run's device, and a Slurm cell's node is not known yet: the cells' own runs apply the whole rule
+    when they start (``pipeline``), and measure a baseline of their own where this one does not pass."""
     devices = [cfg.device] if cfg.device != "auto" else ["cpu", "cuda"]
+    known = queue_fingerprint(cfg) if cfg.executor == "local" else None
     for device in devices:
-        found = store.results.find_baseline(cfg.baseline_key(cfg.model, device), cfg.tasks)
+        found = store.results.find_baseline(cfg.baseline_key(cfg.model, device), cfg.tasks,
+                                            max_age_s=cfg.baseline_max_age_days * 86400,
+                                            fingerprint=known, partial=True)
         if found:
             return int(found["id"])
     return None
+
+
+def queue_fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    """The fields of the pipeline's baseline fingerprint this process can know without torch or the
+    run's device: node, CPU, library versions (package metadata), the data's digest, seed, few-shot, limit."""
+    import platform
+
+    from backend.measure.machine import cpu_model, library_versions
+    from backend.schema.tasks import data_digest, resolve_tasks
+    versions = library_versions()
+    return {"node": platform.node(), "cpu": cpu_model(), "torch": versions.get("torch"),
+            "transformers": versions.get("transformers"), "lm-eval": versions.get("lm-eval"),
+            "data": data_digest(cfg.data_dir, resolve_tasks(cfg.tasks)), "seed": cfg.seed,
+            "num_fewshot": cfg.num_fewshot, "limit": cfg.limit}
 
 
 def _check_executors(workspace: Path, spec: StudySpec, cells: list[Cell]) -> None:

@@ -23,6 +23,25 @@ from backend.store.tables import (
 )
 
 
+def baseline_refusal(finished_at: float | None, theirs: dict[str, Any] | None, *,
+                     fingerprint: dict[str, Any] | None = None, max_age_s: float | None = None,
+                     partial: bool = False) -> str | None:
+    """Why a finished baseline may not be reused under the rules (issue #18.4), or None when it may:
+    older than ``max_age_s``; a recorded fingerprint (``theirs``) that differs from ``fingerprint`` (on
+    its fields only, when ``partial``), or none recorded. One rule for the store's search and for a
+    Slurm job, which applies it on its node to what the login node put in the job's snapshot."""
+    if max_age_s is not None and (finished_at or 0) < now() - max_age_s:
+        return f"older than {max_age_s / 86400:g} days"
+    if fingerprint is not None:
+        if not theirs:
+            return "no fingerprint recorded"
+        fields = set(fingerprint) if partial else set(fingerprint) | set(theirs)
+        differ = sorted(k for k in fields if theirs.get(k) != fingerprint.get(k))
+        if differ:
+            return f"{', '.join(differ)} differ"
+    return None
+
+
 class ResultRepository(Repository):
     """What runs measured: task results and their energy passes, metrics, the efficiency sweep,"""
 
@@ -158,31 +177,28 @@ class ResultRepository(Repository):
         return rid
 
     def find_baseline(self, baseline_key: str, tasks: Iterable[str], *, fingerprint: dict[str, Any] | None = None,
-                      max_age_s: float | None = None, why_not: list[str] | None = None) -> dict[str, Any] | None:
+                      max_age_s: float | None = None, why_not: list[str] | None = None,
+                      partial: bool = False) -> dict[str, Any] | None:
         """The newest finished baseline with this key that holds every requested task.
 
         With ``fingerprint`` (issue #18) a baseline is reused only when the fingerprint recorded with it
         (the ``fingerprint`` run metric: hardware and software, ``backend.measure.machine.fingerprint``,
-        and the data digest) is the same; with ``max_age_s`` only when it finished that recently. Each
-        baseline passed over for either reason is named in ``why_not``."""
+        and the data digest) is the same; ``partial``: only on the fields ``fingerprint`` has (what a
+        queue can know before the run's machine is known). With ``max_age_s`` only when it finished that
+        recently. Each baseline passed over for either reason is named in ``why_not``."""
         want = sorted(set(tasks))
         for row in self._rows("SELECT id, finished_at FROM runs WHERE baseline_key = ? AND kind = 'baseline' "
                               "AND status = 'done' ORDER BY id DESC", (baseline_key,)):
             have = {r["task"] for r in self.task_results(row["id"], variant="vanilla")}
             if not set(want) <= have:
                 continue
-            if max_age_s is not None and (row["finished_at"] or 0) < now() - max_age_s:
+            theirs = self.fingerprint(row["id"]) if fingerprint is not None else None
+            reason = baseline_refusal(row["finished_at"], theirs, fingerprint=fingerprint, max_age_s=max_age_s,
+                                      partial=partial)
+            if reason:
                 if why_not is not None:
-                    why_not.append(f"run {row['id']}: older than {max_age_s / 86400:g} days")
+                    why_not.append(f"run {row['id']}: {reason}")
                 continue
-            if fingerprint is not None:
-                theirs = self.fingerprint(row["id"])
-                differ = sorted(k for k in set(fingerprint) | set(theirs or {})
-                                if (theirs or {}).get(k) != fingerprint.get(k)) if theirs else ["no fingerprint"]
-                if differ:
-                    if why_not is not None:
-                        why_not.append(f"run {row['id']}: {', '.join(differ)} differ")
-                    continue
             return self._store.runs.get(row["id"])
         return None
 

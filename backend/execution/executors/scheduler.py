@@ -80,7 +80,9 @@ def job_snapshot(store: Store, run: dict[str, Any]) -> dict[str, Any]:
             found = store.results.find_baseline(key, cfg.tasks)
             if found:
                 tasks = [r["task"] for r in store.results.task_results(found["id"], "vanilla")]
-                baselines[key] = {"id": found["id"], "tasks": tasks}
+                # what the job needs to apply the reuse rule on its node, whose fingerprint only it knows
+                baselines[key] = {"id": found["id"], "tasks": tasks, "finished_at": found.get("finished_at"),
+                                  "fingerprint": store.results.fingerprint(found["id"])}
     keep = ("id", "model_id", "parent_run_id", "kind", "label", "config", "status", "baseline_key")
     return {"run": {k: run.get(k) for k in keep}, "model": dict(model), "baselines": baselines}
 
