@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
 from backend.store.base import Repository
 from backend.store.tables import RUN_EXECUTOR, now
@@ -98,8 +98,18 @@ class JobRepository(Repository):
             "SELECT * FROM jobs WHERE executor = ? AND finished = 0 AND cancel_requested = 1 "
             "AND cancel_sent IS NULL AND job_id IS NOT NULL ORDER BY run_id", (executor,))]
 
+    @overload
+    @staticmethod
+    def _decoded(row: dict[str, Any]) -> dict[str, Any]: ...
+
+    @overload
+    @staticmethod
+    def _decoded(row: None) -> None: ...
+
     @staticmethod
     def _decoded(row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The row with its ``detail`` JSON decoded ({} when empty); a row read decodes to a row, a
+        missing one stays None (the overloads say so to the callers that read many rows)."""
         if row is not None:
             row["detail"] = json.loads(row["detail"]) if row.get("detail") else {}
         return row

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from backend.errors import GreentuiError
-from backend.store.base import Repository
+from backend.store.base import Repository, inserted_id
 from backend.store.tables import (
     _fits,
     now,
@@ -39,7 +39,7 @@ class ModelRepository(Repository):
             marks = ", ".join("?" * (len(fields) + 3))
             cur = c.execute(f"INSERT INTO models ({cols}) VALUES ({marks})",
                             (ref, *fields.values(), extra, now()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def get(self, ref_or_id: str | int) -> dict[str, Any] | None:
         if (isinstance(ref_or_id, int) or str(ref_or_id).isdigit()) and _fits(int(ref_or_id)):
