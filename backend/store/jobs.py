@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
+from backend.errors import GreentuiError
 from backend.store.base import Repository
 from backend.store.tables import RUN_EXECUTOR, now
 
@@ -66,6 +67,13 @@ class JobRepository(Repository):
 
     def get(self, run_id: int) -> dict[str, Any] | None:
         return self._decoded(self._row("SELECT * FROM jobs WHERE run_id = ?", (run_id,)))
+
+    def require(self, run_id: int) -> dict[str, Any]:
+        """The job of a run that has one (an executor following it); a missing one is one clear error."""
+        job = self.get(run_id)
+        if job is None:
+            raise GreentuiError(f"run {run_id} has no job in {self.path}")
+        return job
 
     def open(self, executor: str | None = None) -> list[dict[str, Any]]:
         """Jobs still followed (being submitted, or submitted and not yet closed), of one executor or all."""
