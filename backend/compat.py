@@ -14,6 +14,7 @@ the function that needs it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
@@ -65,14 +66,14 @@ def _textual_ok(what: str, present: bool) -> bool:
     return False
 
 
-def route_uncaught_errors(app: object, handler) -> bool:
+def route_uncaught_errors(app: object, handler: Callable[[Exception], bool]) -> bool:
     """Show ``handler(error)`` every exception no handler caught in ``app`` before Textual's own
     handling (``App._handle_exception``, private): the workbench ends on a store error with the CLI's
     one line instead of a traceback. ``handler`` returns True when it dealt with the error; otherwise
     Textual's handling (its traceback) follows. Returns False (nothing installed) when Textual moved on;
     an error then shows as Textual's traceback, the app otherwise unchanged."""
     original = getattr(app, "_handle_exception", None)
-    if not _textual_ok("App._handle_exception", callable(original)):
+    if not _textual_ok("App._handle_exception", callable(original)) or original is None:
         return False
 
     def _handle_exception(error: Exception) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from backend.results.ratios import attach
+from backend.results.report_energy import efficiency_table
 from backend.results.tables import csv_cell, csv_text, escape_latex, escape_markdown
 from backend.store import Store
 from backend.workspace import db_path
@@ -192,6 +193,19 @@ def test_latex_escape_every_special():
     ('Foo "q" 7B', 'Foo "q" 7B'), ("a\nb", "a\nb"), ("x\x1by", "x\\x1by")])
 def test_csv_cell_neutralises_formulas_keeps_numbers(value, written):
     assert csv_cell(value) == written
+
+
+def test_the_efficiency_table_leaves_out_a_batch_size_neither_variant_measured():
+    """A run folder's efficiency line may name any variant (the store keeps it as written); Table 3 has
+    vanilla and pruned columns only, so a batch size only another variant measured gets no line (it
+    ended the energy report with a TypeError: found by mypy)."""
+    point = {"seq_len": 128, "tokens_per_s": 900.0, "j_per_token": 0.5, "meter": "codecarbon", "detail": {}}
+    points = [dict(point, variant="vanilla", batch_size=1), dict(point, variant="pruned", batch_size=1,
+                                                                 j_per_token=0.4),
+              dict(point, variant="merged", batch_size=4)]
+    lines = efficiency_table(points, {"id": 1})
+    assert [line["batch_size"] for line in lines] == [1]
+    assert lines[0]["energy_ratio"] == pytest.approx(0.8)
 
 
 def test_csv_quotes_as_rfc4180():

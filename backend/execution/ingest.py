@@ -11,9 +11,10 @@ lost or doubled. Each ``results/*.json`` is marked ingested the same way (offset
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from backend.execution.sinks import BASELINE_PLACEHOLDER, EVENTS, POWER, RESULTS, STATUS, UPDATES
 from backend.store import Store
@@ -31,6 +32,19 @@ class IngestCounts:
     @property
     def total(self) -> int:
         return self.events + self.power + self.results + self.updates
+
+
+class UpdateBatch(TypedDict):
+    """The rows of one slice of ``updates.jsonl``, under the ``store.ingest.apply`` keyword that writes them."""
+
+    run_updates: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    finishes: list[dict[str, Any]]
+    efficiency: list[dict[str, Any]]
+
+
+def _empty_batch() -> UpdateBatch:
+    return {"run_updates": [], "metrics": [], "finishes": [], "efficiency": []}
 
 
 def _complete_lines(path: Path, offset: int) -> tuple[list[tuple[int, dict[str, Any]]], int]:
@@ -95,22 +109,25 @@ class Ingester:
     def _power_rows(self, rec: dict[str, Any]) -> dict[str, Any]:
         return dict(rec, run_id=self.run_id)
 
-    def _jsonl(self, name: str, to_row, key: str) -> int:
+    def _jsonl(self, name: str, to_row: Callable[[dict[str, Any]], dict[str, Any]],
+               key: Literal["events", "power"]) -> int:
         old = self.store.ingest.offset(self.run_id, name)
         lines, end = _complete_lines(self.folder / name, old)
         if end == old:
             return 0
         rows = [to_row(rec) for _, rec in lines]
-        if self.store.ingest.apply(self.run_id, name, old, end, **{key: rows}):
-            return len(rows)
-        return 0
+        if key == "events":
+            applied = self.store.ingest.apply(self.run_id, name, old, end, events=rows)
+        else:
+            applied = self.store.ingest.apply(self.run_id, name, old, end, power=rows)
+        return len(rows) if applied else 0
 
     def _updates(self) -> int:
         """Updates in order; the slice is cut after a ``create_baseline`` so later lines can map it."""
         old = self.store.ingest.offset(self.run_id, UPDATES)
         lines, end = _complete_lines(self.folder / UPDATES, old)
         n, start = 0, old
-        batch: dict[str, list[dict[str, Any]]] = {"run_updates": [], "metrics": [], "finishes": [], "efficiency": []}
+        batch = _empty_batch()
         for pos, rec in lines:
             op = rec.get("op")
             if op == "create_baseline":
@@ -120,7 +137,7 @@ class Ingester:
                 if not self.store.ingest.apply(self.run_id, UPDATES, start, pos, baseline=baseline, **batch):
                     return n
                 n += batch_size(batch) + 1
-                start, batch = pos, {k: [] for k in batch}
+                start, batch = pos, _empty_batch()
                 continue
             run = self._map(rec.get("run", self.run_id))
             if run is None:  # refers to a baseline that was never created: nothing to attach it to
@@ -171,5 +188,5 @@ class Ingester:
         return n
 
 
-def batch_size(batch: dict[str, list[Any]]) -> int:
-    return sum(len(v) for v in batch.values())
+def batch_size(batch: UpdateBatch) -> int:
+    return len(batch["run_updates"]) + len(batch["metrics"]) + len(batch["finishes"]) + len(batch["efficiency"])

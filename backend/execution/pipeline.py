@@ -260,6 +260,8 @@ class _Pipeline:
                 self.session = EnergySession(country=cfg.country).prepare()
             model_id = self.run["model_id"] or self.store.register_model(cfg.model, cfg.trust_remote_code)
             model_row = self.store.get_model(model_id)
+            if model_row is None:  # `models rm` refuses a model that runs use: only a store changed by hand
+                raise GreentuiError(f"run {self.run_id}: its model {model_id} is not in the store")
             if not cfg.no_prune:  # before loading: a GPT-2 is refused at once, not after its baseline
                 from backend.stages.models import check_prunable
                 check_prunable(model_row.get("arch"), model_row["ref"])
@@ -416,11 +418,11 @@ class _Pipeline:
             self.sink.emit("progress", stage="baseline", fraction=1.0, message=f"reused {which}")
             return
         base_cfg = RunConfig.from_dict(dict(cfg.to_dict(), no_prune=True, repeats=cfg.vanilla_passes()))
-        base_id = self.store.create_run(self.run["model_id"] or self.store.get_run(self.run_id)["model_id"],
+        base_id = self.store.create_run(self.run["model_id"] or self.store.require_run(self.run_id)["model_id"],
                                         "baseline", base_cfg.to_dict(), status="running", pid=os.getpid(),
                                         device=device, baseline_key=key,
                                         label=f"baseline for run {self.run_id}")
-        mine = self.store.get_run(self.run_id)
+        mine = self.store.require_run(self.run_id)
         self.store.update_run(base_id, pid_start=process_start_time(), runner_id=mine.get("runner_id"),
                               executor=mine.get("executor"), slot=mine.get("slot"))
         self.watch.watch(base_id)  # cancelling the baseline's row stops this run too

@@ -124,7 +124,7 @@ class Runner:
             n, wanted = self.fill(limit=1 if once else None)
             self.launched += n
             busy = busy or n > 0
-        return not busy and (not wanted or self.stopping or (once and self.launched))
+        return not busy and (not wanted or self.stopping or (once and self.launched > 0))
 
     def stop(self) -> None:
         """SIGTERM: launch nothing more, ask the local runs to cancel, wait for them to end."""

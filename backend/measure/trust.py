@@ -202,7 +202,7 @@ def quality_badge(store: Store, run_id: int) -> Badge:
         if a["max_cv"] is not None:
             cvs.append(a["max_cv"])
     drifts = []
-    notes = []
+    notes: list[str] = []
     for p in passes:
         state = (p["detail"].get("provenance") or {}).get("gpu_state") or {}
         start, end = state.get("start") or [], state.get("end") or []

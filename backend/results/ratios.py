@@ -36,7 +36,7 @@ imports it).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,17 +139,23 @@ def acc_ratio(pruned: dict[str, tuple[float | None, float | None]],
               vanilla: dict[str, tuple[float | None, float | None]]) -> Ratio | None:
     """Σ pruned acc / Σ vanilla acc over the tasks both hold (the study's Ratio of the averages), with a
     95 % interval from lm-eval's standard errors by the delta method on the log ratio."""
-    common = [t for t in pruned if pruned[t][0] is not None and (vanilla.get(t) or (None, None))[0] is not None]
+    # (pruned acc, its stderr, vanilla acc, its stderr) of each task both hold, in the pruned row's order
+    common: list[tuple[float, float | None, float, float | None]] = []
+    for t, (p_acc, p_se) in pruned.items():
+        v_acc, v_se = vanilla.get(t) or (None, None)
+        if p_acc is not None and v_acc is not None:
+            common.append((p_acc, p_se, v_acc, v_se))
     if not common:
         return None
-    a = sum(pruned[t][0] for t in common)  # type: ignore[misc]
-    b = sum(vanilla[t][0] for t in common)  # type: ignore[misc]
+    a = sum(c[0] for c in common)
+    b = sum(c[2] for c in common)
     if a <= 0 or b <= 0:
         return None
-    ses = [pruned[t][1] for t in common] + [vanilla[t][1] for t in common]
-    if any(s is None or math.isnan(s) for s in ses):
+    p_ses = [s for c in common if (s := c[1]) is not None and not math.isnan(s)]
+    v_ses = [s for c in common if (s := c[3]) is not None and not math.isnan(s)]
+    if len(p_ses) < len(common) or len(v_ses) < len(common):
         return Ratio(a / b, note="no stderr")
-    var = sum(pruned[t][1] ** 2 for t in common) / a ** 2 + sum(vanilla[t][1] ** 2 for t in common) / b ** 2  # type: ignore[operator]
+    var = sum(s ** 2 for s in p_ses) / a ** 2 + sum(s ** 2 for s in v_ses) / b ** 2
     half = 1.96 * math.sqrt(var)
     return Ratio(a / b, a / b * math.exp(-half), a / b * math.exp(half), "stderr", method=METHOD_ACC)
 
@@ -189,7 +195,7 @@ def paired_task_ratio(pairs: Sequence[tuple[float, float]]) -> Ratio | None:
     return Ratio(math.exp(m), math.exp(m - half), math.exp(m + half), f"n={n}", n=n, method=METHOD_PAIRED)
 
 
-def paired_energy_ratio(pairs: dict[str, Sequence[tuple[float, float]]]) -> Ratio | None:
+def paired_energy_ratio(pairs: Mapping[str, Sequence[tuple[float, float]]]) -> Ratio | None:
     """The average over tasks of paired ratios: each task's ratio weighted by its share of the vanilla
     Wh (so it is ≈ Σ pruned / Σ vanilla), variance by the delta method over the tasks' errors."""
     parts = []
@@ -206,8 +212,12 @@ def paired_energy_ratio(pairs: dict[str, Sequence[tuple[float, float]]]) -> Rati
     if n < 2:
         return Ratio(value, note="n=1", n=n)
     # var(log R_t) = (log-half / t)²; var(Σ w_t R_t) = Σ w_t² R_t² var(log R_t); back to the log of the sum
-    var = sum((w / total) ** 2 * r.value ** 2 * (math.log(r.hi / r.value) / t975(r.n - 1)) ** 2  # type: ignore[operator]
-              for w, r in parts)
+    terms = []
+    for w, r in parts:
+        if r.hi is None or r.n is None:  # never: a task of n >= 2 pairs has its interval
+            raise ValueError(f"a paired task ratio of {r.n} pairs without an interval")
+        terms.append((w / total) ** 2 * r.value ** 2 * (math.log(r.hi / r.value) / t975(r.n - 1)) ** 2)
+    var = sum(terms)
     half = t975(n - 1) * math.sqrt(var) / value
     return Ratio(value, value * math.exp(-half), value * math.exp(half), f"n={n}", n=n, method=METHOD_PAIRED)
 
@@ -261,9 +271,9 @@ def energy_ratios(own: Iterable[dict[str, Any]], own_wh: dict[str, float | None]
         per = {t: r for t, ps in pairs.items() if per_task and (r := paired_task_ratio(ps)) is not None}
         return EnergyRatios(paired_energy_ratio(pairs), per, "paired")
     passes: dict[str, list[float]] = {}
-    for r in own:
-        if r["variant"] == variant and r.get("energy_kwh") is not None:
-            passes.setdefault(r["task"], []).append(r["energy_kwh"] * 1000)
+    for row in own:
+        if row["variant"] == variant and row.get("energy_kwh") is not None:
+            passes.setdefault(row["task"], []).append(row["energy_kwh"] * 1000)
     for t, wh in own_wh.items():
         if t not in passes and wh is not None:
             passes[t] = [wh]

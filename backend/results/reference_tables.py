@@ -321,7 +321,12 @@ def reference_runs(table: ParsedTable) -> list[dict[str, Any]]:
         folded = r.model.casefold()
         seen[folded] = seen.get(folded, 0) + 1
         key = f"{folded}#{seen[folded]}"
-        rows = {"pruned": r, "vanilla": table.rows[r.pair_of]} if r.variant == "pruned" else {"vanilla": r}
+        if r.variant == "pruned":
+            if r.pair_of is None:  # the parser pairs every pruned row (one with no vanilla above is refused)
+                raise GreentuiError(f"row {r.line}: a pruned row with no vanilla row to pair with")
+            rows = {"pruned": r, "vanilla": table.rows[r.pair_of]}
+        else:
+            rows = {"vanilla": r}
         checks = [c for x in rows.values() for c in checks_by_line.get(x.line, [])]
         checks.sort(key=lambda c: c.line)
         runs.append({"key": key, "model": r.model, "rows": rows, "checks": checks})

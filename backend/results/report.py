@@ -44,7 +44,7 @@ class Row:
 
 
 def _avg(values: dict[str, float | None], tasks: list[str]) -> float | None:
-    vals = [values[t] for t in tasks if values.get(t) is not None]
+    vals = [v for t in tasks if (v := values.get(t)) is not None]
     return mean(vals) if vals else None
 
 
@@ -79,10 +79,10 @@ def _rows_for(store: Store, run: dict[str, Any], variant: str, metric: str) -> R
     meters = {t: results[t]["meter"] for t in results}
     ci95: dict[str, float | None] = {}
     if metric == "wh":
-        passes: dict[str, list[float | None]] = {}
+        pass_wh: dict[str, list[float | None]] = {}
         for p in store.results.energy_repeats(run["id"], variant):
-            passes.setdefault(p["task"], []).append(None if p["energy_kwh"] is None else p["energy_kwh"] * 1000)
-        ci95 = {t: (sp.ci95 if (sp := spread(v)) else None) for t, v in passes.items()}
+            pass_wh.setdefault(p["task"], []).append(None if p["energy_kwh"] is None else p["energy_kwh"] * 1000)
+        ci95 = {t: (sp.ci95 if (sp := spread(v)) else None) for t, v in pass_wh.items()}
     name = run.get("model_name") or run.get("model_ref") or "?"
     method, prune_ratio = _method(run, variant)
     return Row(model=name, run_id=run["id"], variant=variant, values=values, stderr=stderr, meters=meters,
@@ -99,7 +99,7 @@ def study_tables(store: Store, run_ids: list[int] | None = None) -> dict[str, An
     if run_ids:
         runs = [store.runs.require(i) for i in run_ids]
     else:
-        runs = [store.runs.get(r["id"]) for r in store.runs.list(limit=100_000, descending=False)
+        runs = [store.runs.require(r["id"]) for r in store.runs.list(limit=100_000, descending=False)
                 if r["status"] == "done" and r["kind"] in ("experiment", "import", "reference")]
     tables: dict[str, Any] = {"accuracy": [], "energy": []}
     for metric, key in (("acc", "accuracy"), ("wh", "energy")):

@@ -73,7 +73,10 @@ def efficiency_table(points: list[dict[str, Any]], run: dict[str, Any]) -> list[
     out = []
     for b in sorted({p["batch_size"] for p in points}):
         v, p = by.get(("vanilla", b)), by.get(("pruned", b))
-        line: dict[str, Any] = {"batch_size": b, "seq_len": (v or p)["seq_len"]}
+        seen = v or p
+        if seen is None:  # only a variant of neither kind measured this batch size: no line of this table
+            continue
+        line: dict[str, Any] = {"batch_size": b, "seq_len": seen["seq_len"]}
         for name, pt in (("vanilla", v), ("pruned", p)):
             line[f"{name}_tokens_per_s"] = pt["tokens_per_s"] if pt else None
             line[f"{name}_j_per_token"] = pt["j_per_token"] if pt else None

@@ -17,6 +17,7 @@ imports).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import Any
@@ -199,8 +200,9 @@ def _row(store: Store, run: dict[str, Any] | None, variant: str, *, model: str, 
     for t in store.results.task_results(run["id"], variant):
         task = t["task"]
         r.acc[task], r.acc_stderr[task] = t["acc"], t["acc_stderr"]
-        r.wh[task] = None if t["energy_kwh"] is None else t["energy_kwh"] * 1000
-        r.wh_passes[task] = passes.get(task) or ([] if r.wh[task] is None else [r.wh[task]])  # type: ignore[list-item]
+        wh = None if t["energy_kwh"] is None else t["energy_kwh"] * 1000
+        r.wh[task] = wh
+        r.wh_passes[task] = passes.get(task) or ([] if wh is None else [wh])
         r.tokens[task], r.items[task] = t["tokens"], t["n_samples"]
         if t["meter"] and t["meter"] not in r.meters:
             r.meters.append(t["meter"])
@@ -214,6 +216,15 @@ def _row(store: Store, run: dict[str, Any] | None, variant: str, *, model: str, 
     return r
 
 
+def _total(values: Mapping[str, float | int | None], keys: list[str]) -> float:
+    """The sum of ``values`` over ``keys``. The callers pick the keys that hold a value (the tasks both
+    rows measured), so a missing one is a bug: said at once rather than summed as nothing."""
+    present = [v for k in keys if (v := values.get(k)) is not None]
+    if len(present) != len(keys):
+        raise ValueError(f"no value for {sorted(set(keys) - {k for k in keys if values.get(k) is not None})}")
+    return sum(present)
+
+
 def _pair(row: StudyRow, vanilla: StudyRow) -> None:
     """The pruned row's ratios against the vanilla row shown beside it (the tasks both hold)."""
     row.vs_run = vanilla.run_id
@@ -224,8 +235,8 @@ def _pair(row: StudyRow, vanilla: StudyRow) -> None:
     common = [t for t in row.tokens if row.tokens[t] and vanilla.tokens.get(t) and row.wh.get(t) is not None
               and vanilla.wh.get(t) is not None]
     if common:
-        jp = sum(row.wh[t] for t in common) / sum(row.tokens[t] for t in common)  # type: ignore[misc]
-        jv = sum(vanilla.wh[t] for t in common) / sum(vanilla.tokens[t] for t in common)  # type: ignore[misc]
+        jp = _total(row.wh, common) / _total(row.tokens, common)
+        jv = _total(vanilla.wh, common) / _total(vanilla.tokens, common)
         if jv > 0 and jp > 0:
             w = row.wh_ratio
             # tokens are counted, not measured: J/token's ratio carries the Wh ratio's relative interval
@@ -250,8 +261,8 @@ def _amortised(store: Store, row: StudyRow, vanilla: StudyRow) -> Amortised | No
     if not common:
         out.note = "no task measured on both models"
         return out
-    jv = sum(vanilla.wh[t] for t in common) * 3600 / sum(vanilla.tokens[t] for t in common)  # type: ignore[misc]
-    jp = sum(row.wh[t] for t in common) * 3600 / sum(row.tokens[t] for t in common)  # type: ignore[misc]
+    jv = _total(vanilla.wh, common) * 3600 / _total(vanilla.tokens, common)
+    jp = _total(row.wh, common) * 3600 / _total(row.tokens, common)
     saved = jv - jp
     out.saved_j_per_token = saved
     w = row.wh_ratio
@@ -265,9 +276,9 @@ def _amortised(store: Store, row: StudyRow, vanilla: StudyRow) -> Amortised | No
     lo_s, hi_s = out.saved_j_per_token_range
     if hi_s is not None:
         out.break_even_tokens_range = (cost_j / hi_s, cost_j / lo_s if lo_s is not None and lo_s > 0 else None)
-    items = [row.items[t] for t in common if row.items.get(t)]
+    items = [n for t in common if (n := row.items.get(t))]
     if items:
-        per_request = (sum(vanilla.wh[t] for t in common) - sum(row.wh[t] for t in common)) / sum(items)  # type: ignore[misc]
+        per_request = (_total(vanilla.wh, common) - _total(row.wh, common)) / sum(items)
         out.saved_wh_per_request = per_request
         out.break_even_requests = out.cost_wh / per_request if per_request > 0 else None
     if w is not None and w.lo is None:
@@ -290,7 +301,8 @@ def _crossover(store: Store, run_id: int | None) -> Crossover | None:
                   else None) for b in batches}
     cross = None
     for b in reversed(batches):
-        if ratios[b] is not None and ratios[b] < 1:
+        r = ratios[b]
+        if r is not None and r < 1:
             cross = b
         else:
             break
@@ -301,15 +313,16 @@ def _optimal(ans: ModelAnswer, floor_share: float) -> None:
     """The energy-optimal finished cell whose average accuracy reaches the floor, and every cell's
     distance from it (accuracy points short of the floor; Wh relative to the optimal cell)."""
     base = next((v for v in ans.vanilla if v.avg_acc is not None), None)
-    if base is None:
+    if base is None or base.avg_acc is None:
         ans.verdict = "no finished vanilla evaluation yet: no floor to judge by"
         return
-    ans.floor = floor_share * base.avg_acc  # type: ignore[operator]
+    floor = ans.floor = floor_share * base.avg_acc
     done = [c for c in ans.cells if c.complete]
     for c in done:
-        c.qualifies = c.avg_acc >= ans.floor  # type: ignore[operator]
-        c.floor_gap = max(0.0, ans.floor - c.avg_acc)  # type: ignore[operator]
-    fits = [c for c in done if c.qualifies and c.avg_wh is not None]
+        if c.avg_acc is not None:  # always (a complete cell has its average)
+            c.qualifies = c.avg_acc >= floor
+            c.floor_gap = max(0.0, floor - c.avg_acc)
+    fits = [(wh, c) for c in done if c.qualifies and (wh := c.avg_wh) is not None]
     floor_text = f"avg accuracy ≥ {ans.floor:.3f} ({floor_share:.0%} of vanilla {base.avg_acc:.3f})"
     if not done:
         ans.verdict = "no finished cell yet"
@@ -319,16 +332,16 @@ def _optimal(ans: ModelAnswer, floor_share: float) -> None:
         ans.verdict = (f"none qualifies ({floor_text}); closest: cell {near.cell} {near.label}, "
                        f"{near.floor_gap:.3f} short")
         return
-    best = min(fits, key=lambda c: c.avg_wh)  # type: ignore[arg-type, return-value]
+    best_wh, best = min(fits, key=lambda f: f[0])
     ans.optimal = best.cell
     for c in done:
-        if c.avg_wh is not None and best.avg_wh:
-            c.vs_optimal = c.avg_wh / best.avg_wh
+        if c.avg_wh is not None and best_wh:
+            c.vs_optimal = c.avg_wh / best_wh
     ratio = best.wh_ratio.text() if best.wh_ratio else "—"
     saves = "" if best.wh_ratio is None or best.wh_ratio.value < 1 else "; it does not use less energy than vanilla"
     if best.wh_ratio is not None and best.wh_ratio.inconclusive:
         saves = "; its saving against vanilla is within noise"
-    ans.verdict = (f"cell {best.cell} {best.label}: {best.avg_wh:.4g} Wh avg, accuracy {best.avg_acc:.3f} "
+    ans.verdict = (f"cell {best.cell} {best.label}: {best_wh:.4g} Wh avg, accuracy {best.avg_acc:.3f} "
                    f"({floor_text}), Wh ratio {ratio}{saves}")
 
 
@@ -397,12 +410,11 @@ def study_answer(store: Store, name: str, accuracy_floor: float | None = None) -
     tasks = [t for t in STUDY_TASKS if t in seen_tasks] or list(STUDY_TASKS)
     out = StudyAnswer(name, floor, tasks, models, cells_total=len(cells),
                       cells_done=sum(1 for c in cells if c["status"] == "done"))
-    finished = [(m, r) for m in models for r in (*m.vanilla, *m.cells) if r.avg_acc is not None]
-    out.pareto_wh = _pareto([((m.model, r.cell), r.avg_acc, _acc_noise(r), r.avg_wh, _energy_noise(r, r.avg_wh))
-                             for m, r in finished if r.avg_wh is not None])  # type: ignore[misc]
-    out.pareto_jpt = _pareto([((m.model, r.cell), r.avg_acc, _acc_noise(r), r.j_per_token,
-                               _energy_noise(r, r.j_per_token))
-                              for m, r in finished if r.j_per_token is not None])  # type: ignore[misc]
+    finished = [(m, r, acc) for m in models for r in (*m.vanilla, *m.cells) if (acc := r.avg_acc) is not None]
+    out.pareto_wh = _pareto([((m.model, r.cell), acc, _acc_noise(r), wh, _energy_noise(r, wh))
+                             for m, r, acc in finished if (wh := r.avg_wh) is not None])
+    out.pareto_jpt = _pareto([((m.model, r.cell), acc, _acc_noise(r), jpt, _energy_noise(r, jpt))
+                              for m, r, acc in finished if (jpt := r.j_per_token) is not None])
     return out
 
 

@@ -84,10 +84,11 @@ def normalise(series: list[list[float | None]]) -> list[list[float | None]]:
         return []
     out = [list(s) for s in series]
     for i in range(len(series[0])):
-        vals = [s[i] for s in series if s[i] is not None]
+        vals = [v for s in series if (v := s[i]) is not None]
         top = max(vals) if vals else None
         for s in out:
-            s[i] = None if s[i] is None or not top or top <= 0 else s[i] / top
+            v = s[i]
+            s[i] = None if v is None or not top or top <= 0 else v / top
     return out
 
 

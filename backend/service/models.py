@@ -26,4 +26,4 @@ def describe_model(ref: str) -> dict[str, Any]:
 def add_model(store: Store, ref: str, trust_remote_code: bool = False) -> dict[str, Any]:
     """Describe ``ref`` and add it to the workspace's models; the stored row."""
     from backend.stages.models import register_model
-    return store.models.get(register_model(store, ref, trust_remote_code))
+    return store.models.require(register_model(store, ref, trust_remote_code))

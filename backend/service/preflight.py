@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import RunConfig, layers_kept
@@ -27,6 +27,9 @@ from backend.store import Store
 #: Settings that name a local path: made absolute before the run is recorded (the runner's cwd differs).
 PATH_SETTINGS = ("data_dir", "calib_file", "lora_data")
 
+if TYPE_CHECKING:
+    from backend.stages.models import ModelInfo
+
 
 @dataclass
 class Checked:
@@ -35,7 +38,7 @@ class Checked:
 
     cfg: RunConfig
     known: dict[str, Any] | None
-    info: Any | None  # backend.stages.models.ModelInfo, or None for a known model that is not local
+    info: ModelInfo | None  # None for a known model that is not local
     notes: list[str] = field(default_factory=list)
 
 
@@ -47,7 +50,7 @@ def check_run(store: Store, cfg: RunConfig, *, executor: bool = True) -> Checked
     if executor:  # first: a cluster that cannot take the run makes the rest moot
         _executor(cfg, store.path.parent)
     known, info = _model(store, cfg)
-    cfg.model = known["ref"] if known else info.ref
+    cfg.model = _canonical_ref(cfg, known, info)
     for name in PATH_SETTINGS:
         value = getattr(cfg, name)
         if value and Path(value).expanduser().exists():
@@ -78,13 +81,16 @@ def register_model_of(store: Store, checked: Checked) -> int:
 
     cfg = checked.cfg
     known = checked.known
-    model_id = known["id"] if known is not None else record_model(store, checked.info, cfg.trust_remote_code)
+    if known is not None:
+        model_id = int(known["id"])
+    else:
+        model_id = record_model(store, _described(cfg, checked.info), cfg.trust_remote_code)
     cfg.trust_remote_code = effective_trust(store, model_id, cfg.trust_remote_code)
     return model_id
 
 
 # ---------------------------------------------------------------------------------- the model
-def _model(store: Store, cfg: RunConfig) -> tuple[dict[str, Any] | None, Any | None]:
+def _model(store: Store, cfg: RunConfig) -> tuple[dict[str, Any] | None, ModelInfo | None]:
     """(the store's row when the model is known, its description from its files). An unknown model
     must resolve; a known one that cannot be described here (an HF id offline, a folder on a node's
     disk) is checked when it is loaded, as it always was."""
@@ -98,6 +104,19 @@ def _model(store: Store, cfg: RunConfig) -> tuple[dict[str, Any] | None, Any | N
         raise SettingError("model", str(exc)) from None
 
 
+def _described(cfg: RunConfig, info: ModelInfo | None) -> ModelInfo:
+    """The description of a model the store does not know: ``_model`` refuses an unknown model it
+    cannot describe, so a missing one here is that refusal again, never a None passed on."""
+    if info is None:
+        raise SettingError("model", f"{cfg.model}: not in this workspace and not described from its files")
+    return info
+
+
+def _canonical_ref(cfg: RunConfig, known: dict[str, Any] | None, info: ModelInfo | None) -> str:
+    """The model's reference as the store keeps it: the known row's, else the one its files resolve to."""
+    return str(known["ref"]) if known is not None else _described(cfg, info).ref
+
+
 def _weights(path: Path) -> None:
     """A local model's safetensors headers fit its config.json (layers, projection and embedding shapes)."""
     from backend.stages.models import read_config, weights_problem
@@ -109,7 +128,7 @@ def _weights(path: Path) -> None:
         raise SettingError("model", problem)
 
 
-def _pruning(cfg: RunConfig, known: dict[str, Any] | None, info: Any | None, path: Path | None,
+def _pruning(cfg: RunConfig, known: dict[str, Any] | None, info: ModelInfo | None, path: Path | None,
              notes: list[str]) -> None:
     """Architecture, layers kept, head/KV shapes under the counting rule and a reachable target, from
     config.json (a model whose config is not local is checked when it is loaded)."""
@@ -142,7 +161,8 @@ def _pruning(cfg: RunConfig, known: dict[str, Any] | None, info: Any | None, pat
         except GreentuiError as exc:
             raise SettingError("target_ratio" if cfg.target_ratio is not None else "target_params",
                                str(exc)) from None
-        pcfg.ratio = target["ratio"]
+        if target is not None:  # None only when neither target is given
+            pcfg.ratio = target["ratio"]
     try:
         plan(spec, pcfg)
     except SettingError:

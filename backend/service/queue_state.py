@@ -79,7 +79,8 @@ def queue_state(store: Store) -> QueueState:
         if r.get("pid") and r["kind"] != "baseline":
             by_pid[r["pid"]] = r["id"]
     for r in running:
-        host = by_pid.get(r.get("pid")) if r["kind"] == "baseline" and r.get("pid") else None
+        pid = r.get("pid")
+        host = by_pid.get(pid) if r["kind"] == "baseline" and pid else None
         if host is not None and host != r["id"]:
             state.inside[r["id"]] = host
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import RunConfig
@@ -265,8 +265,9 @@ def demo_config(model_ref: str, **overrides) -> RunConfig:
     --limit 10`` share one vanilla baseline instead of two that disagree (#22 3.2).
     """
     from backend.schema.tasks import bundled_data_dir
-    base = dict(model=model_ref, data_dir=str(bundled_data_dir()), limit=10, lora_steps=20, lora_batch_size=4,
-                lora_lr=1e-3, ignore_first=0, ignore_last=0, repeats=DEMO_PAIRS, window_s=DEMO_WINDOW_S)
+    base: dict[str, Any] = dict(model=model_ref, data_dir=str(bundled_data_dir()), limit=10, lora_steps=20,
+                                lora_batch_size=4, lora_lr=1e-3, ignore_first=0, ignore_last=0, repeats=DEMO_PAIRS,
+                                window_s=DEMO_WINDOW_S)
     base.update(overrides)
     return RunConfig(**base)
 

@@ -14,6 +14,15 @@ if TYPE_CHECKING:
     from backend.store.database import Store
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row the INSERT on ``cur`` just made. sqlite3 types ``lastrowid`` as optional (it is
+    None before any INSERT); after one it is always set, so None here is a bug, told as one."""
+    rowid = cur.lastrowid
+    if rowid is None:
+        raise RuntimeError("the INSERT made no row id (no row was inserted)")
+    return rowid
+
+
 class Repository:
     """One concern's queries over the store's connection (``store.runs``, ``store.results``, …)."""
 
@@ -38,4 +47,4 @@ class Repository:
         return self._store._row(sql, params)
 
 
-__all__ = ["Repository", "Iterator"]
+__all__ = ["Repository", "Iterator", "inserted_id"]

@@ -269,7 +269,7 @@ class _Connection(sqlite3.Connection):
 
     path: Path = Path("greentui.db")
 
-    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         try:
             return super().execute(*args, **kwargs)
         except StoreError:
@@ -280,7 +280,7 @@ class _Connection(sqlite3.Connection):
                 raise
             raise better from exc
 
-    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         try:
             return super().executemany(*args, **kwargs)
         except sqlite3.Error as exc:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from backend.store.base import Repository
+from backend.store.base import Repository, inserted_id
 from backend.store.tables import (
     now,
 )
@@ -24,7 +24,7 @@ class EventRepository(Repository):
                   t: float | None = None) -> int:
         cur = self.conn.execute("INSERT INTO events (run_id, t, kind, payload) VALUES (?, ?, ?, ?)",
                                 (run_id, t or now(), kind, json.dumps(payload or {}, default=str)))
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def list(self, run_id: int, after_id: int = 0, kinds: Iterable[str] | None = None,
                limit: int = 5000) -> builtins.list[dict[str, Any]]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
+from backend.errors import GreentuiError
 from backend.store.base import Repository
 from backend.store.tables import RUN_EXECUTOR, now
 
@@ -67,6 +68,13 @@ class JobRepository(Repository):
     def get(self, run_id: int) -> dict[str, Any] | None:
         return self._decoded(self._row("SELECT * FROM jobs WHERE run_id = ?", (run_id,)))
 
+    def require(self, run_id: int) -> dict[str, Any]:
+        """The job of a run that has one (an executor following it); a missing one is one clear error."""
+        job = self.get(run_id)
+        if job is None:
+            raise GreentuiError(f"run {run_id} has no job in {self.path}")
+        return job
+
     def open(self, executor: str | None = None) -> list[dict[str, Any]]:
         """Jobs still followed (being submitted, or submitted and not yet closed), of one executor or all."""
         if executor is None:
@@ -98,8 +106,18 @@ class JobRepository(Repository):
             "SELECT * FROM jobs WHERE executor = ? AND finished = 0 AND cancel_requested = 1 "
             "AND cancel_sent IS NULL AND job_id IS NOT NULL ORDER BY run_id", (executor,))]
 
+    @overload
+    @staticmethod
+    def _decoded(row: dict[str, Any]) -> dict[str, Any]: ...
+
+    @overload
+    @staticmethod
+    def _decoded(row: None) -> None: ...
+
     @staticmethod
     def _decoded(row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The row with its ``detail`` JSON decoded ({} when empty); a row read decodes to a row, a
+        missing one stays None (the overloads say so to the callers that read many rows)."""
         if row is not None:
             row["detail"] = json.loads(row["detail"]) if row.get("detail") else {}
         return row

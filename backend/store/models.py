@@ -10,11 +10,12 @@ import json
 from typing import Any
 
 from backend.errors import GreentuiError
-from backend.store.base import Repository
+from backend.store.base import Repository, inserted_id
 from backend.store.tables import (
     _fits,
     now,
 )
+from backend.text import NAME_LIMIT, safe_text
 
 
 class ModelRepository(Repository):
@@ -39,7 +40,7 @@ class ModelRepository(Repository):
             marks = ", ".join("?" * (len(fields) + 3))
             cur = c.execute(f"INSERT INTO models ({cols}) VALUES ({marks})",
                             (ref, *fields.values(), extra, now()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def get(self, ref_or_id: str | int) -> dict[str, Any] | None:
         if (isinstance(ref_or_id, int) or str(ref_or_id).isdigit()) and _fits(int(ref_or_id)):
@@ -48,6 +49,13 @@ class ModelRepository(Repository):
                 return row
         return self._row("SELECT * FROM models WHERE ref = ? OR name = ? ORDER BY id LIMIT 1",
                          (str(ref_or_id), str(ref_or_id)))
+
+    def require(self, ref_or_id: str | int) -> dict[str, Any]:
+        """The model's row; a missing one (a model just added is never missing) is one clear error."""
+        row = self.get(ref_or_id)
+        if row is None:
+            raise GreentuiError(f"no model {safe_text(str(ref_or_id), NAME_LIMIT)!r} in {self.path}")
+        return row
 
     def list(self) -> list[dict[str, Any]]:
         return self._rows("SELECT m.*, (SELECT COUNT(*) FROM runs r WHERE r.model_id = m.id) AS runs "

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from backend.store.base import Repository
+from backend.store.base import Repository, inserted_id
 from backend.store.tables import (
     EFFICIENCY_FIELDS,
     REPEAT_FIELDS,
@@ -38,16 +38,16 @@ class ResultRepository(Repository):
                 if row:
                     model_id = int(row[0])
                 else:
-                    model_id = int(c.execute(
+                    model_id = inserted_id(c.execute(
                         "INSERT INTO models (ref, name, source, trust_remote_code, added_at) "
-                        "VALUES (?, ?, 'import', 0, ?)", (it["model"], it["model"], now())).lastrowid)
+                        "VALUES (?, ?, 'import', 0, ?)", (it["model"], it["model"], now())))
                 pos = c.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
                 t = now()
-                run_id = int(c.execute(
+                run_id = inserted_id(c.execute(
                     "INSERT INTO runs (model_id, parent_run_id, kind, label, config, status, position, "
                     "created_at, started_at, finished_at) VALUES (?, ?, 'import', ?, ?, 'done', ?, ?, ?, ?)",
                     (model_id, it.get("parent_run_id"), it.get("label"),
-                     json.dumps(it["config"], sort_keys=True, default=str), pos, t, t, t)).lastrowid)
+                     json.dumps(it["config"], sort_keys=True, default=str), pos, t, t, t)))
                 for r in it["rows"]:
                     self._insert_task_result(c, run_id, r)
                 ids.append(run_id)
@@ -109,13 +109,13 @@ class ResultRepository(Repository):
         found = (next(((rid, cfg) for rid, cfg, s in sources if s == source), None)
                  or next(((rid, cfg) for rid, cfg, s in sources if s is None), None))
         if found is None:
-            cfg = {"reference": {"key": it["key"], "model": it["model"], "sources": {}, "files": {},
+            cfg: dict[str, Any] = {"reference": {"key": it["key"], "model": it["model"], "sources": {}, "files": {},
                                  "lines": {}, "checks": {}, "percent": {}}, "no_prune": False}
             t = now()
-            rid = int(c.execute(
+            rid = inserted_id(c.execute(
                 "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, "
                 "started_at, finished_at) VALUES (NULL, 'reference', ?, '{}', 'done', ?, ?, ?, ?)",
-                (f"{it['model']} — {source}", pos, t, t, t)).lastrowid)
+                (f"{it['model']} — {source}", pos, t, t, t)))
             candidates.append((rid, cfg))
             undo.created.append(rid)
             new = True

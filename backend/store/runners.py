@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from backend.store.base import Repository
+from backend.store.base import Repository, inserted_id
 from backend.store.tables import (
     now,
 )
@@ -25,7 +25,7 @@ class RunnerRepository(Repository):
             "INSERT INTO runners (host, pid, pid_start, requested, devices, executors, started_at, heartbeat_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (host, pid, pid_start, requested, json.dumps(devices), json.dumps(executors), t, t))
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def describe(self, runner_id: int, *, devices: list[str], executors: list[str]) -> None:
         self.conn.execute("UPDATE runners SET devices = ?, executors = ? WHERE id = ?",

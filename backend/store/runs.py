@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from backend.errors import GreentuiError
-from backend.store.base import Repository
+from backend.store.base import Repository, inserted_id
 from backend.store.tables import (
     RUN_STATES,
     _fits,
@@ -46,7 +46,7 @@ class RunRepository(Repository):
                 row["after_run_id"] = after_run_id
             cur = c.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                             tuple(row.values()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def get(self, run_id: int) -> dict[str, Any] | None:
         if not _fits(run_id):  # an id SQLite cannot even hold (e.g. `show 99999999999999999999`)
@@ -188,7 +188,7 @@ class RunRepository(Repository):
 
     @staticmethod
     def _filter(text: str | None, statuses: Iterable[str] | None,
-                    model_id: int | None) -> tuple[str, list[Any]]:
+                    model_id: int | None) -> tuple[str, builtins.list[Any]]:
         clauses: builtins.list[str] = []
         params: builtins.list[Any] = []
         if text:

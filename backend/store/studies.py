@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from backend.errors import GreentuiError
-from backend.store.base import Repository
+from backend.store.base import Repository, inserted_id
 from backend.store.tables import now
 
 
@@ -34,7 +34,7 @@ class StudyRepository(Repository):
             cur = c.execute("INSERT INTO studies (name, text, preset, source, array_parallelism, created_at, "
                             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (name, text, preset, source, array_parallelism, t, t))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self._row("SELECT * FROM studies WHERE name = ?", (name,))
@@ -104,11 +104,11 @@ class StudyRepository(Repository):
                 if isinstance(after, str):
                     after = by_key[after.removeprefix("baseline:")]
                 pos += 1
-                run_id = int(c.execute(
+                run_id = inserted_id(c.execute(
                     "INSERT INTO runs (model_id, kind, label, config, status, position, created_at, after_run_id) "
                     "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
                     (it["model_id"], it["kind"], it.get("label"), json.dumps(it["config"], sort_keys=True, default=str),
-                     pos, t, after)).lastrowid)
+                     pos, t, after)))
                 c.execute("UPDATE study_cells SET run_id = ? WHERE study_id = ? AND key = ?",
                           (run_id, study_id, it["key"]))
                 by_key[it["key"]] = run_id

@@ -48,23 +48,23 @@ def now() -> float:
 
 def _migration_1(db: sqlite_utils.Database) -> None:
     """The first schema (docs/architecture.md, "Data model", lists every table)."""
-    db["models"].create({
+    db.table("models").create({
         "id": int, "ref": str, "name": str, "source": str, "arch": str, "params": int,
         "layers": int, "heads": int, "kv_heads": int, "hidden": int, "intermediate": int,
         "dtype": str, "size_bytes": int, "trust_remote_code": int, "info": str, "added_at": float,
     }, pk="id", not_null={"ref"}, defaults={"trust_remote_code": 0})
-    db["models"].create_index(["ref"], unique=True)
-    db["runs"].create({
+    db.table("models").create_index(["ref"], unique=True)
+    db.table("runs").create({
         "id": int, "model_id": int, "parent_run_id": int, "kind": str, "label": str, "config": str,
         "status": str, "pid": int, "device": str, "position": float, "stage": str,
         "created_at": float, "started_at": float, "finished_at": float,
         "params_before": int, "params_after": int, "baseline_key": str, "error": str,
     }, pk="id", not_null={"kind", "status", "config"},
         foreign_keys=[("model_id", "models", "id"), ("parent_run_id", "runs", "id")])
-    db["runs"].create_index(["status", "position"])
-    db["runs"].create_index(["baseline_key"])
-    db["runs"].create_index(["model_id"])
-    db["task_results"].create({
+    db.table("runs").create_index(["status", "position"])
+    db.table("runs").create_index(["baseline_key"])
+    db.table("runs").create_index(["model_id"])
+    db.table("task_results").create({
         "id": int, "run_id": int, "variant": str, "task": str,
         "acc": float, "acc_stderr": float, "acc_norm": float, "acc_norm_stderr": float,
         "n_samples": int, "seconds": float, "tokens": int,
@@ -72,19 +72,19 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         "energy_kwh": float, "nvml_joules": float, "meter": str, "cpu_mode": str, "device": str,
         "num_fewshot": int, "limit_n": int, "provenance": str, "created_at": float,
     }, pk="id", not_null={"run_id", "variant", "task"}, foreign_keys=[("run_id", "runs", "id")])
-    db["task_results"].create_index(["run_id", "variant", "task"], unique=True)
-    db["run_metrics"].create({
+    db.table("task_results").create_index(["run_id", "variant", "task"], unique=True)
+    db.table("run_metrics").create({
         "id": int, "run_id": int, "variant": str, "name": str, "value": float, "detail": str,
     }, pk="id", foreign_keys=[("run_id", "runs", "id")])
-    db["run_metrics"].create_index(["run_id", "variant", "name"], unique=True)
-    db["events"].create({"id": int, "run_id": int, "t": float, "kind": str, "payload": str},
+    db.table("run_metrics").create_index(["run_id", "variant", "name"], unique=True)
+    db.table("events").create({"id": int, "run_id": int, "t": float, "kind": str, "payload": str},
                         pk="id", foreign_keys=[("run_id", "runs", "id")])
-    db["events"].create_index(["run_id", "id"])
-    db["power_samples"].create({"id": int, "run_id": int, "t": float, "watts": float,
+    db.table("events").create_index(["run_id", "id"])
+    db.table("power_samples").create({"id": int, "run_id": int, "t": float, "watts": float,
                                 "source": str, "limit_w": float},
                                pk="id", foreign_keys=[("run_id", "runs", "id")])
-    db["power_samples"].create_index(["run_id", "id"])
-    db["settings"].create({"key": str, "value": str}, pk="key")
+    db.table("power_samples").create_index(["run_id", "id"])
+    db.table("settings").create({"key": str, "value": str}, pk="key")
 
 
 def _migration_repeats_efficiency(db: sqlite_utils.Database) -> None:
@@ -95,19 +95,19 @@ def _migration_repeats_efficiency(db: sqlite_utils.Database) -> None:
     tokens/s and J/token of each variant at each batch size. Idempotent (tables made if missing).
     """
     if "energy_repeats" not in db.table_names():
-        db["energy_repeats"].create({
+        db.table("energy_repeats").create({
             "id": int, "run_id": int, "variant": str, "task": str, "repeat": int, "seconds": float,
             "tokens": int, "energy_kwh": float, "energy_cpu_kwh": float, "energy_gpu_kwh": float,
             "energy_ram_kwh": float, "nvml_joules": float, "meter": str, "detail": str,
         }, pk="id", not_null={"run_id", "variant", "task", "repeat"}, foreign_keys=[("run_id", "runs", "id")])
-        db["energy_repeats"].create_index(["run_id", "variant", "task", "repeat"], unique=True)
+        db.table("energy_repeats").create_index(["run_id", "variant", "task", "repeat"], unique=True)
     if "efficiency_results" not in db.table_names():
-        db["efficiency_results"].create({
+        db.table("efficiency_results").create({
             "id": int, "run_id": int, "variant": str, "batch_size": int, "seq_len": int,
             "forwards": int, "tokens": int, "seconds": float, "tokens_per_s": float,
             "joules": float, "j_per_token": float, "meter": str, "detail": str,
         }, pk="id", not_null={"run_id", "variant", "batch_size"}, foreign_keys=[("run_id", "runs", "id")])
-        db["efficiency_results"].create_index(["run_id", "variant", "batch_size"], unique=True)
+        db.table("efficiency_results").create_index(["run_id", "variant", "batch_size"], unique=True)
 
 
 def _migration_slurm(db: sqlite_utils.Database) -> None:
@@ -119,12 +119,12 @@ def _migration_slurm(db: sqlite_utils.Database) -> None:
     which lines were copied into the store; it is updated in the same transaction as the rows it
     covers, so an ingest interrupted at any point neither loses nor doubles a line.
     """
-    db["slurm_jobs"].create({
+    db.table("slurm_jobs").create({
         "run_id": int, "job_id": str, "job_name": str, "state": str, "reason": str, "node": str,
         "submitted_at": float, "updated_at": float, "finished": int, "cancel_requested": int,
         "baseline_run_id": int,
     }, pk="run_id", foreign_keys=[("run_id", "runs", "id")], defaults={"finished": 0, "cancel_requested": 0})
-    db["ingest_offsets"].create({"run_id": int, "file": str, "offset": int}, pk=("run_id", "file"))
+    db.table("ingest_offsets").create({"run_id": int, "file": str, "offset": int}, pk=("run_id", "file"))
 
 
 def _migration_control_plane(db: sqlite_utils.Database) -> None:

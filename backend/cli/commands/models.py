@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     con = console()
     if args.models_cmd == "add":
         model_id = add_model(store, args.ref, args.trust_remote_code)
-        say(con, f"model {model_id}:", store.models.get(model_id)["ref"])
+        say(con, f"model {model_id}:", store.models.require(model_id)["ref"])
         return 0
     if args.models_cmd == "rm":
         m = store.models.get(args.model)

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from backend.cli.commands.common import workspace_and_store
@@ -39,7 +39,7 @@ class _ProgressView:
         self.progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(),
                                  TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[msg]}", markup=False),
                                  TimeElapsedColumn(), console=console, transient=False)
-        self.bars: dict[str, int] = {}
+        self.bars: dict[str, TaskID] = {}
 
     def __call__(self, kind: str, p: dict) -> None:
         if kind == "stage_start":
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(safe_text(comparison_markdown(store, [run_id]), keep_newlines=True))
     print(run_id)
     if status != "done":
-        err = store.runs.get(run_id)["error"]
+        err = store.runs.require(run_id)["error"]
         print(f"greentui: run {run_id} {status}: {safe_text(err)}", file=sys.stderr)
         return 1
     return 0

@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.cli.commands.common import console, workspace_and_store
 from backend.errors import GreentuiError
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -154,8 +157,10 @@ def print_plan(plan) -> None:
     con = console()
     spec = plan.spec
     t = Table(title=f"study {spec.name} (dry run: nothing queued)", title_justify="left")
-    for col, just in (("#", "right"), ("model", "left"), ("cell", "left"), ("params", "right"),
-                      ("planned", "right"), ("paper", "right"), ("time", "right"), ("state", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("#", "right"), ("model", "left"), ("cell", "left"), ("params", "right"), ("planned", "right"),
+        ("paper", "right"), ("time", "right"), ("state", "left"))
+    for col, just in columns:
         t.add_column(col, justify=just)
     with_paper = bool(plan.reference_sizes)
     if not with_paper:
@@ -223,8 +228,10 @@ def status(args: argparse.Namespace) -> int:
     con = console()
     t = Table(title=f"study {study['name']}: {sum(c.status == 'done' for c in cells)}/{len(cells)} cells done",
               title_justify="left")
-    for col, just in (("#", "right"), ("model", "left"), ("cell", "left"), ("run", "right"), ("state", "left"),
-                      ("stage", "left"), ("tasks", "right"), ("acc", "right"), ("Wh", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("#", "right"), ("model", "left"), ("cell", "left"), ("run", "right"), ("state", "left"),
+        ("stage", "left"), ("tasks", "right"), ("acc", "right"), ("Wh", "right"))
+    for col, just in columns:
         t.add_column(col, justify=just)
     from backend.results.fmt import status_cell
     for c in cells:

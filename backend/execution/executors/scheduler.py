@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from backend.errors import GreentuiError
 from backend.execution.executors.base import Dispatcher, Executor, RunnerContext
@@ -132,7 +132,7 @@ class SchedulerDispatcher(Dispatcher):
         self._next = 0.0
 
     @classmethod
-    def create(cls, executor: Executor, ctx: RunnerContext) -> SchedulerDispatcher | None:
+    def create(cls, executor: Executor, ctx: RunnerContext) -> Self | None:
         """One per workspace and executor: None when another runner already follows its jobs."""
         lock = take_runner_lock(ctx.workspace, executor.name)
         return None if lock is None else cls(executor, ctx.workspace, lock)
@@ -316,7 +316,7 @@ class SchedulerDispatcher(Dispatcher):
             return
         self._ingest(run_id)  # whatever the job wrote before it ended
         store.runs.finish(run_id, outcome.status, outcome.error)
-        base = store.jobs.get(run_id)["baseline_run_id"]
+        base = store.jobs.require(run_id)["baseline_run_id"]  # read again: the ingest may have set it
         if base:
             store.runs.finish(base, outcome.status if outcome.status != "done" else "failed",
                               outcome.error or f"the {label} ended before its baseline did")

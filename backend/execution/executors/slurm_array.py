@@ -63,7 +63,8 @@ def submit_array(store: Store, workspace: Path, runs: list[dict[str, Any]], name
             waits = run.get("after_run_id")
             base = store.runs.get(int(waits)) if waits else None
             if base is not None and base["status"] in ("queued", "running"):
-                snap["await_baseline"] = {"run_id": int(waits), "folder": str(run_dir(workspace, int(waits)))}
+                base_id = int(base["id"])  # the run it waits for
+                snap["await_baseline"] = {"run_id": base_id, "folder": str(run_dir(workspace, base_id))}
             snap["requeue_on_limit"] = bool(cfg.time_limit)
             jobs.append(executor.submit(ArrayTask(), str(workspace), int(run["id"]), snap))
     out: dict[int, str] = {}
