@@ -109,6 +109,15 @@ def test_zero_padding_computes_what_the_pruned_model_computed(pruned_dir):
     assert torch.allclose(logits(model), before, atol=1e-5, rtol=0)
 
 
+def test_remote_code_config_without_layer_widths_is_refused_by_name():
+    """A config.json wired to the remote-code module that states no ``layer_widths`` (hand-made, not written
+    by export-model) is refused naming the field, not with a NoneType subscript error."""
+    from backend.stages.model_export.remote_modeling import PrunedConfig
+
+    with pytest.raises(ValueError, match="no layer_widths"):
+        PrunedConfig().layer_config(0)
+
+
 def test_remote_code_folder_loads_with_stock_transformers(pruned_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -65,6 +65,9 @@ def test_rule_edge_cases():
     assert (c.heads, c.kv_heads) == (4, 4) and c.warnings
     with pytest.raises(ValueError, match="counting rule"):
         layer_counts("magic", LLAMA_LAYER, 0.2, 8)
+    # param-share on fewer query heads than kv heads has no (kv, q) pair to choose: said, not a None subscript
+    with pytest.raises(ValueError, match="2 query heads and 4 kv heads has no whole kv group"):
+        layer_counts("param-share", LayerShape(128, 16, 2, 4, 352), 0.2, 8)
 
 
 def test_study_shapes_predictions():

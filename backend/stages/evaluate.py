@@ -41,7 +41,9 @@ DEFAULT_SEED = 1234
 
 # ------------------------------------------------------------------------------ argument checks
 
-def check_limit(limit: int | None) -> int | None:
+def check_limit(limit: object) -> int | None:
+    """``--limit`` as given (a whole float such as 5.0 is accepted): ``object``, because this is the
+    check that turns an unchecked value into an ``int | None``."""
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int):
@@ -104,10 +106,10 @@ class _CountingHooks:
 
     def loglikelihood(self, requests, *args, **kwargs):
         self.last_requests = list(requests)
-        return super().loglikelihood(requests, *args, **kwargs)  # type: ignore[misc]
+        return super().loglikelihood(requests, *args, **kwargs)
 
     def _loglikelihood_tokens(self, requests, *args, **kwargs):
-        max_len = self.max_length  # type: ignore[attr-defined]
+        max_len = self.max_length
         grouped = getattr(self, "backend", "causal") == "causal" and getattr(self, "logits_cache", True)
         seen: set[tuple[int, ...]] = set()
         forwards = 0
@@ -123,12 +125,12 @@ class _CountingHooks:
         self.forwards += forwards
         self._in_ll = True
         try:
-            return super()._loglikelihood_tokens(requests, *args, **kwargs)  # type: ignore[misc]
+            return super()._loglikelihood_tokens(requests, *args, **kwargs)
         finally:
             self._in_ll = False
 
     def _model_call(self, inps, *args, **kwargs):
-        out = super()._model_call(inps, *args, **kwargs)  # type: ignore[misc]
+        out = super()._model_call(inps, *args, **kwargs)
         if self._in_ll and self.forwards:
             self.rows_done += int(inps.shape[0])
             self.padded_tokens += int(inps.numel())
@@ -298,7 +300,7 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
 
         counter.on_fraction = within
         passes: list[dict[str, Any]] = []
-        res = None
+        res: dict[str, Any] | None = None  # the first pass's lm-eval results: the ones reported
         for rep in range(repeats):
             if rep:
                 report(f"{name}: repeat {rep + 1}/{repeats} (time and energy)", i / n_tasks)
@@ -325,7 +327,7 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
                 one["provenance"] = energy_pass["provenance"]
             if gate is not None:
                 one["cooldown"] = gate
-            if rep == 0:
+            if res is None:  # the first pass
                 res = out
                 first_energy = energy_pass
                 if on_requests is not None:
@@ -334,6 +336,8 @@ def _run(model, tokenizer, names, *, lm_names, include_path, source, data_dir, l
                 same = out["results"][lm_names[name]].get("acc,none") == res["results"][lm_names[name]].get("acc,none")
                 one["acc_identical"] = bool(same)
             passes.append(one)
+        if res is None:
+            raise GreentuiError(f"{name}: no evaluation pass ran (--repeats {repeats!r})")
         seconds = sum(p["seconds"] for p in passes) / len(passes)
         energy = dict(first_energy) if first_energy is not None else None
         if energy is not None:

@@ -256,7 +256,7 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
     cursor, epoch_order = 0, torch.randperm(len(train_set), generator=gen).tolist()
     t_train = time.perf_counter()
     for step in range(1, steps + 1):
-        batch = []
+        batch: list[dict] = []
         while len(batch) < spec.batch_size:
             if cursor == len(epoch_order):
                 cursor, epoch_order = 0, torch.randperm(len(train_set), generator=gen).tolist()
@@ -293,13 +293,15 @@ def finetune_lora(model, tokenizer, spec: LoraSpec, out_dir: Path, *, device: st
         peft_model.save_pretrained(str(adapter_dir), safe_serialization=True)
     except OSError as exc:
         raise GreentuiError(f"cannot write the LoRA adapter to {adapter_dir}: {exc.strerror or exc}") from exc
-    result, merged_dir = peft_model, None
+    result: torch.nn.Module = peft_model  # the peft wrapper, or the plain model merged out of it
+    merged_dir = None
     if spec.merge:
         result = peft_model.merge_and_unload()
         result.eval()
         if spec.save_merged:
             merged_dir = out_dir / "merged"
-            result.save_pretrained(str(merged_dir), safe_serialization=True)
+            # peft annotates merge_and_unload as returning nn.Module; it returns the wrapped transformers model
+            result.save_pretrained(str(merged_dir), safe_serialization=True)  # type: ignore[operator]
             tokenizer.save_pretrained(str(merged_dir))
     say("LoRA: done", 1.0)
     k = min(5, len(losses))

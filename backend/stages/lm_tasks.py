@@ -67,7 +67,7 @@ def build_local_task_dir(data_dir: str | Path, tasks: list[str], work_dir: str |
         spec = TASKS[name]
         file = (data / spec.file_name).resolve()
         validate_task_file(file, name)
-        config = {
+        config: dict[str, object] = {  # lm-eval's task YAML: values of every kind
             "include": str(builtin_yaml(name)),
             "task": spec.local_name,
             "tag": [],

@@ -220,7 +220,7 @@ def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool
             model = _load_pruned(p, manifest, device, dtype, trust_remote_code)
         else:
             ref = str(p) if p.exists() else str(path)
-            kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+            kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
             if dtype is not None:
                 kwargs["dtype"] = dtype
             spread = gpus > 1 and str(device).startswith("cuda")
@@ -228,7 +228,9 @@ def load_model(path, *, device: str = "cpu", dtype=None, trust_remote_code: bool
                 kwargs["device_map"] = "auto" if spread else device
             model = AutoModelForCausalLM.from_pretrained(ref, **kwargs)
             if not spread:
-                model = model.to(device)
+                # transformers decorates ``to`` with functools.wraps, whose typeshed stub (_Wrapped) binds
+                # no self: mypy reads the device as the model argument
+                model = model.to(device)  # type: ignore[arg-type]
             model.eval()
         tok_ref = str(p) if p.exists() else str(path)
         tokenizer = AutoTokenizer.from_pretrained(tok_ref, trust_remote_code=trust_remote_code)

@@ -241,7 +241,7 @@ def safetensors_params(path: Path) -> tuple[int | None, str | None]:
                 count *= d
             total += count
             dtypes[meta["dtype"]] = dtypes.get(meta["dtype"], 0) + count
-    main = max(dtypes, key=dtypes.get) if dtypes else None
+    main = max(dtypes, key=dtypes.__getitem__) if dtypes else None
     return total, {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(main or "", main)
 
 
@@ -290,11 +290,11 @@ def weights_problem(path: Path, config: dict[str, Any]) -> str | None:
                         f"{spec.num_layers} layers: the weights do not match config.json")
             s = spec.layers[i]
             q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
-            want = {"q_proj": [q, h], "k_proj": [kv, h], "v_proj": [kv, h], "o_proj": [h, q],
-                    "qkv_proj": [q + 2 * kv, h], "gate_proj": [s.intermediate, h], "up_proj": [s.intermediate, h],
-                    "gate_up_proj": [2 * s.intermediate, h], "down_proj": [h, s.intermediate]}.get(proj)
-            if want is not None and shape != want:
-                return (f"{f.name}: {name} has shape {shape}, config.json says {want} (heads {s.heads}, kv heads "
+            proj_want = {"q_proj": [q, h], "k_proj": [kv, h], "v_proj": [kv, h], "o_proj": [h, q],
+                         "qkv_proj": [q + 2 * kv, h], "gate_proj": [s.intermediate, h], "up_proj": [s.intermediate, h],
+                         "gate_up_proj": [2 * s.intermediate, h], "down_proj": [h, s.intermediate]}.get(proj)
+            if proj_want is not None and shape != proj_want:
+                return (f"{f.name}: {name} has shape {shape}, config.json says {proj_want} (heads {s.heads}, kv heads "
                         f"{s.kv_heads}, head dim {s.head_dim}, intermediate {s.intermediate}, hidden {h}): the "
                         "weights do not match config.json")
     if seen_layers and len(seen_layers) < spec.num_layers:

@@ -27,9 +27,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.measure.stats import RatioInterval, paired_ratio_interval
+
+if TYPE_CHECKING:  # for annotations only
+    from torch import nn
 
 Progress = Callable[[str, float], None]
 #: Pairs measured before ``--repeats auto`` may stop (a t-interval from 2 pairs is ±12.7 sd wide).
@@ -84,7 +87,7 @@ def choose_design(requested: str, need_bytes: int, device_free: int | None, host
                           "measured sequentially")
 
 
-def copy_model(model):
+def copy_model(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` that shares its hooks (the run's cancel check is a hook holding the store
     connection: shared, not copied, so the copy obeys the cancel flag too)."""
     memo: dict[int, Any] = {}

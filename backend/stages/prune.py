@@ -127,6 +127,8 @@ def solve_target(model, cfg: PruneConfig) -> dict | None:
 
     spec = spec_from_config(model.config.to_dict(), {"layers": layer_widths(model)})
     solved = resolve_target(spec, cfg, cfg.target_params, cfg.target_ratio)
+    if solved is None:  # resolve_target's "no target", which the check above already answered
+        return None
     cfg.ratio = solved["ratio"]
     log.info("target %s parameters: ratio %.5f gives %s", f"{solved['target_params']:,}", cfg.ratio,
              f"{solved['params_after']:,}")
@@ -163,7 +165,7 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
 
     from backend.stages.model_io import decoder_layers, layer_config
     from backend.stages.pruning import counting, heads, importances, memory, mlp, taylor
-    from backend.stages.pruning.scores import WeightScores, library_importance
+    from backend.stages.pruning.scores import ReducedScores, WeightScores, library_importance
 
     gen = torch.Generator().manual_seed(cfg.seed)
     layers = decoder_layers(model)
@@ -175,11 +177,13 @@ def _width_prune(model, batches, cfg: PruneConfig, targets: list[int], report: d
         report["warnings"].append(w)
 
     importance = importances.get(cfg.method)
+    scores: ReducedScores
     if importance.needs_gradients:  # reduced per head and channel as they arrive; no .grad is kept (P5)
-        scores = taylor.gradient_scores(model, batches, [layers[i] for i in targets], importance, cfg.device,
-                                        lambda f: say("calibrating (gradients)", 0.05 + 0.4 * f))
-        report["calibration"]["loss"] = round(scores.loss, 4)
-        report["calibration"]["passes"] = scores.passes
+        gradients = taylor.gradient_scores(model, batches, [layers[i] for i in targets], importance, cfg.device,
+                                           lambda f: say("calibrating (gradients)", 0.05 + 0.4 * f))
+        report["calibration"]["loss"] = round(gradients.loss, 4)
+        report["calibration"]["passes"] = gradients.passes
+        scores = gradients
     else:
         scores = WeightScores(importance)
     chosen = _library_choice(model, batches, cfg, importance, scores, targets, shapes, counts, report, say)

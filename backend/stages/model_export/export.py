@@ -141,7 +141,10 @@ def decide(req: ExportRequest) -> Decision:
         if adapter is not None:
             _check_adapter(Path(adapter))
     config, widths, original = read_widths(source)
-    hidden = int(config.get("hidden_size") or (config.get("text_config") or {}).get("hidden_size"))
+    stated = config.get("hidden_size") or (config.get("text_config") or {}).get("hidden_size")
+    if stated is None:  # read_widths' planner needs it too: a config without it is refused there first
+        raise GreentuiError(f"{source / 'config.json'} states no hidden_size")
+    hidden = int(stated)
     fmt, reason = choose_format(req.format, config["model_type"], hidden, widths, config)
     if fmt == "padded":
         pad_target(config["model_type"], hidden, widths, original)  # raises when nothing holds every layer

@@ -50,11 +50,13 @@ def config_refuses(model_type: str, hidden: int, width: Width) -> str | None:
 
 
 def _spans(indices: list[int]) -> str:
-    out, start = [], indices[0]
-    for a, b in zip(indices, indices[1:] + [None]):
+    out: list[str] = []
+    start = indices[0]
+    for a, b in zip(indices, [*indices[1:], None]):
         if b != a + 1:
             out.append(str(start) if start == a else f"{start}-{a}")
-            start = b
+            if b is not None:  # None: past the last index, no span starts
+                start = b
     return ", ".join(out)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -29,13 +30,21 @@ PREFIXES = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mi
             "gemma2": "Gemma2"}
 WIDTH_FIELDS = ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size")
 
-_prefix = PREFIXES[ARCH]
-_configuration = importlib.import_module(f"transformers.models.{ARCH}.configuration_{ARCH}")
-_modeling = importlib.import_module(f"transformers.models.{ARCH}.modeling_{ARCH}")
-_StockConfig = getattr(_configuration, f"{_prefix}Config")
-_StockModel = getattr(_modeling, f"{_prefix}Model")
-_StockForCausalLM = getattr(_modeling, f"{_prefix}ForCausalLM")
-_DecoderLayer = getattr(_modeling, f"{_prefix}DecoderLayer")
+if TYPE_CHECKING:
+    # A base class named by a string at import time has no static type: the checker reads this template
+    # as it is shipped, for Llama (the other architectures' classes share these classes' interface).
+    from transformers.models.llama.configuration_llama import LlamaConfig as _StockConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer as _DecoderLayer
+    from transformers.models.llama.modeling_llama import LlamaForCausalLM as _StockForCausalLM
+    from transformers.models.llama.modeling_llama import LlamaModel as _StockModel
+else:
+    _prefix = PREFIXES[ARCH]
+    _configuration = importlib.import_module(f"transformers.models.{ARCH}.configuration_{ARCH}")
+    _modeling = importlib.import_module(f"transformers.models.{ARCH}.modeling_{ARCH}")
+    _StockConfig = getattr(_configuration, f"{_prefix}Config")
+    _StockModel = getattr(_modeling, f"{_prefix}Model")
+    _StockForCausalLM = getattr(_modeling, f"{_prefix}ForCausalLM")
+    _DecoderLayer = getattr(_modeling, f"{_prefix}DecoderLayer")
 
 
 class PrunedConfig(_StockConfig):
@@ -55,6 +64,8 @@ class PrunedConfig(_StockConfig):
         """A homogeneous config describing decoder layer ``index`` at its own widths."""
         if getattr(self, "is_heterogeneous", False):
             return self.per_layer_config[index]
+        if self.layer_widths is None:
+            raise ValueError("config.json has no layer_widths: not a model exported by greentui export-model")
         layer = copy.copy(self)
         for name in WIDTH_FIELDS:
             setattr(layer, name, self.layer_widths[index][name])

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from backend.errors import GreentuiError
 from backend.workspace import PACKAGE_DATA
+
+if TYPE_CHECKING:  # for annotations only: torch is imported inside the functions that run it
+    import torch
 
 SHIPPED_TEXT = PACKAGE_DATA / "text" / "tinyshakespeare.txt"
 MAX_CALIB_CHARS = 64 * 2**20
@@ -67,12 +70,12 @@ def calibration_batches(tokenizer, text: str, samples: int, seq_len: int, seed: 
     return torch.tensor([ids[s:s + seq_len] for s in starts], dtype=torch.long)
 
 
-def scored_parameters(layers) -> list:
+def scored_parameters(layers) -> list[torch.nn.Parameter]:
     """The parameters Taylor importance reads gradients of: every weight and bias of the attention
     and MLP projections (``nn.Linear``) of the layers that will be pruned. Nothing else needs one."""
     import torch
 
-    params = []
+    params: list[torch.nn.Parameter] = []
     for layer in layers:
         for part in (layer.self_attn, layer.mlp):
             for module in part.modules():

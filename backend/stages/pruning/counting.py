@@ -99,13 +99,16 @@ def param_share_heads(s: LayerShape, ratio: float) -> tuple[int, int]:
     closest to ``ratio`` (ties keep more). This is greentui's first rule, unchanged."""
     per = s.heads // s.kv_heads
     full = _attention_weights(s.hidden, s.head_dim, s.heads, s.kv_heads)
-    best = None
+    best: tuple[tuple[float, float], tuple[int, int]] | None = None
     for kv in range(1, s.kv_heads + 1):
         for q in range(1, per + 1):
             removed = 1 - _attention_weights(s.hidden, s.head_dim, kv * q, kv) / full
             key = (abs(removed - ratio), removed)
             if best is None or key < best[0]:
                 best = (key, (kv, q))
+    if best is None:  # fewer query heads than kv heads: no (kv, q) pair to choose from
+        raise ValueError(f"a layer with {s.heads} query heads and {s.kv_heads} kv heads has no whole kv group "
+                         "to keep")
     return best[1]
 
 

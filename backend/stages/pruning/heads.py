@@ -73,7 +73,7 @@ def plan_heads(attn, heads: int, kv_heads: int, kv_keep: int, q_keep: int, impor
     q_score, g_score = head_scores(attn, heads, kv_heads, importance, scores, generator)
     per = heads // kv_heads
     keep_kv = sorted(torch.topk(g_score, kv_keep).indices.tolist())
-    keep_q = []
+    keep_q: list[int] = []
     for g in keep_kv:
         local = torch.topk(q_score[g * per:(g + 1) * per], q_keep).indices.tolist()
         keep_q.extend(g * per + i for i in sorted(local))

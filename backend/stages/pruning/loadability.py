@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypedDict
 
 from backend.errors import GreentuiError
 from backend.stages.model_export import decilm
@@ -23,6 +23,15 @@ from backend.stages.pruning.spec import PruneConfig
 
 ALIGNMENTS = (64, 128)
 NEARBY = 3  # uniform alternatives listed, nearest ratios first
+
+
+class Loadability(TypedDict):
+    """The plan's ``export`` section (JSON-ready): each format's verdict, the uniform ratios nearby and the
+    MLP alignments (both empty for layer dropping, which leaves every kept layer whole)."""
+
+    formats: dict[str, dict[str, Any]]
+    uniform: list[dict[str, Any]]
+    alignment: list[dict[str, Any]]
 
 
 def _shapes(spec, widths: list[dict[str, int]]) -> list[LayerShape]:
@@ -39,7 +48,7 @@ def _cost(spec, p: dict[str, Any], targets: list[dict[str, int]]) -> dict[str, A
             "flops_ratio": round(flops / p["flops_per_token_after"], 6)}
 
 
-def loadability(spec, cfg: PruneConfig, p: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
+def loadability(spec, cfg: PruneConfig, p: dict[str, Any], config: dict[str, Any] | None = None) -> Loadability:
     """The ``export`` section of a plan: formats without custom code, uniform ratios nearby, alignment.
     ``config`` (config.json) lets the DeciLM check read biases and the sliding window."""
     widths = p["layers_after"]
@@ -47,7 +56,7 @@ def loadability(spec, cfg: PruneConfig, p: dict[str, Any], config: dict[str, Any
     base = spec.layers[0]
     original = {"heads": base.heads, "kv_heads": base.kv_heads, "head_dim": base.head_dim,
                 "intermediate": base.intermediate}
-    formats: dict[str, Any] = {}
+    formats: dict[str, dict[str, Any]] = {}
     why = plain_problem(mt, hidden, widths)
     formats["plain"] = {"ok": why is None, "why": why or "every layer has one width a stock config states"}
     try:
@@ -62,7 +71,7 @@ def loadability(spec, cfg: PruneConfig, p: dict[str, Any], config: dict[str, Any
         targets, _ = decilm.layout(cfg_dict, widths)
         formats["decilm"].update(_cost(spec, p, targets))
     formats["remote-code"] = {"ok": True, "why": "any widths; loads with trust_remote_code=True"}
-    out = {"formats": formats, "uniform": [], "alignment": []}
+    out: Loadability = {"formats": formats, "uniform": [], "alignment": []}
     if importances.get(cfg.method).removes == "layers":
         return out
     if not formats["plain"]["ok"]:
@@ -120,7 +129,7 @@ def alignment(spec, cfg: PruneConfig, p: dict[str, Any]) -> list[dict[str, Any]]
     return out
 
 
-def lines(section: dict[str, Any]) -> list[str]:
+def lines(section: Loadability) -> list[str]:
     """Short lines for the New-run plan panel."""
     f = section["formats"]
     out = []
@@ -137,7 +146,7 @@ def lines(section: dict[str, Any]) -> list[str]:
     return out
 
 
-def for_model(model_dir: str, spec, cfg: PruneConfig, p: dict[str, Any]) -> dict[str, Any]:
+def for_model(model_dir: str, spec, cfg: PruneConfig, p: dict[str, Any]) -> Loadability:
     """``loadability`` for a model folder's plan (reads its config.json for the DeciLM check)."""
     import json
     from pathlib import Path

@@ -168,10 +168,12 @@ def plan(spec: ModelSpec, cfg: PruneConfig) -> dict[str, Any]:
             n = len(targets)
         after = list(spec.layers[:spec.num_layers - n])  # which ones is decided by block influence
         out["layers_dropped"] = n
-        prunable_before = prunable_after = None
+        prunable_before: int | None = None  # layer dropping removes whole layers, no projection widths
+        prunable_after: int | None = None
+        prunable_removed: float | None = None
         loads_plain = True
     else:
-        prunable_before = prunable_after = 0
+        before_sum = after_sum = 0
         seen_warnings: set[str] = set()
         for i in targets:
             s = spec.layers[i]
@@ -182,8 +184,10 @@ def plan(spec: ModelSpec, cfg: PruneConfig) -> dict[str, Any]:
                     warnings.append(w)
             new = dataclasses.replace(s, heads=c.heads, kv_heads=c.kv_heads, intermediate=c.intermediate)
             after[i] = new
-            prunable_before += (s.attention_params() if cfg.prune_heads else 0) + (s.mlp_params() if cfg.prune_mlp else 0)
-            prunable_after += (new.attention_params() if cfg.prune_heads else 0) + (new.mlp_params() if cfg.prune_mlp else 0)
+            before_sum += (s.attention_params() if cfg.prune_heads else 0) + (s.mlp_params() if cfg.prune_mlp else 0)
+            after_sum += (new.attention_params() if cfg.prune_heads else 0) + (new.mlp_params() if cfg.prune_mlp else 0)
+        prunable_before, prunable_after = before_sum, after_sum
+        prunable_removed = round(1 - after_sum / before_sum, 6) if before_sum else None
         uniform = all(_width(s) == _width(after[0]) for s in after)
         loads_plain = uniform and not (spec.model_type in HEADS_MUST_DIVIDE_HIDDEN
                                        and spec.hidden % after[0].heads != 0)
@@ -193,7 +197,7 @@ def plan(spec: ModelSpec, cfg: PruneConfig) -> dict[str, Any]:
         "params_before": before_p, "params_after": after_p,
         "params_removed_ratio": round(1 - after_p / before_p, 6),
         "prunable_params_before": prunable_before, "prunable_params_after": prunable_after,
-        "prunable_removed_ratio": (round(1 - prunable_after / prunable_before, 6) if prunable_before else None),
+        "prunable_removed_ratio": prunable_removed,
         "flops_context_tokens": cfg.calib_seq_len,
         "flops_per_token_before": spec.flops_per_token(spec.layers, cfg.calib_seq_len),
         "flops_per_token_after": spec.flops_per_token(after, cfg.calib_seq_len),
@@ -258,13 +262,13 @@ def resolve_target(spec: ModelSpec, cfg: PruneConfig, target_params: str | int |
     """Turn ``--target-params`` / ``--target-ratio`` into a solved ratio (None when neither is given)."""
     if target_params is not None and target_ratio is not None:
         raise GreentuiError("give --target-params or --target-ratio, not both")
-    if target_params is None and target_ratio is None:
-        return None
     if target_ratio is not None:
         if not isinstance(target_ratio, (int, float)) or math.isnan(target_ratio) or not 0 < target_ratio < 1:
             raise GreentuiError(f"--target-ratio must be strictly between 0 and 1 (the share of the model's "
                                 f"parameters to keep), got {target_ratio!r}")
         n = int(round(spec.params() * target_ratio))
+    elif target_params is None:  # neither given
+        return None
     else:
         n = parse_params(target_params) if isinstance(target_params, str) else int(target_params)
     solved = solve_ratio(spec, cfg, n)

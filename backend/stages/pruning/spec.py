@@ -12,7 +12,7 @@ calibration dataset, ``--no-heads``/``--no-mlp``, the graph switch the tests use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from backend.errors import GreentuiError
 from backend.schema.catalog import ARCHITECTURES as SUPPORTED_ARCHITECTURES  # the one list of each, in catalog
@@ -64,8 +64,9 @@ class PruneConfig:
         (``device``, ``prune_heads``, ``calib_dataset``…)."""
         return cls(**{name: getattr(run, setting) for name, setting in RUN_FIELDS.items()}, **options)
 
-    def settings(self) -> dict[str, object]:
-        """The run settings this view holds, under the run schema's names (None: the schema's default)."""
+    def settings(self) -> dict[str, Any]:
+        """The run settings this view holds, under the run schema's names (None: the schema's default).
+        Values are ``Any``: each is its own setting's type, looked up by name through ``RUN_FIELDS``."""
         out = {setting: getattr(self, name) for name, setting in RUN_FIELDS.items()}
         for name in ("ignore_first", "ignore_last"):
             if out[name] is None:

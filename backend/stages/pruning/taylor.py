@@ -51,6 +51,14 @@ def layer_chunks(layers: list, budget_bytes: int) -> list[list[int]]:
     return chunks
 
 
+def _chunk_progress(progress: Callable[[float], None] | None, chunk: int,
+                    chunks: int) -> Callable[[float], None] | None:
+    """Chunk ``chunk``'s own 0..1 progress as a share of all ``chunks`` passes (None: nobody listens)."""
+    if progress is None:
+        return None
+    return lambda f: progress((chunk + f) / chunks)
+
+
 def gradient_scores(model, batches, layers: list, importance: Importance, device: str,
                     progress: Callable[[float], None] | None = None,
                     share: float = GRADIENT_SHARE) -> GradientScores:
@@ -77,8 +85,7 @@ def gradient_scores(model, batches, layers: list, importance: Importance, device
         handles = [p.register_post_accumulate_grad_hook(arrived) for p in params]
         try:
             loss = calibration.accumulate_gradients(
-                model, batches, device, None if progress is None else
-                (lambda f, c=c: progress((c + f) / len(chunks))), params=params)
+                model, batches, device, _chunk_progress(progress, c, len(chunks)), params=params)
         finally:
             for h in handles:
                 h.remove()
