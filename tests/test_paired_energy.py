@@ -66,6 +66,30 @@ def _baseline(s: Store, mid: int, key: str, fp: dict | None, finished_ago: float
     return rid
 
 
+def test_the_vanilla_energy_a_paired_run_measured_itself_has_its_per_task_figures(tmp_path):
+    """Under the paired protocol the run's vanilla energy lives only in its own windows (its accuracy is
+    the baseline run's): Compare's Energy tab and the exports showed "—" for Wh, J/token and J/correct of
+    that vanilla row. They are the windows' means, with the baseline's accuracy for J/correct."""
+    from backend.measure.trust import averages, energy_noise, task_energy
+    s = Store(tmp_path / "greentui.db")
+    mid = s.models.upsert("/m")
+    base = _baseline(s, mid, "k", None)
+    run = s.runs.create(mid, "experiment", RunConfig(model="/m").to_dict(), parent_run_id=base)
+    s.results.save_task_result(run, "pruned", "piqa", {"acc": 0.4, "n_samples": 10, "energy_kwh": 2e-6,
+                                                       "seconds": 1.0, "tokens": 500})
+    s.results.save_energy_windows(run, "piqa", [
+        {"variant": v, "repeat": i, "energy_kwh": e * 1e-6, "seconds": e / 2, "tokens": 500, "meter": "cpu-time"}
+        for i, (v, e) in enumerate([("vanilla", 4.0), ("pruned", 2.0), ("pruned", 2.2), ("vanilla", 3.6)], 1)])
+    vanilla = task_energy(s, run, "vanilla")["piqa"]
+    assert vanilla.wh == pytest.approx(3.8e-3) and vanilla.seconds == pytest.approx(1.9)
+    assert vanilla.j_per_token == pytest.approx(3.8e-3 * 3600 / 500)
+    assert vanilla.j_per_correct == pytest.approx(3.8e-3 * 3600 / (0.5 * 10))  # the baseline's accuracy
+    assert vanilla.repeats == 2 and averages({"piqa": vanilla})["wh"] == pytest.approx(3.8e-3)
+    pruned = task_energy(s, run, "pruned")
+    assert [n["task"] for n in energy_noise(pruned, {"piqa": vanilla})] == ["piqa"]
+    s.close()
+
+
 def test_a_baseline_under_another_fingerprint_or_too_old_is_not_reused(tmp_path):
     """Two recorded fingerprints in a real store: the run's own machine reuses only its own baseline."""
     from backend.measure.machine import FINGERPRINT_FIELDS  # fingerprint() itself imports torch: 2 s

@@ -60,7 +60,10 @@ def task_energy(store: Store, run_id: int, variant: str) -> dict[str, TaskEnergy
     for p in store.results.energy_repeats(run_id, variant):
         passes.setdefault(p["task"], []).append(p)
     out: dict[str, TaskEnergy] = {}
-    for r in store.results.task_results(run_id, variant):
+    rows = store.results.task_results(run_id, variant)
+    if not rows and passes:
+        rows = _rows_of_paired_windows(store, run_id, variant, passes)
+    for r in rows:
         t = r["task"]
         ps = passes.get(t, [])
         wh_values = [None if p["energy_kwh"] is None else p["energy_kwh"] * 1000 for p in ps]
@@ -78,6 +81,27 @@ def task_energy(store: Store, run_id: int, variant: str) -> dict[str, TaskEnergy
             j_per_correct=joules / correct if joules is not None and correct else None,
             tokens=r["tokens"], correct=correct, repeats=max(len(ps), 1), meter=r["meter"])
     return out
+
+
+def _rows_of_paired_windows(store: Store, run_id: int, variant: str,
+                            passes: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A task row per task for a variant this run measured only in its paired windows: the vanilla
+    model's energy under the paired protocol, whose accuracy is its baseline run's (evaluated once).
+    Energy and seconds are the windows' means (as the pruned row's are); the accuracy, items and tokens
+    come from the baseline run's row of the task, else from the windows (same requests)."""
+    run = store.runs.get(run_id) or {}
+    parent = run.get("parent_run_id")
+    accuracy = {r["task"]: r for r in store.results.task_results(parent, variant)} if parent else {}
+    rows = []
+    for task, ps in passes.items():
+        energy = [p["energy_kwh"] for p in ps]
+        seconds = [p["seconds"] for p in ps]
+        acc = accuracy.get(task, {})
+        rows.append({"task": task, "energy_kwh": None if any(e is None for e in energy) else mean(energy),
+                     "seconds": None if any(x is None for x in seconds) else mean(seconds),
+                     "acc": acc.get("acc"), "n_samples": acc.get("n_samples"),
+                     "tokens": acc.get("tokens") or ps[0].get("tokens"), "meter": ps[0].get("meter")})
+    return rows
 
 
 def _avg(values: list[float | None]) -> float | None:

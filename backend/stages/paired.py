@@ -271,8 +271,9 @@ class PairedMeter:
             ci = out.interval()
             if progress is not None:
                 hw = ci.half_width if ci else None
+                # the interval before the ratio: a progress line cut at 80 columns never shows a bare ratio
                 progress(f"{task}: {pair} pair{'s' if pair > 1 else ''}"
-                         + (f", ratio {ci.ratio:.3f} ±{hw * 100:.1f}%" if ci and hw is not None else ""),
+                         + (f", CI ±{hw * 100:.1f}% on ratio {ci.ratio:.3f}" if ci and hw is not None else ""),
                          min(pair / cap, 1.0))
             if repeats is None and pair >= MIN_AUTO_PAIRS and ci is not None:
                 if ci.half_width is not None and ci.half_width <= ci_target:

@@ -282,7 +282,7 @@ class RunDetailScreen(WatchingScreen):
             title += f" · baseline run {run['parent_run_id']}{self.reuse_note()}"
         if run.get("params_before") and run.get("params_after"):
             title += (f" · params {run['params_before']:,} → {run['params_after']:,} "
-                      f"({run['params_after'] / run['params_before']:.3f})")
+                      f"(×{run['params_after'] / run['params_before']:.3f}, counted: exact)")
         if self.job is not None and self.job.summary:
             title += f" · {self.job.summary}"
         title += f" · queued {when(run.get('created_at'))}"
