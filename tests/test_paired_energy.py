@@ -87,6 +87,12 @@ def test_the_vanilla_energy_a_paired_run_measured_itself_has_its_per_task_figure
     assert vanilla.repeats == 2 and averages({"piqa": vanilla})["wh"] == pytest.approx(3.8e-3)
     pruned = task_energy(s, run, "pruned")
     assert [n["task"] for n in energy_noise(pruned, {"piqa": vanilla})] == ["piqa"]
+    # `show`'s energy Δ is against the run's own vanilla windows (n=2 a side), not its baseline's one pass
+    from backend.results.run_energy import run_energy_doc
+    doc = run_energy_doc(s, s.runs.get(run))
+    (noise,) = doc["energy_noise"]
+    assert noise["delta_wh"] == pytest.approx(2.1e-3 - 3.8e-3) and noise["verdict"] != "needs --repeats ≥ 2"
+    assert doc["energy"]["vanilla"]["avg"]["wh"] == pytest.approx(3.8e-3)
     s.close()
 
 

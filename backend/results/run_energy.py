@@ -61,7 +61,8 @@ def run_energy_doc(store: Store, run: dict[str, Any]) -> dict[str, Any]:
             variants[v] = te
     for name, te in variants.items():
         doc["energy"][name] = {"tasks": {k: _te(x) for k, x in te.items()}, "avg": averages(te)}
-    vanilla = variants.get("baseline vanilla") or variants.get("vanilla")
+    # the run's own vanilla windows (paired protocol) when it measured them, else its baseline run's
+    vanilla = variants.get("vanilla") or variants.get("baseline vanilla")
     if "pruned" in variants and vanilla and run["kind"] != "reference":
         doc["energy_noise"] = energy_noise(variants["pruned"], vanilla)
     if "pruned" in variants:
