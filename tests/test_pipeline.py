@@ -117,6 +117,39 @@ def test_one_task_run_in_process_seed_baseline_reuse_export(cli, workspace, demo
 
 
 @pytest.mark.slow
+def test_a_paired_tasks_row_is_written_after_its_windows_and_ratio(cli, workspace, demo_model_dir):
+    """The pruned task row marks a task finished for a resumed run: written last, a kill between the
+    writes re-measures the task instead of keeping a row without its windows and interval."""
+    from backend.execution.pipeline import execute_run
+    from backend.execution.sinks import StoreRecorder
+
+    calls: list[tuple[str, str]] = []
+
+    class Watched(StoreRecorder):
+        def save_energy_windows(self, run_id, task, windows):
+            calls.append(("windows", task))
+            super().save_energy_windows(run_id, task, windows)
+
+        def save_metric(self, run_id, variant, name, value, detail=None):
+            if name.startswith("paired_energy_ratio:"):
+                calls.append(("ratio", name.split(":", 1)[1]))
+            super().save_metric(run_id, variant, name, value, detail)
+
+        def save_task_result(self, run_id, variant, task, result):
+            if variant == "pruned":
+                calls.append(("row", task))
+            super().save_task_result(run_id, variant, task, result)
+
+    queued = cli("queue", str(demo_model_dir("llama")), "--tasks", "boolq,piqa", "--limit", "2", "--data-dir", DATA,
+                 "--ppl-limit", "64", "--no-lora", "--repeats", "2", "--window-s", "0.05", "--no-start", check=True)
+    run_id = int(queued.stdout.split()[-1])
+    with _store(workspace) as s:
+        s.runs.mark_started(run_id)
+        assert execute_run(Watched(s), workspace, run_id) == "done"
+    assert calls == [(w, t) for t in ("boolq", "piqa") for w in ("windows", "ratio", "row")]
+
+
+@pytest.mark.slow
 def test_run_quick_then_reuse_baseline_and_export(cli_subprocess, workspace, demo_model_dir):
     """The console script end to end, two tasks, CodeCarbon on every task (slow: three processes)."""
     cli = cli_subprocess

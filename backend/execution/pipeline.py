@@ -532,12 +532,16 @@ class _Pipeline:
             "scaled": bool(sample and sample < len(requests)),
             "note": "energy = mean of the paired windows (warm, interleaved with vanilla); accuracy from one pass"})
         row.pop("repeats", None)
-        self.store.save_task_result(self.run_id, "pruned", task, row)
+        # The task's row is written last: it is what marks the task finished for a resumed run, so a run
+        # killed before it measures the task again (its windows and ratio replaced), never keeps a row
+        # without the windows and ratio it was computed from.
         self.store.save_energy_windows(self.run_id, task, result.windows)
         if ci is not None:
             self.store.save_metric(self.run_id, "pruned", f"paired_energy_ratio:{task}", ci.ratio,
                                    {"low": ci.low, "high": ci.high, "n": ci.n, "method": "t-interval of the mean "
                                     "log-ratio over pairs", "stopped": result.stopped, "design": self.design})
+        self.store.save_task_result(self.run_id, "pruned", task, row)
+        if ci is not None:
             band = f" [{ci.low:.3f}, {ci.high:.3f}]" if ci.low is not None else " (n=1: no interval)"
             self.sink.log(f"{task}: paired energy ratio {ci.ratio:.3f}{band}, {ci.n} pairs, {result.stopped}")
 
