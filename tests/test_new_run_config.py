@@ -67,6 +67,18 @@ async def test_the_forms_study_recipe_takes_the_workspaces_energy_defaults(tmp_p
                                                  workspace_defaults=True).to_dict()
 
 
+async def test_a_bad_energy_table_is_said_once_and_the_form_keeps_the_schemas_defaults(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    app = GreentuiApp(ws, manage_runner=False)  # (a file bad at start stops the app in one line)
+    async with app.run_test(size=(80, 24)) as pilot:
+        (ws / "greentui.toml").write_text("[energy]\nci_target = 0.9\n")  # edited while it runs
+        form = await open_form(app, pilot, model=DEMO)
+        assert form.read()[0].ci_target == RunConfig().ci_target
+        said = [n.message for n in app._notifications]
+        assert any("energy.ci_target = 0.9: CI target must be" in m for m in said), said
+
+
 def test_the_demo_measures_like_the_cli_so_their_baselines_are_one():
     """The demo's quick config changes only what makes it quick; a CLI run with the demo's limit has the
     same baseline key, so it reuses the demo's vanilla baseline instead of evaluating a second one whose
