@@ -119,3 +119,14 @@ def test_the_energy_table_reaches_a_studys_cells_under_its_own_run_table(cli, wo
         configs = [store.runs.get(r["id"])["config"] for r in store.runs.list(limit=10)]
     assert len(configs) == 3  # the shared baseline and two cells
     assert {(c["ci_target"], c["max_repeats"]) for c in configs} == {(0.02, 4)}  # the file's [run] wins
+
+
+def test_the_readmes_example_file_is_accepted_as_written(tmp_path):
+    """The README's greentui.toml is what a user copies first: it must read, every table of it."""
+    import re
+
+    from .conftest import ROOT
+    block = re.search(r"```toml\n(\[slurm\].*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block, "README.md has no greentui.toml example starting with [slurm]"
+    (tmp_path / "greentui.toml").write_text(block.group(1))
+    assert set(load_workspace_config(tmp_path)) == {"slurm", "runner", "energy"}
