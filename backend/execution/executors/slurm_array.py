@@ -106,15 +106,20 @@ def wait_for_shared_baseline(recorder: Any, snapshot: dict[str, Any]) -> None:
         recorder.note(f"the shared baseline run {wanted['run_id']} ended {status.get('status')}: this run "
                       "evaluates its own")
         return
-    key = None
+    key, fingerprint = None, None
     try:
         for line in (folder / "updates.jsonl").read_text().splitlines():
             rec = json.loads(line)
             if rec.get("op") == "update" and (rec.get("fields") or {}).get("baseline_key"):
                 key = rec["fields"]["baseline_key"]
+            if rec.get("op") == "metric" and rec.get("name") == "fingerprint" and rec.get("variant") == "run":
+                fingerprint = rec.get("detail")
     except (OSError, json.JSONDecodeError):
         key = None
     tasks = sorted(p.stem.split("-", 2)[2] for p in (folder / "results").glob("own-vanilla-*.json"))
     if key and tasks:
-        recorder.baselines[key] = {"id": int(wanted["run_id"]), "tasks": tasks}
+        # its fingerprint and end as the store would hold them: the pipeline's reuse rule (same machine
+        # and software, young enough) is applied to them on this node (``FileRecorder.find_baseline``)
+        recorder.baselines[key] = {"id": int(wanted["run_id"]), "tasks": tasks, "fingerprint": fingerprint,
+                                   "finished_at": status.get("t")}
         recorder.note(f"the shared baseline run {wanted['run_id']} is done: reusing its {len(tasks)} task(s)")
