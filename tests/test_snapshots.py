@@ -200,6 +200,15 @@ def _app(ws: Path) -> GreentuiApp:
     return GreentuiApp(ws, manage_runner=False)
 
 
+def _fixed(tmp_path: Path, size: str) -> tuple[GreentuiApp, _Shots, dict]:
+    """An app on the fixed store (its run ids) and the shot collector of one walk."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ids = build_fixed_store(ws)
+    app = _app(ws)
+    return app, _Shots(app, size), ids
+
+
 async def _walk_empty_and_demo(tmp_path: Path, size: str) -> list[str]:
     """The first screen of an empty workspace; the demo's Run detail and Compare."""
     empty_ws = tmp_path / "empty"
@@ -224,11 +233,7 @@ async def _walk_empty_and_demo(tmp_path: Path, size: str) -> list[str]:
 
 async def _walk_lists_and_run_detail(tmp_path: Path, size: str) -> list[str]:
     """Runs, the delete confirmation, Queue, Models, New run, Run detail (finished, help, failed)."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    ids = build_fixed_store(ws)
-    app = _app(ws)
-    shots = _Shots(app, size)
+    app, shots, ids = _fixed(tmp_path, size)
     async with app.run_test(size=SIZES[size]) as pilot:
         await shots.take(pilot, "runs")
         await pilot.press("delete")  # delete the highlighted run: asks first
@@ -254,11 +259,7 @@ async def _walk_lists_and_run_detail(tmp_path: Path, size: str) -> list[str]:
 
 async def _walk_compare(tmp_path: Path, size: str) -> list[str]:
     """Compare of one run against its baseline, of two runs on every tab, of four runs."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    ids = build_fixed_store(ws)
-    app = _app(ws)
-    shots = _Shots(app, size)
+    app, shots, ids = _fixed(tmp_path, size)
     async with app.run_test(size=SIZES[size]) as pilot:
         app.open_compare([ids["exp"]])
         await shots.take(pilot, "compare-radar")
@@ -283,11 +284,7 @@ async def _walk_compare(tmp_path: Path, size: str) -> list[str]:
 
 async def _walk_studies(tmp_path: Path, size: str) -> list[str]:
     """Studies: the list, a study's grid, its answer and tables, the new-study form."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    build_fixed_store(ws)
-    app = _app(ws)
-    shots = _Shots(app, size)
+    app, shots, _ = _fixed(tmp_path, size)
     async with app.run_test(size=SIZES[size]) as pilot:
         await pilot.press("4")
         await shots.take(pilot, "studies")
