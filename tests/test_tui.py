@@ -309,6 +309,7 @@ async def test_footer_is_not_rebuilt_when_the_focus_moves(seeded) -> None:
         assert "compare" in {k.action for k in footer.query(FooterKey)}
 
 
+@pytest.mark.slow  # fast-tier budget; names as text on every screen: test_hostile_names (fast)
 async def test_runs_show_names_with_brackets_as_they_are(ws: Path) -> None:
     """Cells are plain text: a model name that looks like Rich markup is shown, not interpreted."""
     from tests.snapshot import screen_text
@@ -624,6 +625,7 @@ def err(screen: NewRunScreen, name: str) -> str:
     return str(label.render()) if label.display else ""
 
 
+@pytest.mark.slow  # fast-tier budget; the form's starting config: test_the_forms_starting_config_is_the_clis_defaults (fast)
 async def test_new_run_defaults_are_the_study(seeded) -> None:
     ws, _ = seeded
     app = app_for(ws)

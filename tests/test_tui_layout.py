@@ -153,7 +153,7 @@ async def test_run_detail_says_its_meter_once_and_wraps_its_log(tmp_path: Path, 
 
 # ------------------------------------------------------------------------------------------ Compare
 
-@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[]))  # slow: the snapshot walk's compare screens (fast)
 async def test_compare_header_legend_table_and_arrows(tmp_path: Path, size) -> None:
     ids = build_fixed_store(tmp_path)
     app = app_for(tmp_path)
