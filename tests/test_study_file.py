@@ -102,3 +102,13 @@ def test_every_run_setting_is_a_study_key():
     from backend.schema.study import setting_for
     for s in SETTINGS:
         assert setting_for(s.name) == s.name
+
+
+def test_a_file_value_is_read_as_the_flag_reads_it():
+    """One reader for TOML values (``settings.from_toml``: study files and greentui.toml): a number for a
+    text setting is its text (``repeats = 5`` was refused as "must be a text"), a list for a setting with
+    a parser is its comma-separated text (batches sorted as ``--efficiency-batches 8,1`` sorts them)."""
+    spec = parse(HEAD + '[run]\nrepeats = 5\nefficiency_batches = [8, 1]\n')
+    assert spec.run["repeats"] == 5 and spec.run["efficiency_batches"] == [1, 8]
+    with pytest.raises(StudyError, match=r"run.repeats: '2.5' is neither 'auto' nor a whole number"):
+        parse(HEAD + '[run]\nrepeats = 2.5\n')

@@ -130,3 +130,12 @@ def test_the_readmes_example_file_is_accepted_as_written(tmp_path):
     assert block, "README.md has no greentui.toml example starting with [slurm]"
     (tmp_path / "greentui.toml").write_text(block.group(1))
     assert set(load_workspace_config(tmp_path)) == {"slurm", "runner", "energy"}
+
+
+def test_the_slurm_defaults_reach_the_run_as_the_schema_reads_them(workspace):
+    from backend.schema.wsconfig import slurm_defaults
+    (workspace / "greentui.toml").write_text('[slurm]\ngpus = "2"\npartition = "gpu"\n')
+    assert slurm_defaults(workspace) == {"gpus": 2, "partition": "gpu"}  # a text "2" is the flag's 2
+    (workspace / "greentui.toml").write_text('[slurm]\ngpus = "two"\n')
+    with pytest.raises(GreentuiError, match="slurm.gpus = 'two': "):
+        slurm_defaults(workspace)

@@ -277,6 +277,49 @@ def values_from_args(args: argparse.Namespace, settings: tuple[Setting, ...]) ->
     return given
 
 
+def from_toml(s: Setting, raw: Any) -> Any:
+    """A TOML value (a study file's [run] or [grid], greentui.toml's [energy] and [slurm]) → the
+    setting's value: text goes through the flag's own parser, so a file accepts what ``--flag`` does;
+    a number for a text setting is read as its text (``repeats = 5``), a list for a setting with a
+    parser as its comma-separated text (``efficiency_batches = [8, 1]`` → [1, 8]). ValueError with
+    the reason otherwise. The setting's rule (``check``) is the caller's next step."""
+    if isinstance(raw, str):
+        if s.type == "bool":
+            raise ValueError(f"must be true or false (got {raw!r})")
+        return s.from_text(raw)
+    if s.type == "bool":
+        if not isinstance(raw, bool):
+            raise ValueError(f"must be true or false (got {raw!r})")
+        return raw
+    if isinstance(raw, bool):
+        raise ValueError(f"must be a {_type_word(s)}, not {str(raw).lower()}")
+    if s.type == "int":
+        if not isinstance(raw, int):
+            raise ValueError(f"must be a whole number (got {raw!r})")
+        return raw
+    if s.type in ("float", "ratio"):
+        if not isinstance(raw, (int, float)) or (isinstance(raw, float) and math.isnan(raw)):
+            raise ValueError(f"must be a number (got {raw!r})")
+        return float(raw)
+    if s.type == "list":
+        if not isinstance(raw, list) or any(isinstance(x, (list, dict)) for x in raw):
+            raise ValueError(f"must be a list of values or a text (got {raw!r})")
+        if s.parse is not None and not s.repeatable:  # a repeatable flag's items are whole values each
+            return s.from_text(",".join(str(x) for x in raw))
+        items = [x if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x) for x in raw]
+        if s.default and isinstance(s.default, list) and all(isinstance(d, str) for d in s.default):
+            items = [str(x) for x in items]
+        return items
+    if s.type == "str" and isinstance(raw, (int, float)):
+        return s.from_text(str(raw))
+    raise ValueError(f"must be a text (got {raw!r})")
+
+
+def _type_word(s: Setting) -> str:
+    return {"int": "whole number", "float": "number", "ratio": "number or fraction like 2/7",
+            "list": "list", "str": "text"}.get(s.type, "value")
+
+
 # ---------------------------------------------------------------------------------- common rules
 
 def at_least(n: float, what: str = "must be") -> Check:

@@ -32,7 +32,6 @@ import difflib
 import hashlib
 import itertools
 import json
-import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from typing import Any
 
 from backend.errors import GreentuiError
 from backend.schema.runconfig import SETTING, SETTINGS, RunConfig
-from backend.schema.settings import Setting, ratio_text
+from backend.schema.settings import Setting, from_toml, ratio_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -185,41 +184,12 @@ def value_text(s: Setting, value: Any) -> str:
 
 
 def convert(s: Setting, raw: Any, key: str) -> Any:
-    """A TOML value → the setting's value, by the schema's own parser; StudyError naming ``key``."""
-    if isinstance(raw, str):
-        if s.type == "bool":
-            raise StudyError(key, f"must be true or false (got {raw!r})")
-        try:
-            return s.from_text(raw)
-        except ValueError as exc:
-            raise StudyError(key, str(exc)) from None
-    if s.type == "bool":
-        if not isinstance(raw, bool):
-            raise StudyError(key, f"must be true or false (got {raw!r})")
-        return raw
-    if isinstance(raw, bool):
-        raise StudyError(key, f"must be a {_type_word(s)}, not {str(raw).lower()}")
-    if s.type == "int":
-        if not isinstance(raw, int):
-            raise StudyError(key, f"must be a whole number (got {raw!r})")
-        return raw
-    if s.type in ("float", "ratio"):
-        if not isinstance(raw, (int, float)) or (isinstance(raw, float) and math.isnan(raw)):
-            raise StudyError(key, f"must be a number (got {raw!r})")
-        return float(raw)
-    if s.type == "list":
-        if not isinstance(raw, list) or any(isinstance(x, (list, dict)) for x in raw):
-            raise StudyError(key, f"must be a list of values or a text (got {raw!r})")
-        items = [x if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x) for x in raw]
-        if s.default and isinstance(s.default, list) and all(isinstance(d, str) for d in s.default):
-            items = [str(x) for x in items]
-        return items
-    raise StudyError(key, f"must be a text (got {raw!r})")
-
-
-def _type_word(s: Setting) -> str:
-    return {"int": "whole number", "float": "number", "ratio": "number or fraction like 2/7",
-            "list": "list", "str": "text"}.get(s.type, "value")
+    """A TOML value → the setting's value, by the schema's own parser (``settings.from_toml``);
+    StudyError naming ``key``."""
+    try:
+        return from_toml(s, raw)
+    except ValueError as exc:
+        raise StudyError(key, str(exc)) from None
 
 
 def _key_names() -> dict[str, str]:

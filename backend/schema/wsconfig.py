@@ -85,50 +85,31 @@ def _scalar(v: Any) -> bool:
     return isinstance(v, (str, int, float)) and not isinstance(v, bool)
 
 
-def run_setting(name: str) -> Key:
-    """A key that is the run setting ``name``: its type and its rule are the run schema's."""
+def run_setting(name: str, executor: str = "local") -> Key:
+    """A key that is the run setting ``name``, of any type: the TOML value is read as a study file
+    reads it (``settings.from_toml``: text through the flag's own parser, ``repeats = 5`` or ``"auto"``,
+    ``efficiency_batches = [1, 8]``) and checked by the setting's rule for a run of ``executor``, so a
+    value the file accepts is one ``--flag`` accepts, refused in the flag's words."""
     from backend.schema.runconfig import SETTING, RunConfig
+    from backend.schema.settings import from_toml
 
     s = SETTING[name]
-    accepts = {"int": _whole, "str": _text}[s.type]  # a run setting of another type needs its case here
-
-    def check(value: Any) -> str | None:
-        return s.check(value, RunConfig(model="(workspace)", executor="slurm")) if s.check else None
-    return Key("whole number" if s.type == "int" else "string", accepts, check, s.help)
-
-
-def setting_key(name: str) -> Key:
-    """A key that is the run setting ``name``, of any type: the TOML value is read as the CLI reads the
-    flag's text (``repeats = 5`` or ``"auto"``, ``efficiency_batches = [1, 8]``) and checked by the
-    setting's own rule, so a value the file accepts is one ``--flag`` accepts."""
-    s = _setting(name)
-
-    def accepts(value: Any) -> bool:
-        if s.type == "list":
-            return isinstance(value, list) and all(_scalar(v) for v in value)
-        return _scalar(value) and (s.type in ("str", "float", "ratio") or not isinstance(value, float))
 
     def check(value: Any) -> str | None:
         try:
-            parsed = setting_value(name, value)
+            parsed = from_toml(s, value)
         except ValueError as exc:
             return str(exc)
-        from backend.schema.runconfig import RunConfig
-        return s.check(parsed, RunConfig(model="(workspace)")) if s.check else None
-    kind = {"int": "whole number", "float": "number", "ratio": "number", "list": "list"}.get(s.type, "string or number")
-    return Key(kind, accepts, check, s.help)
+        return s.check(parsed, RunConfig(model="(workspace)", executor=executor)) if s.check else None
+    kind = {"int": "whole number", "float": "number", "ratio": "number", "list": "list"}.get(s.type, "string")
+    return Key(kind, lambda v: _scalar(v) or isinstance(v, list), check, s.help)
 
 
-def setting_value(name: str, value: Any) -> Any:
-    """The TOML ``value`` of run setting ``name`` as the setting's parser reads its text."""
-    s = _setting(name)
-    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    return s.from_text(text)
-
-
-def _setting(name: str) -> Any:
+def run_setting_value(name: str, value: Any) -> Any:
+    """The TOML ``value`` of run setting ``name`` as the run schema reads it (already checked)."""
     from backend.schema.runconfig import SETTING
-    return SETTING[name]
+    from backend.schema.settings import from_toml
+    return from_toml(SETTING[name], value)
 
 
 def energy_setting_names() -> tuple[str, ...]:
@@ -157,9 +138,9 @@ def _tables() -> dict[str, Table]:
 def _builtin_tables() -> dict[str, Table]:
     return {
         "slurm": Table({
-            "partition": run_setting("partition"),
-            "gpus": run_setting("gpus"),
-            "time_limit": run_setting("time_limit"),
+            "partition": run_setting("partition", "slurm"),
+            "gpus": run_setting("gpus", "slurm"),
+            "time_limit": run_setting("time_limit", "slurm"),
             "args": Table({}, "any sbatch option as KEY = VALUE",
                           values=Key("string or a number (sbatch --KEY=VALUE)", _scalar)),
         }, "defaults of runs queued with --executor slurm"),
@@ -167,7 +148,7 @@ def _builtin_tables() -> dict[str, Table]:
                         "the runners this workspace starts"),
         "keys": Table({}, "the workbench's keys by binding id (the UI checks the ids and key names)",
                       values=Key("string such as \"ctrl+q,q\"", _text)),
-        "energy": Table({name: setting_key(name) for name in energy_setting_names()},
+        "energy": Table({name: run_setting(name) for name in energy_setting_names()},
                         "defaults of the energy settings of runs queued into this workspace (CLI, form, "
                         "studies); a flag, a form field or a study's [run] wins"),
     }
@@ -254,7 +235,11 @@ def _shown(value: Any) -> str:
 
 def slurm_defaults(workspace: Path) -> dict[str, Any]:
     """The ``[slurm]`` table (partition, gpus, time_limit, args), checked; {} when there is none."""
-    return load_workspace_config(workspace).get("slurm", {})
+    table = dict(load_workspace_config(workspace).get("slurm", {}))
+    for name in ("partition", "gpus", "time_limit"):  # as the run schema reads them (gpus = "2" is 2)
+        if name in table:
+            table[name] = run_setting_value(name, table[name])
+    return table
 
 
 def runner_defaults(workspace: Path) -> dict[str, Any]:
@@ -265,7 +250,7 @@ def runner_defaults(workspace: Path) -> dict[str, Any]:
 def energy_defaults(workspace: Path) -> dict[str, Any]:
     """The ``[energy]`` table as run settings (name → the value its flag would give), checked; {} when
     there is none."""
-    return {name: setting_value(name, value)
+    return {name: run_setting_value(name, value)
             for name, value in load_workspace_config(workspace).get("energy", {}).items()}
 
 
