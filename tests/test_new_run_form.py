@@ -227,6 +227,7 @@ def known_model_workspace(tmp_path: Path) -> Path:
     return ws
 
 
+@pytest.mark.slow  # fast-tier budget; folded fields: test_clone_fills_every_field_including_the_folded_ones (fast)
 async def test_a_folded_group_is_built_when_opened_and_its_values_reach_the_queued_run(tmp_path: Path) -> None:
     """Only the essential fields exist when the form opens; Enter on a fold's title builds its fields
     with the held values; what is typed there, and what sits in folds never opened, is queued."""

@@ -96,6 +96,7 @@ def test_perplexity_line_orders_vanilla_pruned_lora(tmp_path: Path) -> None:
     s.close()
 
 
+@pytest.mark.slow  # fast-tier budget; the footer at 80x24: the snapshot walk (fast); the key map: test_keymap (fast)
 async def test_keys_at_80x24(tmp_path: Path) -> None:
     ids = seed(tmp_path)
     app = GreentuiApp(tmp_path, manage_runner=False)

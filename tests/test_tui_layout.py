@@ -81,7 +81,7 @@ def queue_store(ws: Path) -> dict[str, int]:
     return dict(ids, running=running, base_inside=base)
 
 
-@pytest.mark.parametrize("size", tiered(SIZES, fast=[(80, 24)]))  # 120x40 in the slow tier
+@pytest.mark.parametrize("size", tiered(SIZES, fast=[]))  # slow: the Queue screen's snapshot (fast)
 async def test_queue_counts_runs_that_hold_a_device_and_says_why_runs_wait(tmp_path: Path, size) -> None:
     """Not "2 running" on a one-slot CPU when a baseline is evaluated inside its experiment; a queued run
     says what it waits for (not "the runner starts"); the running stage moves and counts seconds."""
